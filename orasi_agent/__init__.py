@@ -1,0 +1,1 @@
+"""orasi-agent: the per-node OTLP pipeline."""

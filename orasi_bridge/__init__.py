@@ -1,0 +1,1 @@
+"""orasi-bridge: the regional lake writer and query service."""

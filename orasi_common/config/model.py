@@ -1,0 +1,60 @@
+"""The shape of a service's YAML configuration (the Collector's), and the component config base."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ComponentConfig(BaseModel):
+    """Base of every component's ``Config``: unknown keys are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineConfig(ComponentConfig):
+    receivers: list[str] = Field(description="Receiver ids feeding this pipeline.", min_length=1)
+    processors: list[str] = Field(
+        default_factory=list, description="Processor ids, applied in order."
+    )
+    exporters: list[str] = Field(description="Exporter ids the pipeline ends in.", min_length=1)
+
+
+class LogsTelemetry(ComponentConfig):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Minimum level of the service's own JSON logs."
+    )
+
+
+class AdminConfig(ComponentConfig):
+    endpoint: str | None = Field(
+        default=None,
+        description="host:port of /healthz, /readyz, /metrics and /debug/pipelines "
+        "(default 0.0.0.0:13133 agent, :13134 gateway, :13135 bridge).",
+    )
+
+
+class TelemetryConfig(ComponentConfig):
+    logs: LogsTelemetry = Field(default_factory=LogsTelemetry, description="Own logs.")
+    admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin HTTP port.")
+
+
+class ServicePart(ComponentConfig):
+    pipelines: dict[str, PipelineConfig] = Field(
+        description="Pipelines by id: `traces`, `metrics`, `logs`, optionally `/name`d."
+    )
+    extensions: list[str] = Field(default_factory=list, description="Extension ids to start.")
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig, description="The service's own telemetry."
+    )
+
+
+class ServiceConfig(ComponentConfig):
+    """A whole configuration file. Component sections stay raw until their factory validates them."""
+
+    receivers: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    processors: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    exporters: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    extensions: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    service: ServicePart

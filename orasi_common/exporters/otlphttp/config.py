@@ -1,0 +1,27 @@
+"""Configuration of the `otlphttp` exporter."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from orasi_common.config.model import ComponentConfig
+from orasi_common.pipeline.exporter_helper import ExporterConfig
+
+
+class TlsConfig(ComponentConfig):
+    ca_file: str | None = Field(default=None, description="PEM roots to trust for https (default: system).")
+    insecure_skip_verify: bool = Field(default=False, description="Do not verify the peer's certificate.")
+
+
+class Config(ExporterConfig):
+    endpoint: str = Field(
+        description="Base URL of the OTLP/HTTP peer, e.g. http://gateway:4318; /v1/<signal> is appended."
+    )
+    traces_endpoint: str | None = Field(default=None, description="Full URL for traces (overrides endpoint).")
+    metrics_endpoint: str | None = Field(default=None, description="Full URL for metrics (overrides endpoint).")
+    logs_endpoint: str | None = Field(default=None, description="Full URL for logs (overrides endpoint).")
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="Transport security for https.")
+    compression: Literal["gzip", "zstd", "none"] = Field(default="gzip", description="Body encoding.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with each request.")

@@ -1,0 +1,136 @@
+"""The one unit of data that travels through every pipeline.
+
+A Batch keeps its payload in the form it arrived in and converts lazily, once::
+
+    serialized OTLP bytes ──parse (cached)──▶ OTLP message
+    OTLP message ──serialize (cached)──▶ serialized OTLP bytes
+
+``raw`` is what exporters send; ``message`` is what processors that read data use;
+``mutable_message()`` is the only way to change data, and it drops the cached bytes so they are
+re-serialized once. Merging batches whose bytes are known concatenates them without a parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from orasi_common.pdata.otlp import count_items, merge_serialized, parse_request, split_request
+from orasi_common.pdata.signal import Signal
+
+DEFAULT_TENANT = "default"
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _derived_id(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """A group of items of one signal for one tenant.
+
+    ``batch_id`` is the idempotency key: unique, and stable across retries and restarts (merged
+    and split batches derive theirs from their parts). ``items`` counts spans, data points or log
+    records. ``metadata`` is transport metadata (e.g. headers) kept for exporters.
+    """
+
+    signal: Signal
+    items: int
+    tenant: str = DEFAULT_TENANT
+    batch_id: str = field(default_factory=new_batch_id)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    _raw: bytes | None = None
+    _message: Message | None = None
+
+    @classmethod
+    def from_serialized(
+        cls, signal: Signal, data: bytes, *, tenant: str = DEFAULT_TENANT, **kwargs: object
+    ) -> Batch:
+        """A batch from OTLP protobuf bytes, validated and counted by one parse."""
+        message = parse_request(signal, data)
+        return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_message(
+        cls, signal: Signal, message: Message, *, tenant: str = DEFAULT_TENANT, **kwargs: object
+    ) -> Batch:
+        return cls(signal, count_items(signal, message), tenant, _message=message, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def raw(self) -> bytes:
+        """The payload as a serialized OTLP export request."""
+        if self._raw is None:
+            assert self._message is not None
+            self._raw = self._message.SerializeToString()
+        return self._raw
+
+    @property
+    def message(self) -> Message:
+        """The payload as a parsed OTLP export request; do not modify it (see mutable_message)."""
+        if self._message is None:
+            assert self._raw is not None
+            self._message = parse_request(self.signal, self._raw)
+        return self._message
+
+    def mutable_message(self) -> Message:
+        """The parsed payload, for changing it in place; the serialized form is re-made later."""
+        message = self.message
+        self._raw = None
+        return message
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the serialized payload."""
+        return len(self._raw) if self._raw is not None else self.message.ByteSize()
+
+    def release_message(self) -> None:
+        """Drop the parsed form when the bytes are known (to hold less memory while queued)."""
+        if self._raw is not None:
+            self._message = None
+
+    def copy(self) -> Batch:
+        """An independent batch with the same items (the bytes are shared; they are immutable)."""
+        if self._raw is not None:
+            return Batch(self.signal, self.items, self.tenant, self.batch_id, self.metadata, _raw=self._raw)
+        clone = type(self.message)()
+        clone.CopyFrom(self.message)
+        return Batch(self.signal, self.items, self.tenant, self.batch_id, self.metadata, _message=clone)
+
+    @classmethod
+    def merge(cls, batches: Sequence[Batch]) -> Batch:
+        """One batch holding every item of ``batches`` (same signal and tenant), in order."""
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        return cls(
+            first.signal,
+            sum(b.items for b in batches),
+            first.tenant,
+            _derived_id(*(b.batch_id for b in batches)),
+            first.metadata,
+            _raw=merge_serialized(b.raw for b in batches),
+        )
+
+    def split(self, max_items: int) -> list[Batch]:
+        """Batches of at most ``max_items`` items each; self when it already fits."""
+        if self.items <= max_items:
+            return [self]
+        parts = split_request(self.signal, self.message, max_items)
+        return [
+            Batch.from_message(
+                self.signal,
+                part,
+                tenant=self.tenant,
+                batch_id=_derived_id(self.batch_id, str(index)),
+                metadata=self.metadata,
+            )
+            for index, part in enumerate(parts)
+        ]

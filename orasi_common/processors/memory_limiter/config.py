@@ -1,0 +1,36 @@
+"""Configuration of the `memory_limiter` processor (the Collector's, in MiB or percent)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from orasi_common.config.model import ComponentConfig
+
+
+class Config(ComponentConfig):
+    check_interval: float = Field(default=1.0, gt=0, description="Seconds between memory checks.")
+    limit_mib: float | None = Field(default=None, gt=0, description="Hard limit on process RSS, MiB.")
+    spike_limit_mib: float | None = Field(
+        default=None, gt=0, description="Headroom below the hard limit; soft limit = limit - spike (default 20%)."
+    )
+    limit_percentage: float | None = Field(
+        default=None, gt=0, le=100, description="Hard limit as % of the memory available (cgroup or host)."
+    )
+    spike_limit_percentage: float | None = Field(
+        default=None, gt=0, le=100, description="Headroom as % of the memory available."
+    )
+    retry_after: float = Field(
+        default=1.0, gt=0, description="Seconds senders are told to wait when data is refused."
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Config:
+        if (self.limit_mib is None) == (self.limit_percentage is None):
+            raise ValueError("set exactly one of limit_mib and limit_percentage")
+        if self.limit_mib is not None and self.spike_limit_mib is not None:
+            if self.spike_limit_mib >= self.limit_mib:
+                raise ValueError("spike_limit_mib must be below limit_mib")
+        if self.limit_percentage is not None and self.spike_limit_percentage is not None:
+            if self.spike_limit_percentage >= self.limit_percentage:
+                raise ValueError("spike_limit_percentage must be below limit_percentage")
+        return self

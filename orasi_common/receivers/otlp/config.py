@@ -1,0 +1,50 @@
+"""Configuration of the `otlp` receiver (the Collector's shape, plus Orasi's limits)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from orasi_common.config.model import ComponentConfig
+from orasi_common.transport import headers
+from orasi_common.transport.endpoint import validate_endpoint
+
+MIB = 1024 * 1024
+Endpoint = Annotated[str, AfterValidator(validate_endpoint)]
+
+
+class GrpcConfig(ComponentConfig):
+    endpoint: Endpoint = Field(default="0.0.0.0:4317", description="host:port to listen on.")
+    max_recv_msg_size_mib: float = Field(
+        default=4, gt=0, description="Largest request message (after decompression); larger → RESOURCE_EXHAUSTED."
+    )
+
+
+class HttpConfig(ComponentConfig):
+    endpoint: Endpoint = Field(default="0.0.0.0:4318", description="host:port to listen on.")
+    max_request_body_size_mib: float = Field(
+        default=4, gt=0, description="Largest request body as sent (compressed); larger → 413."
+    )
+    max_decompressed_body_size_mib: float = Field(
+        default=16, gt=0, description="Largest body after gzip/zstd decompression; larger → 413."
+    )
+
+
+class Protocols(ComponentConfig):
+    grpc: GrpcConfig | None = Field(default=None, description="Serve OTLP/gRPC when set.")
+    http: HttpConfig | None = Field(default=None, description="Serve OTLP/HTTP when set.")
+
+
+class Config(ComponentConfig):
+    protocols: Protocols = Field(description="Which transports to serve (at least one).")
+    tenant_header: str = Field(
+        default=headers.TENANT,
+        description="Request header / gRPC metadata key naming the tenant; absent = `default`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> Config:
+        if self.protocols.grpc is None and self.protocols.http is None:
+            raise ValueError("set protocols.grpc, protocols.http, or both")
+        return self

@@ -1,0 +1,80 @@
+"""OTLP/gRPC: TraceService, MetricsService and LogsService ``Export`` on one grpc.aio server.
+
+Requests arrive as bytes (no deserializer), are validated and counted by one protobuf parse,
+and keep their bytes so that forwarding does not serialize them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from orasi_common.errors import OrasiError
+from orasi_common.pdata import SPECS, Batch, Signal
+from orasi_common.receivers.otlp.config import MIB, GrpcConfig
+from orasi_common.receivers.otlp.ingest import Ingest
+from orasi_common.transport import headers, status
+
+TRANSPORT = "grpc"
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+async def abort(context: grpc.aio.ServicerContext, error: OrasiError) -> None:
+    """End the call with the error's status code, message and RetryInfo (raises)."""
+    await context.abort(
+        status.grpc_code(error), error.message, trailing_metadata=status.grpc_trailers(error)
+    )
+
+
+class OtlpGrpcServer:
+    def __init__(self, config: GrpcConfig, ingest: Ingest, tenant_header: str) -> None:
+        self._config = config
+        self._ingest = ingest
+        self._tenant_header = tenant_header.lower()
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    def _handler(self, signal: Signal) -> Handler:
+        ingest, tenant_header = self._ingest, self._tenant_header
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            metadata = dict(context.invocation_metadata() or ())
+            try:
+                batch = Batch.from_serialized(
+                    signal,
+                    request,
+                    tenant=headers.incoming_tenant(metadata.get(tenant_header)),
+                    batch_id=headers.incoming_batch_id(metadata.get(headers.BATCH_ID)),
+                )
+                await ingest.consume(batch, TRANSPORT)
+            except OrasiError as error:
+                await abort(context, error)
+            return b""  # an empty Export*ServiceResponse: full success
+
+        return export
+
+    async def start(self) -> None:
+        limit = int(self._config.max_recv_msg_size_mib * MIB)
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        for signal, spec in SPECS.items():
+            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
+            self._server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(spec.grpc_service, {"Export": handler}),)
+            )
+        try:
+            self.port = self._server.add_insecure_port(self._config.endpoint)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self._config.endpoint} for OTLP/gRPC: {exc}") from None
+        await self._server.start()
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

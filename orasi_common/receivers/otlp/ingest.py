@@ -1,0 +1,40 @@
+"""What both OTLP transports do with a decoded request: hand it to the pipelines, and count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orasi_common.errors import NotFound, OrasiError
+from orasi_common.pdata import Batch, Signal
+from orasi_common.pipeline.component import Consumer, Settings
+
+
+class Ingest:
+    """The receiver's side of its pipelines: one consume per request, metrics per outcome."""
+
+    def __init__(self, settings: Settings, consumers: Mapping[Signal, Consumer]) -> None:
+        self._consumers = consumers
+        self._id = settings.id
+        self._accepted = settings.metrics.receiver_accepted
+        self._refused = settings.metrics.receiver_refused
+
+    def check_signal(self, signal: Signal) -> Consumer:
+        consumer = self._consumers.get(signal)
+        if consumer is None:
+            raise NotFound(f"this receiver is in no {signal.value} pipeline")
+        return consumer
+
+    async def consume(self, batch: Batch, transport: str) -> None:
+        """Consume ``batch``; on refusal count it and re-raise the classified error.
+
+        A request without items (valid, but empty) is answered with success and not forwarded.
+        """
+        consumer = self.check_signal(batch.signal)
+        if batch.items == 0:
+            return
+        try:
+            await consumer.consume(batch)
+        except OrasiError:
+            self._refused.labels(batch.signal.value, self._id, transport).inc(batch.items)
+            raise
+        self._accepted.labels(batch.signal.value, self._id, transport).inc(batch.items)

@@ -1,0 +1,49 @@
+"""The `otlp` receiver: OTLP/gRPC and OTLP/HTTP feeding the same pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orasi_common.pdata import Signal
+from orasi_common.pipeline.component import Consumer, Settings
+from orasi_common.receivers.otlp.config import Config
+from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
+from orasi_common.receivers.otlp.http import OtlpHttpApp
+from orasi_common.receivers.otlp.ingest import Ingest
+from orasi_common.transport.http_server import HttpServer
+
+
+class OtlpReceiver:
+    def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
+        ingest = Ingest(settings, consumers)
+        grpc_config, http_config = config.protocols.grpc, config.protocols.http
+        self.grpc = OtlpGrpcServer(grpc_config, ingest, config.tenant_header) if grpc_config else None
+        self.http = (
+            HttpServer(OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint)
+            if http_config
+            else None
+        )
+        self._logger = settings.logger
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.grpc.port if self.grpc else None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
+
+    async def start(self) -> None:
+        if self.grpc:
+            await self.grpc.start()
+        if self.http:
+            await self.http.start()
+        self._logger.info(
+            "OTLP receiver listening.", extra={"grpc_port": self.grpc_port, "http_port": self.http_port}
+        )
+
+    async def shutdown(self) -> None:
+        if self.http:
+            await self.http.shutdown()
+        if self.grpc:
+            await self.grpc.shutdown()

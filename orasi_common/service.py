@@ -1,0 +1,65 @@
+"""A running service: its pipeline graph plus the admin port, started and stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from orasi_common.config.model import ServiceConfig
+from orasi_common.pipeline.component import Factories
+from orasi_common.pipeline.graph import Graph, resolve
+from orasi_common.telemetry.admin import AdminApp
+from orasi_common.telemetry.metrics import Metrics
+from orasi_common.transport.http_server import HttpServer
+
+DEFAULT_ADMIN_PORTS = {"agent": 13133, "gateway": 13134, "bridge": 13135}
+
+
+class Service:
+    """One of agent / gateway / bridge, built from a configuration (validated on construction)."""
+
+    def __init__(self, name: str, config: ServiceConfig, factories: Factories) -> None:
+        self.name = name
+        self.metrics = Metrics(name)
+        self.graph = Graph.build(resolve(config, factories), factories, name, self.metrics)
+        self.ready = False
+        admin_endpoint = config.service.telemetry.admin.endpoint or f"0.0.0.0:{DEFAULT_ADMIN_PORTS[name]}"
+        self.admin = HttpServer(
+            AdminApp(name, self.metrics, lambda: self.ready, self.describe), admin_endpoint
+        )
+        self._logger = logging.getLogger(f"orasi.{name}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"service": self.name, "ready": self.ready, **self.graph.describe()}
+
+    async def start(self) -> None:
+        """Admin port first (live, not ready), then the graph; ready once everything runs."""
+        await self.admin.start()
+        try:
+            await self.graph.start()
+        except BaseException:
+            await self.admin.shutdown()
+            raise
+        self.ready = True
+        self._logger.info("Service started.", extra={"admin_port": self.admin.port})
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        self._logger.info("Service stopping: receivers first, then queues drain.")
+        await self.graph.shutdown()
+        await self.admin.shutdown()
+        self._logger.info("Service stopped.")
+
+    async def run_until_signal(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then shut down gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()

@@ -1,0 +1,93 @@
+"""The service's own Prometheus metrics, one registry per service (names as ARCHITECTURE §8)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from orasi_common.version import __version__
+
+
+class Metrics:
+    """Every metric family a service exports; components receive it through Settings."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        Info("orasi_build", "Build information.", registry=r).info(
+            {"version": __version__, "service": service}
+        )
+        self.receiver_accepted = Counter(
+            "orasi_receiver_accepted_items",
+            "Items a receiver accepted and handed to its pipelines.",
+            ["signal", "receiver", "transport"],
+            registry=r,
+        )
+        self.receiver_refused = Counter(
+            "orasi_receiver_refused_items",
+            "Items a receiver refused (bad data, or pressure from its pipelines).",
+            ["signal", "receiver", "transport"],
+            registry=r,
+        )
+        self.processor_refused = Counter(
+            "orasi_processor_refused_items",
+            "Items a processor refused, e.g. the memory limiter above its soft limit.",
+            ["signal", "processor"],
+            registry=r,
+        )
+        self.batch_sent = Counter(
+            "orasi_processor_batch_batches_sent",
+            "Batches the batch processor sent, by what triggered the send.",
+            ["processor", "trigger"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "orasi_processor_batch_send_size_items",
+            "Items per batch the batch processor sent.",
+            ["processor"],
+            buckets=(10, 100, 500, 1000, 2000, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.exporter_sent = Counter(
+            "orasi_exporter_sent_items",
+            "Items an exporter delivered (the peer accepted them).",
+            ["signal", "exporter"],
+            registry=r,
+        )
+        self.exporter_send_failed = Counter(
+            "orasi_exporter_send_failed_items",
+            "Items an exporter gave up on (permanent error, or retries exhausted).",
+            ["signal", "exporter"],
+            registry=r,
+        )
+        self.exporter_enqueue_failed = Counter(
+            "orasi_exporter_enqueue_failed_items",
+            "Items dropped because the sending queue was full (policy drop_newest).",
+            ["signal", "exporter"],
+            registry=r,
+        )
+        self.exporter_retries = Counter(
+            "orasi_exporter_retries",
+            "Send attempts that failed with a retryable error and were retried.",
+            ["exporter"],
+            registry=r,
+        )
+        self.queue_size_bytes = Gauge(
+            "orasi_queue_size_bytes", "Bytes in a sending queue.", ["exporter"], registry=r
+        )
+        self.queue_size_batches = Gauge(
+            "orasi_queue_size_batches", "Batches in a sending queue.", ["exporter"], registry=r
+        )
+        self.queue_capacity_bytes = Gauge(
+            "orasi_queue_capacity_bytes", "Capacity of a sending queue.", ["exporter"], registry=r
+        )
+        self.memory_rss_bytes = Gauge(
+            "orasi_process_memory_rss_bytes",
+            "Resident memory of the process as the memory limiter last measured it.",
+            registry=r,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Duration of HTTP requests served.",
+            ["server", "handler", "method", "code"],
+            registry=r,
+        )

@@ -1,0 +1,1 @@
+"""orasi-gateway: the regional OTLP/OTAP translation and load-balancing tier."""
