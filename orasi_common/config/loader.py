@@ -39,8 +39,10 @@ def _substitute(value: str, path: str, environ: Mapping[str, str]) -> Any:
         if default is not None:
             return default
         raise ConfigError(
-            [f"{path}: environment variable {name} is not set "
-             f"(set it, or give a default: ${{env:{name}:-value}})"]
+            [
+                f"{path}: environment variable {name} is not set "
+                f"(set it, or give a default: ${{env:{name}:-value}})"
+            ]
         )
 
     whole = _REFERENCE.fullmatch(value)
@@ -84,7 +86,9 @@ def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -
     return problems
 
 
-def parse_config(text: str, source: str = "configuration", environ: Mapping[str, str] | None = None) -> ServiceConfig:
+def parse_config(
+    text: str, source: str = "configuration", environ: Mapping[str, str] | None = None
+) -> ServiceConfig:
     """Parse and shape-check a configuration document (components are checked by the graph)."""
     try:
         document = yaml.safe_load(text)

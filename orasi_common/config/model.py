@@ -15,9 +15,7 @@ class ComponentConfig(BaseModel):
 
 class PipelineConfig(ComponentConfig):
     receivers: list[str] = Field(description="Receiver ids feeding this pipeline.", min_length=1)
-    processors: list[str] = Field(
-        default_factory=list, description="Processor ids, applied in order."
-    )
+    processors: list[str] = Field(default_factory=list, description="Processor ids, applied in order.")
     exporters: list[str] = Field(description="Exporter ids the pipeline ends in.", min_length=1)
 
 

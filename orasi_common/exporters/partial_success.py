@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import Message
+from typing import Any
 
 from orasi_common.pdata import SPECS, Batch
 from orasi_common.pipeline.component import Settings
 
 
-def report_partial_success(settings: Settings, batch: Batch, response: Message) -> None:
+def report_partial_success(settings: Settings, batch: Batch, response: Any) -> None:
     """Count and log items the peer accepted the request but rejected (they are not retried)."""
     if not response.HasField("partial_success"):
         return
@@ -19,5 +19,9 @@ def report_partial_success(settings: Settings, batch: Batch, response: Message) 
             settings.metrics.exporter_send_failed.labels(batch.signal.value, settings.id).inc(rejected)
         settings.logger.warning(
             "The peer accepted a batch only in part.",
-            extra={"rejected_items": rejected, "batch_id": batch.batch_id, "peer_message": partial.error_message},
+            extra={
+                "rejected_items": rejected,
+                "batch_id": batch.batch_id,
+                "peer_message": partial.error_message,
+            },
         )

@@ -7,6 +7,7 @@ top-level field is repeated), so merging never parses; splitting parses once and
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
@@ -21,13 +22,11 @@ def parse_request(signal: Signal, data: bytes) -> Message:
     try:
         request.ParseFromString(data)
     except DecodeError as exc:
-        raise MalformedData(
-            f"the body is not a valid protobuf {spec.request_type.__name__}: {exc}"
-        ) from None
+        raise MalformedData(f"the body is not a valid protobuf {spec.request_type.__name__}: {exc}") from None
     return request
 
 
-def metric_points(metric: Message) -> Message | None:
+def metric_points(metric: Message) -> Any:
     """The sub-message that holds a Metric's data points (gauge, sum, ...), or None."""
     kind = metric.WhichOneof("data")
     return getattr(metric, kind) if kind else None
@@ -83,12 +82,12 @@ class _Chunker:
         self._room = max_items
         self._resource: Message | None = None
         self._scope: Message | None = None
-        self._target: Message | None = None  # the scope message being filled in _request
+        self._target: Any = None  # the scope message being filled in _request
 
     def room(self) -> int:
         return self._room
 
-    def target(self, resource: Message, scope: Message) -> Message:
+    def target(self, resource: Message, scope: Message) -> Any:
         """The scope in the current chunk that items of (resource, scope) go into."""
         if self._target is None or self._resource is not resource or self._scope is not scope:
             spec = self.spec
@@ -112,7 +111,7 @@ class _Chunker:
         self._target = None
 
 
-def _items(spec: SignalSpec, request: Message) -> Iterator[tuple[Message, Message, Message]]:
+def _items(spec: SignalSpec, request: Message) -> Iterator[tuple[Message, Message, Any]]:
     for resource in getattr(request, spec.resource_field):
         for scope in getattr(resource, spec.scope_field):
             for item in getattr(scope, spec.item_field):

@@ -66,9 +66,7 @@ def parse_json(request_type: type[Message], body: bytes) -> Message:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedData(f"the body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise MalformedData(
-            f"an OTLP/JSON body must be a JSON object, not {type(document).__name__}"
-        )
+        raise MalformedData(f"an OTLP/JSON body must be a JSON object, not {type(document).__name__}")
     _hex_ids_to_base64(document, "")
     message = request_type()
     try:

@@ -20,7 +20,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pdata import Batch, Signal
@@ -66,12 +66,13 @@ class Settings:
 
 
 ALL_SIGNALS = frozenset(Signal)
+ConfigType: TypeAlias = type[ComponentConfig]
 
 
 @dataclass(frozen=True)
 class ReceiverFactory:
     type: str
-    config_type: type[ComponentConfig]
+    config_type: ConfigType
     create: Callable[[Settings, Any, Mapping[Signal, Consumer]], Component]
     signals: frozenset[Signal] = ALL_SIGNALS
     kind: Kind = Kind.RECEIVER
@@ -80,7 +81,7 @@ class ReceiverFactory:
 @dataclass(frozen=True)
 class ProcessorFactory:
     type: str
-    config_type: type[ComponentConfig]
+    config_type: ConfigType
     create: Callable[[Settings, Any, Consumer], Processor]
     signals: frozenset[Signal] = ALL_SIGNALS
     kind: Kind = Kind.PROCESSOR
@@ -89,7 +90,7 @@ class ProcessorFactory:
 @dataclass(frozen=True)
 class ExporterFactory:
     type: str
-    config_type: type[ComponentConfig]
+    config_type: ConfigType
     create: Callable[[Settings, Any], Exporter]
     signals: frozenset[Signal] = ALL_SIGNALS
     kind: Kind = Kind.EXPORTER

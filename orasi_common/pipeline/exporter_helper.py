@@ -131,4 +131,3 @@ class ExporterHelper:
                 )
         else:
             await self._tasks.close()
-

@@ -105,9 +105,7 @@ def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
                     continue
                 factory = kind_factories.get(component_type(component_id))
                 if factory is not None and signal not in factory.signals:
-                    problems.append(
-                        f"{path}.{kind.value}s: {component_id!r} does not support {signal.value}"
-                    )
+                    problems.append(f"{path}.{kind.value}s: {component_id!r} does not support {signal.value}")
             if len(set(ids)) != len(ids):
                 problems.append(f"{path}.{kind.value}s: an id is listed twice")
     if not config.service.pipelines:
@@ -142,9 +140,7 @@ class Graph:
     started: list[Component] = field(default_factory=list)
 
     @classmethod
-    def build(
-        cls, resolved: ResolvedConfig, factories: Factories, service: str, metrics: Metrics
-    ) -> Graph:
+    def build(cls, resolved: ResolvedConfig, factories: Factories, service: str, metrics: Metrics) -> Graph:
         def settings(component_id: str, kind: Kind, pipeline: str | None = None) -> Settings:
             logger = logging.getLogger(f"orasi.{service}.{kind.value}.{component_id}")
             return Settings(component_id, kind, service, metrics, logger, pipeline)
@@ -152,8 +148,8 @@ class Graph:
         exporters: dict[str, Exporter] = {}
         for exporter_id, config in resolved.exporters.items():
             if any(exporter_id in p.exporters for p in resolved.service.service.pipelines.values()):
-                factory = factories.exporters[component_type(exporter_id)]
-                exporters[exporter_id] = factory.create(settings(exporter_id, Kind.EXPORTER), config)
+                create_exporter = factories.exporters[component_type(exporter_id)].create
+                exporters[exporter_id] = create_exporter(settings(exporter_id, Kind.EXPORTER), config)
 
         pipelines: list[Pipeline] = []
         for pipeline_id, spec in resolved.service.service.pipelines.items():
@@ -162,8 +158,8 @@ class Graph:
             next_consumer: Consumer = FanOut([exporters[e] for e in spec.exporters])
             processors: list[tuple[str, Processor]] = []
             for processor_id in reversed(spec.processors):
-                factory = factories.processors[component_type(processor_id)]
-                processor = factory.create(
+                create_processor = factories.processors[component_type(processor_id)].create
+                processor = create_processor(
                     settings(processor_id, Kind.PROCESSOR, pipeline_id),
                     resolved.processors[processor_id],
                     next_consumer,
@@ -188,9 +184,9 @@ class Graph:
                 if receiver_id in pipeline.receivers:
                     heads.setdefault(pipeline.signal, []).append(pipeline.head)
             if heads:
-                factory = factories.receivers[component_type(receiver_id)]
+                create_receiver = factories.receivers[component_type(receiver_id)].create
                 consumers = {signal: FanOut(group) for signal, group in heads.items()}
-                receivers[receiver_id] = factory.create(
+                receivers[receiver_id] = create_receiver(
                     settings(receiver_id, Kind.RECEIVER), config, consumers
                 )
         return cls(receivers, pipelines, exporters)

@@ -17,7 +17,7 @@ class RetryConfig(ComponentConfig):
     enabled: bool = Field(default=True, description="Retry retryable failures.")
     initial_interval: float = Field(default=5.0, gt=0, description="Seconds before the first retry.")
     randomization_factor: float = Field(
-        default=0.5, ge=0, le=1, description="Jitter: each delay is drawn from interval × (1 ± factor)."
+        default=0.5, ge=0, le=1, description="Jitter: each delay is drawn from interval * (1 +- factor)."
     )
     multiplier: float = Field(default=1.5, ge=1, description="Growth of the interval per retry.")
     max_interval: float = Field(default=30.0, gt=0, description="Largest interval between retries.")

@@ -19,7 +19,11 @@ class AdminApp:
     """``ready`` says whether the service accepts data; ``describe`` draws its pipelines."""
 
     def __init__(
-        self, service: str, metrics: Metrics, ready: Callable[[], bool], describe: Callable[[], dict[str, Any]]
+        self,
+        service: str,
+        metrics: Metrics,
+        ready: Callable[[], bool],
+        describe: Callable[[], dict[str, Any]],
     ) -> None:
         self._service = service
         self._metrics = metrics
@@ -33,7 +37,11 @@ class AdminApp:
         if method not in ("GET", "HEAD"):
             code, content_type, body = 405, "application/json", _json({"error": "use GET"})
         elif path == "/healthz":
-            code, content_type, body = 200, "application/json", _json({"status": "ok", "service": self._service})
+            code, content_type, body = (
+                200,
+                "application/json",
+                _json({"status": "ok", "service": self._service}),
+            )
         elif path == "/readyz":
             ready = self._ready()
             code = 200 if ready else 503
@@ -49,7 +57,10 @@ class AdminApp:
             {
                 "type": "http.response.start",
                 "status": code,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})

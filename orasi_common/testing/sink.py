@@ -120,7 +120,7 @@ class OtlpSink:
 
 
 @dataclass(frozen=True)
-class _RpcStatus(grpc.Status):
+class _RpcStatus(grpc.Status):  # type: ignore[misc]
     code: grpc.StatusCode
     details: str
     trailing_metadata: tuple[tuple[str, bytes], ...]

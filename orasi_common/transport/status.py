@@ -102,7 +102,7 @@ def _grpc_retry_info(trailers: Sequence[tuple[str, str | bytes]] | None) -> floa
         for detail in status.details:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
-                return info.retry_delay.ToNanoseconds() / 1e9
+                return float(info.retry_delay.ToNanoseconds()) / 1e9
     return None
 
 

@@ -15,7 +15,7 @@ class Config(ComponentConfig):
     )
     detect: bool = Field(
         default=True,
-        description="Add the node, Kubernetes and region attributes found in the environment, and orasi.agent.id.",
+        description="Add node, Kubernetes and region attributes from the environment, and orasi.agent.id.",
     )
     kubernetes_mode: Literal["node", "pod"] = Field(
         default="node",

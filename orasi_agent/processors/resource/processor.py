@@ -22,12 +22,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.proto.common.v1 import common_pb2
 
+from orasi_agent.processors.resource.config import Config
 from orasi_common.pdata import SPECS, Batch
 from orasi_common.pipeline.component import Consumer, Settings
-from orasi_agent.processors.resource.config import Config
 
 
 def _first(environ: Mapping[str, str], *names: str) -> str | None:
@@ -81,7 +82,7 @@ class ResourceProcessor:
                 self._enrich(resource_x.resource.attributes)
         await self._next.consume(batch)
 
-    def _enrich(self, attributes: common_pb2.KeyValueList) -> None:
+    def _enrich(self, attributes: Any) -> None:
         index = {kv.key: kv for kv in attributes}
         for key, value in self._attributes.items():
             existing = index.get(key)

@@ -6,15 +6,16 @@ and ``batch_id`` travel as metadata so the next hop keeps the idempotency key.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
 
+from orasi_common.exporters.otlp.config import Config
+from orasi_common.exporters.partial_success import report_partial_success
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.exporter_helper import ExporterHelper
-from orasi_common.exporters.otlp.config import Config
-from orasi_common.exporters.partial_success import report_partial_success
 from orasi_common.transport import headers, status
 
 MIB = 1024 * 1024
@@ -27,14 +28,17 @@ class OtlpGrpcExporter:
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[Signal, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._helper = ExporterHelper(settings, config, self._send)
-        self._compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
+        self._compression = (
+            grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
+        )
 
     async def start(self) -> None:
         options = [("grpc.max_send_message_length", int(self._config.max_send_msg_size_mib * MIB))]
         if self._config.tls.insecure:
             self._channel = grpc.aio.insecure_channel(self._config.endpoint, options=options)
         else:
-            roots = Path(self._config.tls.ca_file).read_bytes() if self._config.tls.ca_file else None
+            ca_file = self._config.tls.ca_file
+            roots = await asyncio.to_thread(Path(ca_file).read_bytes) if ca_file else None
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
             self._channel = grpc.aio.secure_channel(self._config.endpoint, credentials, options=options)
         for signal, spec in SPECS.items():
@@ -61,5 +65,3 @@ class OtlpGrpcExporter:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
-
-

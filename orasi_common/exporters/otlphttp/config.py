@@ -20,7 +20,9 @@ class Config(ExporterConfig):
         description="Base URL of the OTLP/HTTP peer, e.g. http://gateway:4318; /v1/<signal> is appended."
     )
     traces_endpoint: str | None = Field(default=None, description="Full URL for traces (overrides endpoint).")
-    metrics_endpoint: str | None = Field(default=None, description="Full URL for metrics (overrides endpoint).")
+    metrics_endpoint: str | None = Field(
+        default=None, description="Full URL for metrics (overrides endpoint)."
+    )
     logs_endpoint: str | None = Field(default=None, description="Full URL for logs (overrides endpoint).")
     tls: TlsConfig = Field(default_factory=TlsConfig, description="Transport security for https.")
     compression: Literal["gzip", "zstd", "none"] = Field(default="gzip", description="Body encoding.")

@@ -11,7 +11,9 @@ class Config(ComponentConfig):
     check_interval: float = Field(default=1.0, gt=0, description="Seconds between memory checks.")
     limit_mib: float | None = Field(default=None, gt=0, description="Hard limit on process RSS, MiB.")
     spike_limit_mib: float | None = Field(
-        default=None, gt=0, description="Headroom below the hard limit; soft limit = limit - spike (default 20%)."
+        default=None,
+        gt=0,
+        description="Headroom below the hard limit; soft limit = limit - spike (default 20%).",
     )
     limit_percentage: float | None = Field(
         default=None, gt=0, le=100, description="Hard limit as % of the memory available (cgroup or host)."
@@ -27,10 +29,10 @@ class Config(ComponentConfig):
     def _one_limit(self) -> Config:
         if (self.limit_mib is None) == (self.limit_percentage is None):
             raise ValueError("set exactly one of limit_mib and limit_percentage")
-        if self.limit_mib is not None and self.spike_limit_mib is not None:
-            if self.spike_limit_mib >= self.limit_mib:
-                raise ValueError("spike_limit_mib must be below limit_mib")
-        if self.limit_percentage is not None and self.spike_limit_percentage is not None:
-            if self.spike_limit_percentage >= self.limit_percentage:
-                raise ValueError("spike_limit_percentage must be below limit_percentage")
+        for limit, spike, name in (
+            (self.limit_mib, self.spike_limit_mib, "mib"),
+            (self.limit_percentage, self.spike_limit_percentage, "percentage"),
+        ):
+            if limit is not None and spike is not None and spike >= limit:
+                raise ValueError(f"spike_limit_{name} must be below limit_{name}")
         return self

@@ -44,9 +44,7 @@ def limits(config: Config, total: int | None = None) -> tuple[int, int]:
         total = available_memory() if total is None else total
         hard = int(total * config.limit_percentage / 100)
         spike = (
-            int(total * config.spike_limit_percentage / 100)
-            if config.spike_limit_percentage
-            else hard // 5
+            int(total * config.spike_limit_percentage / 100) if config.spike_limit_percentage else hard // 5
         )
     return hard - spike, hard
 
@@ -81,7 +79,11 @@ class MemoryLimiter:
                 "Memory is above the soft limit; refusing data."
                 if refusing
                 else "Memory is below the soft limit again; accepting data.",
-                extra={"rss_bytes": rss, "soft_limit_bytes": self.soft_limit, "hard_limit_bytes": self.hard_limit},
+                extra={
+                    "rss_bytes": rss,
+                    "soft_limit_bytes": self.soft_limit,
+                    "hard_limit_bytes": self.hard_limit,
+                },
             )
         self.refusing = refusing
 

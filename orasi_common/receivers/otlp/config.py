@@ -17,7 +17,9 @@ Endpoint = Annotated[str, AfterValidator(validate_endpoint)]
 class GrpcConfig(ComponentConfig):
     endpoint: Endpoint = Field(default="0.0.0.0:4317", description="host:port to listen on.")
     max_recv_msg_size_mib: float = Field(
-        default=4, gt=0, description="Largest request message (after decompression); larger → RESOURCE_EXHAUSTED."
+        default=4,
+        gt=0,
+        description="Largest request message (after decompression); larger → RESOURCE_EXHAUSTED.",
     )
 
 

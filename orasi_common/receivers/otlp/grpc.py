@@ -23,9 +23,7 @@ Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 async def abort(context: grpc.aio.ServicerContext, error: OrasiError) -> None:
     """End the call with the error's status code, message and RetryInfo (raises)."""
-    await context.abort(
-        status.grpc_code(error), error.message, trailing_metadata=status.grpc_trailers(error)
-    )
+    await context.abort(status.grpc_code(error), error.message, trailing_metadata=status.grpc_trailers(error))
 
 
 class OtlpGrpcServer:

@@ -51,9 +51,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class OtlpHttpApp:
     """The ASGI application serving OTLP/HTTP."""
 
-    def __init__(
-        self, config: HttpConfig, ingest: Ingest, tenant_header: str, metrics: Metrics
-    ) -> None:
+    def __init__(self, config: HttpConfig, ingest: Ingest, tenant_header: str, metrics: Metrics) -> None:
         self._ingest = ingest
         self._tenant_header = tenant_header.lower().encode()
         self._body_limit = int(config.max_request_body_size_mib * MIB)
@@ -84,9 +82,7 @@ class OtlpHttpApp:
         await send({"type": "http.response.start", "status": code, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
         path = scope["path"] if scope["path"] in SPEC_BY_HTTP_PATH else "other"
-        self._duration.labels("otlp", path, scope["method"], str(code)).observe(
-            time.perf_counter() - started
-        )
+        self._duration.labels("otlp", path, scope["method"], str(code)).observe(time.perf_counter() - started)
 
     @staticmethod
     def _response_type(scope: Scope) -> str:
@@ -107,8 +103,7 @@ class OtlpHttpApp:
         declared = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
         if declared not in (PROTOBUF, JSON):
             raise UnsupportedMediaType(
-                f"Content-Type {declared or '(none)'!r} is not supported; "
-                f"use {PROTOBUF} or {JSON}"
+                f"Content-Type {declared or '(none)'!r} is not supported; use {PROTOBUF} or {JSON}"
             )
         self._ingest.check_signal(spec.signal)
         body = await self._read_body(scope, receive)
@@ -128,8 +123,7 @@ class OtlpHttpApp:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         too_large = PayloadTooLarge(
-            f"the request body is larger than the limit of {self._body_limit} bytes; "
-            "send smaller batches"
+            f"the request body is larger than the limit of {self._body_limit} bytes; send smaller batches"
         )
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self._body_limit:
@@ -152,5 +146,5 @@ class OtlpHttpApp:
     def _error_body(error: OrasiError, content_type: str) -> bytes:
         rpc_status = status.rpc_status(error)
         if content_type == PROTOBUF:
-            return rpc_status.SerializeToString()
+            return bytes(rpc_status.SerializeToString())
         return json.dumps(json_format.MessageToDict(rpc_status)).encode()

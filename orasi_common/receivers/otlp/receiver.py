@@ -19,7 +19,9 @@ class OtlpReceiver:
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc = OtlpGrpcServer(grpc_config, ingest, config.tenant_header) if grpc_config else None
         self.http = (
-            HttpServer(OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint)
+            HttpServer(
+                OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint
+            )
             if http_config
             else None
         )
