@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from orasi_common.config import ConfigError, load_config
 from orasi_common.pipeline.component import Factories
@@ -12,12 +14,21 @@ from orasi_common.pipeline.graph import resolve
 from orasi_common.version import __version__
 
 
+SERVICES = ("agent", "gateway", "bridge")
+
+
 def _factories(service: str) -> Factories:
     if service == "agent":
-        from orasi_agent.factories import FACTORIES
+        from orasi_agent.factories import FACTORIES as AGENT
 
-        return FACTORIES
-    raise SystemExit(f"orasi: the {service} service is not available in this build")
+        return AGENT
+    if service == "gateway":
+        from orasi_gateway.factories import FACTORIES as GATEWAY
+
+        return GATEWAY
+    from orasi_bridge.factories import FACTORIES as BRIDGE
+
+    return BRIDGE
 
 
 def _run_service(service: str, config_path: str) -> int:
@@ -53,24 +64,73 @@ def _validate(path: str, service: str) -> int:
     return 0
 
 
+def _up(data_dir: str, host: str, overrides: list[str]) -> int:
+    from orasi_common.telemetry.logs import configure_logging
+    from orasi_common.up import PORTS, run_up
+
+    ports = dict(PORTS)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in PORTS or not value.isdigit():
+            print(f"orasi up: --port takes NAME=PORT with NAME one of {', '.join(PORTS)}", file=sys.stderr)
+            return 2
+        ports[name] = int(value)
+    configure_logging("warning")
+    try:
+        import uvloop
+
+        uvloop.run(run_up(Path(data_dir).resolve(), ports, host))
+    except OSError as error:
+        print(f"orasi up: cannot start: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from orasi_common.query_client import run_query
+
+    return run_query(args.url, args.sql, args.start, args.end, args.format, args.tenant, args.api_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orasi", description="OpenTelemetry pipeline and lakehouse.")
     parser.add_argument("--version", action="version", version=f"orasi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    agent = commands.add_parser("agent", help="run the per-node agent")
-    agent.add_argument("--config", required=True, metavar="FILE", help="YAML configuration")
+    for service, text in (
+        ("agent", "run the per-node agent"),
+        ("gateway", "run the regional gateway"),
+        ("bridge", "run the regional bridge (lake writer and query API)"),
+    ):
+        command = commands.add_parser(service, help=text)
+        command.add_argument("--config", required=True, metavar="FILE", help="YAML configuration")
+    up = commands.add_parser("up", help="run agent, gateway and bridge with embedded defaults")
+    up.add_argument("--data-dir", default=".orasi", help="where the lake and catalog live (default .orasi)")
+    up.add_argument("--host", default="127.0.0.1", help="address every port binds to (default 127.0.0.1)")
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT", help="override one port")
+    query = commands.add_parser("query", help="run SQL against a bridge's query API")
+    query.add_argument("sql", help="one SELECT over spans, logs, metric_points")
+    query.add_argument("--start", help="RFC 3339 or Unix ns (default: end - 1 h)")
+    query.add_argument("--end", help="RFC 3339 or Unix ns (default: now)")
+    query.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    query.add_argument("--url", default="http://127.0.0.1:8080", help="the bridge's REST API")
+    query.add_argument("--tenant", help="tenant to read (X-Orasi-Tenant)")
+    query.add_argument("--api-key", default=os.environ.get("ORASI_API_KEY"), help="API key ($ORASI_API_KEY)")
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument(
-        "--service", choices=["agent"], default="agent", help="which service the file configures"
+        "--service", choices=SERVICES, default="agent", help="which service the file configures"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "agent":
-        return _run_service("agent", args.config)
+    if args.command in SERVICES:
+        return _run_service(args.command, args.config)
+    if args.command == "up":
+        return _up(args.data_dir, args.host, args.port)
+    if args.command == "query":
+        return _query(args)
     if args.command == "validate-config":
         return _validate(args.file, args.service)
     raise AssertionError(args.command)

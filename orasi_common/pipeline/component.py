@@ -11,6 +11,9 @@ Lifecycle (the graph calls these; components never call each other's):
   component owns it and is responsible for it — or raises an ``OrasiError`` that says whether the
   sender may retry. It is never called before ``start()`` returns or after ``shutdown()``.
 
+Extensions (e.g. the bridge's query API) are not in pipelines: they start after every pipeline
+component and shut down before them, and reach pipeline components through a ``Host``.
+
 Factories are plain values; each service lists its factories in one module.
 """
 
@@ -96,7 +99,22 @@ class ExporterFactory:
     kind: Kind = Kind.EXPORTER
 
 
-Factory = ReceiverFactory | ProcessorFactory | ExporterFactory
+class Host(Protocol):
+    """What an extension may ask of the service it runs in."""
+
+    def exporter(self, exporter_id: str) -> Exporter: ...
+
+
+@dataclass(frozen=True)
+class ExtensionFactory:
+    type: str
+    config_type: ConfigType
+    create: Callable[[Settings, Any, Host], Component]
+    signals: frozenset[Signal] = ALL_SIGNALS
+    kind: Kind = Kind.EXTENSION
+
+
+Factory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory
 
 
 @dataclass(frozen=True)
@@ -106,13 +124,19 @@ class Factories:
     receivers: Mapping[str, ReceiverFactory]
     processors: Mapping[str, ProcessorFactory]
     exporters: Mapping[str, ExporterFactory]
+    extensions: Mapping[str, ExtensionFactory]
 
     @classmethod
     def of(cls, *factories: Factory) -> Factories:
         by_kind: dict[Kind, dict[str, Any]] = {kind: {} for kind in Kind}
         for factory in factories:
             by_kind[factory.kind][factory.type] = factory
-        return cls(by_kind[Kind.RECEIVER], by_kind[Kind.PROCESSOR], by_kind[Kind.EXPORTER])
+        return cls(
+            by_kind[Kind.RECEIVER],
+            by_kind[Kind.PROCESSOR],
+            by_kind[Kind.EXPORTER],
+            by_kind[Kind.EXTENSION],
+        )
 
 
 def component_type(component_id: str) -> str:

@@ -5,8 +5,8 @@ a signal's batches to the heads of all pipelines of that signal that list it (fa
 Processors are one instance per (pipeline, id). Exporters are one instance per id, shared by
 every pipeline that ends in them (fan-in), and a pipeline with several exporters fans out.
 
-Start: exporters, then processors from the last to the first, then receivers.
-Shutdown: receivers, then processors from the first to the last, then exporters.
+Start: exporters, then processors from the last to the first, then receivers, then extensions.
+Shutdown: the reverse — extensions, receivers, processors from the first to the last, exporters.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class ResolvedConfig:
     receivers: Mapping[str, ComponentConfig]
     processors: Mapping[str, ComponentConfig]
     exporters: Mapping[str, ComponentConfig]
+    extensions: Mapping[str, ComponentConfig]
 
 
 def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
@@ -59,6 +60,7 @@ def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
         Kind.RECEIVER: (dict(config.receivers), factories.receivers),
         Kind.PROCESSOR: (dict(config.processors), factories.processors),
         Kind.EXPORTER: (dict(config.exporters), factories.exporters),
+        Kind.EXTENSION: (dict(config.extensions), factories.extensions),
     }
     resolved: dict[Kind, dict[str, ComponentConfig]] = {kind: {} for kind in sections}
     for kind, (section, kind_factories) in sections.items():
@@ -80,8 +82,6 @@ def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
     for extension_id in config.service.extensions:
         if extension_id not in config.extensions:
             problems.append(f"service.extensions: {extension_id!r} is not defined under extensions")
-    for extension_id in config.extensions:
-        problems.append(f"extensions.{extension_id}: this service has no extension types")
 
     for pipeline_id, pipeline in config.service.pipelines.items():
         path = f"service.pipelines.{pipeline_id}"
@@ -117,6 +117,7 @@ def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
         resolved[Kind.RECEIVER],
         resolved[Kind.PROCESSOR],
         resolved[Kind.EXPORTER],
+        resolved[Kind.EXTENSION],
     )
 
 
@@ -137,6 +138,7 @@ class Graph:
     receivers: dict[str, Component]
     pipelines: list[Pipeline]
     exporters: dict[str, Exporter]
+    extensions: dict[str, Component] = field(default_factory=dict)
     started: list[Component] = field(default_factory=list)
 
     @classmethod
@@ -189,13 +191,27 @@ class Graph:
                 receivers[receiver_id] = create_receiver(
                     settings(receiver_id, Kind.RECEIVER), config, consumers
                 )
-        return cls(receivers, pipelines, exporters)
+        graph = cls(receivers, pipelines, exporters)
+        for extension_id in resolved.service.service.extensions:
+            create_extension = factories.extensions[component_type(extension_id)].create
+            graph.extensions[extension_id] = create_extension(
+                settings(extension_id, Kind.EXTENSION), resolved.extensions[extension_id], graph
+            )
+        return graph
+
+    def exporter(self, exporter_id: str) -> Exporter:
+        """The running exporter ``exporter_id`` (for extensions)."""
+        try:
+            return self.exporters[exporter_id]
+        except KeyError:
+            raise LookupError(f"no exporter {exporter_id!r} is in a pipeline") from None
 
     def _start_order(self) -> list[Component]:
         order: list[Component] = list(self.exporters.values())
         for pipeline in self.pipelines:
             order.extend(processor for _, processor in reversed(pipeline.processors))
         order.extend(self.receivers.values())
+        order.extend(self.extensions.values())
         return order
 
     async def start(self) -> None:
@@ -225,6 +241,7 @@ class Graph:
         return {
             "receivers": sorted(self.receivers),
             "exporters": sorted(self.exporters),
+            "extensions": sorted(self.extensions),
             "pipelines": [
                 {
                     "id": p.id,

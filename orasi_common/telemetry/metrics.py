@@ -80,6 +80,12 @@ class Metrics:
         self.queue_capacity_bytes = Gauge(
             "orasi_queue_capacity_bytes", "Capacity of a sending queue.", ["exporter"], registry=r
         )
+        self.lake_commits = Counter(
+            "orasi_lake_commits",
+            "Iceberg commits the lake writer made (one per table per flush).",
+            ["exporter"],
+            registry=r,
+        )
         self.memory_rss_bytes = Gauge(
             "orasi_process_memory_rss_bytes",
             "Resident memory of the process as the memory limiter last measured it.",

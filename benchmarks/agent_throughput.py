@@ -1,0 +1,896 @@
+"""Throughput and steady-load benchmark of the agent: OTLP/gRPC in → batch → OTLP/gRPC out.
+
+Run from the repository root (everything listens and sends on 127.0.0.1 only)::
+
+    python -m benchmarks.agent_throughput            # full: 2 rounds × 12 s per phase, 20 s steady
+    python -m benchmarks.agent_throughput --quick    # smoke run, about 30 s in all
+    python benchmarks/agent_throughput.py --duration 15 --rounds 3
+
+Processes (each its own interpreter, started with ``spawn``)::
+
+    load generator ──Export(bytes)──▶ sink                        (baseline)
+    load generator ──Export(bytes)──▶ orasi agent ──Export──▶ sink (agent)
+
+* The payload — a realistic 100-span ``ExportTraceServiceRequest`` (3 resources, 2 scopes each,
+  10 attributes per span, varied ids) — is built once here and handed to the generators.
+* The generator sends those bytes with raw grpc.aio unary calls (no serializer), either at full
+  speed with ``--concurrency`` calls in flight, or at a fixed rate; it counts acknowledged
+  requests whose answer arrived inside the measured window (after ``--warmup``).
+* The sink answers ``TraceService/Export`` with ``b""`` and counts spans without parsing: every
+  span carries one attribute whose key, ``orasi.bench.span``, appears nowhere else, so
+  ``request.count(MARKER)`` is the span count, whether the agent forwards bytes or re-encodes.
+* Baseline and agent phases alternate for ``--rounds`` rounds so they see the same machine
+  noise; the report gives per-round figures, their medians, and the ratio agent / baseline.
+* The steady phase runs a fresh agent at a fixed ``--rate`` (100 requests/s = 10k spans/s) and
+  samples its CPU (psutil cpu_times deltas, % of one core) and RSS every second.
+
+The table goes to stdout and the figures to ``--json`` (default
+``benchmarks/results/agent_throughput.json``; nothing reads it). Every process started here is
+stopped by its PID in ``finally`` blocks; children also get SIGTERM if this process dies
+(Linux ``PR_SET_PDEATHSIG``), and a watchdog alarm bounds the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HOST = "127.0.0.1"
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EXPORT_METHOD = f"/{TRACE_SERVICE}/Export"
+MARKER_KEY = "orasi.bench.span"
+# KeyValue.key is field 1, wire type 2 (tag 0x0a), then the length (16) and the key itself.
+MARKER = b"\x0a" + bytes([len(MARKER_KEY)]) + MARKER_KEY.encode()
+MIB = 1024 * 1024
+MAX_MESSAGE = 256 * MIB
+RESULTS = Path(__file__).resolve().parent / "results" / "agent_throughput.json"
+
+TARGET_RATIO = 0.5
+TARGET_CPU_PCT = 10.0
+TARGET_RSS_MIB = 100.0
+
+
+# ───────────────────────────────────────── payload ─────────────────────────────────────────
+
+
+def build_request(spans: int = 100, seed: int = 7) -> bytes:
+    """A serialized ExportTraceServiceRequest with ``spans`` spans, looking like real traffic."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+    rng = random.Random(seed)
+
+    def kv(key: str, value: str | int | bool) -> KeyValue:
+        if isinstance(value, bool):
+            return KeyValue(key=key, value=AnyValue(bool_value=value))
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    services = [
+        ("checkout", "shop", "1.14.2"),
+        ("cart", "shop", "0.9.7"),
+        ("frontend", "web", "3.2.0"),
+    ]
+    scopes = [
+        ("opentelemetry.instrumentation.flask", "0.48b0"),
+        ("opentelemetry.instrumentation.requests", "0.48b0"),
+    ]
+    routes = ["/api/cart/{id}", "/api/checkout", "/api/products", "/api/products/{id}", "/healthz"]
+    methods = ["GET", "GET", "GET", "POST", "PUT"]
+    request = ExportTraceServiceRequest()
+    now_ns = 1_764_000_000_000_000_000
+    seq = 0
+    per_resource = [spans // len(services) + (1 if i < spans % len(services) else 0) for i in range(len(services))]
+    for (service, namespace, version), count in zip(services, per_resource, strict=True):
+        resource_spans = request.resource_spans.add()
+        pod = f"{service}-{rng.randrange(16**8):08x}-{rng.randrange(16**5):05x}"
+        resource_spans.resource.attributes.extend(
+            [
+                kv("service.name", service),
+                kv("service.namespace", namespace),
+                kv("service.version", version),
+                kv("deployment.environment", "production"),
+                kv("host.name", f"node-{rng.randrange(100):03d}.eu-west-1.compute.internal"),
+                kv("k8s.namespace.name", namespace),
+                kv("k8s.pod.name", pod),
+                kv("telemetry.sdk.language", "python"),
+                kv("telemetry.sdk.name", "opentelemetry"),
+                kv("telemetry.sdk.version", "1.27.0"),
+            ]
+        )
+        resource_spans.schema_url = "https://opentelemetry.io/schemas/1.24.0"
+        split = [count // 2 + count % 2, count // 2]
+        for (scope_name, scope_version), scope_count in zip(scopes, split, strict=True):
+            scope_spans = resource_spans.scope_spans.add()
+            scope_spans.scope.name = scope_name
+            scope_spans.scope.version = scope_version
+            trace_id, parent = rng.randbytes(16), b""
+            for index in range(scope_count):
+                if index % 5 == 0:  # a new trace every five spans
+                    trace_id, parent = rng.randbytes(16), b""
+                route = rng.choice(routes)
+                method = rng.choice(methods)
+                code = rng.choice([200, 200, 200, 200, 201, 204, 404, 500])
+                start = now_ns + rng.randrange(10**9)
+                span = scope_spans.spans.add(
+                    trace_id=trace_id,
+                    span_id=rng.randbytes(8),
+                    parent_span_id=parent,
+                    name=f"{method} {route}",
+                    kind=Span.SPAN_KIND_SERVER if scope_name.endswith("flask") else Span.SPAN_KIND_CLIENT,
+                    start_time_unix_nano=start,
+                    end_time_unix_nano=start + rng.randrange(50_000, 80_000_000),
+                )
+                span.attributes.extend(
+                    [
+                        kv(MARKER_KEY, seq),
+                        kv("http.request.method", method),
+                        kv("http.route", route),
+                        kv("http.response.status_code", code),
+                        kv("url.path", route.replace("{id}", str(rng.randrange(10**6)))),
+                        kv("url.scheme", "https"),
+                        kv("server.address", f"{service}.{namespace}.svc.cluster.local"),
+                        kv("server.port", 8080),
+                        kv("client.address", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"),
+                        kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) python-requests/2.32.3"),
+                    ]
+                )
+                if code >= 500:
+                    span.status.code = Status.STATUS_CODE_ERROR
+                    span.status.message = "upstream returned 500"
+                    event = span.events.add(name="exception", time_unix_nano=start + 1000)
+                    event.attributes.extend(
+                        [kv("exception.type", "RuntimeError"), kv("exception.message", "upstream failed")]
+                    )
+                parent = span.span_id
+                seq += 1
+    data = request.SerializeToString()
+    if data.count(MARKER) != spans:
+        raise AssertionError(f"the span marker occurs {data.count(MARKER)} times, not {spans}")
+    return data
+
+
+# ───────────────────────────────────── child processes ─────────────────────────────────────
+
+
+def _die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (best effort elsewhere)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def sink_main(ready: multiprocessing.connection.Connection, stats: Any, parent_pid: int) -> None:
+    """A do-nothing OTLP/gRPC trace sink; ``stats`` = [requests, spans, bytes] (shared memory)."""
+    _die_with_parent(parent_pid)
+    asyncio.run(_sink(ready, stats))
+
+
+async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> None:
+    import grpc
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    marker = MARKER
+
+    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        stats[0] += 1
+        stats[1] += request.count(marker)
+        stats[2] += len(request)
+        return b""
+
+    handler = grpc.unary_unary_rpc_method_handler(export)  # no (de)serializers: raw bytes
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),))
+    port = server.add_insecure_port(f"{HOST}:0")
+    await server.start()
+    ready.send(port)
+    await server.wait_for_termination()
+
+
+@dataclass
+class LoadOptions:
+    target: str
+    payload: bytes
+    spans_per_request: int
+    duration: float
+    warmup: float
+    concurrency: int
+    rate: float | None  # requests/s; None = as fast as acknowledged
+    timeout: float = 10.0
+
+
+def load_main(conn: multiprocessing.connection.Connection, options: LoadOptions, parent_pid: int) -> None:
+    """Send ``options.payload`` to ``options.target``; report the window, then the counts."""
+    _die_with_parent(parent_pid)
+    try:
+        result = asyncio.run(_load(conn, options))
+    except BaseException as error:  # report, so the parent does not wait for nothing
+        conn.send({"error": f"{type(error).__name__}: {error}"})
+        raise
+    conn.send(result)
+
+
+async def _load(conn: multiprocessing.connection.Connection, o: LoadOptions) -> dict[str, Any]:
+    import grpc
+
+    channel = grpc.aio.insecure_channel(
+        o.target, options=[("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)]
+    )
+    try:
+        await asyncio.wait_for(channel.channel_ready(), 15)
+        call = channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out
+        clock = time.monotonic  # CLOCK_MONOTONIC: comparable with the parent's clock on Linux
+        window_start = clock() + o.warmup
+        window_end = window_start + o.duration
+        conn.send({"window": (window_start, window_end)})
+        acked = acked_in_window = 0
+        errors: Counter[str] = Counter()
+        latencies: list[float] = []
+        late = 0
+
+        async def send(sent_at: float) -> None:
+            nonlocal acked, acked_in_window
+            try:
+                await call(o.payload, timeout=o.timeout)
+            except grpc.aio.AioRpcError as error:
+                errors[error.code().name] += 1
+                if o.rate is None:
+                    await asyncio.sleep(0.01)  # do not spin on a refusing peer
+                return
+            done = clock()
+            acked += 1
+            if window_start <= done < window_end:
+                acked_in_window += 1
+                latencies.append(done - sent_at)
+
+        if o.rate is None:
+
+            async def worker() -> None:
+                while (now := clock()) < window_end:
+                    await send(now)
+
+            await asyncio.gather(*(worker() for _ in range(o.concurrency)))
+        else:
+            interval = 1.0 / o.rate
+            slots = asyncio.Semaphore(o.concurrency)
+            tasks: set[asyncio.Task[None]] = set()
+
+            async def paced(scheduled: float) -> None:
+                try:
+                    await send(scheduled)  # latency from the scheduled time (no coordinated omission)
+                finally:
+                    slots.release()
+
+            scheduled = clock()
+            while scheduled < window_end:
+                delay = scheduled - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                if clock() - scheduled > interval:
+                    late += 1
+                task = asyncio.create_task(paced(scheduled))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                scheduled += interval
+            if tasks:
+                await asyncio.gather(*tasks)
+        latencies.sort()
+        return {
+            "acked_requests_total": acked,
+            "acked_requests_in_window": acked_in_window,
+            "spans_per_request": o.spans_per_request,
+            "window_s": o.duration,
+            "errors": dict(errors),
+            "late_sends": late,
+            "latency_ms": _percentiles(latencies),
+        }
+    finally:
+        await channel.close()
+
+
+def _percentiles(sorted_values: list[float]) -> dict[str, float] | None:
+    if not sorted_values:
+        return None
+
+    def at(q: float) -> float:
+        return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] * 1000, 3)
+
+    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": at(1.0)}
+
+
+# ───────────────────────────────────────── parent ──────────────────────────────────────────
+
+
+class Processes:
+    """Everything this run started, stopped by PID (SIGTERM, then SIGKILL) in reverse order."""
+
+    def __init__(self) -> None:
+        self._started: list[multiprocessing.process.BaseProcess | subprocess.Popen[bytes]] = []
+
+    def add(self, process: Any) -> None:
+        self._started.append(process)
+
+    def stop(self, process: Any, grace: float = 15.0) -> None:
+        if process in self._started:
+            self._started.remove(process)
+        if isinstance(process, subprocess.Popen):
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(grace)
+                except subprocess.TimeoutExpired:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait(5)
+            return
+        if process.pid is not None and process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+            process.join(grace)
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+                process.join(5)
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self._started)):
+            with contextlib.suppress(Exception):
+                self.stop(process, grace=10.0)
+
+
+@dataclass
+class Sink:
+    process: multiprocessing.process.BaseProcess
+    port: int
+    stats: Any
+
+    @property
+    def spans(self) -> int:
+        return int(self.stats[1])
+
+    def snapshot(self) -> dict[str, int]:
+        return {"requests": int(self.stats[0]), "spans": int(self.stats[1]), "bytes": int(self.stats[2])}
+
+
+@dataclass
+class Agent:
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int
+    log: Path
+    config: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def metrics(self) -> dict[str, float]:
+        """The agent's own counters of accepted and sent spans (from its /metrics)."""
+        url = f"http://{HOST}:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        out: dict[str, float] = {}
+        for name in ("orasi_receiver_accepted_items_total", "orasi_exporter_sent_items_total",
+                     "orasi_exporter_send_failed_items_total", "orasi_receiver_refused_items_total"):
+            total = 0.0
+            for match in re.finditer(rf'^{name}\{{[^}}]*signal="traces"[^}}]*\}} (\S+)$', text, re.M):
+                total += float(match.group(1))
+            out[name.removeprefix("orasi_").removesuffix("_total")] = total
+        return out
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    payload: bytes
+    spans_per_request: int
+    processes: Processes = field(default_factory=Processes)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="orasi-bench-")))
+
+    def __post_init__(self) -> None:
+        self.mp = multiprocessing.get_context("spawn")
+
+    # ── starting things ──
+
+    def start_sink(self) -> Sink:
+        stats = self.mp.RawArray("q", 3)
+        receive, send = self.mp.Pipe(duplex=False)
+        process = self.mp.Process(target=sink_main, args=(send, stats, os.getpid()), name="bench-sink", daemon=True)
+        process.start()
+        self.processes.add(process)
+        send.close()
+        if not receive.poll(30):
+            raise RuntimeError("the sink did not start within 30 s")
+        return Sink(process, int(receive.recv()), stats)
+
+    def start_agent(self, sink_port: int, tag: str) -> Agent:
+        port, admin_port = _free_port(), _free_port()
+        config = self.workdir / f"agent-{tag}.yaml"
+        config.write_text(
+            AGENT_CONFIG.format(
+                host=HOST, port=port, admin_port=admin_port, sink_port=sink_port, compression=self.args.compression
+            )
+        )
+        log = self.workdir / f"agent-{tag}.log"
+        orasi = shutil.which("orasi", path=str(Path(sys.executable).parent)) or shutil.which("orasi")
+        command = [orasi] if orasi else [sys.executable, "-m", "orasi_common.cli"]
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [*command, "agent", "--config", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # this process runs no threads of its own
+            )
+        self.processes.add(process)
+        agent = Agent(process, port, admin_port, log, config)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the agent exited with {process.returncode}:\n{agent.log_tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://{HOST}:{admin_port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return agent
+            time.sleep(0.1)
+        raise RuntimeError(f"the agent was not ready within 30 s:\n{agent.log_tail()}")
+
+    def run_load(
+        self, target_port: int, watch: dict[str, int], *, duration: float, rate: float | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run one generator process; sample ``watch`` (name → pid) during its window."""
+        options = LoadOptions(
+            target=f"{HOST}:{target_port}",
+            payload=self.payload,
+            spans_per_request=self.spans_per_request,
+            duration=duration,
+            warmup=self.args.warmup,
+            concurrency=self.args.concurrency,
+            rate=rate,
+        )
+        receive, send = self.mp.Pipe(duplex=False)
+        process = self.mp.Process(target=load_main, args=(send, options, os.getpid()), name="bench-load", daemon=True)
+        process.start()
+        self.processes.add(process)
+        send.close()
+        try:
+            first = _receive(receive, 30, "the load generator did not connect within 30 s")
+            if "error" in first:
+                raise RuntimeError(f"load generator: {first['error']}")
+            assert process.pid is not None
+            window_start, window_end = first["window"]
+            usage = sample(
+                {"generator": process.pid, **watch}, window_start, window_end, rss_of=set(watch)
+            )
+            result = _receive(receive, options.timeout + 30, "the load generator did not finish")
+            if "error" in result:
+                raise RuntimeError(f"load generator: {result['error']}")
+        finally:
+            self.processes.stop(process)
+        return result, usage
+
+    # ── phases ──
+
+    def baseline(self) -> dict[str, Any]:
+        sink = self.start_sink()
+        try:
+            load, usage = self.run_load(sink.port, {"sink": _pid(sink.process)}, duration=self.args.duration, rate=None)
+            received = _settle(sink, load["acked_requests_total"] * self.spans_per_request, timeout=5)
+        finally:
+            self.processes.stop(sink.process)
+        return _phase("baseline", load, usage, {"sink": received})
+
+    def agent(self, tag: str) -> dict[str, Any]:
+        sink = self.start_sink()
+        agent: Agent | None = None
+        try:
+            agent = self.start_agent(sink.port, tag)
+            watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
+            load, usage = self.run_load(agent.port, watch, duration=self.args.duration, rate=None)
+            return self._finish_agent_phase("agent", load, usage, sink, agent)
+        finally:
+            if agent is not None:
+                self.processes.stop(agent.process)
+            self.processes.stop(sink.process)
+
+    def steady(self) -> dict[str, Any]:
+        sink = self.start_sink()
+        agent: Agent | None = None
+        try:
+            agent = self.start_agent(sink.port, "steady")
+            time.sleep(1.0)  # let start-up work settle
+            now = time.monotonic()
+            idle = sample({"agent": agent.process.pid}, now, now + self.args.idle, rss_of={"agent"})
+            watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
+            load, usage = self.run_load(agent.port, watch, duration=self.args.steady_duration, rate=self.args.rate)
+            phase = self._finish_agent_phase("steady", load, usage, sink, agent)
+            phase["idle"] = idle["agent"]
+            return phase
+        finally:
+            if agent is not None:
+                self.processes.stop(agent.process)
+            self.processes.stop(sink.process)
+
+    def _finish_agent_phase(
+        self, name: str, load: dict[str, Any], usage: dict[str, Any], sink: Sink, agent: Agent
+    ) -> dict[str, Any]:
+        expected = load["acked_requests_total"] * self.spans_per_request
+        received = _settle(sink, expected, timeout=10)
+        own = agent.metrics()
+        self.processes.stop(agent.process)  # graceful: flushes whatever is still batched
+        after_shutdown = sink.snapshot()
+        verification = {
+            "acked_by_agent_spans_total": expected,
+            "sink_spans_before_shutdown": received["spans"],
+            "sink_spans_after_shutdown": after_shutdown["spans"],
+            "sink_requests": after_shutdown["requests"],
+            "sink_bytes": after_shutdown["bytes"],
+            "agent_metrics": own,
+            "agent_exit_code": agent.process.returncode,
+        }
+        return _phase(name, load, usage, verification)
+
+
+AGENT_CONFIG = """\
+# Written by benchmarks/agent_throughput.py: examples/agent.yaml's batch and exporter settings,
+# on loopback ports, without the memory_limiter and resource processors.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {host}:{port}
+        max_recv_msg_size_mib: 4
+processors:
+  batch:
+    timeout: 0.2
+    send_batch_size: 8192
+    send_batch_max_size: 16384
+exporters:
+  otlp:
+    endpoint: {host}:{sink_port}
+    tls:
+      insecure: true
+    compression: {compression}
+    timeout: 5
+    sending_queue:
+      num_consumers: 4
+      max_size_mib: 64
+      on_full: block
+service:
+  telemetry:
+    logs:
+      level: info
+    admin:
+      endpoint: {host}:{admin_port}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+"""
+
+
+def _pid(process: multiprocessing.process.BaseProcess) -> int:
+    assert process.pid is not None
+    return process.pid
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _receive(conn: multiprocessing.connection.Connection, timeout: float, message: str) -> dict[str, Any]:
+    if not conn.poll(timeout):
+        raise RuntimeError(message)
+    try:
+        return dict(conn.recv())
+    except EOFError:
+        raise RuntimeError(f"{message} (it exited)") from None
+
+
+def _settle(sink: Sink, expected: int, timeout: float) -> dict[str, int]:
+    """Wait until the sink has ``expected`` spans, or its count stops moving for a second."""
+    deadline = time.monotonic() + timeout
+    last, last_change = sink.spans, time.monotonic()
+    while time.monotonic() < deadline and sink.spans < expected:
+        time.sleep(0.05)
+        if sink.spans != last:
+            last, last_change = sink.spans, time.monotonic()
+        elif time.monotonic() - last_change > 1.0:
+            break
+    return sink.snapshot()
+
+
+def sample(pids: dict[str, int], start: float, end: float, rss_of: set[str], every: float = 1.0) -> dict[str, Any]:
+    """CPU (% of one core) and, for ``rss_of``, RSS of each process between ``start`` and ``end``."""
+    processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    if (delay := start - time.monotonic()) > 0:
+        time.sleep(delay)
+    first = {name: cpu(p) for name, p in processes.items()}
+    began = previous_at = time.monotonic()
+    previous = dict(first)
+    per_second: dict[str, list[float]] = {name: [] for name in processes}
+    rss: dict[str, list[int]] = {name: [processes[name].memory_info().rss] for name in rss_of}
+    while (now := time.monotonic()) < end:
+        time.sleep(min(every, end - now))
+        at = time.monotonic()
+        for name, process in processes.items():
+            used = cpu(process)
+            if at - previous_at > 0.2:
+                per_second[name].append(100 * (used - previous[name]) / (at - previous_at))
+            previous[name] = used
+            if name in rss:
+                rss[name].append(process.memory_info().rss)
+        previous_at = at
+    elapsed = max(1e-9, previous_at - began)
+    out: dict[str, Any] = {}
+    for name in processes:
+        entry: dict[str, Any] = {
+            "cpu_pct_avg": round(100 * (previous[name] - first[name]) / elapsed, 1),
+            "cpu_pct_max_1s": round(max(per_second[name]), 1) if per_second[name] else None,
+        }
+        if name in rss:
+            entry["rss_mib_avg"] = round(statistics.fmean(rss[name]) / MIB, 1)
+            entry["rss_mib_max"] = round(max(rss[name]) / MIB, 1)
+        out[name] = entry
+    return out
+
+
+def _phase(name: str, load: dict[str, Any], usage: dict[str, Any], verification: dict[str, Any]) -> dict[str, Any]:
+    requests = load["acked_requests_in_window"]
+    spans_per_s = requests * load["spans_per_request"] / load["window_s"]
+    return {
+        "phase": name,
+        "spans_per_s": round(spans_per_s),
+        "requests_per_s": round(requests / load["window_s"], 1),
+        "load": load,
+        "usage": usage,
+        "verification": verification,
+    }
+
+
+# ────────────────────────────────────────── report ─────────────────────────────────────────
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print()
+    print(f"Orasi agent throughput — {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
+          f"{result['settings']['spans_per_request']}-span requests of {result['settings']['request_bytes']:,} B, "
+          f"agent export compression {result['settings']['compression']}")
+    rows = result["throughput"]
+    if rows:
+        _print_throughput(result)
+    if result.get("steady"):
+        _print_steady(result)
+
+
+def _print_throughput(result: dict[str, Any]) -> None:
+    header = f"{'round':>5} {'phase':<9} {'spans/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} " \
+             f"{'agent %':>8} {'gen %':>6} {'sink %':>7} {'agent RSS max':>13} {'errors':>7}"
+    print(header)
+    print("─" * len(header))
+    for row in result["throughput"]:
+        usage, load = row["usage"], row["load"]
+        latency = load["latency_ms"] or {}
+        agent = usage.get("agent", {})
+        print(
+            f"{row['round']:>5} {row['phase']:<9} {row['spans_per_s']:>10,} {row['requests_per_s']:>8,.0f} "
+            f"{_fmt(latency.get('p50')):>7} {_fmt(latency.get('p99')):>7} "
+            f"{_fmt(agent.get('cpu_pct_avg')):>8} {_fmt(usage['generator']['cpu_pct_avg']):>6} "
+            f"{_fmt(usage['sink']['cpu_pct_avg']):>7} {_fmt(agent.get('rss_mib_max'), ' MiB'):>13} "
+            f"{sum(load['errors'].values()):>7}"
+        )
+    summary = result["summary"]
+    print()
+    verdict = "PASS" if summary["ratio_median"] >= TARGET_RATIO else "FAIL"
+    print(f"median baseline {summary['baseline_spans_per_s_median']:,} spans/s; "
+          f"median agent {summary['agent_spans_per_s_median']:,} spans/s")
+    print(f"ratio agent/baseline per round {summary['ratio_per_round']} → median "
+          f"{summary['ratio_median']:.3f} (target ≥ {TARGET_RATIO}) {verdict}")
+    for row in result["throughput"]:
+        if row["phase"] == "agent":
+            v = row["verification"]
+            print(f"round {row['round']} delivery: agent acknowledged {v['acked_by_agent_spans_total']:,} spans, "
+                  f"sink received {v['sink_spans_before_shutdown']:,} before and "
+                  f"{v['sink_spans_after_shutdown']:,} after shutdown "
+                  f"({v['sink_requests']:,} requests)")
+
+
+def _print_steady(result: dict[str, Any]) -> None:
+    steady = result["steady"]
+    if steady:
+        agent = steady["usage"]["agent"]
+        load = steady["load"]
+        latency = load["latency_ms"] or {}
+        v = steady["verification"]
+        cpu_ok = agent["cpu_pct_avg"] <= TARGET_CPU_PCT
+        rss_ok = agent["rss_mib_max"] <= TARGET_RSS_MIB
+        print()
+        print(f"steady {result['settings']['steady_rate_spans_per_s']:,} spans/s for "
+              f"{load['window_s']:.0f} s: achieved {steady['spans_per_s']:,} spans/s, "
+              f"latency p50 {_fmt(latency.get('p50'))} ms p99 {_fmt(latency.get('p99'))} ms, "
+              f"late sends {load['late_sends']}, errors {sum(load['errors'].values())}")
+        print(f"  agent CPU avg {agent['cpu_pct_avg']}% of one core (max 1 s sample "
+              f"{agent['cpu_pct_max_1s']}%; target ≤ {TARGET_CPU_PCT}%) {'PASS' if cpu_ok else 'FAIL'}")
+        print(f"  agent RSS avg {agent['rss_mib_avg']} MiB, max {agent['rss_mib_max']} MiB "
+              f"(target ≤ {TARGET_RSS_MIB} MiB) {'PASS' if rss_ok else 'FAIL'}")
+        idle = steady["idle"]
+        print(f"  idle agent before load: CPU {idle['cpu_pct_avg']}%, RSS {idle['rss_mib_max']} MiB")
+        print(f"  delivery: acknowledged {v['acked_by_agent_spans_total']:,} spans, sink received "
+              f"{v['sink_spans_after_shutdown']:,}")
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    baseline = [r["spans_per_s"] for r in rows if r["phase"] == "baseline"]
+    agent = [r["spans_per_s"] for r in rows if r["phase"] == "agent"]
+    ratios = [round(a / b, 3) if b else 0.0 for b, a in zip(baseline, agent, strict=False)]
+    return {
+        "baseline_spans_per_s_median": round(statistics.median(baseline)) if baseline else None,
+        "agent_spans_per_s_median": round(statistics.median(agent)) if agent else None,
+        "ratio_per_round": ratios,
+        "ratio_median": round(statistics.median(ratios), 3) if ratios else 0.0,
+    }
+
+
+# ────────────────────────────────────────── main ───────────────────────────────────────────
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short phases and one round (a smoke run)")
+    parser.add_argument("--duration", type=float, help="seconds measured per throughput phase (12; quick 4)")
+    parser.add_argument("--rounds", type=int, help="baseline/agent rounds, alternating (2; quick 1)")
+    parser.add_argument("--warmup", type=float, help="seconds of load before each window (2; quick 1)")
+    parser.add_argument("--steady-duration", type=float, help="seconds of the fixed-rate phase (20; quick 6)")
+    parser.add_argument("--idle", type=float, help="seconds the idle agent is sampled before the steady load (3; quick 1)")
+    parser.add_argument("--rate", type=float, default=100.0, help="requests/s in the steady phase (100 = 10k spans/s)")
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per generator (8)")
+    parser.add_argument("--spans", type=int, default=100, help="spans per request (100)")
+    parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="agent → sink compression")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the steady phase")
+    parser.add_argument("--skip-steady", action="store_true", help="only the throughput phases")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the figures ({RESULTS})")
+    parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
+    args = parser.parse_args(argv)
+    defaults = (
+        {"duration": 4.0, "rounds": 1, "warmup": 1.0, "steady_duration": 6.0, "idle": 1.0}
+        if args.quick
+        else {"duration": 12.0, "rounds": 2, "warmup": 2.0, "steady_duration": 20.0, "idle": 3.0}
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _budget(args: argparse.Namespace) -> int:
+    """Seconds after which the watchdog aborts the run (generous: start-ups, drains, shutdowns)."""
+    per_phase = args.warmup + 60
+    total = 0.0
+    if not args.skip_throughput:
+        total += args.rounds * 2 * (args.duration + per_phase)
+    if not args.skip_steady:
+        total += args.steady_duration + args.idle + per_phase
+    return int(total + 30)
+
+
+class _Abort(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    payload = build_request(args.spans)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise _Abort(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(_budget(args))
+    bench = Bench(args, payload, args.spans)
+    result: dict[str, Any] = {
+        "benchmark": "agent_throughput",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        },
+        "settings": {
+            "spans_per_request": args.spans,
+            "request_bytes": len(payload),
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "compression": args.compression,
+            "steady_rate_spans_per_s": int(args.rate * args.spans),
+            "steady_duration_s": args.steady_duration,
+            "agent_config": AGENT_CONFIG,
+        },
+        "throughput": [],
+    }
+    try:
+        if not args.skip_throughput:
+            for number in range(1, args.rounds + 1):
+                for phase in ("baseline", "agent"):
+                    print(f"round {number}/{args.rounds}: {phase} ({args.warmup:g} s warm-up + "
+                          f"{args.duration:g} s)…", flush=True)
+                    row = bench.baseline() if phase == "baseline" else bench.agent(f"round{number}")
+                    row["round"] = number
+                    result["throughput"].append(row)
+                    print(f"  {row['spans_per_s']:,} spans/s", flush=True)
+            result["summary"] = summarize(result["throughput"])
+        if not args.skip_steady:
+            print(f"steady: {args.rate * args.spans:,.0f} spans/s for {args.steady_duration:g} s…", flush=True)
+            result["steady"] = bench.steady()
+            agent = result["steady"]["usage"]["agent"]
+            result["steady_targets"] = {
+                "cpu_pct_avg": agent["cpu_pct_avg"],
+                "cpu_ok": agent["cpu_pct_avg"] <= TARGET_CPU_PCT,
+                "rss_mib_max": agent["rss_mib_max"],
+                "rss_ok": agent["rss_mib_max"] <= TARGET_RSS_MIB,
+            }
+    finally:
+        signal.alarm(0)
+        bench.processes.stop_all()
+        shutil.rmtree(bench.workdir, ignore_errors=True)
+    print_report(result)
+    if not args.no_json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

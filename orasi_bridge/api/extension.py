@@ -1,0 +1,31 @@
+"""The `query_api` extension: serves the REST API over the lake writer's tables."""
+
+from __future__ import annotations
+
+from orasi_bridge.api.config import Config
+from orasi_bridge.api.rest import create_app
+from orasi_bridge.lake.writer import LakeWriter
+from orasi_bridge.query.engine import QueryEngine
+from orasi_common.pipeline.component import Host, Settings
+from orasi_common.transport.http_server import HttpServer
+
+
+class QueryApi:
+    def __init__(self, settings: Settings, config: Config, host: Host) -> None:
+        writer = host.exporter(config.lake)
+        if not isinstance(writer, LakeWriter):
+            raise TypeError(f"exporter {config.lake!r} is not a `lake` exporter")
+        self.engine = QueryEngine(writer, config.limits)
+        self.server = HttpServer(create_app(config, self.engine, settings.metrics), config.endpoint)
+        self._logger = settings.logger
+
+    @property
+    def port(self) -> int | None:
+        return self.server.port
+
+    async def start(self) -> None:
+        await self.server.start()
+        self._logger.info("Query API listening.", extra={"port": self.port})
+
+    async def shutdown(self) -> None:
+        await self.server.shutdown()

@@ -1,0 +1,135 @@
+"""The bridge's REST API: ``POST /api/v1/query`` (ARCHITECTURE §6), OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orasi_bridge.api import encoding
+from orasi_bridge.api.config import Config
+from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.query.engine import QueryEngine
+from orasi_common.errors import OrasiError, PermanentError
+from orasi_common.pdata import DEFAULT_TENANT
+from orasi_common.telemetry.metrics import Metrics
+from orasi_common.transport import status
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(description="One SELECT over spans, logs and metric_points.", min_length=1)
+    start: str | int | None = Field(
+        default=None, description="RFC 3339 or Unix ns; bounds `time` (default: end - 1 h)."
+    )
+    end: str | int | None = Field(default=None, description="RFC 3339 or Unix ns (default: now).")
+    format: Literal["json", "arrow", "csv"] = Field(default="json", description="Answer format.")
+
+
+class Unauthorized(PermanentError):
+    """No or an unknown API key."""
+
+
+class Forbidden(PermanentError):
+    """The key may not read the tenant asked for."""
+
+
+def _error(code: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=code)
+
+
+def resolve_tenant(config: Config, tenant: str | None, authorization: str | None, api_key: str | None) -> str:
+    """The tenant a request reads: its API key's when keys are configured, else the header's."""
+    key = api_key or (authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None)
+    if config.api_keys:
+        if not key:
+            raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
+        owner = next((t for k, t in config.api_keys.items() if hmac.compare_digest(k, key)), None)
+        if owner is None:
+            raise Unauthorized("the API key is not known")
+        if tenant is not None and tenant != owner:
+            raise Forbidden(f"this API key may not read tenant {tenant!r}")
+        return owner
+    tenant = tenant or DEFAULT_TENANT
+    if not _TENANT.fullmatch(tenant):
+        raise PermanentError("X-Orasi-Tenant must be 1-64 letters, digits, '_', '.' or '-'")
+    return tenant
+
+
+def create_app(config: Config, engine: QueryEngine, metrics: Metrics) -> FastAPI:
+    app = FastAPI(
+        title="Orasi bridge query API",
+        version="1",
+        description="Read-only SQL over the telemetry lake (spans, logs, metric_points).",
+    )
+    duration = metrics.http_request_duration
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        handler = getattr(route, "path", "other")
+        duration.labels("query", handler, request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.post(
+        "/api/v1/query",
+        summary="Run one SELECT over the caller's tenant's lake tables",
+        responses={400: {"description": "Refused or failed query"}, 401: {}, 403: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": QueryRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def query(
+        request: Request,
+        x_orasi_tenant: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        try:
+            # The body is JSON whatever its declared type, so `curl -d '{...}'` works too.
+            body = QueryRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+            )
+            return _error(400, f"invalid query request: {problems}")
+        try:
+            tenant = resolve_tenant(config, x_orasi_tenant, authorization, x_api_key)
+            result = await engine.execute(body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow")
+        except Unauthorized as error:
+            return _error(401, error.message)
+        except Forbidden as error:
+            return _error(403, error.message)
+        except OrasiError as error:
+            return _error(status.http_status(error), error.message)
+        if body.format == "arrow":
+            return Response(encoding.to_arrow_stream(result), media_type="application/vnd.apache.arrow.stream")
+        if body.format == "csv":
+            return Response(encoding.to_csv(result), media_type="text/csv; charset=utf-8")
+        return Response(encoding.to_json(result), media_type="application/json")
+
+    @app.get("/api/v1/tables", summary="The lake tables and their columns")
+    async def tables() -> dict[str, Any]:
+        return {
+            "tables": [
+                {"name": name, "columns": [{"name": f.name, "type": str(f.type)} for f in schema]}
+                for name, schema in TABLES.items()
+            ]
+        }
+
+    return app

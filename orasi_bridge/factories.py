@@ -1,0 +1,14 @@
+"""Every component the bridge can be built from."""
+
+from orasi_bridge import api, lake
+from orasi_common.pipeline.component import Factories
+from orasi_common.processors import batch, memory_limiter
+from orasi_common.receivers import otlp as otlp_receiver
+
+FACTORIES = Factories.of(
+    otlp_receiver.FACTORY,
+    memory_limiter.FACTORY,
+    batch.FACTORY,
+    lake.FACTORY,
+    api.FACTORY,
+)

@@ -1,0 +1,61 @@
+"""The Iceberg catalog and tables (pyiceberg's SQL catalog), and Arrow filesystem access to files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform, IdentityTransform
+
+from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.schema import NAMESPACE, TABLES
+
+
+def open_catalog(config: Config) -> Catalog:
+    """Connect to the SQL catalog (creating its tables on first use). Blocking."""
+    properties: dict[str, str] = {"uri": config.catalog_uri, "warehouse": config.warehouse}
+    if config.warehouse.startswith("file://"):
+        Path(urlparse(config.warehouse).path).mkdir(parents=True, exist_ok=True)
+    if config.s3.endpoint:
+        properties["s3.endpoint"] = config.s3.endpoint
+    if config.s3.region:
+        properties["s3.region"] = config.s3.region
+    return SqlCatalog("orasi", **properties)
+
+
+def ensure_table(catalog: Catalog, name: str) -> Table:
+    """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service, time."""
+    catalog.create_namespace_if_not_exists(NAMESPACE)
+    identifier = f"{NAMESPACE}.{name}"
+    if catalog.table_exists(identifier):
+        return catalog.load_table(identifier)
+    table = catalog.create_table(identifier, schema=TABLES[name])
+    with table.transaction() as transaction:
+        with transaction.update_spec() as spec:
+            spec.add_field("time", DayTransform(), "time_day")
+            spec.add_identity("tenant")
+        with transaction.update_sort_order() as order:
+            order.asc("service_name", IdentityTransform())
+            order.asc("time", IdentityTransform())
+    return table
+
+
+def filesystem(config: Config) -> tuple[pafs.FileSystem, str]:
+    """An Arrow filesystem for the warehouse's files and the URL prefix to strip from paths."""
+    if config.warehouse.startswith("file://"):
+        return pafs.LocalFileSystem(), "file://"
+    options: dict[str, object] = {}
+    if config.s3.endpoint:
+        endpoint = urlparse(config.s3.endpoint)
+        options["endpoint_override"] = endpoint.netloc or config.s3.endpoint
+        options["scheme"] = endpoint.scheme or "https"
+    region = config.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    return pafs.S3FileSystem(**options), "s3://"
+

@@ -1,0 +1,38 @@
+"""Configuration of the `lake` exporter: catalog, warehouse and flush policy."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from orasi_common.config.model import ComponentConfig
+
+
+class S3Config(ComponentConfig):
+    endpoint: str | None = Field(
+        default=None, description="Endpoint override (e.g. http://127.0.0.1:8333); unset = AWS S3."
+    )
+    region: str | None = Field(default=None, description="Bucket region (default: the AWS chain's).")
+    # Credentials are deliberately not configurable here: the standard AWS chain (environment,
+    # shared config, web identity / IRSA, instance profile) supplies them.
+
+
+class Config(ComponentConfig):
+    region: str = Field(default="local", description="Value of the `region` column of every row.")
+    catalog_uri: str = Field(
+        description="SQLAlchemy URL of the Iceberg SQL catalog: postgresql+psycopg://… or sqlite:///…"
+    )
+    warehouse: str = Field(description="Where data files go: s3://bucket/prefix or file:///dir.")
+    s3: S3Config = Field(default_factory=S3Config, description="S3 access for an s3:// warehouse.")
+    flush_interval: float = Field(default=10.0, gt=0, description="Seconds rows wait in memory at most.")
+    flush_size_mib: float = Field(default=128, gt=0, description="Buffered MiB that trigger a flush.")
+    max_buffer_mib: float = Field(
+        default=512, gt=0, description="Buffered MiB past which ingest is refused (retryable)."
+    )
+    commit_retries: int = Field(default=5, ge=0, description="Retries of a conflicting Iceberg commit.")
+
+    @field_validator("warehouse")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://")):
+            raise ValueError("the warehouse must be an s3:// or file:// URL")
+        return value.rstrip("/")

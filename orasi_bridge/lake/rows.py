@@ -1,0 +1,309 @@
+"""OTLP export requests → Arrow record batches of the lake's tables.
+
+Work per resource and per scope (service name, resource attributes, scope name) is done once and
+repeated into the columns; per-item work is a handful of field reads and the attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from google.protobuf.message import Message
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from orasi_bridge.lake import schema
+from orasi_bridge.lake.attributes import as_pairs, body_text, value_type
+from orasi_common.pdata import Signal
+
+TABLE_OF_SIGNAL = {Signal.TRACES: "spans", Signal.LOGS: "logs", Signal.METRICS: "metric_points"}
+UNKNOWN_SERVICE = "unknown_service"
+
+_SPAN_KIND = {v: k.removeprefix("SPAN_KIND_") for k, v in trace_pb2.Span.SpanKind.items()}
+_STATUS = {v: k.removeprefix("STATUS_CODE_") for k, v in trace_pb2.Status.StatusCode.items()}
+_TEMPORALITY = {
+    v: k.removeprefix("AGGREGATION_TEMPORALITY_")
+    for k, v in metrics_pb2.AggregationTemporality.items()
+}
+
+Pairs = list[tuple[str, str | None]]
+
+
+def _hex(value: bytes) -> str | None:
+    return value.hex() if value else None
+
+
+class _MapColumn:
+    """Builds a MAP(VARCHAR, VARCHAR) column from per-row key/value pairs without per-row objects."""
+
+    def __init__(self) -> None:
+        self.offsets = [0]
+        self.keys: list[str] = []
+        self.values: list[str | None] = []
+
+    def append(self, pairs: Pairs) -> None:
+        for key, value in pairs:
+            self.keys.append(key)
+            self.values.append(value)
+        self.offsets.append(len(self.keys))
+
+    def repeat(self, pairs: Pairs, times: int) -> None:
+        keys = [k for k, _ in pairs]
+        values = [v for _, v in pairs]
+        size = len(pairs)
+        for _ in range(times):
+            self.keys.extend(keys)
+            self.values.extend(values)
+            self.offsets.append(self.offsets[-1] + size)
+
+    def finish(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, pa.string()),
+            type=schema.ATTRIBUTES,
+        )
+
+
+def _time_column(nanos: Sequence[int]) -> pa.Array:
+    micros = pc.divide(pa.array(nanos, pa.int64()), 1000)
+    return micros.cast(pa.int64()).cast(schema.TIME)
+
+
+def _resource_info(resource: Any) -> tuple[Pairs, str]:
+    pairs = as_pairs(resource.attributes)
+    service = next((v for k, v in pairs if k == "service.name" and v), None)
+    return pairs, service or UNKNOWN_SERVICE
+
+
+def spans_batch(request: Message, tenant: str, region: str) -> pa.RecordBatch:
+    c: dict[str, list[Any]] = {name: [] for name in schema.SPANS.names}
+    attributes, resource_attributes = _MapColumn(), _MapColumn()
+    for resource_spans in request.resource_spans:  # type: ignore[attr-defined]
+        resource_pairs, service = _resource_info(resource_spans.resource)
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            n = len(spans)
+            if not n:
+                continue
+            c["service_name"] += [service] * n
+            c["scope_name"] += [scope_spans.scope.name or None] * n
+            c["scope_version"] += [scope_spans.scope.version or None] * n
+            resource_attributes.repeat(resource_pairs, n)
+            for span in spans:
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                c["name"].append(span.name)
+                c["kind"].append(_SPAN_KIND.get(span.kind, str(span.kind)))
+                c["trace_id"].append(_hex(span.trace_id))
+                c["span_id"].append(_hex(span.span_id))
+                c["parent_span_id"].append(_hex(span.parent_span_id))
+                c["trace_state"].append(span.trace_state or None)
+                c["flags"].append(span.flags)
+                c["start_time_unix_nano"].append(start)
+                c["end_time_unix_nano"].append(end)
+                c["duration_ns"].append(end - start)
+                c["status_code"].append(_STATUS.get(span.status.code, str(span.status.code)))
+                c["status_message"].append(span.status.message or None)
+                c["dropped_attributes_count"].append(span.dropped_attributes_count)
+                attributes.append(as_pairs(span.attributes))
+                c["events"].append(
+                    [
+                        {
+                            "time_unix_nano": e.time_unix_nano,
+                            "name": e.name,
+                            "attributes": as_pairs(e.attributes),
+                            "dropped_attributes_count": e.dropped_attributes_count,
+                        }
+                        for e in span.events
+                    ]
+                )
+                c["links"].append(
+                    [
+                        {
+                            "trace_id": _hex(link.trace_id),
+                            "span_id": _hex(link.span_id),
+                            "trace_state": link.trace_state or None,
+                            "attributes": as_pairs(link.attributes),
+                            "flags": link.flags,
+                        }
+                        for link in span.links
+                    ]
+                )
+    rows = len(c["name"])
+    c["tenant"] = [tenant] * rows
+    c["region"] = [region] * rows
+    return _finish(schema.SPANS, c, attributes, resource_attributes, c["start_time_unix_nano"])
+
+
+def logs_batch(request: Message, tenant: str, region: str) -> pa.RecordBatch:
+    c: dict[str, list[Any]] = {name: [] for name in schema.LOGS.names}
+    attributes, resource_attributes = _MapColumn(), _MapColumn()
+    times: list[int] = []
+    for resource_logs in request.resource_logs:  # type: ignore[attr-defined]
+        resource_pairs, service = _resource_info(resource_logs.resource)
+        for scope_logs in resource_logs.scope_logs:
+            records = scope_logs.log_records
+            n = len(records)
+            if not n:
+                continue
+            c["service_name"] += [service] * n
+            c["scope_name"] += [scope_logs.scope.name or None] * n
+            c["scope_version"] += [scope_logs.scope.version or None] * n
+            resource_attributes.repeat(resource_pairs, n)
+            for record in records:
+                observed = record.observed_time_unix_nano
+                c["time_unix_nano"].append(record.time_unix_nano or None)
+                c["observed_time_unix_nano"].append(observed or None)
+                times.append(record.time_unix_nano or observed)
+                c["severity_number"].append(record.severity_number)
+                c["severity_text"].append(record.severity_text or None)
+                c["event_name"].append(record.event_name or None)
+                c["body"].append(body_text(record.body))
+                c["body_type"].append(value_type(record.body))
+                c["trace_id"].append(_hex(record.trace_id))
+                c["span_id"].append(_hex(record.span_id))
+                c["flags"].append(record.flags)
+                attributes.append(as_pairs(record.attributes))
+    rows = len(times)
+    c["tenant"] = [tenant] * rows
+    c["region"] = [region] * rows
+    return _finish(schema.LOGS, c, attributes, resource_attributes, times)
+
+
+_POINT_DEFAULTS = {
+    name: None
+    for name in (
+        "value int_value count sum min max bucket_counts explicit_bounds scale zero_count "
+        "positive_offset positive_bucket_counts negative_offset negative_bucket_counts quantiles"
+    ).split()
+}
+
+
+def _exemplars(point: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "time_unix_nano": e.time_unix_nano,
+            "value": e.as_double if e.HasField("as_double") else float(e.as_int),
+            "trace_id": _hex(e.trace_id),
+            "span_id": _hex(e.span_id),
+            "filtered_attributes": as_pairs(e.filtered_attributes),
+        }
+        for e in point.exemplars
+    ]
+
+
+def _optional(point: Any, name: str) -> float | None:
+    return getattr(point, name) if point.HasField(name) else None
+
+
+def _point_values(metric_type: str, point: Any) -> dict[str, Any]:
+    """The value columns of one data point."""
+    if metric_type in ("gauge", "sum"):
+        if point.HasField("as_int"):
+            return {"value": float(point.as_int), "int_value": point.as_int}
+        return {"value": point.as_double}
+    if metric_type == "histogram":
+        return {
+            "count": point.count,
+            "sum": _optional(point, "sum"),
+            "min": _optional(point, "min"),
+            "max": _optional(point, "max"),
+            "bucket_counts": list(point.bucket_counts),
+            "explicit_bounds": list(point.explicit_bounds),
+        }
+    if metric_type == "exponential_histogram":
+        return {
+            "count": point.count,
+            "sum": _optional(point, "sum"),
+            "min": _optional(point, "min"),
+            "max": _optional(point, "max"),
+            "scale": point.scale,
+            "zero_count": point.zero_count,
+            "positive_offset": point.positive.offset,
+            "positive_bucket_counts": list(point.positive.bucket_counts),
+            "negative_offset": point.negative.offset,
+            "negative_bucket_counts": list(point.negative.bucket_counts),
+        }
+    # summary
+    return {
+        "count": point.count,
+        "sum": point.sum,
+        "quantiles": [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
+    }
+
+
+def metric_points_batch(request: Message, tenant: str, region: str) -> pa.RecordBatch:
+    c: dict[str, list[Any]] = {name: [] for name in schema.METRIC_POINTS.names}
+    attributes, resource_attributes = _MapColumn(), _MapColumn()
+    for resource_metrics in request.resource_metrics:  # type: ignore[attr-defined]
+        resource_pairs, service = _resource_info(resource_metrics.resource)
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope_name = scope_metrics.scope.name or None
+            scope_version = scope_metrics.scope.version or None
+            for metric in scope_metrics.metrics:
+                metric_type = metric.WhichOneof("data")
+                if metric_type is None:
+                    continue
+                data = getattr(metric, metric_type)
+                points = data.data_points
+                n = len(points)
+                if not n:
+                    continue
+                temporality = (
+                    _TEMPORALITY.get(data.aggregation_temporality)
+                    if metric_type in ("sum", "histogram", "exponential_histogram")
+                    else None
+                )
+                c["service_name"] += [service] * n
+                c["metric_name"] += [metric.name] * n
+                c["metric_type"] += [metric_type] * n
+                c["unit"] += [metric.unit or None] * n
+                c["description"] += [metric.description or None] * n
+                c["is_monotonic"] += [data.is_monotonic if metric_type == "sum" else None] * n
+                c["aggregation_temporality"] += [temporality] * n
+                c["scope_name"] += [scope_name] * n
+                c["scope_version"] += [scope_version] * n
+                resource_attributes.repeat(resource_pairs, n)
+                for point in points:
+                    c["start_time_unix_nano"].append(point.start_time_unix_nano or None)
+                    c["time_unix_nano"].append(point.time_unix_nano)
+                    c["flags"].append(point.flags)
+                    c["exemplars"].append(_exemplars(point) if metric_type != "summary" else [])
+                    attributes.append(as_pairs(point.attributes))
+                    for name, value in (_POINT_DEFAULTS | _point_values(metric_type, point)).items():
+                        c[name].append(value)
+    rows = len(c["time_unix_nano"])
+    c["tenant"] = [tenant] * rows
+    c["region"] = [region] * rows
+    return _finish(schema.METRIC_POINTS, c, attributes, resource_attributes, c["time_unix_nano"])
+
+
+def _finish(
+    table_schema: pa.Schema,
+    columns: dict[str, list[Any]],
+    attributes: _MapColumn,
+    resource_attributes: _MapColumn,
+    times: Sequence[int],
+) -> pa.RecordBatch:
+    arrays = []
+    for field in table_schema:
+        if field.name == "attributes":
+            arrays.append(attributes.finish())
+        elif field.name == "resource_attributes":
+            arrays.append(resource_attributes.finish())
+        elif field.name == "time":
+            arrays.append(_time_column(times))
+        else:
+            arrays.append(pa.array(columns[field.name], field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=table_schema)
+
+
+CONVERTERS = {Signal.TRACES: spans_batch, Signal.LOGS: logs_batch, Signal.METRICS: metric_points_batch}
+
+
+def to_record_batch(signal: Signal, request: Message, tenant: str, region: str) -> pa.RecordBatch:
+    """The lake rows of one OTLP export request."""
+    return CONVERTERS[signal](request, tenant, region)

@@ -1,0 +1,132 @@
+"""The lake's tables: their Arrow schemas (the public contract of ARCHITECTURE §5, plus extras).
+
+Timestamps are kept twice: as nanosecond integers (exact) and as the microsecond ``time``
+column (Iceberg v2 timestamps) that tables are partitioned by day on.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+NAMESPACE = "orasi"
+
+ATTRIBUTES = pa.map_(pa.string(), pa.string())
+TIME = pa.timestamp("us", tz="UTC")
+
+EVENT = pa.struct(
+    [
+        ("time_unix_nano", pa.int64()),
+        ("name", pa.string()),
+        ("attributes", ATTRIBUTES),
+        ("dropped_attributes_count", pa.int64()),
+    ]
+)
+LINK = pa.struct(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("trace_state", pa.string()),
+        ("attributes", ATTRIBUTES),
+        ("flags", pa.int64()),
+    ]
+)
+QUANTILE = pa.struct([("quantile", pa.float64()), ("value", pa.float64())])
+EXEMPLAR = pa.struct(
+    [
+        ("time_unix_nano", pa.int64()),
+        ("value", pa.float64()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("filtered_attributes", ATTRIBUTES),
+    ]
+)
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, kind, nullable=name != "tenant") for name, kind in fields])
+
+
+SPANS = _schema(
+    ("tenant", pa.string()),
+    ("region", pa.string()),
+    ("service_name", pa.string()),
+    ("name", pa.string()),
+    ("kind", pa.string()),
+    ("trace_id", pa.string()),
+    ("span_id", pa.string()),
+    ("parent_span_id", pa.string()),
+    ("trace_state", pa.string()),
+    ("flags", pa.int64()),
+    ("start_time_unix_nano", pa.int64()),
+    ("end_time_unix_nano", pa.int64()),
+    ("duration_ns", pa.int64()),
+    ("status_code", pa.string()),
+    ("status_message", pa.string()),
+    ("attributes", ATTRIBUTES),
+    ("resource_attributes", ATTRIBUTES),
+    ("scope_name", pa.string()),
+    ("scope_version", pa.string()),
+    ("events", pa.list_(EVENT)),
+    ("links", pa.list_(LINK)),
+    ("dropped_attributes_count", pa.int64()),
+    ("time", TIME),
+)
+
+LOGS = _schema(
+    ("tenant", pa.string()),
+    ("region", pa.string()),
+    ("service_name", pa.string()),
+    ("time_unix_nano", pa.int64()),
+    ("observed_time_unix_nano", pa.int64()),
+    ("severity_number", pa.int32()),
+    ("severity_text", pa.string()),
+    ("event_name", pa.string()),
+    ("body", pa.string()),
+    ("body_type", pa.string()),
+    ("trace_id", pa.string()),
+    ("span_id", pa.string()),
+    ("flags", pa.int64()),
+    ("attributes", ATTRIBUTES),
+    ("resource_attributes", ATTRIBUTES),
+    ("scope_name", pa.string()),
+    ("scope_version", pa.string()),
+    ("time", TIME),
+)
+
+METRIC_POINTS = _schema(
+    ("tenant", pa.string()),
+    ("region", pa.string()),
+    ("service_name", pa.string()),
+    ("metric_name", pa.string()),
+    ("metric_type", pa.string()),
+    ("unit", pa.string()),
+    ("description", pa.string()),
+    ("is_monotonic", pa.bool_()),
+    ("aggregation_temporality", pa.string()),
+    ("start_time_unix_nano", pa.int64()),
+    ("time_unix_nano", pa.int64()),
+    ("value", pa.float64()),
+    ("int_value", pa.int64()),
+    ("count", pa.int64()),
+    ("sum", pa.float64()),
+    ("min", pa.float64()),
+    ("max", pa.float64()),
+    ("bucket_counts", pa.list_(pa.int64())),
+    ("explicit_bounds", pa.list_(pa.float64())),
+    ("scale", pa.int32()),
+    ("zero_count", pa.int64()),
+    ("positive_offset", pa.int32()),
+    ("positive_bucket_counts", pa.list_(pa.int64())),
+    ("negative_offset", pa.int32()),
+    ("negative_bucket_counts", pa.list_(pa.int64())),
+    ("quantiles", pa.list_(QUANTILE)),
+    ("exemplars", pa.list_(EXEMPLAR)),
+    ("flags", pa.int64()),
+    ("attributes", ATTRIBUTES),
+    ("resource_attributes", ATTRIBUTES),
+    ("scope_name", pa.string()),
+    ("scope_version", pa.string()),
+    ("time", TIME),
+)
+
+TABLES: dict[str, pa.Schema] = {"spans": SPANS, "logs": LOGS, "metric_points": METRIC_POINTS}

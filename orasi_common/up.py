@@ -1,0 +1,138 @@
+"""`orasi up`: agent → gateway → bridge in one process, with embedded defaults.
+
+The bridge keeps its Iceberg catalog in SQLite and its warehouse in a local directory under
+``--data-dir``; nothing outside this process is needed. Ports are the public contract of
+ARCHITECTURE §9, each overridable with ``--port NAME=PORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orasi_common.config.model import ServiceConfig
+from orasi_common.service import Service
+
+PORTS: dict[str, int] = {
+    "agent.grpc": 4317,
+    "agent.http": 4318,
+    "agent.admin": 13133,
+    "gateway.grpc": 4417,
+    "gateway.http": 4418,
+    "gateway.admin": 13134,
+    "bridge.grpc": 4517,
+    "bridge.http": 4518,
+    "bridge.query": 8080,
+    "bridge.admin": 13135,
+}
+
+_SIGNALS = ("traces", "metrics", "logs")
+
+
+def _otlp_receiver(host: str, ports: Mapping[str, int], service: str) -> dict[str, Any]:
+    return {
+        "protocols": {
+            "grpc": {"endpoint": f"{host}:{ports[f'{service}.grpc']}"},
+            "http": {"endpoint": f"{host}:{ports[f'{service}.http']}"},
+        }
+    }
+
+
+def _service_part(host: str, ports: Mapping[str, int], service: str, processors: list[str], exporter: str) -> dict[str, Any]:
+    return {
+        "telemetry": {"admin": {"endpoint": f"{host}:{ports[f'{service}.admin']}"}},
+        "pipelines": {
+            signal: {"receivers": ["otlp"], "processors": processors, "exporters": [exporter]}
+            for signal in _SIGNALS
+        },
+    }
+
+
+def _forwarder(target: int) -> dict[str, Any]:
+    return {
+        "endpoint": f"127.0.0.1:{target}",
+        "tls": {"insecure": True},
+        "compression": "none",
+        "retry_on_failure": {"initial_interval": 0.5, "max_interval": 5},
+    }
+
+
+_MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
+
+
+def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, ServiceConfig]:
+    """The three services' configurations, wired agent → gateway → bridge."""
+    agent = {
+        "receivers": {"otlp": _otlp_receiver(host, ports, "agent")},
+        "processors": {"memory_limiter": _MEMORY_LIMITER, "resource": {}, "batch": {"timeout": 0.2}},
+        "exporters": {"otlp": _forwarder(ports["gateway.grpc"])},
+        "service": _service_part(host, ports, "agent", ["memory_limiter", "resource", "batch"], "otlp"),
+    }
+    gateway = {
+        "receivers": {"otlp": _otlp_receiver(host, ports, "gateway")},
+        "processors": {"memory_limiter": _MEMORY_LIMITER, "batch": {"timeout": 0.2}},
+        "exporters": {"otlp": _forwarder(ports["bridge.grpc"])},
+        "service": _service_part(host, ports, "gateway", ["memory_limiter", "batch"], "otlp"),
+    }
+    bridge = {
+        "receivers": {"otlp": _otlp_receiver(host, ports, "bridge")},
+        "processors": {"memory_limiter": _MEMORY_LIMITER},
+        "exporters": {
+            "lake": {
+                "region": "local",
+                "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
+                "warehouse": f"file://{data_dir / 'warehouse'}",
+                "flush_interval": 5,
+            }
+        },
+        "extensions": {"query_api": {"endpoint": f"{host}:{ports['bridge.query']}", "lake": "lake"}},
+        "service": {
+            **_service_part(host, ports, "bridge", ["memory_limiter"], "lake"),
+            "extensions": ["query_api"],
+        },
+    }
+    return {
+        name: ServiceConfig.model_validate(document)
+        for name, document in (("bridge", bridge), ("gateway", gateway), ("agent", agent))
+    }
+
+
+def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    return f"""orasi up: ready
+  send OTLP to the agent:   grpc {shown}:{ports['agent.grpc']}   http http://{shown}:{ports['agent.http']}/v1/traces|metrics|logs
+  query the lake:           orasi query "SELECT service_name, count(*) FROM spans GROUP BY 1"
+                            curl -s http://{shown}:{ports['bridge.query']}/api/v1/query -H 'Content-Type: application/json' -d '{{"sql": "SELECT count(*) FROM spans"}}'
+  API docs:                 http://{shown}:{ports['bridge.query']}/docs
+  health and metrics:       http://{shown}:{ports['agent.admin']}/metrics (agent), :{ports['gateway.admin']} (gateway), :{ports['bridge.admin']} (bridge)
+  data directory:           {data_dir}
+  stop with Ctrl-C"""
+
+
+async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
+    from orasi_agent.factories import FACTORIES as AGENT
+    from orasi_bridge.factories import FACTORIES as BRIDGE
+    from orasi_gateway.factories import FACTORIES as GATEWAY
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    factories = {"bridge": BRIDGE, "gateway": GATEWAY, "agent": AGENT}
+    services = [Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    try:
+        for service in services:  # bridge first: downstream before upstream
+            await service.start()
+            started.append(service)
+        print(banner(ports, host, data_dir), flush=True)
+        await stop.wait()
+    finally:
+        logging.getLogger("orasi.up").info("Stopping: agent, then gateway, then bridge.")
+        for service in reversed(started):
+            await service.shutdown()

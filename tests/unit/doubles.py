@@ -1,0 +1,68 @@
+"""Test doubles for the unit tests: a recording consumer and settings for components."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from orasi_common.pdata import Batch
+from orasi_common.pipeline.component import Kind, Settings
+from orasi_common.telemetry.metrics import Metrics
+
+
+def make_settings(
+    component_id: str = "test",
+    kind: Kind = Kind.PROCESSOR,
+    metrics: Metrics | None = None,
+    pipeline: str | None = None,
+) -> Settings:
+    return Settings(
+        component_id,
+        kind,
+        "agent",
+        metrics if metrics is not None else Metrics("agent"),
+        logging.getLogger(f"orasi.test.{kind.value}.{component_id}"),
+        pipeline,
+    )
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """A metric sample's value, 0 when the labelled child does not exist yet."""
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+class RecordingConsumer:
+    """Records every batch it accepts; ``refuse`` holds errors to raise on the next calls."""
+
+    def __init__(self, refuse: list[Exception] | None = None) -> None:
+        self.batches: list[Batch] = []
+        self.refuse = list(refuse or [])
+        self.calls = 0
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def consume(self, batch: Batch) -> None:
+        self.calls += 1
+        async with self._condition():
+            self._condition().notify_all()
+        if self.refuse:
+            raise self.refuse.pop(0)
+        self.batches.append(batch)
+        async with self._condition():
+            self._condition().notify_all()
+
+    @property
+    def items(self) -> int:
+        return sum(b.items for b in self.batches)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait for ``predicate`` to hold (checked after every consume call)."""
+        async with asyncio.timeout(timeout):
+            async with self._condition():
+                await self._condition().wait_for(predicate)
