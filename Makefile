@@ -1,8 +1,14 @@
 # The README's commands. `make up` starts everything; `make test` installs the test
-# dependencies and runs the whole suite (this is what .ci/run calls).
+# dependencies, starts the real servers the tests use, runs the whole suite and stops them
+# (this is what .ci/run calls).
 PYTHON ?= python3
+export ORASI_TEST_S3_ENDPOINT ?= http://127.0.0.1:8333
+export ORASI_TEST_CATALOG_URI ?= postgresql+psycopg://postgres@127.0.0.1:5432/orasi_test
+export AWS_ACCESS_KEY_ID ?= testkey
+export AWS_SECRET_ACCESS_KEY ?= testsecret
+export AWS_REGION ?= us-east-1
 
-.PHONY: install up test check bench
+.PHONY: install up test check bench servers stop-servers
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -10,8 +16,14 @@ install:
 up: install
 	orasi up
 
-test: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+servers:
+	scripts/test-servers.sh start
+
+stop-servers:
+	scripts/test-servers.sh stop
+
+test: install servers
+	$(PYTHON) -m pytest -q -p no:cacheprovider; status=$$?; scripts/test-servers.sh stop; exit $$status
 
 check:
 	$(PYTHON) -m pip install -q -e '.[dev]'
