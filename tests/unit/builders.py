@@ -44,7 +44,7 @@ def _scope(r: int, s: int) -> common_pb2.InstrumentationScope:
     return common_pb2.InstrumentationScope(name=f"scope-{r}-{s}", version="1.0")
 
 
-def traces_request(shape: ItemShape = ((2,),)) -> trace_service_pb2.ExportTraceServiceRequest:
+def traces_request(shape: ItemShape = ((2,),), prefix: str = "") -> trace_service_pb2.ExportTraceServiceRequest:
     request = trace_service_pb2.ExportTraceServiceRequest()
     for r, scopes in enumerate(shape):
         rs = request.resource_spans.add(resource=_resource(r), schema_url=f"https://schema/{r}")
@@ -52,7 +52,7 @@ def traces_request(shape: ItemShape = ((2,),)) -> trace_service_pb2.ExportTraceS
             ss = rs.scope_spans.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
             for i in range(count):
                 ss.spans.add(
-                    name=f"span-{r}-{s}-{i}",
+                    name=f"{prefix}span-{r}-{s}-{i}",
                     trace_id=bytes([r + 1] * 8 + [s + 1] * 4 + list((i + 1).to_bytes(4, "big"))),
                     span_id=(i + 1).to_bytes(8, "big"),
                     start_time_unix_nano=1_700_000_000_000_000_000 + i,
@@ -61,7 +61,7 @@ def traces_request(shape: ItemShape = ((2,),)) -> trace_service_pb2.ExportTraceS
     return request
 
 
-def logs_request(shape: ItemShape = ((2,),)) -> logs_service_pb2.ExportLogsServiceRequest:
+def logs_request(shape: ItemShape = ((2,),), prefix: str = "") -> logs_service_pb2.ExportLogsServiceRequest:
     request = logs_service_pb2.ExportLogsServiceRequest()
     for r, scopes in enumerate(shape):
         rl = request.resource_logs.add(resource=_resource(r), schema_url=f"https://schema/{r}")
@@ -69,7 +69,7 @@ def logs_request(shape: ItemShape = ((2,),)) -> logs_service_pb2.ExportLogsServi
             sl = rl.scope_logs.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
             for i in range(count):
                 sl.log_records.add(
-                    body=common_pb2.AnyValue(string_value=f"log-{r}-{s}-{i}"),
+                    body=common_pb2.AnyValue(string_value=f"{prefix}log-{r}-{s}-{i}"),
                     time_unix_nano=1_700_000_000_000_000_000 + i,
                     severity_number=9,
                 )
@@ -111,7 +111,7 @@ def add_metric(scope_metrics: Any, name: str, kind: str, points: int) -> metrics
 
 
 def metrics_request(
-    shape: MetricShape = (((("sum", 2),),),),
+    shape: MetricShape = (((("sum", 2),),),), prefix: str = ""
 ) -> metrics_service_pb2.ExportMetricsServiceRequest:
     request = metrics_service_pb2.ExportMetricsServiceRequest()
     for r, scopes in enumerate(shape):
@@ -119,23 +119,29 @@ def metrics_request(
         for s, metrics in enumerate(scopes):
             sm = rm.scope_metrics.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
             for m, (kind, points) in enumerate(metrics):
-                add_metric(sm, f"metric-{r}-{s}-{m}", kind, points)
+                add_metric(sm, f"{prefix}metric-{r}-{s}-{m}", kind, points)
     return request
 
 
-def request_with(signal: Signal, items: int, resources: int = 1) -> Message:
+def request_with(signal: Signal, items: int, resources: int = 1, prefix: str = "") -> Message:
     """A request of ``signal`` with ``items`` items spread evenly over ``resources`` resources."""
     per = [items // resources + (1 if r < items % resources else 0) for r in range(resources)]
     if signal is Signal.TRACES:
-        return traces_request([[n] for n in per])
+        return traces_request([[n] for n in per], prefix)
     if signal is Signal.LOGS:
-        return logs_request([[n] for n in per])
-    return metrics_request([[[("gauge", n)]] for n in per])
+        return logs_request([[n] for n in per], prefix)
+    return metrics_request([[[("gauge", n)]] for n in per], prefix)
 
 
-def batch_with(signal: Signal, items: int, **kwargs: Any) -> Batch:
-    """A batch holding serialized bytes (as receivers make them)."""
-    return Batch.from_serialized(signal, request_with(signal, items).SerializeToString(), **kwargs)
+_batch_numbers = itertools.count(1)
+
+
+def batch_with(signal: Signal, items: int, *, prefix: str | None = None, **kwargs: Any) -> Batch:
+    """A batch holding serialized bytes (as receivers make them); its items are unlike any other
+    batch's (their names start with ``prefix``, by default a new ``b<n>-``)."""
+    if prefix is None:
+        prefix = f"b{next(_batch_numbers)}-"
+    return Batch.from_serialized(signal, request_with(signal, items, prefix=prefix).SerializeToString(), **kwargs)
 
 
 def _identity(message: Message, *without: str) -> bytes:
