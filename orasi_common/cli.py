@@ -13,7 +13,6 @@ from orasi_common.pipeline.component import Factories
 from orasi_common.pipeline.graph import resolve
 from orasi_common.version import __version__
 
-
 SERVICES = ("agent", "gateway", "bridge")
 
 

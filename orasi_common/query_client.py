@@ -11,10 +11,19 @@ import httpx
 
 def _table(columns: list[dict[str, str]], rows: list[list[Any]]) -> str:
     header = [c["name"] for c in columns]
-    cells = [[json.dumps(v) if isinstance(v, dict | list) else ("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()  # noqa: E731
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 def run_query(
@@ -25,7 +34,12 @@ def run_query(
         headers["X-Orasi-Tenant"] = tenant
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body: dict[str, Any] = {"sql": sql, "start": start, "end": end, "format": "json" if fmt == "table" else fmt}
+    body: dict[str, Any] = {
+        "sql": sql,
+        "start": start,
+        "end": end,
+        "format": "json" if fmt == "table" else fmt,
+    }
     try:
         response = httpx.post(f"{url.rstrip('/')}/api/v1/query", json=body, headers=headers, timeout=120)
     except httpx.HTTPError as error:
@@ -41,7 +55,8 @@ def run_query(
     if fmt == "table":
         answer = response.json()
         print(_table(answer["columns"], answer["rows"]))
-        print(f"({answer['stats'].get('rows', len(answer['rows']))} rows, {answer['stats'].get('elapsed_ms')} ms)")
+        stats = answer["stats"]
+        print(f"({stats.get('rows', len(answer['rows']))} rows, {stats.get('elapsed_ms')} ms)")
     else:
         sys.stdout.write(response.text)
     return 0

@@ -42,7 +42,9 @@ def _otlp_receiver(host: str, ports: Mapping[str, int], service: str) -> dict[st
     }
 
 
-def _service_part(host: str, ports: Mapping[str, int], service: str, processors: list[str], exporter: str) -> dict[str, Any]:
+def _service_part(
+    host: str, ports: Mapping[str, int], service: str, processors: list[str], exporter: str
+) -> dict[str, Any]:
     return {
         "telemetry": {"admin": {"endpoint": f"{host}:{ports[f'{service}.admin']}"}},
         "pipelines": {
@@ -102,15 +104,24 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
 
 
 def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    return f"""orasi up: ready
-  send OTLP to the agent:   grpc {shown}:{ports['agent.grpc']}   http http://{shown}:{ports['agent.http']}/v1/traces|metrics|logs
-  query the lake:           orasi query "SELECT service_name, count(*) FROM spans GROUP BY 1"
-                            curl -s http://{shown}:{ports['bridge.query']}/api/v1/query -H 'Content-Type: application/json' -d '{{"sql": "SELECT count(*) FROM spans"}}'
-  API docs:                 http://{shown}:{ports['bridge.query']}/docs
-  health and metrics:       http://{shown}:{ports['agent.admin']}/metrics (agent), :{ports['gateway.admin']} (gateway), :{ports['bridge.admin']} (bridge)
-  data directory:           {data_dir}
-  stop with Ctrl-C"""
+    """What `orasi up` prints once every service accepts data."""
+    at = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    query_url = f"http://{at}:{ports['bridge.query']}"
+    curl_body = '{"sql": "SELECT count(*) FROM spans"}'
+    lines = [
+        ("send OTLP to the agent", f"grpc {at}:{ports['agent.grpc']}"),
+        ("", f"http http://{at}:{ports['agent.http']}/v1/traces|metrics|logs"),
+        ("query the lake", 'orasi query "SELECT service_name, count(*) FROM spans GROUP BY 1"'),
+        ("", f"curl -s {query_url}/api/v1/query -H 'Content-Type: application/json' -d '{curl_body}'"),
+        ("API docs", f"{query_url}/docs"),
+        ("agent health, metrics", f"http://{at}:{ports['agent.admin']}/readyz, /metrics"),
+        ("gateway, bridge admin", f"ports {ports['gateway.admin']}, {ports['bridge.admin']}"),
+        ("data directory", str(data_dir)),
+        ("stop with", "Ctrl-C"),
+    ]
+    return "\n".join(
+        ["orasi up: ready", *(f"  {label + ':' if label else '':24} {text}" for label, text in lines)]
+    )
 
 
 async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
@@ -118,9 +129,11 @@ async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
     from orasi_bridge.factories import FACTORIES as BRIDGE
     from orasi_gateway.factories import FACTORIES as GATEWAY
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     factories = {"bridge": BRIDGE, "gateway": GATEWAY, "agent": AGENT}
-    services = [Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()]
+    services = [
+        Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

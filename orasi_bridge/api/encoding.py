@@ -54,7 +54,9 @@ def to_csv(result: QueryResult) -> bytes:
     for row in result.rows or ():
         writer.writerow(
             [
-                json.dumps(jsonable(v), ensure_ascii=False) if isinstance(v, dict | list | tuple) else jsonable(v)
+                json.dumps(jsonable(v), ensure_ascii=False)
+                if isinstance(v, dict | list | tuple)
+                else jsonable(v)
                 for v in row
             ]
         )

@@ -48,7 +48,9 @@ def _error(code: int, message: str) -> JSONResponse:
 
 def resolve_tenant(config: Config, tenant: str | None, authorization: str | None, api_key: str | None) -> str:
     """The tenant a request reads: its API key's when keys are configured, else the header's."""
-    key = api_key or (authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None)
+    key = api_key or (
+        authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
+    )
     if config.api_keys:
         if not key:
             raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
@@ -110,7 +112,9 @@ def create_app(config: Config, engine: QueryEngine, metrics: Metrics) -> FastAPI
             return _error(400, f"invalid query request: {problems}")
         try:
             tenant = resolve_tenant(config, x_orasi_tenant, authorization, x_api_key)
-            result = await engine.execute(body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow")
+            result = await engine.execute(
+                body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow"
+            )
         except Unauthorized as error:
             return _error(401, error.message)
         except Forbidden as error:
@@ -118,7 +122,9 @@ def create_app(config: Config, engine: QueryEngine, metrics: Metrics) -> FastAPI
         except OrasiError as error:
             return _error(status.http_status(error), error.message)
         if body.format == "arrow":
-            return Response(encoding.to_arrow_stream(result), media_type="application/vnd.apache.arrow.stream")
+            return Response(
+                encoding.to_arrow_stream(result), media_type="application/vnd.apache.arrow.stream"
+            )
         if body.format == "csv":
             return Response(encoding.to_csv(result), media_type="text/csv; charset=utf-8")
         return Response(encoding.to_json(result), media_type="application/json")

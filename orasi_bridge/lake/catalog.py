@@ -58,4 +58,3 @@ def filesystem(config: Config) -> tuple[pafs.FileSystem, str]:
     if region:
         options["region"] = region
     return pafs.S3FileSystem(**options), "s3://"
-

@@ -25,8 +25,7 @@ UNKNOWN_SERVICE = "unknown_service"
 _SPAN_KIND = {v: k.removeprefix("SPAN_KIND_") for k, v in trace_pb2.Span.SpanKind.items()}
 _STATUS = {v: k.removeprefix("STATUS_CODE_") for k, v in trace_pb2.Status.StatusCode.items()}
 _TEMPORALITY = {
-    v: k.removeprefix("AGGREGATION_TEMPORALITY_")
-    for k, v in metrics_pb2.AggregationTemporality.items()
+    v: k.removeprefix("AGGREGATION_TEMPORALITY_") for k, v in metrics_pb2.AggregationTemporality.items()
 }
 
 Pairs = list[tuple[str, str | None]]
@@ -173,13 +172,25 @@ def logs_batch(request: Message, tenant: str, region: str) -> pa.RecordBatch:
     return _finish(schema.LOGS, c, attributes, resource_attributes, times)
 
 
-_POINT_DEFAULTS = {
-    name: None
-    for name in (
-        "value int_value count sum min max bucket_counts explicit_bounds scale zero_count "
-        "positive_offset positive_bucket_counts negative_offset negative_bucket_counts quantiles"
-    ).split()
-}
+_POINT_DEFAULTS: dict[str, Any] = dict.fromkeys(
+    [
+        "value",
+        "int_value",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "bucket_counts",
+        "explicit_bounds",
+        "scale",
+        "zero_count",
+        "positive_offset",
+        "positive_bucket_counts",
+        "negative_offset",
+        "negative_bucket_counts",
+        "quantiles",
+    ]
+)
 
 
 def _exemplars(point: Any) -> list[dict[str, Any]]:

@@ -162,9 +162,7 @@ class LakeWriter:
             self._flushing = buffer
             try:
                 for name, tenants in buffer.rows.items():
-                    snapshot_id = await asyncio.to_thread(
-                        self._commit, name, tenants, buffer.batch_ids[name]
-                    )
+                    snapshot_id = await asyncio.to_thread(self._commit, name, tenants, buffer.batch_ids[name])
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = snapshot_id
                     self._committed.update(buffer.batch_ids.pop(name))
@@ -218,4 +216,3 @@ class LakeWriter:
         await self._tasks.close(cancel=True)
         if self.tables:
             await self.flush()
-

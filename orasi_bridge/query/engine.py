@@ -9,6 +9,7 @@ under the table's name. DuckDB pushes projections and further filters into that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,10 +77,8 @@ class QueryEngine:
                 done, _ = await asyncio.wait({run}, timeout=self._limits.timeout)
                 if not done:
                     connection.interrupt()
-                    try:
+                    with contextlib.suppress(duckdb.Error):
                         await run
-                    except duckdb.Error:
-                        pass
                     raise QueryRefused(
                         f"the query ran longer than the limit of {self._limits.timeout:g} s; "
                         "narrow the time range or the query"
@@ -108,7 +107,7 @@ class QueryEngine:
             cursor = connection.execute(sql)
             columns = [(d[0], str(d[1])) for d in cursor.description or ()]
             if as_arrow:
-                reader = cursor.to_arrow_reader(8192)
+                reader: pa.RecordBatchReader = cursor.to_arrow_reader(8192)
                 batches, count = [], 0
                 for batch in reader:
                     batches.append(batch)
@@ -145,14 +144,12 @@ class QueryEngine:
         start_us, end_us = start_ns // 1000, end_ns // 1000
         parts: list[ds.Dataset] = []
         if view.snapshot_id is not None:
-            scan = view.table.scan(
-                row_filter=And(
-                    EqualTo("tenant", tenant),
-                    GreaterThanOrEqual("time", start_us),
-                    LessThanOrEqual("time", end_us),
-                ),
-                snapshot_id=view.snapshot_id,
+            row_filter = And(
+                EqualTo("tenant", tenant),  # type: ignore[call-arg, arg-type]
+                GreaterThanOrEqual("time", start_us),  # type: ignore[call-arg, arg-type]
+                LessThanOrEqual("time", end_us),  # type: ignore[call-arg, arg-type]
             )
+            scan = view.table.scan(row_filter=row_filter, snapshot_id=view.snapshot_id)
             fs, prefix = self._fs()
             paths = [task.file.file_path.removeprefix(prefix) for task in scan.plan_files()]
             stats["files"] += len(paths)

@@ -31,8 +31,7 @@ def check_statement(sql: str) -> None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise QueryRefused(
-            f"only SELECT queries are allowed; this is a {kind.name} statement "
-            "(the query API is read-only)"
+            f"only SELECT queries are allowed; this is a {kind.name} statement (the query API is read-only)"
         )
 
 
