@@ -1,8 +1,9 @@
 """Reading a configuration file: YAML, `${env:VAR}` substitution, and errors that name paths.
 
 Substitution follows the Collector: ``${env:VAR}``, ``${env:VAR:-default}`` and ``$$`` for a
-literal ``$``. A value that is one whole reference is re-read as YAML, so ``${env:PORT}`` can be
-an integer. An unset variable without a default is an error that names it.
+literal ``$``. Substituted values stay text; the component's config model converts them where a
+number or boolean is expected, so a secret like ``0123`` stays ``"0123"``. An unset variable
+without a default is an error that names it.
 """
 
 from __future__ import annotations
@@ -45,14 +46,7 @@ def _substitute(value: str, path: str, environ: Mapping[str, str]) -> Any:
             ]
         )
 
-    whole = _REFERENCE.fullmatch(value)
-    result = _REFERENCE.sub(replace, value)
-    if whole is not None and whole.group(0) != "$$":
-        try:
-            return yaml.safe_load(result) if result else result
-        except yaml.YAMLError:
-            return result
-    return result
+    return _REFERENCE.sub(replace, value)
 
 
 def substitute_env(node: Any, environ: Mapping[str, str], path: str = "") -> Any:
@@ -69,21 +63,39 @@ def substitute_env(node: Any, environ: Mapping[str, str], path: str = "") -> Any
     return node
 
 
-def format_validation_error(error: pydantic.ValidationError, prefix: str = "") -> list[str]:
-    """Pydantic errors as "path: message" sentences; unknown keys are named as such."""
-    problems = []
+def _document_path(loc: tuple[int | str, ...], document: Any, prefix: str) -> str:
+    """The dotted path of ``loc`` in the input, leaving out pydantic's union-member labels."""
+    path, node = prefix, document
+    for index, part in enumerate(loc):
+        is_key = isinstance(node, dict) and part in node
+        is_index = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (is_key or is_index or (index == len(loc) - 1 and isinstance(node, dict))):
+            continue  # a union member's name, not a key of the document
+        path += f"[{part}]" if is_index else (f".{part}" if path else str(part))
+        node = node[part] if is_key or is_index else None
+    return path
+
+
+def format_validation_error(
+    error: pydantic.ValidationError, prefix: str = "", document: Any = None
+) -> list[str]:
+    """Pydantic errors as "path: message" sentences, one per path; unknown keys are named."""
+    messages: dict[str, list[str]] = {}
     for item in error.errors():
-        path = prefix
-        for part in item["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path = _document_path(item["loc"], document, prefix) if document is not None else prefix
+        if document is None:
+            for part in item["loc"]:
+                path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and indentation)"
         elif item["type"] == "missing":
             message = "required key is missing"
         else:
             message = item["msg"]
-        problems.append(f"{path or '(top level)'}: {message}")
-    return problems
+        found = messages.setdefault(path or "(top level)", [])
+        if message not in found:
+            found.append(message)
+    return [f"{path}: {' or '.join(found)}" for path, found in messages.items()]
 
 
 def parse_config(
@@ -103,7 +115,7 @@ def parse_config(
     try:
         return ServiceConfig.model_validate(document)
     except pydantic.ValidationError as exc:
-        raise ConfigError(format_validation_error(exc), source) from None
+        raise ConfigError(format_validation_error(exc, document=document), source) from None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ServiceConfig:

@@ -80,6 +80,10 @@ class ExporterHelper:
         while (batch := await queue.get()) is not None:
             try:
                 await self._deliver(batch, raise_errors=False)
+            except asyncio.CancelledError:
+                # Shutdown's deadline passed during this send: the batch is given up.
+                self._failed.labels(batch.signal.value, self._settings.id).inc(batch.items)
+                raise
             finally:
                 await queue.done(batch)
                 self._observe_queue()

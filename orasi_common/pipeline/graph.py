@@ -77,7 +77,7 @@ def resolve(config: ServiceConfig, factories: Factories) -> ResolvedConfig:
             try:
                 resolved[kind][component_id] = factory.config_type.model_validate(raw or {})
             except pydantic.ValidationError as exc:
-                problems.extend(format_validation_error(exc, path))
+                problems.extend(format_validation_error(exc, path, raw or {}))
 
     for extension_id in config.service.extensions:
         if extension_id not in config.extensions:

@@ -34,7 +34,7 @@ class TaskScope:
         await ready.wait()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
-        if self._group is None:
+        if self._group is None or self._stop.is_set():
             coro.close()
             raise RuntimeError("the component is not started")
         task = self._group.create_task(coro, name=name)
@@ -43,12 +43,16 @@ class TaskScope:
         return task
 
     async def close(self, cancel: bool = False) -> None:
-        """Wait for every spawned task to finish, cancelling them first if ``cancel``."""
+        """Wait for every spawned task to finish, cancelling them first if ``cancel``.
+
+        If the wait itself is cancelled (e.g. by a deadline), the tasks keep running and a
+        later ``close(cancel=True)`` ends them.
+        """
         if self._runner is None:
             return
         if cancel:
-            for task in self._tasks:
+            for task in list(self._tasks):
                 task.cancel()
         self._stop.set()
-        runner, self._runner, self._group = self._runner, None, None
-        await runner
+        await asyncio.shield(self._runner)
+        self._runner = self._group = None

@@ -233,7 +233,9 @@ class AgentProcess:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise AgentStartError(f"the agent was not ready within {timeout} s:\n" + self.stderr_text())
+                    raise AgentStartError(
+                        f"the agent was not ready within {timeout} s:\n" + self.stderr_text()
+                    )
                 time.sleep(0.02)
 
     def send_signal(self, sig: signal.Signals) -> None:
@@ -301,16 +303,6 @@ class AgentProcess:
             time.sleep(0.02)
 
 
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 __all__ = [
     "AgentProcess",
     "AgentStartError",
@@ -318,5 +310,4 @@ __all__ = [
     "deep_merge",
     "free_port",
     "orasi_command",
-    "process_exists",
 ]

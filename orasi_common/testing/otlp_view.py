@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+from opentelemetry.proto.common.v1 import common_pb2
 
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.pdata.otlp import metric_points
 
 
-def any_value(value: Message) -> Any:
+def any_value(value: common_pb2.AnyValue) -> Any:
     """An OTLP AnyValue as Python: str, int, float, bool, bytes, list, dict, or None (empty)."""
     kind = value.WhichOneof("value")
     if kind is None:
@@ -24,7 +25,7 @@ def any_value(value: Message) -> Any:
     return getattr(value, kind)
 
 
-def attributes(key_values: Iterable[Message]) -> dict[str, Any]:
+def attributes(key_values: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
     """A repeated KeyValue as a dict (the last value wins for a repeated key)."""
     return {kv.key: any_value(kv.value) for kv in key_values}
 
@@ -39,7 +40,8 @@ class Item:
 
     @property
     def resource_attributes(self) -> dict[str, Any]:
-        return attributes(self.resource.resource.attributes)
+        resource: Any = self.resource
+        return attributes(resource.resource.attributes)
 
 
 def items(signal: Signal, requests: Iterable[Message]) -> Iterator[Item]:

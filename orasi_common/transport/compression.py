@@ -15,8 +15,9 @@ from orasi_common.errors import MalformedData, PayloadTooLarge, UnsupportedMedia
 
 ENCODINGS = ("gzip", "zstd", "identity")
 
-# Input is fed to the decompressor in slices this big, which bounds what one call can expand to.
-_SLICE = 4096
+# zstd input is fed in slices this big: one slice can expand to at most a few MiB (a run-length
+# block of 128 KiB costs 4 bytes), which bounds memory past the limit before it is checked.
+_SLICE = 256
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -48,18 +49,18 @@ def _unzstd(data: bytes, limit: int) -> bytes:
     out = bytearray()
     while data:
         inflater = _zstd.decompressobj()
+        fed = 0
         try:
-            for start in range(0, len(data), _SLICE):
-                out += inflater.decompress(data[start : start + _SLICE])
+            while fed < len(data) and not inflater.eof:
+                out += inflater.decompress(data[fed : fed + _SLICE])
+                fed += _SLICE
                 if len(out) > limit:
                     raise _too_large(limit)
-                if inflater.eof:
-                    break
         except zstandard.ZstdError as exc:
             raise MalformedData(f"the zstd body is corrupt: {exc}") from None
         if not inflater.eof:
             raise MalformedData("the zstd body is truncated: the frame is incomplete")
-        data = inflater.unused_data  # a further zstd frame, if any
+        data = inflater.unused_data + data[fed:]  # a further zstd frame, if any
     return bytes(out)
 
 

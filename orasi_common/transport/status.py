@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from orasi_common import errors
@@ -51,8 +52,17 @@ def http_status(error: errors.OrasiError) -> int:
     return _lookup(error)[1]
 
 
+# A throttling refusal always carries a delay: without RetryInfo, OTLP clients would treat
+# RESOURCE_EXHAUSTED as permanent.
+DEFAULT_THROTTLE_DELAY = 1.0
+
+
 def retry_delay(error: errors.OrasiError) -> float | None:
-    return error.retry_after if isinstance(error, errors.RetryableError) else None
+    if not isinstance(error, errors.RetryableError):
+        return None
+    if error.retry_after is None and isinstance(error, errors.Throttled):
+        return DEFAULT_THROTTLE_DELAY
+    return error.retry_after
 
 
 def rpc_status(error: errors.OrasiError) -> status_pb2.Status:
@@ -98,7 +108,10 @@ def _grpc_retry_info(trailers: Sequence[tuple[str, str | bytes]] | None) -> floa
     for key, value in trailers or ():
         if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
-        status = status_pb2.Status.FromString(value)
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            continue  # an unreadable detail is no reason to misclassify the failure
         for detail in status.details:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):

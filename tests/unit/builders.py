@@ -44,7 +44,9 @@ def _scope(r: int, s: int) -> common_pb2.InstrumentationScope:
     return common_pb2.InstrumentationScope(name=f"scope-{r}-{s}", version="1.0")
 
 
-def traces_request(shape: ItemShape = ((2,),), prefix: str = "") -> trace_service_pb2.ExportTraceServiceRequest:
+def traces_request(
+    shape: ItemShape = ((2,),), prefix: str = ""
+) -> trace_service_pb2.ExportTraceServiceRequest:
     request = trace_service_pb2.ExportTraceServiceRequest()
     for r, scopes in enumerate(shape):
         rs = request.resource_spans.add(resource=_resource(r), schema_url=f"https://schema/{r}")
@@ -141,7 +143,9 @@ def batch_with(signal: Signal, items: int, *, prefix: str | None = None, **kwarg
     batch's (their names start with ``prefix``, by default a new ``b<n>-``)."""
     if prefix is None:
         prefix = f"b{next(_batch_numbers)}-"
-    return Batch.from_serialized(signal, request_with(signal, items, prefix=prefix).SerializeToString(), **kwargs)
+    return Batch.from_serialized(
+        signal, request_with(signal, items, prefix=prefix).SerializeToString(), **kwargs
+    )
 
 
 def _identity(message: Message, *without: str) -> bytes:
@@ -175,5 +179,7 @@ def item_keys(signal: Signal, request: Message) -> list[tuple[bytes, bytes, byte
                 points = getattr(item, kind)
                 metric_id = _identity(item, kind) + kind.encode() + _identity(points, "data_points")
                 for point in points.data_points:
-                    keys.append((resource_id, scope_id, metric_id, point.SerializeToString(deterministic=True)))
+                    keys.append(
+                        (resource_id, scope_id, metric_id, point.SerializeToString(deterministic=True))
+                    )
     return keys

@@ -61,8 +61,8 @@ class RecordingConsumer:
     def items(self) -> int:
         return sum(b.items for b in self.batches)
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait for ``predicate`` to hold (checked after every consume call)."""
-        async with asyncio.timeout(timeout):
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait for ``predicate`` to hold (checked after every consume call); fail after 5 s."""
+        async with asyncio.timeout(5):
             async with self._condition():
                 await self._condition().wait_for(predicate)

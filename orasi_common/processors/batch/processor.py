@@ -3,7 +3,8 @@
 Grouping concatenates serialized requests (no parse); only a group over
 ``send_batch_max_size`` is parsed, to be split. A send triggered by size happens inside the
 ``consume`` that crossed the threshold, so a slow downstream slows the sender (backpressure);
-a send triggered by the timeout runs in the processor's own task.
+a send triggered by the timeout runs in the processor's own task and retries retryable
+refusals, since its items were already acknowledged.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class BatchProcessor:
         if group.items >= self._config.send_batch_size or (
             self._size_limit is not None and group.size_bytes >= self._size_limit
         ):
-            await self._send(self._take(batch.tenant), "size")
+            await self._send_now(self._take(batch.tenant), "size")
 
     def _take(self, tenant: str) -> _Group:
         group = self._groups.pop(tenant)
@@ -74,41 +75,63 @@ class BatchProcessor:
 
     def _on_timeout(self, tenant: str, group: _Group) -> None:
         if self._groups.get(tenant) is group:
-            self._tasks.spawn(self._send_in_background(self._take(tenant), "timeout"))
+            self._tasks.spawn(self._deliver(self._parts(self._take(tenant).batches), "timeout"))
 
-    async def _send(self, group: _Group, trigger: str, *, persist: bool = False) -> None:
-        """Send a group, split to the maximum size.
-
-        With ``persist`` (sends nobody waits for), a retryable refusal is retried until it
-        succeeds or the processor shuts down; otherwise the refusal goes to the caller.
-        """
-        merged = Batch.merge(group.batches)
+    def _parts(self, batches: list[Batch]) -> list[Batch]:
+        merged = Batch.merge(batches)
         limit = self._config.send_batch_max_size
-        parts = merged.split(limit) if limit else [merged]
-        self._sent.labels(self._id, trigger).inc(len(parts))
+        return merged.split(limit) if limit else [merged]
+
+    async def _send_now(self, group: _Group, trigger: str) -> None:
+        """Send a group on behalf of the ``consume`` that filled it (backpressure to its caller).
+
+        On a retryable refusal only the caller's own batch is refused: items already
+        acknowledged to earlier callers are kept and retried in the background.
+        """
+        parts = self._parts(group.batches)
+        for index, part in enumerate(parts):
+            try:
+                await self._next.consume(part)
+            except RetryableError:
+                if index > 0:  # some items went out; keep the rest, the caller's included
+                    self._tasks.spawn(self._deliver(parts[index:], trigger))
+                    return
+                if len(group.batches) > 1:
+                    self._tasks.spawn(self._deliver(self._parts(group.batches[:-1]), trigger))
+                raise
+            self._count(part, trigger)
+
+    def _count(self, part: Batch, trigger: str) -> None:
+        self._sent.labels(self._id, trigger).inc()
+        self._sizes.observe(part.items)
+
+    async def _deliver(self, parts: list[Batch], trigger: str) -> None:
+        """Send parts nobody waits for: retryable refusals are retried until shutdown."""
         for part in parts:
-            self._sizes.observe(part.items)
             while True:
                 try:
                     await self._next.consume(part)
+                    self._count(part, trigger)
                     break
                 except RetryableError as error:
-                    if not persist or self._stopping:
-                        raise
-                    await asyncio.sleep(error.retry_after or self._config.timeout)
+                    if not self._stopping:
+                        await asyncio.sleep(error.retry_after or self._config.timeout)
+                        continue
+                    self._lost(part, trigger, error)
+                    break
+                except OrasiError as error:
+                    self._lost(part, trigger, error)
+                    break
 
-    async def _send_in_background(self, group: _Group, trigger: str) -> None:
-        try:
-            await self._send(group, trigger, persist=True)
-        except OrasiError as error:
-            self._logger.error(
-                "The next component refused a batch; its items are lost.",
-                extra={"items": group.items, "trigger": trigger, "error": error.message},
-            )
+    def _lost(self, part: Batch, trigger: str, error: OrasiError) -> None:
+        self._logger.error(
+            "The next component refused a batch; its items are lost.",
+            extra={"items": part.items, "trigger": trigger, "error": error.message},
+        )
 
     async def shutdown(self) -> None:
         """Send every pending group, then wait for sends in flight."""
         self._stopping = True
         for tenant in list(self._groups):
-            await self._send_in_background(self._take(tenant), "shutdown")
+            await self._deliver(self._parts(self._take(tenant).batches), "shutdown")
         await self._tasks.close()

@@ -49,7 +49,9 @@ def test_unreadable_file_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture
     assert str(path) in capsys.readouterr().err
 
 
-def test_shipped_example_is_valid(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_example_is_valid(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("ORASI_MEMORY_LIMIT_MIB", raising=False)
     monkeypatch.delenv("ORASI_GATEWAY_ENDPOINT", raising=False)
     assert main(["validate-config", str(EXAMPLE)]) == 0

@@ -80,20 +80,21 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     assert substitute_env(doc, {"HOST": "gw"}) == {"price": "$5", "escaped": "${env:HOST}", "alone": "$"}
 
 
-def test_whole_value_reference_is_read_as_yaml() -> None:
+def test_substituted_values_stay_text_for_the_model_to_convert() -> None:
     doc = {"port": "${env:PORT}", "ratio": "${env:RATIO}", "flag": "${env:FLAG}", "mixed": "p${env:PORT}"}
     out = substitute_env(doc, {"PORT": "4317", "RATIO": "0.5", "FLAG": "true"})
-    assert out == {"port": 4317, "ratio": 0.5, "flag": True, "mixed": "p4317"}
-    assert type(out["port"]) is int
+    assert out == {"port": "4317", "ratio": "0.5", "flag": "true", "mixed": "p4317"}
 
 
 def test_substitution_reaches_lists_and_nested_maps() -> None:
     doc = {"a": [{"b": "${env:X}"}, "${env:Y}"], "n": 3, "none": None}
-    assert substitute_env(doc, {"X": "1", "Y": "why"}) == {"a": [{"b": 1}, "why"], "n": 3, "none": None}
+    assert substitute_env(doc, {"X": "1", "Y": "why"}) == {"a": [{"b": "1"}, "why"], "n": 3, "none": None}
 
 
 def test_whole_value_reference_validates_as_an_int_field() -> None:
-    text = MINIMAL.replace("endpoint: 127.0.0.1:4417", "endpoint: ${env:GW}\n    sending_queue:\n      num_consumers: ${env:N}")
+    text = MINIMAL.replace(
+        "endpoint: 127.0.0.1:4417", "endpoint: ${env:GW}\n    sending_queue:\n      num_consumers: ${env:N}"
+    )
     resolved = resolve(parse_config(text, environ={"GW": "gw:4417", "N": "3"}), FACTORIES)
     exporter = resolved.exporters["otlp"]
     assert exporter.endpoint == "gw:4417"  # type: ignore[attr-defined]
@@ -136,8 +137,16 @@ def test_bare_brace_reference_is_substituted_too() -> None:
         ("service:\n", "servce: {}\nservice:\n", "servce"),
         ("processors:\n", "procesors: {}\nprocessors:\n", "procesors"),
         ("      processors: [batch]\n", "      procesors: [batch]\n", "service.pipelines.traces.procesors"),
-        ("  pipelines:\n", "  telemetry: {logs: {levl: info}}\n  pipelines:\n", "service.telemetry.logs.levl"),
-        ("        endpoint: 127.0.0.1:4317", "        endpiont: 127.0.0.1:4317", "receivers.otlp.protocols.grpc.endpiont"),
+        (
+            "  pipelines:\n",
+            "  telemetry: {logs: {levl: info}}\n  pipelines:\n",
+            "service.telemetry.logs.levl",
+        ),
+        (
+            "        endpoint: 127.0.0.1:4317",
+            "        endpiont: 127.0.0.1:4317",
+            "receivers.otlp.protocols.grpc.endpiont",
+        ),
         (
             "    endpoint: 127.0.0.1:4417\n",
             "    endpoint: 127.0.0.1:4417\n    sending_queue: {on_ful: block}\n",
@@ -174,7 +183,9 @@ def test_invalid_value_names_path_and_reason() -> None:
 
 
 def test_cross_field_rule_names_the_component() -> None:
-    problems = problems_of(MINIMAL.replace("  batch: {}", "  batch: {send_batch_size: 10, send_batch_max_size: 5}"))
+    problems = problems_of(
+        MINIMAL.replace("  batch: {}", "  batch: {send_batch_size: 10, send_batch_max_size: 5}")
+    )
     assert problems == [
         "processors.batch: Value error, send_batch_max_size must be 0 or at least send_batch_size"
     ]
@@ -263,7 +274,9 @@ def test_bad_pipeline_id(pipeline_id: str) -> None:
 
 @pytest.mark.parametrize("pipeline_id", ["traces", "metrics/main", "logs/2"])
 def test_good_pipeline_ids(pipeline_id: str) -> None:
-    resolved = resolve(parse_config(MINIMAL.replace("    traces:\n", f"    {pipeline_id}:\n"), environ={}), FACTORIES)
+    resolved = resolve(
+        parse_config(MINIMAL.replace("    traces:\n", f"    {pipeline_id}:\n"), environ={}), FACTORIES
+    )
     assert list(resolved.service.service.pipelines) == [pipeline_id]
 
 

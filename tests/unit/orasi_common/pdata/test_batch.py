@@ -177,7 +177,9 @@ def test_split_that_fits_returns_self() -> None:
 
 
 def test_copy_of_serialized_batch_shares_bytes_but_not_changes() -> None:
-    batch = Batch.from_serialized(Signal.TRACES, traces_request([[2]]).SerializeToString(), tenant="t", metadata={"a": "b"})
+    batch = Batch.from_serialized(
+        Signal.TRACES, traces_request([[2]]).SerializeToString(), tenant="t", metadata={"a": "b"}
+    )
     original = batch.raw
     clone = batch.copy()
     assert clone is not batch

@@ -177,7 +177,9 @@ def test_split_keeps_metrics_without_points() -> None:
     request.resource_metrics[0].scope_metrics[0].metrics.add(name="empty")
     add_metric(request.resource_metrics[0].scope_metrics[0], "after", "sum", 1)
     chunks = split_request(Signal.METRICS, request, 1)
-    names = [m.name for c in chunks for rm in c.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+    names = [
+        m.name for c in chunks for rm in c.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    ]
     assert names == ["metric-0-0-0", "empty", "after"]
 
 

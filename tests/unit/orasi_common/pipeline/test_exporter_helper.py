@@ -126,7 +126,9 @@ async def test_drop_newest_is_counted_as_enqueue_failed(metrics: Metrics) -> Non
     send = FakeSend()
     send.gate.clear()
     first = batch_with(Signal.TRACES, 1)
-    helper = _helper(metrics, send, sending_queue={"on_full": "drop_newest", "max_size_mib": first.size_bytes / MIB})
+    helper = _helper(
+        metrics, send, sending_queue={"on_full": "drop_newest", "max_size_mib": first.size_bytes / MIB}
+    )
     await helper.start()
     await helper.consume(first)
     await send.wait(lambda: send.attempts == 1)  # in flight, still taking its room
@@ -142,7 +144,9 @@ async def test_block_policy_refuses_with_a_retryable_error(metrics: Metrics) -> 
     send = FakeSend()
     send.gate.clear()
     first = batch_with(Signal.TRACES, 1)
-    helper = _helper(metrics, send, sending_queue={"block_timeout": 0.01, "max_size_mib": first.size_bytes / MIB})
+    helper = _helper(
+        metrics, send, sending_queue={"block_timeout": 0.01, "max_size_mib": first.size_bytes / MIB}
+    )
     await helper.start()
     await helper.consume(first)
     with pytest.raises(Throttled) as caught:
@@ -223,7 +227,9 @@ async def test_queue_disabled_retry_disabled_raises_the_retryable_error(metrics:
 async def test_send_timeout_is_a_retryable_error(metrics: Metrics) -> None:
     send = FakeSend()
     send.gate.clear()
-    helper = _helper(metrics, send, timeout=0.01, sending_queue={"enabled": False}, retry_on_failure={"enabled": False})
+    helper = _helper(
+        metrics, send, timeout=0.01, sending_queue={"enabled": False}, retry_on_failure={"enabled": False}
+    )
     await helper.start()
     with pytest.raises(Unavailable) as caught:
         await helper.consume(batch_with(Signal.TRACES, 1))

@@ -16,7 +16,9 @@ from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import (
     Consumer,
     ExporterFactory,
+    ExtensionFactory,
     Factories,
+    Host,
     ProcessorFactory,
     ReceiverFactory,
     Settings,
@@ -64,7 +66,9 @@ class _Fake:
 
 
 class FakeReceiver(_Fake):
-    def __init__(self, world: World, settings: Settings, config: FakeConfig, consumers: Mapping[Signal, Consumer]):
+    def __init__(
+        self, world: World, settings: Settings, config: FakeConfig, consumers: Mapping[Signal, Consumer]
+    ):
         super().__init__(world, settings, config)
         self.consumers = consumers
 
@@ -94,14 +98,24 @@ class FakeExporter(_Fake):
         self.batches.append(batch)
 
 
+class FakeExtension(_Fake):
+    def __init__(self, world: World, settings: Settings, config: FakeConfig, host: Host) -> None:
+        super().__init__(world, settings, config)
+        self.host = host
+
+
 def fake_factories(world: World) -> Factories:
     return Factories.of(
         ReceiverFactory("in", FakeConfig, lambda s, c, consumers: FakeReceiver(world, s, c, consumers)),
         ProcessorFactory("proc", FakeConfig, lambda s, c, n: FakeProcessor(world, s, c, n)),
         ProcessorFactory(
-            "tracesonly", FakeConfig, lambda s, c, n: FakeProcessor(world, s, c, n), signals=frozenset({Signal.TRACES})
+            "tracesonly",
+            FakeConfig,
+            lambda s, c, n: FakeProcessor(world, s, c, n),
+            signals=frozenset({Signal.TRACES}),
         ),
         ExporterFactory("out", FakeConfig, lambda s, c: FakeExporter(world, s, c)),
+        ExtensionFactory("ext", FakeConfig, lambda s, c, host: FakeExtension(world, s, c, host)),
     )
 
 
@@ -132,7 +146,9 @@ service:
 def build(text: str = CONFIG) -> tuple[World, Graph]:
     world = World()
     factories = fake_factories(world)
-    graph = Graph.build(resolve(parse_config(text, environ={}), factories), factories, "agent", Metrics("agent"))
+    graph = Graph.build(
+        resolve(parse_config(text, environ={}), factories), factories, "agent", Metrics("agent")
+    )
     return world, graph
 
 
@@ -153,7 +169,11 @@ def test_build_creates_what_pipelines_use() -> None:
     assert sorted(graph.receivers) == ["in"]
     assert sorted(graph.exporters) == ["out/1", "out/2"]
     # processors are one instance per (pipeline, id)
-    assert sorted(n for n in world.components if ":" in n) == ["logs:proc/a", "traces:proc/a", "traces:proc/b"]
+    assert sorted(n for n in world.components if ":" in n) == [
+        "logs:proc/a",
+        "traces:proc/a",
+        "traces:proc/b",
+    ]
     assert world.components["logs:proc/a"] is not world.components["traces:proc/a"]
     receiver = world.components["in"]
     assert set(receiver.consumers) == {Signal.TRACES, Signal.LOGS}
@@ -261,9 +281,31 @@ async def test_failing_shutdown_does_not_stop_the_others() -> None:
     assert sorted(names(world.log, "shutdown")) == sorted(names(world.log, "start"))
 
 
+async def test_extensions_start_last_stop_first_and_reach_exporters() -> None:
+    text = CONFIG.replace("service:\n", "extensions:\n  ext: {}\nservice:\n  extensions: [ext]\n")
+    world, graph = build(text)
+    extension = world.components["ext"]
+    assert extension.host.exporter("out/1") is world.components["out/1"]
+    with pytest.raises(LookupError):
+        extension.host.exporter("out/unused")  # built only when a pipeline uses it
+    await graph.start()
+    assert names(world.log, "start")[-2:] == ["in", "ext"]
+    await graph.shutdown()
+    assert names(world.log, "shutdown")[:2] == ["ext", "in"]
+
+
+def test_unknown_extension_type() -> None:
+    text = CONFIG.replace("service:\n", "extensions:\n  zpages: {}\nservice:\n  extensions: [zpages]\n")
+    with pytest.raises(ConfigError) as caught:
+        resolve(parse_config(text, environ={}), fake_factories(World()))
+    assert caught.value.problems[0].startswith("extensions.zpages: unknown extension type 'zpages'")
+
+
 def test_processor_without_the_signal_is_refused() -> None:
     world = World()
-    text = CONFIG.replace("processors: [proc/a]\n      exporters: [out/2]", "processors: [tracesonly]\n      exporters: [out/2]")
+    text = CONFIG.replace(
+        "processors: [proc/a]\n      exporters: [out/2]", "processors: [tracesonly]\n      exporters: [out/2]"
+    )
     text = text.replace("processors:\n  proc/a", "processors:\n  tracesonly: {}\n  proc/a")
     with pytest.raises(ConfigError) as caught:
         resolve(parse_config(text, environ={}), fake_factories(world))

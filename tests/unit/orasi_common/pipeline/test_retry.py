@@ -17,7 +17,7 @@ def test_delays_stay_within_the_jitter_bounds() -> None:
     intervals = [1, 2, 4, 8, 10, 10, 10, 10, 10, 10, 10, 10]
     for delay, interval in zip(delays, intervals, strict=True):
         assert interval * 0.5 <= delay <= interval * 1.5
-    assert max(delays) <= 15  # capped interval × (1 + factor)
+    assert max(delays) <= 15  # capped interval * (1 + factor)
 
 
 def test_delays_are_exact_without_jitter() -> None:
@@ -34,8 +34,18 @@ def test_seeded_delays_are_reproducible_and_jittered() -> None:
 
 def test_config_defaults_and_bounds() -> None:
     config = RetryConfig()
-    assert (config.enabled, config.initial_interval, config.multiplier, config.max_interval) == (True, 5.0, 1.5, 30.0)
-    for bad in ({"initial_interval": 0}, {"randomization_factor": 1.5}, {"multiplier": 0.5}, {"max_elapsed_time": -1}):
+    assert (config.enabled, config.initial_interval, config.multiplier, config.max_interval) == (
+        True,
+        5.0,
+        1.5,
+        30.0,
+    )
+    for bad in (
+        {"initial_interval": 0},
+        {"randomization_factor": 1.5},
+        {"multiplier": 0.5},
+        {"max_elapsed_time": -1},
+    ):
         with pytest.raises(ValueError):
             RetryConfig(**bad)  # type: ignore[arg-type]
 
@@ -67,7 +77,9 @@ class Attempts:
             raise outcome
 
 
-NO_JITTER = RetryConfig(initial_interval=1, randomization_factor=0, multiplier=2, max_interval=8, max_elapsed_time=100)
+NO_JITTER = RetryConfig(
+    initial_interval=1, randomization_factor=0, multiplier=2, max_interval=8, max_elapsed_time=100
+)
 
 
 async def test_retries_retryable_errors_until_success() -> None:

@@ -24,11 +24,15 @@ CASES = [
     (errors.RetryableError("m"), grpc.StatusCode.UNAVAILABLE, 503),
     (errors.OrasiError("m"), grpc.StatusCode.INTERNAL, 500),
 ]
-IDS = [f"{type(e).__name__}-{e.retry_after if isinstance(e, errors.RetryableError) else ''}" for e, _, _ in CASES]
+IDS = [
+    f"{type(e).__name__}-{e.retry_after if isinstance(e, errors.RetryableError) else ''}" for e, _, _ in CASES
+]
 
 
 @pytest.mark.parametrize(("error", "code", "http"), CASES, ids=IDS)
-def test_error_maps_to_grpc_code_and_http_status(error: errors.OrasiError, code: grpc.StatusCode, http: int) -> None:
+def test_error_maps_to_grpc_code_and_http_status(
+    error: errors.OrasiError, code: grpc.StatusCode, http: int
+) -> None:
     assert status.grpc_code(error) is code
     assert status.http_status(error) == http
 
@@ -127,7 +131,9 @@ def test_grpc_permanent_codes(code: grpc.StatusCode) -> None:
 
 
 def test_resource_exhausted_is_retryable_only_with_retry_info() -> None:
-    assert isinstance(status.from_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "big", None), errors.PermanentError)
+    assert isinstance(
+        status.from_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "big", None), errors.PermanentError
+    )
     assert isinstance(status.from_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "big", ()), errors.PermanentError)
     trailers = status.grpc_trailers(errors.Throttled("x", retry_after=3))
     error = status.from_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", trailers)
@@ -160,7 +166,15 @@ def test_undecodable_status_details_do_not_break_classification() -> None:
 # --- client side: HTTP ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "kind"), [(429, errors.Throttled), (502, errors.Unavailable), (503, errors.Unavailable), (504, errors.Unavailable)])
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (429, errors.Throttled),
+        (502, errors.Unavailable),
+        (503, errors.Unavailable),
+        (504, errors.Unavailable),
+    ],
+)
 def test_http_retryable_statuses(code: int, kind: type[errors.RetryableError]) -> None:
     error = status.from_http(code, "5", "busy")
     assert type(error) is kind

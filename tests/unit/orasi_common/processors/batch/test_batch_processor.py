@@ -53,7 +53,9 @@ async def test_size_trigger_sends_inside_consume(metrics: Metrics, recorder: Rec
     assert len(recorder.batches) == 1  # nothing left to flush
 
 
-async def test_timeout_trigger_sends_from_the_processor_task(metrics: Metrics, recorder: RecordingConsumer) -> None:
+async def test_timeout_trigger_sends_from_the_processor_task(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
     processor = _processor(metrics, recorder, timeout=0.01, send_batch_size=1000)
     await processor.start()
     await processor.consume(batch_with(Signal.LOGS, 3))
@@ -67,7 +69,9 @@ async def test_timeout_trigger_sends_from_the_processor_task(metrics: Metrics, r
 async def test_bytes_trigger(metrics: Metrics, recorder: RecordingConsumer) -> None:
     one = batch_with(Signal.TRACES, 1)
     limit_mib = (2.5 * one.size_bytes) / (1024 * 1024)
-    processor = _processor(metrics, recorder, timeout=LONG, send_batch_size=1000, send_batch_size_mib=limit_mib)
+    processor = _processor(
+        metrics, recorder, timeout=LONG, send_batch_size=1000, send_batch_size_mib=limit_mib
+    )
     await processor.start()
     await processor.consume(batch_with(Signal.TRACES, 1))
     await processor.consume(batch_with(Signal.TRACES, 1))
@@ -140,7 +144,9 @@ async def test_shutdown_is_safe_without_start(metrics: Metrics, recorder: Record
 
 
 async def test_timer_send_retries_a_retryable_refusal(metrics: Metrics) -> None:
-    consumer = RecordingConsumer([Unavailable("busy", retry_after=0.001), Throttled("still busy", retry_after=0.001)])
+    consumer = RecordingConsumer(
+        [Unavailable("busy", retry_after=0.001), Throttled("still busy", retry_after=0.001)]
+    )
     processor = _processor(metrics, consumer, timeout=0.01, send_batch_size=1000)
     await processor.start()
     await processor.consume(batch_with(Signal.TRACES, 4))

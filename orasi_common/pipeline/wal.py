@@ -1,0 +1,311 @@
+"""A write-ahead log of opaque records: segment files, checksums, group-commit fsync.
+
+On disk, a directory of segment files ``<first-lsn>.wal``, each a sequence of frames::
+
+    u32 body length | u32 crc32(body) | body = u8 kind | u64 lsn | payload
+
+``kind`` is DATA (a record) or ACK (the DATA record with that lsn was delivered). Appends go
+to the newest segment; ``append`` returns once the frame is durable — fsync'd by the group
+commit, which syncs every ``fsync_interval`` seconds or ``fsync_bytes`` bytes, whichever comes
+first (or at once, without waiting for the sync, when ``durable`` is off). A segment is
+deleted once every record in it is acknowledged and it is no longer the one being written.
+
+Recovery reads every segment in order; a frame whose length or checksum is wrong (a torn or
+corrupt tail) ends that segment's replay, is counted, and is skipped; the records before it
+that were not acknowledged are handed back for replay. Writing failures (disk full, directory
+not writable) fail the appends concerned with ``Unavailable`` and leave the log usable: the
+next append starts a new segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from orasi_common.errors import Throttled, Unavailable
+
+_HEADER = struct.Struct("<II")  # body length, crc32
+_BODY_HEAD = struct.Struct("<BQ")  # kind, lsn
+DATA, ACK = 1, 2
+_MAX_BODY = 1 << 30
+_SUFFIX = ".wal"
+
+log = logging.getLogger("orasi.wal")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a DATA record's payload lies."""
+
+    segment: Path
+    offset: int
+    length: int
+
+
+@dataclass
+class _Segment:
+    path: Path
+    size: int = 0
+    live: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What recovery found: unacknowledged records in log order, and damage seen."""
+
+    pending: list[tuple[int, Location]]
+    corrupt_frames: int
+
+
+def _frame(kind: int, lsn: int, payload: bytes = b"") -> bytes:
+    body = _BODY_HEAD.pack(kind, lsn) + payload
+    return _HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def read_payload(location: Location) -> bytes:
+    """The payload of a DATA record (blocking)."""
+    with location.segment.open("rb") as file:
+        file.seek(location.offset)
+        data = file.read(location.length)
+    if len(data) != location.length:
+        raise OSError(f"WAL segment {location.segment.name} is shorter than expected")
+    return data
+
+
+def _scan(path: Path) -> tuple[list[tuple[int, int, Location | None]], int, bool]:
+    """Frames of one segment as (kind, lsn, location); the valid length; whether damage was seen."""
+    frames: list[tuple[int, int, Location | None]] = []
+    with path.open("rb") as file:
+        data = file.read()
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        end = start + length
+        if length < _BODY_HEAD.size or length > _MAX_BODY or end > len(data):
+            return frames, offset, True
+        body = data[start:end]
+        if zlib.crc32(body) != crc:
+            return frames, offset, True
+        kind, lsn = _BODY_HEAD.unpack_from(body)
+        if kind == DATA:
+            payload_offset = start + _BODY_HEAD.size
+            frames.append((kind, lsn, Location(path, payload_offset, end - payload_offset)))
+        elif kind == ACK:
+            frames.append((kind, lsn, None))
+        else:
+            return frames, offset, True
+        offset = end
+    return frames, offset, offset != len(data)
+
+
+class WriteAheadLog:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        segment_bytes: int = 64 * 1024 * 1024,
+        fsync_interval: float = 0.005,
+        fsync_bytes: int = 4 * 1024 * 1024,
+        durable: bool = True,
+        on_corrupt: Callable[[int], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
+        self._fsync_interval = fsync_interval
+        self._fsync_bytes = fsync_bytes
+        self._durable = durable
+        self._on_corrupt = on_corrupt
+        self._segments: list[_Segment] = []
+        self._file: BinaryIO | None = None
+        self._next_lsn = 1
+        self._unsynced: list[asyncio.Future[None]] = []
+        self._unsynced_bytes = 0
+        self._sync_wanted = asyncio.Event()
+        self._syncer: asyncio.Task[None] | None = None
+        self._lsn_segment: dict[int, _Segment] = {}
+        self._closed = False
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self._segments)
+
+    async def open(self) -> Recovered:
+        """Recover what the directory holds, then accept appends."""
+        recovered = await asyncio.to_thread(self._recover)
+        if recovered.corrupt_frames and self._on_corrupt is not None:
+            self._on_corrupt(recovered.corrupt_frames)
+        self._syncer = asyncio.create_task(self._sync_loop(), name=f"wal-sync-{self.directory.name}")
+        return recovered
+
+    def _recover(self) -> Recovered:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        paths = sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem, 16))
+        data: dict[int, tuple[Location, _Segment]] = {}
+        acked: set[int] = set()
+        corrupt = 0
+        for path in paths:
+            frames, valid, damaged = _scan(path)
+            segment = _Segment(path, path.stat().st_size)
+            if damaged:
+                corrupt += 1
+                log.warning(
+                    "A WAL segment ends in a torn or corrupt frame; the rest of it is skipped.",
+                    extra={"segment": path.name, "valid_bytes": valid, "size_bytes": segment.size},
+                )
+            for kind, lsn, location in frames:
+                self._next_lsn = max(self._next_lsn, lsn + 1)
+                if kind == DATA and location is not None:
+                    data[lsn] = (location, segment)
+                else:
+                    acked.add(lsn)
+            self._segments.append(segment)
+        pending: list[tuple[int, Location]] = []
+        for lsn in sorted(data):
+            if lsn in acked:
+                continue
+            location, segment = data[lsn]
+            segment.live.add(lsn)
+            self._lsn_segment[lsn] = segment
+            pending.append((lsn, location))
+        for segment in list(self._segments):
+            if not segment.live:
+                self._delete(segment)
+        return Recovered(pending, corrupt)
+
+    def _delete(self, segment: _Segment) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()
+        self._segments.remove(segment)
+
+    def _active(self) -> _Segment:
+        """The segment appends go to, opening a new one when needed."""
+        if self._file is not None and self._segments and self._segments[-1].size < self._segment_bytes:
+            return self._segments[-1]
+        self._close_file()
+        for finished in [s for s in self._segments if not s.live]:
+            self._delete(finished)
+        path = self.directory / f"{self._next_lsn:016x}{_SUFFIX}"
+        self._file = path.open("ab", buffering=1024 * 1024)
+        segment = _Segment(path)
+        self._segments.append(segment)
+        return segment
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def _write(self, frame: bytes) -> _Segment:
+        try:
+            segment = self._active()
+            assert self._file is not None
+            self._file.write(frame)
+        except OSError as exc:
+            self._broken(exc)
+        segment.size += len(frame)
+        return segment
+
+    def _broken(self, exc: OSError) -> None:
+        """Abandon the current file after a write failure; the next append opens a new one."""
+        self._close_file()
+        raise Unavailable(
+            f"the write-ahead log in {self.directory} cannot be written ({exc.strerror or exc}); "
+            "data is refused until it can"
+        ) from None
+
+    async def append(self, payload: bytes) -> int:
+        """Log ``payload``; return its lsn once it is durable (see ``durable``)."""
+        if self._closed:
+            raise Unavailable("the write-ahead log is closed")
+        frame_size = _HEADER.size + _BODY_HEAD.size + len(payload)
+        if self.size_bytes + frame_size > self.max_bytes and self.size_bytes > 0:
+            raise Throttled(
+                f"the write-ahead log is full ({self.max_bytes} bytes); retry when it drains",
+                retry_after=1.0,
+            )
+        lsn = self._next_lsn
+        self._next_lsn += 1
+        segment = self._write(_frame(DATA, lsn, payload))
+        segment.live.add(lsn)
+        self._lsn_segment[lsn] = segment
+        if not self._durable:
+            return lsn
+        waiter = asyncio.get_running_loop().create_future()
+        self._unsynced.append(waiter)
+        self._unsynced_bytes += frame_size
+        self._sync_wanted.set()
+        try:
+            await waiter
+        except Unavailable:
+            segment.live.discard(lsn)
+            self._lsn_segment.pop(lsn, None)
+            raise
+        return lsn
+
+    def ack(self, lsn: int) -> None:
+        """Mark a record delivered; its segment goes once all its records are."""
+        segment = self._lsn_segment.pop(lsn, None)
+        if segment is None:
+            return
+        segment.live.discard(lsn)
+        if not segment.live and segment is not self._segments[-1]:
+            self._delete(segment)
+            return
+        with contextlib.suppress(Unavailable):
+            self._write(_frame(ACK, lsn))
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._sync_wanted.wait()
+            if self._unsynced_bytes < self._fsync_bytes:
+                await asyncio.sleep(self._fsync_interval)  # let a group of appends gather
+            self._sync_wanted.clear()
+            waiters, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
+            error: Unavailable | None = None
+            try:
+                await asyncio.to_thread(self._flush_and_sync)
+            except OSError as exc:
+                self._close_file()
+                error = Unavailable(
+                    f"the write-ahead log in {self.directory} cannot be synced "
+                    f"({exc.strerror or exc}); data is refused until it can"
+                )
+            for waiter in waiters:
+                if waiter.done():
+                    continue
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    def _flush_and_sync(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    async def close(self) -> None:
+        """Sync what was written and stop; pending appends complete first."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._unsynced:
+            await asyncio.gather(*self._unsynced, return_exceptions=True)
+        if self._syncer is not None:
+            self._syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncer
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self._flush_and_sync)
+        self._close_file()
