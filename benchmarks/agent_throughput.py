@@ -2,7 +2,7 @@
 
 Run from the repository root (everything listens and sends on 127.0.0.1 only)::
 
-    python -m benchmarks.agent_throughput            # full: 2 rounds × 12 s per phase, 20 s steady
+    python -m benchmarks.agent_throughput            # full: 3 rounds of 12 s phases, 20 s steady
     python -m benchmarks.agent_throughput --quick    # smoke run, about 30 s in all
     python benchmarks/agent_throughput.py --duration 15 --rounds 3
 
@@ -104,7 +104,9 @@ def build_request(spans: int = 100, seed: int = 7) -> bytes:
     request = ExportTraceServiceRequest()
     now_ns = 1_764_000_000_000_000_000
     seq = 0
-    per_resource = [spans // len(services) + (1 if i < spans % len(services) else 0) for i in range(len(services))]
+    per_resource = [
+        spans // len(services) + (1 if i < spans % len(services) else 0) for i in range(len(services))
+    ]
     for (service, namespace, version), count in zip(services, per_resource, strict=True):
         resource_spans = request.resource_spans.add()
         pod = f"{service}-{rng.randrange(16**8):08x}-{rng.randrange(16**5):05x}"
@@ -155,7 +157,10 @@ def build_request(spans: int = 100, seed: int = 7) -> bytes:
                         kv("url.scheme", "https"),
                         kv("server.address", f"{service}.{namespace}.svc.cluster.local"),
                         kv("server.port", 8080),
-                        kv("client.address", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"),
+                        kv(
+                            "client.address",
+                            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
+                        ),
                         kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) python-requests/2.32.3"),
                     ]
                 )
@@ -212,7 +217,9 @@ async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> Non
         return b""
 
     handler = grpc.unary_unary_rpc_method_handler(export)  # no (de)serializers: raw bytes
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
+    )
     port = server.add_insecure_port(f"{HOST}:0")
     await server.start()
     ready.send(port)
@@ -401,8 +408,12 @@ class Agent:
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
         out: dict[str, float] = {}
-        for name in ("orasi_receiver_accepted_items_total", "orasi_exporter_sent_items_total",
-                     "orasi_exporter_send_failed_items_total", "orasi_receiver_refused_items_total"):
+        for name in (
+            "orasi_receiver_accepted_items_total",
+            "orasi_exporter_sent_items_total",
+            "orasi_exporter_send_failed_items_total",
+            "orasi_receiver_refused_items_total",
+        ):
             total = 0.0
             for match in re.finditer(rf'^{name}\{{[^}}]*signal="traces"[^}}]*\}} (\S+)$', text, re.M):
                 total += float(match.group(1))
@@ -426,7 +437,9 @@ class Bench:
     def start_sink(self) -> Sink:
         stats = self.mp.RawArray("q", 3)
         receive, send = self.mp.Pipe(duplex=False)
-        process = self.mp.Process(target=sink_main, args=(send, stats, os.getpid()), name="bench-sink", daemon=True)
+        process = self.mp.Process(
+            target=sink_main, args=(send, stats, os.getpid()), name="bench-sink", daemon=True
+        )
         process.start()
         self.processes.add(process)
         send.close()
@@ -439,7 +452,11 @@ class Bench:
         config = self.workdir / f"agent-{tag}.yaml"
         config.write_text(
             AGENT_CONFIG.format(
-                host=HOST, port=port, admin_port=admin_port, sink_port=sink_port, compression=self.args.compression
+                host=HOST,
+                port=port,
+                admin_port=admin_port,
+                sink_port=sink_port,
+                compression=self.args.compression,
             )
         )
         log = self.workdir / f"agent-{tag}.log"
@@ -459,17 +476,24 @@ class Bench:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the agent exited with {process.returncode}:\n{agent.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://{HOST}:{admin_port}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        return agent
+            if _ready(admin_port):
+                return agent
             time.sleep(0.1)
         raise RuntimeError(f"the agent was not ready within 30 s:\n{agent.log_tail()}")
 
     def run_load(
-        self, target_port: int, watch: dict[str, int], *, duration: float, rate: float | None
+        self,
+        target_port: int,
+        watch: dict[str, int],
+        *,
+        duration: float,
+        rate: float | None,
+        profile_tag: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run one generator process; sample ``watch`` (name → pid) during its window."""
+        """Run one generator process; sample ``watch`` (name → pid) during its window.
+
+        With ``--profile DIR`` and a ``profile_tag``, py-spy records the agent over the window.
+        """
         options = LoadOptions(
             target=f"{HOST}:{target_port}",
             payload=self.payload,
@@ -480,32 +504,73 @@ class Bench:
             rate=rate,
         )
         receive, send = self.mp.Pipe(duplex=False)
-        process = self.mp.Process(target=load_main, args=(send, options, os.getpid()), name="bench-load", daemon=True)
+        process = self.mp.Process(
+            target=load_main, args=(send, options, os.getpid()), name="bench-load", daemon=True
+        )
         process.start()
         self.processes.add(process)
         send.close()
+        spy: subprocess.Popen[bytes] | None = None
         try:
             first = _receive(receive, 30, "the load generator did not connect within 30 s")
             if "error" in first:
                 raise RuntimeError(f"load generator: {first['error']}")
             assert process.pid is not None
             window_start, window_end = first["window"]
-            usage = sample(
-                {"generator": process.pid, **watch}, window_start, window_end, rss_of=set(watch)
-            )
+            if self.args.profile and profile_tag and "agent" in watch:
+                spy = self._start_profiler(watch["agent"], window_start, window_end, profile_tag)
+            usage = sample({"generator": process.pid, **watch}, window_start, window_end, rss_of=set(watch))
             result = _receive(receive, options.timeout + 30, "the load generator did not finish")
             if "error" in result:
                 raise RuntimeError(f"load generator: {result['error']}")
         finally:
             self.processes.stop(process)
+            if spy is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spy.wait(30)
+                self.processes.stop(spy)
         return result, usage
+
+    def _start_profiler(self, pid: int, start: float, end: float, tag: str) -> subprocess.Popen[bytes] | None:
+        """``py-spy record`` of ``pid`` from ``start`` to ``end`` (collapsed stacks; inflates CPU)."""
+        spy = shutil.which("py-spy")
+        if spy is None:
+            print("  (--profile: py-spy is not installed; pip install py-spy)", flush=True)
+            return None
+        if (delay := start - time.monotonic()) > 0:
+            time.sleep(delay)
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        out = self.args.profile / f"agent-{tag}.txt"
+        process = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, round(end - start))),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.add(process)
+        return process
 
     # ── phases ──
 
     def baseline(self) -> dict[str, Any]:
         sink = self.start_sink()
         try:
-            load, usage = self.run_load(sink.port, {"sink": _pid(sink.process)}, duration=self.args.duration, rate=None)
+            load, usage = self.run_load(
+                sink.port, {"sink": _pid(sink.process)}, duration=self.args.duration, rate=None
+            )
             received = _settle(sink, load["acked_requests_total"] * self.spans_per_request, timeout=5)
         finally:
             self.processes.stop(sink.process)
@@ -517,12 +582,29 @@ class Bench:
         try:
             agent = self.start_agent(sink.port, tag)
             watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
-            load, usage = self.run_load(agent.port, watch, duration=self.args.duration, rate=None)
+            load, usage = self.run_load(
+                agent.port, watch, duration=self.args.duration, rate=None, profile_tag=f"throughput-{tag}"
+            )
             return self._finish_agent_phase("agent", load, usage, sink, agent)
         finally:
             if agent is not None:
                 self.processes.stop(agent.process)
             self.processes.stop(sink.process)
+
+    def steady_baseline(self) -> dict[str, Any]:
+        """The steady rate sent straight to a sink: what bare grpc.aio costs at that rate."""
+        sink = self.start_sink()
+        try:
+            load, usage = self.run_load(
+                sink.port,
+                {"sink": _pid(sink.process)},
+                duration=self.args.steady_duration,
+                rate=self.args.rate,
+            )
+            received = _settle(sink, load["acked_requests_total"] * self.spans_per_request, timeout=5)
+        finally:
+            self.processes.stop(sink.process)
+        return _phase("steady-baseline", load, usage, {"sink": received})
 
     def steady(self) -> dict[str, Any]:
         sink = self.start_sink()
@@ -533,7 +615,13 @@ class Bench:
             now = time.monotonic()
             idle = sample({"agent": agent.process.pid}, now, now + self.args.idle, rss_of={"agent"})
             watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
-            load, usage = self.run_load(agent.port, watch, duration=self.args.steady_duration, rate=self.args.rate)
+            load, usage = self.run_load(
+                agent.port,
+                watch,
+                duration=self.args.steady_duration,
+                rate=self.args.rate,
+                profile_tag="steady",
+            )
             phase = self._finish_agent_phase("steady", load, usage, sink, agent)
             phase["idle"] = idle["agent"]
             return phase
@@ -606,6 +694,14 @@ def _pid(process: multiprocessing.process.BaseProcess) -> int:
     return process.pid
 
 
+def _ready(admin_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{admin_port}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused while starting; HTTPError 503 until ready
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -634,8 +730,28 @@ def _settle(sink: Sink, expected: int, timeout: float) -> dict[str, int]:
     return sink.snapshot()
 
 
-def sample(pids: dict[str, int], start: float, end: float, rss_of: set[str], every: float = 1.0) -> dict[str, Any]:
-    """CPU (% of one core) and, for ``rss_of``, RSS of each process between ``start`` and ``end``."""
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (every core, every process, the kernel)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def _main_thread_cpu(process: psutil.Process) -> float:
+    for thread in process.threads():
+        if thread.id == process.pid:
+            return float(thread.user_time + thread.system_time)
+    return 0.0
+
+
+def sample(
+    pids: dict[str, int], start: float, end: float, rss_of: set[str], every: float = 1.0
+) -> dict[str, Any]:
+    """CPU (% of one core) and, for ``rss_of``, RSS of each process between ``start`` and ``end``.
+
+    For processes in ``rss_of`` the share of their main thread (the event loop) is given too, and
+    ``machine`` says how busy the whole machine was (up to 100 per core) and how much of that the
+    watched processes do not explain (other load on a shared machine, kernel networking).
+    """
     processes = {name: psutil.Process(pid) for name, pid in pids.items()}
 
     def cpu(process: psutil.Process) -> float:
@@ -645,6 +761,8 @@ def sample(pids: dict[str, int], start: float, end: float, rss_of: set[str], eve
     if (delay := start - time.monotonic()) > 0:
         time.sleep(delay)
     first = {name: cpu(p) for name, p in processes.items()}
+    first_main = {name: _main_thread_cpu(processes[name]) for name in rss_of}
+    first_machine = _machine_busy()
     began = previous_at = time.monotonic()
     previous = dict(first)
     per_second: dict[str, list[float]] = {name: [] for name in processes}
@@ -660,6 +778,8 @@ def sample(pids: dict[str, int], start: float, end: float, rss_of: set[str], eve
             if name in rss:
                 rss[name].append(process.memory_info().rss)
         previous_at = at
+    machine = _machine_busy() - first_machine
+    last_main = {name: _main_thread_cpu(processes[name]) for name in rss_of}
     elapsed = max(1e-9, previous_at - began)
     out: dict[str, Any] = {}
     for name in processes:
@@ -668,13 +788,22 @@ def sample(pids: dict[str, int], start: float, end: float, rss_of: set[str], eve
             "cpu_pct_max_1s": round(max(per_second[name]), 1) if per_second[name] else None,
         }
         if name in rss:
+            entry["main_thread_cpu_pct_avg"] = round(100 * (last_main[name] - first_main[name]) / elapsed, 1)
             entry["rss_mib_avg"] = round(statistics.fmean(rss[name]) / MIB, 1)
             entry["rss_mib_max"] = round(max(rss[name]) / MIB, 1)
         out[name] = entry
+    watched = sum(previous[name] - first[name] for name in processes)
+    out["machine"] = {
+        "cpus": psutil.cpu_count(),
+        "busy_cpu_pct": round(100 * machine / elapsed, 1),
+        "unexplained_cpu_pct": round(100 * (machine - watched) / elapsed, 1),
+    }
     return out
 
 
-def _phase(name: str, load: dict[str, Any], usage: dict[str, Any], verification: dict[str, Any]) -> dict[str, Any]:
+def _phase(
+    name: str, load: dict[str, Any], usage: dict[str, Any], verification: dict[str, Any]
+) -> dict[str, Any]:
     requests = load["acked_requests_in_window"]
     spans_per_s = requests * load["spans_per_request"] / load["window_s"]
     return {
@@ -700,21 +829,34 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def print_report(result: dict[str, Any]) -> None:
+    settings = result["settings"]
     print()
-    print(f"Orasi agent throughput — {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
-          f"{result['settings']['spans_per_request']}-span requests of {result['settings']['request_bytes']:,} B, "
-          f"agent export compression {result['settings']['compression']}")
-    rows = result["throughput"]
-    if rows:
+    print(
+        f"Orasi agent benchmark — {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
+        f"{settings['spans_per_request']}-span requests of {settings['request_bytes']:,} B, "
+        f"{settings['concurrency']} calls in flight, agent export compression {settings['compression']}"
+    )
+    if result["throughput"]:
         _print_throughput(result)
     if result.get("steady"):
         _print_steady(result)
 
 
 def _print_throughput(result: dict[str, Any]) -> None:
-    header = f"{'round':>5} {'phase':<9} {'spans/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} " \
-             f"{'agent %':>8} {'gen %':>6} {'sink %':>7} {'agent RSS max':>13} {'errors':>7}"
+    print(
+        "CPU columns: % of one core over the measured window; 'machine' = all cores busy (max "
+        f"{100 * (result['machine']['cpus'] or 1)}), 'other' = of that, not the processes below"
+    )
+    header = (
+        f"{'round':>5} {'phase':<9} {'spans/s':>9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'agent':>6} {'(loop)':>6} {'gen':>5} {'sink':>5} {'machine':>7} {'other':>5} "
+        f"{'agent RSS':>9} {'err':>4}"
+    )
     print(header)
     print("─" * len(header))
     for row in result["throughput"]:
@@ -722,59 +864,87 @@ def _print_throughput(result: dict[str, Any]) -> None:
         latency = load["latency_ms"] or {}
         agent = usage.get("agent", {})
         print(
-            f"{row['round']:>5} {row['phase']:<9} {row['spans_per_s']:>10,} {row['requests_per_s']:>8,.0f} "
+            f"{row['round']:>5} {row['phase']:<9} {row['spans_per_s']:>9,} {row['requests_per_s']:>7,.0f} "
             f"{_fmt(latency.get('p50')):>7} {_fmt(latency.get('p99')):>7} "
-            f"{_fmt(agent.get('cpu_pct_avg')):>8} {_fmt(usage['generator']['cpu_pct_avg']):>6} "
-            f"{_fmt(usage['sink']['cpu_pct_avg']):>7} {_fmt(agent.get('rss_mib_max'), ' MiB'):>13} "
-            f"{sum(load['errors'].values()):>7}"
+            f"{_fmt(agent.get('cpu_pct_avg')):>6} {_fmt(agent.get('main_thread_cpu_pct_avg')):>6} "
+            f"{_fmt(usage['generator']['cpu_pct_avg']):>5} {_fmt(usage['sink']['cpu_pct_avg']):>5} "
+            f"{_fmt(usage['machine']['busy_cpu_pct']):>7} {_fmt(usage['machine']['unexplained_cpu_pct']):>5} "
+            f"{_fmt(agent.get('rss_mib_max'), ' MiB'):>9} {sum(load['errors'].values()):>4}"
         )
     summary = result["summary"]
     print()
-    verdict = "PASS" if summary["ratio_median"] >= TARGET_RATIO else "FAIL"
-    print(f"median baseline {summary['baseline_spans_per_s_median']:,} spans/s; "
-          f"median agent {summary['agent_spans_per_s_median']:,} spans/s")
-    print(f"ratio agent/baseline per round {summary['ratio_per_round']} → median "
-          f"{summary['ratio_median']:.3f} (target ≥ {TARGET_RATIO}) {verdict}")
+    print(
+        f"median baseline {summary['baseline_spans_per_s_median']:,} spans/s; "
+        f"median agent {summary['agent_spans_per_s_median']:,} spans/s"
+    )
+    print(
+        f"ratio agent/baseline per round {summary['ratio_per_round']} → median "
+        f"{summary['ratio_median']:.3f} (target ≥ {TARGET_RATIO}) "
+        f"{_verdict(summary['ratio_median'] >= TARGET_RATIO)}"
+    )
     for row in result["throughput"]:
         if row["phase"] == "agent":
             v = row["verification"]
-            print(f"round {row['round']} delivery: agent acknowledged {v['acked_by_agent_spans_total']:,} spans, "
-                  f"sink received {v['sink_spans_before_shutdown']:,} before and "
-                  f"{v['sink_spans_after_shutdown']:,} after shutdown "
-                  f"({v['sink_requests']:,} requests)")
+            print(
+                f"round {row['round']} delivery: agent acknowledged "
+                f"{v['acked_by_agent_spans_total']:,} spans; "
+                f"sink received {v['sink_spans_before_shutdown']:,} before and "
+                f"{v['sink_spans_after_shutdown']:,} after the agent's shutdown, "
+                f"in {v['sink_requests']:,} requests"
+            )
 
 
 def _print_steady(result: dict[str, Any]) -> None:
     steady = result["steady"]
-    if steady:
-        agent = steady["usage"]["agent"]
-        load = steady["load"]
-        latency = load["latency_ms"] or {}
-        v = steady["verification"]
-        cpu_ok = agent["cpu_pct_avg"] <= TARGET_CPU_PCT
-        rss_ok = agent["rss_mib_max"] <= TARGET_RSS_MIB
-        print()
-        print(f"steady {result['settings']['steady_rate_spans_per_s']:,} spans/s for "
-              f"{load['window_s']:.0f} s: achieved {steady['spans_per_s']:,} spans/s, "
-              f"latency p50 {_fmt(latency.get('p50'))} ms p99 {_fmt(latency.get('p99'))} ms, "
-              f"late sends {load['late_sends']}, errors {sum(load['errors'].values())}")
-        print(f"  agent CPU avg {agent['cpu_pct_avg']}% of one core (max 1 s sample "
-              f"{agent['cpu_pct_max_1s']}%; target ≤ {TARGET_CPU_PCT}%) {'PASS' if cpu_ok else 'FAIL'}")
-        print(f"  agent RSS avg {agent['rss_mib_avg']} MiB, max {agent['rss_mib_max']} MiB "
-              f"(target ≤ {TARGET_RSS_MIB} MiB) {'PASS' if rss_ok else 'FAIL'}")
-        idle = steady["idle"]
-        print(f"  idle agent before load: CPU {idle['cpu_pct_avg']}%, RSS {idle['rss_mib_max']} MiB")
-        print(f"  delivery: acknowledged {v['acked_by_agent_spans_total']:,} spans, sink received "
-              f"{v['sink_spans_after_shutdown']:,}")
+    agent, load = steady["usage"]["agent"], steady["load"]
+    latency = load["latency_ms"] or {}
+    v = steady["verification"]
+    targets = result["steady_targets"]
+    print()
+    print(
+        f"steady {result['settings']['steady_rate_spans_per_s']:,} spans/s for {load['window_s']:g} s: "
+        f"achieved {steady['spans_per_s']:,} spans/s, latency p50 {_fmt(latency.get('p50'))} ms "
+        f"p99 {_fmt(latency.get('p99'))} ms, late sends {load['late_sends']}, "
+        f"errors {sum(load['errors'].values())}"
+    )
+    print(
+        f"  agent CPU avg {agent['cpu_pct_avg']}% of one core "
+        f"(event-loop thread {agent['main_thread_cpu_pct_avg']}%, "
+        f"max 1 s sample {agent['cpu_pct_max_1s']}%; target ≤ {TARGET_CPU_PCT}%) "
+        f"{_verdict(targets['cpu_ok'])}"
+    )
+    print(
+        f"  agent RSS avg {agent['rss_mib_avg']} MiB, max {agent['rss_mib_max']} MiB "
+        f"(target ≤ {TARGET_RSS_MIB} MiB) {_verdict(targets['rss_ok'])}"
+    )
+    idle = steady["idle"]
+    print(f"  idle agent before the load: CPU {idle['cpu_pct_avg']}%, RSS {idle['rss_mib_max']} MiB")
+    floor = result.get("steady_baseline")
+    if floor:
+        sink = floor["usage"]["sink"]
+        print(
+            f"  same rate straight to the do-nothing grpc.aio sink: sink CPU {sink['cpu_pct_avg']}%, "
+            f"RSS {sink['rss_mib_max']} MiB (the floor of one Python gRPC server at this rate)"
+        )
+    print(
+        f"  delivery: agent acknowledged {v['acked_by_agent_spans_total']:,} spans, sink received "
+        f"{v['sink_spans_after_shutdown']:,}"
+    )
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    baseline = [r["spans_per_s"] for r in rows if r["phase"] == "baseline"]
-    agent = [r["spans_per_s"] for r in rows if r["phase"] == "agent"]
-    ratios = [round(a / b, 3) if b else 0.0 for b, a in zip(baseline, agent, strict=False)]
+    rounds = sorted({r["round"] for r in rows})
+    by = {(r["round"], r["phase"]): r["spans_per_s"] for r in rows}
+    ratios = [
+        round(by[n, "agent"] / by[n, "baseline"], 3)
+        for n in rounds
+        if by.get((n, "baseline")) and (n, "agent") in by
+    ]
+    baseline = [by[n, "baseline"] for n in rounds if (n, "baseline") in by]
+    agent = [by[n, "agent"] for n in rounds if (n, "agent") in by]
     return {
-        "baseline_spans_per_s_median": round(statistics.median(baseline)) if baseline else None,
-        "agent_spans_per_s_median": round(statistics.median(agent)) if agent else None,
+        "baseline_spans_per_s_median": round(statistics.median(baseline)) if baseline else 0,
+        "agent_spans_per_s_median": round(statistics.median(agent)) if agent else 0,
         "ratio_per_round": ratios,
         "ratio_median": round(statistics.median(ratios), 3) if ratios else 0.0,
     }
@@ -784,41 +954,58 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short phases and one round (a smoke run)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.agent_throughput",
+        description="Throughput (agent vs. a do-nothing gRPC sink) and steady-load CPU/RSS of `orasi agent`.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short phases and one round (a smoke run, ~40 s)"
+    )
     parser.add_argument("--duration", type=float, help="seconds measured per throughput phase (12; quick 4)")
-    parser.add_argument("--rounds", type=int, help="baseline/agent rounds, alternating (2; quick 1)")
+    parser.add_argument("--rounds", type=int, help="baseline/agent rounds, alternating (3; quick 1)")
     parser.add_argument("--warmup", type=float, help="seconds of load before each window (2; quick 1)")
-    parser.add_argument("--steady-duration", type=float, help="seconds of the fixed-rate phase (20; quick 6)")
-    parser.add_argument("--idle", type=float, help="seconds the idle agent is sampled before the steady load (3; quick 1)")
-    parser.add_argument("--rate", type=float, default=100.0, help="requests/s in the steady phase (100 = 10k spans/s)")
+    parser.add_argument(
+        "--steady-duration", type=float, help="seconds of each fixed-rate phase (20; quick 6)"
+    )
+    parser.add_argument("--idle", type=float, help="seconds the idle agent is sampled first (3; quick 1)")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="requests/s when steady (100 = 10k spans/s)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per generator (8)")
     parser.add_argument("--spans", type=int, default=100, help="spans per request (100)")
-    parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="agent → sink compression")
-    parser.add_argument("--skip-throughput", action="store_true", help="only the steady phase")
+    parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="agent → sink (none)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the steady phases")
     parser.add_argument("--skip-steady", action="store_true", help="only the throughput phases")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy record the agent in every agent phase into DIR (collapsed stacks; inflates its CPU)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the figures ({RESULTS})")
     parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     args = parser.parse_args(argv)
     defaults = (
         {"duration": 4.0, "rounds": 1, "warmup": 1.0, "steady_duration": 6.0, "idle": 1.0}
         if args.quick
-        else {"duration": 12.0, "rounds": 2, "warmup": 2.0, "steady_duration": 20.0, "idle": 3.0}
+        else {"duration": 12.0, "rounds": 3, "warmup": 2.0, "steady_duration": 20.0, "idle": 3.0}
     )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.rounds < 1 or args.duration <= 0 or args.steady_duration <= 0 or args.rate <= 0:
+        parser.error("--rounds, --duration, --steady-duration and --rate must be positive")
     return args
 
 
 def _budget(args: argparse.Namespace) -> int:
     """Seconds after which the watchdog aborts the run (generous: start-ups, drains, shutdowns)."""
-    per_phase = args.warmup + 60
+    per_phase = args.warmup + 75
     total = 0.0
     if not args.skip_throughput:
         total += args.rounds * 2 * (args.duration + per_phase)
     if not args.skip_steady:
-        total += args.steady_duration + args.idle + per_phase
+        total += 2 * (args.steady_duration + per_phase) + args.idle
     return int(total + 30)
 
 
@@ -840,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "agent_throughput",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
@@ -853,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "concurrency": args.concurrency,
             "compression": args.compression,
-            "steady_rate_spans_per_s": int(args.rate * args.spans),
+            "steady_rate_spans_per_s": round(args.rate * args.spans),
             "steady_duration_s": args.steady_duration,
             "agent_config": AGENT_CONFIG,
         },
@@ -863,15 +1051,21 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_throughput:
             for number in range(1, args.rounds + 1):
                 for phase in ("baseline", "agent"):
-                    print(f"round {number}/{args.rounds}: {phase} ({args.warmup:g} s warm-up + "
-                          f"{args.duration:g} s)…", flush=True)
+                    print(
+                        f"round {number}/{args.rounds}: {phase} "
+                        f"({args.warmup:g} s warm-up + {args.duration:g} s)…",
+                        flush=True,
+                    )
                     row = bench.baseline() if phase == "baseline" else bench.agent(f"round{number}")
                     row["round"] = number
                     result["throughput"].append(row)
                     print(f"  {row['spans_per_s']:,} spans/s", flush=True)
             result["summary"] = summarize(result["throughput"])
         if not args.skip_steady:
-            print(f"steady: {args.rate * args.spans:,.0f} spans/s for {args.steady_duration:g} s…", flush=True)
+            rate = f"{args.rate * args.spans:,.0f} spans/s for {args.steady_duration:g} s"
+            print(f"steady baseline: {rate} straight to a sink…", flush=True)
+            result["steady_baseline"] = bench.steady_baseline()
+            print(f"steady: {rate} through a fresh agent…", flush=True)
             result["steady"] = bench.steady()
             agent = result["steady"]["usage"]["agent"]
             result["steady_targets"] = {
@@ -880,6 +1074,9 @@ def main(argv: list[str] | None = None) -> int:
                 "rss_mib_max": agent["rss_mib_max"],
                 "rss_ok": agent["rss_mib_max"] <= TARGET_RSS_MIB,
             }
+    except _Abort as stop:
+        print(f"agent_throughput: {stop}; stopping every process it started", file=sys.stderr)
+        return 1
     finally:
         signal.alarm(0)
         bench.processes.stop_all()

@@ -83,3 +83,17 @@ def module_start_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cal
         yield launcher
     finally:
         launcher.close()
+
+
+@pytest.fixture
+def show_log_on_failure() -> Iterator[Callable[[str, Path], None]]:
+    """Register a helper process's log file to be shown if the test fails."""
+    labels: list[str] = []
+
+    def register(label: str, path: Path) -> None:
+        labels.append(label)
+        LIVE_LOGS[label] = path
+
+    yield register
+    for label in labels:
+        LIVE_LOGS.pop(label, None)

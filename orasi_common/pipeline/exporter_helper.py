@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
-from orasi_common.errors import OrasiError, RetryableError, Unavailable
+from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.retry import RetryConfig, call_with_retry
@@ -98,6 +98,11 @@ class ExporterHelper:
                     await self._send(batch)
             except TimeoutError:
                 raise Unavailable(f"no answer within the timeout of {self._config.timeout} s") from None
+            except OrasiError:
+                raise
+            except Exception as exc:  # a fault of ours, not the peer's: never retried
+                self._settings.logger.exception("Sending a batch raised an unexpected error.")
+                raise PermanentError(f"unexpected error while sending: {exc!r}") from None
 
         signal, exporter = batch.signal.value, self._settings.id
         try:

@@ -214,7 +214,9 @@ def otlp_exporters(transport: str, agent: AgentProcess) -> tuple[Any, Any, Any]:
         endpoint = agent.grpc_endpoint
         return (
             GrpcSpanExporter(endpoint=endpoint, insecure=True, timeout=10),
-            GrpcMetricExporter(endpoint=endpoint, insecure=True, timeout=10, compression=grpc.Compression.Gzip),
+            GrpcMetricExporter(
+                endpoint=endpoint, insecure=True, timeout=10, compression=grpc.Compression.Gzip
+            ),
             GrpcLogExporter(endpoint=endpoint, insecure=True, timeout=10),
         )
     base = agent.http_url
@@ -228,16 +230,24 @@ def otlp_exporters(transport: str, agent: AgentProcess) -> tuple[Any, Any, Any]:
 # --- traces --------------------------------------------------------------------------------
 
 
-def test_traces_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSink, resource: Resource) -> None:
+def test_traces_arrive_intact(
+    transport: str, agent: AgentProcess, sink: OtlpSink, resource: Resource
+) -> None:
     recorder = RecordingSpanExporter(otlp_exporters(transport, agent)[0])
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(recorder))
-    tracer = provider.get_tracer("orasi.e2e.traces", "1.0.0", schema_url="https://opentelemetry.io/schemas/1.26.0")
+    tracer = provider.get_tracer(
+        "orasi.e2e.traces", "1.0.0", schema_url="https://opentelemetry.io/schemas/1.26.0"
+    )
 
     with tracer.start_as_current_span("enqueue", kind=SpanKind.PRODUCER) as producer:
         pass
-    with tracer.start_as_current_span("GET /orders/{id}", kind=SpanKind.SERVER, attributes=ATTRIBUTES) as root:
-        root.add_event("cache.miss", {"cache.key": "orders:1", "attempt": 2, "ratio": 0.5, "tags": ["a", "b"]})
+    with tracer.start_as_current_span(
+        "GET /orders/{id}", kind=SpanKind.SERVER, attributes=ATTRIBUTES
+    ) as root:
+        root.add_event(
+            "cache.miss", {"cache.key": "orders:1", "attempt": 2, "ratio": 0.5, "tags": ["a", "b"]}
+        )
         root.set_status(Status(StatusCode.OK))
         with tracer.start_as_current_span(
             "SELECT orders",
@@ -246,9 +256,11 @@ def test_traces_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSin
         ) as query:
             query.record_exception(ValueError("connection reset by peer"))
             query.set_status(Status(StatusCode.ERROR, "connection reset"))
-        with tracer.start_as_current_span("dequeue", kind=SpanKind.CONSUMER):
-            with tracer.start_as_current_span("compute") as internal:
-                internal.set_attribute("work.units", 12)
+        with (
+            tracer.start_as_current_span("dequeue", kind=SpanKind.CONSUMER),
+            tracer.start_as_current_span("compute") as internal,
+        ):
+            internal.set_attribute("work.units", 12)
     assert provider.force_flush(10_000)
     provider.shutdown()
 
@@ -314,7 +326,9 @@ def test_traces_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSin
 # --- metrics -------------------------------------------------------------------------------
 
 
-def test_metrics_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSink, resource: Resource) -> None:
+def test_metrics_arrive_intact(
+    transport: str, agent: AgentProcess, sink: OtlpSink, resource: Resource
+) -> None:
     recorder = RecordingMetricExporter(otlp_exporters(transport, agent)[1])
     reader = PeriodicExportingMetricReader(recorder, export_interval_millis=3_600_000)
     provider = MeterProvider(resource=resource, metric_readers=[reader])
@@ -339,7 +353,10 @@ def test_metrics_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSi
 
     meter.create_observable_gauge("e2e.memory.used", callbacks=[memory], unit="By", description="Memory")
     latency = meter.create_histogram(
-        "e2e.latency", unit="ms", description="Latency", explicit_bucket_boundaries_advisory=[10.0, 100.0, 1000.0]
+        "e2e.latency",
+        unit="ms",
+        description="Latency",
+        explicit_bucket_boundaries_advisory=[10.0, 100.0, 1000.0],
     )
     for value in (5.0, 50.0, 60.0, 500.0, 5000.0):
         latency.record(value, {"route": "/a"})
@@ -361,7 +378,14 @@ def test_metrics_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSi
                         k = key(metric.name, plain_attributes(point.attributes), point.time_unix_nano)
                         sdk_points[k] = (resource_metrics, scope_metrics, metric), metric, point
     names = {k[0] for k in sdk_points}
-    assert names == {"e2e.requests", "e2e.transferred", "e2e.queue.depth", "e2e.temperature", "e2e.memory.used", "e2e.latency"}
+    assert names == {
+        "e2e.requests",
+        "e2e.transferred",
+        "e2e.queue.depth",
+        "e2e.temperature",
+        "e2e.memory.used",
+        "e2e.latency",
+    }
 
     received = sink.wait_for_items(Signal.METRICS, len(sdk_points))
     assert sink.items(Signal.METRICS) == len(sdk_points)
@@ -418,9 +442,7 @@ def test_metrics_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSi
 
     # The data was not trivial: the SDK aggregated what this test recorded.
     last = max(recorder.exports, key=lambda e: len(e.resource_metrics))
-    by_name = {
-        m.name: m for rm in last.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-    }
+    by_name = {m.name: m for rm in last.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     histogram_point = by_name["e2e.latency"].data.data_points[0]
     assert list(histogram_point.bucket_counts) == [1, 2, 1, 1]
     assert list(histogram_point.explicit_bounds) == [10.0, 100.0, 1000.0]
@@ -448,7 +470,13 @@ def test_logs_arrive_intact(transport: str, agent: AgentProcess, sink: OtlpSink,
         python_logger.info(
             "order %s placed",
             "o-1",
-            extra={"order.id": "o-1", "order.items": 3, "order.total": 9.5, "order.gift": True, "order.tags": ["x", "y"]},
+            extra={
+                "order.id": "o-1",
+                "order.items": 3,
+                "order.total": 9.5,
+                "order.gift": True,
+                "order.tags": ["x", "y"],
+            },
         )
         with tracer.start_as_current_span("handle request") as span:
             python_logger.warning("slow downstream inside a span")

@@ -53,7 +53,9 @@ def log_records(count: int) -> ExportLogsServiceRequest:
     return request
 
 
-def post(agent: AgentProcess, request: object, content_type: str = PROTOBUF, path: str = "/v1/traces") -> httpx.Response:
+def post(
+    agent: AgentProcess, request: object, content_type: str = PROTOBUF, path: str = "/v1/traces"
+) -> httpx.Response:
     body = request.SerializeToString() if content_type == PROTOBUF else to_json(request)  # type: ignore[attr-defined]
     return httpx.post(agent.http_url + path, content=body, headers={"content-type": content_type}, timeout=30)
 
@@ -124,7 +126,10 @@ def test_permanent_refusal_is_dropped_and_counted(
     sink.fail_next(1, code)
     dropped = spans(3, "dropped")
     assert post(agent, dropped).status_code == 200  # accepted into the queue, then refused upstream
-    assert agent.wait_for_metric("orasi_exporter_send_failed_items_total", 3, signal="traces", exporter="otlp") == 3
+    assert (
+        agent.wait_for_metric("orasi_exporter_send_failed_items_total", 3, signal="traces", exporter="otlp")
+        == 3
+    )
     assert sink.refused == 1
 
     delivered = spans(2, "delivered")
@@ -141,7 +146,9 @@ def test_permanent_refusal_is_dropped_and_counted(
 MEMORY_LIMITED = {"processors": {"memory_limiter": {"limit_mib": 1, "retry_after": 2}}}
 
 
-def test_memory_limiter_refuses_with_retry_advice(sink: OtlpSink, start_agent: Callable[..., AgentProcess]) -> None:
+def test_memory_limiter_refuses_with_retry_advice(
+    sink: OtlpSink, start_agent: Callable[..., AgentProcess]
+) -> None:
     agent = start_agent(sink, overrides=MEMORY_LIMITED)
 
     response = post(agent, spans(2))
@@ -172,14 +179,18 @@ def test_memory_limiter_refuses_with_retry_advice(sink: OtlpSink, start_agent: C
     assert rich.code == code_pb2.UNAVAILABLE and retry_delay(rich) == 2
 
     def refused(signal: str, transport: str) -> float:
-        return agent.metric("orasi_receiver_refused_items_total", signal=signal, receiver="otlp", transport=transport)
+        return agent.metric(
+            "orasi_receiver_refused_items_total", signal=signal, receiver="otlp", transport=transport
+        )
 
     assert refused("traces", "http") == 5
     assert refused("logs", "http") == 4
     assert refused("metrics", "grpc") == 5
     assert refused("traces", "grpc") == 0
     assert agent.metric("orasi_receiver_accepted_items_total") == 0
-    assert agent.metric("orasi_processor_refused_items_total", signal="traces", processor="memory_limiter") == 5
+    assert (
+        agent.metric("orasi_processor_refused_items_total", signal="traces", processor="memory_limiter") == 5
+    )
     assert agent.metric("orasi_process_memory_rss_bytes") > 1024 * 1024
     assert sink.items(Signal.TRACES) + sink.items(Signal.METRICS) + sink.items(Signal.LOGS) == 0
     # Refusing data is not being unhealthy: the agent stays live and ready.
@@ -287,7 +298,9 @@ def test_accepted_items_are_counted_per_signal_and_transport(
     grpc_export(agent, Signal.LOGS, log_records(8))
 
     def accepted(signal: str, transport: str) -> float:
-        return agent.metric("orasi_receiver_accepted_items_total", signal=signal, receiver="otlp", transport=transport)
+        return agent.metric(
+            "orasi_receiver_accepted_items_total", signal=signal, receiver="otlp", transport=transport
+        )
 
     assert (accepted("traces", "http"), accepted("traces", "grpc")) == (5, 4)
     assert (accepted("metrics", "http"), accepted("metrics", "grpc")) == (5, 6)
@@ -298,13 +311,25 @@ def test_accepted_items_are_counted_per_signal_and_transport(
     sink.wait_for_items(Signal.METRICS, 11)
     sink.wait_for_items(Signal.LOGS, 15)
     for signal, count in (("traces", 9), ("metrics", 11), ("logs", 15)):
-        assert agent.wait_for_metric("orasi_exporter_sent_items_total", count, signal=signal, exporter="otlp") == count
+        assert (
+            agent.wait_for_metric("orasi_exporter_sent_items_total", count, signal=signal, exporter="otlp")
+            == count
+        )
     # Request durations are recorded by handler and status code.
-    bad = httpx.post(agent.http_url + "/v1/traces", content=b"garbage\xff", headers={"content-type": PROTOBUF})
+    bad = httpx.post(
+        agent.http_url + "/v1/traces", content=b"garbage\xff", headers={"content-type": PROTOBUF}
+    )
     assert bad.status_code == 400
-    assert agent.metric(
-        "http_request_duration_seconds_count", server="otlp", handler="/v1/traces", method="POST", code="200"
-    ) == 2
+    assert (
+        agent.metric(
+            "http_request_duration_seconds_count",
+            server="otlp",
+            handler="/v1/traces",
+            method="POST",
+            code="200",
+        )
+        == 2
+    )
     assert agent.metric("http_request_duration_seconds_count", handler="/v1/traces", code="400") == 1
 
 

@@ -85,11 +85,12 @@ class Serving:
         """Spans the sink holds now (call before the bad request)."""
         return self.sink.items(Signal.TRACES)
 
-    def check(self, before: int) -> None:
+    def check(self, before: int, client: httpx.Client | None = None) -> None:
+        """Valid requests succeed (on ``client``'s kept-alive connection when given)."""
         for index, content_type in enumerate((PROTOBUF, JSON)):
             request = trace_request(f"valid-{self.sent}-{index}")
             body = request.SerializeToString() if content_type == PROTOBUF else to_json(request)
-            response = httpx.post(
+            response = (client or httpx).post(
                 self.agent.http_url + "/v1/traces", content=body, headers={"content-type": content_type}
             )
             assert response.status_code == 200, response.content
@@ -141,8 +142,9 @@ VALID = trace_request("never-forwarded").SerializeToString()
 VALID_JSON = to_json(trace_request("never-forwarded"))
 BIG = trace_request("too-big", padding=int(BODY_LIMIT_MIB * MIB) + 1000).SerializeToString()
 # Small compressed bodies that expand far past the decompressed limit (valid protobuf inside).
-GZIP_BOMB = gzip.compress(trace_request("bomb", padding=40 * MIB).SerializeToString())
-ZSTD_BOMB = zstandard.ZstdCompressor().compress(trace_request("bomb", padding=40 * MIB).SerializeToString())
+_BOMB_PAYLOAD = trace_request("bomb", padding=4 * MIB).SerializeToString()
+GZIP_BOMB = gzip.compress(_BOMB_PAYLOAD)
+ZSTD_BOMB = zstandard.ZstdCompressor().compress(_BOMB_PAYLOAD)
 
 
 def _chunks() -> Iterator[bytes]:
@@ -163,7 +165,12 @@ CASES = [
     Case("garbage-protobuf-logs", b"\xff\xff\xff", path="/v1/logs", message="protobuf"),
     Case("truncated-gzip", gzip.compress(VALID)[:-8], encoding="gzip", message="truncated"),
     Case("corrupt-gzip", b"\x1f\x8b\x08\x00garbage-not-deflate", encoding="gzip", message="gzip"),
-    Case("truncated-zstd", zstandard.ZstdCompressor().compress(VALID * 50)[:-20], encoding="zstd", message="zstd"),
+    Case(
+        "truncated-zstd",
+        zstandard.ZstdCompressor().compress(VALID * 50)[:-20],
+        encoding="zstd",
+        message="zstd",
+    ),
     Case("gzip-not-gzip", VALID, encoding="gzip", message="gzip"),
     Case(
         "oversize-body",
@@ -173,14 +180,39 @@ CASES = [
         message=f"limit of {int(BODY_LIMIT_MIB * MIB)} bytes",
     ),
     Case("oversize-chunked-body", _chunks, status=413, code=code_pb2.RESOURCE_EXHAUSTED, message="limit"),
-    Case("oversize-json-body", b" " * (int(BODY_LIMIT_MIB * MIB) + 1) + VALID_JSON, content_type=JSON,
-         status=413, code=code_pb2.RESOURCE_EXHAUSTED, message="limit"),
-    Case("gzip-bomb", GZIP_BOMB, encoding="gzip", status=413, code=code_pb2.RESOURCE_EXHAUSTED,
-         message="decompressed"),
-    Case("zstd-bomb", ZSTD_BOMB, encoding="zstd", status=413, code=code_pb2.RESOURCE_EXHAUSTED,
-         message="decompressed"),
-    Case("gzip-bomb-json", gzip.compress(b" " * (10 * MIB) + VALID_JSON), content_type=JSON, encoding="gzip",
-         status=413, code=code_pb2.RESOURCE_EXHAUSTED, message="decompressed"),
+    Case(
+        "oversize-json-body",
+        b" " * (int(BODY_LIMIT_MIB * MIB) + 1) + VALID_JSON,
+        content_type=JSON,
+        status=413,
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="limit",
+    ),
+    Case(
+        "gzip-bomb",
+        GZIP_BOMB,
+        encoding="gzip",
+        status=413,
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="decompressed",
+    ),
+    Case(
+        "zstd-bomb",
+        ZSTD_BOMB,
+        encoding="zstd",
+        status=413,
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="decompressed",
+    ),
+    Case(
+        "gzip-bomb-json",
+        gzip.compress(b" " * (10 * MIB) + VALID_JSON),
+        content_type=JSON,
+        encoding="gzip",
+        status=413,
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="decompressed",
+    ),
     Case("wrong-content-type", VALID, content_type="text/plain", status=415, message="Content-Type"),
     Case("no-content-type", VALID, content_type=None, status=415, message="Content-Type"),
     Case("grpc-content-type", VALID, content_type="application/grpc", status=415, message="Content-Type"),
@@ -211,12 +243,34 @@ CASES = [
     Case("empty-json-body", b"", content_type=JSON, message="empty"),
     Case("wrong-method-get", b"", method="GET", status=405, code=code_pb2.UNIMPLEMENTED, message="POST"),
     Case("wrong-method-put", VALID, method="PUT", status=405, code=code_pb2.UNIMPLEMENTED, message="POST"),
-    Case("wrong-method-json", VALID_JSON, content_type=JSON, method="PATCH", path="/v1/logs", status=405,
-         code=code_pb2.UNIMPLEMENTED, message="POST"),
-    Case("unknown-path", VALID, path="/v1/profiles", status=404, code=code_pb2.UNIMPLEMENTED, message="/v1/traces"),
+    Case(
+        "wrong-method-json",
+        VALID_JSON,
+        content_type=JSON,
+        method="PATCH",
+        path="/v1/logs",
+        status=405,
+        code=code_pb2.UNIMPLEMENTED,
+        message="POST",
+    ),
+    Case(
+        "unknown-path",
+        VALID,
+        path="/v1/profiles",
+        status=404,
+        code=code_pb2.UNIMPLEMENTED,
+        message="/v1/traces",
+    ),
     Case("unknown-path-root", VALID, path="/", status=404, code=code_pb2.UNIMPLEMENTED, message="/v1/traces"),
-    Case("unknown-path-json", VALID_JSON, content_type=JSON, path="/v1/traces/extra", status=404,
-         code=code_pb2.UNIMPLEMENTED, message="/v1/traces"),
+    Case(
+        "unknown-path-json",
+        VALID_JSON,
+        content_type=JSON,
+        path="/v1/traces/extra",
+        status=404,
+        code=code_pb2.UNIMPLEMENTED,
+        message="/v1/traces",
+    ),
 ]
 
 
@@ -229,15 +283,17 @@ def test_http_bad_request(agent: AgentProcess, serving: Serving, case: Case) -> 
         headers["content-encoding"] = case.encoding
     body = case.body() if callable(case.body) else case.body
     before = serving.mark()
-    response = httpx.request(case.method, agent.http_url + case.path, content=body, headers=headers, timeout=30)
+    # One client: after the error, the same kept-alive connection must still serve requests.
+    with httpx.Client(timeout=30) as client:
+        response = client.request(case.method, agent.http_url + case.path, content=body, headers=headers)
 
-    assert response.status_code == case.status, response.content
-    status = error_status(response, case.content_type)
-    assert status.code == case.code
-    assert case.message in status.message
-    if case.status == 405:
-        assert response.headers["allow"] == "POST"
-    serving.check(before)
+        assert response.status_code == case.status, response.content
+        status = error_status(response, case.content_type)
+        assert status.code == case.code
+        assert case.message in status.message
+        if case.status == 405:
+            assert response.headers["allow"] == "POST"
+        serving.check(before, client)
 
 
 def test_content_type_parameters_are_accepted(agent: AgentProcess, module_sink: OtlpSink) -> None:
@@ -288,7 +344,9 @@ def test_grpc_oversize_is_resource_exhausted(
 def test_grpc_unknown_method_is_unimplemented(agent: AgentProcess, serving: Serving) -> None:
     before = serving.mark()
     with grpc.insecure_channel(agent.grpc_endpoint) as channel:
-        export = channel.unary_unary("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export")
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+        )
         with pytest.raises(grpc.RpcError) as raised:
             export(b"", timeout=10)
     assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
@@ -318,15 +376,17 @@ def _peak_rss_kib(pid: int) -> int:
 def test_compression_bomb_does_not_expand_in_memory(
     sink: OtlpSink, start_agent: Callable[..., AgentProcess], encoding: str
 ) -> None:
-    """A 200 MiB body compressed to a few KiB is refused before it is held in memory.
+    """A 128 MiB body compressed to a few hundred KiB is refused before it is held in memory.
 
     The agent's peak resident memory (VmHWM) may grow by a few MiB for the request, not by
-    anything near the 200 MiB the body expands to.
+    anything near the 128 MiB the body expands to.
     """
     limits = {"receivers": {"otlp": {"protocols": {"http": {"max_request_body_size_mib": 1}}}}}
     agent = start_agent(sink, overrides=deep_merge(LIMITS, limits))
-    plain = b"\x00" * (200 * MIB)
-    bomb = gzip.compress(plain) if encoding == "gzip" else zstandard.ZstdCompressor().compress(plain)
+    if encoding == "gzip":
+        bomb = gzip.compress(b"\x00" * (16 * MIB)) * 8  # eight gzip members: 128 MiB
+    else:
+        bomb = zstandard.ZstdCompressor().compress(b"\x00" * (128 * MIB))  # one frame of 4 KiB
     assert len(bomb) < 1 * MIB
     peak_before = _peak_rss_kib(agent.pid)
     response = httpx.post(
@@ -337,21 +397,51 @@ def test_compression_bomb_does_not_expand_in_memory(
     )
     assert response.status_code == 413
     growth_mib = (_peak_rss_kib(agent.pid) - peak_before) / 1024
-    assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB decoding a {len(bomb)}-byte {encoding} body"
+    assert growth_mib < 64, (
+        f"peak RSS grew by {growth_mib:.0f} MiB decoding a {len(bomb)}-byte {encoding} body"
+    )
 
 
-def test_gzip_multi_member_body_is_accepted(agent: AgentProcess, module_sink: OtlpSink) -> None:
-    """gzip allows several members in one body (RFC 1952); each is a part of the request."""
-    first, second = trace_request("member-1"), trace_request("member-2")
-    body = gzip.compress(first.SerializeToString()) + gzip.compress(second.SerializeToString())
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+@pytest.mark.parametrize("order", ["small-then-large", "large-then-small"])
+def test_concatenated_compressed_members_are_accepted(
+    agent: AgentProcess, module_sink: OtlpSink, encoding: str, order: str
+) -> None:
+    """gzip members (RFC 1952) and zstd frames (RFC 8878) may be concatenated in one body.
+
+    The decompressed parts concatenate into one request (serialized OTLP requests do). The
+    large member (~6 KiB compressed, random hence incompressible padding) spans several of
+    the decoder's input slices.
+    """
+    small = trace_request("member-small").SerializeToString()
+    large_request = trace_request("member-large")
+    large_request.resource_spans[0].scope_spans[0].spans[0].attributes.add(
+        key="random"
+    ).value.string_value = os.urandom(4000).hex()
+    large = large_request.SerializeToString()
+    parts = [small, large] if order == "small-then-large" else [large, small]
+
+    def compress(part: bytes) -> bytes:
+        return gzip.compress(part) if encoding == "gzip" else zstandard.ZstdCompressor().compress(part)
+
+    body = b"".join(compress(part) for part in parts)
+    assert len(body) < BODY_LIMIT_MIB * MIB
     before = module_sink.items(Signal.TRACES)
     response = httpx.post(
-        agent.http_url + "/v1/traces", content=body, headers={"content-type": PROTOBUF, "content-encoding": "gzip"}
+        agent.http_url + "/v1/traces",
+        content=body,
+        headers={"content-type": PROTOBUF, "content-encoding": encoding},
     )
-    assert response.status_code == 200, response.content
+    assert response.status_code == 200, status_pb2.Status.FromString(response.content).message
     received = module_sink.wait_for_items(Signal.TRACES, before + 2)
-    names = {span.name for r in received for rs in r.request.resource_spans for ss in rs.scope_spans for span in ss.spans}
-    assert {"member-1", "member-2"} <= names
+    names = {
+        span.name
+        for r in received
+        for rs in r.request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    }
+    assert {"member-small", "member-large"} <= names
 
 
 def test_deflate_zlib_stream_is_not_taken_for_gzip(agent: AgentProcess, serving: Serving) -> None:

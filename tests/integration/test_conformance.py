@@ -30,7 +30,19 @@ from orasi_common.pdata import SPECS, Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.sink import OtlpSink
 
-CONFORMANCE = Path(os.environ.get("ORASI_SHARED", "/work/shared")) / "conformance" / "otlp-json"
+
+def _conformance_dir() -> Path:
+    """shared/conformance/otlp-json: $ORASI_SHARED, else the shared/ beside the repository."""
+    repository = Path(__file__).resolve().parents[2]
+    candidates = [Path(os.environ["ORASI_SHARED"])] if "ORASI_SHARED" in os.environ else []
+    candidates += [repository.parent / "shared", Path("/work/shared")]
+    for shared in candidates:
+        if (shared / "conformance" / "otlp-json").is_dir():
+            return shared / "conformance" / "otlp-json"
+    return candidates[0] / "conformance" / "otlp-json"
+
+
+CONFORMANCE = _conformance_dir()
 EXAMPLES = {
     "trace.json": Signal.TRACES,
     "metrics.json": Signal.METRICS,
@@ -202,7 +214,9 @@ def test_example_is_accepted_and_forwarded(
         headers = {"content-type": content_type}
         if encoding != "identity":
             headers["content-encoding"] = encoding
-        response = httpx.post(agent.http_url + spec.http_path, content=_encode(encoding, body), headers=headers)
+        response = httpx.post(
+            agent.http_url + spec.http_path, content=_encode(encoding, body), headers=headers
+        )
         assert response.status_code == 200, response.content
         assert response.headers["content-type"] == content_type
         answer = spec.response_type()
@@ -216,7 +230,9 @@ def test_example_is_accepted_and_forwarded(
     def send_grpc() -> None:
         compression = grpc.Compression.Gzip if encoding == "gzip" else grpc.Compression.NoCompression
         with grpc.insecure_channel(agent.grpc_endpoint) as channel:
-            export = channel.unary_unary(spec.grpc_method, response_deserializer=spec.response_type.FromString)
+            export = channel.unary_unary(
+                spec.grpc_method, response_deserializer=spec.response_type.FromString
+            )
             answer = export(to_protobuf(signal, document), timeout=10, compression=compression)
         assert not answer.HasField("partial_success")
 
@@ -226,4 +242,3 @@ def test_example_is_accepted_and_forwarded(
     assert_matches(document, request)
     assert agent.metric("orasi_receiver_accepted_items_total", **labels) == accepted_before + count
     assert agent.metric("orasi_receiver_refused_items_total") == 0
-

@@ -127,7 +127,9 @@ def test_queued_data_in_flight_is_delivered_before_exit(
     assert gated_sink.items(Signal.LOGS) == log_count
 
 
-def test_refused_sends_are_retried_during_the_drain(sink: OtlpSink, start_agent: Callable[..., AgentProcess]) -> None:
+def test_refused_sends_are_retried_during_the_drain(
+    sink: OtlpSink, start_agent: Callable[..., AgentProcess]
+) -> None:
     agent = start_agent(sink, batch_timeout=3600)
     span_ids, log_count = send_mixed(agent)
     sink.fail_next(4, grpc.StatusCode.UNAVAILABLE)
