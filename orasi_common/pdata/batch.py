@@ -13,6 +13,7 @@ re-serialized once. Merging batches whose bytes are known concatenates them with
 from __future__ import annotations
 
 import hashlib
+import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,12 @@ from orasi_common.pdata.otlp import count_items, merge_serialized, parse_request
 from orasi_common.pdata.signal import Signal
 
 DEFAULT_TENANT = "default"
+
+
+_RECORD_HEAD = struct.Struct("<BBIB")  # version, signal, items, batch id length
+_RECORD_VERSION = 1
+_SIGNAL_CODES = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
+_SIGNALS_BY_CODE = {code: signal for signal, code in _SIGNAL_CODES.items()}
 
 
 def new_batch_id() -> str:
@@ -118,6 +125,35 @@ class Batch:
             first.metadata,
             _raw=merge_serialized(b.raw for b in batches),
         )
+
+    def to_record(self) -> bytes:
+        """The batch as one self-describing record (for write-ahead logs)."""
+        batch_id = self.batch_id.encode("ascii")
+        tenant = self.tenant.encode()
+        return b"".join(
+            (
+                _RECORD_HEAD.pack(_RECORD_VERSION, _SIGNAL_CODES[self.signal], self.items, len(batch_id)),
+                batch_id,
+                struct.pack("<H", len(tenant)),
+                tenant,
+                self.raw,
+            )
+        )
+
+    @classmethod
+    def from_record(cls, record: bytes) -> Batch:
+        """The batch ``to_record`` wrote; the payload is not parsed until it is needed."""
+        version, signal, items, id_length = _RECORD_HEAD.unpack_from(record)
+        if version != _RECORD_VERSION or signal not in _SIGNALS_BY_CODE:
+            raise ValueError(f"not a batch record (version {version}, signal {signal})")
+        offset = _RECORD_HEAD.size
+        batch_id = record[offset : offset + id_length].decode("ascii")
+        offset += id_length
+        (tenant_length,) = struct.unpack_from("<H", record, offset)
+        offset += 2
+        tenant = record[offset : offset + tenant_length].decode()
+        offset += tenant_length
+        return cls(_SIGNALS_BY_CODE[signal], items, tenant, batch_id, _raw=record[offset:])
 
     def split(self, max_items: int) -> list[Batch]:
         """Batches of at most ``max_items`` items each; self when it already fits."""

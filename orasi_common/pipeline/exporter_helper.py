@@ -1,8 +1,9 @@
 """What every exporter shares: sending queue → concurrent senders → retry with backoff.
 
 An exporter supplies one ``send(batch)`` that delivers a batch once or raises a classified
-error; the helper queues, retries, counts and drains. With the queue enabled, ``consume``
-returns once the batch is queued (acknowledged in memory); with it disabled, once it is sent.
+error; the helper queues, retries, counts and drains. ``consume`` returns once the batch is
+queued in memory, or durable in the write-ahead log when ``sending_queue.storage`` is set, or,
+with the queue disabled, once the peer accepted it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from orasi_common.config.model import ComponentConfig
 from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
+from orasi_common.pipeline.persistent_queue import PersistentQueue
 from orasi_common.pipeline.retry import RetryConfig, call_with_retry
 from orasi_common.pipeline.sending_queue import QueueConfig, QueueDropped, SendingQueue
 from orasi_common.pipeline.tasks import TaskScope
@@ -42,9 +44,17 @@ class ExporterHelper:
         self._settings = settings
         self._config = config
         self._send = send
-        self._queue = SendingQueue(config.sending_queue) if config.sending_queue.enabled else None
-        self._tasks = TaskScope()
         metrics, exporter = settings.metrics, settings.id
+        queue_config = config.sending_queue
+        self._queue: SendingQueue | PersistentQueue | None = None
+        if queue_config.enabled and queue_config.storage is not None:
+            corrupt = metrics.wal_corrupt_segments.labels(exporter)
+            self._queue = PersistentQueue(
+                queue_config, queue_config.storage, exporter.replace("/", "_"), corrupt.inc
+            )
+        elif queue_config.enabled:
+            self._queue = SendingQueue(queue_config)
+        self._tasks = TaskScope()
         self._sent = metrics.exporter_sent
         self._failed = metrics.exporter_send_failed
         self._dropped = metrics.exporter_enqueue_failed
@@ -55,6 +65,14 @@ class ExporterHelper:
             metrics.queue_capacity_bytes.labels(exporter).set(self._queue.capacity_bytes)
 
     async def start(self) -> None:
+        if isinstance(self._queue, PersistentQueue):
+            replay = await self._queue.open()
+            if replay:
+                self._settings.logger.info(
+                    "Replaying batches the write-ahead log kept from an earlier run.",
+                    extra={"batches": replay},
+                )
+            self._observe_queue()
         await self._tasks.open()
         if self._queue is not None:
             for index in range(self._config.sending_queue.num_consumers):
@@ -76,17 +94,18 @@ class ExporterHelper:
         self._queue_bytes.set(self._queue.size_bytes)
         self._queue_batches.set(len(self._queue))
 
-    async def _sender(self, queue: SendingQueue) -> None:
+    async def _sender(self, queue: SendingQueue | PersistentQueue) -> None:
         while (batch := await queue.get()) is not None:
             try:
                 await self._deliver(batch, raise_errors=False)
             except asyncio.CancelledError:
-                # Shutdown's deadline passed during this send: the batch is given up.
-                self._failed.labels(batch.signal.value, self._settings.id).inc(batch.items)
+                # Shutdown's deadline passed during this send. A logged batch stays in the log
+                # for the next start; an in-memory one is given up.
+                if not isinstance(queue, PersistentQueue):
+                    self._failed.labels(batch.signal.value, self._settings.id).inc(batch.items)
                 raise
-            finally:
-                await queue.done(batch)
-                self._observe_queue()
+            await queue.done(batch)
+            self._observe_queue()
 
     async def _deliver(self, batch: Batch, *, raise_errors: bool) -> None:
         def on_retry(error: RetryableError, delay: float) -> None:
@@ -129,6 +148,14 @@ class ExporterHelper:
                     await self._tasks.close()
             except TimeoutError:
                 await self._tasks.close(cancel=True)
+            if isinstance(self._queue, PersistentQueue):
+                kept = await self._queue.release()
+                if kept:
+                    self._settings.logger.info(
+                        "Batches not sent before the shutdown deadline stay in the write-ahead log.",
+                        extra={"batches": kept},
+                    )
+                return
             left = self._queue.drain_remaining()
             if left:
                 items = sum(b.items for b in left)

@@ -26,13 +26,33 @@ class OnFull(enum.StrEnum):
     DROP_NEWEST = "drop_newest"
 
 
+class StorageConfig(ComponentConfig):
+    """A write-ahead log under the queue (see persistent_queue)."""
+
+    directory: str = Field(description="Directory of the log (one sub-directory per exporter).")
+    max_size_mib: float = Field(default=1024, gt=0, description="Disk the log may use, MiB.")
+    memory_mib: float = Field(default=64, gt=0, description="Queued batches kept in memory, MiB.")
+    durable: bool = Field(
+        default=True, description="Acknowledge only after fsync (false: right after the write)."
+    )
+    fsync_interval: float = Field(
+        default=0.005, gt=0, description="Group commit: seconds appends wait to share one fsync."
+    )
+    fsync_mib: float = Field(default=4, gt=0, description="Group commit: MiB that force an fsync.")
+
+
 class QueueConfig(ComponentConfig):
     enabled: bool = Field(default=True, description="Queue batches and acknowledge at once.")
     num_consumers: int = Field(default=10, ge=1, description="Concurrent sends.")
-    max_size_mib: float = Field(default=64, gt=0, description="Bytes queued (and in flight), MiB.")
+    max_size_mib: float = Field(
+        default=64, gt=0, description="Bytes queued (and in flight), MiB; with storage, its max_size_mib."
+    )
     on_full: OnFull = Field(default=OnFull.BLOCK, description="`block` or `drop_newest`.")
     block_timeout: float = Field(
         default=5.0, ge=0, description="Seconds `block` waits for room before refusing (retryable)."
+    )
+    storage: StorageConfig | None = Field(
+        default=None, description="Persist the queue in a write-ahead log (unset: memory only)."
     )
 
 
@@ -40,43 +60,71 @@ class QueueDropped(Exception):
     """The batch was dropped by the drop_newest policy (the caller counts it)."""
 
 
-class SendingQueue:
+class BoundedQueue:
+    """Admission shared by the queues: bounded by bytes, with the configured policy when full."""
+
+    capacity_bytes: int
+
     def __init__(self, config: QueueConfig) -> None:
-        self.capacity_bytes = int(config.max_size_mib * MIB)
         self._config = config
-        self._batches: collections.deque[Batch] = collections.deque()
-        self.size_bytes = 0
         self._changed = asyncio.Condition()
         self._closed = False
 
-    def __len__(self) -> int:
-        return len(self._batches)
+    @property
+    def size_bytes(self) -> int:
+        raise NotImplementedError
 
     def _fits(self, size: int) -> bool:
         return self.size_bytes == 0 or self.size_bytes + size <= self.capacity_bytes
+
+    async def _admit(self, size: int) -> None:
+        """Wait (block) or refuse (drop_newest) until ``size`` fits; hold ``_changed`` to call."""
+        if self._closed:
+            raise Unavailable("the exporter is shutting down")
+        if self._fits(size):
+            return
+        if self._config.on_full is OnFull.DROP_NEWEST:
+            raise QueueDropped()
+        try:
+            async with asyncio.timeout(self._config.block_timeout):
+                await self._changed.wait_for(lambda: self._closed or self._fits(size))
+        except TimeoutError:
+            raise Throttled(
+                f"the sending queue is full ({self.capacity_bytes // MIB} MiB); retry later",
+                retry_after=max(1.0, self._config.block_timeout),
+            ) from None
+        if self._closed:
+            raise Unavailable("the exporter is shutting down")
+
+    async def close(self) -> None:
+        """Refuse new batches; get() drains what is queued, then returns None."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class SendingQueue(BoundedQueue):
+    def __init__(self, config: QueueConfig) -> None:
+        super().__init__(config)
+        self.capacity_bytes = int(config.max_size_mib * MIB)
+        self._batches: collections.deque[Batch] = collections.deque()
+        self._size_bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size_bytes
+
+    def __len__(self) -> int:
+        return len(self._batches)
 
     async def put(self, batch: Batch) -> None:
         """Queue ``batch``, or raise Throttled (block) / QueueDropped (drop_newest) / Unavailable."""
         size = batch.size_bytes
         async with self._changed:
-            if self._closed:
-                raise Unavailable("the exporter is shutting down")
-            if not self._fits(size):
-                if self._config.on_full is OnFull.DROP_NEWEST:
-                    raise QueueDropped()
-                try:
-                    async with asyncio.timeout(self._config.block_timeout):
-                        await self._changed.wait_for(lambda: self._closed or self._fits(size))
-                except TimeoutError:
-                    raise Throttled(
-                        f"the sending queue is full ({self.capacity_bytes // MIB} MiB); retry later",
-                        retry_after=max(1.0, self._config.block_timeout),
-                    ) from None
-                if self._closed:
-                    raise Unavailable("the exporter is shutting down")
+            await self._admit(size)
             batch.release_message()
             self._batches.append(batch)
-            self.size_bytes += size
+            self._size_bytes += size
             self._changed.notify_all()
 
     async def get(self) -> Batch | None:
@@ -88,13 +136,7 @@ class SendingQueue:
     async def done(self, batch: Batch) -> None:
         """Release the room ``batch`` took (after its send finished, either way)."""
         async with self._changed:
-            self.size_bytes -= batch.size_bytes
-            self._changed.notify_all()
-
-    async def close(self) -> None:
-        """Refuse new batches; get() drains what is queued, then returns None."""
-        async with self._changed:
-            self._closed = True
+            self._size_bytes -= batch.size_bytes
             self._changed.notify_all()
 
     def drain_remaining(self) -> list[Batch]:

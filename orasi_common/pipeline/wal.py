@@ -207,15 +207,17 @@ class WriteAheadLog:
                 self._file.close()
             self._file = None
 
-    def _write(self, frame: bytes) -> _Segment:
+    def _write(self, frame: bytes) -> tuple[_Segment, int]:
+        """Write a frame to the active segment; return it and the frame's offset."""
         try:
             segment = self._active()
             assert self._file is not None
             self._file.write(frame)
         except OSError as exc:
             self._broken(exc)
+        offset = segment.size
         segment.size += len(frame)
-        return segment
+        return segment, offset
 
     def _broken(self, exc: OSError) -> None:
         """Abandon the current file after a write failure; the next append opens a new one."""
@@ -225,8 +227,8 @@ class WriteAheadLog:
             "data is refused until it can"
         ) from None
 
-    async def append(self, payload: bytes) -> int:
-        """Log ``payload``; return its lsn once it is durable (see ``durable``)."""
+    async def append(self, payload: bytes) -> tuple[int, Location]:
+        """Log ``payload``; return its lsn and location once it is durable (see ``durable``)."""
         if self._closed:
             raise Unavailable("the write-ahead log is closed")
         frame_size = _HEADER.size + _BODY_HEAD.size + len(payload)
@@ -237,11 +239,12 @@ class WriteAheadLog:
             )
         lsn = self._next_lsn
         self._next_lsn += 1
-        segment = self._write(_frame(DATA, lsn, payload))
+        segment, offset = self._write(_frame(DATA, lsn, payload))
         segment.live.add(lsn)
         self._lsn_segment[lsn] = segment
+        location = Location(segment.path, offset + _HEADER.size + _BODY_HEAD.size, len(payload))
         if not self._durable:
-            return lsn
+            return lsn, location
         waiter = asyncio.get_running_loop().create_future()
         self._unsynced.append(waiter)
         self._unsynced_bytes += frame_size
@@ -252,7 +255,7 @@ class WriteAheadLog:
             segment.live.discard(lsn)
             self._lsn_segment.pop(lsn, None)
             raise
-        return lsn
+        return lsn, location
 
     def ack(self, lsn: int) -> None:
         """Mark a record delivered; its segment goes once all its records are."""

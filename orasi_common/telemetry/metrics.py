@@ -80,6 +80,12 @@ class Metrics:
         self.queue_capacity_bytes = Gauge(
             "orasi_queue_capacity_bytes", "Capacity of a sending queue.", ["exporter"], registry=r
         )
+        self.wal_corrupt_segments = Counter(
+            "orasi_wal_corrupt_segments",
+            "Write-ahead-log segments found with a torn or corrupt tail at start (tail skipped).",
+            ["queue"],
+            registry=r,
+        )
         self.lake_commits = Counter(
             "orasi_lake_commits",
             "Iceberg commits the lake writer made (one per table per flush).",
