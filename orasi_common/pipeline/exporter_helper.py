@@ -49,9 +49,7 @@ class ExporterHelper:
         self._queue: SendingQueue | PersistentQueue | None = None
         if queue_config.enabled and queue_config.storage is not None:
             corrupt = metrics.wal_corrupt_segments.labels(exporter)
-            self._queue = PersistentQueue(
-                queue_config, queue_config.storage, exporter.replace("/", "_"), corrupt.inc
-            )
+            self._queue = PersistentQueue(queue_config, queue_config.storage, exporter, corrupt.inc)
         elif queue_config.enabled:
             self._queue = SendingQueue(queue_config)
         self._tasks = TaskScope()

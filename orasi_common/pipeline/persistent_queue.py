@@ -15,7 +15,6 @@ import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.sending_queue import MIB, BoundedQueue, QueueConfig, StorageConfig
@@ -40,14 +39,7 @@ class PersistentQueue(BoundedQueue):
     ) -> None:
         super().__init__(config)
         self._memory_limit = int(storage.memory_mib * MIB)
-        self.wal = WriteAheadLog(
-            Path(storage.directory) / name,
-            max_bytes=int(storage.max_size_mib * MIB),
-            fsync_interval=storage.fsync_interval,
-            fsync_bytes=int(storage.fsync_mib * MIB),
-            durable=storage.durable,
-            on_corrupt=on_corrupt,
-        )
+        self.wal = WriteAheadLog.from_config(storage, name, on_corrupt)
         self.capacity_bytes = self.wal.max_bytes
         self._entries: collections.deque[_Entry] = collections.deque()
         self._in_flight: dict[int, _Entry] = {}

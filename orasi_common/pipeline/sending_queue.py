@@ -17,6 +17,7 @@ from pydantic import Field
 from orasi_common.config.model import ComponentConfig
 from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Batch
+from orasi_common.pipeline.wal import WalConfig
 
 MIB = 1024 * 1024
 
@@ -26,19 +27,10 @@ class OnFull(enum.StrEnum):
     DROP_NEWEST = "drop_newest"
 
 
-class StorageConfig(ComponentConfig):
+class StorageConfig(WalConfig):
     """A write-ahead log under the queue (see persistent_queue)."""
 
-    directory: str = Field(description="Directory of the log (one sub-directory per exporter).")
-    max_size_mib: float = Field(default=1024, gt=0, description="Disk the log may use, MiB.")
     memory_mib: float = Field(default=64, gt=0, description="Queued batches kept in memory, MiB.")
-    durable: bool = Field(
-        default=True, description="Acknowledge only after fsync (false: right after the write)."
-    )
-    fsync_interval: float = Field(
-        default=0.005, gt=0, description="Group commit: seconds appends wait to share one fsync."
-    )
-    fsync_mib: float = Field(default=4, gt=0, description="Group commit: MiB that force an fsync.")
 
 
 class QueueConfig(ComponentConfig):

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from pydantic import Field
+
+from orasi_common.config.model import ComponentConfig
 from orasi_common.errors import Throttled, Unavailable
 
 _HEADER = struct.Struct("<II")  # body length, crc32
@@ -39,6 +42,19 @@ _MAX_BODY = 1 << 30
 _SUFFIX = ".wal"
 
 log = logging.getLogger("orasi.wal")
+MIB = 1024 * 1024
+
+
+class WalConfig(ComponentConfig):
+    directory: str = Field(description="Directory of the log (components use a sub-directory each).")
+    max_size_mib: float = Field(default=1024, gt=0, description="Disk the log may use, MiB.")
+    durable: bool = Field(
+        default=True, description="Acknowledge only after fsync (false: right after the write)."
+    )
+    fsync_interval: float = Field(
+        default=0.005, gt=0, description="Group commit: seconds appends wait to share one fsync."
+    )
+    fsync_mib: float = Field(default=4, gt=0, description="Group commit: MiB that force an fsync.")
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,20 @@ def _scan(path: Path) -> tuple[list[tuple[int, int, Location | None]], int, bool
 
 
 class WriteAheadLog:
+    @classmethod
+    def from_config(
+        cls, config: WalConfig, name: str, on_corrupt: Callable[[int], None] | None = None
+    ) -> WriteAheadLog:
+        """The log in ``<directory>/<name>`` as ``config`` says."""
+        return cls(
+            Path(config.directory) / name.replace("/", "_"),
+            max_bytes=int(config.max_size_mib * MIB),
+            fsync_interval=config.fsync_interval,
+            fsync_bytes=int(config.fsync_mib * MIB),
+            durable=config.durable,
+            on_corrupt=on_corrupt,
+        )
+
     def __init__(
         self,
         directory: Path,
