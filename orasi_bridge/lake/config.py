@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.pipeline.wal import WalConfig
 
 
 class S3Config(ComponentConfig):
@@ -29,6 +30,11 @@ class Config(ComponentConfig):
         default=512, gt=0, description="Buffered MiB past which ingest is refused (retryable)."
     )
     commit_retries: int = Field(default=5, ge=0, description="Retries of a conflicting Iceberg commit.")
+    wal: WalConfig | None = Field(
+        default=None,
+        description="Log every batch durably before acknowledging it and replay it after a crash "
+        "(unset: rows wait for their commit in memory only).",
+    )
 
     @field_validator("warehouse")
     @classmethod

@@ -6,6 +6,10 @@ by tenant, service_name, time; pyiceberg writes zstd Parquet split by partition)
 summary records the ``batch_id``s it holds, atomically with the data. Those ids are read back at
 start, so a replayed batch is acknowledged and skipped, never written twice.
 
+With ``wal`` configured, a batch is acknowledged only once it is durable in the bridge's
+write-ahead log; its record is dropped from the log when the commit holding it succeeds, and
+after a crash the log is replayed into the buffers (batches already committed are skipped).
+
 Queries see committed data at the snapshot the writer last published plus every buffered row,
 captured together (``snapshot_view``) so a row is never seen twice or missed during a flush.
 """
@@ -30,6 +34,7 @@ from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.tasks import TaskScope
+from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
 MIB = 1024 * 1024
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
@@ -44,13 +49,16 @@ class _Buffer:
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
     batch_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    lsns: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     known: set[str] = field(default_factory=set)
     size_bytes: int = 0
     started: float | None = None
 
-    def add(self, table: str, tenant: str, rows: pa.RecordBatch, batch_id: str) -> None:
+    def add(self, table: str, tenant: str, rows: pa.RecordBatch, batch_id: str, lsn: int | None) -> None:
         self.rows[table][tenant].append(rows)
         self.batch_ids[table].append(batch_id)
+        if lsn is not None:
+            self.lsns[table].append(lsn)
         self.known.add(batch_id)
         self.size_bytes += rows.nbytes
         if self.started is None:
@@ -78,15 +86,43 @@ class LakeWriter:
         self._buffer = _Buffer()
         self._flushing: _Buffer | None = None
         self._committed: set[str] = set()
+        self._in_progress: dict[str, asyncio.Future[None]] = {}
         self._flush_now = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = TaskScope()
         self._stopping = False
+        self._wal = (
+            WriteAheadLog.from_config(
+                config.wal, settings.id, settings.metrics.wal_corrupt_segments.labels(settings.id).inc
+            )
+            if config.wal
+            else None
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
+        if self._wal is not None:
+            await self._replay(await self._wal.open())
         await self._tasks.open()
         self._tasks.spawn(self._flusher(), name="lake-flusher")
+
+    async def _replay(self, recovered: Recovered) -> None:
+        """Buffer what the log kept from before a crash, except batches already committed."""
+        assert self._wal is not None
+        replayed = skipped = 0
+        for lsn, location in recovered.pending:
+            batch = Batch.from_record(await asyncio.to_thread(read_payload, location))
+            if self.is_known(batch.batch_id):
+                self._wal.ack(lsn)
+                skipped += 1
+                continue
+            await self._buffer_rows(batch, lsn)
+            replayed += 1
+        if recovered.pending:
+            self._logger.info(
+                "Replayed the lake writer's write-ahead log.",
+                extra={"replayed_batches": replayed, "already_committed": skipped},
+            )
 
     def _open(self) -> None:
         self._catalog = open_catalog(self.config)
@@ -111,6 +147,8 @@ class LakeWriter:
     async def consume(self, batch: Batch) -> None:
         if self._stopping:
             raise Unavailable("the lake writer is shutting down")
+        while (earlier := self._in_progress.get(batch.batch_id)) is not None:
+            await earlier  # a retry of a batch still being written: wait for that attempt
         if self.is_known(batch.batch_id):
             return  # a replay of data the lake already holds: acknowledge, write nothing
         held = self._buffer.size_bytes + (self._flushing.size_bytes if self._flushing else 0)
@@ -120,11 +158,22 @@ class LakeWriter:
                 f"the lake writer holds {held // MIB} MiB not yet committed; retry shortly",
                 retry_after=1.0,
             )
-        message = batch.message
+        attempt = asyncio.get_running_loop().create_future()
+        self._in_progress[batch.batch_id] = attempt
+        try:
+            lsn = None
+            if self._wal is not None:
+                lsn, _ = await self._wal.append(batch.to_record())
+            await self._buffer_rows(batch, lsn)
+        finally:
+            del self._in_progress[batch.batch_id]
+            attempt.set_result(None)
+
+    async def _buffer_rows(self, batch: Batch, lsn: int | None) -> None:
         rows = await asyncio.to_thread(
-            to_record_batch, batch.signal, message, batch.tenant, self.config.region
+            to_record_batch, batch.signal, batch.message, batch.tenant, self.config.region
         )
-        self._buffer.add(TABLE_OF_SIGNAL[batch.signal], batch.tenant, rows, batch.batch_id)
+        self._buffer.add(TABLE_OF_SIGNAL[batch.signal], batch.tenant, rows, batch.batch_id, lsn)
         if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
             self._flush_now.set()
 
@@ -166,6 +215,9 @@ class LakeWriter:
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = snapshot_id
                     self._committed.update(buffer.batch_ids.pop(name))
+                    if self._wal is not None:
+                        for lsn in buffer.lsns.pop(name, ()):
+                            self._wal.ack(lsn)
                     buffer.size_bytes -= sum(rb.nbytes for rbs in tenants.values() for rb in rbs)
                     tenants.clear()
                     self._commits.inc()
@@ -188,6 +240,8 @@ class LakeWriter:
             for name, ids in source.batch_ids.items():
                 self._buffer.batch_ids[name].extend(ids)
                 self._buffer.known.update(ids)
+            for name, lsns in source.lsns.items():
+                self._buffer.lsns[name].extend(lsns)
             self._buffer.size_bytes += source.size_bytes
         self._buffer.started = failed.started
 
@@ -216,3 +270,5 @@ class LakeWriter:
         await self._tasks.close(cancel=True)
         if self.tables:
             await self.flush()
+        if self._wal is not None:
+            await self._wal.close()
