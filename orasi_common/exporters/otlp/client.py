@@ -1,0 +1,60 @@
+"""An OTLP/gRPC client: ``Export`` calls carrying each batch's serialized bytes.
+
+Batches are sent as they are held (no re-serialization when nothing changed them); the tenant
+and ``batch_id`` travel as metadata so the next hop keeps the idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+
+from orasi_common.exporters.otlp.config import GrpcClientConfig
+from orasi_common.exporters.partial_success import report_partial_success
+from orasi_common.pdata import SPECS, Batch, Signal
+from orasi_common.pipeline.component import Settings
+from orasi_common.transport import headers, status
+
+MIB = 1024 * 1024
+
+
+async def open_channel(config: GrpcClientConfig, endpoint: str | None = None) -> grpc.aio.Channel:
+    """A channel to ``endpoint`` (default: the config's) with its TLS and size settings."""
+    target = endpoint or config.endpoint
+    options = [("grpc.max_send_message_length", int(config.max_send_msg_size_mib * MIB))]
+    if config.tls.insecure:
+        return grpc.aio.insecure_channel(target, options=options)
+    ca_file = config.tls.ca_file
+    roots = await asyncio.to_thread(Path(ca_file).read_bytes) if ca_file else None
+    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+def compression_of(config: GrpcClientConfig) -> grpc.Compression:
+    return grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
+
+
+class OtlpGrpcClient:
+    """Sends batches as OTLP ``Export`` calls on a channel it does not own."""
+
+    def __init__(self, settings: Settings, config: GrpcClientConfig, channel: grpc.aio.Channel) -> None:
+        self._settings = settings
+        self._extra_metadata = list(config.headers.items())
+        self._compression = compression_of(config)
+        self._calls: dict[Signal, grpc.aio.UnaryUnaryMultiCallable] = {
+            signal: channel.unary_unary(spec.grpc_method, response_deserializer=spec.response_type.FromString)
+            for signal, spec in SPECS.items()
+        }
+
+    async def send(self, batch: Batch) -> None:
+        """Deliver ``batch`` once, or raise the classified error."""
+        metadata = [*self._extra_metadata, *headers.hop_headers(batch)]
+        try:
+            response = await self._calls[batch.signal](
+                batch.raw, metadata=metadata, compression=self._compression
+            )
+        except grpc.aio.AioRpcError as error:
+            raise status.from_grpc(error.code(), error.details(), error.trailing_metadata()) from None
+        report_partial_success(self._settings, batch, response)

@@ -1,0 +1,203 @@
+"""OTAP stream mode: one Arrow IPC stream per payload type inside one gRPC stream.
+
+Producer side (``StreamProducer``), per gRPC stream:
+
+- string columns (top level and inside struct columns) are dictionary-encoded against a
+  dictionary that grows across the stream's batches, so each batch sends only a *delta* of new
+  values; indices are u16;
+- a payload type's IPC stream sends its schema once; a different schema (e.g. an optional column
+  appearing) or a dictionary about to overflow its index type starts a new IPC stream under a
+  new ``schema_id`` (a schema reset), with fresh dictionaries;
+- IPC buffers are zstd-compressed.
+
+Consumer side (``StreamConsumer``) keeps one IPC reader per (payload type, schema_id), fed
+payload by payload; a new ``schema_id`` for a type replaces that type's reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from orasi_common.errors import MalformedData
+from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+
+INDEX_TYPE = pa.uint16()
+MAX_DICTIONARY = 65535
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+@dataclass
+class _Dictionary:
+    """The values one column has sent on this IPC stream, in index order."""
+
+    values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+
+    def encode(self, column: pa.Array, limit: int) -> pa.DictionaryArray | None:
+        """``column`` as indices into the grown dictionary; None if it would pass ``limit``."""
+        if pa.types.is_large_string(column.type):
+            column = column.cast(pa.string())
+        new = pc.unique(column.filter(pc.is_null(pc.index_in(column, value_set=self.values))))
+        new = new.drop_null()
+        if len(new):
+            if len(self.values) + len(new) > limit:
+                return None
+            self.values = pa.concat_arrays([self.values, new])
+        indices = pc.index_in(column, value_set=self.values).cast(INDEX_TYPE)
+        return pa.DictionaryArray.from_arrays(indices, self.values)
+
+
+class _PayloadWriter:
+    """One IPC stream of one payload type, with the dictionaries its text columns grow."""
+
+    def __init__(self, schema_id: str, compression: str | None, max_dictionary: int) -> None:
+        self.schema_id = schema_id
+        self._max_dictionary = max_dictionary
+        self._dictionaries: dict[str, _Dictionary] = {}
+        self._sink = io.BytesIO()
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._options = pa.ipc.IpcWriteOptions(compression=compression, emit_dictionary_deltas=True)
+
+    def encode(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        """The batch with its text columns dictionary-encoded; None when a dictionary overflows."""
+        arrays = []
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            encoded = self._encode_column(name, column)
+            if encoded is None:
+                return None
+            arrays.append(encoded)
+        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+    def _encode_column(self, path: str, column: pa.Array) -> pa.Array | None:
+        if _is_text(column.type):
+            dictionary = self._dictionaries.setdefault(path, _Dictionary())
+            return dictionary.encode(column, self._max_dictionary)
+        if pa.types.is_struct(column.type) and column.offset == 0:
+            fields = [column.type.field(i) for i in range(column.type.num_fields)]
+            children = []
+            for index, child_field in enumerate(fields):
+                child = self._encode_column(f"{path}.{child_field.name}", column.field(index))
+                if child is None:
+                    return None
+                children.append(child)
+            mask = column.is_null() if column.null_count else None
+            return pa.StructArray.from_arrays(children, names=[f.name for f in fields], mask=mask)
+        return column
+
+    def write(self, batch: pa.RecordBatch) -> bytes:
+        """The IPC messages of ``batch``: the schema first time, dictionary deltas, the batch."""
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(self._sink, batch.schema, options=self._options)
+        self._writer.write_batch(batch)
+        data = self._sink.getvalue()
+        self._sink.seek(0)
+        self._sink.truncate()
+        return data
+
+
+class StreamProducer:
+    """Encodes OTAP tables into ``ArrowPayload``s for one gRPC stream."""
+
+    def __init__(self, compression: str | None = "zstd", max_dictionary: int = MAX_DICTIONARY) -> None:
+        self._compression = compression
+        self._max_dictionary = max_dictionary
+        self._writers: dict[int, tuple[str, _PayloadWriter]] = {}
+        self._generation = 0
+        self.schema_resets = 0
+
+    def encode(self, tables: Mapping[int, pa.RecordBatch]) -> list[otap_pb2.ArrowPayload]:
+        payloads = []
+        for payload_type, batch in tables.items():
+            shape = str(batch.schema)
+            entry = self._writers.get(payload_type)
+            encoded = entry[1].encode(batch) if entry is not None and entry[0] == shape else None
+            if encoded is None:  # first batch of this type, a new shape, or a dictionary overflow
+                if entry is not None:
+                    self.schema_resets += 1
+                self._generation += 1
+                digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
+                writer = _PayloadWriter(f"{digest}.{self._generation}", self._compression, self._max_dictionary)
+                encoded = writer.encode(batch)
+                if encoded is None:
+                    raise ValueError(
+                        f"one batch of payload type {payload_type} has more distinct strings in a "
+                        f"column than a dictionary holds ({self._max_dictionary})"
+                    )
+                entry = self._writers[payload_type] = (shape, writer)
+            writer = entry[1]
+            payloads.append(
+                otap_pb2.ArrowPayload(schema_id=writer.schema_id, type=payload_type, record=writer.write(encoded))
+            )
+        return payloads
+
+
+class _FeedBuffer(io.RawIOBase):
+    """A readable stream that payloads are appended to; IPC readers consume it message by message."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        size = min(len(buffer), len(self._data))
+        buffer[:size] = self._data[:size]
+        del self._data[:size]
+        return size
+
+    @property
+    def pending(self) -> int:
+        return len(self._data)
+
+
+@dataclass
+class _PayloadReader:
+    schema_id: str
+    source: _FeedBuffer
+    reader: pa.ipc.RecordBatchStreamReader | None = None
+
+
+class StreamConsumer:
+    """Decodes ``ArrowPayload``s of one gRPC stream back into record batches."""
+
+    def __init__(self) -> None:
+        self._readers: dict[int, _PayloadReader] = {}
+
+    def decode(self, payloads: Iterable[otap_pb2.ArrowPayload]) -> dict[int, pa.RecordBatch]:
+        tables: dict[int, pa.RecordBatch] = {}
+        for payload in payloads:
+            current = self._readers.get(payload.type)
+            if current is None or current.schema_id != payload.schema_id:
+                current = self._readers[payload.type] = _PayloadReader(payload.schema_id, _FeedBuffer())
+            current.source.feed(payload.record)
+            try:
+                if current.reader is None:
+                    current.reader = pa.ipc.open_stream(pa.PythonFile(current.source, mode="r"))
+                batch = current.reader.read_next_batch()
+            except (pa.ArrowInvalid, pa.ArrowException, StopIteration, OSError) as exc:
+                del self._readers[payload.type]
+                raise MalformedData(
+                    f"payload type {payload.type} (schema {payload.schema_id!r}) is not a valid "
+                    f"Arrow IPC stream continuation: {exc}"
+                ) from None
+            if current.source.pending:
+                del self._readers[payload.type]
+                raise MalformedData(
+                    f"payload type {payload.type} holds {current.source.pending} bytes past its record batch"
+                )
+            if payload.type in tables:
+                raise MalformedData(f"payload type {payload.type} appears twice in one batch")
+            tables[payload.type] = batch
+        return tables
