@@ -5,6 +5,7 @@ from orasi_common.exporters import otlphttp
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otlp as otlp_receiver
+from orasi_gateway import loadbalancing
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
@@ -12,4 +13,5 @@ FACTORIES = Factories.of(
     batch.FACTORY,
     otlp_exporter.FACTORY,
     otlphttp.FACTORY,
+    loadbalancing.FACTORY,
 )

@@ -36,7 +36,7 @@ def new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-def _derived_id(*parts: str) -> str:
+def derived_id(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -121,7 +121,7 @@ class Batch:
             first.signal,
             sum(b.items for b in batches),
             first.tenant,
-            _derived_id(*(b.batch_id for b in batches)),
+            derived_id(*(b.batch_id for b in batches)),
             first.metadata,
             _raw=merge_serialized(b.raw for b in batches),
         )
@@ -165,7 +165,7 @@ class Batch:
                 self.signal,
                 part,
                 tenant=self.tenant,
-                batch_id=_derived_id(self.batch_id, str(index)),
+                batch_id=derived_id(self.batch_id, str(index)),
                 metadata=self.metadata,
             )
             for index, part in enumerate(parts)

@@ -56,7 +56,7 @@ def merge_serialized(parts: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _shell(message: Message, without: str) -> Message:
+def shell(message: Message, without: str) -> Message:
     """A copy of ``message`` with every field but ``without``."""
     out = type(message)()
     for field, value in message.ListFields():
@@ -92,9 +92,9 @@ class _Chunker:
         if self._target is None or self._resource is not resource or self._scope is not scope:
             spec = self.spec
             out_resource = getattr(self._request, spec.resource_field).add()
-            out_resource.CopyFrom(_shell(resource, spec.scope_field))
+            out_resource.CopyFrom(shell(resource, spec.scope_field))
             self._target = getattr(out_resource, spec.scope_field).add()
-            self._target.CopyFrom(_shell(scope, spec.item_field))
+            self._target.CopyFrom(shell(scope, spec.item_field))
             self._resource, self._scope = resource, scope
         return self._target
 
@@ -145,9 +145,9 @@ def split_request(signal: Signal, request: Message, max_items: int) -> list[Mess
         while start < total:
             take = min(chunker.room(), total - start)
             part = chunker.target(resource, scope).metrics.add()
-            part.CopyFrom(_shell(item, kind))
+            part.CopyFrom(shell(item, kind))
             part_points = getattr(part, kind)
-            part_points.CopyFrom(_shell(points, "data_points"))
+            part_points.CopyFrom(shell(points, "data_points"))
             part_points.data_points.extend(points.data_points[start : start + take])
             start += take
             chunker.used(take)

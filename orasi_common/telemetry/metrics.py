@@ -80,6 +80,24 @@ class Metrics:
         self.queue_capacity_bytes = Gauge(
             "orasi_queue_capacity_bytes", "Capacity of a sending queue.", ["exporter"], registry=r
         )
+        self.circuit_breaker_state = Gauge(
+            "orasi_circuit_breaker_state",
+            "Circuit breaker of an upstream endpoint: 0 closed, 1 open, 2 half-open.",
+            ["exporter", "endpoint"],
+            registry=r,
+        )
+        self.loadbalancer_routed = Counter(
+            "orasi_loadbalancer_routed_items",
+            "Items the load balancer delivered to each upstream endpoint.",
+            ["exporter", "endpoint"],
+            registry=r,
+        )
+        self.loadbalancer_endpoints = Gauge(
+            "orasi_loadbalancer_endpoints",
+            "Upstream endpoints known to the load balancer, per group.",
+            ["exporter", "group"],
+            registry=r,
+        )
         self.wal_corrupt_segments = Counter(
             "orasi_wal_corrupt_segments",
             "Write-ahead-log segments found with a torn or corrupt tail at start (tail skipped).",

@@ -58,7 +58,8 @@ class _Dictionary:
 class _PayloadWriter:
     """One IPC stream of one payload type, with the dictionaries its text columns grow."""
 
-    def __init__(self, schema_id: str, compression: str | None, max_dictionary: int) -> None:
+    def __init__(self, shape: str, schema_id: str, compression: str | None, max_dictionary: int) -> None:
+        self.shape = shape  # the schema of the batches it takes, before dictionary encoding
         self.schema_id = schema_id
         self._max_dictionary = max_dictionary
         self._dictionaries: dict[str, _Dictionary] = {}
@@ -109,7 +110,7 @@ class StreamProducer:
     def __init__(self, compression: str | None = "zstd", max_dictionary: int = MAX_DICTIONARY) -> None:
         self._compression = compression
         self._max_dictionary = max_dictionary
-        self._writers: dict[int, tuple[str, _PayloadWriter]] = {}
+        self._writers: dict[int, _PayloadWriter] = {}
         self._generation = 0
         self.schema_resets = 0
 
@@ -117,24 +118,31 @@ class StreamProducer:
         payloads = []
         for payload_type, batch in tables.items():
             shape = str(batch.schema)
-            entry = self._writers.get(payload_type)
-            encoded = entry[1].encode(batch) if entry is not None and entry[0] == shape else None
+            writer = self._writers.get(payload_type)
+            encoded = writer.encode(batch) if writer is not None and writer.shape == shape else None
             if encoded is None:  # first batch of this type, a new shape, or a dictionary overflow
-                if entry is not None:
+                if writer is not None:
                     self.schema_resets += 1
                 self._generation += 1
                 digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
-                writer = _PayloadWriter(f"{digest}.{self._generation}", self._compression, self._max_dictionary)
+                writer = _PayloadWriter(
+                    shape, f"{digest}.{self._generation}", self._compression, self._max_dictionary
+                )
                 encoded = writer.encode(batch)
                 if encoded is None:
                     raise ValueError(
                         f"one batch of payload type {payload_type} has more distinct strings in a "
                         f"column than a dictionary holds ({self._max_dictionary})"
                     )
-                entry = self._writers[payload_type] = (shape, writer)
-            writer = entry[1]
+                self._writers[payload_type] = writer
+            assert writer is not None
+            record = writer.write(encoded)
             payloads.append(
-                otap_pb2.ArrowPayload(schema_id=writer.schema_id, type=payload_type, record=writer.write(encoded))
+                otap_pb2.ArrowPayload(
+                    schema_id=writer.schema_id,
+                    type=payload_type,  # type: ignore[arg-type]
+                    record=record,
+                )
             )
         return payloads
 

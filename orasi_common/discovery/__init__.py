@@ -1,0 +1,1 @@
+"""Finding upstream endpoints: static lists and DNS (etcd comes with the control plane)."""

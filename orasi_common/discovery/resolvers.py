@@ -1,0 +1,100 @@
+"""Endpoint resolvers: each keeps a sorted list of ``host:port`` and reports changes.
+
+``static`` never changes. ``dns`` resolves a name (e.g. a Kubernetes headless Service) every
+``interval`` seconds and reports the set of addresses; a failed lookup keeps the last set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from orasi_common.config.model import ComponentConfig
+
+log = logging.getLogger("orasi.discovery")
+
+OnChange = Callable[[list[str]], None]
+
+
+class StaticResolverConfig(ComponentConfig):
+    endpoints: list[str] = Field(min_length=1, description="host:port of every upstream.")
+
+
+class DnsResolverConfig(ComponentConfig):
+    hostname: str = Field(description="Name whose A/AAAA records are the upstreams.")
+    port: int = Field(default=4317, ge=1, le=65535, description="Port of every upstream.")
+    interval: float = Field(default=5.0, gt=0, description="Seconds between lookups.")
+
+
+class ResolverConfig(ComponentConfig):
+    static: StaticResolverConfig | None = Field(default=None, description="A fixed list.")
+    dns: DnsResolverConfig | None = Field(default=None, description="A DNS name, re-resolved.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ResolverConfig:
+        if (self.static is None) == (self.dns is None):
+            raise ValueError("set exactly one of static and dns")
+        return self
+
+    @property
+    def kind(self) -> Literal["static", "dns"]:
+        return "static" if self.static is not None else "dns"
+
+
+def _endpoint(family: int, address: str, port: int) -> str:
+    return f"[{address}]:{port}" if family == socket.AF_INET6 else f"{address}:{port}"
+
+
+class Resolver:
+    """Calls ``on_change`` with the sorted endpoint list whenever it changes (and once at start)."""
+
+    def __init__(self, config: ResolverConfig, on_change: OnChange) -> None:
+        self._config = config
+        self._on_change = on_change
+        self.endpoints: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _update(self, endpoints: list[str]) -> None:
+        endpoints = sorted(set(endpoints))
+        if endpoints != self.endpoints:
+            self.endpoints = endpoints
+            self._on_change(endpoints)
+
+    async def start(self) -> None:
+        if self._config.static is not None:
+            self._update(self._config.static.endpoints)
+            return
+        assert self._config.dns is not None
+        await self._resolve(self._config.dns)
+        self._task = asyncio.create_task(self._poll(self._config.dns), name="dns-resolver")
+
+    async def _resolve(self, dns: DnsResolverConfig) -> None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                dns.hostname, dns.port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            log.warning(
+                "DNS lookup of the upstreams failed; keeping the last endpoints.",
+                extra={"hostname": dns.hostname, "error": str(exc), "endpoints": len(self.endpoints)},
+            )
+            return
+        self._update([_endpoint(info[0], str(info[4][0]), dns.port) for info in infos])
+
+    async def _poll(self, dns: DnsResolverConfig) -> None:
+        while True:
+            await asyncio.sleep(dns.interval)
+            await self._resolve(dns)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

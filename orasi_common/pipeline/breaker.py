@@ -1,0 +1,82 @@
+"""A circuit breaker per upstream endpoint: closed → open → half-open → closed.
+
+Closed: calls pass; ``failure_threshold`` consecutive failures open it. Open: calls are refused
+at once for ``open_duration`` seconds. Half-open: up to ``half_open_max_calls`` probes pass; a
+success closes it, a failure opens it again. Only failures that say something about the
+endpoint (unreachable, unavailable, timed out) should be recorded, not refusals of bad data.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+
+from pydantic import Field
+
+from orasi_common.config.model import ComponentConfig
+
+
+class BreakerConfig(ComponentConfig):
+    failure_threshold: int = Field(default=3, ge=1, description="Consecutive failures that open it.")
+    open_duration: float = Field(default=2.0, gt=0, description="Seconds it stays open before a probe.")
+    half_open_max_calls: int = Field(default=1, ge=1, description="Probes let through when half-open.")
+
+
+class BreakerState(enum.IntEnum):
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        config: BreakerConfig,
+        on_change: Callable[[BreakerState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._on_change = on_change
+        self._clock = clock
+        self.state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probes = 0
+
+    def _set(self, state: BreakerState) -> None:
+        if state is not self.state:
+            self.state = state
+            if self._on_change is not None:
+                self._on_change(state)
+
+    def allow(self) -> bool:
+        """Whether a call may go to the endpoint now (counts a probe when half-open)."""
+        if self.state is BreakerState.OPEN:
+            if self._clock() - self._opened_at < self._config.open_duration:
+                return False
+            self._set(BreakerState.HALF_OPEN)
+            self._probes = 0
+        if self.state is BreakerState.HALF_OPEN:
+            if self._probes >= self._config.half_open_max_calls:
+                return False
+            self._probes += 1
+        return True
+
+    def available(self) -> bool:
+        """Whether a call would be allowed, without counting a probe."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return self._clock() - self._opened_at >= self._config.open_duration
+        return self._probes < self._config.half_open_max_calls
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._set(BreakerState.CLOSED)
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self.state is BreakerState.HALF_OPEN or self._failures >= self._config.failure_threshold:
+            self._opened_at = self._clock()
+            self._set(BreakerState.OPEN)

@@ -1,0 +1,36 @@
+"""Configuration of the `loadbalancing` exporter."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from orasi_common.config.model import ComponentConfig
+from orasi_common.discovery.resolvers import ResolverConfig
+from orasi_common.exporters.otlp.config import TlsConfig
+from orasi_common.pipeline.breaker import BreakerConfig
+from orasi_common.pipeline.exporter_helper import ExporterConfig
+
+
+class RoutingConfig(ComponentConfig):
+    traces: Literal["trace_id", "round_robin"] = Field(
+        default="trace_id", description="`trace_id`: every span of a trace goes to one upstream."
+    )
+    logs: Literal["service", "round_robin"] = Field(default="service", description="How logs spread.")
+    metrics: Literal["service", "round_robin"] = Field(default="service", description="How metrics spread.")
+
+
+class Config(ExporterConfig):
+    protocol: Literal["otlp", "otap"] = Field(default="otlp", description="What to speak upstream.")
+    resolver: ResolverConfig = Field(description="The primary upstream group.")
+    failover: ResolverConfig | None = Field(
+        default=None, description="A secondary group (e.g. another region) used while no primary is healthy."
+    )
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Routing keys per signal.")
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Per endpoint.")
+    endpoint_timeout: float = Field(default=5.0, gt=0, description="Seconds one upstream call may take.")
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="Transport security to every upstream.")
+    compression: Literal["gzip", "none"] = Field(default="none", description="gRPC compression (otlp).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Metadata sent with each call.")
+    max_send_msg_size_mib: float = Field(default=64, gt=0, description="Largest message sent, MiB.")

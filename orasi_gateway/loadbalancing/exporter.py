@@ -1,0 +1,222 @@
+"""The `loadbalancing` exporter: one queue, many upstreams, trace-aware.
+
+Traces are routed by trace id over a consistent-hash ring of the healthy endpoints of the
+primary group, so all spans of a trace reach one upstream and few traces move when the group
+changes; logs and metrics by service name (or round-robin). Each endpoint has a circuit
+breaker: a failing endpoint is skipped (its keys fall to the next endpoints on the ring) until a
+probe succeeds. A part whose upstream fails is re-sent to another healthy endpoint; while no
+primary endpoint is healthy, the failover group (e.g. another region) takes everything, and
+traffic returns to the primary as soon as its breakers close again.
+
+Parts keep ids derived from the batch id and the first endpoint chosen for them, so a retried
+or re-routed part carries the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import grpc
+
+from orasi_common.discovery.resolvers import Resolver, ResolverConfig
+from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
+from orasi_common.exporters.otlp.client import OtlpGrpcClient, open_channel
+from orasi_common.exporters.otlp.config import GrpcClientConfig
+from orasi_common.pdata import Batch
+from orasi_common.pdata.batch import derived_id
+from orasi_common.pipeline.breaker import BreakerState, CircuitBreaker
+from orasi_common.pipeline.component import Settings
+from orasi_common.pipeline.exporter_helper import ExporterHelper
+from orasi_gateway.loadbalancing.config import Config
+from orasi_gateway.loadbalancing.ring import HashRing, key_hash
+from orasi_gateway.loadbalancing.routing import UNROUTABLE, route
+
+
+@dataclass
+class _Endpoint:
+    name: str
+    channel: grpc.aio.Channel
+    client: OtlpGrpcClient
+    breaker: CircuitBreaker
+
+
+@dataclass
+class _Group:
+    name: str
+    resolver_config: ResolverConfig
+    endpoints: dict[str, _Endpoint] = field(default_factory=dict)
+    ring: HashRing = field(default_factory=lambda: HashRing([]))
+    resolver: Resolver | None = None
+
+    def usable(self, name: str) -> bool:
+        endpoint = self.endpoints.get(name)
+        return endpoint is not None and endpoint.breaker.available()
+
+    def any_usable(self) -> bool:
+        return any(e.breaker.available() for e in self.endpoints.values())
+
+
+class LoadBalancingExporter:
+    def __init__(self, settings: Settings, config: Config) -> None:
+        self._settings = settings
+        self._config = config
+        self._helper = ExporterHelper(settings, config, self._send)
+        self._groups = [_Group("primary", config.resolver)]
+        if config.failover is not None:
+            self._groups.append(_Group("failover", config.failover))
+        self._round_robin = itertools.count()
+        self._updates: set[asyncio.Task[None]] = set()
+        metrics = settings.metrics
+        self._breaker_state = metrics.circuit_breaker_state
+        self._routed = metrics.loadbalancer_routed
+        self._endpoint_count = metrics.loadbalancer_endpoints
+
+    def _client_config(self, endpoint: str) -> GrpcClientConfig:
+        c = self._config
+        return GrpcClientConfig(
+            endpoint=endpoint,
+            tls=c.tls,
+            compression=c.compression,
+            headers=c.headers,
+            max_send_msg_size_mib=c.max_send_msg_size_mib,
+        )
+
+    async def start(self) -> None:
+        for group in self._groups:
+            group.resolver = Resolver(group.resolver_config, functools.partial(self._on_change, group))
+            await group.resolver.start()
+            await asyncio.gather(*self._updates)
+        await self._helper.start()
+
+    def _on_change(self, group: _Group, names: list[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._sync(group, names))
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
+
+    async def _sync(self, group: _Group, names: list[str]) -> None:
+        """Open clients for new endpoints, close removed ones, then swap the ring."""
+        exporter = self._settings.id
+        for name in names:
+            if name not in group.endpoints:
+                config = self._client_config(name)
+                channel = await open_channel(config)
+
+                def on_change(state: BreakerState, endpoint: str = name) -> None:
+                    self._breaker_state.labels(exporter, endpoint).set(state.value)
+                    self._settings.logger.warning(
+                        "Circuit breaker of an upstream changed state.",
+                        extra={"endpoint": endpoint, "state": state.name.lower()},
+                    )
+
+                group.endpoints[name] = _Endpoint(
+                    name,
+                    channel,
+                    OtlpGrpcClient(self._settings, config, channel),
+                    CircuitBreaker(self._config.circuit_breaker, on_change),
+                )
+                self._breaker_state.labels(exporter, name).set(BreakerState.CLOSED.value)
+        removed = [group.endpoints.pop(n) for n in list(group.endpoints) if n not in names]
+        group.ring = HashRing(names)
+        self._endpoint_count.labels(exporter, group.name).set(len(names))
+        self._settings.logger.info(
+            "Upstream endpoints changed.", extra={"group": group.name, "endpoints": names}
+        )
+        for endpoint in removed:
+            await endpoint.channel.close(grace=self._config.endpoint_timeout)
+
+    def _active_group(self) -> _Group:
+        """The primary group while any of its endpoints is healthy, else the failover group."""
+        for group in self._groups:
+            if group.any_usable():
+                return group
+        return self._groups[0]
+
+    def _route(self, batch: Batch, group: _Group) -> dict[str, Batch]:
+        mode = getattr(self._config.routing, batch.signal.value)
+        if mode == "round_robin" or not group.endpoints:
+            usable = [n for n in group.ring.endpoints if group.usable(n)] or group.ring.endpoints
+            return {usable[next(self._round_robin) % len(usable)] if usable else UNROUTABLE: batch}
+
+        def owner(key: bytes) -> str | None:
+            return group.ring.lookup(key_hash(key), group.usable)
+
+        routed = route(batch.signal, batch.message, owner)
+        if isinstance(routed, str):
+            return {routed: batch}
+        return {
+            name: Batch.from_message(
+                batch.signal, request, tenant=batch.tenant, batch_id=derived_id(batch.batch_id, name)
+            )
+            for name, request in routed.items()
+        }
+
+    async def _send(self, batch: Batch) -> None:
+        group = self._active_group()
+        parts = self._route(batch, group)
+        outcomes = await asyncio.gather(
+            *(self._deliver(part, name, group) for name, part in parts.items()), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in errors:
+            if not isinstance(error, OrasiError):
+                raise error
+        if errors:
+            raise next((e for e in errors if isinstance(e, RetryableError)), errors[0])
+
+    def _candidates(self, first: str, group: _Group) -> Iterable[tuple[_Group, str]]:
+        """``first``, then the group's other endpoints in ring order, then the failover group's."""
+        names = group.ring.endpoints
+        if first in names:
+            start = names.index(first)
+            names = names[start:] + names[:start]
+        yield from ((group, n) for n in names)
+        for other in self._groups:
+            if other is not group:
+                yield from ((other, n) for n in other.ring.endpoints)
+
+    async def _deliver(self, part: Batch, first: str, group: _Group) -> None:
+        last: OrasiError = Unavailable("no upstream endpoint is known")
+        for candidate_group, name in self._candidates(first, group):
+            endpoint = candidate_group.endpoints.get(name)
+            if endpoint is None or not endpoint.breaker.allow():
+                last = Unavailable(f"the circuit breaker of {name} is open")
+                continue
+            try:
+                async with asyncio.timeout(self._config.endpoint_timeout):
+                    await endpoint.client.send(part)
+            except TimeoutError:
+                endpoint.breaker.record_failure()
+                last = Unavailable(f"{name} did not answer within {self._config.endpoint_timeout:g} s")
+                continue
+            except RetryableError as error:
+                endpoint.breaker.record_failure()
+                last = error
+                continue
+            except PermanentError:
+                endpoint.breaker.record_success()  # the endpoint works; the data is refused
+                raise
+            endpoint.breaker.record_success()
+            self._routed.labels(self._settings.id, name).inc(part.items)
+            return
+        raise last
+
+    async def consume(self, batch: Batch) -> None:
+        await self._helper.consume(batch)
+
+    async def shutdown(self) -> None:
+        await self._helper.shutdown()
+        for group in self._groups:
+            if group.resolver is not None:
+                await group.resolver.stop()
+            for endpoint in group.endpoints.values():
+                await endpoint.channel.close()
+            group.endpoints.clear()
+        for task in list(self._updates):
+            task.cancel()
+
+
+__all__ = ["LoadBalancingExporter"]
