@@ -94,6 +94,7 @@ class ExporterHelper:
 
     async def _sender(self, queue: SendingQueue | PersistentQueue) -> None:
         while (batch := await queue.get()) is not None:
+            self._observe_queue()
             try:
                 await self._deliver(batch, raise_errors=False)
             except asyncio.CancelledError:

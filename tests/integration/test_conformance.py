@@ -61,11 +61,10 @@ INT64_TYPES = {
 }
 
 
-def _shared_available() -> bool:
-    return all((CONFORMANCE / name).is_file() for name in EXAMPLES)
-
-
-pytestmark = pytest.mark.skipif(not _shared_available(), reason=f"no conformance examples at {CONFORMANCE}")
+def test_every_conformance_example_is_present() -> None:
+    """The examples must be there: a build is judged by them (shared/ lies beside the clone in CI)."""
+    missing = [name for name in EXAMPLES if not (CONFORMANCE / name).is_file()]
+    assert not missing, f"conformance examples missing from {CONFORMANCE}: {missing} (set ORASI_SHARED)"
 
 
 # --- the JSON document against the protobuf ------------------------------------------------
@@ -242,3 +241,25 @@ def test_example_is_accepted_and_forwarded(
     assert_matches(document, request)
     assert agent.metric("orasi_receiver_accepted_items_total", **labels) == accepted_before + count
     assert agent.metric("orasi_receiver_refused_items_total") == 0
+
+
+def test_unknown_json_fields_are_ignored(agent: AgentProcess, module_sink: OtlpSink) -> None:
+    """OTLP/JSON receivers must ignore fields they do not know (a newer sender's)."""
+    document = json.loads((CONFORMANCE / "trace.json").read_bytes())
+    with_unknown = json.loads(json.dumps(document))
+    with_unknown["futureTopLevel"] = {"x": 1}
+    with_unknown["resourceSpans"][0]["futureResourceField"] = [1, 2, 3]
+    span = with_unknown["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["futureSpanField"] = "value"
+    span["attributes"][0]["value"]["futureValueField"] = True
+
+    def send() -> None:
+        response = httpx.post(
+            agent.http_url + "/v1/traces",
+            content=json.dumps(with_unknown).encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200, response.content
+
+    request = forwarded(module_sink, Signal.TRACES, send, items_in(Signal.TRACES, document))
+    assert_matches(document, request)

@@ -149,3 +149,26 @@ def test_no_data_is_taken_after_shutdown(sink: OtlpSink, start_agent: Callable[.
             content=spans(1, "late").SerializeToString(),
             headers={"content-type": "application/x-protobuf"},
         )
+
+
+def test_shutdown_deadline_bounds_the_drain_when_the_next_hop_never_answers(
+    gated_sink: GatedSink, start_agent: Callable[..., AgentProcess]
+) -> None:
+    agent = start_agent(
+        gated_sink,
+        overrides={
+            "exporters": {
+                "otlp": {"timeout": 60, "shutdown_timeout": 0.5, "sending_queue": {"num_consumers": 1}}
+            }
+        },
+    )
+    gated_sink.close_gate()  # and never opened while the agent runs
+    send_mixed(agent)
+    gated_sink.wait_for_held(1)
+
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(EXIT_TIMEOUT) == 0, agent.stderr_text()
+    log_lines = [json.loads(line) for line in agent.stderr_text().splitlines() if line.strip()]
+    dropped = [line for line in log_lines if "dropped" in line["msg"]]
+    assert dropped and dropped[0]["level"] == "error" and dropped[0]["items"] > 0
+    assert log_lines[-1]["msg"] == "Service stopped."
