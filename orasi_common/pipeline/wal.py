@@ -151,7 +151,8 @@ class WriteAheadLog:
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        self._segment_bytes = segment_bytes
+        # Several segments fit in the log, so that acknowledged space is given back in pieces.
+        self._segment_bytes = min(segment_bytes, max(max_bytes // 8, 64 * 1024))
         self._fsync_interval = fsync_interval
         self._fsync_bytes = fsync_bytes
         self._durable = durable
@@ -208,9 +209,7 @@ class WriteAheadLog:
             segment.live.add(lsn)
             self._lsn_segment[lsn] = segment
             pending.append((lsn, location))
-        for segment in list(self._segments):
-            if not segment.live:
-                self._delete(segment)
+        self._collect()
         return Recovered(pending, corrupt)
 
     def _delete(self, segment: _Segment) -> None:
@@ -223,8 +222,7 @@ class WriteAheadLog:
         if self._file is not None and self._segments and self._segments[-1].size < self._segment_bytes:
             return self._segments[-1]
         self._close_file()
-        for finished in [s for s in self._segments if not s.live]:
-            self._delete(finished)
+        self._collect()
         path = self.directory / f"{self._next_lsn:016x}{_SUFFIX}"
         self._file = path.open("ab", buffering=1024 * 1024)
         segment = _Segment(path)
@@ -288,16 +286,26 @@ class WriteAheadLog:
         return lsn, location
 
     def ack(self, lsn: int) -> None:
-        """Mark a record delivered; its segment goes once all its records are."""
+        """Mark a record delivered; segments go once they and every older one are done."""
         segment = self._lsn_segment.pop(lsn, None)
         if segment is None:
             return
         segment.live.discard(lsn)
-        if not segment.live and segment is not self._segments[-1]:
-            self._delete(segment)
-            return
-        with contextlib.suppress(Unavailable):
-            self._write(_frame(ACK, lsn))
+        self._collect()
+        if segment in self._segments:  # still on disk: its replay must know the record is done
+            with contextlib.suppress(Unavailable):
+                self._write(_frame(ACK, lsn))
+
+    def _collect(self) -> None:
+        """Delete finished segments from the oldest on.
+
+        Only the oldest segments may go: a segment can hold ACK frames for records of older
+        segments, so deleting it while those remain would bring the records back at replay.
+        """
+        while self._segments and not self._segments[0].live:
+            if len(self._segments) == 1 and self._file is not None:
+                self._close_file()  # the segment being written is finished too: start afresh
+            self._delete(self._segments[0])
 
     async def _sync_loop(self) -> None:
         while True:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
@@ -57,7 +59,9 @@ class OtlpHttpExporter:
 
     async def _send(self, batch: Batch) -> None:
         assert self._client is not None
-        body = compress(self._config.compression, batch.raw)
+        body = batch.raw
+        if self._config.compression != "none":
+            body = await asyncio.to_thread(compress, self._config.compression, body)
         try:
             response = await self._client.post(
                 self._urls[batch.signal],

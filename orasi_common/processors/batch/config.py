@@ -15,7 +15,11 @@ class Config(ComponentConfig):
         default=8192, ge=1, description="Items that trigger a send regardless of the timeout."
     )
     send_batch_size_mib: float | None = Field(
-        default=None, gt=0, description="Serialized MiB that trigger a send (unset: items only)."
+        default=3.0,
+        gt=0,
+        description="Largest serialized batch, MiB: reaching it triggers a send, and a batch that "
+        "would pass it is sent as two (keeps requests under the common 4 MiB receive limit; "
+        "null: items only).",
     )
     send_batch_max_size: int = Field(
         default=0, ge=0, description="Largest batch sent, in items; larger ones are split (0: no limit)."

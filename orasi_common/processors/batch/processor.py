@@ -47,6 +47,11 @@ class BatchProcessor:
 
     async def consume(self, batch: Batch) -> None:
         group = self._groups.get(batch.tenant)
+        limit = self._size_limit
+        if group is not None and limit is not None and group.size_bytes + batch.size_bytes > limit:
+            # Adding this batch would pass the byte limit: send what is there first.
+            await self._send_now(self._take(batch.tenant), "size", includes_caller=False)
+            group = None
         if group is None:
             if len(self._groups) >= self._config.max_tenants:
                 raise Throttled(
@@ -62,9 +67,7 @@ class BatchProcessor:
         group.batches.append(batch)
         group.items += batch.items
         group.size_bytes += batch.size_bytes
-        if group.items >= self._config.send_batch_size or (
-            self._size_limit is not None and group.size_bytes >= self._size_limit
-        ):
+        if group.items >= self._config.send_batch_size or (limit is not None and group.size_bytes >= limit):
             await self._send_now(self._take(batch.tenant), "size")
 
     def _take(self, tenant: str) -> _Group:
@@ -82,11 +85,12 @@ class BatchProcessor:
         limit = self._config.send_batch_max_size
         return merged.split(limit) if limit else [merged]
 
-    async def _send_now(self, group: _Group, trigger: str) -> None:
-        """Send a group on behalf of the ``consume`` that filled it (backpressure to its caller).
+    async def _send_now(self, group: _Group, trigger: str, *, includes_caller: bool = True) -> None:
+        """Send a group on behalf of a ``consume`` (backpressure to its caller).
 
-        On a retryable refusal only the caller's own batch is refused: items already
-        acknowledged to earlier callers are kept and retried in the background.
+        On a retryable refusal only the caller's own batch (the group's last, if it
+        ``includes_caller``) is refused: items already acknowledged to earlier callers are kept
+        and retried in the background.
         """
         parts = self._parts(group.batches)
         for index, part in enumerate(parts):
@@ -96,8 +100,9 @@ class BatchProcessor:
                 if index > 0:  # some items went out; keep the rest, the caller's included
                     self._tasks.spawn(self._deliver(parts[index:], trigger))
                     return
-                if len(group.batches) > 1:
-                    self._tasks.spawn(self._deliver(self._parts(group.batches[:-1]), trigger))
+                acknowledged = group.batches[:-1] if includes_caller else group.batches
+                if acknowledged:
+                    self._tasks.spawn(self._deliver(self._parts(acknowledged), trigger))
                 raise
             self._count(part, trigger)
 

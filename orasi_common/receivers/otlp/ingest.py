@@ -8,6 +8,8 @@ from orasi_common.errors import NotFound, OrasiError
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 
+TRANSPORTS = ("grpc", "http", "otap")
+
 
 class Ingest:
     """The receiver's side of its pipelines: one consume per request, metrics per outcome."""
@@ -15,8 +17,17 @@ class Ingest:
     def __init__(self, settings: Settings, consumers: Mapping[Signal, Consumer]) -> None:
         self._consumers = consumers
         self._id = settings.id
-        self._accepted = settings.metrics.receiver_accepted
-        self._refused = settings.metrics.receiver_refused
+        metrics = settings.metrics
+        self._accepted = {
+            (signal, transport): metrics.receiver_accepted.labels(signal.value, settings.id, transport)
+            for signal in Signal
+            for transport in TRANSPORTS
+        }
+        self._refused = {
+            (signal, transport): metrics.receiver_refused.labels(signal.value, settings.id, transport)
+            for signal in Signal
+            for transport in TRANSPORTS
+        }
 
     def check_signal(self, signal: Signal) -> Consumer:
         consumer = self._consumers.get(signal)
@@ -35,6 +46,6 @@ class Ingest:
         try:
             await consumer.consume(batch)
         except OrasiError:
-            self._refused.labels(batch.signal.value, self._id, transport).inc(batch.items)
+            self._refused[batch.signal, transport].inc(batch.items)
             raise
-        self._accepted.labels(batch.signal.value, self._id, transport).inc(batch.items)
+        self._accepted[batch.signal, transport].inc(batch.items)

@@ -66,7 +66,9 @@ async def test_timeout_trigger_sends_from_the_processor_task(
     await processor.shutdown()
 
 
-async def test_bytes_trigger(metrics: Metrics, recorder: RecordingConsumer) -> None:
+async def test_bytes_limit_sends_before_a_batch_would_pass_it(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
     one = batch_with(Signal.TRACES, 1)
     limit_mib = (2.5 * one.size_bytes) / (1024 * 1024)
     processor = _processor(
@@ -76,8 +78,24 @@ async def test_bytes_trigger(metrics: Metrics, recorder: RecordingConsumer) -> N
     await processor.consume(batch_with(Signal.TRACES, 1))
     await processor.consume(batch_with(Signal.TRACES, 1))
     assert recorder.batches == []
+    await processor.consume(batch_with(Signal.TRACES, 1))  # three would pass 2.5 batches' bytes
+    assert [b.items for b in recorder.batches] == [2]
+    assert all(b.size_bytes <= limit_mib * 1024 * 1024 for b in recorder.batches)
+    await processor.shutdown()
+    assert [b.items for b in recorder.batches] == [2, 1]
+
+
+async def test_bytes_limit_reached_exactly_sends_at_once(metrics: Metrics, recorder: RecordingConsumer) -> None:
+    one = batch_with(Signal.TRACES, 1)
+    limit_mib = (2 * one.size_bytes) / (1024 * 1024)
+    processor = _processor(
+        metrics, recorder, timeout=LONG, send_batch_size=1000, send_batch_size_mib=limit_mib
+    )
+    await processor.start()
     await processor.consume(batch_with(Signal.TRACES, 1))
-    assert [b.items for b in recorder.batches] == [3]
+    assert recorder.batches == []
+    await processor.consume(batch_with(Signal.TRACES, 1))
+    assert [b.items for b in recorder.batches] == [2]
     await processor.shutdown()
 
 
