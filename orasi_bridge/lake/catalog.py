@@ -23,9 +23,14 @@ def open_catalog(config: Config) -> Catalog:
         Path(urlparse(config.warehouse).path).mkdir(parents=True, exist_ok=True)
     if config.s3.endpoint:
         properties["s3.endpoint"] = config.s3.endpoint
-    if config.s3.region:
-        properties["s3.region"] = config.s3.region
+    region = _region(config)
+    if region:
+        properties["s3.region"] = region  # else pyiceberg asks AWS for the bucket's region
     return SqlCatalog("orasi", **properties)
+
+
+def _region(config: Config) -> str | None:
+    return config.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 def ensure_table(catalog: Catalog, name: str) -> Table:
@@ -54,7 +59,7 @@ def filesystem(config: Config) -> tuple[pafs.FileSystem, str]:
         endpoint = urlparse(config.s3.endpoint)
         options["endpoint_override"] = endpoint.netloc or config.s3.endpoint
         options["scheme"] = endpoint.scheme or "https"
-    region = config.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = _region(config)
     if region:
         options["region"] = region
     return pafs.S3FileSystem(**options), "s3://"

@@ -188,9 +188,11 @@ _POINT_DEFAULTS: dict[str, Any] = dict.fromkeys(
         "positive_bucket_counts",
         "negative_offset",
         "negative_bucket_counts",
-        "quantiles",
     ]
 )
+# Empty, not null, for points that are not summaries: Iceberg writes (pyiceberg's projection of
+# list<struct>) turn a null list of structs into an empty one, and hot rows must read the same.
+_POINT_DEFAULTS["quantiles"] = []
 
 
 def _exemplars(point: Any) -> list[dict[str, Any]]:

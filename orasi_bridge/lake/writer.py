@@ -272,3 +272,5 @@ class LakeWriter:
             await self.flush()
         if self._wal is not None:
             await self._wal.close()
+        if self._catalog is not None:
+            await asyncio.to_thread(self._catalog.close)

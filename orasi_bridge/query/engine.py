@@ -104,10 +104,10 @@ class QueryEngine:
         planned = time.perf_counter()
         limit = self._limits.max_rows
         try:
-            cursor = connection.execute(sql)
-            columns = [(d[0], str(d[1])) for d in cursor.description or ()]
             if as_arrow:
-                reader: pa.RecordBatchReader = cursor.to_arrow_reader(8192)
+                relation = connection.sql(sql)
+                columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+                reader: pa.RecordBatchReader = relation.to_arrow_reader(8192)
                 batches, count = [], 0
                 for batch in reader:
                     batches.append(batch)
@@ -117,6 +117,8 @@ class QueryEngine:
                 arrow = pa.Table.from_batches(batches, schema=reader.schema)
                 rows, total = None, arrow.num_rows
             else:
+                cursor = connection.execute(sql)
+                columns = [(d[0], str(d[1])) for d in cursor.description or ()]
                 rows = cursor.fetchmany(limit + 1)
                 arrow, total = None, len(rows)
         except duckdb.InterruptException:

@@ -11,6 +11,8 @@ Defence in depth:
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 
 from orasi_common.errors import PermanentError
@@ -36,9 +38,23 @@ def check_statement(sql: str) -> None:
 
 
 def referenced_tables(sql: str) -> set[str]:
-    """Names of the tables a (checked) statement reads."""
-    with duckdb.connect(":memory:") as connection:
-        return {name.lower() for name in connection.get_table_names(sql)}
+    """Names of the tables a (checked) statement reads: parsed (never bound), in the sandbox."""
+    with connect(1, "256MB") as connection:
+        row = connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree = json.loads(row[0]) if row else {}
+    if tree.get("error"):
+        raise QueryRefused(f"the SQL does not parse: {tree.get('error_message')}")
+    found: set[str] = set()
+    stack: list[object] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
+                found.add(node["table_name"].lower())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def connect(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,356 @@
+"""The `lake` exporter's commits: idempotency by batch id, restarts, flush triggers, table layout.
+
+Everything runs against the real SeaweedFS (data files) and PostgreSQL (Iceberg SQL catalog),
+each test in its own catalog schema and warehouse prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from pyiceberg.table.sorting import SortDirection
+from pyiceberg.transforms import DayTransform, IdentityTransform
+
+from integration.bridge import otlp_data as data
+from integration.bridge.conftest import MakeWriter, close_writer
+from integration.bridge.helpers import count
+from integration.bridge.servers import AWS_ENV, LakeSpace, s3_filesystem
+from orasi_bridge.lake import LakeWriter
+from orasi_bridge.query.engine import QueryEngine, QueryLimits
+from orasi_common.errors import Throttled, Unavailable
+from orasi_common.pdata import Signal
+from orasi_common.telemetry.metrics import Metrics
+
+WINDOW: dict[str, Any] = {"start": data.T0 - data.HOUR, "end": data.T0 + data.HOUR}
+SPANS = len(data.expected_spans())
+LOGS = len(data.expected_logs())
+POINTS = len(data.expected_metric_points())
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, within: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` past the deadline."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within} s")
+        await asyncio.sleep(0.05)
+
+
+def batch_ids_in_summaries(writer: LakeWriter, table: str) -> list[str]:
+    """Every batch id any snapshot summary of ``table`` records (whatever the property's name)."""
+    found: list[str] = []
+    for snapshot in writer.tables[table].snapshots():
+        properties = snapshot.summary.additional_properties if snapshot.summary else {}
+        for value in properties.values():
+            found += [part for part in str(value).split(",") if len(part) == 32]
+    return found
+
+
+async def stats(engine: QueryEngine, table: str, tenant: str = "default") -> dict[str, Any]:
+    return (await engine.execute(f"SELECT count(*) FROM {table}", tenant, **WINDOW)).stats
+
+
+async def test_flush_commits_each_table_once_with_its_batch_ids(make_writer: MakeWriter) -> None:
+    metrics = Metrics("bridge")
+    writer = await make_writer(metrics)
+    engine = QueryEngine(writer, QueryLimits())
+    traces = data.batch(Signal.TRACES, data.traces_request())
+    more_traces = data.batch(Signal.TRACES, data.traces_request(data.T0 + 1))
+    logs = data.batch(Signal.LOGS, data.logs_request())
+    metric_points = data.batch(Signal.METRICS, data.metrics_request())
+    for batch in (traces, more_traces, logs, metric_points):
+        await writer.consume(batch)
+    assert writer.tables["spans"].current_snapshot() is None
+
+    await writer.flush()
+
+    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 3
+    for table, ids, rows in (
+        ("spans", [traces.batch_id, more_traces.batch_id], 2 * SPANS),
+        ("logs", [logs.batch_id], LOGS),
+        ("metric_points", [metric_points.batch_id], POINTS),
+    ):
+        assert len(writer.tables[table].snapshots()) == 1, table
+        assert sorted(batch_ids_in_summaries(writer, table)) == sorted(ids), table
+        assert await count(engine, table, **WINDOW) == rows
+        # The catalog (PostgreSQL) answers the same to a fresh reader.
+        writer.tables[table].refresh()
+        scan = writer.tables[table].scan().to_arrow()
+        assert scan.num_rows == rows
+    # Nothing left to commit: a second flush makes no snapshot.
+    await writer.flush()
+    assert len(writer.tables["spans"].snapshots()) == 1
+    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 3
+
+
+async def test_replayed_batch_id_is_written_once(writer: LakeWriter, engine: QueryEngine) -> None:
+    batch_id = uuid.uuid4().hex
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id=batch_id))
+    # A replay while the first copy is still buffered.
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id=batch_id))
+    assert (await stats(engine, "spans"))["hot_rows"] == SPANS
+    await writer.flush()
+    snapshots = len(writer.tables["spans"].snapshots())
+    # A replay after the commit: acknowledged, nothing buffered, nothing committed.
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id=batch_id))
+    assert (await stats(engine, "spans"))["hot_rows"] == 0
+    await writer.flush()
+    assert len(writer.tables["spans"].snapshots()) == snapshots
+    assert await count(engine, "spans", **WINDOW) == SPANS
+    # Another id with the same content is another batch.
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+    assert await count(engine, "spans", **WINDOW) == 2 * SPANS
+
+
+async def test_replay_after_restart_is_skipped(make_writer: MakeWriter) -> None:
+    ids = {signal: uuid.uuid4().hex for signal in Signal}
+    requests = {
+        Signal.TRACES: data.traces_request(),
+        Signal.LOGS: data.logs_request(),
+        Signal.METRICS: data.metrics_request(),
+    }
+    first = await make_writer()
+    for signal, request in requests.items():
+        await first.consume(data.batch(signal, request, batch_id=ids[signal]))
+    await first.flush()
+    await close_writer(first)
+
+    # A new writer on the same catalog and warehouse reads the committed ids back.
+    second = await make_writer()
+    engine = QueryEngine(second, QueryLimits())
+    for signal, request in requests.items():
+        await second.consume(data.batch(signal, request, batch_id=ids[signal]))
+    for table in ("spans", "logs", "metric_points"):
+        assert (await stats(engine, table))["hot_rows"] == 0, table
+    await second.flush()
+    assert await count(engine, "spans", **WINDOW) == SPANS
+    assert await count(engine, "logs", **WINDOW) == LOGS
+    assert await count(engine, "metric_points", **WINDOW) == POINTS
+    assert len(second.tables["spans"].snapshots()) == 1
+
+
+async def test_shutdown_commits_what_is_buffered(make_writer: MakeWriter) -> None:
+    writer = await make_writer()
+    await writer.consume(data.batch(Signal.LOGS, data.logs_request()))
+    await close_writer(writer)
+    with pytest.raises(Unavailable):
+        await writer.consume(data.batch(Signal.LOGS, data.logs_request()))
+    await writer.shutdown()  # safe twice
+
+    reader = await make_writer()
+    engine = QueryEngine(reader, QueryLimits())
+    assert await count(engine, "logs", **WINDOW) == LOGS
+    assert (await stats(engine, "logs"))["files"] > 0
+
+
+async def test_flush_interval_commits_without_being_asked(make_writer: MakeWriter) -> None:
+    writer = await make_writer(flush_interval=0.2)
+    engine = QueryEngine(writer, QueryLimits())
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+
+    async def committed() -> bool:
+        current = await stats(engine, "spans")
+        return bool(current["files"] > 0 and current["hot_rows"] == 0)
+
+    await eventually(committed, "the age-triggered flush")
+    assert await count(engine, "spans", **WINDOW) == SPANS
+
+
+async def test_flush_size_commits_without_being_asked(make_writer: MakeWriter) -> None:
+    writer = await make_writer(flush_size_mib=0.000_01)
+    engine = QueryEngine(writer, QueryLimits())
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+
+    async def committed() -> bool:
+        return bool((await stats(engine, "spans"))["files"] > 0)
+
+    await eventually(committed, "the size-triggered flush")
+    assert await count(engine, "spans", **WINDOW) == SPANS
+
+
+async def test_full_buffer_refuses_with_a_retry_delay_then_drains(make_writer: MakeWriter) -> None:
+    writer = await make_writer(max_buffer_mib=0.000_01)
+    engine = QueryEngine(writer, QueryLimits())
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+    refused = data.batch(Signal.LOGS, data.logs_request())
+    with pytest.raises(Throttled) as raised:
+        await writer.consume(refused)
+    assert raised.value.retry_after is not None and raised.value.retry_after > 0
+
+    async def accepted() -> bool:
+        try:
+            await writer.consume(refused)
+        except Throttled:
+            return False
+        return True
+
+    # The refusal asked for a flush; once it committed, the same batch is accepted.
+    await eventually(accepted, "the buffer draining")
+    assert await count(engine, "spans", **WINDOW) == SPANS
+    assert await count(engine, "logs", **WINDOW) == LOGS
+
+
+async def test_table_layout(writer: LakeWriter, lake_space: LakeSpace) -> None:
+    for name, table in writer.tables.items():
+        schema = table.schema()
+        spec = [
+            (schema.find_column_name(field.source_id), type(field.transform), field.name)
+            for field in table.spec().fields
+        ]
+        assert spec == [("time", DayTransform, "time_day"), ("tenant", IdentityTransform, "tenant")], name
+        order = [
+            (schema.find_column_name(field.source_id), type(field.transform), field.direction)
+            for field in table.sort_order().fields
+        ]
+        assert order == [
+            ("service_name", IdentityTransform, SortDirection.ASC),
+            ("time", IdentityTransform, SortDirection.ASC),
+        ], name
+        assert table.format_version == 2
+        assert table.name() == ("orasi", name)
+        assert table.metadata.location.startswith(lake_space.warehouse + "/orasi/" + name)
+
+
+async def test_files_are_partitioned_by_day_and_tenant_sorted_and_zstd(
+    writer: LakeWriter, lake_space: LakeSpace
+) -> None:
+    next_day = data.T0 + 24 * data.HOUR
+    for tenant in ("tenant-a", "tenant-b"):
+        for base in (data.T0, next_day):
+            await writer.consume(data.batch(Signal.TRACES, data.traces_request(base), tenant=tenant))
+    await writer.flush()
+
+    table = writer.tables["spans"]
+    tasks = list(table.scan().plan_files())
+    partitions = Counter((task.file.partition[0], task.file.partition[1]) for task in tasks)
+    day = data.T0 // (86_400 * 10**9)
+    assert partitions == {
+        (day, "tenant-a"): 1,
+        (day + 1, "tenant-a"): 1,
+        (day, "tenant-b"): 1,
+        (day + 1, "tenant-b"): 1,
+    }
+    fs = s3_filesystem()
+    assert sorted(task.file.file_path.removeprefix("s3://") for task in tasks) == lake_space.data_files()
+    for task in tasks:
+        path = task.file.file_path.removeprefix("s3://")
+        parquet = pq.ParquetFile(fs.open_input_file(path))
+        rows = parquet.read(columns=["tenant", "service_name", "time"]).to_pylist()
+        assert {row["tenant"] for row in rows} == {task.file.partition[1]}
+        assert [(r["service_name"], r["time"]) for r in rows] == sorted(
+            (r["service_name"], r["time"]) for r in rows
+        )
+        codecs = {
+            parquet.metadata.row_group(g).column(c).compression
+            for g in range(parquet.metadata.num_row_groups)
+            for c in range(parquet.metadata.num_columns)
+        }
+        assert codecs == {"ZSTD"}
+
+    # The tenant predicate is pushed into the scan: a tenant's query plans its own files only.
+    engine = QueryEngine(writer, QueryLimits())
+    result = await engine.execute(
+        "SELECT count(*) FROM spans", "tenant-a", start=data.T0 - data.HOUR, end=next_day + data.HOUR
+    )
+    assert result.rows == [(2 * SPANS,)]
+    assert result.stats["files"] == 2
+    # ... and the time predicate too: one day, one file.
+    result = await engine.execute("SELECT count(*) FROM spans", "tenant-a", **WINDOW)
+    assert (result.rows, result.stats["files"]) == ([(SPANS,)], 1)
+
+
+async def test_shutdown_closes_catalog_connections(make_writer: MakeWriter, lake_space: LakeSpace) -> None:
+    """A stopped writer holds no PostgreSQL connection (shutdown releases every resource)."""
+    writer = await make_writer()
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+    await writer.flush()
+    assert lake_space.connections() >= 1  # the catalog's pool, while running
+    await writer.shutdown()
+    assert lake_space.connections() == 0, (
+        "LakeWriter.shutdown() left the Iceberg catalog's PostgreSQL connections open "
+        "(SqlCatalog.close() is never called)"
+    )
+
+
+async def test_concurrent_retries_of_one_batch_are_written_once(
+    writer: LakeWriter, engine: QueryEngine
+) -> None:
+    batch_id = uuid.uuid4().hex
+    copies = [data.batch(Signal.TRACES, data.traces_request(), batch_id=batch_id) for _ in range(4)]
+    await asyncio.gather(*(writer.consume(copy) for copy in copies))
+    assert (await stats(engine, "spans"))["hot_rows"] == SPANS
+    await writer.flush()
+    assert await count(engine, "spans", **WINDOW) == SPANS
+
+
+TESTS_DIR = str(Path(__file__).resolve().parents[2])
+CRASHING_WRITER = """
+import asyncio, json, os, sys
+sys.path.insert(0, {tests!r})
+from integration.bridge.conftest import build_writer
+from integration.bridge import otlp_data as data
+from orasi_common.pdata import Signal
+
+async def main():
+    writer = build_writer(json.loads({config!r}))
+    await writer.start()
+    await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id={committed!r}))
+    await writer.flush()
+    await writer.consume(data.batch(Signal.LOGS, data.logs_request(), batch_id={pending_logs!r}))
+    later = data.traces_request(data.T0 + 1)
+    await writer.consume(data.batch(Signal.TRACES, later, batch_id={pending_spans!r}))
+    print("acknowledged", flush=True)
+    os._exit(0)  # a crash: no shutdown, no flush
+
+asyncio.run(main())
+"""
+
+
+async def test_write_ahead_log_replays_acknowledged_rows_after_a_crash(
+    make_writer: MakeWriter, lake_space: LakeSpace, tmp_path: Path
+) -> None:
+    """With `wal`, what was acknowledged but not committed survives a crash of the process."""
+    wal = {"directory": str(tmp_path / "wal")}
+    ids = {"committed": uuid.uuid4().hex, "pending_logs": uuid.uuid4().hex, "pending_spans": uuid.uuid4().hex}
+    script = CRASHING_WRITER.format(
+        tests=TESTS_DIR,
+        config=json.dumps(lake_space.lake_config(wal=wal)),
+        **ids,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **AWS_ENV},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert (process.returncode, stdout.decode().strip()) == (0, "acknowledged"), stderr.decode()[-4000:]
+
+    writer = await make_writer(wal=wal)
+    engine = QueryEngine(writer, QueryLimits())
+    # Replayed into the buffers (the committed batch is not replayed twice) ...
+    assert (await stats(engine, "spans"))["hot_rows"] == SPANS
+    assert (await stats(engine, "logs"))["hot_rows"] == LOGS
+    assert await count(engine, "spans", **WINDOW) == 2 * SPANS
+    # ... and committed by the next flush, after which the log holds nothing to replay.
+    await writer.flush()
+    await close_writer(writer)
+    again = await make_writer(wal=wal)
+    engine = QueryEngine(again, QueryLimits())
+    assert (await stats(engine, "spans"))["hot_rows"] == 0
+    assert (await stats(engine, "logs"))["hot_rows"] == 0
+    assert await count(engine, "spans", **WINDOW) == 2 * SPANS
+    assert await count(engine, "logs", **WINDOW) == LOGS
