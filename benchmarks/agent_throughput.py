@@ -20,7 +20,8 @@ Processes (each its own interpreter, started with ``spawn``)::
   span carries one attribute whose key, ``orasi.bench.span``, appears nowhere else, so
   ``request.count(MARKER)`` is the span count, whether the agent forwards bytes or re-encodes.
 * Baseline and agent phases alternate for ``--rounds`` rounds so they see the same machine
-  noise; the report gives per-round figures, their medians, and the ratio agent / baseline.
+  noise; the report gives per-round figures, their medians, and the ratio agent / baseline,
+  both of spans/s and of CPU spent per request by the receiving process (sink or agent).
 * The steady phase runs a fresh agent at a fixed ``--rate`` (100 requests/s = 10k spans/s) and
   samples its CPU (psutil cpu_times deltas, % of one core) and RSS every second.
 
@@ -67,6 +68,7 @@ MIB = 1024 * 1024
 MAX_MESSAGE = 256 * MIB
 RESULTS = Path(__file__).resolve().parent / "results" / "agent_throughput.json"
 
+DEFAULT_PEER_LIMIT = 4 * MIB  # gRPC's default max receive size, and Orasi's otlp receiver default
 TARGET_RATIO = 0.5
 TARGET_CPU_PCT = 10.0
 TARGET_RSS_MIB = 100.0
@@ -194,7 +196,7 @@ def _die_with_parent(parent_pid: int | None = None) -> None:
 
 
 def sink_main(ready: multiprocessing.connection.Connection, stats: Any, parent_pid: int) -> None:
-    """A do-nothing OTLP/gRPC trace sink; ``stats`` = [requests, spans, bytes] (shared memory)."""
+    """A do-nothing OTLP/gRPC trace sink; ``stats`` = [requests, spans, bytes, largest request]."""
     _die_with_parent(parent_pid)
     asyncio.run(_sink(ready, stats))
 
@@ -214,6 +216,8 @@ async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> Non
         stats[0] += 1
         stats[1] += request.count(marker)
         stats[2] += len(request)
+        if len(request) > stats[3]:
+            stats[3] = len(request)
         return b""
 
     handler = grpc.unary_unary_rpc_method_handler(export)  # no (de)serializers: raw bytes
@@ -386,7 +390,12 @@ class Sink:
         return int(self.stats[1])
 
     def snapshot(self) -> dict[str, int]:
-        return {"requests": int(self.stats[0]), "spans": int(self.stats[1]), "bytes": int(self.stats[2])}
+        return {
+            "requests": int(self.stats[0]),
+            "spans": int(self.stats[1]),
+            "bytes": int(self.stats[2]),
+            "largest_request_bytes": int(self.stats[3]),
+        }
 
 
 @dataclass
@@ -435,7 +444,7 @@ class Bench:
     # ── starting things ──
 
     def start_sink(self) -> Sink:
-        stats = self.mp.RawArray("q", 3)
+        stats = self.mp.RawArray("q", 4)
         receive, send = self.mp.Pipe(duplex=False)
         process = self.mp.Process(
             target=sink_main, args=(send, stats, os.getpid()), name="bench-sink", daemon=True
@@ -644,6 +653,7 @@ class Bench:
             "sink_spans_after_shutdown": after_shutdown["spans"],
             "sink_requests": after_shutdown["requests"],
             "sink_bytes": after_shutdown["bytes"],
+            "sink_largest_request_bytes": after_shutdown["largest_request_bytes"],
             "agent_metrics": own,
             "agent_exit_code": agent.process.returncode,
         }
@@ -806,10 +816,17 @@ def _phase(
 ) -> dict[str, Any]:
     requests = load["acked_requests_in_window"]
     spans_per_s = requests * load["spans_per_request"] / load["window_s"]
+    receiver = usage.get("agent") or usage.get("sink") or {}
+    per_request = (
+        1e4 * receiver["cpu_pct_avg"] * load["window_s"] / requests if requests and receiver else None
+    )
     return {
         "phase": name,
         "spans_per_s": round(spans_per_s),
         "requests_per_s": round(requests / load["window_s"], 1),
+        # CPU the receiving process (agent, or the sink when it is sent to directly) spent per
+        # request: less sensitive to other load than spans/s, which depends on CPU it was given.
+        "receiver_cpu_us_per_request": round(per_request) if per_request is not None else None,
         "load": load,
         "usage": usage,
         "verification": verification,
@@ -855,7 +872,7 @@ def _print_throughput(result: dict[str, Any]) -> None:
     header = (
         f"{'round':>5} {'phase':<9} {'spans/s':>9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'agent':>6} {'(loop)':>6} {'gen':>5} {'sink':>5} {'machine':>7} {'other':>5} "
-        f"{'agent RSS':>9} {'err':>4}"
+        f"{'agent RSS':>9} {'µs/req':>6} {'err':>4}"
     )
     print(header)
     print("─" * len(header))
@@ -869,7 +886,8 @@ def _print_throughput(result: dict[str, Any]) -> None:
             f"{_fmt(agent.get('cpu_pct_avg')):>6} {_fmt(agent.get('main_thread_cpu_pct_avg')):>6} "
             f"{_fmt(usage['generator']['cpu_pct_avg']):>5} {_fmt(usage['sink']['cpu_pct_avg']):>5} "
             f"{_fmt(usage['machine']['busy_cpu_pct']):>7} {_fmt(usage['machine']['unexplained_cpu_pct']):>5} "
-            f"{_fmt(agent.get('rss_mib_max'), ' MiB'):>9} {sum(load['errors'].values()):>4}"
+            f"{_fmt(agent.get('rss_mib_max'), ' MiB'):>9} {_fmt(row['receiver_cpu_us_per_request']):>6} "
+            f"{sum(load['errors'].values()):>4}"
         )
     summary = result["summary"]
     print()
@@ -882,6 +900,10 @@ def _print_throughput(result: dict[str, Any]) -> None:
         f"{summary['ratio_median']:.3f} (target ≥ {TARGET_RATIO}) "
         f"{_verdict(summary['ratio_median'] >= TARGET_RATIO)}"
     )
+    print(
+        f"CPU per request, sink/agent per round {summary['cpu_ratio_per_round']} → median "
+        f"{summary['cpu_ratio_median']:.3f} (the same comparison, by CPU cost instead of spans/s)"
+    )
     for row in result["throughput"]:
         if row["phase"] == "agent":
             v = row["verification"]
@@ -890,8 +912,22 @@ def _print_throughput(result: dict[str, Any]) -> None:
                 f"{v['acked_by_agent_spans_total']:,} spans; "
                 f"sink received {v['sink_spans_before_shutdown']:,} before and "
                 f"{v['sink_spans_after_shutdown']:,} after the agent's shutdown, "
-                f"in {v['sink_requests']:,} requests"
+                f"in {v['sink_requests']:,} requests "
+                f"(largest {v['sink_largest_request_bytes'] / MIB:.2f} MiB)"
             )
+    largest = max(
+        (
+            r["verification"]["sink_largest_request_bytes"]
+            for r in result["throughput"]
+            if r["phase"] == "agent"
+        ),
+        default=0,
+    )
+    if largest > DEFAULT_PEER_LIMIT:
+        print(
+            f"warning: the agent forwarded requests of up to {largest / MIB:.2f} MiB; a peer with the "
+            f"default {DEFAULT_PEER_LIMIT // MIB} MiB gRPC receive limit refuses them (RESOURCE_EXHAUSTED)"
+        )
 
 
 def _print_steady(result: dict[str, Any]) -> None:
@@ -919,12 +955,18 @@ def _print_steady(result: dict[str, Any]) -> None:
     )
     idle = steady["idle"]
     print(f"  idle agent before the load: CPU {idle['cpu_pct_avg']}%, RSS {idle['rss_mib_max']} MiB")
+    machine = steady["usage"]["machine"]
+    print(
+        f"  machine meanwhile: {machine['busy_cpu_pct']}% busy of {100 * (machine['cpus'] or 1)}, "
+        f"{machine['unexplained_cpu_pct']}% by processes other than generator, agent and sink"
+    )
     floor = result.get("steady_baseline")
     if floor:
-        sink = floor["usage"]["sink"]
+        sink, machine = floor["usage"]["sink"], floor["usage"]["machine"]
         print(
-            f"  same rate straight to the do-nothing grpc.aio sink: sink CPU {sink['cpu_pct_avg']}%, "
-            f"RSS {sink['rss_mib_max']} MiB (the floor of one Python gRPC server at this rate)"
+            f"  same rate straight to the do-nothing grpc.aio sink: sink CPU {sink['cpu_pct_avg']}% "
+            f"(event loop {sink['main_thread_cpu_pct_avg']}%), RSS {sink['rss_mib_max']} MiB — the floor of "
+            f"one Python gRPC server at this rate (machine {machine['busy_cpu_pct']}% busy)"
         )
     print(
         f"  delivery: agent acknowledged {v['acked_by_agent_spans_total']:,} spans, sink received "
@@ -940,6 +982,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for n in rounds
         if by.get((n, "baseline")) and (n, "agent") in by
     ]
+    cost = {(r["round"], r["phase"]): r["receiver_cpu_us_per_request"] for r in rows}
+    cpu_ratios = [
+        round(cost[n, "baseline"] / cost[n, "agent"], 3)
+        for n in rounds
+        if cost.get((n, "baseline")) and cost.get((n, "agent"))
+    ]
     baseline = [by[n, "baseline"] for n in rounds if (n, "baseline") in by]
     agent = [by[n, "agent"] for n in rounds if (n, "agent") in by]
     return {
@@ -947,6 +995,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "agent_spans_per_s_median": round(statistics.median(agent)) if agent else 0,
         "ratio_per_round": ratios,
         "ratio_median": round(statistics.median(ratios), 3) if ratios else 0.0,
+        "cpu_ratio_per_round": cpu_ratios,
+        "cpu_ratio_median": round(statistics.median(cpu_ratios), 3) if cpu_ratios else 0.0,
     }
 
 

@@ -43,12 +43,12 @@ def _otlp_receiver(host: str, ports: Mapping[str, int], service: str) -> dict[st
 
 
 def _service_part(
-    host: str, ports: Mapping[str, int], service: str, processors: list[str], exporter: str
+    host: str, ports: Mapping[str, int], service: str, receiver: str, processors: list[str], exporter: str
 ) -> dict[str, Any]:
     return {
         "telemetry": {"admin": {"endpoint": f"{host}:{ports[f'{service}.admin']}"}},
         "pipelines": {
-            signal: {"receivers": ["otlp"], "processors": processors, "exporters": [exporter]}
+            signal: {"receivers": [receiver], "processors": processors, "exporters": [exporter]}
             for signal in _SIGNALS
         },
     }
@@ -67,21 +67,26 @@ _MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
 
 
 def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, ServiceConfig]:
-    """The three services' configurations, wired agent → gateway → bridge."""
+    """The three services' configurations: agent → (OTLP) → gateway → (OTAP) → bridge.
+
+    The gateway and the bridge receive with `otap`, which serves OTLP and OTAP on one port.
+    """
     agent = {
         "receivers": {"otlp": _otlp_receiver(host, ports, "agent")},
         "processors": {"memory_limiter": _MEMORY_LIMITER, "resource": {}, "batch": {"timeout": 0.2}},
         "exporters": {"otlp": _forwarder(ports["gateway.grpc"])},
-        "service": _service_part(host, ports, "agent", ["memory_limiter", "resource", "batch"], "otlp"),
+        "service": _service_part(
+            host, ports, "agent", "otlp", ["memory_limiter", "resource", "batch"], "otlp"
+        ),
     }
     gateway = {
-        "receivers": {"otlp": _otlp_receiver(host, ports, "gateway")},
+        "receivers": {"otap": _otlp_receiver(host, ports, "gateway")},
         "processors": {"memory_limiter": _MEMORY_LIMITER, "batch": {"timeout": 0.2}},
-        "exporters": {"otlp": _forwarder(ports["bridge.grpc"])},
-        "service": _service_part(host, ports, "gateway", ["memory_limiter", "batch"], "otlp"),
+        "exporters": {"otap": _forwarder(ports["bridge.grpc"])},
+        "service": _service_part(host, ports, "gateway", "otap", ["memory_limiter", "batch"], "otap"),
     }
     bridge = {
-        "receivers": {"otlp": _otlp_receiver(host, ports, "bridge")},
+        "receivers": {"otap": _otlp_receiver(host, ports, "bridge")},
         "processors": {"memory_limiter": _MEMORY_LIMITER},
         "exporters": {
             "lake": {
@@ -93,7 +98,7 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
         },
         "extensions": {"query_api": {"endpoint": f"{host}:{ports['bridge.query']}", "lake": "lake"}},
         "service": {
-            **_service_part(host, ports, "bridge", ["memory_limiter"], "lake"),
+            **_service_part(host, ports, "bridge", "otap", ["memory_limiter"], "lake"),
             "extensions": ["query_api"],
         },
     }
