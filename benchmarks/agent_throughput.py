@@ -456,16 +456,26 @@ class Bench:
             raise RuntimeError("the sink did not start within 30 s")
         return Sink(process, int(receive.recv()), stats)
 
-    def start_agent(self, sink_port: int, tag: str) -> Agent:
+    def start_agent(self, sink_port: int, tag: str, queue: str | None = None) -> Agent:
+        """An agent as examples/agent.yaml batches; with ``queue`` ("memory" or "wal") the
+        durable-pipeline shape instead: no batch processor, the exporter's queue in memory or in
+        a write-ahead log (acknowledged after fsync)."""
         port, admin_port = _free_port(), _free_port()
         config = self.workdir / f"agent-{tag}.yaml"
+        template = AGENT_CONFIG if queue is None else QUEUE_AGENT_CONFIG
+        storage = (
+            f"storage: {{directory: {self.workdir / ('wal-' + tag)}, durable: true}}"
+            if queue == "wal"
+            else ""
+        )
         config.write_text(
-            AGENT_CONFIG.format(
+            template.format(
                 host=HOST,
                 port=port,
                 admin_port=admin_port,
                 sink_port=sink_port,
                 compression=self.args.compression,
+                storage=storage,
             )
         )
         log = self.workdir / f"agent-{tag}.log"
@@ -585,11 +595,11 @@ class Bench:
             self.processes.stop(sink.process)
         return _phase("baseline", load, usage, {"sink": received})
 
-    def agent(self, tag: str) -> dict[str, Any]:
+    def agent(self, tag: str, queue: str | None = None) -> dict[str, Any]:
         sink = self.start_sink()
         agent: Agent | None = None
         try:
-            agent = self.start_agent(sink.port, tag)
+            agent = self.start_agent(sink.port, tag, queue)
             watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
             load, usage = self.run_load(
                 agent.port, watch, duration=self.args.duration, rate=None, profile_tag=f"throughput-{tag}"
@@ -695,6 +705,40 @@ service:
     traces:
       receivers: [otlp]
       processors: [batch]
+      exporters: [otlp]
+"""
+
+
+QUEUE_AGENT_CONFIG = """\
+# Written by benchmarks/agent_throughput.py --wal: the durable pipeline shape (no batch processor
+# before the queue), the exporter's queue in memory or, with storage, in a write-ahead log.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {host}:{port}
+        max_recv_msg_size_mib: 4
+exporters:
+  otlp:
+    endpoint: {host}:{sink_port}
+    tls:
+      insecure: true
+    compression: {compression}
+    timeout: 5
+    sending_queue:
+      num_consumers: 8
+      max_size_mib: 256
+      on_full: block
+      {storage}
+service:
+  telemetry:
+    logs:
+      level: info
+    admin:
+      endpoint: {host}:{admin_port}
+  pipelines:
+    traces:
+      receivers: [otlp]
       exporters: [otlp]
 """
 
@@ -1025,6 +1069,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spans", type=int, default=100, help="spans per request (100)")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="agent → sink (none)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the steady phases")
+    parser.add_argument(
+        "--wal",
+        action="store_true",
+        help="instead: throughput with the exporter queue in memory vs in the write-ahead log, per round",
+    )
     parser.add_argument("--skip-steady", action="store_true", help="only the throughput phases")
     parser.add_argument(
         "--profile",
@@ -1098,7 +1147,29 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": [],
     }
     try:
-        if not args.skip_throughput:
+        if args.wal:
+            for number in range(1, args.rounds + 1):
+                for queue in ("memory", "wal"):
+                    print(f"round {number}/{args.rounds}: agent, queue in {queue}…", flush=True)
+                    row = bench.agent(f"round{number}-{queue}", queue)
+                    row["round"], row["phase"] = number, f"queue-{queue}"
+                    result["throughput"].append(row)
+                    print(f"  {row['spans_per_s']:,} spans/s", flush=True)
+            by = {(r["round"], r["phase"]): r["spans_per_s"] for r in result["throughput"]}
+            ratios = [round(by[n, "queue-wal"] / by[n, "queue-memory"], 3) for n in range(1, args.rounds + 1)]
+            result["wal_summary"] = {
+                "memory_spans_per_s_median": round(
+                    statistics.median(by[n, "queue-memory"] for n in range(1, args.rounds + 1))
+                ),
+                "wal_spans_per_s_median": round(
+                    statistics.median(by[n, "queue-wal"] for n in range(1, args.rounds + 1))
+                ),
+                "ratio_per_round": ratios,
+                "ratio_median": round(statistics.median(ratios), 3),
+            }
+            print(json.dumps(result["wal_summary"], indent=1))
+            print(f"WAL on / off throughput: {result['wal_summary']['ratio_median']:.3f} (target ≥ 0.7)")
+        elif not args.skip_throughput:
             for number in range(1, args.rounds + 1):
                 for phase in ("baseline", "agent"):
                     print(
@@ -1111,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["throughput"].append(row)
                     print(f"  {row['spans_per_s']:,} spans/s", flush=True)
             result["summary"] = summarize(result["throughput"])
-        if not args.skip_steady:
+        if not args.skip_steady and not args.wal:
             rate = f"{args.rate * args.spans:,.0f} spans/s for {args.steady_duration:g} s"
             print(f"steady baseline: {rate} straight to a sink…", flush=True)
             result["steady_baseline"] = bench.steady_baseline()
@@ -1131,7 +1202,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.alarm(0)
         bench.processes.stop_all()
         shutil.rmtree(bench.workdir, ignore_errors=True)
-    print_report(result)
+    if not args.wal:
+        print_report(result)
+    if args.wal and args.json == RESULTS:
+        args.json = RESULTS.with_name("agent_wal.json")
     if not args.no_json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -5,10 +5,11 @@ On disk, a directory of segment files ``<first-lsn>.wal``, each a sequence of fr
     u32 body length | u32 crc32(body) | body = u8 kind | u64 lsn | payload
 
 ``kind`` is DATA (a record) or ACK (the DATA record with that lsn was delivered). Appends go
-to the newest segment; ``append`` returns once the frame is durable — fsync'd by the group
-commit, which syncs every ``fsync_interval`` seconds or ``fsync_bytes`` bytes, whichever comes
-first (or at once, without waiting for the sync, when ``durable`` is off). A segment is
-deleted once every record in it is acknowledged and it is no longer the one being written.
+to the newest segment; ``append`` returns once the frame is durable: fsync'd by the group
+commit, which waits up to ``fsync_interval`` (or ``fsync_bytes``) for more appends to share
+one fsync; with 0 a sync starts as soon as the previous one ends and the appends that arrived
+meanwhile share it. With ``durable`` off, ``append`` returns without waiting for the sync.
+Segments are deleted, oldest first, once every record in them is acknowledged.
 
 Recovery reads every segment in order; a frame whose length or checksum is wrong (a torn or
 corrupt tail) ends that segment's replay, is counted, and is skipped; the records before it
@@ -52,7 +53,10 @@ class WalConfig(ComponentConfig):
         default=True, description="Acknowledge only after fsync (false: right after the write)."
     )
     fsync_interval: float = Field(
-        default=0.005, gt=0, description="Group commit: seconds appends wait to share one fsync."
+        default=0.0,
+        ge=0,
+        description="Group commit: seconds appends wait to share one fsync (0: sync at once; "
+        "appends arriving during a sync share the next one).",
     )
     fsync_mib: float = Field(default=4, gt=0, description="Group commit: MiB that force an fsync.")
 
@@ -144,7 +148,7 @@ class WriteAheadLog:
         *,
         max_bytes: int,
         segment_bytes: int = 64 * 1024 * 1024,
-        fsync_interval: float = 0.005,
+        fsync_interval: float = 0.0,
         fsync_bytes: int = 4 * 1024 * 1024,
         durable: bool = True,
         on_corrupt: Callable[[int], None] | None = None,
@@ -310,7 +314,7 @@ class WriteAheadLog:
     async def _sync_loop(self) -> None:
         while True:
             await self._sync_wanted.wait()
-            if self._unsynced_bytes < self._fsync_bytes:
+            if self._fsync_interval and self._unsynced_bytes < self._fsync_bytes:
                 await asyncio.sleep(self._fsync_interval)  # let a group of appends gather
             self._sync_wanted.clear()
             waiters, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
