@@ -1,6 +1,7 @@
 """Every component the agent can be built from (the one list; nothing registers itself)."""
 
 from orasi_agent.processors import resource
+from orasi_common.exporters import otap as otap_exporter
 from orasi_common.exporters import otlp as otlp_exporter
 from orasi_common.exporters import otlphttp
 from orasi_common.pipeline.component import Factories
@@ -13,5 +14,6 @@ FACTORIES = Factories.of(
     batch.FACTORY,
     resource.FACTORY,
     otlp_exporter.FACTORY,
+    otap_exporter.FACTORY,
     otlphttp.FACTORY,
 )

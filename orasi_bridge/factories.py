@@ -3,10 +3,12 @@
 from orasi_bridge import api, lake
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
+from orasi_common.receivers import otap as otap_receiver
 from orasi_common.receivers import otlp as otlp_receiver
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
+    otap_receiver.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     lake.FACTORY,

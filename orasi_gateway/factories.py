@@ -1,17 +1,21 @@
 """Every component the gateway can be built from."""
 
+from orasi_common.exporters import otap as otap_exporter
 from orasi_common.exporters import otlp as otlp_exporter
 from orasi_common.exporters import otlphttp
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
+from orasi_common.receivers import otap as otap_receiver
 from orasi_common.receivers import otlp as otlp_receiver
 from orasi_gateway import loadbalancing
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
+    otap_receiver.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     otlp_exporter.FACTORY,
+    otap_exporter.FACTORY,
     otlphttp.FACTORY,
     loadbalancing.FACTORY,
 )

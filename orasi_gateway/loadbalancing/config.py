@@ -8,6 +8,7 @@ from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.discovery.resolvers import ResolverConfig
+from orasi_common.exporters.otap.config import ArrowConfig
 from orasi_common.exporters.otlp.config import TlsConfig
 from orasi_common.pipeline.breaker import BreakerConfig
 from orasi_common.pipeline.exporter_helper import ExporterConfig
@@ -34,3 +35,4 @@ class Config(ExporterConfig):
     compression: Literal["gzip", "none"] = Field(default="none", description="gRPC compression (otlp).")
     headers: dict[str, str] = Field(default_factory=dict, description="Metadata sent with each call.")
     max_send_msg_size_mib: float = Field(default=64, gt=0, description="Largest message sent, MiB.")
+    arrow: ArrowConfig = Field(default_factory=ArrowConfig, description="OTAP streams (protocol otap).")

@@ -24,8 +24,9 @@ import grpc
 
 from orasi_common.discovery.resolvers import Resolver, ResolverConfig
 from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
+from orasi_common.exporters.otap.client import OtapClient
+from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import OtlpGrpcClient, open_channel
-from orasi_common.exporters.otlp.config import GrpcClientConfig
 from orasi_common.pdata import Batch
 from orasi_common.pdata.batch import derived_id
 from orasi_common.pipeline.breaker import BreakerState, CircuitBreaker
@@ -35,13 +36,20 @@ from orasi_gateway.loadbalancing.config import Config
 from orasi_gateway.loadbalancing.ring import HashRing, key_hash
 from orasi_gateway.loadbalancing.routing import UNROUTABLE, route
 
+Client = OtlpGrpcClient | OtapClient
+
 
 @dataclass
 class _Endpoint:
     name: str
     channel: grpc.aio.Channel
-    client: OtlpGrpcClient
+    client: Client
     breaker: CircuitBreaker
+
+    async def close(self, grace: float | None = None) -> None:
+        if isinstance(self.client, OtapClient):
+            await self.client.close()
+        await self.channel.close(grace)
 
 
 @dataclass
@@ -75,15 +83,21 @@ class LoadBalancingExporter:
         self._routed = metrics.loadbalancer_routed
         self._endpoint_count = metrics.loadbalancer_endpoints
 
-    def _client_config(self, endpoint: str) -> GrpcClientConfig:
+    def _client_config(self, endpoint: str) -> ArrowClientConfig:
         c = self._config
-        return GrpcClientConfig(
+        return ArrowClientConfig(
             endpoint=endpoint,
             tls=c.tls,
             compression=c.compression,
             headers=c.headers,
             max_send_msg_size_mib=c.max_send_msg_size_mib,
+            arrow=c.arrow,
         )
+
+    def _client(self, config: ArrowClientConfig, channel: grpc.aio.Channel) -> Client:
+        if self._config.protocol == "otap":
+            return OtapClient(self._settings, config, channel)
+        return OtlpGrpcClient(self._settings, config, channel)
 
     async def start(self) -> None:
         for group in self._groups:
@@ -115,7 +129,7 @@ class LoadBalancingExporter:
                 group.endpoints[name] = _Endpoint(
                     name,
                     channel,
-                    OtlpGrpcClient(self._settings, config, channel),
+                    self._client(config, channel),
                     CircuitBreaker(self._config.circuit_breaker, on_change),
                 )
                 self._breaker_state.labels(exporter, name).set(BreakerState.CLOSED.value)
@@ -126,7 +140,7 @@ class LoadBalancingExporter:
             "Upstream endpoints changed.", extra={"group": group.name, "endpoints": names}
         )
         for endpoint in removed:
-            await endpoint.channel.close(grace=self._config.endpoint_timeout)
+            await endpoint.close(grace=self._config.endpoint_timeout)
 
     def _active_group(self) -> _Group:
         """The primary group while any of its endpoints is healthy, else the failover group."""
@@ -213,7 +227,7 @@ class LoadBalancingExporter:
             if group.resolver is not None:
                 await group.resolver.stop()
             for endpoint in group.endpoints.values():
-                await endpoint.channel.close()
+                await endpoint.close()
             group.endpoints.clear()
         for task in list(self._updates):
             task.cancel()

@@ -99,10 +99,10 @@ def _build() -> dict[str, type[Message]]:
                 continue
             target = field.type_name.lstrip(".")
             if target == _KEY_VALUE:
-                field.type = FieldDescriptor.TYPE_BYTES
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                 field.ClearField("type_name")
             elif target == _ANY_VALUE:
-                field.type = FieldDescriptor.TYPE_BYTES
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                 field.ClearField("type_name")
                 if field.label != FieldDescriptor.LABEL_REPEATED and not field.HasField("oneof_index"):
                     synthetic.append((field, f"_{field.name}"))

@@ -7,7 +7,8 @@ Producer side (``StreamProducer``), per gRPC stream:
   values; indices are u16;
 - a payload type's IPC stream sends its schema once; a different schema (e.g. an optional column
   appearing) or a dictionary about to overflow its index type starts a new IPC stream under a
-  new ``schema_id`` (a schema reset), with fresh dictionaries;
+  new ``schema_id`` (a schema reset), with fresh dictionaries; a column with more distinct
+  values in one batch than a dictionary holds is sent as plain strings on that IPC stream;
 - IPC buffers are zstd-compressed.
 
 Consumer side (``StreamConsumer``) keeps one IPC reader per (payload type, schema_id), fed
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_common.errors import MalformedData
+from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
 
 INDEX_TYPE = pa.uint16()
@@ -63,6 +65,7 @@ class _PayloadWriter:
         self.schema_id = schema_id
         self._max_dictionary = max_dictionary
         self._dictionaries: dict[str, _Dictionary] = {}
+        self._plain: set[str] = set()  # text columns too varied for a dictionary: sent as they are
         self._sink = io.BytesIO()
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._options = pa.ipc.IpcWriteOptions(compression=compression, emit_dictionary_deltas=True)
@@ -79,8 +82,16 @@ class _PayloadWriter:
 
     def _encode_column(self, path: str, column: pa.Array) -> pa.Array | None:
         if _is_text(column.type):
+            if path in self._plain:
+                return column.cast(pa.string())
             dictionary = self._dictionaries.setdefault(path, _Dictionary())
-            return dictionary.encode(column, self._max_dictionary)
+            encoded = dictionary.encode(column, self._max_dictionary)
+            if encoded is None and self._writer is None:
+                # Before the schema is sent, a column that overflows alone is sent plain instead.
+                self._plain.add(path)
+                del self._dictionaries[path]
+                return column.cast(pa.string())
+            return encoded
         if pa.types.is_struct(column.type) and column.offset == 0:
             fields = [column.type.field(i) for i in range(column.type.num_fields)]
             children = []
@@ -114,7 +125,7 @@ class StreamProducer:
         self._generation = 0
         self.schema_resets = 0
 
-    def encode(self, tables: Mapping[int, pa.RecordBatch]) -> list[otap_pb2.ArrowPayload]:
+    def encode(self, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> list[otap_pb2.ArrowPayload]:
         payloads = []
         for payload_type, batch in tables.items():
             shape = str(batch.schema)
@@ -129,11 +140,7 @@ class StreamProducer:
                     shape, f"{digest}.{self._generation}", self._compression, self._max_dictionary
                 )
                 encoded = writer.encode(batch)
-                if encoded is None:
-                    raise ValueError(
-                        f"one batch of payload type {payload_type} has more distinct strings in a "
-                        f"column than a dictionary holds ({self._max_dictionary})"
-                    )
+                assert encoded is not None  # a fresh writer sends overflowing columns plain
                 self._writers[payload_type] = writer
             assert writer is not None
             record = writer.write(encoded)
@@ -183,9 +190,13 @@ class StreamConsumer:
     def __init__(self) -> None:
         self._readers: dict[int, _PayloadReader] = {}
 
-    def decode(self, payloads: Iterable[otap_pb2.ArrowPayload]) -> dict[int, pa.RecordBatch]:
-        tables: dict[int, pa.RecordBatch] = {}
+    def decode(self, payloads: Iterable[otap_pb2.ArrowPayload]) -> dict[ArrowPayloadType, pa.RecordBatch]:
+        tables: dict[ArrowPayloadType, pa.RecordBatch] = {}
         for payload in payloads:
+            try:
+                kind = ArrowPayloadType(payload.type)
+            except ValueError:
+                raise MalformedData(f"unknown OTAP payload type {payload.type}") from None
             current = self._readers.get(payload.type)
             if current is None or current.schema_id != payload.schema_id:
                 current = self._readers[payload.type] = _PayloadReader(payload.schema_id, _FeedBuffer())
@@ -205,7 +216,7 @@ class StreamConsumer:
                 raise MalformedData(
                     f"payload type {payload.type} holds {current.source.pending} bytes past its record batch"
                 )
-            if payload.type in tables:
+            if kind in tables:
                 raise MalformedData(f"payload type {payload.type} appears twice in one batch")
-            tables[payload.type] = batch
+            tables[kind] = batch
         return tables

@@ -6,7 +6,7 @@ and keep their bytes so that forwarding does not serialize them again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -27,10 +27,19 @@ async def abort(context: grpc.aio.ServicerContext, error: OrasiError) -> None:
 
 
 class OtlpGrpcServer:
-    def __init__(self, config: GrpcConfig, ingest: Ingest, tenant_header: str) -> None:
+    """OTLP's three services on one port, plus any other services handed in (e.g. OTAP's)."""
+
+    def __init__(
+        self,
+        config: GrpcConfig,
+        ingest: Ingest,
+        tenant_header: str,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    ) -> None:
         self._config = config
         self._ingest = ingest
         self._tenant_header = tenant_header.lower()
+        self._extra_handlers = tuple(extra_handlers)
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
 
@@ -66,6 +75,8 @@ class OtlpGrpcServer:
             self._server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(spec.grpc_service, {"Export": handler}),)
             )
+        if self._extra_handlers:
+            self._server.add_generic_rpc_handlers(self._extra_handlers)
         try:
             self.port = self._server.add_insecure_port(self._config.endpoint)
         except RuntimeError as exc:

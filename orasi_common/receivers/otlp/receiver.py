@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import grpc
+
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.otlp.config import Config
@@ -17,7 +19,11 @@ class OtlpReceiver:
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
         ingest = Ingest(settings, consumers)
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
-        self.grpc = OtlpGrpcServer(grpc_config, ingest, config.tenant_header) if grpc_config else None
+        self.grpc = (
+            OtlpGrpcServer(grpc_config, ingest, config.tenant_header, self.grpc_services(ingest, config))
+            if grpc_config
+            else None
+        )
         self.http = (
             HttpServer(
                 OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint
@@ -26,6 +32,10 @@ class OtlpReceiver:
             else None
         )
         self._logger = settings.logger
+
+    def grpc_services(self, ingest: Ingest, config: Config) -> list[grpc.GenericRpcHandler]:
+        """More gRPC services on the OTLP port (none here; the otap receiver adds OTAP's)."""
+        return []
 
     @property
     def grpc_port(self) -> int | None:

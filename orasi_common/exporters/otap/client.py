@@ -1,0 +1,175 @@
+"""An OTAP client: batches as Arrow record batches on long-lived gRPC streams.
+
+Per signal it keeps up to ``num_streams`` streams. A stream sends batches without waiting (at
+most ``max_batches_in_flight`` unanswered) and matches each ``BatchStatus`` to its batch by id,
+in whatever order they come. After ``max_stream_lifetime`` a stream takes no new batches, is
+half-closed once its batches are answered, and a fresh one (fresh dictionaries) replaces it.
+If the peer answers UNIMPLEMENTED the client falls back to OTLP on the same channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+
+import grpc
+import hpack
+
+from orasi_common.errors import OrasiError, PermanentError, Throttled, Unavailable
+from orasi_common.exporters.otap.config import ArrowClientConfig
+from orasi_common.exporters.otlp.client import OtlpGrpcClient, compression_of
+from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.otap import codec
+from orasi_common.pdata.otap.stream import StreamProducer
+from orasi_common.pipeline.component import Settings
+from orasi_common.receivers.otap.arrow import method_path
+from orasi_common.transport import headers, status
+from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+
+_RETRYABLE = {otap_pb2.UNAVAILABLE, otap_pb2.CANCELED, otap_pb2.DEADLINE_EXCEEDED, otap_pb2.ABORTED}
+
+
+class FallBack(Exception):
+    """The peer does not serve OTAP."""
+
+
+def error_of(answer: otap_pb2.BatchStatus) -> OrasiError | None:
+    """The classified error of a BatchStatus (None for OK)."""
+    code = answer.status_code
+    if code == otap_pb2.OK:
+        return None
+    message = f"the peer answered {otap_pb2.StatusCode.Name(code)}: {answer.status_message}"
+    if code in _RETRYABLE:
+        return Unavailable(message)
+    if code == otap_pb2.RESOURCE_EXHAUSTED:
+        return Throttled(message)
+    return PermanentError(message)
+
+
+class _Stream:
+    def __init__(self, channel: grpc.aio.Channel, signal: Signal, config: ArrowClientConfig) -> None:
+        arrow = config.arrow
+        self._call = channel.stream_stream(
+            method_path(signal),
+            request_serializer=otap_pb2.BatchArrowRecords.SerializeToString,
+            response_deserializer=otap_pb2.BatchStatus.FromString,
+        )(metadata=list(config.headers.items()), compression=compression_of(config))
+        self._producer = StreamProducer(
+            None if arrow.payload_compression == "none" else arrow.payload_compression,
+            arrow.max_dictionary_size,
+        )
+        self._encoder = hpack.Encoder()
+        self._ids = itertools.count()
+        self._waiting: dict[int, asyncio.Future[otap_pb2.BatchStatus]] = {}
+        self._slots = asyncio.Semaphore(arrow.max_batches_in_flight)
+        self._write_lock = asyncio.Lock()
+        self._expires = time.monotonic() + arrow.max_stream_lifetime
+        self.failed: BaseException | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def usable(self) -> bool:
+        return self.failed is None and time.monotonic() < self._expires
+
+    async def _read(self) -> None:
+        try:
+            async for answer in self._call:
+                waiter = self._waiting.pop(answer.batch_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(answer)
+            error: BaseException = Unavailable("the peer closed the OTAP stream")
+        except grpc.aio.AioRpcError as exc:
+            error = (
+                FallBack(exc.details())
+                if exc.code() is grpc.StatusCode.UNIMPLEMENTED
+                else status.from_grpc(exc.code(), exc.details(), exc.trailing_metadata())
+            )
+        except asyncio.CancelledError:
+            error = Unavailable("the OTAP stream was closed")
+        self.failed = error
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+        self._waiting.clear()
+
+    async def send(self, batch: Batch) -> None:
+        async with self._slots:
+            tables = await asyncio.to_thread(codec.encode, batch)
+            async with self._write_lock:  # the IPC and HPACK encoder states follow the write order
+                if self.failed is not None:
+                    raise self.failed
+                batch_id = next(self._ids)
+                records = otap_pb2.BatchArrowRecords(
+                    batch_id=batch_id,
+                    arrow_payloads=self._producer.encode(tables),
+                    headers=self._encoder.encode(headers.hop_headers(batch)),
+                )
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiting[batch_id] = waiter
+                try:
+                    await self._call.write(records)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                    self._waiting.pop(batch_id, None)
+                    await asyncio.sleep(0)  # let the reader record why the stream ended
+                    raise self.failed or Unavailable(f"the OTAP stream broke: {exc}") from None
+            answer = await waiter
+        error = error_of(answer)
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        """Half-close once every batch is answered, then end the stream."""
+        while self._waiting and self.failed is None:
+            await asyncio.wait(list(self._waiting.values()), timeout=1.0)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            if self.failed is None:
+                await self._call.done_writing()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class OtapClient:
+    """Sends batches over OTAP streams on a channel it does not own."""
+
+    def __init__(self, settings: Settings, config: ArrowClientConfig, channel: grpc.aio.Channel) -> None:
+        self._settings = settings
+        self._config = config
+        self._channel = channel
+        self._streams: dict[Signal, list[_Stream]] = {signal: [] for signal in Signal}
+        self._turn = itertools.count()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._otlp = OtlpGrpcClient(settings, config, channel)
+        self.fell_back = False
+
+    def _stream(self, signal: Signal) -> _Stream:
+        streams = self._streams[signal]
+        for stream in [s for s in streams if not s.usable]:
+            streams.remove(stream)
+            task = asyncio.get_running_loop().create_task(stream.close())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        if len(streams) < self._config.arrow.num_streams:
+            streams.append(_Stream(self._channel, signal, self._config))
+        return streams[next(self._turn) % len(streams)]
+
+    async def send(self, batch: Batch) -> None:
+        if self.fell_back:
+            await self._otlp.send(batch)
+            return
+        try:
+            await self._stream(batch.signal).send(batch)
+        except FallBack as exc:
+            if not self._config.arrow.fallback_to_otlp:
+                raise PermanentError(f"the peer does not serve OTAP ({exc})") from None
+            self.fell_back = True
+            self._settings.logger.warning(
+                "The peer does not serve OTAP; sending OTLP instead.", extra={"peer": self._config.endpoint}
+            )
+            await self._otlp.send(batch)
+
+    async def close(self) -> None:
+        streams = [s for group in self._streams.values() for s in group]
+        await asyncio.gather(*(s.close() for s in streams), *self._retiring, return_exceptions=True)

@@ -1,0 +1,406 @@
+"""Traces: ``ExportTraceServiceRequest`` ⇄ OTAP tables.
+
+Tables written (columns in order; * = optional, omitted when every row is empty)::
+
+    SPANS             id* (u16, delta), resource*, scope*, schema_url*,
+                      start_time_unix_nano (timestamp[ns]), duration_time_unix_nano (duration[ns]),
+                      trace_id (fixed16), span_id (fixed8), trace_state*, parent_span_id* (fixed8),
+                      name (utf8), kind* (i32), dropped_attributes_count* (u32),
+                      dropped_events_count* (u32), dropped_links_count* (u32),
+                      status* {code (i32), status_message* (utf8)}, flags* (u32)
+    SPAN_EVENTS       id* (u32, delta), parent_id (u16, quasidelta on name),
+                      time_unix_nano* (timestamp[ns]), name (utf8), dropped_attributes_count* (u32)
+    SPAN_LINKS        id* (u32, delta), parent_id (u16, quasidelta on trace_id), trace_id (fixed16),
+                      span_id (fixed8), trace_state*, dropped_attributes_count* (u32), flags* (u32)
+    SPAN_ATTRS        attributes of spans (u16 parent ids)
+    SPAN_EVENT_ATTRS  attributes of events (u32 parent ids)
+    SPAN_LINK_ATTRS   attributes of links (u32 parent ids)
+    RESOURCE_ATTRS, SCOPE_ATTRS (see :mod:`.envelope`)
+
+Spans keep the request's order; events and links keep their order within each span. A span's
+``status`` struct row is null when the status message is unset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from orasi_common.errors import MalformedData
+from orasi_common.pdata.otap import wire
+from orasi_common.pdata.otap.attributes import encode_attributes
+from orasi_common.pdata.otap.common import (
+    DELTA,
+    DURATION,
+    QUASIDELTA,
+    U16_MAX,
+    Columns,
+    Table,
+    check_count,
+    decode_ids,
+    delta_ids,
+    id_field,
+    ids_binary,
+    nonempty_str,
+    nonzero_int32,
+    nonzero_timestamps,
+    nonzero_u32,
+    quasi_delta_decode,
+    quasi_delta_encode,
+    required_ids_binary,
+    string_codes,
+    timestamps,
+    to_numpy,
+    uints,
+)
+from orasi_common.pdata.otap.envelope import (
+    EnvelopeDecoder,
+    EnvelopeEncoder,
+    attributes_for,
+    check_payloads,
+    children_by_key,
+    root_or_empty,
+)
+from orasi_common.pdata.otap.lazy import LazyTracesRequest
+from orasi_common.pdata.otap.payload_types import TRACES_PAYLOAD_TYPES, ArrowPayloadType
+
+P = ArrowPayloadType
+
+_SPAN_FIELDS = operator.attrgetter(
+    "trace_id",
+    "span_id",
+    "trace_state",
+    "parent_span_id",
+    "flags",
+    "name",
+    "kind",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "attributes",
+    "events",
+    "links",
+)
+_HAS_STATUS = operator.methodcaller("HasField", "status")
+_STATUS = operator.attrgetter("status")
+_CODE = operator.attrgetter("code")
+_MESSAGE = operator.attrgetter("message")
+
+
+def encode_traces(request: ExportTraceServiceRequest) -> dict[ArrowPayloadType, pa.RecordBatch]:
+    """OTAP tables of a traces export request (empty dict for a request without spans)."""
+    return encode_traces_bytes(request.SerializeToString())
+
+
+def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
+    """OTAP tables of a serialized traces export request (the receiver's bytes, unparsed)."""
+    try:
+        request = LazyTracesRequest.FromString(data)
+    except DecodeError as exc:
+        raise MalformedData(f"the body is not a valid ExportTraceServiceRequest: {exc}") from None
+    envelope = EnvelopeEncoder()
+    spans: list[Any] = []
+    for rx in request.resource_spans:
+        resource_index = -1
+        for sx in rx.scope_spans:
+            items = sx.spans
+            if not items:
+                continue
+            if resource_index < 0:
+                resource_index = envelope.add_resource(rx)
+            envelope.add_scope(sx, resource_index, len(items))
+            spans.extend(items)
+    n = len(spans)
+    if n == 0:
+        return {}
+    check_count(n, U16_MAX, "spans")
+    (
+        trace_id,
+        span_id,
+        trace_state,
+        parent_span_id,
+        flags,
+        name,
+        kind,
+        start,
+        end,
+        dropped_attrs,
+        dropped_events,
+        dropped_links,
+        attrs,
+        events,
+        links,
+    ) = zip(*map(_SPAN_FIELDS, spans), strict=True)
+    tables: dict[ArrowPayloadType, pa.RecordBatch] = {}
+
+    attr_counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
+    event_counts = np.fromiter(map(len, events), dtype=np.int64, count=n)
+    link_counts = np.fromiter(map(len, links), dtype=np.int64, count=n)
+    span_rows = np.arange(n, dtype=np.int64)
+
+    columns = Columns()
+    if attr_counts.any() or event_counts.any() or link_counts.any():
+        columns.add(id_field(pa.uint16()), delta_ids(n, pa.uint16()))
+    envelope.add_to(columns, tables)
+    start_ns = np.fromiter(start, dtype=np.uint64, count=n)
+    end_ns = np.fromiter(end, dtype=np.uint64, count=n)
+    columns.required("start_time_unix_nano", timestamps(start_ns))
+    columns.required("duration_time_unix_nano", pa.array((end_ns - start_ns).view(np.int64), DURATION))
+    columns.required("trace_id", required_ids_binary(trace_id, 16, "a span's trace_id"))
+    columns.required("span_id", required_ids_binary(span_id, 8, "a span's span_id"))
+    columns.optional("trace_state", nonempty_str(trace_state))
+    columns.optional("parent_span_id", ids_binary(parent_span_id, 8, "a span's parent_span_id"))
+    columns.required("name", pa.array(name, pa.string()))
+    columns.optional("kind", nonzero_int32(kind))
+    columns.optional("dropped_attributes_count", nonzero_u32(dropped_attrs))
+    columns.optional("dropped_events_count", nonzero_u32(dropped_events))
+    columns.optional("dropped_links_count", nonzero_u32(dropped_links))
+    columns.optional("status", _status_column(spans))
+    columns.optional("flags", nonzero_u32(flags))
+    tables[P.SPANS] = columns.batch()
+
+    if attr_counts.any():
+        raws = list(itertools.chain.from_iterable(attrs))
+        batch = encode_attributes(raws, np.repeat(span_rows, attr_counts), pa.uint16())
+        if batch is not None:
+            tables[P.SPAN_ATTRS] = batch
+    if event_counts.any():
+        _encode_events(events, np.repeat(span_rows, event_counts), tables)
+    if link_counts.any():
+        _encode_links(links, np.repeat(span_rows, link_counts), tables)
+    return tables
+
+
+def _status_column(spans: list[Any]) -> pa.Array | None:
+    present = list(map(_HAS_STATUS, spans))
+    if not any(present):
+        return None
+    statuses = list(map(_STATUS, spans))
+    codes = list(map(_CODE, statuses))
+    messages = list(map(_MESSAGE, statuses))
+    status_columns = Columns()
+    status_columns.required("code", pa.array(codes, pa.int32()))
+    status_columns.optional("status_message", nonempty_str(messages))
+    return status_columns.struct("status", None if all(present) else ~np.asarray(present, dtype=np.bool_))
+
+
+def _child_ids(n: int, tables_columns: Columns, children_have_attrs: bool) -> None:
+    if children_have_attrs:
+        tables_columns.add(id_field(pa.uint32()), delta_ids(n, pa.uint32()))
+
+
+def _encode_events(
+    events_per_span: tuple[Any, ...],
+    parents: np.ndarray[Any, Any],
+    tables: dict[ArrowPayloadType, pa.RecordBatch],
+) -> None:
+    events = list(itertools.chain.from_iterable(events_per_span))
+    n = len(events)
+    times = [e.time_unix_nano for e in events]
+    names = [e.name for e in events]
+    dropped = [e.dropped_attributes_count for e in events]
+    attrs = [e.attributes for e in events]
+    counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
+    name_arr = pa.array(names, pa.string())
+    same_name = np.zeros(n, dtype=np.bool_)
+    if n > 1:
+        same_name[1:] = np.fromiter(
+            (a == b for a, b in zip(names[1:], names[:-1], strict=True)), dtype=np.bool_, count=n - 1
+        )
+    columns = Columns()
+    _child_ids(n, columns, bool(counts.any()))
+    columns.required("parent_id", uints(quasi_delta_encode(parents, same_name), pa.uint16()), QUASIDELTA)
+    columns.optional("time_unix_nano", nonzero_timestamps(times))
+    columns.required("name", name_arr)
+    columns.optional("dropped_attributes_count", nonzero_u32(dropped))
+    tables[P.SPAN_EVENTS] = columns.batch()
+    if counts.any():
+        raws = list(itertools.chain.from_iterable(attrs))
+        batch = encode_attributes(raws, np.repeat(np.arange(n, dtype=np.int64), counts), pa.uint32())
+        if batch is not None:
+            tables[P.SPAN_EVENT_ATTRS] = batch
+
+
+def _encode_links(
+    links_per_span: tuple[Any, ...],
+    parents: np.ndarray[Any, Any],
+    tables: dict[ArrowPayloadType, pa.RecordBatch],
+) -> None:
+    links = list(itertools.chain.from_iterable(links_per_span))
+    n = len(links)
+    trace_ids = [link.trace_id for link in links]
+    attrs = [link.attributes for link in links]
+    counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
+    same_trace = np.zeros(n, dtype=np.bool_)
+    if n > 1:
+        same_trace[1:] = np.fromiter(
+            (a == b for a, b in zip(trace_ids[1:], trace_ids[:-1], strict=True)), dtype=np.bool_, count=n - 1
+        )
+    columns = Columns()
+    _child_ids(n, columns, bool(counts.any()))
+    columns.required("parent_id", uints(quasi_delta_encode(parents, same_trace), pa.uint16()), QUASIDELTA)
+    columns.required("trace_id", required_ids_binary(trace_ids, 16, "a link's trace_id"))
+    columns.required("span_id", required_ids_binary([link.span_id for link in links], 8, "a link's span_id"))
+    columns.optional("trace_state", nonempty_str([link.trace_state for link in links]))
+    columns.optional(
+        "dropped_attributes_count", nonzero_u32([link.dropped_attributes_count for link in links])
+    )
+    columns.optional("flags", nonzero_u32([link.flags for link in links]))
+    tables[P.SPAN_LINKS] = columns.batch()
+    if counts.any():
+        raws = list(itertools.chain.from_iterable(attrs))
+        batch = encode_attributes(raws, np.repeat(np.arange(n, dtype=np.int64), counts), pa.uint32())
+        if batch is not None:
+            tables[P.SPAN_LINK_ATTRS] = batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_traces(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> ExportTraceServiceRequest:
+    """The traces export request of a set of OTAP tables; MalformedData if they are not valid."""
+    return ExportTraceServiceRequest.FromString(decode_traces_bytes(tables))
+
+
+def decode_traces_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> bytes:
+    """Like :func:`decode_traces`, but the serialized request."""
+    checked = check_payloads(tables, TRACES_PAYLOAD_TYPES, "traces")
+    batch = root_or_empty(checked, P.SPANS)
+    if batch is None:
+        return b""
+    root = Table.of(P.SPANS, batch)
+    n = root.n
+    envelope = EnvelopeDecoder(root, checked)
+    ids, ids_valid = decode_ids(root, "id", "u16", DELTA)
+
+    start = root.np("start_time_unix_nano", "timestamp", np.int64)
+    if root.get("start_time_unix_nano", "timestamp") is None:
+        raise root.fail("required column 'start_time_unix_nano' is missing")
+    duration = to_numpy(root.need("duration_time_unix_nano", "duration"), np.int64)
+    end = (start.view(np.uint64) + duration.view(np.uint64)).view(np.int64)
+    parts: list[wire.Segment | pa.Array] = [
+        wire.f_bytes(1, root.need("trace_id", "id16")),
+        wire.f_bytes(2, root.need("span_id", "id8")),
+    ]
+    trace_state = root.get("trace_state", "utf8")
+    if trace_state is not None:
+        parts.append(wire.f_bytes(3, trace_state))
+    parent = root.get("parent_span_id", "id8")
+    if parent is not None:
+        parts.append(wire.f_bytes(4, parent))
+    parts += [
+        wire.f_bytes(5, root.need("name", "utf8")),
+        wire.f_varint(6, root.np("kind", "i32", np.int64)),
+        wire.f_fixed64(7, start),
+        wire.f_fixed64(8, end),
+    ]
+    span_attrs = attributes_for(checked, P.SPAN_ATTRS, 9, 16, ids, ids_valid)
+    if span_attrs is not None:
+        parts.append(span_attrs)
+    parts.append(wire.f_varint(10, root.np("dropped_attributes_count", "u32", np.int64)))
+    events = _decode_events(checked, ids, ids_valid)
+    if events is not None:
+        parts.append(events)
+    parts.append(wire.f_varint(12, root.np("dropped_events_count", "u32", np.int64)))
+    links = _decode_links(checked, ids, ids_valid)
+    if links is not None:
+        parts.append(links)
+    parts.append(wire.f_varint(14, root.np("dropped_links_count", "u32", np.int64)))
+    status = root.struct("status")
+    if status is not None:
+        message = status.get("status_message", "utf8")
+        status_parts = [wire.f_bytes(2, message)] if message is not None else []
+        status_parts.append(wire.f_varint(3, status.np("code", "i32", np.int64)))
+        assert status.validity is not None
+        parts.append(wire.f_bytes(15, wire.join(*status_parts), status.validity))
+    parts.append(wire.f_fixed32(16, root.np("flags", "u32", np.uint32)))
+    spans = wire.join(*parts)
+    return envelope.assemble(wire.f_bytes(2, spans, np.ones(n, dtype=np.bool_)))
+
+
+def _decode_events(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
+    span_ids: np.ndarray[Any, Any],
+    span_valid: np.ndarray[Any, Any],
+) -> pa.Array | None:
+    batch = tables.get(P.SPAN_EVENTS)
+    if batch is None or batch.num_rows == 0:
+        if tables.get(P.SPAN_EVENT_ATTRS) is not None and tables[P.SPAN_EVENT_ATTRS].num_rows:
+            raise MalformedData("SPAN_EVENT_ATTRS: there is no SPAN_EVENTS table for its parent ids")
+        return None
+    table = Table.of(P.SPAN_EVENTS, batch)
+    n = table.n
+    ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
+    name = table.need("name", "utf8")
+    parents = _quasi_delta_parents(table, "u16", 16, string_codes(name, n))
+    parts: list[wire.Segment | pa.Array] = [
+        wire.f_fixed64(1, table.np("time_unix_nano", "timestamp", np.int64)),
+        wire.f_bytes(2, name),
+    ]
+    attrs = attributes_for(tables, P.SPAN_EVENT_ATTRS, 3, 32, ids, ids_valid)
+    if attrs is not None:
+        parts.append(attrs)
+    parts.append(wire.f_varint(4, table.np("dropped_attributes_count", "u32", np.int64)))
+    events = wire.f_bytes(11, wire.join(*parts), np.ones(n, dtype=np.bool_))
+    return children_by_key(parents, events, span_ids, span_valid, "SPAN_EVENTS")
+
+
+def _decode_links(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
+    span_ids: np.ndarray[Any, Any],
+    span_valid: np.ndarray[Any, Any],
+) -> pa.Array | None:
+    batch = tables.get(P.SPAN_LINKS)
+    if batch is None or batch.num_rows == 0:
+        if tables.get(P.SPAN_LINK_ATTRS) is not None and tables[P.SPAN_LINK_ATTRS].num_rows:
+            raise MalformedData("SPAN_LINK_ATTRS: there is no SPAN_LINKS table for its parent ids")
+        return None
+    table = Table.of(P.SPAN_LINKS, batch)
+    n = table.n
+    ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
+    trace_id = table.need("trace_id", "id16")
+    parents = _quasi_delta_parents(table, "u16", 16, string_codes(trace_id, n))
+    parts: list[wire.Segment | pa.Array] = [
+        wire.f_bytes(1, trace_id),
+        wire.f_bytes(2, table.need("span_id", "id8")),
+    ]
+    trace_state = table.get("trace_state", "utf8")
+    if trace_state is not None:
+        parts.append(wire.f_bytes(3, trace_state))
+    attrs = attributes_for(tables, P.SPAN_LINK_ATTRS, 4, 32, ids, ids_valid)
+    if attrs is not None:
+        parts.append(attrs)
+    parts.append(wire.f_varint(5, table.np("dropped_attributes_count", "u32", np.int64)))
+    parts.append(wire.f_fixed32(6, table.np("flags", "u32", np.uint32)))
+    links = wire.f_bytes(13, wire.join(*parts), np.ones(n, dtype=np.bool_))
+    return children_by_key(parents, links, span_ids, span_valid, "SPAN_LINKS")
+
+
+def _quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[Any, Any]) -> Any:
+    """Decode a parent_id column quasi-delta encoded on columns whose equality codes are given."""
+    arr = table.need("parent_id", kind)
+    if arr.null_count:
+        raise table.fail("parent_id has nulls")
+    encoded = to_numpy(arr, np.int64)
+    encoding = table.encoding("parent_id", QUASIDELTA)
+    if encoding == QUASIDELTA:
+        eq = np.zeros(len(encoded), dtype=np.bool_)
+        if len(encoded) > 1:
+            eq[1:] = codes[1:] == codes[:-1]
+        return quasi_delta_decode(encoded, eq, bits)
+    if encoding == DELTA:
+        return np.cumsum(encoded) & ((1 << bits) - 1)
+    return encoded
+
+
+__all__ = ["decode_traces", "decode_traces_bytes", "encode_traces", "encode_traces_bytes"]

@@ -1,0 +1,376 @@
+"""Protobuf wire format, read and written a column at a time with numpy and Arrow compute.
+
+The codec never walks attributes one by one in Python. Reading: the raw ``KeyValue`` and
+``AnyValue`` bytes of a whole batch sit in one Arrow binary array, and the functions here
+decode a varint, or cut a field out, for every row at once. Writing: every field of every
+row becomes a binary segment (tag, varint, payload), :func:`join` concatenates the segments
+of each row, and :func:`group_concat` turns the children of each parent (sorted by parent)
+into one ``repeated`` field, so a whole export request is assembled without a Python loop
+over items and parsed once by upb at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+Bools = npt.NDArray[np.bool_]
+
+EMPTY = pa.scalar(b"", pa.binary())
+_PAD = 16  # bytes of zeros after the data so that look-ahead reads never leave the buffer
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def binary_buffers(arr: pa.Array) -> tuple[I64, U8]:
+    """(offsets as int64 [n + 1], data padded with zeros) of a binary/string array."""
+    arr = arr.cast(pa.binary()) if not pa.types.is_binary(arr.type) else arr
+    n = len(arr)
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4).astype(np.int64)
+    if buffers[2] is None or offsets[-1] == offsets[0]:
+        data = np.zeros(_PAD, dtype=np.uint8)
+    else:
+        raw = np.frombuffer(buffers[2], dtype=np.uint8, count=int(offsets[-1]))
+        data = np.concatenate((raw, np.zeros(_PAD, dtype=np.uint8)))
+    return offsets, data
+
+
+def read_varint(data: U8, pos: I64) -> tuple[U64, I64, Bools]:
+    """Decode the varint at each position: (value, length in bytes, well-formed)."""
+    first = data[pos]
+    value = (first & 0x7F).astype(np.uint64)
+    length = np.ones(len(pos), dtype=np.int64)
+    cont = first >= 0x80
+    k = 1
+    while k < 10 and cont.any():
+        rows = np.flatnonzero(cont)
+        byte = data[pos[rows] + k]
+        value[rows] |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        length[rows] += 1
+        cont[rows] = byte >= 0x80
+        k += 1
+    return value, length, ~cont
+
+
+def cut(arr: pa.Array, bounds: I64, picks: list[tuple[int, Bools | None]]) -> list[pa.Array]:
+    """Cut byte ranges out of a binary array's data buffer, several arrays in one pass.
+
+    ``bounds`` holds k offsets per row (shape n x k, absolute in the data buffer, non-decreasing
+    through the whole array), so that segment j of row i spans [bounds[i, j], bounds[i, j + 1]).
+    Each pick (j, valid) returns the array of segment j of every row (null where not valid).
+    The segments are views over the original buffer until ``take`` copies them out.
+    """
+    n, k = bounds.shape
+    data = arr.buffers()[2]
+    spliced = pa.Array.from_buffers(
+        pa.binary(), n * k - 1, [None, pa.py_buffer(bounds.astype(np.int32).ravel()), data]
+    )
+    out = []
+    for j, valid in picks:
+        index = np.arange(j, n * k, k, dtype=np.int64)
+        out.append(spliced.take(pa.array(index, mask=None if valid is None else ~valid)))
+    return out
+
+
+def gather(data: U8, starts: I64, lengths: I64, valid: Bools | None, typ: pa.DataType) -> pa.Array:
+    """A string/binary array of the byte ranges [start, start + length) of ``data``."""
+    n = len(starts)
+    if valid is not None:
+        lengths = np.where(valid, lengths, 0)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    if total:
+        index = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
+        buf = data[index]
+    else:
+        buf = np.zeros(0, dtype=np.uint8)
+    return from_parts(typ, offsets, buf, valid)
+
+
+def from_parts(typ: pa.DataType, offsets: I64, data: U8, valid: Bools | None) -> pa.Array:
+    """Build a string/binary array from its offsets, data and validity."""
+    n = len(offsets) - 1
+    if valid is not None and not valid.all():
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        null_count = int(n - np.count_nonzero(valid))
+    else:
+        validity, null_count = None, 0
+    return pa.Array.from_buffers(
+        typ, n, [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)], null_count
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def varints(values: npt.NDArray[Any], valid: Bools | None = None) -> pa.Array:
+    """Binary array of the varint encoding of each value (int64 as its two's complement)."""
+    v = np.ascontiguousarray(values).astype(np.int64, copy=False).view(np.uint64)
+    n = len(v)
+    nbytes = np.ones(n, dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while True:
+        more = rest != 0
+        if not more.any():
+            break
+        nbytes += more
+        rest >>= np.uint64(7)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(nbytes, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    starts = offsets[:-1]
+    for k in range(int(nbytes.max()) if n else 0):
+        rows = nbytes > k
+        byte = (v[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        byte |= (nbytes[rows] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[starts[rows] + k] = byte.astype(np.uint8)
+    return from_parts(pa.binary(), offsets, out, valid)
+
+
+def fixed(values: npt.NDArray[Any], valid: Bools | None = None) -> pa.Array:
+    """Binary array of the little-endian bytes of fixed-width values (fixed32/64, double)."""
+    arr = np.ascontiguousarray(values)
+    width = arr.dtype.itemsize
+    n = len(arr)
+    raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).view(np.uint8)
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    return from_parts(pa.binary(), offsets, raw, valid)
+
+
+_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    key = (field << 3) | wire_type
+    out = bytearray()
+    while key >= 0x80:
+        out.append((key & 0x7F) | 0x80)
+        key >>= 7
+    out.append(key)
+    return bytes(out)
+
+
+def _varint_sizes(values: U64) -> I64:
+    sizes: I64 = np.searchsorted(_VARINT_LIMITS, values, side="right").astype(np.int64) + 1
+    return sizes
+
+
+def _write_varints(out: U8, pos: I64, values: U64, sizes: I64) -> None:
+    for k in range(int(sizes.max()) if len(sizes) else 0):
+        rows = sizes > k
+        byte = (values[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        byte |= (sizes[rows] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[pos[rows] + k] = byte.astype(np.uint8)
+
+
+class Segment:
+    """One field of a message being assembled, for every row at once.
+
+    ``lengths[i]`` is the size of the field's head (tag, and the length of a delimited field)
+    in row i, 0 where the field is not written; ``write(out, pos)`` writes every head at
+    ``pos[i]``. A delimited field also has its ``payload`` (a binary array, null or empty where
+    not written), which follows the head and is copied by Arrow.
+    """
+
+    __slots__ = ("lengths", "payload", "write")
+
+    def __init__(self, lengths: I64, write: Any, payload: pa.Array | None = None) -> None:
+        self.lengths = lengths
+        self.write = write
+        self.payload = payload
+
+
+def _nothing(out: U8, pos: I64) -> None:
+    return None
+
+
+def _fixed_width(field: int, wire_type: int, values: npt.NDArray[Any], emit: Bools) -> Segment:
+    n = len(values)
+    rows = np.flatnonzero(emit)
+    if len(rows) == 0:
+        return Segment(np.zeros(n, dtype=np.int64), _nothing)
+    tag = np.frombuffer(_tag(field, wire_type), dtype=np.uint8)
+    raw = np.ascontiguousarray(values[rows])
+    raw = raw.astype(raw.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(len(rows), -1)
+    width = len(tag) + raw.shape[1]
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[rows] = width
+    body = np.concatenate((np.broadcast_to(tag, (len(rows), len(tag))), raw), axis=1)
+
+    def write(out: U8, pos: I64) -> None:
+        out[pos[rows][:, None] + np.arange(width)] = body
+
+    return Segment(lengths, write)
+
+
+def _varint_field(
+    field: int, wire_type: int, values: U64, emit: Bools, payload: pa.Array | None = None
+) -> Segment:
+    n = len(values)
+    rows = np.flatnonzero(emit)
+    if len(rows) == 0:
+        return Segment(np.zeros(n, dtype=np.int64), _nothing)
+    tag = _tag(field, wire_type)
+    chosen = values[rows]
+    sizes = _varint_sizes(chosen)
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[rows] = len(tag) + sizes
+
+    def write(out: U8, pos: I64) -> None:
+        at = pos[rows]
+        for i, byte in enumerate(tag):
+            out[at + i] = byte
+        _write_varints(out, at + len(tag), chosen, sizes)
+
+    return Segment(lengths, write, payload)
+
+
+def _heads(segments: list[Segment]) -> pa.Array:
+    """The heads of consecutive fields, written by numpy into one binary array."""
+    n = len(segments[0].lengths)
+    total = segments[0].lengths.copy()
+    for segment in segments[1:]:
+        total += segment.lengths
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(total, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    pos = offsets[:-1].copy()
+    for segment in segments:
+        segment.write(out, pos)
+        pos += segment.lengths
+    return from_parts(pa.binary(), offsets, out, None)
+
+
+def join(*parts: Segment | pa.Array) -> pa.Array:
+    """Assemble each row's message from its parts (fields, or raw bytes such as grouped children)."""
+    arrays: list[pa.Array] = []
+    heads: list[Segment] = []
+    for part in parts:
+        if isinstance(part, Segment):
+            if part.lengths.any():
+                heads.append(part)
+                if part.payload is not None:
+                    arrays.append(_heads(heads))
+                    arrays.append(part.payload)
+                    heads = []
+        else:
+            if heads:
+                arrays.append(_heads(heads))
+                heads = []
+            arrays.append(part)
+    if heads:
+        arrays.append(_heads(heads))
+    if not arrays:
+        first = parts[0]
+        return empties(len(first.lengths) if isinstance(first, Segment) else len(first))
+    if len(arrays) == 1:
+        only = arrays[0]
+        return pc.fill_null(only, EMPTY) if only.null_count else only
+    return pc.binary_join_element_wise(*arrays, EMPTY, null_handling="replace", null_replacement=b"")
+
+
+def f_varint(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
+    """A varint field (int32/int64/uint32/uint64/bool/enum) where ``emit`` (default: non-zero)."""
+    v = np.ascontiguousarray(values).astype(np.int64, copy=False).view(np.uint64)
+    return _varint_field(field, 0, v, v != 0 if emit is None else emit)
+
+
+def f_sint(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
+    """A zigzag (sint32/sint64) field."""
+    v = np.ascontiguousarray(values).astype(np.int64)
+    zigzag = ((v << 1) ^ (v >> 63)).view(np.uint64)
+    return _varint_field(field, 0, zigzag, v != 0 if emit is None else emit)
+
+
+def f_fixed64(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
+    """A fixed64/sfixed64/double field; default emit: non-zero bit patterns."""
+    v = np.ascontiguousarray(values)
+    return _fixed_width(field, 1, v, v.view(np.uint64) != 0 if emit is None else emit)
+
+
+def f_fixed32(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
+    """A fixed32 field."""
+    v = np.ascontiguousarray(values).astype(np.uint32, copy=False)
+    return _fixed_width(field, 5, v, v != 0 if emit is None else emit)
+
+
+def lengths_of(arr: pa.Array) -> I64:
+    """Byte length of each value of a binary/string array (0 for nulls), from its offsets."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    lengths = np.diff(offsets).astype(np.int64)
+    if arr.null_count:
+        lengths[~is_valid(arr)] = 0
+    return lengths
+
+
+def f_bytes(field: int, payload: pa.Array | Segment, emit: Bools | None = None) -> Segment:
+    """A length-delimited field (string, bytes, message); default emit: non-empty. Nulls never."""
+    if isinstance(payload, Segment):
+        payload = join(payload)
+    if not pa.types.is_binary(payload.type):
+        payload = payload.cast(pa.binary())
+    lengths = lengths_of(payload)
+    valid = is_valid(payload)
+    chosen = valid & (lengths > 0) if emit is None else emit & valid
+    if bool(np.any(~chosen & (lengths > 0))):
+        payload = pc.if_else(pa.array(chosen, pa.bool_()), payload, pa.scalar(None, payload.type))
+    return _varint_field(field, 2, lengths.astype(np.uint64), chosen, payload)
+
+
+def f_packed_fixed64(field: int, values: pa.Array) -> Segment:
+    """A packed repeated fixed64/double field from a list array (empty lists skipped)."""
+    counts = np.asarray(values.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    flat = np.ascontiguousarray(values.flatten().to_numpy(zero_copy_only=False))
+    raw = flat.astype(flat.dtype.newbyteorder("<"), copy=False).view(np.uint8)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts * 8, out=offsets[1:])
+    payload = from_parts(pa.binary(), offsets, raw, None)
+    return _varint_field(field, 2, (counts * 8).astype(np.uint64), counts > 0, payload)
+
+
+def group_concat(children: pa.Array | Segment, parent_rows: I64, n_parents: int) -> pa.Array:
+    """Concatenate the children of each parent; ``parent_rows[i]`` is child i's parent (0..n-1).
+
+    Children keep their relative order within a parent.
+    """
+    if isinstance(children, Segment):
+        children = join(children)
+    if len(children) == 0:
+        return empties(n_parents)
+    if len(parent_rows) > 1 and not bool(np.all(parent_rows[1:] >= parent_rows[:-1])):
+        order = np.argsort(parent_rows, kind="stable")
+        children = children.take(pa.array(order))
+        parent_rows = parent_rows[order]
+    if children.null_count:
+        children = pc.fill_null(children, EMPTY)
+    offsets, data = binary_buffers(children)
+    counts = np.bincount(parent_rows, minlength=n_parents)
+    bounds = np.zeros(n_parents + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    group_offsets = offsets[bounds] - offsets[0]
+    return from_parts(pa.binary(), group_offsets, data[int(offsets[0]) : int(offsets[-1])], None)
+
+
+def empties(n: int) -> pa.Array:
+    """A binary array of ``n`` empty values."""
+    return from_parts(pa.binary(), np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.uint8), None)
+
+
+def is_valid(arr: pa.Array) -> Bools:
+    """The validity of each row as a numpy bool array."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=np.bool_)
+    out: Bools = arr.is_valid().to_numpy(zero_copy_only=False)
+    return out

@@ -1,0 +1,114 @@
+"""OTAP's gRPC services: ArrowTraces, ArrowLogs and ArrowMetrics bidirectional streams.
+
+Each stream has its own Arrow IPC readers and HPACK decoder. Every ``BatchArrowRecords`` is
+answered by one ``BatchStatus`` for its ``batch_id``: OK once the pipeline accepted the batch,
+otherwise the classified error's code and message — a bad batch fails alone, the stream goes
+on. The tenant and the Orasi batch id come from the batch's HPACK headers (or the stream's
+metadata), so the idempotency key survives the OTLP → OTAP hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import hpack
+
+from orasi_common.errors import MalformedData, OrasiError
+from orasi_common.pdata import Signal
+from orasi_common.pdata.otap import codec
+from orasi_common.pdata.otap.stream import StreamConsumer
+from orasi_common.receivers.otlp.ingest import Ingest
+from orasi_common.transport import headers, status
+from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+
+TRANSPORT = "otap"
+PACKAGE = "opentelemetry.proto.experimental.arrow.v1"
+SERVICES = {
+    Signal.TRACES: ("ArrowTracesService", "ArrowTraces"),
+    Signal.LOGS: ("ArrowLogsService", "ArrowLogs"),
+    Signal.METRICS: ("ArrowMetricsService", "ArrowMetrics"),
+}
+
+
+def method_path(signal: Signal) -> str:
+    service, method = SERVICES[signal]
+    return f"/{PACKAGE}.{service}/{method}"
+
+
+def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.BatchStatus:
+    if error is None:
+        return otap_pb2.BatchStatus(batch_id=batch_id, status_code=otap_pb2.OK)
+    # OTAP's status codes are gRPC's numbers.
+    code = status.grpc_code(error).value[0]
+    if code not in otap_pb2.StatusCode.values():
+        code = otap_pb2.INVALID_ARGUMENT if not error.retryable else otap_pb2.UNAVAILABLE
+    return otap_pb2.BatchStatus(
+        batch_id=batch_id,
+        status_code=code,
+        status_message=error.message,
+    )
+
+
+class ArrowStreams:
+    """The stream handlers of one receiver."""
+
+    def __init__(self, ingest: Ingest, tenant_header: str) -> None:
+        self._ingest = ingest
+        self._tenant_header = tenant_header.lower()
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        handlers = []
+        for signal, (service, method) in SERVICES.items():
+            handler = grpc.stream_stream_rpc_method_handler(
+                self._stream(signal),
+                request_deserializer=otap_pb2.BatchArrowRecords.FromString,
+                response_serializer=otap_pb2.BatchStatus.SerializeToString,
+            )
+            handlers.append(grpc.method_handlers_generic_handler(f"{PACKAGE}.{service}", {method: handler}))
+        return handlers
+
+    def _stream(self, signal: Signal):  # type: ignore[no-untyped-def]
+        async def serve(
+            requests: AsyncIterator[otap_pb2.BatchArrowRecords], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[otap_pb2.BatchStatus]:
+            try:
+                self._ingest.check_signal(signal)
+            except OrasiError as error:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, error.message)
+            stream_metadata = dict(context.invocation_metadata() or ())
+            consumer = StreamConsumer()
+            decoder = hpack.Decoder()
+            async for records in requests:
+                yield await self._one(signal, records, consumer, decoder, stream_metadata)
+
+        return serve
+
+    async def _one(
+        self,
+        signal: Signal,
+        records: otap_pb2.BatchArrowRecords,
+        consumer: StreamConsumer,
+        decoder: hpack.Decoder,
+        stream_metadata: dict[str, str | bytes],
+    ) -> otap_pb2.BatchStatus:
+        try:
+            metadata = dict(stream_metadata)
+            if records.headers:
+                try:
+                    metadata.update((str(k), str(v)) for k, v in decoder.decode(records.headers))
+                except hpack.HPACKError as exc:
+                    raise MalformedData(f"the batch's headers are not valid HPACK: {exc}") from None
+            tables = consumer.decode(records.arrow_payloads)
+            tenant = metadata.get(self._tenant_header)
+            batch_id = metadata.get(headers.BATCH_ID)
+            batch = codec.decode(
+                signal,
+                tables,
+                tenant=headers.incoming_tenant(tenant if isinstance(tenant, str) else None),
+                batch_id=headers.incoming_batch_id(batch_id if isinstance(batch_id, str) else None),
+            )
+            await self._ingest.consume(batch, TRANSPORT)
+        except OrasiError as error:
+            return batch_status(records.batch_id, error)
+        return batch_status(records.batch_id)
