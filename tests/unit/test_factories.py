@@ -1,6 +1,6 @@
-"""Conformance of every component the agent can build: config shape and lifecycle.
+"""Conformance of every component any service can build: config shape and lifecycle.
 
-For each factory in orasi_agent.factories.FACTORIES, with a minimal valid config: shutdown
+For each factory of the agent, the gateway and the bridge, with a minimal valid config: shutdown
 without start is safe; create → start → shutdown → shutdown works; and the same again with a new
 instance (ports and tasks were released).
 """
@@ -13,43 +13,68 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from orasi_agent.factories import FACTORIES
+from orasi_agent.factories import FACTORIES as AGENT
+from orasi_bridge.factories import FACTORIES as BRIDGE
+from orasi_bridge.lake import LakeWriter
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Factory, Kind
 from orasi_common.telemetry.metrics import Metrics
 
-from ..doubles import RecordingConsumer, make_settings
+from .doubles import RecordingConsumer, make_settings
+
+from orasi_gateway.factories import FACTORIES as GATEWAY
+
+RECEIVER = {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}}
+# The lake starts on a SQLite catalog and a local warehouse: {tmp} is the test's directory.
+LAKE = {"catalog_uri": "sqlite:///{tmp}/catalog.db", "warehouse": "file://{tmp}/warehouse"}
 
 MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
-    (Kind.RECEIVER, "otlp"): {
-        "protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}
-    },
+    (Kind.RECEIVER, "otlp"): RECEIVER,
+    (Kind.RECEIVER, "otap"): RECEIVER,
     (Kind.PROCESSOR, "memory_limiter"): {"limit_mib": 1024 * 1024, "check_interval": 3600},
     (Kind.PROCESSOR, "batch"): {},
     (Kind.PROCESSOR, "resource"): {},
     (Kind.EXPORTER, "otlp"): {"endpoint": "127.0.0.1:1", "tls": {"insecure": True}},
+    (Kind.EXPORTER, "otap"): {"endpoint": "127.0.0.1:1", "tls": {"insecure": True}},
     (Kind.EXPORTER, "otlphttp"): {"endpoint": "http://127.0.0.1:1"},
+    (Kind.EXPORTER, "loadbalancing"): {"resolver": {"static": {"endpoints": ["127.0.0.1:1", "127.0.0.1:2"]}}},
+    (Kind.EXPORTER, "lake"): LAKE,
+    (Kind.EXTENSION, "query_api"): {"endpoint": "127.0.0.1:0"},
 }
 
-ALL: list[Factory] = [
-    *FACTORIES.receivers.values(),
-    *FACTORIES.processors.values(),
-    *FACTORIES.exporters.values(),
-]
+
+def _all_factories() -> list[Factory]:
+    found: dict[tuple[Kind, str], Factory] = {}
+    for factories in (AGENT, GATEWAY, BRIDGE):
+        for group in (factories.receivers, factories.processors, factories.exporters, factories.extensions):
+            for factory in group.values():
+                found.setdefault((factory.kind, factory.type), factory)
+    return list(found.values())
+
+
+ALL = _all_factories()
 IDS = [f"{f.kind.value}-{f.type}" for f in ALL]
+
+
+def _config(factory: Factory, tmp: str) -> dict[str, Any]:
+    return {
+        key: value.format(tmp=tmp) if isinstance(value, str) else value
+        for key, value in MINIMAL[(factory.kind, factory.type)].items()
+    }
 
 
 def test_every_factory_has_a_minimal_config_here() -> None:
     assert {(f.kind, f.type) for f in ALL} == set(MINIMAL)
 
 
-def test_factories_are_listed_under_their_type() -> None:
+@pytest.mark.parametrize("factories", [AGENT, GATEWAY, BRIDGE], ids=["agent", "gateway", "bridge"])
+def test_factories_are_listed_under_their_type(factories: Any) -> None:
     groups: tuple[tuple[Kind, Mapping[str, Factory]], ...] = (
-        (Kind.RECEIVER, FACTORIES.receivers),
-        (Kind.PROCESSOR, FACTORIES.processors),
-        (Kind.EXPORTER, FACTORIES.exporters),
-        (Kind.EXTENSION, FACTORIES.extensions),
+        (Kind.RECEIVER, factories.receivers),
+        (Kind.PROCESSOR, factories.processors),
+        (Kind.EXPORTER, factories.exporters),
+        (Kind.EXTENSION, factories.extensions),
     )
     for kind, group in groups:
         for type_name, factory in group.items():
@@ -75,11 +100,11 @@ def test_config_is_strict_frozen_and_described(factory: Factory) -> None:
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name} has no description"
     with pytest.raises(ValueError, match=r"unknown_key_xyz|extra"):
-        factory.config_type.model_validate({**MINIMAL[(factory.kind, factory.type)], "unknown_key_xyz": 1})
+        factory.config_type.model_validate({**_config(factory, "/tmp"), "unknown_key_xyz": 1})
 
 
-def _create(factory: Factory, metrics: Metrics) -> Any:
-    config = factory.config_type.model_validate(MINIMAL[(factory.kind, factory.type)])
+def _create(factory: Factory, metrics: Metrics, tmp: str) -> Any:
+    config = factory.config_type.model_validate(_config(factory, tmp))
     settings = make_settings(
         factory.type, factory.kind, metrics, pipeline="traces" if factory.kind is Kind.PROCESSOR else None
     )
@@ -88,21 +113,27 @@ def _create(factory: Factory, metrics: Metrics) -> Any:
     if factory.kind is Kind.PROCESSOR:
         return factory.create(settings, config, RecordingConsumer())  # type: ignore[call-arg]
     if factory.kind is Kind.EXTENSION:
-        return factory.create(settings, config, _NoExporters())  # type: ignore[call-arg]
+        return factory.create(settings, config, _LakeHost(metrics, tmp))  # type: ignore[call-arg]
     return factory.create(settings, config)  # type: ignore[call-arg]
 
 
-class _NoExporters:
-    """A Host without exporters, for extensions created on their own."""
+class _LakeHost:
+    """A Host whose only exporter is a (not started) lake writer, for the query API."""
+
+    def __init__(self, metrics: Metrics, tmp: str) -> None:
+        self._metrics, self._tmp = metrics, tmp
 
     def exporter(self, exporter_id: str) -> Any:
-        raise LookupError(exporter_id)
+        lake = next(f for f in ALL if f.kind is Kind.EXPORTER and f.type == "lake")
+        writer = _create(lake, self._metrics, self._tmp)
+        assert isinstance(writer, LakeWriter)
+        return writer
 
 
 @pytest.mark.parametrize("factory", ALL, ids=IDS)
-async def test_lifecycle_twice(factory: Factory) -> None:
+async def test_lifecycle_twice(factory: Factory, tmp_path: Any) -> None:
     metrics = Metrics("agent")
-    component = _create(factory, metrics)
+    component = _create(factory, metrics, str(tmp_path))
     await component.shutdown()  # safe without start
     await component.start()
     if factory.kind is Kind.RECEIVER:
@@ -110,7 +141,7 @@ async def test_lifecycle_twice(factory: Factory) -> None:
     await component.shutdown()
     await component.shutdown()  # safe twice
 
-    again = _create(factory, metrics)
+    again = _create(factory, metrics, str(tmp_path))
     await again.start()
     await again.shutdown()
     await again.shutdown()
