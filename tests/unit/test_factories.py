@@ -20,10 +20,9 @@ from orasi_common.config.model import ComponentConfig
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Factory, Kind
 from orasi_common.telemetry.metrics import Metrics
+from orasi_gateway.factories import FACTORIES as GATEWAY
 
 from .doubles import RecordingConsumer, make_settings
-
-from orasi_gateway.factories import FACTORIES as GATEWAY
 
 RECEIVER = {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}}
 # The lake starts on a SQLite catalog and a local warehouse: {tmp} is the test's directory.
