@@ -13,8 +13,8 @@ same batches as OTLP protobuf compressed with zstd (level 3, what a zstd-compres
 exporter sends), in the same run. It also times the exporter side (OTLP bytes → tables → IPC
 payloads) and the receiver side (payloads → tables → OTLP bytes) per core (process CPU time).
 
-Targets (ISSUE 4): at 1,000-item batches OTAP ≤ 0.6× OTLP+zstd for traces, ≤ 0.5× for logs,
-≤ 0.3× for metrics; OTLP → OTAP ≥ 200k spans/s per core.
+Targets (ISSUE 4): at 1,000-item batches OTAP ≤ 0.6x OTLP+zstd for traces, ≤ 0.5x for logs,
+≤ 0.3x for metrics; OTLP → OTAP ≥ 200k spans/s per core.
 """
 
 from __future__ import annotations
