@@ -85,7 +85,9 @@ async def test_bytes_limit_sends_before_a_batch_would_pass_it(
     assert [b.items for b in recorder.batches] == [2, 1]
 
 
-async def test_bytes_limit_reached_exactly_sends_at_once(metrics: Metrics, recorder: RecordingConsumer) -> None:
+async def test_bytes_limit_reached_exactly_sends_at_once(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
     one = batch_with(Signal.TRACES, 1)
     limit_mib = (2 * one.size_bytes) / (1024 * 1024)
     processor = _processor(
