@@ -8,13 +8,15 @@ probe succeeds. A part whose upstream fails is re-sent to another healthy endpoi
 primary endpoint is healthy, the failover group (e.g. another region) takes everything, and
 traffic returns to the primary as soon as its breakers close again.
 
-Parts keep ids derived from the batch id and the first endpoint chosen for them, so a retried
-or re-routed part carries the same idempotency key.
+Parts keep ids derived from the batch id and the first endpoint chosen for them; when some parts
+of a batch fail, its retry re-sends only those parts, under the same ids, so the lake can
+recognise any copy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 from collections.abc import Iterable
@@ -37,6 +39,10 @@ from orasi_gateway.loadbalancing.ring import HashRing, key_hash
 from orasi_gateway.loadbalancing.routing import UNROUTABLE, route
 
 Client = OtlpGrpcClient | OtapClient
+
+
+# Batches whose parts are partly delivered, remembered for their retries (oldest forgotten first).
+MAX_UNFINISHED = 10_000
 
 
 @dataclass
@@ -77,6 +83,7 @@ class LoadBalancingExporter:
         if config.failover is not None:
             self._groups.append(_Group("failover", config.failover))
         self._round_robin = itertools.count()
+        self._unfinished: collections.OrderedDict[str, dict[str, Batch]] = collections.OrderedDict()
         self._updates: set[asyncio.Task[None]] = set()
         metrics = settings.metrics
         self._breaker_state = metrics.circuit_breaker_state
@@ -170,15 +177,25 @@ class LoadBalancingExporter:
 
     async def _send(self, batch: Batch) -> None:
         group = self._active_group()
-        parts = self._route(batch, group)
+        # A retry sends only the parts not yet delivered, under the ids they were first given.
+        parts = self._unfinished.pop(batch.batch_id, None) or self._route(batch, group)
         outcomes = await asyncio.gather(
             *(self._deliver(part, name, group) for name, part in parts.items()), return_exceptions=True
         )
+        failed = {
+            name: part
+            for (name, part), outcome in zip(parts.items(), outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         for error in errors:
             if not isinstance(error, OrasiError):
                 raise error
         if errors:
+            if any(isinstance(e, RetryableError) for e in errors):
+                self._unfinished[batch.batch_id] = failed
+                while len(self._unfinished) > MAX_UNFINISHED:
+                    self._unfinished.popitem(last=False)
             raise next((e for e in errors if isinstance(e, RetryableError)), errors[0])
 
     def _candidates(self, first: str, group: _Group) -> Iterable[tuple[_Group, str]]:

@@ -101,11 +101,16 @@ class _Stream:
                 if self.failed is not None:
                     raise self.failed
                 batch_id = next(self._ids)
-                records = otap_pb2.BatchArrowRecords(
-                    batch_id=batch_id,
-                    arrow_payloads=self._producer.encode(tables),
-                    headers=self._encoder.encode(headers.hop_headers(batch)),
-                )
+                try:
+                    records = otap_pb2.BatchArrowRecords(
+                        batch_id=batch_id,
+                        arrow_payloads=self._producer.encode(tables),
+                        headers=self._encoder.encode(headers.hop_headers(batch)),
+                    )
+                except Exception as exc:
+                    # The IPC and HPACK states may be half-updated: no later batch may use them.
+                    self.failed = Unavailable(f"encoding a batch for the OTAP stream failed: {exc!r}")
+                    raise self.failed from exc
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiting[batch_id] = waiter
                 try:

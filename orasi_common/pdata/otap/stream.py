@@ -78,7 +78,11 @@ class _PayloadWriter:
             if encoded is None:
                 return None
             arrays.append(encoded)
-        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+        # Field metadata (e.g. the `encoding` of id columns) and nullability travel unchanged.
+        schema = pa.schema(
+            [f.with_type(a.type) for f, a in zip(batch.schema, arrays, strict=True)], batch.schema.metadata
+        )
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _encode_column(self, path: str, column: pa.Array) -> pa.Array | None:
         if _is_text(column.type):
@@ -92,16 +96,20 @@ class _PayloadWriter:
                 del self._dictionaries[path]
                 return column.cast(pa.string())
             return encoded
-        if pa.types.is_struct(column.type) and column.offset == 0:
+        if pa.types.is_struct(column.type):
             fields = [column.type.field(i) for i in range(column.type.num_fields)]
             children = []
-            for index, child_field in enumerate(fields):
-                child = self._encode_column(f"{path}.{child_field.name}", column.field(index))
+            for child_field, child_column in zip(fields, column.flatten(), strict=True):
+                child = self._encode_column(f"{path}.{child_field.name}", child_column)
                 if child is None:
                     return None
                 children.append(child)
             mask = column.is_null() if column.null_count else None
-            return pa.StructArray.from_arrays(children, names=[f.name for f in fields], mask=mask)
+            return pa.StructArray.from_arrays(
+                children,
+                fields=[f.with_type(c.type) for f, c in zip(fields, children, strict=True)],
+                mask=mask,
+            )
         return column
 
     def write(self, batch: pa.RecordBatch) -> bytes:
@@ -166,6 +174,13 @@ class _FeedBuffer(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        """At most ``size`` of the bytes fed so far (never allocating what a header claims)."""
+        size = len(self._data) if size is None or size < 0 else min(size, len(self._data))
+        data = bytes(self._data[:size])
+        del self._data[:size]
+        return data
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         size = min(len(buffer), len(self._data))
         buffer[:size] = self._data[:size]
@@ -205,7 +220,8 @@ class StreamConsumer:
                 if current.reader is None:
                     current.reader = pa.ipc.open_stream(pa.PythonFile(current.source, mode="r"))
                 batch = current.reader.read_next_batch()
-            except (pa.ArrowInvalid, pa.ArrowException, StopIteration, OSError) as exc:
+                batch.validate(full=True)  # offsets and indices inside their buffers, before use
+            except (pa.ArrowInvalid, pa.ArrowException, StopIteration, OSError, MemoryError) as exc:
                 del self._readers[payload.type]
                 raise MalformedData(
                     f"payload type {payload.type} (schema {payload.schema_id!r}) is not a valid "

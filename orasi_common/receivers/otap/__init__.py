@@ -15,8 +15,16 @@ from orasi_common.receivers.otlp.receiver import OtlpReceiver
 
 
 class OtapReceiver(OtlpReceiver):
+    _streams: ArrowStreams | None = None
+
     def grpc_services(self, ingest: Ingest, config: Config) -> list[grpc.GenericRpcHandler]:
-        return ArrowStreams(ingest, config.tenant_header).handlers()
+        self._streams = ArrowStreams(ingest, config.tenant_header, self.logger)
+        return self._streams.handlers()
+
+    async def shutdown(self) -> None:
+        if self._streams is not None:
+            self._streams.stop()  # long-lived streams end between batches, not at the grace period
+        await super().shutdown()
 
 
 FACTORY = ReceiverFactory("otap", Config, OtapReceiver)

@@ -9,6 +9,8 @@ metadata), so the idempotency key survives the OTLP → OTAP hop.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -51,11 +53,16 @@ def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.Bat
 
 
 class ArrowStreams:
-    """The stream handlers of one receiver."""
+    """The stream handlers of one receiver; ``stop()`` ends every stream after its current batch."""
 
-    def __init__(self, ingest: Ingest, tenant_header: str) -> None:
+    def __init__(self, ingest: Ingest, tenant_header: str, logger: logging.Logger) -> None:
         self._ingest = ingest
         self._tenant_header = tenant_header.lower()
+        self._logger = logger
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -79,8 +86,22 @@ class ArrowStreams:
             stream_metadata = dict(context.invocation_metadata() or ())
             consumer = StreamConsumer()
             decoder = hpack.Decoder()
-            async for records in requests:
-                yield await self._one(signal, records, consumer, decoder, stream_metadata)
+            incoming = aiter(requests)
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                while True:
+                    following = asyncio.ensure_future(anext(incoming))
+                    await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not following.done():  # shutting down: end the stream between batches
+                        following.cancel()
+                        return
+                    try:
+                        records = following.result()
+                    except StopAsyncIteration:
+                        return
+                    yield await self._one(signal, records, consumer, decoder, stream_metadata)
+            finally:
+                stopping.cancel()
 
         return serve
 
@@ -111,4 +132,9 @@ class ArrowStreams:
             await self._ingest.consume(batch, TRANSPORT)
         except OrasiError as error:
             return batch_status(records.batch_id, error)
+        except Exception as exc:  # a fault of ours: answer this batch, keep the stream
+            self._logger.exception("Decoding an OTAP batch failed unexpectedly.")
+            return otap_pb2.BatchStatus(
+                batch_id=records.batch_id, status_code=otap_pb2.INTERNAL, status_message=repr(exc)
+            )
         return batch_status(records.batch_id)

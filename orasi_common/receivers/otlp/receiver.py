@@ -17,6 +17,7 @@ from orasi_common.transport.http_server import HttpServer
 
 class OtlpReceiver:
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
+        self.logger = settings.logger
         ingest = Ingest(settings, consumers)
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc = (
@@ -31,7 +32,6 @@ class OtlpReceiver:
             if http_config
             else None
         )
-        self._logger = settings.logger
 
     def grpc_services(self, ingest: Ingest, config: Config) -> list[grpc.GenericRpcHandler]:
         """More gRPC services on the OTLP port (none here; the otap receiver adds OTAP's)."""
@@ -50,7 +50,7 @@ class OtlpReceiver:
             await self.grpc.start()
         if self.http:
             await self.http.start()
-        self._logger.info(
+        self.logger.info(
             "OTLP receiver listening.", extra={"grpc_port": self.grpc_port, "http_port": self.http_port}
         )
 
