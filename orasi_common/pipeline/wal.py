@@ -90,6 +90,23 @@ def _frame(kind: int, lsn: int, payload: bytes = b"") -> bytes:
     return _HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
+def _sync_files(retired: list[BinaryIO], current: BinaryIO | None, directory: Path | None) -> None:
+    """Flush and fsync rotated-out files (then close them), the current file, and the directory."""
+    for file in retired:
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+    if current is not None:
+        current.flush()
+        os.fsync(current.fileno())
+    if directory is not None:
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
 def read_payload(location: Location) -> bytes:
     """The payload of a DATA record (blocking)."""
     with location.segment.open("rb") as file:
@@ -163,6 +180,8 @@ class WriteAheadLog:
         self._on_corrupt = on_corrupt
         self._segments: list[_Segment] = []
         self._file: BinaryIO | None = None
+        self._retired: list[BinaryIO] = []  # rotated-out files not yet fsync'd
+        self._new_file = False
         self._next_lsn = 1
         self._unsynced: list[asyncio.Future[None]] = []
         self._unsynced_bytes = 0
@@ -225,19 +244,22 @@ class WriteAheadLog:
         """The segment appends go to, opening a new one when needed."""
         if self._file is not None and self._segments and self._segments[-1].size < self._segment_bytes:
             return self._segments[-1]
-        self._close_file()
+        self._retire_file()
         self._collect()
         path = self.directory / f"{self._next_lsn:016x}{_SUFFIX}"
         self._file = path.open("ab", buffering=1024 * 1024)
+        self._new_file = True  # the directory entry must be synced too
         segment = _Segment(path)
         self._segments.append(segment)
         return segment
 
     def _close_file(self) -> None:
-        if self._file is not None:
+        """Close the current and rotated-out files without syncing (their data is abandoned)."""
+        for file in [*self._retired, *([self._file] if self._file is not None else [])]:
             with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+                file.close()
+        self._retired.clear()
+        self._file = None
 
     def _write(self, frame: bytes) -> tuple[_Segment, int]:
         """Write a frame to the active segment; return it and the frame's offset."""
@@ -252,12 +274,24 @@ class WriteAheadLog:
         return segment, offset
 
     def _broken(self, exc: OSError) -> None:
-        """Abandon the current file after a write failure; the next append opens a new one."""
+        """Abandon the current file after a write failure; the next append opens a new one.
+
+        Appends still waiting for their sync fail too: their frames may not reach the disk.
+        """
         self._close_file()
-        raise Unavailable(
+        error = Unavailable(
             f"the write-ahead log in {self.directory} cannot be written ({exc.strerror or exc}); "
             "data is refused until it can"
-        ) from None
+        )
+        log.error(
+            "The write-ahead log cannot be written; data is refused until it can.",
+            extra={"directory": str(self.directory), "error": str(exc)},
+        )
+        waiters, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        raise error from None
 
     async def append(self, payload: bytes) -> tuple[int, Location]:
         """Log ``payload``; return its lsn and location once it is durable (see ``durable``)."""
@@ -308,8 +342,14 @@ class WriteAheadLog:
         """
         while self._segments and not self._segments[0].live:
             if len(self._segments) == 1 and self._file is not None:
-                self._close_file()  # the segment being written is finished too: start afresh
+                self._retire_file()  # the segment being written is finished too: start afresh
             self._delete(self._segments[0])
+
+    def _retire_file(self) -> None:
+        """Stop writing the current file; the next sync fsyncs and closes it."""
+        if self._file is not None:
+            self._retired.append(self._file)
+            self._file = None
 
     async def _sync_loop(self) -> None:
         while True:
@@ -320,12 +360,12 @@ class WriteAheadLog:
             waiters, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
             error: Unavailable | None = None
             try:
-                await asyncio.to_thread(self._flush_and_sync)
-            except OSError as exc:
+                await asyncio.to_thread(_sync_files, *self._sync_job())
+            except (OSError, ValueError) as exc:  # ValueError: the file was abandoned meanwhile
                 self._close_file()
                 error = Unavailable(
                     f"the write-ahead log in {self.directory} cannot be synced "
-                    f"({exc.strerror or exc}); data is refused until it can"
+                    f"({getattr(exc, 'strerror', None) or exc}); data is refused until it can"
                 )
             for waiter in waiters:
                 if waiter.done():
@@ -335,10 +375,12 @@ class WriteAheadLog:
                 else:
                     waiter.set_exception(error)
 
-    def _flush_and_sync(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+    def _sync_job(self) -> tuple[list[BinaryIO], BinaryIO | None, Path | None]:
+        """What the next sync covers, taken on the event loop (the thread sees no later change)."""
+        retired, self._retired = self._retired, []
+        directory = self.directory if self._new_file else None
+        self._new_file = False
+        return retired, self._file, directory
 
     async def close(self) -> None:
         """Sync what was written and stop; pending appends complete first."""
@@ -351,6 +393,6 @@ class WriteAheadLog:
             self._syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._syncer
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(self._flush_and_sync)
+        with contextlib.suppress(OSError, ValueError):
+            await asyncio.to_thread(_sync_files, *self._sync_job())
         self._close_file()
