@@ -8,7 +8,6 @@ that stops root too (a regular file where the directory should be; a full filesy
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import random
