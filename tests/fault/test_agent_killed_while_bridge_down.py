@@ -7,7 +7,6 @@ batch ids, and the bridge's own log plus its committed-id record keep replays fr
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fault.conftest import Services
@@ -67,17 +66,17 @@ def test_acknowledged_spans_survive_agent_kill9_while_bridge_down(
 def test_acknowledged_spans_survive_agent_kill9_with_batch_processor(
     services: Services, sender: SpanSender
 ) -> None:
-    """The default agent pipeline batches before the queue (ARCHITECTURE: batch → WAL queue).
+    """A pipeline that batches before the WAL queue (batch with wait_for_send → WAL queue).
 
     §3 promises that a receiver acknowledges only once the batch is in the durable queue; with
-    the batch processor in front of it, a kill in the batching window must still lose nothing.
+    the batch processor in front of it (wait_for_send), a kill right after the acknowledgements
+    must still lose nothing.
     """
     bridge, agent = _fill_agent_while_bridge_down(
-        services, sender, batch={"timeout": 2.0, "send_batch_size": 100_000}
+        services, sender, batch={"timeout": 0.2, "send_batch_size": 100_000, "wait_for_send": True}
     )
-    agent.kill9()  # within the batch processor's 2 s window after the acknowledgements
+    agent.kill9()  # right after the last acknowledgement
     bridge.start()
     agent.start()
-    time.sleep(1)
     count = wait_for_lake(bridge, sender, timeout=20)
     assert_exactly_once(count, sender)

@@ -24,6 +24,11 @@ class Config(ComponentConfig):
     send_batch_max_size: int = Field(
         default=0, ge=0, description="Largest batch sent, in items; larger ones are split (0: no limit)."
     )
+    wait_for_send: bool = Field(
+        default=False,
+        description="Return from consume only once the batch was handed on (use before a "
+        "write-ahead-log queue, so that acknowledged means durable; adds up to `timeout`).",
+    )
     max_tenants: int = Field(
         default=1000, ge=1, description="Tenants batched at once; data of one more is refused for now."
     )

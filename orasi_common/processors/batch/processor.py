@@ -4,7 +4,10 @@ Grouping concatenates serialized requests (no parse); only a group over
 ``send_batch_max_size`` is parsed, to be split. A send triggered by size happens inside the
 ``consume`` that crossed the threshold, so a slow downstream slows the sender (backpressure);
 a send triggered by the timeout runs in the processor's own task and retries retryable
-refusals, since its items were already acknowledged.
+refusals, since its items were already acknowledged. With ``wait_for_send``, ``consume`` returns
+only once its batch was handed on, so an acknowledgement means what the next component's
+acknowledgement means (e.g. durable in a write-ahead-log queue), at a latency of up to
+``timeout``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ class _Group:
     items: int = 0
     size_bytes: int = 0
     timer: asyncio.TimerHandle | None = None
+    # Resolved once every item of the group was handed on (or given up: then ``error`` is set).
+    handed: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    error: OrasiError | None = None
+
+    def finish(self, error: OrasiError | None = None) -> None:
+        self.error = self.error or error
+        if not self.handed.done():
+            self.handed.set_result(None)
 
 
 class BatchProcessor:
@@ -69,6 +80,15 @@ class BatchProcessor:
         group.size_bytes += batch.size_bytes
         if group.items >= self._config.send_batch_size or (limit is not None and group.size_bytes >= limit):
             await self._send_now(self._take(batch.tenant), "size")
+        if self._config.wait_for_send:
+            await self._handed(group)
+
+    @staticmethod
+    async def _handed(group: _Group) -> None:
+        """Wait until the group's items were handed on; raise if they were given up."""
+        await asyncio.shield(group.handed)
+        if group.error is not None:
+            raise group.error
 
     def _take(self, tenant: str) -> _Group:
         group = self._groups.pop(tenant)
@@ -78,7 +98,8 @@ class BatchProcessor:
 
     def _on_timeout(self, tenant: str, group: _Group) -> None:
         if self._groups.get(tenant) is group:
-            self._tasks.spawn(self._deliver(self._parts(self._take(tenant).batches), "timeout"))
+            group = self._take(tenant)
+            self._tasks.spawn(self._deliver(self._parts(group.batches), "timeout", group))
 
     def _parts(self, batches: list[Batch]) -> list[Batch]:
         merged = Batch.merge(batches)
@@ -98,20 +119,21 @@ class BatchProcessor:
                 await self._next.consume(part)
             except RetryableError:
                 if index > 0:  # some items went out; keep the rest, the caller's included
-                    self._tasks.spawn(self._deliver(parts[index:], trigger))
+                    self._tasks.spawn(self._deliver(parts[index:], trigger, group))
                     return
                 acknowledged = group.batches[:-1] if includes_caller else group.batches
                 if acknowledged:
-                    self._tasks.spawn(self._deliver(self._parts(acknowledged), trigger))
+                    self._tasks.spawn(self._deliver(self._parts(acknowledged), trigger, group))
                 raise
             self._count(part, trigger)
+        group.finish()
 
     def _count(self, part: Batch, trigger: str) -> None:
         self._sent.labels(self._id, trigger).inc()
         self._sizes.observe(part.items)
 
-    async def _deliver(self, parts: list[Batch], trigger: str) -> None:
-        """Send parts nobody waits for: retryable refusals are retried until shutdown."""
+    async def _deliver(self, parts: list[Batch], trigger: str, group: _Group) -> None:
+        """Send parts no caller is blocked on: retryable refusals are retried until shutdown."""
         for part in parts:
             while True:
                 try:
@@ -122,13 +144,15 @@ class BatchProcessor:
                     if not self._stopping:
                         await asyncio.sleep(error.retry_after or self._config.timeout)
                         continue
-                    self._lost(part, trigger, error)
+                    self._lost(part, trigger, error, group)
                     break
                 except OrasiError as error:
-                    self._lost(part, trigger, error)
+                    self._lost(part, trigger, error, group)
                     break
+        group.finish()
 
-    def _lost(self, part: Batch, trigger: str, error: OrasiError) -> None:
+    def _lost(self, part: Batch, trigger: str, error: OrasiError, group: _Group) -> None:
+        group.finish(error)
         self._logger.error(
             "The next component refused a batch; its items are lost.",
             extra={"items": part.items, "trigger": trigger, "error": error.message},
@@ -138,5 +162,6 @@ class BatchProcessor:
         """Send every pending group, then wait for sends in flight."""
         self._stopping = True
         for tenant in list(self._groups):
-            await self._deliver(self._parts(self._take(tenant).batches), "shutdown")
+            group = self._take(tenant)
+            await self._deliver(self._parts(group.batches), "shutdown", group)
         await self._tasks.close()

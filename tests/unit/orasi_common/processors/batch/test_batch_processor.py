@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orasi_common.errors import Throttled, Unavailable
+from orasi_common.errors import MalformedData, Throttled, Unavailable
 from orasi_common.pdata import Batch, Signal
 from orasi_common.processors.batch import FACTORY, BatchProcessor, Config
 from orasi_common.telemetry.metrics import Metrics
@@ -204,3 +204,29 @@ async def test_refused_size_send_keeps_data_already_acknowledged(metrics: Metric
     delivered = [k for b in consumer.batches for k in item_keys(Signal.TRACES, b.message)]
     assert item_keys(Signal.TRACES, late.message)[0] in delivered
     assert item_keys(Signal.TRACES, early.message)[0] in delivered, "an acknowledged batch was lost"
+
+
+async def test_wait_for_send_returns_only_once_the_batch_was_handed_on(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
+    processor = _processor(metrics, recorder, timeout=0.05, send_batch_size=1000, wait_for_send=True)
+    await processor.start()
+    await processor.consume(batch_with(Signal.LOGS, 3))
+    assert [b.items for b in recorder.batches] == [3]  # handed on before consume returned
+    await processor.shutdown()
+
+
+async def test_wait_for_send_reports_a_group_given_up(metrics: Metrics) -> None:
+    class Refusing:
+        async def consume(self, batch: Batch) -> None:
+            raise MalformedData("refused for good")
+
+    processor = BatchProcessor(
+        make_settings("batch", metrics=metrics),
+        Config(timeout=0.05, send_batch_size=1000, wait_for_send=True),
+        Refusing(),
+    )
+    await processor.start()
+    with pytest.raises(MalformedData, match="refused for good"):
+        await processor.consume(batch_with(Signal.LOGS, 3))
+    await processor.shutdown()
