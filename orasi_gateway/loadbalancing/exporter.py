@@ -53,8 +53,7 @@ class _Endpoint:
     breaker: CircuitBreaker
 
     async def close(self, grace: float | None = None) -> None:
-        if isinstance(self.client, OtapClient):
-            await self.client.close()
+        await self.client.close()
         await self.channel.close(grace)
 
 

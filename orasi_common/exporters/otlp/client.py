@@ -58,3 +58,6 @@ class OtlpGrpcClient:
         except grpc.aio.AioRpcError as error:
             raise status.from_grpc(error.code(), error.details(), error.trailing_metadata()) from None
         report_partial_success(self._settings, batch, response)
+
+    async def close(self) -> None:
+        """Nothing to release: the channel belongs to the caller."""
