@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
@@ -52,6 +53,7 @@ class _Buffer:
     lsns: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     known: set[str] = field(default_factory=set)
     size_bytes: int = 0
+    table_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started: float | None = None
 
     def add(self, table: str, tenant: str, rows: pa.RecordBatch, batch_id: str, lsn: int | None) -> None:
@@ -60,7 +62,11 @@ class _Buffer:
         if lsn is not None:
             self.lsns[table].append(lsn)
         self.known.add(batch_id)
-        self.size_bytes += rows.nbytes
+        # Measured once per batch (the buffers' total size is far cheaper than ``nbytes``) and
+        # kept per table, so a flush retires its table's bytes without measuring again.
+        size = rows.get_total_buffer_size()
+        self.size_bytes += size
+        self.table_bytes[table] += size
         if self.started is None:
             self.started = time.monotonic()
 
@@ -218,7 +224,7 @@ class LakeWriter:
                     if self._wal is not None:
                         for lsn in buffer.lsns.pop(name, ()):
                             self._wal.ack(lsn)
-                    buffer.size_bytes -= sum(rb.nbytes for rbs in tenants.values() for rb in rbs)
+                    buffer.size_bytes -= buffer.table_bytes.pop(name, 0)
                     tenants.clear()
                     self._commits.inc()
             except Exception:
@@ -242,14 +248,21 @@ class LakeWriter:
                 self._buffer.known.update(ids)
             for name, lsns in source.lsns.items():
                 self._buffer.lsns[name].extend(lsns)
+            for name, size in source.table_bytes.items():
+                self._buffer.table_bytes[name] += size
             self._buffer.size_bytes += source.size_bytes
         self._buffer.started = failed.started
 
     def _commit(self, name: str, tenants: dict[str, list[pa.RecordBatch]], batch_ids: list[str]) -> int:
         """One Iceberg append of all tenants' rows of one table (blocking; runs in a thread)."""
+        # Sort indices computed on the three key columns only, made contiguous (cheap: they are
+        # small), then one take of the table. The sort is stable, so rows come out exactly as
+        # `Table.sort_by` orders them.
         rows = pa.Table.from_batches(
             [rb for batches in tenants.values() for rb in batches], schema=TABLES[name]
-        ).sort_by(_SORT)
+        )
+        keys = rows.select([column for column, _ in _SORT]).combine_chunks()
+        rows = rows.take(pc.sort_indices(keys, sort_keys=_SORT))
         table = self.tables[name]
         properties = {BATCH_IDS_PROPERTY: ",".join(batch_ids)}
         for attempt in range(self.config.commit_retries + 1):
