@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the Python code of proto/ (never edit the generated files by hand).
-# Needs grpcio-tools (pip install grpcio-tools).
+# Needs grpcio-tools (in the dev extra: pip install -e ".[dev]").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=orasi_common/transport/otap_proto
