@@ -85,6 +85,21 @@ class EnvelopeEncoder:
         self.scope_resource.append(resource_index)
         self.scope_rows.append(n_items)
 
+    def gather(self, resources: Any, scope_field: str, item_field: str) -> list[Any]:
+        """Every item of a request, registering the resources and scopes that hold items."""
+        gathered: list[Any] = []
+        for rx in resources:
+            resource_index = -1
+            for sx in getattr(rx, scope_field):
+                items = getattr(sx, item_field)
+                if not items:
+                    continue
+                if resource_index < 0:
+                    resource_index = self.add_resource(rx)
+                self.add_scope(sx, resource_index, len(items))
+                gathered.extend(items)
+        return gathered
+
     def add_to(self, columns: Columns, tables: dict[ArrowPayloadType, pa.RecordBatch]) -> None:
         """Add ``resource``, ``scope`` and ``schema_url`` to a root table, and the attribute tables."""
         n_res, n_scopes = len(self.res_present), len(self.scope_present)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -90,17 +89,7 @@ def encode_logs_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     except DecodeError as exc:
         raise MalformedData(f"the body is not a valid ExportLogsServiceRequest: {exc}") from None
     envelope = EnvelopeEncoder()
-    records: list[Any] = []
-    for rx in request.resource_logs:
-        resource_index = -1
-        for sx in rx.scope_logs:
-            items = sx.log_records
-            if not items:
-                continue
-            if resource_index < 0:
-                resource_index = envelope.add_resource(rx)
-            envelope.add_scope(sx, resource_index, len(items))
-            records.extend(items)
+    records = envelope.gather(request.resource_logs, "scope_logs", "log_records")
     n = len(records)
     if n == 0:
         return {}

@@ -180,17 +180,7 @@ def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     except DecodeError as exc:
         raise MalformedData(f"the body is not a valid ExportMetricsServiceRequest: {exc}") from None
     envelope = EnvelopeEncoder()
-    metrics: list[Any] = []
-    for rx in request.resource_metrics:
-        resource_index = -1
-        for sx in rx.scope_metrics:
-            items = sx.metrics
-            if not items:
-                continue
-            if resource_index < 0:
-                resource_index = envelope.add_resource(rx)
-            envelope.add_scope(sx, resource_index, len(items))
-            metrics.extend(items)
+    metrics = envelope.gather(request.resource_metrics, "scope_metrics", "metrics")
     n = len(metrics)
     if n == 0:
         return {}

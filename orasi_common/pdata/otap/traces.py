@@ -108,17 +108,7 @@ def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     except DecodeError as exc:
         raise MalformedData(f"the body is not a valid ExportTraceServiceRequest: {exc}") from None
     envelope = EnvelopeEncoder()
-    spans: list[Any] = []
-    for rx in request.resource_spans:
-        resource_index = -1
-        for sx in rx.scope_spans:
-            items = sx.spans
-            if not items:
-                continue
-            if resource_index < 0:
-                resource_index = envelope.add_resource(rx)
-            envelope.add_scope(sx, resource_index, len(items))
-            spans.extend(items)
+    spans = envelope.gather(request.resource_spans, "scope_spans", "spans")
     n = len(spans)
     if n == 0:
         return {}
