@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,11 +37,28 @@ SIGNALS = ("traces", "metrics", "logs")
 _counter = itertools.count()
 
 
+# Ports for servers under test come from below the kernel's ephemeral range (32768 and up by
+# default), where outgoing connections take their local ports: a port handed out here cannot
+# be taken by a client connection before the server under test binds it.
+_PORTS = range(20000, 32000)
+_ports_handed: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the agent may still lose a race for it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on now, not handed out before by this process."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(_PORTS)
+        if port in _ports_handed:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _ports_handed.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

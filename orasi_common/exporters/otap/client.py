@@ -25,7 +25,7 @@ from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.stream import StreamProducer
 from orasi_common.pipeline.component import Settings
 from orasi_common.receivers.otap.arrow import method_path
-from orasi_common.transport import headers, status
+from orasi_common.transport import headers
 from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
 
 _RETRYABLE = {otap_pb2.UNAVAILABLE, otap_pb2.CANCELED, otap_pb2.DEADLINE_EXCEEDED, otap_pb2.ABORTED}
@@ -48,6 +48,22 @@ def error_of(answer: otap_pb2.BatchStatus) -> OrasiError | None:
     return PermanentError(message)
 
 
+def _stream_error(exc: grpc.aio.AioRpcError) -> BaseException:
+    """What the end of a whole stream means for the batches on it.
+
+    UNIMPLEMENTED: the peer has no OTAP (fall back to OTLP). Refused credentials are permanent.
+    Anything else ended the stream, not the batches' data (a batch's own refusal comes in its
+    BatchStatus): retryable — grpc even reports a stream the peer refused at once as INTERNAL
+    ("Internal error from Core") when a write races the refusal.
+    """
+    code = exc.code()
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return FallBack(exc.details())
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return PermanentError(f"the peer refused the OTAP stream: {code.name}: {exc.details()}")
+    return Unavailable(f"the OTAP stream ended: {code.name}: {exc.details()}")
+
+
 class _Stream:
     def __init__(self, channel: grpc.aio.Channel, signal: Signal, config: ArrowClientConfig) -> None:
         arrow = config.arrow
@@ -67,6 +83,7 @@ class _Stream:
         self._write_lock = asyncio.Lock()
         self._expires = time.monotonic() + arrow.max_stream_lifetime
         self.failed: BaseException | None = None
+        self.answered = False  # a BatchStatus came back on this stream
         self._reader = asyncio.create_task(self._read())
 
     @property
@@ -76,16 +93,13 @@ class _Stream:
     async def _read(self) -> None:
         try:
             async for answer in self._call:
+                self.answered = True
                 waiter = self._waiting.pop(answer.batch_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(answer)
             error: BaseException = Unavailable("the peer closed the OTAP stream")
         except grpc.aio.AioRpcError as exc:
-            error = (
-                FallBack(exc.details())
-                if exc.code() is grpc.StatusCode.UNIMPLEMENTED
-                else status.from_grpc(exc.code(), exc.details(), exc.trailing_metadata())
-            )
+            error = _stream_error(exc)
         except asyncio.CancelledError:
             error = Unavailable("the OTAP stream was closed")
         self.failed = error
@@ -165,7 +179,15 @@ class OtapClient:
             await self._otlp.send(batch)
             return
         try:
-            await self._stream(batch.signal).send(batch)
+            stream = self._stream(batch.signal)
+            try:
+                await stream.send(batch)
+            except Unavailable:
+                if stream.answered:
+                    raise
+                # The stream died before answering anything (e.g. a peer without OTAP refusing
+                # it while the first write was on its way): once more on a fresh stream.
+                await self._stream(batch.signal).send(batch)
         except FallBack as exc:
             if not self._config.arrow.fallback_to_otlp:
                 raise PermanentError(f"the peer does not serve OTAP ({exc})") from None
