@@ -13,7 +13,8 @@ export AWS_REGION ?= us-east-1
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-up: install
+up:
+	$(PYTHON) -m pip install -q -e .
 	orasi up
 
 servers:
