@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import hpack
@@ -36,6 +37,11 @@ SERVICES = {
 def method_path(signal: Signal) -> str:
     service, method = SERVICES[signal]
     return f"/{PACKAGE}.{service}/{method}"
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.BatchStatus:
@@ -88,12 +94,12 @@ class ArrowStreams:
             decoder = hpack.Decoder()
             incoming = aiter(requests)
             stopping = asyncio.ensure_future(self._stopping.wait())
+            following: asyncio.Future[Any] | None = None
             try:
                 while True:
                     following = asyncio.ensure_future(anext(incoming))
                     await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     if not following.done():  # shutting down: end the stream between batches
-                        following.cancel()
                         return
                     try:
                         records = following.result()
@@ -102,6 +108,10 @@ class ArrowStreams:
                     yield await self._one(signal, records, consumer, decoder, stream_metadata)
             finally:
                 stopping.cancel()
+                if following is not None:
+                    # A read still pending may end otherwise (the peer closing): consume that.
+                    following.cancel()
+                    following.add_done_callback(_consume_outcome)
 
         return serve
 
