@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from fault.harness import (
-    START_HINT,
     LakeSpace,
     OrasiProcess,
     Ports,
@@ -25,6 +24,7 @@ from fault.harness import (
     check_servers,
     forwarder_config,
 )
+from orasi_common.testing.servers import START_HINT
 
 
 @pytest.fixture(scope="session")

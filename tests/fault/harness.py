@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlparse
 
 import grpc
 import httpx
@@ -45,18 +44,15 @@ from pyiceberg.catalog.sql import SqlCatalog
 from sqlalchemy.engine import make_url
 
 from orasi_common.testing.agent_process import free_port, orasi_command
-
-S3_ENDPOINT = os.environ.get("ORASI_TEST_S3_ENDPOINT", "http://127.0.0.1:8333")
-CATALOG_URI = os.environ.get(
-    "ORASI_TEST_CATALOG_URI", "postgresql+psycopg://postgres@127.0.0.1:5432/orasi_test"
+from orasi_common.testing.servers import (
+    AWS_ENV,
+    BUCKET,
+    CATALOG_URI,
+    S3_ENDPOINT,
+    postgres_conninfo,
+    s3_filesystem,
+    server_problems,
 )
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testkey"),
-    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testsecret"),
-    "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-}
-BUCKET = "orasi-telemetry-us-east-1"
-START_HINT = "start them with `scripts/test-servers.sh start`"
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 BATCH_ID_KEY = "x-orasi-batch-id"
@@ -82,38 +78,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 # --- the real servers and one lake per test -------------------------------------------------
 
 
-def _pg_conninfo(database: str) -> str:
-    url = make_url(CATALOG_URI).set(drivername="postgresql", database=database)
-    return url.render_as_string(hide_password=False)
-
-
-def s3_filesystem() -> pafs.S3FileSystem:
-    endpoint = urlparse(S3_ENDPOINT)
-    return pafs.S3FileSystem(
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme or "http",
-        region=AWS_ENV["AWS_REGION"],
-        access_key=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        secret_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        connect_timeout=3,
-        request_timeout=10,
-    )
-
-
 def check_servers() -> list[str]:
     """Problems with the real servers the fault tests need (empty when both answer)."""
-    problems = []
-    try:
-        if s3_filesystem().get_file_info(BUCKET).type != pafs.FileType.Directory:
-            problems.append(f"S3 at {S3_ENDPOINT} has no bucket {BUCKET}")
-    except OSError as error:
-        problems.append(f"S3 at {S3_ENDPOINT} does not answer: {error}")
-    try:
-        with psycopg.connect(_pg_conninfo("postgres"), connect_timeout=3) as connection:
-            connection.execute("SELECT 1")
-    except psycopg.Error as error:
-        problems.append(f"PostgreSQL at {CATALOG_URI} does not answer: {error}")
-    return problems
+    return server_problems()
 
 
 @dataclass
@@ -162,11 +129,11 @@ class LakeSpace:
             catalog.close()
 
     def create(self) -> None:
-        with psycopg.connect(_pg_conninfo("postgres"), autocommit=True, connect_timeout=3) as connection:
+        with psycopg.connect(postgres_conninfo("postgres"), autocommit=True, connect_timeout=3) as connection:
             connection.execute(f'CREATE DATABASE "{self.database}"')
 
     def drop(self) -> None:
-        with psycopg.connect(_pg_conninfo("postgres"), autocommit=True, connect_timeout=3) as connection:
+        with psycopg.connect(postgres_conninfo("postgres"), autocommit=True, connect_timeout=3) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         fs = s3_filesystem()
         if fs.get_file_info(self.prefix).type != pafs.FileType.NotFound:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap import wire
@@ -366,3 +367,16 @@ __all__ = [
     "root_or_empty",
     "to_numpy",
 ]
+
+
+def gather_request(
+    lazy_type: Any, data: bytes, resource_field: str, scope_field: str, item_field: str
+) -> tuple[EnvelopeEncoder, list[Any]]:
+    """Parse a serialized export request lazily and gather its items and their envelopes."""
+    try:
+        request = lazy_type.FromString(data)
+    except DecodeError as exc:
+        name = lazy_type.DESCRIPTOR.name.rsplit("_", 1)[-1]  # the lazy twin's name ends in the real one
+        raise MalformedData(f"the body is not a valid {name}: {exc}") from None
+    envelope = EnvelopeEncoder()
+    return envelope, envelope.gather(getattr(request, resource_field), scope_field, item_field)

@@ -22,10 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.attributes import (
     any_columns_to,
@@ -51,9 +49,9 @@ from orasi_common.pdata.otap.common import (
 )
 from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
-    EnvelopeEncoder,
     attributes_for,
     check_payloads,
+    gather_request,
     root_or_empty,
 )
 from orasi_common.pdata.otap.lazy import LazyLogsRequest
@@ -84,12 +82,7 @@ def encode_logs(request: ExportLogsServiceRequest) -> dict[ArrowPayloadType, pa.
 
 def encode_logs_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     """OTAP tables of a serialized logs export request."""
-    try:
-        request = LazyLogsRequest.FromString(data)
-    except DecodeError as exc:
-        raise MalformedData(f"the body is not a valid ExportLogsServiceRequest: {exc}") from None
-    envelope = EnvelopeEncoder()
-    records = envelope.gather(request.resource_logs, "scope_logs", "log_records")
+    envelope, records = gather_request(LazyLogsRequest, data, "resource_logs", "scope_logs", "log_records")
     n = len(records)
     if n == 0:
         return {}

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from orasi_common.errors import MalformedData
@@ -70,10 +69,10 @@ from orasi_common.pdata.otap.common import (
 )
 from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
-    EnvelopeEncoder,
     attributes_for,
     check_payloads,
     children_by_key,
+    gather_request,
     root_or_empty,
 )
 from orasi_common.pdata.otap.lazy import LazyMetricsRequest
@@ -175,12 +174,9 @@ def encode_metrics(request: ExportMetricsServiceRequest) -> dict[ArrowPayloadTyp
 
 def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     """OTAP tables of a serialized metrics export request."""
-    try:
-        request = LazyMetricsRequest.FromString(data)
-    except DecodeError as exc:
-        raise MalformedData(f"the body is not a valid ExportMetricsServiceRequest: {exc}") from None
-    envelope = EnvelopeEncoder()
-    metrics = envelope.gather(request.resource_metrics, "scope_metrics", "metrics")
+    envelope, metrics = gather_request(
+        LazyMetricsRequest, data, "resource_metrics", "scope_metrics", "metrics"
+    )
     n = len(metrics)
     if n == 0:
         return {}

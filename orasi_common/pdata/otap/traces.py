@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from orasi_common.errors import MalformedData
@@ -62,10 +61,10 @@ from orasi_common.pdata.otap.common import (
 )
 from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
-    EnvelopeEncoder,
     attributes_for,
     check_payloads,
     children_by_key,
+    gather_request,
     root_or_empty,
 )
 from orasi_common.pdata.otap.lazy import LazyTracesRequest
@@ -103,12 +102,7 @@ def encode_traces(request: ExportTraceServiceRequest) -> dict[ArrowPayloadType, 
 
 def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     """OTAP tables of a serialized traces export request (the receiver's bytes, unparsed)."""
-    try:
-        request = LazyTracesRequest.FromString(data)
-    except DecodeError as exc:
-        raise MalformedData(f"the body is not a valid ExportTraceServiceRequest: {exc}") from None
-    envelope = EnvelopeEncoder()
-    spans = envelope.gather(request.resource_spans, "scope_spans", "spans")
+    envelope, spans = gather_request(LazyTracesRequest, data, "resource_spans", "scope_spans", "spans")
     n = len(spans)
     if n == 0:
         return {}

@@ -23,23 +23,32 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-S3_ENDPOINT = os.environ.get("ORASI_TEST_S3_ENDPOINT", "http://127.0.0.1:8333")
-CATALOG_URI = os.environ.get(
-    "ORASI_TEST_CATALOG_URI", "postgresql+psycopg://postgres@127.0.0.1:5432/orasi_test"
+from orasi_common.testing.servers import (
+    AWS_ENV,
+    BUCKET,
+    CATALOG_URI,
+    S3_ENDPOINT,
+    START_HINT,
+    s3_filesystem,
+    server_problems,
 )
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testkey"),
-    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testsecret"),
-    "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-}
-BUCKET = "orasi-telemetry-us-east-1"
-START_HINT = "start them with `scripts/test-servers.sh start` (or `make servers`)"
+
+# Re-exported for the bridge and e2e tests.
+__all__ = [
+    "AWS_ENV",
+    "BUCKET",
+    "S3_ENDPOINT",
+    "LakeSpace",
+    "ServersUnreachable",
+    "apply_aws_env",
+    "check_servers",
+    "s3_filesystem",
+]
 
 
 class ServersUnreachable(AssertionError):
@@ -52,19 +61,6 @@ def apply_aws_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def s3_filesystem() -> pafs.S3FileSystem:
-    endpoint = urlparse(S3_ENDPOINT)
-    return pafs.S3FileSystem(
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme or "http",
-        region=AWS_ENV["AWS_REGION"],
-        access_key=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        secret_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        connect_timeout=3,
-        request_timeout=10,
-    )
-
-
 def _admin_engine() -> sqlalchemy.Engine:
     return sqlalchemy.create_engine(
         CATALOG_URI, connect_args={"connect_timeout": 3}, poolclass=sqlalchemy.NullPool
@@ -73,21 +69,7 @@ def _admin_engine() -> sqlalchemy.Engine:
 
 def check_servers() -> None:
     """Raise ServersUnreachable naming every server that does not answer."""
-    problems = []
-    try:
-        info = s3_filesystem().get_file_info(BUCKET)
-        if info.type != pafs.FileType.Directory:
-            problems.append(f"S3 at {S3_ENDPOINT} has no bucket {BUCKET}")
-    except OSError as error:
-        problems.append(f"S3 at {S3_ENDPOINT} does not answer: {error}")
-    engine = _admin_engine()
-    try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        problems.append(f"PostgreSQL at {CATALOG_URI} does not answer: {error}")
-    finally:
-        engine.dispose()
+    problems = server_problems()
     if problems:
         raise ServersUnreachable(
             "the lake tests need real servers, and " + "; ".join(problems) + f" — {START_HINT}"
