@@ -11,10 +11,15 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from opentelemetry.proto.common.v1 import common_pb2
+
+from orasi_common.pdata.protoscan import I64, LEN, Buffer, Items, pick, scan, strings
 
 
 def _double_text(value: float) -> str:
@@ -91,3 +96,102 @@ def value_type(value: common_pb2.AnyValue) -> str:
 def as_pairs(attributes: Iterable[common_pb2.KeyValue]) -> list[tuple[str, str | None]]:
     """KeyValues as (key, canonical value) pairs; a repeated key keeps its last value."""
     return list({kv.key: canonical(kv.value) for kv in attributes}.items())
+
+
+# AnyValue field numbers (the oneof) and their wire types; 0 stands for an empty value.
+_STRING, _BOOL, _INT, _DOUBLE, _ARRAY, _KVLIST, _BYTES = 1, 2, 3, 4, 5, 6, 7
+_WIRE_TYPE_OF = np.array([-1, 2, 0, 0, 1, 2, 2, 2], dtype=np.int64)
+VALUE_TYPE_NAMES = np.array(
+    ["empty", "string", "bool", "int", "double", "array", "map", "bytes"], dtype=object
+)
+Render = Callable[[common_pb2.AnyValue], "str | None"]
+
+
+def any_value_strings(
+    buf: Buffer, starts: I64, ends: I64, owner: I64, n: int, render: Render
+) -> tuple[pa.Array, I64]:
+    """The text of ``n`` AnyValues and the field number of each one's value (0: empty).
+
+    Value ``i`` is the merge of the serialized AnyValues ``buf[starts[j]:ends[j]]`` with
+    ``owner[j] == i`` (several occurrences merge, as in protobuf). Strings, ints and bools are
+    rendered with Arrow (canonical and body text agree on them); every other value through
+    ``render`` on the parsed AnyValue.
+    """
+    fields = scan(buf, starts, ends)
+    number = fields.number
+    known = (number >= 1) & (number <= 7)
+    known[known] &= fields.wire_type[known] == _WIRE_TYPE_OF[number[known]]
+    rows = np.flatnonzero(known)
+    winner = np.full(n, -1, dtype=np.int64)
+    winner[owner[fields.msg[rows]]] = rows  # the oneof keeps the last value on the wire
+    kind = pick(number, winner)
+    parts: list[pa.Array] = []
+    position = np.full(n, -1, dtype=np.int64)
+    offset = 0
+
+    def place(which: I64, array: pa.Array) -> None:
+        nonlocal offset
+        position[which] = offset + np.arange(len(which))
+        parts.append(array)
+        offset += len(which)
+
+    at = np.flatnonzero(kind == _STRING)
+    if len(at):
+        w = winner[at]
+        place(at, strings(buf, fields.start[w], fields.end[w]))
+    at = np.flatnonzero(kind == _INT)
+    if len(at):
+        place(at, pc.cast(pa.array(fields.value[winner[at]].view(np.int64)), pa.string()))
+    at = np.flatnonzero(kind == _BOOL)
+    if len(at):
+        place(at, pa.array(np.where(fields.value[winner[at]] != 0, "true", "false"), pa.string()))
+    at = np.flatnonzero(kind >= _DOUBLE)
+    if len(at):
+        raw = buf.raw
+        pieces: dict[int, list[bytes]] = {int(i): [] for i in at}
+        for o, s, e in zip(owner.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            if o in pieces:
+                pieces[o].append(raw[s:e])
+        place(
+            at,
+            pa.array(
+                [render(common_pb2.AnyValue.FromString(b"".join(pieces[int(i)]))) for i in at], pa.string()
+            ),
+        )
+    parts.append(pa.nulls(1, pa.string()))
+    position[position < 0] = offset
+    values = pa.concat_arrays(parts).take(pa.array(position))
+    return values, kind
+
+
+def attribute_maps(buf: Buffer, kvs: Items, n_parents: int) -> pa.Array:
+    """``MAP(VARCHAR, VARCHAR)`` of each parent's KeyValues (items whose parents ascend), with
+    canonical values; a repeated key keeps its last value, at its first position (as `as_pairs`)."""
+    fields, parents, m = kvs.fields, kvs.parent, len(kvs)
+    key_row = fields.last(1, LEN, m)
+    keys = strings(buf, pick(fields.start, key_row), pick(fields.end, key_row))
+    occurrences = fields.rows(2, LEN)
+    values, _ = any_value_strings(
+        buf, fields.start[occurrences], fields.end[occurrences], fields.msg[occurrences], m, canonical
+    )
+    if m > 1:
+        codes = np.asarray(pc.dictionary_encode(keys).indices, dtype=np.int64)
+        combined = parents * (int(codes.max()) + 1) + codes
+        order = np.lexsort((np.arange(m), combined))
+        ordered = combined[order]
+        repeat = ordered[1:] == ordered[:-1]
+        if repeat.any():
+            starts_group = np.flatnonzero(np.r_[True, ~repeat])
+            ends_group = np.r_[starts_group[1:], m] - 1
+            first, last = order[starts_group], order[ends_group]
+            keep = np.zeros(m, dtype=np.bool_)
+            keep[first] = True
+            source = np.arange(m)
+            source[first] = last
+            mask = pa.array(keep)
+            keys = keys.filter(mask)
+            values = values.take(pa.array(source)).filter(mask)
+            parents = parents[keep]
+    offsets = np.zeros(n_parents + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents, minlength=n_parents), out=offsets[1:])
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=pa.map_(pa.string(), pa.string()))

@@ -1,0 +1,240 @@
+/*
+ * The fields of many protobuf messages in one call (see orasi_common/pdata/protoscan.py).
+ *
+ * scan(data, starts, ends) walks the messages data[starts[i]:ends[i]] (starts and ends are
+ * buffers of int64) and returns one bytes object of int64 records, five per field, in message
+ * order and wire order within a message:
+ *
+ *     message index, tag (field number << 3 | wire type), payload start, payload end, value
+ *
+ * where the payload of a LEN field excludes its length prefix and value is the decoded varint
+ * or the little-endian fixed64/fixed32 bits (0 for LEN). Every read is bounds-checked against
+ * the message's end; groups (legal only as unknown fields) are skipped; anything that is not
+ * valid protobuf (truncated fields, field number 0, unknown wire types) raises ValueError naming
+ * the message and offset.
+ *
+ * gather(data, starts, ends) returns the slices data[starts[i]:ends[i]] concatenated.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    int64_t *items;
+    Py_ssize_t len, cap;
+} Records;
+
+#define WIDTH 5
+
+static int push(Records *r, int64_t msg, uint64_t tag, int64_t start, int64_t end, uint64_t value) {
+    if (r->len + WIDTH > r->cap) {
+        Py_ssize_t cap = r->cap ? r->cap * 2 : WIDTH * 4096;
+        int64_t *grown = PyMem_RawRealloc(r->items, (size_t)cap * sizeof(int64_t));
+        if (grown == NULL) return -1;
+        r->items = grown;
+        r->cap = cap;
+    }
+    int64_t *out = r->items + r->len;
+    out[0] = msg;
+    out[1] = (int64_t)tag;
+    out[2] = start;
+    out[3] = end;
+    out[4] = (int64_t)value;
+    r->len += WIDTH;
+    return 0;
+}
+
+static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t *out) {
+    uint64_t value = 0;
+    Py_ssize_t p = *pos;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t byte = data[p++];
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (byte < 0x80) {
+            *pos = p;
+            *out = value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skips a group's fields up to and including its end-group tag (groups may nest). */
+static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end) {
+    Py_ssize_t p = *pos;
+    for (int depth = 1; depth > 0;) {
+        uint64_t tag, ignored;
+        if (varint(data, &p, end, &tag) < 0 || (tag >> 3) == 0) return -1;
+        switch (tag & 7) {
+            case 0:
+                if (varint(data, &p, end, &ignored) < 0) return -1;
+                break;
+            case 1:
+                if (end - p < 8) return -1;
+                p += 8;
+                break;
+            case 5:
+                if (end - p < 4) return -1;
+                p += 4;
+                break;
+            case 2:
+                if (varint(data, &p, end, &ignored) < 0 || ignored > (uint64_t)(end - p)) return -1;
+                p += (Py_ssize_t)ignored;
+                break;
+            case 3:
+                if (++depth > 64) return -1;
+                break;
+            case 4:
+                depth--;
+                break;
+            default:
+                return -1;
+        }
+    }
+    *pos = p;
+    return 0;
+}
+
+static uint64_t little_endian(const uint8_t *data, int width) {
+    uint64_t value = 0;
+    for (int i = width - 1; i >= 0; i--) value = (value << 8) | data[i];
+    return value;
+}
+
+typedef struct {
+    Py_ssize_t msg, offset;
+    const char *why; /* NULL: out of memory */
+} Failure;
+
+static int malformed(Failure *failure, Py_ssize_t msg, Py_ssize_t offset, const char *why) {
+    failure->msg = msg;
+    failure->offset = offset;
+    failure->why = why;
+    return -1;
+}
+
+/* Runs without the GIL: touches only its arguments and raw memory. */
+static int scan_messages(const uint8_t *data, Py_ssize_t size, const int64_t *starts, const int64_t *ends,
+                         Py_ssize_t n, Records *r, Failure *f) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t p = (Py_ssize_t)starts[i], end = (Py_ssize_t)ends[i];
+        if (p < 0 || end < p || end > size) return malformed(f, i, p, "the message lies outside the data");
+        while (p < end) {
+            Py_ssize_t at = p;
+            uint64_t tag, value = 0;
+            if (varint(data, &p, end, &tag) < 0) return malformed(f, i, at, "a truncated field tag");
+            uint64_t number = tag >> 3;
+            int wire_type = (int)(tag & 7);
+            if (number == 0 || number > 536870911u) return malformed(f, i, at, "an invalid field number");
+            Py_ssize_t start = p;
+            switch (wire_type) {
+                case 0:
+                    if (varint(data, &p, end, &value) < 0) return malformed(f, i, at, "a truncated varint");
+                    break;
+                case 1:
+                case 5: {
+                    int width = wire_type == 1 ? 8 : 4;
+                    if (end - p < width) return malformed(f, i, at, "a truncated fixed-width field");
+                    value = little_endian(data + p, width);
+                    p += width;
+                    break;
+                }
+                case 2: {
+                    uint64_t length;
+                    if (varint(data, &p, end, &length) < 0) return malformed(f, i, at, "a truncated length");
+                    if (length > (uint64_t)(end - p)) return malformed(f, i, at, "a length past the message's end");
+                    start = p;
+                    p += (Py_ssize_t)length;
+                    break;
+                }
+                case 3: /* a group (only unknown fields can be groups in proto3): skipped */
+                    if (skip_group(data, &p, end) < 0) return malformed(f, i, at, "a malformed group");
+                    continue;
+                default:
+                    return malformed(f, i, at, "an end of group without its start, or an unknown wire type");
+            }
+            if (push(r, i, tag, start, p, value) < 0) return malformed(f, i, at, NULL);
+        }
+    }
+    return 0;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer data, starts, ends;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts, &ends)) return NULL;
+    PyObject *result = NULL;
+    Records records = {NULL, 0, 0};
+    if (starts.len != ends.len || starts.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyErr_SetString(PyExc_ValueError, "starts and ends must be int64 buffers of the same length");
+    } else {
+        int status;
+        Failure failure = {0, 0, NULL};
+        /* Every field takes at least two bytes: reserve for the most there can be (pages that
+         * are never written are never touched), so the records are not copied as they grow. */
+        Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t), total = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t length = ((const int64_t *)ends.buf)[i] - ((const int64_t *)starts.buf)[i];
+            if (length > 0 && length <= data.len) total += length;
+        }
+        records.cap = WIDTH * (total / 2 + 1);
+        records.items = PyMem_RawMalloc((size_t)records.cap * sizeof(int64_t));
+        if (records.items == NULL) records.cap = 0;
+        Py_BEGIN_ALLOW_THREADS;
+        status = scan_messages((const uint8_t *)data.buf, data.len, (const int64_t *)starts.buf,
+                               (const int64_t *)ends.buf, starts.len / (Py_ssize_t)sizeof(int64_t), &records,
+                               &failure);
+        Py_END_ALLOW_THREADS;
+        if (status == 0)
+            result = PyBytes_FromStringAndSize((const char *)records.items,
+                                               records.len * (Py_ssize_t)sizeof(int64_t));
+        else if (failure.why == NULL)
+            PyErr_NoMemory();
+        else
+            PyErr_Format(PyExc_ValueError, "message %zd, byte %zd: %s", failure.msg, failure.offset, failure.why);
+    }
+    PyMem_RawFree(records.items);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    return result;
+}
+
+static PyObject *gather(PyObject *self, PyObject *args) {
+    Py_buffer data, starts, ends;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts, &ends)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t), total = 0;
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int ok = starts.len == ends.len && starts.len % (Py_ssize_t)sizeof(int64_t) == 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        ok = 0 <= s[i] && s[i] <= e[i] && e[i] <= data.len;
+        total += e[i] - s[i];
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "a slice lies outside the data");
+    } else if ((result = PyBytes_FromStringAndSize(NULL, total)) != NULL) {
+        char *out = PyBytes_AS_STRING(result);
+        const char *in = data.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(out, in + s[i], (size_t)(e[i] - s[i]));
+            out += e[i] - s[i];
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
+    {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wirescan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__wirescan(void) { return PyModule_Create(&module); }
