@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from orasi_common.pdata.protoscan import I64, LEN, Buffer, Items, pick, scan, strings
 
 
-def _double_text(value: float) -> str:
+def double_text(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -39,7 +39,7 @@ def to_json_value(value: common_pb2.AnyValue) -> Any:
         return value.int_value
     if kind == "double_value":
         number = value.double_value
-        return number if math.isfinite(number) else _double_text(number)
+        return number if math.isfinite(number) else double_text(number)
     if kind == "bool_value":
         return value.bool_value
     if kind == "bytes_value":
@@ -61,7 +61,7 @@ def canonical(value: common_pb2.AnyValue) -> str | None:
     if kind == "bool_value":
         return "true" if value.bool_value else "false"
     if kind == "double_value":
-        return _double_text(value.double_value)
+        return double_text(value.double_value)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     if kind is None:
@@ -167,13 +167,20 @@ def any_value_strings(
 def attribute_maps(buf: Buffer, kvs: Items, n_parents: int) -> pa.Array:
     """``MAP(VARCHAR, VARCHAR)`` of each parent's KeyValues (items whose parents ascend), with
     canonical values; a repeated key keeps its last value, at its first position (as `as_pairs`)."""
-    fields, parents, m = kvs.fields, kvs.parent, len(kvs)
+    fields, m = kvs.fields, len(kvs)
     key_row = fields.last(1, LEN, m)
     keys = strings(buf, pick(fields.start, key_row), pick(fields.end, key_row))
     occurrences = fields.rows(2, LEN)
     values, _ = any_value_strings(
         buf, fields.start[occurrences], fields.end[occurrences], fields.msg[occurrences], m, canonical
     )
+    return key_value_maps(keys, values, kvs.parent, n_parents)
+
+
+def key_value_maps(keys: pa.Array, values: pa.Array, parents: I64, n_parents: int) -> pa.Array:
+    """``MAP(VARCHAR, VARCHAR)`` of each parent's pairs (``parents`` ascending); a repeated key
+    keeps its last value, at its first position."""
+    m = len(keys)
     if m > 1:
         codes = np.asarray(pc.dictionary_encode(keys).indices, dtype=np.int64)
         combined = parents * (int(codes.max()) + 1) + codes

@@ -51,8 +51,8 @@ from orasi_common.pdata.protoscan import (
 TABLE_OF_SIGNAL = {Signal.TRACES: "spans", Signal.LOGS: "logs", Signal.METRICS: "metric_points"}
 UNKNOWN_SERVICE = "unknown_service"
 
-_SPAN_KIND = {v: k.removeprefix("SPAN_KIND_") for k, v in trace_pb2.Span.SpanKind.items()}
-_STATUS = {v: k.removeprefix("STATUS_CODE_") for k, v in trace_pb2.Status.StatusCode.items()}
+SPAN_KIND: dict[int, str] = {v: k.removeprefix("SPAN_KIND_") for k, v in trace_pb2.Span.SpanKind.items()}
+STATUS: dict[int, str] = {v: k.removeprefix("STATUS_CODE_") for k, v in trace_pb2.Status.StatusCode.items()}
 _TEMPORALITY = {
     v: k.removeprefix("AGGREGATION_TEMPORALITY_") for k, v in metrics_pb2.AggregationTemporality.items()
 }
@@ -148,13 +148,13 @@ class _Envelope:
         resource_attributes = items(buf, resource, 1)
         maps = attribute_maps(buf, resource_attributes, n_resources)
         self.resource_attributes = maps.take(pa.array(resource_of_item))
-        self.service_name = _service_names(maps).take(pa.array(resource_of_item))
+        self.service_name = service_names(maps).take(pa.array(resource_of_item))
         scope = nested(buf, scopes.fields, 1)
         self.scope_name = _optional_strings(buf, scope, 1, n_scopes).take(pa.array(scope_of_item))
         self.scope_version = _optional_strings(buf, scope, 2, n_scopes).take(pa.array(scope_of_item))
 
 
-def _service_names(resource_maps: pa.Array) -> pa.Array:
+def service_names(resource_maps: pa.Array) -> pa.Array:
     """Each resource's ``service.name`` (its last, as in `as_pairs`), or UNKNOWN_SERVICE."""
     n = len(resource_maps)
     keys, values = resource_maps.keys, resource_maps.items
@@ -194,7 +194,7 @@ def _numbers(fields: Fields, number: int, wire_type: int, n: int) -> I64:
     return pick(fields.value, fields.last(number, wire_type, n)).view(np.int64)
 
 
-def _enum_names(codes: I64, names: dict[int, str]) -> pa.Array:
+def enum_names(codes: I64, names: dict[int, str]) -> pa.Array:
     """Enum values by name (unknown values as their number)."""
     as_int32 = codes.astype(np.int32)
     unique, inverse = np.unique(as_int32, return_inverse=True)
@@ -252,7 +252,7 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         "region": pa.array(np.full(n, region, dtype=object), pa.string()),
         "service_name": envelope.service_name,
         "name": _strings(buf, spans, 5, n),
-        "kind": _enum_names(_numbers(spans, 6, VARINT, n), _SPAN_KIND),
+        "kind": enum_names(_numbers(spans, 6, VARINT, n), SPAN_KIND),
         "trace_id": _ids(buf, spans, 1, n),
         "span_id": _ids(buf, spans, 2, n),
         "parent_span_id": _ids(buf, spans, 4, n),
@@ -261,7 +261,7 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         "start_time_unix_nano": pa.array(start),
         "end_time_unix_nano": pa.array(end),
         "duration_ns": pa.array(end - start),
-        "status_code": _enum_names(_numbers(status, 3, VARINT, n), _STATUS),
+        "status_code": enum_names(_numbers(status, 3, VARINT, n), STATUS),
         "status_message": _optional_strings(buf, status, 2, n),
         "attributes": attribute_maps(buf, items(buf, spans, 9), n),
         "resource_attributes": envelope.resource_attributes,
@@ -270,7 +270,7 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         "events": _events(buf, spans, n),
         "links": _links(buf, spans, n),
         "dropped_attributes_count": pa.array(_numbers(spans, 10, VARINT, n)),
-        "time": _micros(start),
+        "time": micros(start),
     }
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema.SPANS], schema=schema.SPANS)
 
@@ -304,12 +304,12 @@ def logs_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         "resource_attributes": envelope.resource_attributes,
         "scope_name": envelope.scope_name,
         "scope_version": envelope.scope_version,
-        "time": _micros(np.where(time_ns != 0, time_ns, observed)),
+        "time": micros(np.where(time_ns != 0, time_ns, observed)),
     }
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema.LOGS], schema=schema.LOGS)
 
 
-def _micros(nanos: I64) -> pa.Array:
+def micros(nanos: I64) -> pa.Array:
     return pa.array(nanos // 1000).cast(schema.TIME)
 
 

@@ -4,6 +4,12 @@ A Batch keeps its payload in the form it arrived in and converts lazily, once::
 
     serialized OTLP bytes ──parse (cached)──▶ OTLP message
     OTLP message ──serialize (cached)──▶ serialized OTLP bytes
+    OTAP tables ──decode (cached)──▶ serialized OTLP bytes
+
+A batch that arrived as OTAP keeps its tables (``otap``) for consumers that read them directly
+(the lake); reading ``raw``, ``message`` or ``size_bytes`` decodes them, raising MalformedData
+when they are not valid, so a component that holds batches after accepting them (which reads
+their size) validates them while the sender still waits for the answer.
 
 ``raw`` is what exporters send; ``message`` is what processors that read data use;
 ``mutable_message()`` is the only way to change data, and it drops the cached bytes so they are
@@ -15,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -56,6 +63,8 @@ class Batch:
     metadata: Mapping[str, str] = field(default_factory=dict)
     _raw: bytes | None = None
     _message: Message | None = None
+    _otap: Mapping[Any, Any] | None = None
+    _decode_otap: Callable[[], bytes] | None = None
 
     @classmethod
     def from_serialized(
@@ -71,32 +80,49 @@ class Batch:
     ) -> Batch:
         return cls(signal, count_items(signal, message), tenant, _message=message, **kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_otap(
+        cls, signal: Signal, items: int, tables: Mapping[Any, Any], decode: Callable[[], bytes], **kwargs: Any
+    ) -> Batch:
+        """A batch of OTAP tables; ``decode`` makes its OTLP bytes when they are first needed."""
+        return cls(signal, items, _otap=tables, _decode_otap=decode, **kwargs)
+
+    @property
+    def otap(self) -> Mapping[Any, Any] | None:
+        """The OTAP tables the batch arrived as, while its data has not been changed."""
+        return self._otap
+
     @property
     def raw(self) -> bytes:
         """The payload as a serialized OTLP export request."""
         if self._raw is None:
-            assert self._message is not None
-            self._raw = self._message.SerializeToString()
+            if self._message is None:
+                assert self._decode_otap is not None
+                self._raw = self._decode_otap()
+                self._decode_otap = None
+            else:
+                self._raw = self._message.SerializeToString()
         return self._raw
 
     @property
     def message(self) -> Message:
         """The payload as a parsed OTLP export request; do not modify it (see mutable_message)."""
         if self._message is None:
-            assert self._raw is not None
-            self._message = parse_request(self.signal, self._raw)
+            self._message = parse_request(self.signal, self.raw)
         return self._message
 
     def mutable_message(self) -> Message:
         """The parsed payload, for changing it in place; the serialized form is re-made later."""
         message = self.message
-        self._raw = None
+        self._raw = self._otap = None
         return message
 
     @property
     def size_bytes(self) -> int:
         """Size of the serialized payload."""
-        return len(self._raw) if self._raw is not None else self.message.ByteSize()
+        if self._raw is None and self._message is not None:
+            return self._message.ByteSize()
+        return len(self.raw)
 
     def release_message(self) -> None:
         """Drop the parsed form when the bytes are known (to hold less memory while queued)."""
@@ -105,8 +131,17 @@ class Batch:
 
     def copy(self) -> Batch:
         """An independent batch with the same items (the bytes are shared; they are immutable)."""
-        if self._raw is not None:
-            return Batch(self.signal, self.items, self.tenant, self.batch_id, self.metadata, _raw=self._raw)
+        if self._raw is not None or self._message is None:
+            return Batch(
+                self.signal,
+                self.items,
+                self.tenant,
+                self.batch_id,
+                self.metadata,
+                _raw=self._raw,
+                _otap=self._otap,
+                _decode_otap=self._decode_otap,
+            )
         clone = type(self.message)()
         clone.CopyFrom(self.message)
         return Batch(self.signal, self.items, self.tenant, self.batch_id, self.metadata, _message=clone)

@@ -3,6 +3,8 @@
 Conversions go straight between serialized OTLP and Arrow (no protobuf object per item)::
 
     Batch.raw (OTLP bytes) ──encode──▶ {ArrowPayloadType: RecordBatch} ──decode──▶ OTLP bytes
+
+A received batch keeps its tables and is decoded only when something reads it as OTLP.
 """
 
 from __future__ import annotations
@@ -12,8 +14,14 @@ from collections.abc import Callable, Mapping
 import pyarrow as pa
 
 from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.otap.envelope import check_payloads, root_or_empty
 from orasi_common.pdata.otap.logs import decode_logs_bytes, encode_logs_bytes
 from orasi_common.pdata.otap.metrics import decode_metrics_bytes, encode_metrics_bytes
+from orasi_common.pdata.otap.payload_types import (
+    LOGS_PAYLOAD_TYPES,
+    METRICS_PAYLOAD_TYPES,
+    TRACES_PAYLOAD_TYPES,
+)
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.traces import decode_traces_bytes, encode_traces_bytes
 
@@ -28,6 +36,11 @@ _DECODERS: dict[Signal, Callable[[Tables], bytes]] = {
     Signal.TRACES: decode_traces_bytes,
     Signal.LOGS: decode_logs_bytes,
     Signal.METRICS: decode_metrics_bytes,
+}
+_SHAPES: dict[Signal, tuple[frozenset[P], P]] = {
+    Signal.TRACES: (TRACES_PAYLOAD_TYPES, P.SPANS),
+    Signal.LOGS: (LOGS_PAYLOAD_TYPES, P.LOGS),
+    Signal.METRICS: (METRICS_PAYLOAD_TYPES, P.UNIVARIATE_METRICS),
 }
 _ITEM_TABLES: dict[Signal, tuple[P, ...]] = {
     Signal.TRACES: (P.SPANS,),
@@ -47,6 +60,11 @@ def encode(batch: Batch) -> dict[P, pa.RecordBatch]:
 
 
 def decode(signal: Signal, tables: Tables, *, tenant: str, batch_id: str) -> Batch:
-    """A batch from OTAP tables (raises MalformedData when they do not make a valid request)."""
-    items = sum(tables[t].num_rows for t in _ITEM_TABLES[signal] if t in tables)
-    return Batch(signal, items, tenant, batch_id, _raw=_DECODERS[signal](tables))
+    """A batch of OTAP tables, decoded to OTLP when first read as OTLP (see `Batch`): reading
+    it raises MalformedData when the tables do not make a valid request."""
+    payload_types, root = _SHAPES[signal]
+    checked = check_payloads(tables, payload_types, signal.value)  # the cheap checks, now
+    root_or_empty(checked, root)
+    items = sum(checked[t].num_rows for t in _ITEM_TABLES[signal] if t in checked)
+    decoder = _DECODERS[signal]
+    return Batch.from_otap(signal, items, tables, lambda: decoder(tables), tenant=tenant, batch_id=batch_id)
