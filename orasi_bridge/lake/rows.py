@@ -163,8 +163,9 @@ def service_names(resource_maps: pa.Array) -> pa.Array:
     hits = np.flatnonzero(np.asarray(pc.equal(keys, "service.name").fill_null(False), dtype=np.bool_))
     chosen = np.full(n, -1, dtype=np.int64)
     chosen[owner[hits]] = hits
-    names = pc.if_else(pa.array(chosen >= 0), values.take(pa.array(np.maximum(chosen, 0))), None)
-    return pc.if_else(pc.fill_null(pc.not_equal(names, ""), False), names, UNKNOWN_SERVICE) if n else names
+    padded = pa.concat_arrays([values, pa.nulls(1, pa.string())])
+    names = padded.take(pa.array(np.where(chosen >= 0, chosen, len(values))))
+    return pc.if_else(pc.fill_null(pc.not_equal(names, ""), False), names, UNKNOWN_SERVICE)
 
 
 def _bounds(fields: Fields, number: int, n: int) -> tuple[I64, I64, Bools]:

@@ -1,0 +1,79 @@
+"""Lake rows built straight from OTAP tables equal the rows of the same data ingested as OTLP."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from orasi_bridge.lake.otap_rows import logs_from_otap, spans_from_otap
+from orasi_bridge.lake.rows import logs_batch, spans_batch
+from orasi_common.errors import MalformedData
+from orasi_common.pdata import Signal
+from orasi_common.pdata.otap import codec
+from orasi_common.pdata.otap.logs import encode_logs_bytes
+from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
+from orasi_common.pdata.otap.traces import encode_traces_bytes
+from tests.unit.orasi_common.pdata.otap.test_roundtrip import log_requests, trace_requests
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _assert_same_rows(direct: pa.RecordBatch, via_otlp: pa.RecordBatch) -> None:
+    for name in via_otlp.schema.names:
+        assert direct.column(name).equals(via_otlp.column(name)), name
+    assert direct.schema == via_otlp.schema
+
+
+@PROPERTY
+@given(trace_requests)
+def test_spans_from_otap_equal_spans_from_otlp(request: ExportTraceServiceRequest) -> None:
+    tables = encode_traces_bytes(request.SerializeToString())
+    batch = codec.decode(Signal.TRACES, tables, tenant="t", batch_id="b")
+    _assert_same_rows(spans_from_otap(tables, "t", "r"), spans_batch(batch.raw, "t", "r"))
+
+
+@PROPERTY
+@given(log_requests)
+def test_logs_from_otap_equal_logs_from_otlp(request: ExportLogsServiceRequest) -> None:
+    tables = encode_logs_bytes(request.SerializeToString())
+    batch = codec.decode(Signal.LOGS, tables, tenant="t", batch_id="b")
+    _assert_same_rows(logs_from_otap(tables, "t", "r"), logs_batch(batch.raw, "t", "r"))
+
+
+def test_an_otap_batch_is_decoded_only_when_read_as_otlp() -> None:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="work")
+    span.trace_id, span.span_id = b"\x01" * 16, b"\x02" * 8
+    tables = encode_traces_bytes(request.SerializeToString())
+    batch = codec.decode(Signal.TRACES, tables, tenant="t", batch_id="b")
+    assert batch.otap is tables and batch.items == 1
+    assert batch.raw == request.SerializeToString()  # decoded on demand, exactly
+    assert batch.copy().message == request
+
+
+def test_attributes_pointing_to_no_span_are_refused() -> None:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="work")
+    span.trace_id, span.span_id = b"\x01" * 16, b"\x02" * 8
+    span.attributes.add(key="k").value.string_value = "v"
+    tables = encode_traces_bytes(request.SerializeToString())
+    attrs = tables[P.SPAN_ATTRS]
+    index = attrs.schema.get_field_index("parent_id")
+    orphaned = attrs.set_column(index, "parent_id", pa.array([999], attrs.schema.field("parent_id").type))
+    with pytest.raises(MalformedData, match="points to no row"):
+        spans_from_otap({**tables, P.SPAN_ATTRS: orphaned}, "t", "r")
+    lazy = codec.decode(Signal.TRACES, {**tables, P.SPAN_ATTRS: orphaned}, tenant="t", batch_id="b")
+    with pytest.raises(MalformedData):
+        _ = lazy.raw
+
+
+def test_a_batch_without_its_root_table_is_refused_at_once() -> None:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="work")
+    span.attributes.add(key="k").value.int_value = 3
+    tables = encode_traces_bytes(request.SerializeToString())
+    with pytest.raises(MalformedData, match="root table"):
+        codec.decode(Signal.TRACES, {P.SPAN_ATTRS: tables[P.SPAN_ATTRS]}, tenant="t", batch_id="b")
