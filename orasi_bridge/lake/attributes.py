@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1 import common_pb2
 
+from orasi_common.errors import MalformedData
 from orasi_common.pdata.protoscan import I64, LEN, Buffer, Items, pick, scan, strings
 
 
@@ -152,12 +154,11 @@ def any_value_strings(
         for o, s, e in zip(owner.tolist(), starts.tolist(), ends.tolist(), strict=True):
             if o in pieces:
                 pieces[o].append(raw[s:e])
-        place(
-            at,
-            pa.array(
-                [render(common_pb2.AnyValue.FromString(b"".join(pieces[int(i)]))) for i in at], pa.string()
-            ),
-        )
+        try:
+            texts = [render(common_pb2.AnyValue.FromString(b"".join(pieces[int(i)]))) for i in at]
+        except DecodeError as exc:
+            raise MalformedData(f"an attribute or body value is not a valid AnyValue: {exc}") from None
+        place(at, pa.array(texts, pa.string()))
     parts.append(pa.nulls(1, pa.string()))
     position[position < 0] = offset
     values = pa.concat_arrays(parts).take(pa.array(position))

@@ -190,6 +190,12 @@ def _ids(buf: Buffer, fields: Fields, number: int, n: int) -> pa.Array:
     return hex_strings(buf, start, end)
 
 
+def _uint32s(fields: Fields, number: int, n: int) -> I64:
+    """A uint32 varint field of each message (0 when absent; wider varints keep their low 32 bits,
+    as protobuf parsers do)."""
+    return _numbers(fields, number, VARINT, n) & 0xFFFFFFFF
+
+
 def _numbers(fields: Fields, number: int, wire_type: int, n: int) -> I64:
     """A numeric field of each message as int64 bits (0 when absent)."""
     return pick(fields.value, fields.last(number, wire_type, n)).view(np.int64)
@@ -217,7 +223,7 @@ def _events(buf: Buffer, spans: Fields, n: int) -> pa.Array:
             pa.array(_numbers(f, 1, I64_WIRE, m)),
             _strings(buf, f, 2, m),
             attribute_maps(buf, items(buf, f, 3), m),
-            pa.array(_numbers(f, 4, VARINT, m)),
+            pa.array(_uint32s(f, 4, m)),
         ],
         fields=list(schema.EVENT),
     )
@@ -270,7 +276,7 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         "scope_version": envelope.scope_version,
         "events": _events(buf, spans, n),
         "links": _links(buf, spans, n),
-        "dropped_attributes_count": pa.array(_numbers(spans, 10, VARINT, n)),
+        "dropped_attributes_count": pa.array(_uint32s(spans, 10, n)),
         "time": micros(start),
     }
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema.SPANS], schema=schema.SPANS)

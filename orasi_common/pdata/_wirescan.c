@@ -26,6 +26,7 @@ typedef struct {
 } Records;
 
 #define WIDTH 5
+#define MAX_GROUP_DEPTH 100
 
 static int push(Records *r, int64_t msg, uint64_t tag, int64_t start, int64_t end, uint64_t value) {
     if (r->len + WIDTH > r->cap) {
@@ -45,12 +46,13 @@ static int push(Records *r, int64_t msg, uint64_t tag, int64_t start, int64_t en
     return 0;
 }
 
-static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t *out) {
+/* A varint of at most max_bytes bytes (10 for values; 5 for tags and lengths, as upb). */
+static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t *out, int max_bytes) {
     uint64_t value = 0;
     Py_ssize_t p = *pos;
-    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+    for (int i = 0; i < max_bytes && p < end; i++) {
         uint8_t byte = data[p++];
-        value |= (uint64_t)(byte & 0x7F) << shift;
+        value |= (uint64_t)(byte & 0x7F) << (7 * i);
         if (byte < 0x80) {
             *pos = p;
             *out = value;
@@ -60,15 +62,19 @@ static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t
     return -1;
 }
 
-/* Skips a group's fields up to and including its end-group tag (groups may nest). */
-static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end) {
+/* Skips a group's fields up to and including its end-group tag (groups may nest, each closed
+ * by the end tag of its own field number). */
+static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t number) {
+    uint64_t open[MAX_GROUP_DEPTH];
+    int depth = 0;
+    open[depth++] = number;
     Py_ssize_t p = *pos;
-    for (int depth = 1; depth > 0;) {
+    while (depth > 0) {
         uint64_t tag, ignored;
-        if (varint(data, &p, end, &tag) < 0 || (tag >> 3) == 0) return -1;
+        if (varint(data, &p, end, &tag, 5) < 0 || (tag >> 3) == 0) return -1;
         switch (tag & 7) {
             case 0:
-                if (varint(data, &p, end, &ignored) < 0) return -1;
+                if (varint(data, &p, end, &ignored, 10) < 0) return -1;
                 break;
             case 1:
                 if (end - p < 8) return -1;
@@ -79,14 +85,15 @@ static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end) {
                 p += 4;
                 break;
             case 2:
-                if (varint(data, &p, end, &ignored) < 0 || ignored > (uint64_t)(end - p)) return -1;
+                if (varint(data, &p, end, &ignored, 5) < 0 || ignored > (uint64_t)(end - p)) return -1;
                 p += (Py_ssize_t)ignored;
                 break;
             case 3:
-                if (++depth > 64) return -1;
+                if (depth == MAX_GROUP_DEPTH) return -1;
+                open[depth++] = tag >> 3;
                 break;
             case 4:
-                depth--;
+                if (open[--depth] != (tag >> 3)) return -1;
                 break;
             default:
                 return -1;
@@ -123,14 +130,14 @@ static int scan_messages(const uint8_t *data, Py_ssize_t size, const int64_t *st
         while (p < end) {
             Py_ssize_t at = p;
             uint64_t tag, value = 0;
-            if (varint(data, &p, end, &tag) < 0) return malformed(f, i, at, "a truncated field tag");
+            if (varint(data, &p, end, &tag, 5) < 0) return malformed(f, i, at, "a truncated or over-long field tag");
             uint64_t number = tag >> 3;
             int wire_type = (int)(tag & 7);
             if (number == 0 || number > 536870911u) return malformed(f, i, at, "an invalid field number");
             Py_ssize_t start = p;
             switch (wire_type) {
                 case 0:
-                    if (varint(data, &p, end, &value) < 0) return malformed(f, i, at, "a truncated varint");
+                    if (varint(data, &p, end, &value, 10) < 0) return malformed(f, i, at, "a truncated varint");
                     break;
                 case 1:
                 case 5: {
@@ -142,14 +149,14 @@ static int scan_messages(const uint8_t *data, Py_ssize_t size, const int64_t *st
                 }
                 case 2: {
                     uint64_t length;
-                    if (varint(data, &p, end, &length) < 0) return malformed(f, i, at, "a truncated length");
+                    if (varint(data, &p, end, &length, 5) < 0) return malformed(f, i, at, "a truncated or over-long length");
                     if (length > (uint64_t)(end - p)) return malformed(f, i, at, "a length past the message's end");
                     start = p;
                     p += (Py_ssize_t)length;
                     break;
                 }
                 case 3: /* a group (only unknown fields can be groups in proto3): skipped */
-                    if (skip_group(data, &p, end) < 0) return malformed(f, i, at, "a malformed group");
+                    if (skip_group(data, &p, end, number) < 0) return malformed(f, i, at, "a malformed group");
                     continue;
                 default:
                     return malformed(f, i, at, "an end of group without its start, or an unknown wire type");

@@ -125,10 +125,16 @@ def hex_strings(buf: Buffer, starts: I64, ends: I64) -> pa.Array:
 def strings_from(
     offsets: npt.NDArray[np.int32], data: npt.NDArray[np.uint8] | bytes, valid: Bools
 ) -> pa.Array:
-    """A string array from Arrow offsets and bytes, null where ``valid`` is False."""
+    """A string array from Arrow offsets and bytes, null where ``valid`` is False; MalformedData
+    when some string is not UTF-8 (as protobuf parsers refuse it)."""
     mask = None if valid.all() else pa.array(valid).buffers()[1]
     nulls = int(len(valid) - np.count_nonzero(valid))
-    return pa.StringArray.from_buffers(len(valid), pa.py_buffer(offsets), pa.py_buffer(data), mask, nulls)
+    array = pa.StringArray.from_buffers(len(valid), pa.py_buffer(offsets), pa.py_buffer(data), mask, nulls)
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        raise MalformedData("a string field is not valid UTF-8") from None
+    return array
 
 
 @dataclass(frozen=True, slots=True)
