@@ -79,7 +79,11 @@ def _resource(rx: Any, service: str, rng: random.Random) -> None:
 
 
 def traces_request(n: int, seed: int = 1) -> ExportTraceServiceRequest:
-    """``n`` spans over 3 resources x 2 scopes, 10 attributes per span (some high-cardinality)."""
+    """``n`` spans over 3 resources x 2 scopes, 10 attributes per span (some high-cardinality).
+
+    Traces of 8 spans: random 16-byte trace ids and 8-byte span ids; each trace's first span is
+    its root and every other span the child of an earlier span of the same trace.
+    """
     rng = random.Random(seed)
     request = ExportTraceServiceRequest()
     groups = [(s, scope) for s in SERVICES for scope in ("io.opentelemetry.http", "io.opentelemetry.db")]
@@ -94,14 +98,20 @@ def traces_request(n: int, seed: int = 1) -> ExportTraceServiceRequest:
             ss = rs.scope_spans.add()
             ss.scope.name, ss.scope.version = scope_name, "2.1.0"
             trace_id = rng.randbytes(16)
+            trace_spans: list[bytes] = []
             for _ in range(count):
                 if made % 8 == 0:
                     trace_id = rng.randbytes(16)
+                    trace_spans = []
                 made += 1
+                span_id = rng.randbytes(8)
+                # a child of a span of the same trace (the first span of a trace is its root)
+                parent = rng.choice(trace_spans) if trace_spans else b""
+                trace_spans.append(span_id)
                 span = ss.spans.add(
                     trace_id=trace_id,
-                    span_id=rng.randbytes(8),
-                    parent_span_id=rng.randbytes(8) if made % 8 else b"",
+                    span_id=span_id,
+                    parent_span_id=parent,
                     name=f"{rng.choice(['GET', 'POST'])} {rng.choice(ROUTES)}",
                     kind=rng.choice([2, 3]),
                     start_time_unix_nano=1_764_000_000_000_000_000 + made * 1_000_000,
@@ -133,7 +143,11 @@ def traces_request(n: int, seed: int = 1) -> ExportTraceServiceRequest:
 
 
 def logs_request(n: int, seed: int = 2) -> ExportLogsServiceRequest:
-    """``n`` log records, one resource per service, string bodies of ~120 bytes, 6 attributes."""
+    """``n`` log records, one resource per service, string bodies of ~120 bytes, 6 attributes.
+
+    Records come from requests in flight (4 at a time, interleaved); the records of one request
+    share its trace and span ids, and a request ends after each record with probability 1/4.
+    """
     rng = random.Random(seed)
     request = ExportLogsServiceRequest()
     for index, service in enumerate(SERVICES):
@@ -141,14 +155,19 @@ def logs_request(n: int, seed: int = 2) -> ExportLogsServiceRequest:
         _resource(rl, service, rng)
         sl = rl.scope_logs.add()
         sl.scope.name = "app.logger"
+        in_flight = [(rng.randbytes(16), rng.randbytes(8)) for _ in range(4)]
         for i in range(n // len(SERVICES) + (1 if index < n % len(SERVICES) else 0)):
+            request_index = rng.randrange(len(in_flight))
+            trace_id, span_id = in_flight[request_index]
+            if rng.random() < 0.25:
+                in_flight[request_index] = (rng.randbytes(16), rng.randbytes(8))
             record = sl.log_records.add(
                 time_unix_nano=1_764_000_000_000_000_000 + i * 1_000_000,
                 observed_time_unix_nano=1_764_000_000_000_000_000 + i * 1_000_000 + 5_000,
                 severity_number=rng.choice([9, 9, 9, 13, 17]),
                 severity_text=rng.choice(["INFO", "INFO", "WARN", "ERROR"]),
-                trace_id=rng.randbytes(16),
-                span_id=rng.randbytes(8),
+                trace_id=trace_id,
+                span_id=span_id,
             )
             order = rng.randrange(10**6)
             record.body.string_value = (
@@ -167,7 +186,11 @@ def logs_request(n: int, seed: int = 2) -> ExportLogsServiceRequest:
 
 
 def metrics_request(n: int, seed: int = 3) -> ExportMetricsServiceRequest:
-    """About ``n`` data points: sums, gauges and histograms with 3 attributes per point."""
+    """About ``n`` data points: sums, gauges and histograms with 3 attributes per point.
+
+    Histogram points are consistent as an SDK reports them: ``count`` is the sum of the bucket
+    counts, ``sum`` lies between ``count * min`` and ``count * max``.
+    """
     rng = random.Random(seed)
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
@@ -189,12 +212,15 @@ def metrics_request(n: int, seed: int = 3) -> ExportMetricsServiceRequest:
             ]
             if kind == "histogram":
                 metric.histogram.aggregation_temporality = CUMULATIVE
+                counts = [rng.randrange(50) for _ in range(8)]
+                low = rng.uniform(0.1, 5.0)
+                high = rng.uniform(100.0, 400.0)
                 point: Any = metric.histogram.data_points.add(
-                    count=100,
-                    sum=1234.5,
-                    bucket_counts=[rng.randrange(50) for _ in range(8)],
-                    min=0.5,
-                    max=99.0,
+                    count=sum(counts),  # consistent with the buckets, as an SDK reports it
+                    sum=round(sum(counts) * rng.uniform(low, high), 3),
+                    bucket_counts=counts,
+                    min=round(low, 3),
+                    max=round(high, 3),
                 )
                 point.explicit_bounds.extend([5, 10, 25, 50, 75, 100, 250])
             else:

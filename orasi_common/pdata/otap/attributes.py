@@ -9,11 +9,15 @@ Table layout (``parent_id`` u16 or u32, ``encoding`` = ``quasidelta``)::
 
     parent_id  key (utf8)  type (u8)  str  int  double  bool  bytes  ser
 
-Rows keep the OTLP order (parents ascending, each parent's attributes in their order), which
-is what lets the decoder give back every attribute list exactly; ``parent_id`` holds the delta
-from the previous row whenever type, key and value equal the previous row's (types str, int,
-double, bool and bytes; doubles compared bit for bit), else the id itself. Value columns hold
-only the active value of each row; a column with no value in it is omitted.
+Rows are ordered by their position in their parent's list, then grouped by key and by value
+(type included, in order of first appearance), parents ascending within a group (see
+``_sorted``): rows sharing key and value come together with their parents ascending,
+while each parent's rows stay in their OTLP order, which is what lets the decoder (grouping
+rows by parent, stably) give back every attribute list exactly. Tables dominated by
+high-cardinality keys keep the OTLP order instead. ``parent_id`` holds the delta from the
+previous row whenever type, key and value equal the previous row's (types str, int, double,
+bool and bytes; doubles compared bit for bit), else the id itself. Value columns hold only the
+active value of each row; a column with no value in it is omitted.
 
 A ``KeyValue`` whose ``value`` field is unset (rather than set to an empty AnyValue) is a
 type-0 row whose ``ser`` holds the single CBOR byte ``undefined`` (0xf7): readers that follow
@@ -112,6 +116,9 @@ _SIZE = np.zeros(256, dtype=np.int64)  # bytes of the value when the payload len
 _SIZE[[_T_STR, _T_BYTES, _T_BOOL]] = 2
 _SIZE[_T_DOUBLE] = 9
 _SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+_VARIED = 2
+_VARIED_SHARE = 10
+_SAMPLE = 2048  # rows on which a large table's sorting is decided first
 _SMALL = 48  # below this many rows, Python beats numpy's per-call overhead
 
 
@@ -217,6 +224,9 @@ class KeyValues:
     values: AnyColumns
     unset: Bools
     equal_to_previous: Bools  # the attribute quasi-delta rule, row by row
+    # each row as a KeyValue in canonical form: equal bytes <=> equal key, type and value (for
+    # the delta types; rows of other types may be null)
+    canonical: pa.Array
 
 
 def _canonical(key: str, code: int, value: object) -> bytes | None:
@@ -274,7 +284,7 @@ def _key_values_python(raws: list[bytes]) -> KeyValues:
     cols = AnyColumns(
         codes, arrays["str"], arrays["int"], arrays["double"], arrays["bool"], arrays["bytes"], arrays["ser"]
     )
-    return KeyValues(pa.array(keys, pa.string()), cols, unset, eq)
+    return KeyValues(pa.array(keys, pa.string()), cols, unset, eq, pa.array(canonical, pa.binary()))
 
 
 def _cut_values(
@@ -318,18 +328,23 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
     offsets, data = wire.binary_buffers(arr)
     start, end = offsets[:-1], offsets[1:]
     key_len = data[start + 1].astype(np.int64)
-    pos = np.minimum(start + 2 + key_len, end)
+    pos = start + 2 + key_len
+    # the value tag must lie inside this row: past its end are the next row's bytes (a
+    # KeyValue without a value followed by one like ``12 00`` would otherwise look canonical)
+    inside = pos < end
+    pos = np.where(inside, pos, end)
     value_len = data[pos + 1].astype(np.int64)
     size = 1
-    fast = (data[start] == 0x0A) & (key_len > 0) & (key_len < 0x80) & (data[pos] == 0x12)
+    fast = inside & (data[start] == 0x0A) & (key_len > 0) & (key_len < 0x80) & (data[pos] == 0x12)
     long_values = value_len >= 0x80
     if long_values.any():
         b2 = data[pos + 2].astype(np.int64)
         value_len = np.where(long_values, (value_len & 0x7F) | (b2 << 7), value_len)
         fast &= ~long_values | ((b2 > 0) & (b2 < 0x80))
         size = 1 + long_values
-    value_start = np.minimum(pos + 1 + size, end)
+    value_start = pos + 1 + size
     fast &= value_start + value_len == end
+    value_start = np.where(fast, value_start, end)
     scan = _scan_any(data, value_start, end, fast)
     slow = ~fast | scan.slow
     keys, strs, byts = _cut_values(arr, start + 2, pos, scan, end, ~slow)
@@ -364,7 +379,7 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
     eq = np.zeros(n, dtype=np.bool_)
     same = pc.equal(canonical.slice(1), canonical.slice(0, n - 1)).fill_null(False)
     eq[1:] = np.asarray(same.to_numpy(zero_copy_only=False), dtype=np.bool_) & _DELTA_TYPE[cols.type[1:]]
-    return KeyValues(keys, cols, unset, eq)
+    return KeyValues(keys, cols, unset, eq, canonical)
 
 
 def parse_any_values(raws: pa.Array, present: Bools) -> AnyColumns:
@@ -452,20 +467,112 @@ def any_columns_to(columns: Columns, cols: AnyColumns, unset: Bools | None = Non
     columns.optional("ser", ser)
 
 
+def _codes(arr: pa.Array) -> I64:
+    """Each row's index among the distinct values of the column, in order of first appearance
+    (nulls -1)."""
+    out: I64 = to_numpy(pc.dictionary_encode(arr).indices, np.int64, -1).astype(np.int64, copy=True)
+    return out
+
+
+def _positions(parents: I64) -> I64:
+    """Each row's position among its parent's rows (0 for the first), in table order."""
+    n = len(parents)
+    index = np.arange(n, dtype=np.int64)
+    if n > 1 and bool(np.any(parents[1:] < parents[:-1])):
+        by_parent = np.argsort(parents, kind="stable")
+        out = np.empty(n, dtype=np.int64)
+        out[by_parent] = _positions(parents[by_parent])
+        return out
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = parents[1:] != parents[:-1]
+    return index - np.maximum.accumulate(np.where(first, index, 0))
+
+
+def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
+    """For the first ``n`` rows: (value code, key code, the rows of keys with varied values),
+    the last None when those rows are too many to sort the table (see ``_sorted``).
+
+    Value codes are equal exactly when key, type and value are (-1 for types never
+    delta-encoded); codes count in order of first appearance.
+    """
+    types = kv.values.type[:n]
+    delta = _DELTA_TYPE[types]
+    pair = _codes(kv.canonical.slice(0, n))
+    pair[~delta] = -1
+    key = _codes(kv.key.slice(0, n))
+    # a row brings a new value when its code exceeds every code before it
+    seen = np.maximum.accumulate(pair)
+    first = np.empty(n, dtype=np.bool_)
+    first[0] = pair[0] >= 0
+    first[1:] = pair[1:] > seen[:-1]
+    keys = int(key.max()) + 1
+    distinct = np.bincount(key[first], minlength=keys)
+    varied = distinct * _VARIED > np.bincount(key[delta], minlength=keys)
+    varied_rows = varied[key]
+    if int(varied_rows.sum()) * _VARIED_SHARE > n:
+        return pair, key, None
+    return pair, key, varied_rows
+
+
+def _sorted(kv: KeyValues, parents: I64) -> tuple[I64, Bools] | None:
+    """The row order of the table and its quasi-delta rule, or None to keep the OTLP order.
+
+    Rows are ordered by their position among their parent's attributes, then grouped by key and
+    by value (type included; groups in order of first appearance), then by parent. Each
+    parent's rows keep their OTLP order (their positions differ), so the
+    decoder's stable grouping by parent gives back every attribute list exactly; meanwhile rows
+    sharing key and value come together with their parents ascending, so parent ids become
+    small deltas and the value columns runs. A key with more distinct values than half its
+    rows (request ids, ports) is not sorted by value, since its parent ids could not be
+    deltas; when such keys hold more than a tenth of the rows, the OTLP order (each parent's
+    ids together) compresses better and is kept.
+    """
+    n = len(parents)
+    if n < 2:
+        return None
+    if n > _SAMPLE and _varied_rows(kv, _SAMPLE)[2] is None:
+        return None  # judged on the first rows, which costs a fraction of the whole
+    pair, key, varied_rows = _varied_rows(kv, n)
+    if varied_rows is None:
+        return None
+    order: I64 = np.lexsort((parents, np.where(varied_rows, -1, pair), key, _positions(parents)))
+    pair = pair[order]
+    eq = np.zeros(n, dtype=np.bool_)
+    eq[1:] = (pair[1:] == pair[:-1]) & (pair[1:] >= 0)
+    return order, eq
+
+
+def _take(arr: pa.Array | None, order: pa.Array) -> pa.Array | None:
+    return None if arr is None else arr.take(order)
+
+
 def encode_attributes(
     raws: pa.Array | list[bytes], parents: I64, parent_type: pa.DataType
 ) -> pa.RecordBatch | None:
-    """The attribute table of serialized KeyValues; ``parents`` must be non-decreasing."""
+    """The attribute table of serialized KeyValues (``parents``: each one's parent id)."""
     if len(raws) == 0:
         return None
     kv = parse_key_values(raws)
-    cols = kv.values
-    eq = kv.equal_to_previous
+    cols, keys, unset, eq = kv.values, kv.key, kv.unset, kv.equal_to_previous
+    sort = _sorted(kv, parents)
+    if sort is not None:
+        order, eq = sort
+        take = pa.array(order, pa.int64())
+        cols = AnyColumns(
+            cols.type[order],
+            _take(cols.str, take),
+            _take(cols.int, take),
+            _take(cols.double, take),
+            _take(cols.bool, take),
+            _take(cols.bytes, take),
+            _take(cols.ser, take),
+        )
+        keys, unset, parents = keys.take(take), unset[order], parents[order]
     columns = Columns()
     columns.required("parent_id", uints(quasi_delta_encode(parents, eq), parent_type), encoding=QUASIDELTA)
-    columns.required("key", kv.key)
+    columns.required("key", keys)
     columns.required("type", pa.array(cols.type, pa.uint8()))
-    any_columns_to(columns, cols, kv.unset)
+    any_columns_to(columns, cols, unset)
     return columns.batch()
 
 
@@ -521,10 +628,10 @@ def any_value_bytes(table: Table, types: U8) -> tuple[pa.Array, Bools]:
     return wire.join(*parts), unset  # at most one part writes each row
 
 
-def decode_attributes(
-    batch: pa.RecordBatch, payload: ArrowPayloadType, field_number: int, width_bits: int
-) -> tuple[I64, wire.Segment]:
-    """(parent id, the row as field ``field_number`` of its parent message) for each row."""
+def attribute_table(
+    batch: pa.RecordBatch, payload: ArrowPayloadType, width_bits: int
+) -> tuple[Table, I64, pa.Array, U8]:
+    """An attribute table checked, with its decoded parent ids, keys and value types."""
     table = Table.of(payload, batch)
     parent_arr = table.need("parent_id", "u16" if width_bits == 16 else "u32")
     if parent_arr.null_count:
@@ -553,6 +660,14 @@ def decode_attributes(
         parents = np.cumsum(encoded) & ((1 << width_bits) - 1)
     else:
         parents = encoded
+    return table, parents, keys, types
+
+
+def decode_attributes(
+    batch: pa.RecordBatch, payload: ArrowPayloadType, field_number: int, width_bits: int
+) -> tuple[I64, wire.Segment]:
+    """(parent id, the row as field ``field_number`` of its parent message) for each row."""
+    table, parents, keys, types = attribute_table(batch, payload, width_bits)
     values, unset = any_value_bytes(table, types)
     kv = wire.join(wire.f_bytes(1, keys), wire.f_bytes(2, values, ~unset))
     return parents, wire.f_bytes(field_number, kv, np.ones(len(kv), dtype=np.bool_))

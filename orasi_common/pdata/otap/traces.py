@@ -19,6 +19,11 @@ Tables written (columns in order; * = optional, omitted when every row is empty)
 
 Spans keep the request's order; events and links keep their order within each span. A span's
 ``status`` struct row is null when the status message is unset.
+
+The encoder parses the request with upb (which validates it and yields resources, scopes,
+events and links), then reads the span fields and the raw ``KeyValue`` bytes of span
+attributes with the native field scanner (:mod:`orasi_common.pdata.protoscan`): no Python
+call per span. If the scan disagrees with upb about the spans, it reads the parsed spans.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from orasi_common.errors import MalformedData
+from orasi_common.pdata import protoscan
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.attributes import encode_attributes
 from orasi_common.pdata.otap.common import (
@@ -61,6 +68,7 @@ from orasi_common.pdata.otap.common import (
 )
 from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
+    EnvelopeEncoder,
     attributes_for,
     check_payloads,
     children_by_key,
@@ -71,6 +79,7 @@ from orasi_common.pdata.otap.lazy import LazyTracesRequest
 from orasi_common.pdata.otap.payload_types import TRACES_PAYLOAD_TYPES, ArrowPayloadType
 
 P = ArrowPayloadType
+I64 = npt.NDArray[np.int64]
 
 _SPAN_FIELDS = operator.attrgetter(
     "trace_id",
@@ -107,6 +116,9 @@ def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     if n == 0:
         return {}
     check_count(n, U16_MAX, "spans")
+    scanned = _scan_spans(data, n)
+    if scanned is not None:
+        return _encode_scanned(envelope, spans, scanned)
     (
         trace_id,
         span_id,
@@ -162,6 +174,149 @@ def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     if link_counts.any():
         _encode_links(links, np.repeat(span_rows, link_counts), tables)
     return tables
+
+
+def _scan_spans(data: bytes, n: int) -> tuple[protoscan.Buffer, protoscan.Fields] | None:
+    """The fields of every span, scanned natively from the request bytes (after upb accepted
+    them, so strings are valid UTF-8); None if the scan does not find the ``n`` spans upb
+    found, and the caller reads the parsed messages instead."""
+    buf = protoscan.Buffer(data)
+    try:
+        fields = protoscan.scan(buf, np.zeros(1, dtype=np.int64), np.full(1, len(data), dtype=np.int64))
+        for number in (1, 2):  # ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans
+            fields = protoscan.items(buf, fields, number).fields
+        spans = protoscan.items(buf, fields, 2)  # ScopeSpans.spans
+    except MalformedData:
+        return None
+    if len(spans) != n:
+        return None
+    return buf, spans.fields
+
+
+def _last_bytes(buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int) -> tuple[I64, I64]:
+    """(start, end) of each message's last LEN field ``number`` (empty where absent)."""
+    rows = fields.last(number, protoscan.LEN, n)
+    start = protoscan.pick(fields.start, rows)
+    end = protoscan.pick(fields.end, rows)
+    return start, end
+
+
+def _scanned_ids(
+    buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int, width: int, what: str
+) -> pa.Array | None:
+    """A fixed_size_binary id column (null where empty; None when all are empty)."""
+    start, end = _last_bytes(buf, fields, number, n)
+    size = end - start
+    present = size > 0
+    if not present.any():
+        return None
+    if bool(np.any(present & (size != width))):
+        bad = int(size[present & (size != width)][0])
+        raise MalformedData(f"{what} must be {width} bytes or empty, got {bad} bytes")
+    _, raw = protoscan.gather(buf, np.where(present, start, 0), np.where(present, start + width, 0))
+    if present.all():
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(raw)])
+    values = np.zeros((n, width), dtype=np.uint8)
+    values[present] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
+    validity = pa.array(present).buffers()[1]
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), n, [validity, pa.py_buffer(values.tobytes())], int(n - np.count_nonzero(present))
+    )
+
+
+def _scanned_strings(
+    buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int, optional: bool
+) -> pa.Array | None:
+    """A utf8 column; an optional one has nulls for empty strings and is None when all are."""
+    start, end = _last_bytes(buf, fields, number, n)
+    present = end > start
+    if optional and not present.any():
+        return None
+    return protoscan.strings(buf, start, end, present if optional else None)
+
+
+def _scanned_numbers(fields: protoscan.Fields, number: int, wire_type: int, n: int) -> npt.NDArray[np.uint64]:
+    """Each message's last value of a scalar field (0 where absent), as raw 64 bits."""
+    return protoscan.pick(fields.value, fields.last(number, wire_type, n))
+
+
+def _nonzero(values: npt.NDArray[Any], typ: pa.DataType) -> pa.Array | None:
+    """A u32/i32 column of the low 32 bits of ``values``, or None when every value is zero."""
+    low = (values & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    if not low.any():
+        return None
+    return pa.array(low if typ == pa.uint32() else low.view(np.int32), typ)
+
+
+def _encode_scanned(
+    envelope: EnvelopeEncoder, spans: list[Any], scanned: tuple[protoscan.Buffer, protoscan.Fields]
+) -> dict[ArrowPayloadType, pa.RecordBatch]:
+    """The tables from natively scanned span fields (events and links from the parsed spans)."""
+    buf, f = scanned
+    n = len(spans)
+    tables: dict[ArrowPayloadType, pa.RecordBatch] = {}
+    attr_rows = f.rows(9, protoscan.LEN)
+    event_rows = f.rows(11, protoscan.LEN)
+    link_rows = f.rows(13, protoscan.LEN)
+
+    columns = Columns()
+    if len(attr_rows) or len(event_rows) or len(link_rows):
+        columns.add(id_field(pa.uint16()), delta_ids(n, pa.uint16()))
+    envelope.add_to(columns, tables)
+    start_ns = _scanned_numbers(f, 7, protoscan.I64_WIRE, n)
+    end_ns = _scanned_numbers(f, 8, protoscan.I64_WIRE, n)
+    columns.required("start_time_unix_nano", timestamps(start_ns))
+    columns.required("duration_time_unix_nano", pa.array((end_ns - start_ns).view(np.int64), DURATION))
+    trace_id = _scanned_ids(buf, f, 1, n, 16, "a span's trace_id")
+    columns.required("trace_id", pa.nulls(n, pa.binary(16)) if trace_id is None else trace_id)
+    span_id = _scanned_ids(buf, f, 2, n, 8, "a span's span_id")
+    columns.required("span_id", pa.nulls(n, pa.binary(8)) if span_id is None else span_id)
+    columns.optional("trace_state", _scanned_strings(buf, f, 3, n, optional=True))
+    columns.optional("parent_span_id", _scanned_ids(buf, f, 4, n, 8, "a span's parent_span_id"))
+    columns.required("name", _scanned_strings(buf, f, 5, n, optional=False))
+    columns.optional("kind", _nonzero(_scanned_numbers(f, 6, protoscan.VARINT, n), pa.int32()))
+    for name, number in (
+        ("dropped_attributes_count", 10),
+        ("dropped_events_count", 12),
+        ("dropped_links_count", 14),
+    ):
+        columns.optional(name, _nonzero(_scanned_numbers(f, number, protoscan.VARINT, n), pa.uint32()))
+    columns.optional("status", _scanned_status(buf, f, n))
+    columns.optional("flags", _nonzero(_scanned_numbers(f, 16, protoscan.I32_WIRE, n), pa.uint32()))
+    tables[P.SPANS] = columns.batch()
+
+    if len(attr_rows):
+        offsets, raw = protoscan.gather(buf, f.start[attr_rows], f.end[attr_rows])
+        raws = pa.BinaryArray.from_buffers(
+            pa.binary(), len(attr_rows), [None, pa.py_buffer(offsets), pa.py_buffer(raw)]
+        )
+        batch = encode_attributes(raws, f.msg[attr_rows], pa.uint16())
+        if batch is not None:
+            tables[P.SPAN_ATTRS] = batch
+    span_rows = np.arange(n, dtype=np.int64)
+    if len(event_rows):
+        events = [span.events for span in spans]
+        counts = np.fromiter(map(len, events), dtype=np.int64, count=n)
+        _encode_events(tuple(events), np.repeat(span_rows, counts), tables)
+    if len(link_rows):
+        links = [span.links for span in spans]
+        counts = np.fromiter(map(len, links), dtype=np.int64, count=n)
+        _encode_links(tuple(links), np.repeat(span_rows, counts), tables)
+    return tables
+
+
+def _scanned_status(buf: protoscan.Buffer, f: protoscan.Fields, n: int) -> pa.Array | None:
+    """The ``status`` struct column (null where the message is unset), or None if never set."""
+    present = np.zeros(n, dtype=np.bool_)
+    present[f.msg[f.rows(15, protoscan.LEN)]] = True
+    if not present.any():
+        return None
+    status = protoscan.nested(buf, f, 15)
+    status_columns = Columns()
+    code = (_scanned_numbers(status, 3, protoscan.VARINT, n) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    status_columns.required("code", pa.array(code.view(np.int32), pa.int32()))
+    status_columns.optional("status_message", _scanned_strings(buf, status, 2, n, optional=True))
+    return status_columns.struct("status", None if present.all() else ~present)
 
 
 def _status_column(spans: list[Any]) -> pa.Array | None:
@@ -326,7 +481,7 @@ def _decode_events(
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
     name = table.need("name", "utf8")
-    parents = _quasi_delta_parents(table, "u16", 16, string_codes(name, n))
+    parents = quasi_delta_parents(table, "u16", 16, string_codes(name, n))
     parts: list[wire.Segment | pa.Array] = [
         wire.f_fixed64(1, table.np("time_unix_nano", "timestamp", np.int64)),
         wire.f_bytes(2, name),
@@ -353,7 +508,7 @@ def _decode_links(
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
     trace_id = table.need("trace_id", "id16")
-    parents = _quasi_delta_parents(table, "u16", 16, string_codes(trace_id, n))
+    parents = quasi_delta_parents(table, "u16", 16, string_codes(trace_id, n))
     parts: list[wire.Segment | pa.Array] = [
         wire.f_bytes(1, trace_id),
         wire.f_bytes(2, table.need("span_id", "id8")),
@@ -370,7 +525,7 @@ def _decode_links(
     return children_by_key(parents, links, span_ids, span_valid, "SPAN_LINKS")
 
 
-def _quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[Any, Any]) -> Any:
+def quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[Any, Any]) -> Any:
     """Decode a parent_id column quasi-delta encoded on columns whose equality codes are given."""
     arr = table.need("parent_id", kind)
     if arr.null_count:
@@ -387,4 +542,10 @@ def _quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[A
     return encoded
 
 
-__all__ = ["decode_traces", "decode_traces_bytes", "encode_traces", "encode_traces_bytes"]
+__all__ = [
+    "decode_traces",
+    "decode_traces_bytes",
+    "encode_traces",
+    "encode_traces_bytes",
+    "quasi_delta_parents",
+]
