@@ -100,6 +100,26 @@ def as_pairs(attributes: Iterable[common_pb2.KeyValue]) -> list[tuple[str, str |
     return list({kv.key: canonical(kv.value) for kv in attributes}.items())
 
 
+class ScatteredStrings:
+    """A string column of ``n`` rows assembled from arrays that each fill some of the rows
+    (null where none does)."""
+
+    def __init__(self, n: int) -> None:
+        self.position = np.full(n, -1, dtype=np.int64)
+        self.parts: list[pa.Array] = []
+        self.filled = 0
+
+    def place(self, rows: I64, array: pa.Array) -> None:
+        """``array[i]`` is the value of row ``rows[i]``."""
+        self.position[rows] = self.filled + np.arange(len(rows))
+        self.parts.append(array)
+        self.filled += len(rows)
+
+    def finish(self) -> pa.Array:
+        position = np.where(self.position >= 0, self.position, self.filled)
+        return pa.concat_arrays([*self.parts, pa.nulls(1, pa.string())]).take(pa.array(position))
+
+
 # AnyValue field numbers (the oneof) and their wire types; 0 stands for an empty value.
 _STRING, _BOOL, _INT, _DOUBLE, _ARRAY, _KVLIST, _BYTES = 1, 2, 3, 4, 5, 6, 7
 _WIRE_TYPE_OF = np.array([-1, 2, 0, 0, 1, 2, 2, 2], dtype=np.int64)
@@ -127,15 +147,8 @@ def any_value_strings(
     winner = np.full(n, -1, dtype=np.int64)
     winner[owner[fields.msg[rows]]] = rows  # the oneof keeps the last value on the wire
     kind = pick(number, winner)
-    parts: list[pa.Array] = []
-    position = np.full(n, -1, dtype=np.int64)
-    offset = 0
-
-    def place(which: I64, array: pa.Array) -> None:
-        nonlocal offset
-        position[which] = offset + np.arange(len(which))
-        parts.append(array)
-        offset += len(which)
+    values = ScatteredStrings(n)
+    place = values.place
 
     at = np.flatnonzero(kind == _STRING)
     if len(at):
@@ -159,10 +172,7 @@ def any_value_strings(
         except DecodeError as exc:
             raise MalformedData(f"an attribute or body value is not a valid AnyValue: {exc}") from None
         place(at, pa.array(texts, pa.string()))
-    parts.append(pa.nulls(1, pa.string()))
-    position[position < 0] = offset
-    values = pa.concat_arrays(parts).take(pa.array(position))
-    return values, kind
+    return values.finish(), kind
 
 
 def attribute_maps(buf: Buffer, kvs: Items, n_parents: int) -> pa.Array:

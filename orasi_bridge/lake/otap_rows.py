@@ -23,6 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from orasi_bridge.lake import schema
 from orasi_bridge.lake.attributes import (
     VALUE_TYPE_NAMES,
+    ScatteredStrings,
     any_value_strings,
     body_text,
     canonical,
@@ -91,15 +92,8 @@ def _attribute_maps(tables: Tables, payload: P, width_bits: int, keys: _Keys) ->
 def _canonical_values(table: Table, types: U8) -> pa.Array:
     """The canonical string of each row's value, from the typed value columns."""
     n = len(types)
-    out: list[pa.Array] = []
-    position = np.full(n, -1, dtype=np.int64)
-    offset = 0
-
-    def place(rows: I64, array: pa.Array) -> None:
-        nonlocal offset
-        position[rows] = offset + np.arange(len(rows))
-        out.append(array)
-        offset += len(rows)
+    values = ScatteredStrings(n)
+    place = values.place
 
     def rows_of(code: int, column: pa.Array | None) -> I64 | None:
         rows = np.flatnonzero((types == code) & (wire.is_valid(column) if column is not None else False))
@@ -125,9 +119,7 @@ def _canonical_values(table: Table, types: U8) -> pa.Array:
             canonical(AnyValue.FromString(v)) for v in complex_bytes.take(pa.array(complex_rows)).to_pylist()
         ]
         place(complex_rows, pa.array(texts, pa.string()))
-    out.append(pa.nulls(1, pa.string()))
-    position[position < 0] = offset
-    return pa.concat_arrays(out).take(pa.array(position))
+    return values.finish()
 
 
 def _hex(arr: pa.Array | None, n: int) -> pa.Array:
