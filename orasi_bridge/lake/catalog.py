@@ -63,3 +63,10 @@ def filesystem(config: Config) -> tuple[pafs.FileSystem, str]:
     if region:
         options["region"] = region
     return pafs.S3FileSystem(**options), "s3://"
+
+
+def prepare_output(fs: pafs.FileSystem, path: str) -> str:
+    """``path``, its directory created first on a local filesystem (object stores need none)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rpartition("/")[0], recursive=True)
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from orasi_bridge.lake.localcache import LocalCacheConfig
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.wal import WalConfig
 
@@ -30,6 +31,11 @@ class Config(ComponentConfig):
         default=512, gt=0, description="Buffered MiB past which ingest is refused (retryable)."
     )
     commit_retries: int = Field(default=5, ge=0, description="Retries of a conflicting Iceberg commit.")
+    local_cache: LocalCacheConfig | None = Field(
+        default=None,
+        description="Keep copies of the data files this bridge wrote on its disk, for queries "
+        "(unset: queries read every committed file from the warehouse).",
+    )
     wal: WalConfig | None = Field(
         default=None,
         description="Log every batch durably before acknowledging it and replay it after a crash "

@@ -1,14 +1,19 @@
 """The `lake` exporter: OTLP batches → Arrow buffers → Parquet files → Iceberg commits.
 
 Rows are buffered per table and tenant and flushed when the buffers reach ``flush_size_mib`` or
-the oldest row is ``flush_interval`` old. A flush makes one Iceberg append per table (rows sorted
-by tenant, service_name, time; pyiceberg writes zstd Parquet split by partition) whose snapshot
-summary records the ``batch_id``s it holds, atomically with the data. Those ids are read back at
-start, so a replayed batch is acknowledged and skipped, never written twice.
+the oldest row is ``flush_interval`` old. A flush makes one Iceberg append per table (``files``
+writes one zstd Parquet file per tenant x day, sorted by service_name, time, spans with a trace
+index) whose snapshot summary records the ``batch_id``s it holds, atomically with the data.
+Those ids are read back at start, so a replayed batch is acknowledged and skipped, never
+written twice.
 
 With ``wal`` configured, a batch is acknowledged only once it is durable in the bridge's
 write-ahead log; its record is dropped from the log when the commit holding it succeeds, and
 after a crash the log is replayed into the buffers (batches already committed are skipped).
+
+Batches wait as received and become Arrow rows many at a time (``CONVERT_ITEMS`` items, or when
+a query or a flush needs them: the converter's cost is mostly per call); a batch that arrived as
+OTAP becomes rows at once, straight from its tables, so invalid tables fail its sender.
 
 Queries see committed data at the snapshot the writer last published plus every buffered row,
 captured together (``snapshot_view``) so a row is never seen twice or missed during a flush.
@@ -22,13 +27,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from orasi_bridge.lake.catalog import ensure_table, open_catalog
+from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.files import sort_rows, write_data_files
+from orasi_bridge.lake.localcache import LocalCache
+from orasi_bridge.lake.otap_rows import OTAP_CONVERTERS
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, to_record_batch
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import Throttled, Unavailable
@@ -39,13 +47,19 @@ from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
 MIB = 1024 * 1024
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
-_SORT = [("tenant", "ascending"), ("service_name", "ascending"), ("time", "ascending")]
+
+CONVERT_ITEMS = 8192
+
+Entry = tuple[Batch, int | None]  # a batch and its write-ahead log position
 
 
 @dataclass
 class _Buffer:
-    """Rows waiting for one flush: per table, per tenant."""
+    """What one flush will commit, per table and tenant: batches waiting to be converted
+    (``pending``), then rows. A batch's id is listed for its table once its rows are."""
 
+    pending: dict[tuple[str, str], list[Entry]] = field(default_factory=lambda: defaultdict(list))
+    pending_items: int = 0
     rows: dict[str, dict[str, list[pa.RecordBatch]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
@@ -56,19 +70,82 @@ class _Buffer:
     table_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started: float | None = None
 
-    def add(self, table: str, tenant: str, rows: pa.RecordBatch, batch_id: str, lsn: int | None) -> None:
-        self.rows[table][tenant].append(rows)
-        self.batch_ids[table].append(batch_id)
-        if lsn is not None:
-            self.lsns[table].append(lsn)
-        self.known.add(batch_id)
-        # Measured once per batch (the buffers' total size is far cheaper than ``nbytes``) and
-        # kept per table, so a flush retires its table's bytes without measuring again.
-        size = rows.get_total_buffer_size()
+    def _grow(self, table: str, size: int) -> None:
         self.size_bytes += size
         self.table_bytes[table] += size
+
+    def add_pending(self, table: str, batch: Batch, lsn: int | None) -> None:
+        batch.release_message()
+        self.pending[(table, batch.tenant)].append((batch, lsn))
+        self.pending_items += batch.items
+        self.known.add(batch.batch_id)
+        self._grow(table, batch.size_bytes)
         if self.started is None:
             self.started = time.monotonic()
+
+    def take_pending(self) -> dict[tuple[str, str], list[Entry]]:
+        work, self.pending = self.pending, defaultdict(list)
+        self.pending_items = 0
+        return work
+
+    def restore_pending(self, work: dict[tuple[str, str], list[Entry]]) -> None:
+        """Put taken batches back in front of those that arrived since."""
+        for key, entries in work.items():
+            self.pending[key][:0] = entries
+            self.pending_items += sum(batch.items for batch, _ in entries)
+
+    def add_rows(
+        self, table: str, tenant: str, rows: pa.RecordBatch, entries: list[Entry], counted_bytes: int
+    ) -> None:
+        """Converted rows of ``entries``, which were counted as ``counted_bytes`` until now."""
+        self.rows[table][tenant].append(rows)
+        for batch, lsn in entries:
+            self.known.add(batch.batch_id)
+            self.batch_ids[table].append(batch.batch_id)
+            if lsn is not None:
+                self.lsns[table].append(lsn)
+        # Measured once (the buffers' total size is far cheaper than ``nbytes``) and kept per
+        # table, so a flush retires its table's bytes without measuring again.
+        self._grow(table, rows.get_total_buffer_size() - counted_bytes)
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def move_pending(self) -> _Buffer:
+        """A new buffer holding the batches still waiting here (taken out of this one)."""
+        moved = _Buffer()
+        for (table, _), entries in self.take_pending().items():
+            for batch, lsn in entries:
+                self.known.discard(batch.batch_id)
+                self._grow(table, -batch.size_bytes)
+                moved.add_pending(table, batch, lsn)
+        return moved
+
+    def absorb(self, other: _Buffer) -> None:
+        """Take over everything ``other`` holds, after what this buffer holds."""
+        for key, entries in other.pending.items():
+            self.pending[key].extend(entries)
+        self.pending_items += other.pending_items
+        for name, tenants in other.rows.items():
+            for tenant, batches in tenants.items():
+                self.rows[name][tenant].extend(batches)
+        for name, ids in other.batch_ids.items():
+            self.batch_ids[name].extend(ids)
+        for name, lsns in other.lsns.items():
+            self.lsns[name].extend(lsns)
+        for name, size in other.table_bytes.items():
+            self.table_bytes[name] += size
+        self.known |= other.known
+        self.size_bytes += other.size_bytes
+        if self.started is None:
+            self.started = other.started
+
+
+def _convert(work: dict[tuple[str, str], list[Entry]], region: str) -> dict[tuple[str, str], pa.RecordBatch]:
+    """Rows of each table and tenant's waiting batches, converted as one merged batch each."""
+    return {
+        key: to_record_batch(Batch.merge([batch for batch, _ in entries]), region)
+        for key, entries in work.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -96,6 +173,8 @@ class LakeWriter:
         self._flush_now = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = TaskScope()
+        self._convert_lock = asyncio.Lock()
+        self._converting = False
         self._stopping = False
         self._wal = (
             WriteAheadLog.from_config(
@@ -132,6 +211,8 @@ class LakeWriter:
 
     def _open(self) -> None:
         self._catalog = open_catalog(self.config)
+        self._fs: tuple[pafs.FileSystem, str] = filesystem(self.config)
+        self._cache = LocalCache(self.config.local_cache) if self.config.local_cache else None
         for name in TABLES:
             table = ensure_table(self._catalog, name)
             self.tables[name] = table
@@ -176,20 +257,84 @@ class LakeWriter:
             attempt.set_result(None)
 
     async def _buffer_rows(self, batch: Batch, lsn: int | None) -> None:
-        rows = await asyncio.to_thread(
-            to_record_batch, batch.signal, batch.message, batch.tenant, self.config.region
-        )
-        self._buffer.add(TABLE_OF_SIGNAL[batch.signal], batch.tenant, rows, batch.batch_id, lsn)
+        table = TABLE_OF_SIGNAL[batch.signal]
+        tables = batch.otap
+        from_otap = OTAP_CONVERTERS.get(batch.signal) if tables is not None else None
+        if from_otap is not None and tables is not None:
+            # Rows straight from the Arrow tables (a big batch already): invalid tables raise
+            # MalformedData to the sender now.
+            rows = await asyncio.to_thread(from_otap, tables, batch.tenant, self.config.region)
+            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], 0)
+        else:
+            if tables is not None:
+                await asyncio.to_thread(lambda: batch.raw)  # decode, so invalid tables fail now
+            self._buffer.add_pending(table, batch, lsn)
         if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
             self._flush_now.set()
+        elif self._buffer.pending_items >= CONVERT_ITEMS and not self._converting:
+            self._converting = True
+            self._tasks.spawn(self._convert_in_background(), name="lake-converter")
 
-    def snapshot_view(self, table: str, tenant: str) -> TableView:
-        """Committed snapshot and hot rows of one table and tenant, consistent with each other."""
-        hot: list[pa.RecordBatch] = []
-        for buffer in (self._flushing, self._buffer):
-            if buffer is not None:
-                hot.extend(buffer.rows.get(table, {}).get(tenant, []))
-        return TableView(self.tables[table], self._visible.get(table), hot)
+    async def _convert_in_background(self) -> None:
+        try:
+            async with self._convert_lock:
+                await self._convert_pending()
+        finally:
+            self._converting = False
+
+    async def _convert_pending(self) -> None:
+        """Turn every batch waiting in the current buffer into rows (hold ``_convert_lock``)."""
+        buffer = self._buffer
+        work = buffer.take_pending()
+        if not work:
+            return
+        try:
+            try:
+                converted = await asyncio.to_thread(_convert, work, self.config.region)
+            except Exception:
+                converted = await asyncio.to_thread(self._convert_one_by_one, work)
+        except asyncio.CancelledError:
+            buffer.restore_pending(work)  # cancelled (shutdown, a query's deadline): keep them waiting
+            raise
+        for (table, tenant), rows in converted.items():
+            entries = work[(table, tenant)]
+            buffer.add_rows(table, tenant, rows, entries, sum(batch.size_bytes for batch, _ in entries))
+
+    def _convert_one_by_one(
+        self, work: dict[tuple[str, str], list[Entry]]
+    ) -> dict[tuple[str, str], pa.RecordBatch]:
+        """Rows of the batches that convert alone; a batch that does not (it passed the
+        receiver's protobuf parse, so this is a converter bug) is logged and dropped."""
+        converted: dict[tuple[str, str], pa.RecordBatch] = {}
+        for (table, tenant), entries in work.items():
+            kept: list[Entry] = []
+            parts: list[pa.RecordBatch] = []
+            for batch, lsn in entries:
+                try:
+                    parts.append(to_record_batch(batch, self.config.region))
+                    kept.append((batch, lsn))
+                except Exception:
+                    self._logger.exception(
+                        "A batch could not be converted to lake rows and is dropped.",
+                        extra={"batch_id": batch.batch_id, "table": table, "tenant": tenant},
+                    )
+                    if lsn is not None and self._wal is not None:
+                        self._wal.ack(lsn)
+            entries[:] = kept
+            if parts:
+                converted[(table, tenant)] = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+        return converted
+
+    async def snapshot_view(self, table: str, tenant: str) -> TableView:
+        """Committed snapshot and hot rows of one table and tenant, consistent with each other;
+        every batch acknowledged before the call is in one or the other."""
+        async with self._convert_lock:
+            await self._convert_pending()
+            hot: list[pa.RecordBatch] = []
+            for buffer in (self._flushing, self._buffer):
+                if buffer is not None:
+                    hot.extend(buffer.rows.get(table, {}).get(tenant, []))
+            return TableView(self.tables[table], self._visible.get(table), hot)
 
     async def _flusher(self) -> None:
         while True:
@@ -211,7 +356,11 @@ class LakeWriter:
     async def flush(self) -> None:
         """Commit every buffered row; on failure the rows stay buffered for the next flush."""
         async with self._flush_lock:
-            buffer, self._buffer = self._buffer, _Buffer()
+            async with self._convert_lock:
+                await self._convert_pending()
+                buffer = self._buffer
+                # Batches that arrived while converting wait for the next flush.
+                self._buffer = buffer.move_pending()
             if buffer.started is None:
                 return
             self._flushing = buffer
@@ -232,42 +381,36 @@ class LakeWriter:
                     "Committing to the lake failed; the rows stay buffered and are retried.",
                     extra={"buffered_bytes": buffer.size_bytes},
                 )
-                self._requeue(buffer)
+                async with self._convert_lock:  # no conversion may publish into the newer buffer now
+                    # Put the failed flush's rows back in front of what arrived since.
+                    buffer.absorb(self._buffer)
+                    self._buffer, self._flushing = buffer, None
             finally:
                 self._flushing = None
 
-    def _requeue(self, failed: _Buffer) -> None:
-        """Put a failed flush's rows back in front of what arrived since."""
-        newer, self._buffer = self._buffer, _Buffer()
-        for source in (failed, newer):
-            for name, tenants in source.rows.items():
-                for tenant, batches in tenants.items():
-                    self._buffer.rows[name][tenant].extend(batches)
-            for name, ids in source.batch_ids.items():
-                self._buffer.batch_ids[name].extend(ids)
-                self._buffer.known.update(ids)
-            for name, lsns in source.lsns.items():
-                self._buffer.lsns[name].extend(lsns)
-            for name, size in source.table_bytes.items():
-                self._buffer.table_bytes[name] += size
-            self._buffer.size_bytes += source.size_bytes
-        self._buffer.started = failed.started
-
     def _commit(self, name: str, tenants: dict[str, list[pa.RecordBatch]], batch_ids: list[str]) -> int:
-        """One Iceberg append of all tenants' rows of one table (blocking; runs in a thread)."""
-        # Sort indices computed on the three key columns only, made contiguous (cheap: they are
-        # small), then one take of the table. The sort is stable, so rows come out exactly as
-        # `Table.sort_by` orders them.
-        rows = pa.Table.from_batches(
-            [rb for batches in tenants.values() for rb in batches], schema=TABLES[name]
-        )
-        keys = rows.select([column for column, _ in _SORT]).combine_chunks()
-        rows = rows.take(pc.sort_indices(keys, sort_keys=_SORT))
+        """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
+
+        Rows are sorted and written by us (``files``: zstd Parquet, one file per tenant x day or
+        per ``FILE_ROWS`` of it; spans with a trace index), then appended in one fast-append
+        transaction whose summary holds ``batch_ids``. A conflicting commit is retried on the
+        refreshed table with the same files; any failure raises, and the caller keeps the rows
+        buffered.
+        """
+        rows, partitions = sort_rows([rb for batches in tenants.values() for rb in batches], TABLES[name])
         table = self.tables[name]
+        fs, prefix = self._fs
+        data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
+        del rows
         properties = {BATCH_IDS_PROPERTY: ",".join(batch_ids)}
         for attempt in range(self.config.commit_retries + 1):
             try:
-                table.append(rows, snapshot_properties=properties)
+                with (
+                    table.transaction() as transaction,
+                    transaction.update_snapshot(snapshot_properties=properties).fast_append() as append,
+                ):
+                    for data_file in data_files:
+                        append.append_data_file(data_file)
                 break
             except CommitFailedException:
                 if attempt == self.config.commit_retries:

@@ -1,9 +1,13 @@
 """Running a tenant's SQL over the lake: Iceberg scan planning → Arrow → DuckDB.
 
 For each lake table the SQL names, the engine takes the writer's consistent view (committed
-snapshot + hot rows), plans the Iceberg scan with the tenant and time predicates (partition and
-file pruning), and registers a filtered Arrow dataset over those Parquet files and the hot rows
-under the table's name. DuckDB pushes projections and further filters into that dataset.
+snapshot + hot rows), plans the Iceberg scan of the tenant's partitions (cached per snapshot),
+keeps the files whose ``time`` bounds meet the range, and registers under the table's name
+Arrow datasets over those Parquet files and the hot rows. Only files that may hold rows of
+another tenant or outside the range, and the hot rows, are filtered; the others are read as they
+are, so only the columns the SQL uses are read. When the SQL admits only some trace ids
+(``pushdown``), spans files are cut to the row groups their trace index names. DuckDB pushes
+projections and further filters into the datasets (a UNION ALL view when there are several).
 """
 
 from __future__ import annotations
@@ -20,12 +24,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from pydantic import Field
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
+from pyiceberg.expressions import EqualTo
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+from pyiceberg.transforms import IdentityTransform
 
+from orasi_bridge.lake import traceindex
 from orasi_bridge.lake.catalog import filesystem
+from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.lake.writer import LakeWriter, TableView
-from orasi_bridge.query import sandbox
+from orasi_bridge.query import pushdown, sandbox
+from orasi_bridge.query.files import DataFiles, Lru
 from orasi_bridge.query.sandbox import QueryRefused
 from orasi_bridge.query.timerange import resolve_range
 from orasi_common.config.model import ComponentConfig
@@ -52,7 +62,8 @@ class QueryEngine:
         self._writer = writer
         self._limits = limits
         self._slots = asyncio.Semaphore(limits.max_concurrent)
-        self._filesystem: tuple[pafs.FileSystem, str] | None = None
+        self._files: tuple[DataFiles, str] | None = None
+        self._plans: Lru[list[DataFile]] = Lru(64)
 
     async def execute(
         self,
@@ -65,13 +76,15 @@ class QueryEngine:
         """Run one SELECT for ``tenant`` over rows whose ``time`` is in [start, end]."""
         sandbox.check_statement(sql)
         start_ns, end_ns = resolve_range(start, end)
-        names = sandbox.referenced_tables(sql) & TABLES.keys()
-        views = {name: self._writer.snapshot_view(name, tenant) for name in names}
+        tree = sandbox.parse(sql)
+        names = sandbox.tables_in(tree) & TABLES.keys()
+        trace_ids = pushdown.trace_ids(tree)
+        views = {name: await self._writer.snapshot_view(name, tenant) for name in names}
         async with self._slots:
             connection = sandbox.connect(self._limits.threads, self._limits.memory_limit)
             loop = asyncio.get_running_loop()
             run = loop.run_in_executor(
-                None, self._run, connection, sql, views, tenant, start_ns, end_ns, as_arrow
+                None, self._run, connection, sql, views, tenant, start_ns, end_ns, as_arrow, trace_ids
             )
             try:
                 done, _ = await asyncio.wait({run}, timeout=self._limits.timeout)
@@ -96,11 +109,22 @@ class QueryEngine:
         start_ns: int,
         end_ns: int,
         as_arrow: bool,
+        trace_ids: frozenset[str] | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
         stats: dict[str, Any] = {"files": 0, "hot_rows": 0}
         for name, view in views.items():
-            connection.register(name, self._dataset(name, view, tenant, start_ns, end_ns, stats))
+            parts = self._dataset(name, view, tenant, start_ns, end_ns, stats, trace_ids)
+            if len(parts) == 1:
+                connection.register(name, parts[0])
+                continue
+            # Arrow cannot union a filtered dataset with others: DuckDB unions them in a view.
+            sources = []
+            for number, part in enumerate(parts):
+                source = f"__orasi_{name}_{number}"
+                connection.register(source, part)
+                sources.append(f"SELECT * FROM {source}")
+            connection.execute(f"CREATE TEMPORARY VIEW {name} AS {' UNION ALL '.join(sources)}")
         planned = time.perf_counter()
         limit = self._limits.max_rows
         try:
@@ -140,37 +164,182 @@ class QueryEngine:
         return QueryResult(columns, rows, arrow, stats)
 
     def _dataset(
-        self, name: str, view: TableView, tenant: str, start_ns: int, end_ns: int, stats: dict[str, Any]
-    ) -> ds.Dataset:
-        table_schema = TABLES[name]
+        self,
+        name: str,
+        view: TableView,
+        tenant: str,
+        start_ns: int,
+        end_ns: int,
+        stats: dict[str, Any],
+        trace_ids: frozenset[str] | None = None,
+    ) -> list[ds.Dataset]:
+        """Datasets whose union is the table for this query: tenant's rows in [start, end].
+
+        Committed files whose partition is the tenant's and whose ``time`` bounds (from the
+        manifest) lie inside the range need no row filter, so only the columns the SQL uses are
+        read; other files, and the hot rows, are filtered. With ``trace_ids`` (the SQL admits only
+        spans of those traces), files are cut down to the row groups their trace index names.
+        """
+        table_schema = READ_SCHEMAS[name]
         start_us, end_us = start_ns // 1000, end_ns // 1000
-        parts: list[ds.Dataset] = []
+        start_ts = pa.scalar(start_us, pa.timestamp("us", tz="UTC"))
+        end_ts = pa.scalar(end_us, pa.timestamp("us", tz="UTC"))
+        row_filter = (
+            (pc.field("tenant") == tenant) & (pc.field("time") >= start_ts) & (pc.field("time") <= end_ts)
+        )
+        covered: list[tuple[ds.Fragment, pafs.FileSystem]] = []
+        partial: list[tuple[ds.Fragment, pafs.FileSystem]] = []
         if view.snapshot_id is not None:
-            row_filter = And(
-                EqualTo("tenant", tenant),  # type: ignore[call-arg, arg-type]
-                GreaterThanOrEqual("time", start_us),  # type: ignore[call-arg, arg-type]
-                LessThanOrEqual("time", end_us),  # type: ignore[call-arg, arg-type]
+            bounds = _Bounds(view.table, tenant, start_us, end_us)
+            files = [file for file in self._plan(name, view, tenant) if bounds.overlaps(file)]
+            stats["files"] += len(files)
+            data, prefix = self._data_files()
+            paths = [file.file_path.removeprefix(prefix) for file in files]
+            fragments = data.fragments(
+                READ_FORMAT,
+                [(path, file.file_size_in_bytes) for path, file in zip(paths, files, strict=True)],
             )
-            scan = view.table.scan(row_filter=row_filter, snapshot_id=view.snapshot_id)
-            fs, prefix = self._fs()
-            paths = [task.file.file_path.removeprefix(prefix) for task in scan.plan_files()]
-            stats["files"] += len(paths)
-            if paths:
-                parts.append(ds.dataset(paths, schema=table_schema, format="parquet", filesystem=fs))
+            hits: dict[str, list[int] | None] = {}
+            if trace_ids is not None and name == "spans":
+                hits = data.trace_row_groups(paths, {traceindex.key_of(trace_id) for trace_id in trace_ids})
+                stats["trace_index"] = {
+                    "files_indexed": sum(1 for found in hits.values() if found is not None),
+                    "row_groups": sum(len(found) for found in hits.values() if found is not None),
+                }
+            for path, file, (fragment, fs) in zip(paths, files, fragments, strict=True):
+                groups = hits.get(path)
+                if groups is not None:
+                    if not groups:
+                        continue
+                    fragment = fragment.subset(row_group_ids=groups)
+                (covered if bounds.covers(file) else partial).append((fragment, fs))
+            stats["files_unfiltered"] = stats.get("files_unfiltered", 0) + len(covered)
+            stats["files_local"] = stats.get("files_local", 0) + sum(
+                1 for _, fs in covered + partial if fs is data.local
+            )
+        parts: list[ds.Dataset] = []
+        if covered:
+            parts.append(_union(covered, table_schema))
         if view.hot:
-            hot = pa.Table.from_batches(view.hot, schema=table_schema)
+            hot = pa.Table.from_batches(view.hot, schema=TABLES[name]).cast(table_schema)
             stats["hot_rows"] += hot.num_rows
-            parts.append(ds.dataset(hot))
+            parts.append(ds.dataset(hot.filter(row_filter)))
+        if partial:
+            parts.append(_union(partial, table_schema).filter(row_filter))
         if not parts:
             parts.append(ds.dataset(table_schema.empty_table()))
-        time_field = pc.field("time")
-        return ds.dataset(parts).filter(
-            (pc.field("tenant") == tenant)
-            & (time_field >= pa.scalar(start_us, pa.timestamp("us", tz="UTC")))
-            & (time_field <= pa.scalar(end_us, pa.timestamp("us", tz="UTC")))
+        return parts
+
+    def _plan(self, name: str, view: TableView, tenant: str) -> list[DataFile]:
+        """The tenant's files at the view's snapshot (Iceberg's partition pruning), cached per snapshot."""
+        key = f"{name}/{view.snapshot_id}/{tenant}"
+        files = self._plans.get(key)
+        if files is None:
+            scan = view.table.scan(
+                row_filter=EqualTo("tenant", tenant),  # type: ignore[call-arg, arg-type]
+                snapshot_id=view.snapshot_id,
+            )
+            files = [task.file for task in scan.plan_files()]
+            self._plans.put(key, files)
+        return files
+
+    def _data_files(self) -> tuple[DataFiles, str]:
+        if self._files is None:
+            config = self._writer.config
+            fs, prefix = filesystem(config)
+            cache = LocalCache(config.local_cache) if config.local_cache else None
+            self._files = (DataFiles(fs, cache), prefix)
+        return self._files
+
+
+# Low-cardinality text is read as Arrow dictionaries (no string per row; DuckDB still sees VARCHAR).
+DICTIONARY_COLUMNS = frozenset(
+    {
+        "tenant",
+        "region",
+        "service_name",
+        "name",
+        "kind",
+        "status_code",
+        "status_message",
+        "scope_name",
+        "scope_version",
+        "severity_text",
+        "event_name",
+        "body_type",
+        "metric_name",
+        "metric_type",
+        "unit",
+        "description",
+        "aggregation_temporality",
+    }
+)
+READ_FORMAT = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=DICTIONARY_COLUMNS))
+READ_SCHEMAS = {
+    name: pa.schema(
+        [
+            field.with_type(pa.dictionary(pa.int32(), field.type))
+            if field.name in DICTIONARY_COLUMNS and field.type == pa.string()
+            else field
+            for field in schema
+        ]
+    )
+    for name, schema in TABLES.items()
+}
+
+
+def _union(fragments: list[tuple[ds.Fragment, pafs.FileSystem]], schema: pa.Schema) -> ds.Dataset:
+    """One dataset of fragments that may live on different filesystems (local copies, warehouse)."""
+    by_filesystem: dict[int, tuple[pafs.FileSystem, list[ds.Fragment]]] = {}
+    for fragment, fs in fragments:
+        by_filesystem.setdefault(id(fs), (fs, []))[1].append(fragment)
+    datasets = [ds.FileSystemDataset(group, schema, READ_FORMAT, fs) for fs, group in by_filesystem.values()]
+    return datasets[0] if len(datasets) == 1 else ds.dataset(datasets)
+
+
+class _Bounds:
+    """Whether a committed file holds only rows of one tenant inside [start, end] (no filter needed)."""
+
+    def __init__(self, table: Table, tenant: str, start_us: int, end_us: int) -> None:
+        self._tenant = tenant
+        self._start_us, self._end_us = start_us, end_us
+        schema = table.schema()
+        self._time_id = schema.find_field("time").field_id
+        tenant_id = schema.find_field("tenant").field_id
+        self._tenant_position = {
+            spec_id: next(
+                (
+                    position
+                    for position, spec_field in enumerate(spec.fields)
+                    if spec_field.source_id == tenant_id
+                    and isinstance(spec_field.transform, IdentityTransform)
+                ),
+                None,
+            )
+            for spec_id, spec in table.specs().items()
+        }
+
+    def overlaps(self, file: DataFile) -> bool:
+        """The file may hold rows in range (its ``time`` bounds, when known, say so)."""
+        low = (file.lower_bounds or {}).get(self._time_id)
+        high = (file.upper_bounds or {}).get(self._time_id)
+        return (low is None or _micros(low) <= self._end_us) and (
+            high is None or self._start_us <= _micros(high)
         )
 
-    def _fs(self) -> tuple[pafs.FileSystem, str]:
-        if self._filesystem is None:
-            self._filesystem = filesystem(self._writer.config)
-        return self._filesystem
+    def covers(self, file: DataFile) -> bool:
+        """Every row of the file is the tenant's and inside the range: no filter is needed."""
+        position = self._tenant_position.get(file.spec_id)
+        if position is None or file.partition[position] != self._tenant:
+            return False
+        if file.null_value_counts is None or file.null_value_counts.get(self._time_id, 1) != 0:
+            return False  # rows with a null time must be filtered out
+        low = (file.lower_bounds or {}).get(self._time_id)
+        high = (file.upper_bounds or {}).get(self._time_id)
+        if low is None or high is None:
+            return False
+        return self._start_us <= _micros(low) and _micros(high) <= self._end_us
+
+
+def _micros(bound: bytes) -> int:
+    return int.from_bytes(bound, "little", signed=True)

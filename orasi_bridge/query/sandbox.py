@@ -12,6 +12,8 @@ Defence in depth:
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import duckdb
 
@@ -39,11 +41,28 @@ def check_statement(sql: str) -> None:
 
 def referenced_tables(sql: str) -> set[str]:
     """Names of the tables a (checked) statement reads: parsed (never bound), in the sandbox."""
-    with connect(1, "256MB") as connection:
-        row = connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(row[0]) if row else {}
+    return tables_in(parse(sql))
+
+
+_parser: duckdb.DuckDBPyConnection | None = None  # sandboxed too; it only parses, never binds
+_parser_lock = threading.Lock()
+
+
+def parse(sql: str) -> dict[str, Any]:
+    """The parse tree of a (checked) statement (``json_serialize_sql``; never bound), in the sandbox."""
+    with _parser_lock:
+        global _parser
+        if _parser is None:
+            _parser = connect(1, "256MB")
+        row = _parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree: dict[str, Any] = json.loads(row[0]) if row else {}
     if tree.get("error"):
         raise QueryRefused(f"the SQL does not parse: {tree.get('error_message')}")
+    return tree
+
+
+def tables_in(tree: dict[str, Any]) -> set[str]:
+    """Names of the base tables a parse tree reads (lower case)."""
     found: set[str] = set()
     stack: list[object] = [tree]
     while stack:
