@@ -2,8 +2,8 @@
  * The fields of many protobuf messages in one call (see orasi_common/pdata/protoscan.py).
  *
  * scan(data, starts, ends) walks the messages data[starts[i]:ends[i]] (starts and ends are
- * buffers of int64) and returns one bytes object of int64 records, five per field, in message
- * order and wire order within a message:
+ * buffers of int64) and returns one bytes object holding five int64 columns, one value per
+ * field, fields in message order and wire order within a message:
  *
  *     message index, tag (field number << 3 | wire type), payload start, payload end, value
  *
@@ -20,30 +20,26 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The records of a scan, column by column: pass one only counts (columns == NULL), pass two
+ * fills columns[k * count + i] for the i-th field. */
 typedef struct {
-    int64_t *items;
-    Py_ssize_t len, cap;
+    int64_t *columns;
+    Py_ssize_t count, len;
 } Records;
 
 #define WIDTH 5
 #define MAX_GROUP_DEPTH 100
 
-static int push(Records *r, int64_t msg, uint64_t tag, int64_t start, int64_t end, uint64_t value) {
-    if (r->len + WIDTH > r->cap) {
-        Py_ssize_t cap = r->cap ? r->cap * 2 : WIDTH * 4096;
-        int64_t *grown = PyMem_RawRealloc(r->items, (size_t)cap * sizeof(int64_t));
-        if (grown == NULL) return -1;
-        r->items = grown;
-        r->cap = cap;
+static void push(Records *r, int64_t msg, uint64_t tag, int64_t start, int64_t end, uint64_t value) {
+    if (r->columns != NULL) {
+        int64_t *out = r->columns + r->len;
+        out[0] = msg;
+        out[r->count] = (int64_t)tag;
+        out[2 * r->count] = start;
+        out[3 * r->count] = end;
+        out[4 * r->count] = (int64_t)value;
     }
-    int64_t *out = r->items + r->len;
-    out[0] = msg;
-    out[1] = (int64_t)tag;
-    out[2] = start;
-    out[3] = end;
-    out[4] = (int64_t)value;
-    r->len += WIDTH;
-    return 0;
+    r->len++;
 }
 
 /* A varint of at most max_bytes bytes (10 for values; 5 for tags and lengths, as upb). */
@@ -111,7 +107,7 @@ static uint64_t little_endian(const uint8_t *data, int width) {
 
 typedef struct {
     Py_ssize_t msg, offset;
-    const char *why; /* NULL: out of memory */
+    const char *why;
 } Failure;
 
 static int malformed(Failure *failure, Py_ssize_t msg, Py_ssize_t offset, const char *why) {
@@ -161,7 +157,7 @@ static int scan_messages(const uint8_t *data, Py_ssize_t size, const int64_t *st
                 default:
                     return malformed(f, i, at, "an end of group without its start, or an unknown wire type");
             }
-            if (push(r, i, tag, start, p, value) < 0) return malformed(f, i, at, NULL);
+            push(r, i, tag, start, p, value);
         }
     }
     return 0;
@@ -171,36 +167,32 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer data, starts, ends;
     if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts, &ends)) return NULL;
     PyObject *result = NULL;
-    Records records = {NULL, 0, 0};
     if (starts.len != ends.len || starts.len % (Py_ssize_t)sizeof(int64_t) != 0) {
         PyErr_SetString(PyExc_ValueError, "starts and ends must be int64 buffers of the same length");
     } else {
-        int status;
+        const uint8_t *bytes = (const uint8_t *)data.buf;
+        const int64_t *s = (const int64_t *)starts.buf, *e = (const int64_t *)ends.buf;
+        Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t);
+        Records records = {NULL, 0, 0};
         Failure failure = {0, 0, NULL};
-        /* Every field takes at least two bytes: reserve for the most there can be (pages that
-         * are never written are never touched), so the records are not copied as they grow. */
-        Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t), total = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t length = ((const int64_t *)ends.buf)[i] - ((const int64_t *)starts.buf)[i];
-            if (length > 0 && length <= data.len) total += length;
-        }
-        records.cap = WIDTH * (total / 2 + 1);
-        records.items = PyMem_RawMalloc((size_t)records.cap * sizeof(int64_t));
-        if (records.items == NULL) records.cap = 0;
+        int status;
         Py_BEGIN_ALLOW_THREADS;
-        status = scan_messages((const uint8_t *)data.buf, data.len, (const int64_t *)starts.buf,
-                               (const int64_t *)ends.buf, starts.len / (Py_ssize_t)sizeof(int64_t), &records,
-                               &failure);
+        status = scan_messages(bytes, data.len, s, e, n, &records, &failure); /* count */
         Py_END_ALLOW_THREADS;
-        if (status == 0)
-            result = PyBytes_FromStringAndSize((const char *)records.items,
-                                               records.len * (Py_ssize_t)sizeof(int64_t));
-        else if (failure.why == NULL)
-            PyErr_NoMemory();
-        else
+        if (status == 0) {
+            records.count = records.len;
+            result = PyBytes_FromStringAndSize(NULL, WIDTH * records.count * (Py_ssize_t)sizeof(int64_t));
+            if (result != NULL) {
+                records.columns = (int64_t *)PyBytes_AS_STRING(result);
+                records.len = 0;
+                Py_BEGIN_ALLOW_THREADS;
+                scan_messages(bytes, data.len, s, e, n, &records, &failure); /* fill: same input, cannot fail */
+                Py_END_ALLOW_THREADS;
+            }
+        } else {
             PyErr_Format(PyExc_ValueError, "message %zd, byte %zd: %s", failure.msg, failure.offset, failure.why);
+        }
     }
-    PyMem_RawFree(records.items);
     PyBuffer_Release(&data);
     PyBuffer_Release(&starts);
     PyBuffer_Release(&ends);

@@ -89,7 +89,7 @@ def scan(buf: Buffer, starts: I64, ends: I64) -> Fields:
         )
     except ValueError as exc:
         raise MalformedData(f"the data is not valid protobuf: {exc}") from None
-    table = np.frombuffer(records, dtype=np.int64).reshape(-1, 5).T.copy()  # contiguous columns
+    table = np.frombuffer(records, dtype=np.int64).reshape(5, -1)
     return Fields(table[0], table[1], table[2], table[3], table[4].view(np.uint64))
 
 
