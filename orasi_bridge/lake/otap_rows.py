@@ -171,14 +171,20 @@ def _children(table: Table, parents: I64, keys: _Keys, struct: pa.Array, what: s
     return keys.spread(per_key, pa.array([[]], per_key.type))
 
 
+def _child_table(tables: Tables, payload: P, attributes: P) -> Table | None:
+    """A child table of spans, None when it has no rows (then its attribute table must not either)."""
+    batch = tables.get(payload)
+    if batch is not None and batch.num_rows:
+        return Table.of(payload, batch)
+    if attributes in tables and tables[attributes].num_rows:
+        raise MalformedData(f"{attributes.name}: there is no {payload.name} table for its parent ids")
+    return None
+
+
 def _events(tables: Tables, keys: _Keys, n: int) -> pa.Array:
-    kind = pa.list_(schema.EVENT)
-    batch = tables.get(P.SPAN_EVENTS)
-    if batch is None or batch.num_rows == 0:
-        if P.SPAN_EVENT_ATTRS in tables and tables[P.SPAN_EVENT_ATTRS].num_rows:
-            raise MalformedData("SPAN_EVENT_ATTRS: there is no SPAN_EVENTS table for its parent ids")
-        return pa.array([[]] * n, kind)
-    table = Table.of(P.SPAN_EVENTS, batch)
+    table = _child_table(tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS)
+    if table is None:
+        return pa.array([[]] * n, pa.list_(schema.EVENT))
     m = table.n
     name = table.need("name", "utf8")
     ids, valid = decode_ids(table, "id", "u32", DELTA)
@@ -196,13 +202,9 @@ def _events(tables: Tables, keys: _Keys, n: int) -> pa.Array:
 
 
 def _links(tables: Tables, keys: _Keys, n: int) -> pa.Array:
-    kind = pa.list_(schema.LINK)
-    batch = tables.get(P.SPAN_LINKS)
-    if batch is None or batch.num_rows == 0:
-        if P.SPAN_LINK_ATTRS in tables and tables[P.SPAN_LINK_ATTRS].num_rows:
-            raise MalformedData("SPAN_LINK_ATTRS: there is no SPAN_LINKS table for its parent ids")
-        return pa.array([[]] * n, kind)
-    table = Table.of(P.SPAN_LINKS, batch)
+    table = _child_table(tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS)
+    if table is None:
+        return pa.array([[]] * n, pa.list_(schema.LINK))
     m = table.n
     trace_id = table.need("trace_id", "id16")
     ids, valid = decode_ids(table, "id", "u32", DELTA)
