@@ -83,6 +83,11 @@ class _Buffer:
         if self.started is None:
             self.started = time.monotonic()
 
+    def forget(self, table: str, batch: Batch) -> None:
+        """Stop counting a waiting batch that was dropped."""
+        self.known.discard(batch.batch_id)
+        self._grow(table, -batch.size_bytes)
+
     def take_pending(self) -> dict[tuple[str, str], list[Entry]]:
         work, self.pending = self.pending, defaultdict(list)
         self.pending_items = 0
@@ -140,12 +145,30 @@ class _Buffer:
             self.started = other.started
 
 
-def _convert(work: dict[tuple[str, str], list[Entry]], region: str) -> dict[tuple[str, str], pa.RecordBatch]:
-    """Rows of each table and tenant's waiting batches, converted as one merged batch each."""
-    return {
-        key: to_record_batch(Batch.merge([batch for batch, _ in entries]), region)
-        for key, entries in work.items()
-    }
+Chunk = tuple[str, str, list[Entry]]  # table, tenant, and batches converted together
+
+
+def _chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
+    """Each table and tenant's waiting batches in runs of about ``CONVERT_ITEMS`` items (far
+    larger runs convert more slowly per item: their arrays no longer fit the caches)."""
+    chunks: list[Chunk] = []
+    for (table, tenant), entries in work.items():
+        run: list[Entry] = []
+        items = 0
+        for entry in entries:
+            run.append(entry)
+            items += entry[0].items
+            if items >= CONVERT_ITEMS:
+                chunks.append((table, tenant, run))
+                run, items = [], 0
+        if run:
+            chunks.append((table, tenant, run))
+    return chunks
+
+
+def _convert(chunks: list[Chunk], region: str) -> list[pa.RecordBatch]:
+    """The rows of each chunk, its batches merged into one."""
+    return [to_record_batch(Batch.merge([batch for batch, _ in entries]), region) for _, _, entries in chunks]
 
 
 @dataclass(frozen=True)
@@ -288,25 +311,31 @@ class LakeWriter:
         work = buffer.take_pending()
         if not work:
             return
+        chunks = _chunks(work)
         try:
             try:
-                converted = await asyncio.to_thread(_convert, work, self.config.region)
+                converted = await asyncio.to_thread(_convert, chunks, self.config.region)
             except Exception:
-                converted = await asyncio.to_thread(self._convert_one_by_one, work)
+                converted, dropped = await asyncio.to_thread(self._convert_one_by_one, chunks)
+                for table, batch, lsn in dropped:
+                    buffer.forget(table, batch)
+                    if lsn is not None and self._wal is not None:
+                        self._wal.ack(lsn)  # it can never be written; do not replay it
         except asyncio.CancelledError:
             buffer.restore_pending(work)  # cancelled (shutdown, a query's deadline): keep them waiting
             raise
-        for (table, tenant), rows in converted.items():
-            entries = work[(table, tenant)]
-            buffer.add_rows(table, tenant, rows, entries, sum(batch.size_bytes for batch, _ in entries))
+        for (table, tenant, entries), rows in zip(chunks, converted, strict=True):
+            if rows is not None:
+                buffer.add_rows(table, tenant, rows, entries, sum(batch.size_bytes for batch, _ in entries))
 
     def _convert_one_by_one(
-        self, work: dict[tuple[str, str], list[Entry]]
-    ) -> dict[tuple[str, str], pa.RecordBatch]:
-        """Rows of the batches that convert alone; a batch that does not (it passed the
-        receiver's protobuf parse, so this is a converter bug) is logged and dropped."""
-        converted: dict[tuple[str, str], pa.RecordBatch] = {}
-        for (table, tenant), entries in work.items():
+        self, chunks: list[Chunk]
+    ) -> tuple[list[pa.RecordBatch | None], list[tuple[str, Batch, int | None]]]:
+        """Rows of the batches that convert alone, and those that do not (they passed the
+        receiver's protobuf parse, so this is a converter bug: logged and dropped)."""
+        converted: list[pa.RecordBatch | None] = []
+        dropped: list[tuple[str, Batch, int | None]] = []
+        for table, tenant, entries in chunks:
             kept: list[Entry] = []
             parts: list[pa.RecordBatch] = []
             for batch, lsn in entries:
@@ -318,12 +347,10 @@ class LakeWriter:
                         "A batch could not be converted to lake rows and is dropped.",
                         extra={"batch_id": batch.batch_id, "table": table, "tenant": tenant},
                     )
-                    if lsn is not None and self._wal is not None:
-                        self._wal.ack(lsn)
+                    dropped.append((table, batch, lsn))
             entries[:] = kept
-            if parts:
-                converted[(table, tenant)] = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-        return converted
+            converted.append(pa.Table.from_batches(parts).combine_chunks().to_batches()[0] if parts else None)
+        return converted, dropped
 
     async def snapshot_view(self, table: str, tenant: str) -> TableView:
         """Committed snapshot and hot rows of one table and tenant, consistent with each other;
