@@ -29,3 +29,4 @@ class QueryApi:
 
     async def shutdown(self) -> None:
         await self.server.shutdown()
+        self.engine.close()

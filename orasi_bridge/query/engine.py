@@ -243,6 +243,12 @@ class QueryEngine:
             self._plans.put(key, files)
         return files
 
+    def close(self) -> None:
+        """Stop the index lookups' threads (queries still running finish theirs)."""
+        if self._files is not None:
+            self._files[0].close()
+            self._files = None
+
     def _data_files(self) -> tuple[DataFiles, str]:
         if self._files is None:
             config = self._writer.config
