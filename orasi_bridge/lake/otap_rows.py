@@ -39,7 +39,7 @@ from orasi_common.pdata.otap.common import DELTA, Table, decode_ids, string_code
 from orasi_common.pdata.otap.envelope import check_payloads, root_or_empty
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, TRACES_PAYLOAD_TYPES
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
-from orasi_common.pdata.otap.traces import quasi_delta_parents
+from orasi_common.pdata.otap.traces import child_table, quasi_delta_parents
 from orasi_common.pdata.protoscan import I64, Bools, Buffer, hex_strings
 
 Tables = Mapping[Any, pa.RecordBatch]
@@ -171,18 +171,8 @@ def _children(table: Table, parents: I64, keys: _Keys, struct: pa.Array, what: s
     return keys.spread(per_key, pa.array([[]], per_key.type))
 
 
-def _child_table(tables: Tables, payload: P, attributes: P) -> Table | None:
-    """A child table of spans, None when it has no rows (then its attribute table must not either)."""
-    batch = tables.get(payload)
-    if batch is not None and batch.num_rows:
-        return Table.of(payload, batch)
-    if attributes in tables and tables[attributes].num_rows:
-        raise MalformedData(f"{attributes.name}: there is no {payload.name} table for its parent ids")
-    return None
-
-
 def _events(tables: Tables, keys: _Keys, n: int) -> pa.Array:
-    table = _child_table(tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS)
+    table = child_table(tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS)
     if table is None:
         return pa.array([[]] * n, pa.list_(schema.EVENT))
     m = table.n
@@ -202,7 +192,7 @@ def _events(tables: Tables, keys: _Keys, n: int) -> pa.Array:
 
 
 def _links(tables: Tables, keys: _Keys, n: int) -> pa.Array:
-    table = _child_table(tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS)
+    table = child_table(tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS)
     if table is None:
         return pa.array([[]] * n, pa.list_(schema.LINK))
     m = table.n

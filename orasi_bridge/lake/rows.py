@@ -37,13 +37,11 @@ from orasi_common.pdata.protoscan import (
     I64_WIRE,
     LEN,
     VARINT,
-    Bools,
     Buffer,
     Fields,
     hex_strings,
     items,
     nested,
-    pick,
     scan,
     strings,
 )
@@ -168,25 +166,20 @@ def service_names(resource_maps: pa.Array) -> pa.Array:
     return pc.if_else(pc.fill_null(pc.not_equal(names, ""), False), names, UNKNOWN_SERVICE)
 
 
-def _bounds(fields: Fields, number: int, n: int) -> tuple[I64, I64, Bools]:
-    row = fields.last(number, LEN, n)
-    return pick(fields.start, row), pick(fields.end, row), row >= 0
-
-
 def _strings(buf: Buffer, fields: Fields, number: int, n: int) -> pa.Array:
     """A string field of each message ("" when absent)."""
-    start, end, _ = _bounds(fields, number, n)
+    start, end = fields.last_range(number, n)
     return strings(buf, start, end)
 
 
 def _optional_strings(buf: Buffer, fields: Fields, number: int, n: int) -> pa.Array:
     """A string field of each message, null when empty."""
-    start, end, _ = _bounds(fields, number, n)
+    start, end = fields.last_range(number, n)
     return strings(buf, start, end, end > start)
 
 
 def _ids(buf: Buffer, fields: Fields, number: int, n: int) -> pa.Array:
-    start, end, _ = _bounds(fields, number, n)
+    start, end = fields.last_range(number, n)
     return hex_strings(buf, start, end)
 
 
@@ -198,7 +191,7 @@ def _uint32s(fields: Fields, number: int, n: int) -> I64:
 
 def _numbers(fields: Fields, number: int, wire_type: int, n: int) -> I64:
     """A numeric field of each message as int64 bits (0 when absent)."""
-    return pick(fields.value, fields.last(number, wire_type, n)).view(np.int64)
+    return fields.last_value(number, wire_type, n).view(np.int64)
 
 
 def enum_names(codes: I64, names: dict[int, str]) -> pa.Array:

@@ -72,6 +72,15 @@ class Fields:
         out[self.msg[rows]] = rows  # rows ascend, so the last write per message wins
         return out
 
+    def last_range(self, number: int, n_msgs: int) -> tuple[I64, I64]:
+        """(start, end) of each message's last LEN field ``number`` (an empty range if absent)."""
+        rows = self.last(number, LEN, n_msgs)
+        return pick(self.start, rows), pick(self.end, rows)
+
+    def last_value(self, number: int, wire_type: int, n_msgs: int) -> U64:
+        """Each message's last value of a scalar field (0 where absent), as raw 64 bits."""
+        return pick(self.value, self.last(number, wire_type, n_msgs))
+
 
 def pick(values: npt.NDArray[Any], rows: I64, default: int = 0) -> npt.NDArray[Any]:
     """``values[rows]``, with ``default`` where a row is -1 (absent)."""

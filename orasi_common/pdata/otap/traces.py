@@ -23,13 +23,12 @@ Spans keep the request's order; events and links keep their order within each sp
 The encoder parses the request with upb (which validates it and yields resources, scopes,
 events and links), then reads the span fields and the raw ``KeyValue`` bytes of span
 attributes with the native field scanner (:mod:`orasi_common.pdata.protoscan`): no Python
-call per span. If the scan disagrees with upb about the spans, it reads the parsed spans.
+call per span.
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +52,7 @@ from orasi_common.pdata.otap.common import (
     decode_ids,
     delta_ids,
     id_field,
-    ids_binary,
     nonempty_str,
-    nonzero_int32,
     nonzero_timestamps,
     nonzero_u32,
     quasi_delta_decode,
@@ -81,28 +78,6 @@ from orasi_common.pdata.otap.payload_types import TRACES_PAYLOAD_TYPES, ArrowPay
 P = ArrowPayloadType
 I64 = npt.NDArray[np.int64]
 
-_SPAN_FIELDS = operator.attrgetter(
-    "trace_id",
-    "span_id",
-    "trace_state",
-    "parent_span_id",
-    "flags",
-    "name",
-    "kind",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
-    "attributes",
-    "events",
-    "links",
-)
-_HAS_STATUS = operator.methodcaller("HasField", "status")
-_STATUS = operator.attrgetter("status")
-_CODE = operator.attrgetter("code")
-_MESSAGE = operator.attrgetter("message")
-
 
 def encode_traces(request: ExportTraceServiceRequest) -> dict[ArrowPayloadType, pa.RecordBatch]:
     """OTAP tables of a traces export request (empty dict for a request without spans)."""
@@ -116,96 +91,27 @@ def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     if n == 0:
         return {}
     check_count(n, U16_MAX, "spans")
-    scanned = _scan_spans(data, n)
-    if scanned is not None:
-        return _encode_scanned(envelope, spans, scanned)
-    (
-        trace_id,
-        span_id,
-        trace_state,
-        parent_span_id,
-        flags,
-        name,
-        kind,
-        start,
-        end,
-        dropped_attrs,
-        dropped_events,
-        dropped_links,
-        attrs,
-        events,
-        links,
-    ) = zip(*map(_SPAN_FIELDS, spans), strict=True)
-    tables: dict[ArrowPayloadType, pa.RecordBatch] = {}
-
-    attr_counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
-    event_counts = np.fromiter(map(len, events), dtype=np.int64, count=n)
-    link_counts = np.fromiter(map(len, links), dtype=np.int64, count=n)
-    span_rows = np.arange(n, dtype=np.int64)
-
-    columns = Columns()
-    if attr_counts.any() or event_counts.any() or link_counts.any():
-        columns.add(id_field(pa.uint16()), delta_ids(n, pa.uint16()))
-    envelope.add_to(columns, tables)
-    start_ns = np.fromiter(start, dtype=np.uint64, count=n)
-    end_ns = np.fromiter(end, dtype=np.uint64, count=n)
-    columns.required("start_time_unix_nano", timestamps(start_ns))
-    columns.required("duration_time_unix_nano", pa.array((end_ns - start_ns).view(np.int64), DURATION))
-    columns.required("trace_id", required_ids_binary(trace_id, 16, "a span's trace_id"))
-    columns.required("span_id", required_ids_binary(span_id, 8, "a span's span_id"))
-    columns.optional("trace_state", nonempty_str(trace_state))
-    columns.optional("parent_span_id", ids_binary(parent_span_id, 8, "a span's parent_span_id"))
-    columns.required("name", pa.array(name, pa.string()))
-    columns.optional("kind", nonzero_int32(kind))
-    columns.optional("dropped_attributes_count", nonzero_u32(dropped_attrs))
-    columns.optional("dropped_events_count", nonzero_u32(dropped_events))
-    columns.optional("dropped_links_count", nonzero_u32(dropped_links))
-    columns.optional("status", _status_column(spans))
-    columns.optional("flags", nonzero_u32(flags))
-    tables[P.SPANS] = columns.batch()
-
-    if attr_counts.any():
-        raws = list(itertools.chain.from_iterable(attrs))
-        batch = encode_attributes(raws, np.repeat(span_rows, attr_counts), pa.uint16())
-        if batch is not None:
-            tables[P.SPAN_ATTRS] = batch
-    if event_counts.any():
-        _encode_events(events, np.repeat(span_rows, event_counts), tables)
-    if link_counts.any():
-        _encode_links(links, np.repeat(span_rows, link_counts), tables)
-    return tables
+    return _encode_scanned(envelope, spans, _scan_spans(data, n))
 
 
-def _scan_spans(data: bytes, n: int) -> tuple[protoscan.Buffer, protoscan.Fields] | None:
+def _scan_spans(data: bytes, n: int) -> tuple[protoscan.Buffer, protoscan.Fields]:
     """The fields of every span, scanned natively from the request bytes (after upb accepted
-    them, so strings are valid UTF-8); None if the scan does not find the ``n`` spans upb
-    found, and the caller reads the parsed messages instead."""
+    them, so strings are valid UTF-8); MalformedData if the scan does not find upb's ``n`` spans."""
     buf = protoscan.Buffer(data)
-    try:
-        fields = protoscan.scan(buf, np.zeros(1, dtype=np.int64), np.full(1, len(data), dtype=np.int64))
-        for number in (1, 2):  # ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans
-            fields = protoscan.items(buf, fields, number).fields
-        spans = protoscan.items(buf, fields, 2)  # ScopeSpans.spans
-    except MalformedData:
-        return None
+    fields = protoscan.scan(buf, np.zeros(1, dtype=np.int64), np.full(1, len(data), dtype=np.int64))
+    for number in (1, 2):  # ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans
+        fields = protoscan.items(buf, fields, number).fields
+    spans = protoscan.items(buf, fields, 2)  # ScopeSpans.spans
     if len(spans) != n:
-        return None
+        raise MalformedData(f"the request's encoding is ambiguous: {len(spans)} spans scanned, {n} parsed")
     return buf, spans.fields
-
-
-def _last_bytes(buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int) -> tuple[I64, I64]:
-    """(start, end) of each message's last LEN field ``number`` (empty where absent)."""
-    rows = fields.last(number, protoscan.LEN, n)
-    start = protoscan.pick(fields.start, rows)
-    end = protoscan.pick(fields.end, rows)
-    return start, end
 
 
 def _scanned_ids(
     buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int, width: int, what: str
 ) -> pa.Array | None:
     """A fixed_size_binary id column (null where empty; None when all are empty)."""
-    start, end = _last_bytes(buf, fields, number, n)
+    start, end = fields.last_range(number, n)
     size = end - start
     present = size > 0
     if not present.any():
@@ -228,16 +134,11 @@ def _scanned_strings(
     buf: protoscan.Buffer, fields: protoscan.Fields, number: int, n: int, optional: bool
 ) -> pa.Array | None:
     """A utf8 column; an optional one has nulls for empty strings and is None when all are."""
-    start, end = _last_bytes(buf, fields, number, n)
+    start, end = fields.last_range(number, n)
     present = end > start
     if optional and not present.any():
         return None
     return protoscan.strings(buf, start, end, present if optional else None)
-
-
-def _scanned_numbers(fields: protoscan.Fields, number: int, wire_type: int, n: int) -> npt.NDArray[np.uint64]:
-    """Each message's last value of a scalar field (0 where absent), as raw 64 bits."""
-    return protoscan.pick(fields.value, fields.last(number, wire_type, n))
 
 
 def _nonzero(values: npt.NDArray[Any], typ: pa.DataType) -> pa.Array | None:
@@ -263,8 +164,8 @@ def _encode_scanned(
     if len(attr_rows) or len(event_rows) or len(link_rows):
         columns.add(id_field(pa.uint16()), delta_ids(n, pa.uint16()))
     envelope.add_to(columns, tables)
-    start_ns = _scanned_numbers(f, 7, protoscan.I64_WIRE, n)
-    end_ns = _scanned_numbers(f, 8, protoscan.I64_WIRE, n)
+    start_ns = f.last_value(7, protoscan.I64_WIRE, n)
+    end_ns = f.last_value(8, protoscan.I64_WIRE, n)
     columns.required("start_time_unix_nano", timestamps(start_ns))
     columns.required("duration_time_unix_nano", pa.array((end_ns - start_ns).view(np.int64), DURATION))
     trace_id = _scanned_ids(buf, f, 1, n, 16, "a span's trace_id")
@@ -274,15 +175,15 @@ def _encode_scanned(
     columns.optional("trace_state", _scanned_strings(buf, f, 3, n, optional=True))
     columns.optional("parent_span_id", _scanned_ids(buf, f, 4, n, 8, "a span's parent_span_id"))
     columns.required("name", _scanned_strings(buf, f, 5, n, optional=False))
-    columns.optional("kind", _nonzero(_scanned_numbers(f, 6, protoscan.VARINT, n), pa.int32()))
+    columns.optional("kind", _nonzero(f.last_value(6, protoscan.VARINT, n), pa.int32()))
     for name, number in (
         ("dropped_attributes_count", 10),
         ("dropped_events_count", 12),
         ("dropped_links_count", 14),
     ):
-        columns.optional(name, _nonzero(_scanned_numbers(f, number, protoscan.VARINT, n), pa.uint32()))
+        columns.optional(name, _nonzero(f.last_value(number, protoscan.VARINT, n), pa.uint32()))
     columns.optional("status", _scanned_status(buf, f, n))
-    columns.optional("flags", _nonzero(_scanned_numbers(f, 16, protoscan.I32_WIRE, n), pa.uint32()))
+    columns.optional("flags", _nonzero(f.last_value(16, protoscan.I32_WIRE, n), pa.uint32()))
     tables[P.SPANS] = columns.batch()
 
     if len(attr_rows):
@@ -313,23 +214,10 @@ def _scanned_status(buf: protoscan.Buffer, f: protoscan.Fields, n: int) -> pa.Ar
         return None
     status = protoscan.nested(buf, f, 15)
     status_columns = Columns()
-    code = (_scanned_numbers(status, 3, protoscan.VARINT, n) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    code = (status.last_value(3, protoscan.VARINT, n) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     status_columns.required("code", pa.array(code.view(np.int32), pa.int32()))
     status_columns.optional("status_message", _scanned_strings(buf, status, 2, n, optional=True))
     return status_columns.struct("status", None if present.all() else ~present)
-
-
-def _status_column(spans: list[Any]) -> pa.Array | None:
-    present = list(map(_HAS_STATUS, spans))
-    if not any(present):
-        return None
-    statuses = list(map(_STATUS, spans))
-    codes = list(map(_CODE, statuses))
-    messages = list(map(_MESSAGE, statuses))
-    status_columns = Columns()
-    status_columns.required("code", pa.array(codes, pa.int32()))
-    status_columns.optional("status_message", nonempty_str(messages))
-    return status_columns.struct("status", None if all(present) else ~np.asarray(present, dtype=np.bool_))
 
 
 def _child_ids(n: int, tables_columns: Columns, children_have_attrs: bool) -> None:
@@ -467,17 +355,27 @@ def decode_traces_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> by
     return envelope.assemble(wire.f_bytes(2, spans, np.ones(n, dtype=np.bool_)))
 
 
+def child_table(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch], payload: ArrowPayloadType, attributes: ArrowPayloadType
+) -> Table | None:
+    """A child table of spans (events, links), None when it has no rows, in which case its
+    attribute table must have none either (MalformedData)."""
+    batch = tables.get(payload)
+    if batch is not None and batch.num_rows:
+        return Table.of(payload, batch)
+    if attributes in tables and tables[attributes].num_rows:
+        raise MalformedData(f"{attributes.name}: there is no {payload.name} table for its parent ids")
+    return None
+
+
 def _decode_events(
     tables: Mapping[ArrowPayloadType, pa.RecordBatch],
     span_ids: np.ndarray[Any, Any],
     span_valid: np.ndarray[Any, Any],
 ) -> pa.Array | None:
-    batch = tables.get(P.SPAN_EVENTS)
-    if batch is None or batch.num_rows == 0:
-        if tables.get(P.SPAN_EVENT_ATTRS) is not None and tables[P.SPAN_EVENT_ATTRS].num_rows:
-            raise MalformedData("SPAN_EVENT_ATTRS: there is no SPAN_EVENTS table for its parent ids")
+    table = child_table(tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS)
+    if table is None:
         return None
-    table = Table.of(P.SPAN_EVENTS, batch)
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
     name = table.need("name", "utf8")
@@ -499,12 +397,9 @@ def _decode_links(
     span_ids: np.ndarray[Any, Any],
     span_valid: np.ndarray[Any, Any],
 ) -> pa.Array | None:
-    batch = tables.get(P.SPAN_LINKS)
-    if batch is None or batch.num_rows == 0:
-        if tables.get(P.SPAN_LINK_ATTRS) is not None and tables[P.SPAN_LINK_ATTRS].num_rows:
-            raise MalformedData("SPAN_LINK_ATTRS: there is no SPAN_LINKS table for its parent ids")
+    table = child_table(tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS)
+    if table is None:
         return None
-    table = Table.of(P.SPAN_LINKS, batch)
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
     trace_id = table.need("trace_id", "id16")
@@ -543,6 +438,7 @@ def quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[An
 
 
 __all__ = [
+    "child_table",
     "decode_traces",
     "decode_traces_bytes",
     "encode_traces",
