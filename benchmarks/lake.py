@@ -72,6 +72,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orasi_common.allocator import tune_allocators
+
 HOST = "127.0.0.1"
 S3_ENDPOINT = f"http://{HOST}:8333"
 S3_REGION = "us-east-1"
@@ -761,7 +763,11 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
         cpu_after = bridge_ps.cpu_times()
     finally:
         lab.stop(loader)
-        if profiler is not None:
+        if profiler is not None:  # py-spy writes its profile on SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(profiler.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(30)
             lab.stop(profiler)
     total_s = last.timestamp_ms / 1000 - load["started_wall"]
     cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
@@ -1630,6 +1636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for name, value in _env().items():
         os.environ.setdefault(name, value)
+    tune_allocators()  # as `orasi` services do, so in-process figures match theirs
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     check_servers()
 

@@ -47,6 +47,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AGGREGATION_TEMPORALITY_CUMULATIVE as CUMULATIVE
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from orasi_common.allocator import tune_allocators
 from orasi_common.pdata.otap.logs import decode_logs, decode_logs_bytes, encode_logs, encode_logs_bytes
 from orasi_common.pdata.otap.metrics import (
     decode_metrics,
@@ -444,6 +445,7 @@ def report(signal: str, unit: str, items: int, rates: dict[str, float], sizes: d
 
 
 def main() -> None:
+    tune_allocators()  # as `orasi` services do
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds (default 5)")
     parser.add_argument("--quick", action="store_true", help="one round, fewer repetitions")

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from orasi_common.allocator import tune_allocators
 from orasi_common.config import ConfigError, load_config
 from orasi_common.pipeline.component import Factories
 from orasi_common.pipeline.graph import resolve
@@ -41,6 +42,7 @@ def _run_service(service: str, config_path: str) -> int:
         print(f"orasi {service}: {error}", file=sys.stderr)
         return 2
     configure_logging(config.service.telemetry.logs.level)
+    tune_allocators()
     try:
         import uvloop
 
@@ -75,6 +77,7 @@ def _up(data_dir: str, host: str, overrides: list[str]) -> int:
             return 2
         ports[name] = int(value)
     configure_logging("warning")
+    tune_allocators()
     try:
         import uvloop
 

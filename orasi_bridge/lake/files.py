@@ -132,11 +132,25 @@ def _take(column: pa.ChunkedArray, order: np.ndarray, indices: pa.Array) -> pa.A
     mask = pa.array(np.asarray(array.is_null())[order]) if array.null_count else None
     return pa.MapArray.from_arrays(
         pa.array(new_offsets),
-        array.keys.take(entry_indices),
-        array.items.take(entry_indices),
+        _take_repetitive(array.keys, entry_indices),
+        _take_repetitive(array.items, entry_indices),
         type=kind,
         mask=mask,
     )
+
+
+def _take_repetitive(values: pa.Array, indices: pa.Array) -> pa.Array:
+    """``values.take(indices)``, through dictionary codes when few values are distinct.
+
+    Attribute keys and most values repeat: gathering small codes and then decoding them from a
+    dictionary that stays in the caches is several times faster than gathering scattered strings.
+    """
+    if len(values) < 4096 or not (pa.types.is_string(values.type) or pa.types.is_binary(values.type)):
+        return values.take(indices)
+    encoded = values.dictionary_encode()
+    if len(encoded.dictionary) * 4 > len(values):
+        return values.take(indices)
+    return encoded.dictionary.take(encoded.indices.take(indices))
 
 
 def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
