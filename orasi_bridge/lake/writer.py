@@ -294,14 +294,20 @@ class LakeWriter:
             self._buffer.add_pending(table, batch, lsn)
         if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
             self._flush_now.set()
-        elif self._buffer.pending_items >= CONVERT_ITEMS and not self._converting:
+        else:
+            self._convert_soon()
+
+    def _convert_soon(self) -> None:
+        """Convert waiting batches in the background once there are ``CONVERT_ITEMS`` of them."""
+        if self._buffer.pending_items >= CONVERT_ITEMS and not (self._converting or self._stopping):
             self._converting = True
             self._tasks.spawn(self._convert_in_background(), name="lake-converter")
 
     async def _convert_in_background(self) -> None:
         try:
-            async with self._convert_lock:
-                await self._convert_pending()
+            while self._buffer.pending_items >= CONVERT_ITEMS:
+                async with self._convert_lock:
+                    await self._convert_pending()
         finally:
             self._converting = False
 
@@ -386,8 +392,10 @@ class LakeWriter:
             async with self._convert_lock:
                 await self._convert_pending()
                 buffer = self._buffer
-                # Batches that arrived while converting wait for the next flush.
+                # Batches that arrived while converting wait for the next flush, and are
+                # converted while this one commits.
                 self._buffer = buffer.move_pending()
+            self._convert_soon()
             if buffer.started is None:
                 return
             self._flushing = buffer

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -27,6 +28,7 @@ from integration.bridge.conftest import MakeWriter, close_writer
 from integration.bridge.helpers import count
 from integration.bridge.servers import AWS_ENV, LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter
+from orasi_bridge.lake import writer as writer_module
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Signal
@@ -354,3 +356,38 @@ async def test_write_ahead_log_replays_acknowledged_rows_after_a_crash(
     assert (await stats(engine, "logs"))["hot_rows"] == 0
     assert await count(engine, "spans", **WINDOW) == 2 * SPANS
     assert await count(engine, "logs", **WINDOW) == LOGS
+
+
+async def test_batches_waiting_behind_a_running_conversion_are_converted_without_new_data(
+    make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches that arrive while the background converter is busy are converted by it next,
+    not left waiting for the next flush (nothing else arrives to start another conversion)."""
+    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+    writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
+    entered, release = threading.Event(), threading.Event()
+    convert = writer_module._convert
+
+    def held_convert(chunks: Any, region: str) -> Any:
+        entered.set()
+        release.wait(30)
+        return convert(chunks, region)
+
+    monkeypatch.setattr(writer_module, "_convert", held_convert)
+    try:
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
+        await eventually(lambda: _true(entered.is_set()), "the background conversion to start")
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "second")))
+        assert writer._buffer.pending_items == 1  # waits behind the held conversion
+    finally:
+        release.set()
+    await eventually(lambda: _true(writer._buffer.pending_items == 0), "the second batch's conversion")
+    rows = [
+        batch for tenants in writer._buffer.rows.values() for batches in tenants.values() for batch in batches
+    ]
+    assert sorted(name for batch in rows for name in batch.column("name").to_pylist()) == ["first", "second"]
+    await eventually(lambda: _true(not writer._converting), "the background converter to end")
+
+
+async def _true(value: bool) -> bool:
+    return value
