@@ -15,6 +15,7 @@ Blocking; run in a thread. The partitions' files are written concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import uuid
@@ -199,6 +200,13 @@ def write_data_files(
                 raise ValueError(f"the lake writes tables partitioned by day(time), tenant; not {spec}")
         record = Record(*values)
         path = f"{location}/data/{spec.partition_to_path(record, schema)}/{uuid.uuid4()}.parquet"
+        try:
+            return write_file(part, record, path)
+        except BaseException:
+            delete_data_files(fs, prefix, [path])  # what was uploaded of it
+            raise
+
+    def write_file(part: Partition, record: Record, path: str) -> DataFile:
         chunk = rows.slice(part.start, part.stop - part.start)
         remote = path.removeprefix(prefix)
         staged = cache.staging(remote) if cache is not None else None
@@ -250,7 +258,24 @@ def write_data_files(
     if len(partitions) == 1:
         return [write(partitions[0])]
     with ThreadPoolExecutor(min(max(_THREADS, 2), len(partitions)), thread_name_prefix="lake-write") as pool:
-        return list(pool.map(write, partitions))
+        futures = [pool.submit(write, part) for part in partitions]
+    errors = [error for future in futures if (error := future.exception()) is not None]
+    written = [future.result() for future in futures if future.exception() is None]
+    if errors:
+        delete_data_files(fs, prefix, [data_file.file_path for data_file in written])
+        raise errors[0]
+    return written
+
+
+def delete_data_files(fs: pafs.FileSystem, prefix: str, paths: list[str]) -> None:
+    """Remove files written for a commit that did not happen, with their trace indexes (best
+    effort: a file that is missing or cannot be removed is left for an orphan-file sweep)."""
+    for path in paths:
+        index = traceindex.index_path(path)
+        for remote in (path, index):
+            if remote is not None:
+                with contextlib.suppress(OSError):
+                    fs.delete_file(remote.removeprefix(prefix))
 
 
 def with_field_ids(arrow: pa.Schema, schema: Schema) -> pa.Schema:

@@ -34,7 +34,7 @@ from pyiceberg.table import Table
 
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.config import Config
-from orasi_bridge.lake.files import sort_rows, write_data_files
+from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.otap_rows import OTAP_CONVERTERS
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, to_record_batch
@@ -449,6 +449,8 @@ class LakeWriter:
                 break
             except CommitFailedException:
                 if attempt == self.config.commit_retries:
+                    # Certainly not committed (unlike, say, a lost connection), so its files go.
+                    delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
                     raise
                 table.refresh()
         snapshot = table.current_snapshot()

@@ -11,13 +11,16 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table, Transaction
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter
-from integration.bridge.servers import s3_filesystem
+from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter, files, traceindex
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pdata import Signal
@@ -246,3 +249,68 @@ async def test_a_large_partition_is_split_into_sorted_files(
     engine = QueryEngine(writer, QueryLimits())
     assert len(await span_ids(engine, "true")) == len(spans)
     assert len(await span_ids(engine, f"trace_id = '{trace_hex(3)}'")) == 3
+
+
+def warehouse_files(lake_space: LakeSpace) -> list[str]:
+    """Every file under the test's warehouse except Iceberg metadata (data files and indexes)."""
+    selector = pafs.FileSelector(lake_space.prefix, recursive=True, allow_not_found=True)
+    return sorted(
+        info.path
+        for info in s3_filesystem().get_file_info(selector)
+        if info.type == pafs.FileType.File and "/metadata/" not in info.path
+    )
+
+
+async def test_a_commit_that_certainly_failed_leaves_no_files_and_the_rows_commit_later(
+    make_writer: MakeWriter, lake_space: LakeSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = await make_writer(commit_retries=1)
+    attempts = 0
+
+    def conflict(self: Transaction) -> Table:
+        nonlocal attempts
+        attempts += 1
+        raise CommitFailedException("another writer committed first")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Transaction, "commit_transaction", conflict)
+        await writer.consume(
+            data.batch(Signal.TRACES, spans_request(mixed_spans(range(1, 4), data.T0, random.Random(2))))
+        )
+        await writer.flush()  # fails: logged, the rows stay buffered
+    assert attempts == 2  # the first try and one retry
+    assert warehouse_files(lake_space) == []
+    assert data_files(writer) == []
+
+    await writer.flush()
+    (file,) = data_files(writer)
+    index = traceindex.index_path(file.file_path)
+    assert index is not None
+    assert warehouse_files(lake_space) == sorted(p.removeprefix("s3://") for p in (file.file_path, index))
+
+
+async def test_a_failed_upload_removes_the_files_of_the_flush_already_written(
+    make_writer: MakeWriter, lake_space: LakeSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = await make_writer()
+    spans = mixed_spans(range(1, 4), data.T0, random.Random(3))
+    prepare = files.prepare_output
+    started: list[str] = []
+
+    def failing_for_tenant_b(fs: Any, path: str) -> str:
+        started.append(path)
+        if "tenant=b" in path:
+            raise OSError("the store refused the upload")
+        return prepare(fs, path)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(files, "prepare_output", failing_for_tenant_b)
+        await writer.consume(data.batch(Signal.TRACES, spans_request(spans), tenant="a"))
+        await writer.consume(data.batch(Signal.TRACES, spans_request(spans), tenant="b"))
+        await writer.flush()  # fails: logged, the rows stay buffered
+    assert any("tenant=a" in path for path in started)  # tenant a's file was written, then removed
+    assert warehouse_files(lake_space) == []
+
+    await writer.flush()
+    assert sorted(file.partition[1] for file in data_files(writer)) == ["a", "b"]
+    assert len(warehouse_files(lake_space)) == 4  # two data files and their indexes
