@@ -15,6 +15,8 @@ from orasi_common.pipeline.graph import resolve
 from orasi_common.version import __version__
 
 SERVICES = ("agent", "gateway", "bridge")
+ARROW_SERVICES = ("gateway", "bridge")
+"""Services that convert telemetry to Arrow in bulk, and so start with ``tune_allocators``."""
 
 
 def _factories(service: str) -> Factories:
@@ -42,7 +44,8 @@ def _run_service(service: str, config_path: str) -> int:
         print(f"orasi {service}: {error}", file=sys.stderr)
         return 2
     configure_logging(config.service.telemetry.logs.level)
-    tune_allocators()
+    if service in ARROW_SERVICES:
+        tune_allocators()
     try:
         import uvloop
 
