@@ -391,3 +391,43 @@ async def test_batches_waiting_behind_a_running_conversion_are_converted_without
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_ingest_waits_while_the_conversion_backlog_is_full_and_resumes_after(
+    make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past CONVERT_BACKLOG unconverted items, consume waits for the converter before accepting."""
+    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+    monkeypatch.setattr(writer_module, "CONVERT_BACKLOG", 2)
+    writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
+    entered, release = threading.Event(), threading.Event()
+    convert = writer_module._convert
+
+    def held_convert(chunks: Any, region: str) -> Any:
+        entered.set()
+        release.wait(30)
+        return convert(chunks, region)
+
+    monkeypatch.setattr(writer_module, "_convert", held_convert)
+    try:
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
+        await eventually(lambda: _true(entered.is_set()), "the background conversion to start")
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "second")))
+        third = asyncio.create_task(
+            writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 2, "third")))
+        )
+        for _ in range(20):  # an accepted batch of spans needs no thread: a few loop turns
+            await asyncio.sleep(0)
+        assert not third.done()  # two items wait for conversion: the backlog is full
+        assert writer._buffer.pending_items == 1  # "second"; "third" was not accepted yet
+    finally:
+        release.set()
+    await asyncio.wait_for(third, 30)
+    await writer.flush()
+    result = await writer_rows(writer)
+    assert sorted(result) == ["first", "second", "third"]
+
+
+async def writer_rows(writer: LakeWriter) -> list[str]:
+    table = writer.tables["spans"]
+    return [str(name) for name in table.scan(selected_fields=("name",)).to_arrow().column("name").to_pylist()]
