@@ -358,29 +358,44 @@ async def test_write_ahead_log_replays_acknowledged_rows_after_a_crash(
     assert await count(engine, "logs", **WINDOW) == LOGS
 
 
+class HeldConversion:
+    """The writer's conversions block (in their thread) until ``release`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        convert = writer_module._convert
+
+        def held_convert(chunks: Any, region: str) -> Any:
+            self.entered.set()
+            self.release.wait(30)
+            return convert(chunks, region)
+
+        monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+        monkeypatch.setattr(writer_module, "_convert", held_convert)
+
+    async def started(self, writer: LakeWriter, name: str) -> None:
+        """Consume one span named ``name``, then wait until its conversion is held."""
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, name)))
+        await eventually(lambda: _true(self.entered.is_set()), "the background conversion to start")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_batches_waiting_behind_a_running_conversion_are_converted_without_new_data(
     make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batches that arrive while the background converter is busy are converted by it next,
     not left waiting for the next flush (nothing else arrives to start another conversion)."""
-    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+    held = HeldConversion(monkeypatch)
     writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
-    entered, release = threading.Event(), threading.Event()
-    convert = writer_module._convert
-
-    def held_convert(chunks: Any, region: str) -> Any:
-        entered.set()
-        release.wait(30)
-        return convert(chunks, region)
-
-    monkeypatch.setattr(writer_module, "_convert", held_convert)
     try:
-        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
-        await eventually(lambda: _true(entered.is_set()), "the background conversion to start")
+        await held.started(writer, "first")
         await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "second")))
         assert writer._buffer.pending_items == 1  # waits behind the held conversion
     finally:
-        release.set()
+        held.release.set()
     await eventually(lambda: _true(writer._buffer.pending_items == 0), "the second batch's conversion")
     rows = [
         batch for tenants in writer._buffer.rows.values() for batches in tenants.values() for batch in batches
@@ -389,29 +404,15 @@ async def test_batches_waiting_behind_a_running_conversion_are_converted_without
     await eventually(lambda: _true(not writer._converting), "the background converter to end")
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_ingest_waits_while_the_conversion_backlog_is_full_and_resumes_after(
     make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past CONVERT_BACKLOG unconverted items, consume waits for the converter before accepting."""
-    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+    held = HeldConversion(monkeypatch)
     monkeypatch.setattr(writer_module, "CONVERT_BACKLOG", 2)
     writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
-    entered, release = threading.Event(), threading.Event()
-    convert = writer_module._convert
-
-    def held_convert(chunks: Any, region: str) -> Any:
-        entered.set()
-        release.wait(30)
-        return convert(chunks, region)
-
-    monkeypatch.setattr(writer_module, "_convert", held_convert)
     try:
-        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
-        await eventually(lambda: _true(entered.is_set()), "the background conversion to start")
+        await held.started(writer, "first")
         await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "second")))
         third = asyncio.create_task(
             writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 2, "third")))
@@ -421,13 +422,8 @@ async def test_ingest_waits_while_the_conversion_backlog_is_full_and_resumes_aft
         assert not third.done()  # two items wait for conversion: the backlog is full
         assert writer._buffer.pending_items == 1  # "second"; "third" was not accepted yet
     finally:
-        release.set()
+        held.release.set()
     await asyncio.wait_for(third, 30)
     await writer.flush()
-    result = await writer_rows(writer)
-    assert sorted(result) == ["first", "second", "third"]
-
-
-async def writer_rows(writer: LakeWriter) -> list[str]:
-    table = writer.tables["spans"]
-    return [str(name) for name in table.scan(selected_fields=("name",)).to_arrow().column("name").to_pylist()]
+    names = writer.tables["spans"].scan(selected_fields=("name",)).to_arrow().column("name").to_pylist()
+    assert sorted(names) == ["first", "second", "third"]
