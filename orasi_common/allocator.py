@@ -1,6 +1,6 @@
 """Process-wide tuning of the memory allocators for services that convert telemetry to Arrow in
 bulk (the gateway, the bridge and `orasi up`), applied once at start. The agent forwards bytes
-and keeps the defaults: its memory is a budget, and the slack below would take a third of it.
+and keeps the defaults: its memory has a budget (100 MiB) that heap slack would eat into.
 
 Converting telemetry to Arrow and sorting it makes many short-lived buffers of a few MiB to a few
 hundred MiB. With the defaults, freed memory goes back to the kernel at once and the next buffer
