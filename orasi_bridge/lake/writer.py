@@ -121,14 +121,17 @@ class _Buffer:
         if self.started is None:
             self.started = time.monotonic()
 
-    def move_pending(self) -> _Buffer:
-        """A new buffer holding the batches still waiting here (taken out of this one)."""
+    def move_pending(self, since: float) -> _Buffer:
+        """A new buffer holding the batches still waiting here (taken out of this one), which
+        arrived at ``since`` (monotonic time) or later: their age counts from then."""
         moved = _Buffer()
         for (table, _), entries in self.take_pending().items():
             for batch, lsn in entries:
                 self.known.discard(batch.batch_id)
                 self._grow(table, -batch.size_bytes)
                 moved.add_pending(table, batch, lsn)
+        if moved.started is not None:
+            moved.started = since
         return moved
 
     def absorb(self, other: _Buffer) -> None:
@@ -404,11 +407,12 @@ class LakeWriter:
         """Commit every buffered row; on failure the rows stay buffered for the next flush."""
         async with self._flush_lock:
             async with self._convert_lock:
+                began = time.monotonic()
                 await self._convert_pending()
                 buffer = self._buffer
-                # Batches that arrived while converting wait for the next flush, and are
-                # converted while this one commits.
-                self._buffer = buffer.move_pending()
+                # Batches that arrived while converting wait for the next flush (flush_interval
+                # after they arrived, not after this flush), and are converted while it commits.
+                self._buffer = buffer.move_pending(since=began)
             self._convert_soon()
             if buffer.started is None:
                 return

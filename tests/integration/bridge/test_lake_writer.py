@@ -427,3 +427,24 @@ async def test_ingest_waits_while_the_conversion_backlog_is_full_and_resumes_aft
     await writer.flush()
     names = writer.tables["spans"].scan(selected_fields=("name",)).to_arrow().column("name").to_pylist()
     assert sorted(names) == ["first", "second", "third"]
+
+
+async def test_batches_that_arrive_during_a_flush_are_due_one_interval_after_they_arrived(
+    make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that arrives while a flush converts is left for the next flush, and its age counts
+    from its arrival (at the latest), not from the end of the flush that passed it by."""
+    held = HeldConversion(monkeypatch)
+    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1_000_000)  # only the flush converts
+    writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
+    await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
+    flushing = asyncio.create_task(writer.flush())
+    try:
+        await eventually(lambda: _true(held.entered.is_set()), "the flush's conversion to start")
+        arrived = time.monotonic()
+        await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "second")))
+    finally:
+        held.release.set()
+    await asyncio.wait_for(flushing, 30)
+    assert writer._buffer.pending_items == 1  # "second" waits for the next flush
+    assert writer._buffer.started is not None and writer._buffer.started <= arrived
