@@ -29,6 +29,8 @@ from orasi_common.transport import headers
 from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
 
 _RETRYABLE = {otap_pb2.UNAVAILABLE, otap_pb2.CANCELED, otap_pb2.DEADLINE_EXCEEDED, otap_pb2.ABORTED}
+SETTLE_SECONDS = 0.5
+"""How long a stream opened after one died unanswered waits for a refusal before its first write."""
 
 
 class FallBack(Exception):
@@ -90,6 +92,12 @@ class _Stream:
     def usable(self) -> bool:
         return self.failed is None and time.monotonic() < self._expires
 
+    async def settle(self) -> None:
+        """Give the peer ``SETTLE_SECONDS`` to refuse this stream before anything is written to
+        it (a refusal then arrives as itself, not raced by a write into INTERNAL)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._reader), SETTLE_SECONDS)
+
     async def _read(self) -> None:
         try:
             async for answer in self._call:
@@ -132,7 +140,9 @@ class _Stream:
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                     self._waiting.pop(batch_id, None)
                     await asyncio.sleep(0)  # let the reader record why the stream ended
-                    raise self.failed or Unavailable(f"the OTAP stream broke: {exc}") from None
+                    if self.failed is None:  # not yet: still, no batch may be sent on it again
+                        self.failed = Unavailable(f"the OTAP stream broke: {exc}")
+                    raise self.failed from None
             answer = await waiter
         error = error_of(answer)
         if error is not None:
@@ -185,9 +195,12 @@ class OtapClient:
             except Unavailable:
                 if stream.answered:
                     raise
-                # The stream died before answering anything (e.g. a peer without OTAP refusing
-                # it while the first write was on its way): once more on a fresh stream.
-                await self._stream(batch.signal).send(batch)
+                # The stream died before answering anything: perhaps a peer without OTAP refused
+                # it while the first write was on its way, which grpc may report as INTERNAL.
+                # Once more on a fresh stream, written to only if the peer does not refuse it.
+                fresh = self._stream(batch.signal)
+                await fresh.settle()
+                await fresh.send(batch)
         except FallBack as exc:
             if not self._config.arrow.fallback_to_otlp:
                 raise PermanentError(f"the peer does not serve OTAP ({exc})") from None
