@@ -7,8 +7,9 @@ one zstd Parquet file per partition (or per ``FILE_ROWS`` of it) with row groups
 fast), and returns the Iceberg ``DataFile`` of each, its statistics taken from the footer of the
 file just written. Spans files also get their
 trace index (``traceindex``). Files carry Iceberg field ids, so any Iceberg reader maps their
-columns. Nothing is committed here: the caller adds the files in one snapshot, and files of a
-failed commit are never referenced (orphans for maintenance to remove).
+columns. Nothing is committed here: the caller adds the files in one snapshot, and removes them
+(``delete_data_files``) when that commit certainly failed; a write that fails removes what it
+wrote.
 
 Blocking; run in a thread. The partitions' files are written concurrently.
 """
@@ -63,6 +64,7 @@ _NO_DICTIONARY = {
 FILE_ROWS = 524_288
 """Rows per file at most: a flush's larger partitions are split, so that files encode in parallel."""
 
+_DICTIONARY_TAKE_MIN = 4096  # strings below this are gathered directly: encoding would cost more
 _THREADS = min(4, os.cpu_count() or 1)  # columns gathered / files written at once (GIL released)
 
 
@@ -146,7 +148,9 @@ def _take_repetitive(values: pa.Array, indices: pa.Array) -> pa.Array:
     Attribute keys and most values repeat: gathering small codes and then decoding them from a
     dictionary that stays in the caches is several times faster than gathering scattered strings.
     """
-    if len(values) < 4096 or not (pa.types.is_string(values.type) or pa.types.is_binary(values.type)):
+    if len(values) < _DICTIONARY_TAKE_MIN or not (
+        pa.types.is_string(values.type) or pa.types.is_binary(values.type)
+    ):
         return values.take(indices)
     encoded = values.dictionary_encode()
     if len(encoded.dictionary) * 4 > len(values):

@@ -142,12 +142,19 @@ class LakeSpace:
         finally:
             engine.dispose()
 
-    def data_files(self) -> list[str]:
-        """Every Parquet file under this space's warehouse (bucket-relative paths)."""
+    def written_files(self) -> list[str]:
+        """Every file under this space's warehouse but Iceberg metadata: data files and trace
+        indexes (bucket-relative paths)."""
         selector = pafs.FileSelector(self.prefix, recursive=True, allow_not_found=True)
         return sorted(
-            info.path for info in s3_filesystem().get_file_info(selector) if info.path.endswith(".parquet")
+            info.path
+            for info in s3_filesystem().get_file_info(selector)
+            if info.type == pafs.FileType.File and "/metadata/" not in info.path
         )
+
+    def data_files(self) -> list[str]:
+        """Every Parquet file under this space's warehouse (bucket-relative paths)."""
+        return [path for path in self.written_files() if path.endswith(".parquet")]
 
     def drop(self) -> None:
         engine = _admin_engine()

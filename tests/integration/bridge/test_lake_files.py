@@ -11,7 +11,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -251,16 +250,6 @@ async def test_a_large_partition_is_split_into_sorted_files(
     assert len(await span_ids(engine, f"trace_id = '{trace_hex(3)}'")) == 3
 
 
-def warehouse_files(lake_space: LakeSpace) -> list[str]:
-    """Every file under the test's warehouse except Iceberg metadata (data files and indexes)."""
-    selector = pafs.FileSelector(lake_space.prefix, recursive=True, allow_not_found=True)
-    return sorted(
-        info.path
-        for info in s3_filesystem().get_file_info(selector)
-        if info.type == pafs.FileType.File and "/metadata/" not in info.path
-    )
-
-
 async def test_a_commit_that_certainly_failed_leaves_no_files_and_the_rows_commit_later(
     make_writer: MakeWriter, lake_space: LakeSpace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,14 +268,14 @@ async def test_a_commit_that_certainly_failed_leaves_no_files_and_the_rows_commi
         )
         await writer.flush()  # fails: logged, the rows stay buffered
     assert attempts == 2  # the first try and one retry
-    assert warehouse_files(lake_space) == []
+    assert lake_space.written_files() == []
     assert data_files(writer) == []
 
     await writer.flush()
     (file,) = data_files(writer)
     index = traceindex.index_path(file.file_path)
     assert index is not None
-    assert warehouse_files(lake_space) == sorted(p.removeprefix("s3://") for p in (file.file_path, index))
+    assert lake_space.written_files() == sorted(p.removeprefix("s3://") for p in (file.file_path, index))
 
 
 async def test_a_failed_upload_removes_the_files_of_the_flush_already_written(
@@ -309,8 +298,8 @@ async def test_a_failed_upload_removes_the_files_of_the_flush_already_written(
         await writer.consume(data.batch(Signal.TRACES, spans_request(spans), tenant="b"))
         await writer.flush()  # fails: logged, the rows stay buffered
     assert any("tenant=a" in path for path in started)  # tenant a's file was written, then removed
-    assert warehouse_files(lake_space) == []
+    assert lake_space.written_files() == []
 
     await writer.flush()
     assert sorted(file.partition[1] for file in data_files(writer)) == ["a", "b"]
-    assert len(warehouse_files(lake_space)) == 4  # two data files and their indexes
+    assert len(lake_space.written_files()) == 4  # two data files and their indexes
