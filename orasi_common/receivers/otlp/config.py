@@ -21,6 +21,14 @@ class GrpcConfig(ComponentConfig):
         gt=0,
         description="Largest request message (after decompression); larger → RESOURCE_EXHAUSTED.",
     )
+    processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Worker processes that serve this port together (SO_REUSEPORT) and hand each "
+        "validated request to the pipelines' process, so that receiving runs on other cores; "
+        "0 = serve in the pipelines' process. A client connection stays with one worker.",
+    )
 
 
 class HttpConfig(ComponentConfig):

@@ -1,24 +1,31 @@
 """OTLP/gRPC: TraceService, MetricsService and LogsService ``Export`` on one grpc.aio server.
 
 Requests arrive as bytes (no deserializer), are validated and counted by one protobuf parse,
-and keep their bytes so that forwarding does not serialize them again.
+and keep their bytes so that forwarding does not serialize them again. The server runs in the
+pipelines' process (its sink is the receiver's ``Ingest``) or in a worker process (its sink is
+the hand-off to the pipelines' process; see ``workers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import grpc
 
 from orasi_common.errors import OrasiError
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.receivers.otlp.config import MIB, GrpcConfig
-from orasi_common.receivers.otlp.ingest import Ingest
 from orasi_common.transport import headers, status
 
 TRANSPORT = "grpc"
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+class Sink(Protocol):
+    async def consume(self, batch: Batch, transport: str) -> None:
+        """Accept the batch, or raise the OrasiError its sender gets."""
 
 
 async def abort(context: grpc.aio.ServicerContext, error: OrasiError) -> None:
@@ -32,19 +39,21 @@ class OtlpGrpcServer:
     def __init__(
         self,
         config: GrpcConfig,
-        ingest: Ingest,
+        sink: Sink,
         tenant_header: str,
         extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+        reuse_port: bool = False,
     ) -> None:
         self._config = config
-        self._ingest = ingest
+        self._sink = sink
+        self._reuse_port = reuse_port
         self._tenant_header = tenant_header.lower()
         self._extra_handlers = tuple(extra_handlers)
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
 
     def _handler(self, signal: Signal) -> Handler:
-        ingest, tenant_header = self._ingest, self._tenant_header
+        sink, tenant_header = self._sink, self._tenant_header
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             metadata = dict(context.invocation_metadata() or ())
@@ -55,7 +64,7 @@ class OtlpGrpcServer:
                     tenant=headers.incoming_tenant(metadata.get(tenant_header)),
                     batch_id=headers.incoming_batch_id(metadata.get(headers.BATCH_ID)),
                 )
-                await ingest.consume(batch, TRANSPORT)
+                await sink.consume(batch, TRANSPORT)
             except OrasiError as error:
                 await abort(context, error)
             return b""  # an empty Export*ServiceResponse: full success
@@ -67,7 +76,7 @@ class OtlpGrpcServer:
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", limit),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ]
         )
         for signal, spec in SPECS.items():

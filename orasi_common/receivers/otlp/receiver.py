@@ -12,6 +12,7 @@ from orasi_common.receivers.otlp.config import Config
 from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
 from orasi_common.receivers.otlp.http import OtlpHttpApp
 from orasi_common.receivers.otlp.ingest import Ingest
+from orasi_common.receivers.otlp.workers import GrpcWorkers
 from orasi_common.transport.http_server import HttpServer
 
 
@@ -20,11 +21,13 @@ class OtlpReceiver:
         self.logger = settings.logger
         ingest = Ingest(settings, consumers)
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
-        self.grpc = (
-            OtlpGrpcServer(grpc_config, ingest, config.tenant_header, self.grpc_services(ingest, config))
-            if grpc_config
-            else None
-        )
+        self.grpc: OtlpGrpcServer | GrpcWorkers | None = None
+        if grpc_config and grpc_config.processes:
+            self.grpc = GrpcWorkers(grpc_config, ingest, config.tenant_header, settings.logger)
+        elif grpc_config:
+            self.grpc = OtlpGrpcServer(
+                grpc_config, ingest, config.tenant_header, self.grpc_services(ingest, config)
+            )
         self.http = (
             HttpServer(
                 OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint
@@ -34,7 +37,8 @@ class OtlpReceiver:
         )
 
     def grpc_services(self, ingest: Ingest, config: Config) -> list[grpc.GenericRpcHandler]:
-        """More gRPC services on the OTLP port (none here; the otap receiver adds OTAP's)."""
+        """More gRPC services on the OTLP port (none here; the otap receiver adds OTAP's, and
+        serves without worker processes)."""
         return []
 
     @property
