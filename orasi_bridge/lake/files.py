@@ -2,7 +2,7 @@
 
 ``write_data_files`` sorts a table's buffered rows by tenant, day(time), service_name, time (so
 each partition, tenant x day, is one contiguous run sorted as the table's sort order says), writes
-one zstd Parquet file per partition (or per ``FILE_ROWS`` of it) with row groups of
+one zstd Parquet file per partition (split by ``_files_for`` when large) with row groups of
 ``ROW_GROUP_ROWS`` rows (small enough that a trace lookup reads little, large enough to scan
 fast), and returns the Iceberg ``DataFile`` of each, its statistics taken from the footer of the
 file just written. Spans files also get their
@@ -42,6 +42,7 @@ from pyiceberg.types import IcebergType, ListType, MapType, NestedField, StructT
 from orasi_bridge.lake import traceindex
 from orasi_bridge.lake.catalog import prepare_output
 from orasi_bridge.lake.localcache import LocalCache
+from orasi_common.pdata import _wirescan
 
 ROW_GROUP_ROWS = 16_384
 """Rows per row group: a trace lookup reads whole row groups (all columns) of the hits."""
@@ -63,8 +64,9 @@ _NO_DICTIONARY = {
 }
 FILE_ROWS = 524_288
 """Rows per file at most: a flush's larger partitions are split, so that files encode in parallel."""
-
-_DICTIONARY_TAKE_MIN = 4096  # strings below this are gathered directly: encoding would cost more
+PARALLEL_FILE_ROWS = 32_768
+"""Rows per file at least when a partition is split only so that its files encode in parallel
+(into at most ``_THREADS`` files): Parquet encodes one file on one core."""
 _THREADS = min(4, os.cpu_count() or 1)  # columns gathered / files written at once (GIL released)
 
 
@@ -108,22 +110,25 @@ def sort_rows(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pa.Tabl
         tenant = tenants[int(tenant_sorted[start])]
         run_day = None if day_value == np.iinfo(np.int64).max else day_value
         # A large run becomes several files, encoded in parallel (each still sorted).
-        pieces = -(-(stop - start) // FILE_ROWS)
+        pieces = _files_for(stop - start)
         step = -(-(stop - start) // pieces)
         for piece in range(start, stop, step):
             partitions.append(Partition(tenant, run_day, piece, min(piece + step, stop)))
     return rows, partitions
 
 
+def _files_for(rows: int) -> int:
+    """Files for a partition of ``rows`` rows: at most FILE_ROWS each, and one per core while
+    each keeps at least PARALLEL_FILE_ROWS."""
+    return max(-(-rows // FILE_ROWS), min(_THREADS, rows // PARALLEL_FILE_ROWS))
+
+
 def _take(column: pa.ChunkedArray, order: np.ndarray, indices: pa.Array) -> pa.Array:
-    """``column.take(indices)``; for maps of strings, their entries gathered with numpy (much faster)."""
+    """``column.take(indices)``; for maps of strings, each row's entries are copied as one run
+    (much faster than gathering every key and value)."""
     array = column.combine_chunks()
     kind = array.type
-    if not (
-        isinstance(kind, pa.MapType)
-        and not pa.types.is_nested(kind.key_type)
-        and not pa.types.is_nested(kind.item_type)
-    ):
+    if not (isinstance(kind, pa.MapType) and _is_string(kind.key_type) and _is_string(kind.item_type)):
         return array.take(indices)
     offsets = np.asarray(array.offsets)
     lengths = (offsets[1:] - offsets[:-1])[order]
@@ -131,31 +136,38 @@ def _take(column: pa.ChunkedArray, order: np.ndarray, indices: pa.Array) -> pa.A
     np.cumsum(lengths, out=new_offsets[1:])
     shift = offsets[:-1][order] - new_offsets[:-1]
     entries = np.repeat(shift, lengths) + np.arange(new_offsets[-1], dtype=np.int32)
-    entry_indices = pa.array(entries)
     mask = pa.array(np.asarray(array.is_null())[order]) if array.null_count else None
     return pa.MapArray.from_arrays(
         pa.array(new_offsets),
-        _take_repetitive(array.keys, entry_indices),
-        _take_repetitive(array.items, entry_indices),
+        _take_runs(array.keys, offsets[:-1][order], offsets[1:][order], entries),
+        _take_runs(array.items, offsets[:-1][order], offsets[1:][order], entries),
         type=kind,
         mask=mask,
     )
 
 
-def _take_repetitive(values: pa.Array, indices: pa.Array) -> pa.Array:
-    """``values.take(indices)``, through dictionary codes when few values are distinct.
+def _is_string(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_binary(kind))
 
-    Attribute keys and most values repeat: gathering small codes and then decoding them from a
-    dictionary that stays in the caches is several times faster than gathering scattered strings.
-    """
-    if len(values) < _DICTIONARY_TAKE_MIN or not (
-        pa.types.is_string(values.type) or pa.types.is_binary(values.type)
-    ):
-        return values.take(indices)
-    encoded = values.dictionary_encode()
-    if len(encoded.dictionary) * 4 > len(values):
-        return values.take(indices)
-    return encoded.dictionary.take(encoded.indices.take(indices))
+
+def _take_runs(values: pa.Array, starts: np.ndarray, stops: np.ndarray, entries: np.ndarray) -> pa.Array:
+    """``values.take(entries)`` of a string array, where ``entries`` is the concatenation of the
+    runs ``starts[i]:stops[i]``: the bytes of each run are contiguous, so they are copied as one
+    slice, and only the offsets are computed per value."""
+    first = values.offset
+    value_offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[first : first + len(values) + 1]
+    data = values.buffers()[2]
+    byte_starts = value_offsets[starts].astype(np.int64)
+    byte_stops = value_offsets[stops].astype(np.int64)
+    gathered = _wirescan.gather(data if data is not None else b"", byte_starts, byte_stops)
+    new_offsets = np.zeros(len(entries) + 1, dtype=np.int32)
+    np.cumsum((value_offsets[1:] - value_offsets[:-1])[entries], out=new_offsets[1:])
+    mask, nulls = None, 0
+    if values.null_count:
+        valid = np.asarray(values.is_valid())[entries]
+        mask, nulls = pa.array(valid).buffers()[1], len(entries) - int(np.count_nonzero(valid))
+    buffers = [mask, pa.py_buffer(new_offsets), pa.py_buffer(gathered)]
+    return pa.Array.from_buffers(values.type, len(entries), buffers, null_count=nulls)
 
 
 def _ranks(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:

@@ -2,9 +2,8 @@
 
 Its result is checked against an independent reference: Arrow's own sort on the same keys plus
 the input row number (so ties keep their input order), with day(time) computed from Python
-datetimes. Maps of strings are gathered by a numpy path whose keys and values go through
-``_take_repetitive`` (dictionary codes for repetitive strings, a plain take otherwise); the data is
-made large and repetitive (or unique) enough that both paths run, which a spy confirms.
+datetimes. Maps of strings are gathered by copying each row's keys and values as one run
+(``_take_runs``), which is also checked alone against Arrow's ``take``.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import datetime
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -148,60 +147,25 @@ def _assert_same(actual: pa.Table, expected: pa.Table) -> None:
     assert actual.equals(expected)
 
 
-Call = tuple[pa.DataType, int, int]  # the values' type, length and distinct non-null values
-
-
-@pytest.fixture
-def repetitive_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
-    """Records each ``_take_repetitive`` call that sort_rows makes (still running the real one)."""
-    calls: list[Call] = []
-    real: Callable[[pa.Array, pa.Array], pa.Array] = files._take_repetitive
-
-    def spy(values: pa.Array, indices: pa.Array) -> pa.Array:
-        calls.append((values.type, len(values), len(set(values.to_pylist()) - {None})))
-        return real(values, indices)
-
-    monkeypatch.setattr(files, "_take_repetitive", spy)
-    yield calls
-
-
-def _dictionary_path(call: Call) -> bool:
-    kind, length, distinct = call
-    return pa.types.is_string(kind) and length >= 4096 and distinct * 4 <= length
-
-
-def _plain_path(call: Call) -> bool:
-    kind, length, distinct = call
-    return pa.types.is_string(kind) and length >= 4096 and distinct * 4 > length
-
-
 # -- sort_rows -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_low_cardinality_maps_sort_like_the_reference(seed: int, repetitive_calls: list[Call]) -> None:
+def test_low_cardinality_maps_sort_like_the_reference(seed: int) -> None:
     batches = _batches(seed, [1500, 7, 2200, 1, 1300])
     rows, partitions = sort_rows(batches, SPANS)
     expected, runs = _reference(batches)
     _assert_same(rows, expected)
     assert [(p.tenant, p.day, p.start, p.stop) for p in partitions] == runs
-    # Both map columns' keys and values (attributes: >4096 entries, few distinct) took the dictionary path.
-    assert len(pa.Table.from_batches(batches).column("attributes").combine_chunks().keys) >= 4096
-    assert sum(_dictionary_path(call) for call in repetitive_calls) >= 2
 
 
 @pytest.mark.parametrize("cardinality", ["high", "unique_keys"])
-def test_high_cardinality_maps_sort_like_the_reference(
-    cardinality: str, repetitive_calls: list[Call]
-) -> None:
+def test_high_cardinality_maps_sort_like_the_reference(cardinality: str) -> None:
     batches = _batches(7, [2000, 3000, 900], cardinality)
     rows, partitions = sort_rows(batches, SPANS)
     expected, runs = _reference(batches)
     _assert_same(rows, expected)
     assert [(p.tenant, p.day, p.start, p.stop) for p in partitions] == runs
-    assert any(_plain_path(call) for call in repetitive_calls)  # the unique values: a plain take
-    if cardinality == "high":
-        assert any(_dictionary_path(call) for call in repetitive_calls)  # its keys still repeat
 
 
 def test_ties_keep_input_order_and_nulls_go_last() -> None:
@@ -247,9 +211,7 @@ def test_ties_keep_input_order_and_nulls_go_last() -> None:
 
 
 @pytest.mark.parametrize("only_the_slice", [False, True])
-def test_sliced_batches_and_null_maps_with_hidden_entries(
-    only_the_slice: bool, repetitive_calls: list[Call]
-) -> None:
+def test_sliced_batches_and_null_maps_with_hidden_entries(only_the_slice: bool) -> None:
     """Batches sliced out of larger ones, and null maps whose offsets still span entries: the
     gathered maps hold the same values."""
     source = _batches(11, [6000])[0]
@@ -268,7 +230,6 @@ def test_sliced_batches_and_null_maps_with_hidden_entries(
     expected, runs = _reference(batches)
     _assert_same(rows, expected)
     assert [(p.tenant, p.day, p.start, p.stop) for p in partitions] == runs
-    assert any(_dictionary_path(call) for call in repetitive_calls)
 
 
 def test_large_runs_split_into_files_of_at_most_file_rows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,6 +248,32 @@ def test_large_runs_split_into_files_of_at_most_file_rows(monkeypatch: pytest.Mo
         assert all(0 < p.stop - p.start <= 7 for p in pieces)
         assert len(pieces) == math.ceil((stop - start) / 7)
     assert any(stop - start > 7 for _, _, start, stop in runs)  # some run was split
+
+
+@pytest.mark.parametrize(("threads", "files_of_300"), [(1, 1), (2, 2), (4, 4), (8, 6)])
+def test_large_runs_split_into_a_file_per_core(
+    monkeypatch: pytest.MonkeyPatch, threads: int, files_of_300: int
+) -> None:
+    """While each file keeps PARALLEL_FILE_ROWS rows, a run is split into one file per core."""
+    monkeypatch.setattr(files, "PARALLEL_FILE_ROWS", 50)
+    monkeypatch.setattr(files, "_THREADS", threads)
+    batches = [
+        pa.RecordBatch.from_pylist(
+            [
+                {"tenant": t, "time": 5 * MICROS_PER_DAY + i}
+                for t, n in (("big", 300), ("edge", 100), ("small", 99))
+                for i in range(n)
+            ],
+            schema=SPANS,
+        )
+    ]
+    rows, partitions = sort_rows(batches, SPANS)
+    sizes = {t: [p.stop - p.start for p in partitions if p.tenant == t] for t in ("big", "edge", "small")}
+    assert len(sizes["big"]) == files_of_300 and sum(sizes["big"]) == 300
+    assert max(sizes["big"]) - min(sizes["big"]) <= 1  # even pieces
+    assert sizes["edge"] == ([100] if threads == 1 else [50, 50])
+    assert sizes["small"] == [99]  # two files would hold fewer than 50 rows each
+    _assert_same(rows, _reference(batches)[0])
 
 
 def test_one_run_is_one_partition() -> None:
@@ -310,85 +297,50 @@ def test_no_rows_no_partitions(empty_batches: int) -> None:
     assert partitions == []
 
 
-# -- _take_repetitive ------------------------------------------------------------------------------
-
-
-def _indices(rng: random.Random, length: int, count: int, nulls: bool = False) -> pa.Array:
-    return pa.array(
-        [None if nulls and rng.random() < 0.05 else rng.randrange(length) for _ in range(count)], pa.int64()
-    )
+# -- _take_runs ----------------------------------------------------------------------------------
 
 
 def _strings(rng: random.Random, length: int, distinct: int, nulls: float = 0.0) -> list[str | None]:
-    pool = [f"s{i}-{'x' * (i % 13)}" for i in range(distinct)]
+    pool = ["", *(f"s{i}-{'x' * (i % 13)}-ü" for i in range(distinct))]
     return [None if rng.random() < nulls else rng.choice(pool) for _ in range(length)]
 
 
-def _case(name: str) -> tuple[pa.Array, str]:
-    """The values of a case, and the path ``_take_repetitive`` should take for them."""
+def _values(name: str) -> pa.Array:
     rng = random.Random(name)
-    if name == "low-cardinality":
-        return pa.array(_strings(rng, 10_000, 40)), "dictionary"
-    if name == "low-cardinality-nulls":
-        return pa.array(_strings(rng, 10_000, 40, nulls=0.2)), "dictionary"
-    if name == "high-cardinality":
-        return pa.array([f"u{i}-{rng.random()}" for i in range(10_000)]), "plain"
-    if name == "high-cardinality-nulls":
-        return pa.array([None if i % 7 == 0 else f"u{i}" for i in range(10_000)]), "plain"
-    if name == "just-repetitive-enough":
-        return pa.array([f"s{i % 1024}" for i in range(4096)]), "dictionary"  # 1024 * 4 == 4096
-    if name == "just-too-distinct":
-        return pa.array([f"s{i % 1025}" for i in range(4096)]), "plain"
-    if name == "few-values":
-        return pa.array(_strings(rng, 4095, 3)), "plain"
+    if name == "strings":
+        return pa.array(_strings(rng, 5000, 40))
+    if name == "strings-with-nulls":
+        return pa.array(_strings(rng, 5000, 40, nulls=0.2))
     if name == "binary":
-        return pa.array([s.encode() if s else None for s in _strings(rng, 8000, 10, 0.1)], pa.binary()), (
-            "dictionary"
+        return pa.array(
+            [s.encode() if s is not None else None for s in _strings(rng, 3000, 10, 0.1)], pa.binary()
         )
-    if name == "large-string":
-        return pa.array(_strings(rng, 8000, 10), pa.large_string()), "plain"
-    if name == "int64":
-        return pa.array([rng.randrange(10) for _ in range(8000)], pa.int64()), "plain"
     if name == "sliced":
-        return pa.array(_strings(rng, 12_000, 30)).slice(1500, 9000), "dictionary"
+        return pa.array(_strings(rng, 9000, 30, nulls=0.05)).slice(1500, 6000)
+    if name == "all-empty":
+        return pa.array([""] * 100)
+    if name == "none":
+        return pa.array([], pa.string())
     raise AssertionError(name)
 
 
-CASES = [
-    "low-cardinality",
-    "low-cardinality-nulls",
-    "high-cardinality",
-    "high-cardinality-nulls",
-    "just-repetitive-enough",
-    "just-too-distinct",
-    "few-values",
-    "binary",
-    "large-string",
-    "int64",
-    "sliced",
-]
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_take_repetitive_equals_take(name: str) -> None:
-    values, path = _case(name)
-    # The case exercises the path it is named for (the rule the function documents).
-    distinct = len(set(values.to_pylist()) - {None})
-    repetitive = (
-        (pa.types.is_string(values.type) or pa.types.is_binary(values.type))
-        and len(values) >= 4096
-        and distinct * 4 <= len(values)
-    )
-    assert repetitive == (path == "dictionary")
-    rng = random.Random(f"{name}-indices")
-    for indices in (
-        _indices(rng, len(values), 3 * len(values)),  # gathers, repeats and reorders
-        _indices(rng, len(values), 500, nulls=True),  # null indices give nulls
-        pa.array(range(len(values) - 1, -1, -1), pa.int32()),  # a permutation
-        pa.array([], pa.int64()),
-    ):
-        result = files._take_repetitive(values, indices)
-        expected = values.take(indices)
+@pytest.mark.parametrize("name", ["strings", "strings-with-nulls", "binary", "sliced", "all-empty", "none"])
+def test_take_runs_equals_take(name: str) -> None:
+    """Runs that tile the values (as a map's rows tile its entries, empty rows included), taken in
+    shuffled, repeated and reversed order, give what ``take`` of their entries gives."""
+    values = _values(name)
+    rng = random.Random(f"{name}-runs")
+    cuts = sorted(rng.randrange(len(values) + 1) for _ in range(len(values) // 4 + 2))
+    starts = [0, *cuts]
+    stops = [*cuts, len(values)]
+    runs = list(range(len(starts)))
+    for order in (rng.sample(runs, len(runs)), runs[::-1], [rng.choice(runs) for _ in range(2 * len(runs))]):
+        run_starts = np.array([starts[i] for i in order], dtype=np.int32)
+        run_stops = np.array([stops[i] for i in order], dtype=np.int32)
+        entries = np.array([e for i in order for e in range(starts[i], stops[i])], dtype=np.int32)
+        result = files._take_runs(values, run_starts, run_stops, entries)
+        expected = values.take(pa.array(entries, pa.int32()))
+        result.validate(full=True)
         assert result.type == values.type
         assert result.to_pylist() == expected.to_pylist()
         assert result.equals(expected)
