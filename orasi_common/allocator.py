@@ -9,9 +9,10 @@ to zeroing pages, the span converter ran 1.7x slower and a flush's sort 3x slowe
 
 - glibc keeps ``TOP_PAD`` bytes of slack at the top of each heap (``M_TOP_PAD``; the default is
   128 KiB), for numpy's and protobuf's buffers;
-- pyarrow allocates from jemalloc, which returns freed pages to the kernel only after they have
-  been idle a while (its mimalloc default re-faults them in huge pages), unless
-  ``ARROW_DEFAULT_MEMORY_POOL`` names a pool explicitly.
+- pyarrow allocates from jemalloc (its mimalloc default re-faults freed memory in huge pages),
+  unless ``ARROW_DEFAULT_MEMORY_POOL`` names a pool explicitly, and jemalloc keeps freed pages
+  for ``JEMALLOC_DECAY_MS`` before returning them (Arrow sets 0: at once), so that one flush's
+  buffers are reused by the next.
 
 The cost is idle memory held between bursts: at most ``TOP_PAD`` per glibc arena, and jemalloc's
 recently freed pages.
@@ -27,6 +28,9 @@ import sys
 TOP_PAD = 64 * 1024 * 1024
 """Bytes of slack glibc keeps when a heap grows or is trimmed."""
 
+JEMALLOC_DECAY_MS = 10_000
+"""How long freed Arrow pages stay mapped before jemalloc returns them (Arrow's default: 0)."""
+
 _M_TOP_PAD = -2  # from glibc's <malloc.h>
 
 
@@ -39,6 +43,7 @@ def tune_allocators(top_pad: int = TOP_PAD) -> list[str]:
         import pyarrow as pa
 
         try:
+            pa.jemalloc_set_decay_ms(JEMALLOC_DECAY_MS)
             pa.set_memory_pool(pa.jemalloc_memory_pool())
             applied.append("pyarrow jemalloc")
         except NotImplementedError:  # a pyarrow built without jemalloc

@@ -44,6 +44,19 @@ def test_on_glibc_pads_the_heap_and_switches_pyarrow_to_jemalloc() -> None:
     del buffer
 
 
+def test_jemalloc_keeps_freed_pages_before_returning_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, object]] = []
+    real_decay, real_set = pa.jemalloc_set_decay_ms, pa.set_memory_pool
+    monkeypatch.setattr(pa, "jemalloc_set_decay_ms", lambda ms: (calls.append(("decay", ms)), real_decay(ms)))
+    monkeypatch.setattr(
+        pa, "set_memory_pool", lambda pool: (calls.append(("pool", pool.backend_name)), real_set(pool))
+    )
+    tune_allocators()
+    # Set before the pool is first used: the decay applies to the arenas created after it.
+    assert calls == [("decay", allocator.JEMALLOC_DECAY_MS), ("pool", "jemalloc")]
+    assert allocator.JEMALLOC_DECAY_MS > 0
+
+
 @pytest.mark.parametrize("pool", ["system", "mimalloc", "jemalloc"])
 def test_an_explicit_arrow_pool_is_left_alone(pool: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", pool)
