@@ -19,11 +19,13 @@ report gives ratios of figures measured side by side, plus the absolute figures)
    rounds. The commit step is also timed alone on those rows (the writer's sort, then
    pyiceberg's append). The lake path is measured twice: in this process (``Batch`` →
    ``LakeWriter.consume`` … → ``flush`` → Parquet on S3 → Iceberg commit in PostgreSQL) and
-   through a running ``orasi bridge`` fed over OTLP/gRPC by a load generator in another process;
-   the bridge's rate runs from the first send to the Iceberg snapshot that holds the last span
-   (snapshot ``timestamp-ms``, read back from the catalog). Besides the wall-clock ratio (the
-   target), CPU seconds per span of the bridge are compared with those of the raw write: that
-   ratio moves much less when other processes share the cores.
+   through a running ``orasi bridge`` (OTLP/gRPC in ``--receiver-processes`` worker processes)
+   fed ``--bridge-spans`` spans (the requests cycled) by a load generator in another process.
+   The bridge's rate is measured while it is loaded (``steady_rate``: the commits after the
+   first, up to the last one before the load ended, read back from the catalog's snapshots);
+   the rate from the first send to the last commit is reported too. Besides the wall-clock
+   ratio (the target), CPU seconds per span of the bridge (its workers included) are compared
+   with those of the raw write: that ratio moves much less when other processes share the cores.
 2. **Query.** Synthetic spans (20 services, 50 operations, 8-span traces with random 16-byte ids,
    lognormal durations, 2 % errors, one hour of start times) are built with numpy/pyarrow in
    chunks of ``--chunk-rows`` and committed through the writer's commit path (``_commit``: sort,
@@ -763,6 +765,9 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
     )
     out["ratio_bridge_vs_raw_parquet"] = (
         out["lake_bridge_grpc"]["spans_per_s"] / out["raw_parquet"]["rows_per_s"]
+    )
+    out["ratio_bridge_first_send_to_last_commit_vs_raw_parquet"] = (
+        out["lake_bridge_grpc"]["burst_spans_per_s"] / out["raw_parquet"]["rows_per_s"]
     )
     out["cpu_ratio_bridge_vs_raw_parquet"] = (
         out["raw_parquet"]["cpu_us_per_row"] / out["lake_bridge_grpc"]["bridge_cpu_us_per_span"]
@@ -1556,8 +1561,9 @@ def report(results: dict[str, Any]) -> str:
         b = ingest.get("lake_bridge_grpc")
         if b:
             row(
-                "orasi bridge over OTLP/gRPC, send → committed",
+                "orasi bridge over OTLP/gRPC, committed while loaded",
                 f"{b['spans_per_s']:,.0f} spans/s",
+                f"first send → last commit {b['burst_spans_per_s']:,.0f}/s, "
                 f"acked {b['ack_spans_per_s']:,.0f}/s, {b['commits']} commits, "
                 f"bridge {b['bridge_cpu_pct_of_core']:.0f}% of a core "
                 f"({b['receiver_processes']} receiver workers: {b['receiver_processes_cpu_s']:.1f} CPU s), "
@@ -1565,7 +1571,7 @@ def report(results: dict[str, Any]) -> str:
             )
             ratio = ingest["ratio_bridge_vs_raw_parquet"]
             row(
-                "ratio bridge / raw Parquet",
+                "ratio bridge (while loaded) / raw Parquet",
                 f"{ratio:.3f}",
                 f"target ≥ {TARGET_INGEST_RATIO} {verdict(ratio >= TARGET_INGEST_RATIO)}",
             )
