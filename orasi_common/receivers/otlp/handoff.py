@@ -6,7 +6,8 @@ or the classified error the pipelines raised. Frames on the Unix socket, little-
 
     u32 body length, u32 id, body
 
-    worker → owner   id 0: hello, JSON {"pid": …, "port": …} or {"pid": …, "error": …} (first)
+    worker → owner   id 0: hello, JSON {"pid", "token", "port"} or {"pid", "token", "error"} (first;
+                     the token is the one the owner started the worker with)
     worker → owner   id n: a batch record
     owner → worker   id n: its verdict: empty (accepted) or a JSON error (``encode_error``)
 """

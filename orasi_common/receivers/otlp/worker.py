@@ -34,8 +34,9 @@ class OwnerLink:
         self._next_id = handoff.HELLO + 1
         self.closed = asyncio.Event()
 
-    def hello(self, **info: Any) -> None:
-        handoff.write_frame(self._writer, handoff.HELLO, handoff.encode_hello({"pid": os.getpid(), **info}))
+    def hello(self, token: str, **info: Any) -> None:
+        hello = {"pid": os.getpid(), "token": token, **info}
+        handoff.write_frame(self._writer, handoff.HELLO, handoff.encode_hello(hello))
 
     async def consume(self, batch: Batch, transport: str) -> None:
         if self.closed.is_set():
@@ -84,11 +85,11 @@ async def serve(settings: dict[str, Any]) -> int:
     try:
         await server.start()
     except OSError as error:
-        link.hello(error=str(error))
+        link.hello(settings["token"], error=str(error))
         await writer.drain()
         await link.close()
         return 1
-    link.hello(port=server.port)
+    link.hello(settings["token"], port=server.port)
     terminated = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
     ended = asyncio.create_task(link.closed.wait())

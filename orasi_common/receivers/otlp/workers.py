@@ -19,11 +19,11 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass
 
 from orasi_common.errors import OrasiError
 from orasi_common.pdata import Batch
@@ -41,12 +41,6 @@ STOP_GRACE = 5.0
 """Seconds a stopping worker gives its requests in flight (then it is killed 5 s later)."""
 
 
-@dataclass
-class _Worker:
-    process: asyncio.subprocess.Process
-    hello: asyncio.Future[dict[str, object]]
-
-
 class GrpcWorkers:
     """``config.processes`` OTLP/gRPC workers on one port, feeding ``sink`` in this process."""
 
@@ -55,7 +49,8 @@ class GrpcWorkers:
         self._sink = sink
         self._tenant_header = tenant_header
         self._logger = logger
-        self._workers: dict[int, _Worker] = {}
+        self._workers: dict[int, asyncio.subprocess.Process] = {}
+        self._hellos: dict[str, asyncio.Future[dict[str, object]]] = {}  # by the token a worker got
         self._links: set[asyncio.StreamWriter] = set()
         self._tasks = TaskScope()
         self._directory: str | None = None
@@ -88,13 +83,16 @@ class GrpcWorkers:
     async def _start_worker(self) -> int:
         """Start one worker and wait for its hello; the port it listens on."""
         assert self._directory is not None
+        token = secrets.token_hex(16)
         settings = {
+            "token": token,
             "socket": os.path.join(self._directory, "handoff.sock"),
             "config": {**self._config.model_dump(exclude={"processes"}), "endpoint": self._endpoint()},
             "tenant_header": self._tenant_header,
             "grace": STOP_GRACE,
             "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
         }
+        hello = self._hellos[token] = asyncio.get_running_loop().create_future()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -102,37 +100,42 @@ class GrpcWorkers:
             json.dumps(settings),
             stdin=asyncio.subprocess.DEVNULL,
         )
-        worker = _Worker(process, asyncio.get_running_loop().create_future())
-        self._workers[process.pid] = worker
+        self._workers[process.pid] = process
         exited = asyncio.ensure_future(process.wait())
         try:
             done, _ = await asyncio.wait(
-                (worker.hello, exited), timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                (hello, exited), timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
             )
-            if worker.hello in done:
-                info = worker.hello.result()
+            if hello in done:
+                info = hello.result()
                 if "error" not in info:
-                    self._tasks.spawn(self._supervise(worker), name=f"otlp-grpc-worker-{process.pid}")
+                    self._tasks.spawn(self._supervise(process), name=f"otlp-grpc-worker-{process.pid}")
                     return int(str(info["port"]))
                 reason = str(info["error"])
             elif exited in done:
                 reason = f"the worker process exited with code {process.returncode} before listening"
             else:
                 reason = f"the worker process did not listen within {START_TIMEOUT:.0f} s"
+        except BaseException:  # cancelled (shutdown): the worker must not outlive us
+            del self._workers[process.pid]
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
         finally:
             exited.cancel()
+            del self._hellos[token]
         del self._workers[process.pid]
         await _stop(process, grace=0)
         raise OSError(f"OTLP/gRPC worker on {self._endpoint()}: {reason}")
 
-    async def _supervise(self, worker: _Worker) -> None:
+    async def _supervise(self, process: asyncio.subprocess.Process) -> None:
         """Replace the worker when it dies (not when shutdown stops it)."""
-        code = await worker.process.wait()
-        self._workers.pop(worker.process.pid, None)
+        code = await process.wait()
+        self._workers.pop(process.pid, None)
         while not self._stopping:
             self._logger.error(
                 "An OTLP/gRPC worker process exited; starting another.",
-                extra={"pid": worker.process.pid, "exit_code": code, "port": self.port},
+                extra={"pid": process.pid, "exit_code": code, "port": self.port},
             )
             await asyncio.sleep(RESTART_DELAY)
             if self._stopping:
@@ -149,10 +152,10 @@ class GrpcWorkers:
         try:
             ident, body = await handoff.read_frame(reader)
             info = handoff.decode_hello(body) if ident == handoff.HELLO else {}
-            worker = self._workers.get(int(str(info.get("pid", -1))))
-            if worker is None or worker.hello.done():
-                return  # not one of ours
-            worker.hello.set_result(info)
+            hello = self._hellos.get(str(info.get("token")))
+            if hello is None or hello.done():
+                return  # not a worker we are waiting for
+            hello.set_result(info)
             while True:
                 ident, record = await handoff.read_frame(reader)
                 self._tasks.spawn(self._consume(ident, record, writer))
@@ -179,7 +182,7 @@ class GrpcWorkers:
         kills them), then the socket."""
         self._stopping = True
         await asyncio.gather(
-            *(_stop(worker.process, grace and STOP_GRACE + 5) for worker in list(self._workers.values()))
+            *(_stop(process, grace and STOP_GRACE + 5) for process in list(self._workers.values()))
         )
         await self._tasks.close(cancel=True)
         if self._server is not None:
