@@ -8,7 +8,7 @@ import pytest
 
 from orasi_common.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "agent.yaml"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 VALID = """
 receivers:
@@ -49,13 +49,15 @@ def test_unreadable_file_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture
     assert str(path) in capsys.readouterr().err
 
 
-def test_shipped_example_is_valid(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("service", ["agent", "gateway", "bridge"])
+def test_shipped_examples_are_valid(
+    service: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("ORASI_MEMORY_LIMIT_MIB", raising=False)
     monkeypatch.delenv("ORASI_GATEWAY_ENDPOINT", raising=False)
-    assert main(["validate-config", str(EXAMPLE)]) == 0
-    assert str(EXAMPLE) in capsys.readouterr().out
+    example = EXAMPLES / f"{service}.yaml"
+    assert main(["validate-config", str(example), "--service", service]) == 0
+    assert f"{example}: valid {service} configuration" in capsys.readouterr().out
 
 
 def test_unknown_command_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
