@@ -203,6 +203,9 @@ def write_data_files(
     mapping = parquet_path_to_id_mapping(schema)
     location = table.location().rstrip("/")
     dictionary = [f.name for f in rows.schema if f.name not in _NO_DICTIONARY]
+    # Min/max statistics for top-level columns only: those of map and list leaves (attribute
+    # keys and values, events, links) cost a fifth of the encoding, and no reader prunes by them.
+    min_max = [f.name for f in rows.schema if not pa.types.is_nested(f.type)]
 
     def write(part: Partition) -> DataFile:
         values: list[object] = []
@@ -237,6 +240,7 @@ def write_data_files(
                     file_schema,
                     compression="zstd",
                     use_dictionary=dictionary,
+                    write_statistics=min_max,
                     write_page_index=False,
                 )
                 writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)

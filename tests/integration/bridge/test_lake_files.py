@@ -102,6 +102,13 @@ async def test_spans_file_is_sorted_with_row_groups_field_ids_and_an_index(
         for name in ("tenant", "trace_id", "time")
     }
     assert field_ids == {b"1", b"6", b"23"}
+    # Min/max statistics for top-level columns (Iceberg's bounds come from them), none for the
+    # leaves of maps and lists.
+    first = parquet.metadata.row_group(0)
+    stats = {first.column(c).path_in_schema: first.column(c).is_stats_set for c in range(first.num_columns)}
+    assert stats["service_name"] and stats["time"] and stats["trace_id"]
+    assert not stats["attributes.key_value.key"] and not stats["resource_attributes.key_value.value"]
+    assert file.lower_bounds and file.upper_bounds
     # The index names, for each trace, exactly the row groups holding its spans.
     index_path = traceindex.index_path(file.file_path)
     assert index_path is not None
