@@ -4,7 +4,7 @@ Run from the repository root, with the test servers up (``scripts/test-servers.s
 SeaweedFS S3 on 127.0.0.1:8333, PostgreSQL on 127.0.0.1:5432)::
 
     python -m benchmarks.lake                  # full: 300k-span ingest, 1M and 10M-span queries
-    python -m benchmarks.lake --quick          # smoke run, about two minutes
+    python -m benchmarks.lake --quick          # smoke run, about 30 s
     python -m benchmarks.lake --ingest-spans 100000 --query-sizes 1000000 --runs 7
     python -m benchmarks.lake --only ingest --profile-dir /tmp/prof --profile-gil   # py-spy the bridge
 
@@ -1655,7 +1655,7 @@ def report(results: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lake", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about 30 s")
     parser.add_argument(
         "--ingest-spans", type=int, help="spans sent in the ingest part (default 300000; quick 30000)"
     )
@@ -1695,7 +1695,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--flush-interval", type=float, default=2.0, help="lake flush_interval (s) in the ingest part"
     )
     parser.add_argument(
-        "--flush-size-mib", type=float, default=128, help="lake flush_size_mib in the ingest part"
+        "--flush-size-mib",
+        type=float,
+        help="lake flush_size_mib in the ingest part (default 128; quick 32, so that the bridge "
+        "commits often enough while loaded to be measured)",
     )
     parser.add_argument(
         "--ingest-timeout", type=float, default=600, help="seconds the bridge may take to commit everything"
@@ -1717,6 +1720,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.ingest_spans = args.ingest_spans or (30_000 if quick else 300_000)
     args.bridge_spans = args.bridge_spans or (300_000 if quick else 1_200_000)
+    args.flush_size_mib = args.flush_size_mib or (32 if quick else 128)
     args.query_sizes = args.query_sizes or ([200_000, 1_000_000] if quick else [1_000_000, 10_000_000])
     args.runs = args.runs or (3 if quick else 5)
     args.freshness_tries = args.freshness_tries or (4 if quick else 10)
