@@ -204,6 +204,30 @@ async def test_a_killed_worker_is_replaced(workers: GrpcWorkers, sink: Recording
     assert len(sink.batches) == 10
 
 
+async def test_a_broken_link_refuses_the_request_in_flight_as_retryable_and_serving_resumes(
+    workers: GrpcWorkers, sink: RecordingSink
+) -> None:
+    """The owner's end of a worker's socket closes under a request (as when the owner dies): the
+    sender gets UNAVAILABLE, never a success; the worker exits and its replacement serves."""
+    pids = workers.pids
+    sink.hold = asyncio.Event()
+    async with channel_to(workers) as channel:
+        call = asyncio.ensure_future(channel.unary_unary(TRACES)(request_bytes("cut"), timeout=30))
+        await asyncio.wait_for(sink.arrived.wait(), 30)
+        for link in list(workers._links):  # the socket as the owner's death would leave it
+            link.close()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    await eventually(
+        lambda: not set(pids) & set(workers.pids) and len(workers.pids) == 2 and listening(workers.port),
+        60,
+        "replacement workers listening",
+    )
+    sink.hold = None
+    assert await export(workers, request_bytes("after")) == b""
+
+
 async def test_shutdown_lets_a_request_in_flight_finish_and_leaves_no_worker(sink: RecordingSink) -> None:
     workers = await start_workers(sink)
     pids = workers.pids

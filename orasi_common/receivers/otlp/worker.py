@@ -23,6 +23,8 @@ from orasi_common.receivers.otlp import handoff
 from orasi_common.receivers.otlp.config import GrpcConfig
 from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
 
+OWNER_GONE = "the receiver's pipelines went away; retry"
+
 
 class OwnerLink:
     """The worker's end of the hand-off: ``consume`` sends a batch and waits for its verdict."""
@@ -48,6 +50,8 @@ class OwnerLink:
             handoff.write_frame(self._writer, ident, batch.to_record())
             await self._writer.drain()
             body = await verdict
+        except ConnectionError:
+            raise Unavailable(OWNER_GONE) from None
         finally:
             del self._verdicts[ident]
         if body:
@@ -67,7 +71,7 @@ class OwnerLink:
             self.closed.set()
             for verdict in self._verdicts.values():
                 if not verdict.done():
-                    verdict.set_exception(Unavailable("the receiver's pipelines went away; retry"))
+                    verdict.set_exception(Unavailable(OWNER_GONE))
 
     async def close(self) -> None:
         self._writer.close()
