@@ -756,7 +756,8 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
     spans_table = open_spans_table(lake_config(catalog_uri, warehouse))
     rounds = []
     for number in range(1, args.bridge_rounds + 1):
-        rounds.append(_bridge_round(lab, args, bridge, spans_table, payloads, bridge_requests))
+        last = number == args.bridge_rounds
+        rounds.append(_bridge_round(lab, args, bridge, spans_table, payloads, bridge_requests, profile=last))
         _say(
             f"ingest: round {number}: bridge {rounds[-1]['spans_per_s']:,.0f} spans/s committed while "
             f"loaded, {rounds[-1]['burst_spans_per_s']:,.0f} from first send to last commit, "
@@ -793,10 +794,12 @@ def _bridge_round(
     spans_table: Any,
     payloads: list[bytes],
     requests: int,
+    profile: bool,
 ) -> dict[str, Any]:
     """Send ``requests`` requests (cycling ``payloads``) to the bridge from a load generator
     process, wait until the lake holds them all, and measure the rate at which spans are
-    committed while the load runs (see ``steady_rate``)."""
+    committed while the load runs (see ``steady_rate``); py-spy records the round if ``profile``
+    and --profile-dir say so."""
     import psutil
 
     spans = requests * 100
@@ -808,7 +811,11 @@ def _bridge_round(
     loader = context.Process(target=load_main, args=(child_conn, options), name="lake-bench-load")
     loader.start()
     lab.processes.append(loader)
-    profiler = _py_spy(lab, args, bridge.process.pid, "ingest-bridge", seconds=max(10, spans / 50_000))
+    profiler = (
+        _py_spy(lab, args, bridge.process.pid, "ingest-bridge", seconds=max(10, spans / 50_000))
+        if profile
+        else None
+    )
     try:
         first = _recv(parent_conn, loader, 60)
         if "error" in first:
@@ -884,10 +891,7 @@ def steady_rate(timeline: list[tuple[float, int]], load_s: float) -> float:
 def _cpu_seconds(process: Any) -> dict[int, float]:
     """CPU seconds (user + system) of a process and each of its children (the bridge's OTLP/gRPC
     workers), by pid."""
-    return {
-        each.pid: each.cpu_times().user + each.cpu_times().system
-        for each in (process, *process.children(recursive=True))
-    }
+    return {each.pid: sum(each.cpu_times()[:2]) for each in (process, *process.children(recursive=True))}
 
 
 def _recv(conn: multiprocessing.connection.Connection, process: Any, timeout: float) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class GrpcWorkers:
 
     @property
     def pids(self) -> list[int]:
-        """The workers' process ids (for operators and tests)."""
+        """The workers' process ids, those still starting included (for operators and tests)."""
         return list(self._workers)
 
     async def start(self) -> None:
