@@ -14,6 +14,11 @@
  * the message and offset.
  *
  * gather(data, starts, ends) returns the slices data[starts[i]:ends[i]] concatenated.
+ *
+ * check(data, program) walks one message against the rules of ``program`` (compiled by
+ * orasi_common/pdata/validate.py) and returns None, or the first violation in wire order as
+ * (path, rule, value): path is a tuple of (rule, occurrence) pairs from the root (occurrence -1
+ * for a singular field), rule the violated rule, value the offending length or number.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -228,9 +233,167 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---- check: invariants of selected fields, table-driven ----
+ *
+ * program (int64): [schema count S, offset of schema 0 .. S-1, schemas...], each schema
+ * [rule count n, then n rules of RULE_WIDTH: field number, kind, argument, rule id]:
+ *   RULE_ID       LEN field whose length must be 0 or the argument
+ *   RULE_TIME     fixed64 field that must be below 2^63 (it becomes a signed nanosecond count)
+ *   RULE_MESSAGE  LEN field holding a message of schema `argument`; repeated when the kind's
+ *                 RULE_REPEATED bit is set (its path entry counts occurrences)
+ * Fields without a rule, and ruled fields with another wire type (unknown to protobuf), are
+ * skipped. Every occurrence of a ruled field is checked. */
+#define RULE_WIDTH 4
+#define RULE_ID 1
+#define RULE_TIME 2
+#define RULE_MESSAGE 3
+#define RULE_REPEATED 16
+#define MAX_RULES 32
+#define MAX_CHECK_DEPTH 32
+
+typedef struct {
+    const int64_t *program;
+    Py_ssize_t length;
+    int depth;
+    int64_t path_rule[MAX_CHECK_DEPTH], path_index[MAX_CHECK_DEPTH];
+    int64_t bad_rule;
+    uint64_t bad_value;
+    const char *malformed; /* set when the bytes are not valid protobuf, or the program is bad */
+} Check;
+
+static int skip_field(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t tag) {
+    uint64_t ignored;
+    switch (tag & 7) {
+        case 0:
+            return varint(data, pos, end, &ignored, 10);
+        case 1:
+        case 5: {
+            Py_ssize_t width = (tag & 7) == 1 ? 8 : 4;
+            if (end - *pos < width) return -1;
+            *pos += width;
+            return 0;
+        }
+        case 2:
+            if (varint(data, pos, end, &ignored, 5) < 0 || ignored > (uint64_t)(end - *pos)) return -1;
+            *pos += (Py_ssize_t)ignored;
+            return 0;
+        case 3:
+            return skip_group(data, pos, end, tag >> 3);
+        default:
+            return -1;
+    }
+}
+
+static int check_message(const uint8_t *data, Py_ssize_t p, Py_ssize_t end, int64_t schema, Check *c) {
+    const int64_t *program = c->program;
+    if (schema < 0 || schema >= program[0] || c->depth >= MAX_CHECK_DEPTH) {
+        c->malformed = c->depth >= MAX_CHECK_DEPTH ? "messages nested too deeply" : "a bad program";
+        return -1;
+    }
+    int64_t at = program[1 + schema];
+    if (at < 1 + program[0] || at >= c->length || program[at] < 0 || program[at] > MAX_RULES
+        || at + 1 + program[at] * RULE_WIDTH > c->length) {
+        c->malformed = "a bad program";
+        return -1;
+    }
+    const int64_t *rules = program + at + 1;
+    int64_t n = program[at], seen[MAX_RULES] = {0};
+    while (p < end) {
+        uint64_t tag;
+        if (varint(data, &p, end, &tag, 5) < 0 || (tag >> 3) == 0) {
+            c->malformed = "a truncated or invalid field tag";
+            return -1;
+        }
+        int64_t r = 0;
+        while (r < n && (uint64_t)rules[r * RULE_WIDTH] != (tag >> 3)) r++;
+        int64_t kind = r < n ? rules[r * RULE_WIDTH + 1] : 0, base = kind & ~(int64_t)RULE_REPEATED;
+        int wire = (int)(tag & 7);
+        if (r == n || (base == RULE_TIME ? wire != 1 : wire != 2)) {
+            if (skip_field(data, &p, end, tag) < 0) {
+                c->malformed = "a truncated field";
+                return -1;
+            }
+            continue;
+        }
+        const int64_t *rule = rules + r * RULE_WIDTH;
+        if (base == RULE_TIME) {
+            if (end - p < 8) {
+                c->malformed = "a truncated fixed64 field";
+                return -1;
+            }
+            uint64_t value = little_endian(data + p, 8);
+            p += 8;
+            if (value > (uint64_t)INT64_MAX) {
+                c->bad_rule = rule[3];
+                c->bad_value = value;
+                return -1;
+            }
+            continue;
+        }
+        uint64_t length;
+        if (varint(data, &p, end, &length, 5) < 0 || length > (uint64_t)(end - p)) {
+            c->malformed = "a truncated length-delimited field";
+            return -1;
+        }
+        Py_ssize_t inner = p;
+        p += (Py_ssize_t)length;
+        if (base == RULE_ID) {
+            if (length != 0 && length != (uint64_t)rule[2]) {
+                c->bad_rule = rule[3];
+                c->bad_value = length;
+                return -1;
+            }
+        } else if (base == RULE_MESSAGE) {
+            c->path_rule[c->depth] = rule[3];
+            c->path_index[c->depth] = (kind & RULE_REPEATED) ? seen[r] : -1;
+            seen[r]++;
+            c->depth++;
+            if (check_message(data, inner, p, rule[2], c) < 0) return -1;
+            c->depth--;
+        } else {
+            c->malformed = "a bad program";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *check(PyObject *self, PyObject *args) {
+    Py_buffer data, program;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &program)) return NULL;
+    PyObject *result = NULL;
+    Check c = {(const int64_t *)program.buf, program.len / (Py_ssize_t)sizeof(int64_t), 0, {0}, {0}, -1, 0, NULL};
+    if (program.len % (Py_ssize_t)sizeof(int64_t) != 0 || c.length < 2 || c.program[0] < 1
+        || c.program[0] >= c.length) {
+        PyErr_SetString(PyExc_ValueError, "the program is not a valid int64 rule table");
+    } else {
+        int status;
+        Py_BEGIN_ALLOW_THREADS;
+        status = check_message((const uint8_t *)data.buf, 0, data.len, 0, &c);
+        Py_END_ALLOW_THREADS;
+        if (status == 0) {
+            result = Py_NewRef(Py_None);
+        } else if (c.malformed != NULL) {
+            PyErr_Format(PyExc_ValueError, "%s", c.malformed);
+        } else {
+            PyObject *path = PyTuple_New(c.depth);
+            for (int i = 0; path != NULL && i < c.depth; i++) {
+                PyObject *step = Py_BuildValue("(LL)", (long long)c.path_rule[i], (long long)c.path_index[i]);
+                if (step == NULL) Py_CLEAR(path);
+                else PyTuple_SET_ITEM(path, i, step);
+            }
+            if (path != NULL) result = Py_BuildValue("(NLK)", path, (long long)c.bad_rule, (unsigned long long)c.bad_value);
+        }
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&program);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
+    {"check", check, METH_VARARGS, "check(data, program) -> None or (path, rule, value) (see the module source)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,7 +28,9 @@ from typing import Any
 from google.protobuf.message import Message
 
 from orasi_common.pdata.otlp import count_items, merge_serialized, parse_request, split_request
-from orasi_common.pdata.signal import Signal
+from orasi_common.pdata.otlp_json import parse_json
+from orasi_common.pdata.signal import SPECS, Signal
+from orasi_common.pdata.validate import check_request
 
 DEFAULT_TENANT = "default"
 
@@ -70,8 +72,21 @@ class Batch:
     def from_serialized(
         cls, signal: Signal, data: bytes, *, tenant: str = DEFAULT_TENANT, **kwargs: object
     ) -> Batch:
-        """A batch from OTLP protobuf bytes, validated and counted by one parse."""
+        """A received batch from OTLP protobuf bytes, counted by one parse and validated by it
+        and by ``validate.check_request``: MalformedData names the first problem."""
         message = parse_request(signal, data)
+        check_request(signal, data)
+        return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(
+        cls, signal: Signal, body: bytes, *, tenant: str = DEFAULT_TENANT, **kwargs: object
+    ) -> Batch:
+        """A received batch from an OTLP/JSON body, validated as ``from_serialized`` does (the
+        bytes are made now: forwarding needs them anyway)."""
+        message = parse_json(SPECS[signal].request_type, body)
+        data = message.SerializeToString()
+        check_request(signal, data)
         return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
 
     @classmethod

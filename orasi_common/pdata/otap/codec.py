@@ -24,6 +24,7 @@ from orasi_common.pdata.otap.payload_types import (
 )
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.traces import decode_traces_bytes, encode_traces_bytes
+from orasi_common.pdata.validate import check_tables
 
 Tables = Mapping[P, pa.RecordBatch]
 
@@ -60,11 +61,13 @@ def encode(batch: Batch) -> dict[P, pa.RecordBatch]:
 
 
 def decode(signal: Signal, tables: Tables, *, tenant: str, batch_id: str) -> Batch:
-    """A batch of OTAP tables, decoded to OTLP when first read as OTLP (see `Batch`): reading
-    it raises MalformedData when the tables do not make a valid request."""
+    """A received batch of OTAP tables, decoded to OTLP when first read as OTLP (see `Batch`):
+    the cheap checks and ``validate.check_tables`` run now; reading it as OTLP raises
+    MalformedData when the tables do not make a valid request."""
     payload_types, root = _SHAPES[signal]
     checked = check_payloads(tables, payload_types, signal.value)  # the cheap checks, now
     root_or_empty(checked, root)
     items = sum(checked[t].num_rows for t in _ITEM_TABLES[signal] if t in checked)
+    check_tables(checked)
     decoder = _DECODERS[signal]
     return Batch.from_otap(signal, items, tables, lambda: decoder(tables), tenant=tenant, batch_id=batch_id)

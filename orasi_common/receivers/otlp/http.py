@@ -24,7 +24,6 @@ from orasi_common.errors import (
     UnsupportedMediaType,
 )
 from orasi_common.pdata import SPEC_BY_HTTP_PATH, Batch
-from orasi_common.pdata.otlp_json import parse_json
 from orasi_common.receivers.otlp.config import MIB, HttpConfig
 from orasi_common.receivers.otlp.ingest import Ingest
 from orasi_common.telemetry.metrics import Metrics
@@ -117,7 +116,7 @@ class OtlpHttpApp:
         if content_type == PROTOBUF:
             batch = Batch.from_serialized(spec.signal, body, **identity)
         else:
-            batch = Batch.from_message(spec.signal, parse_json(spec.request_type, body), **identity)
+            batch = Batch.from_json(spec.signal, body, **identity)
         await self._ingest.consume(batch, TRANSPORT)
         return (b"" if content_type == PROTOBUF else b"{}"), []
 
