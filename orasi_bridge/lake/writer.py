@@ -40,7 +40,7 @@ from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.otap_rows import OTAP_CONVERTERS
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, to_record_batch
 from orasi_bridge.lake.schema import TABLES
-from orasi_common.errors import Throttled, Unavailable
+from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.tasks import TaskScope
@@ -48,6 +48,9 @@ from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
 MIB = 1024 * 1024
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
+
+ISOLATION_CONVERSIONS = 256
+"""The most conversions spent on the parts of one batch that does not convert as a whole."""
 
 CONVERT_ITEMS = 8192
 CONVERT_BACKLOG = 4 * CONVERT_ITEMS
@@ -195,6 +198,7 @@ class LakeWriter:
         self._settings = settings
         self._logger = settings.logger
         self._commits = settings.metrics.lake_commits.labels(settings.id)
+        self._failed = settings.metrics.exporter_send_failed
         self._catalog: Catalog | None = None
         self.tables: dict[str, Table] = {}
         self._visible: dict[str, int | None] = {}
@@ -287,7 +291,12 @@ class LakeWriter:
             lsn = None
             if self._wal is not None:
                 lsn, _ = await self._wal.append(batch.to_record())
-            await self._buffer_rows(batch, lsn)
+            try:
+                await self._buffer_rows(batch, lsn)
+            except OrasiError:
+                if lsn is not None and self._wal is not None:
+                    self._wal.ack(lsn)  # refused: the sender knows; never replay it
+                raise
         finally:
             del self._in_progress[batch.batch_id]
             attempt.set_result(None)
@@ -354,26 +363,59 @@ class LakeWriter:
     def _convert_one_by_one(
         self, chunks: list[Chunk]
     ) -> tuple[list[pa.RecordBatch | None], list[tuple[str, Batch, int | None]]]:
-        """Rows of the batches that convert alone, and those that do not (they passed the
-        receiver's protobuf parse, so this is a converter bug: logged and dropped)."""
+        """Rows of each batch on its own, isolating items that do not convert (``_rows_of``).
+        Receivers validated every batch, so an item that does not convert is a converter bug:
+        it alone is dropped, counted and logged. Batches none of whose items convert are
+        returned as dropped; the others count as written (their ids are committed)."""
         converted: list[pa.RecordBatch | None] = []
         dropped: list[tuple[str, Batch, int | None]] = []
         for table, tenant, entries in chunks:
             kept: list[Entry] = []
             parts: list[pa.RecordBatch] = []
             for batch, lsn in entries:
-                try:
-                    parts.append(to_record_batch(batch, self.config.region))
-                    kept.append((batch, lsn))
-                except Exception:
-                    self._logger.exception(
-                        "A batch could not be converted to lake rows and is dropped.",
-                        extra={"batch_id": batch.batch_id, "table": table, "tenant": tenant},
+                rows, lost, error = self._rows_of(batch, [ISOLATION_CONVERSIONS])
+                if lost:
+                    self._failed.labels(batch.signal.value, self._settings.id, "malformed").inc(lost)
+                    self._logger.error(
+                        "Items of a batch could not be converted to lake rows and are dropped.",
+                        extra={
+                            "batch_id": batch.batch_id,
+                            "table": table,
+                            "tenant": tenant,
+                            "items": lost,
+                            "error": repr(error),
+                        },
                     )
+                if rows:
+                    parts += rows
+                    kept.append((batch, lsn))
+                else:
                     dropped.append((table, batch, lsn))
             entries[:] = kept
             converted.append(pa.Table.from_batches(parts).combine_chunks().to_batches()[0] if parts else None)
         return converted, dropped
+
+    def _rows_of(self, batch: Batch, budget: list[int]) -> tuple[list[pa.RecordBatch], int, Exception | None]:
+        """The rows of ``batch``, or when it does not convert, of its halves (recursively, at
+        most ``budget[0]`` conversions), and how many items were dropped, with the first error."""
+        budget[0] -= 1
+        try:
+            return [to_record_batch(batch, self.config.region)], 0, None
+        except Exception as error:
+            try:
+                halves = batch.split((batch.items + 1) // 2) if batch.items > 1 and budget[0] >= 2 else []
+            except Exception:
+                halves = []
+            if len(halves) < 2:
+                return [], batch.items, error
+            rows: list[pa.RecordBatch] = []
+            lost = 0
+            for half in halves:
+                half_rows, half_lost, half_error = self._rows_of(half, budget)
+                rows += half_rows
+                lost += half_lost
+                error = half_error or error
+            return rows, lost, error
 
     async def snapshot_view(self, table: str, tenant: str) -> TableView:
         """Committed snapshot and hot rows of one table and tenant, consistent with each other;

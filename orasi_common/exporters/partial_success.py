@@ -16,7 +16,9 @@ def report_partial_success(settings: Settings, batch: Batch, response: Any) -> N
     rejected = getattr(partial, SPECS[batch.signal].rejected_field)
     if rejected or partial.error_message:
         if rejected:
-            settings.metrics.exporter_send_failed.labels(batch.signal.value, settings.id).inc(rejected)
+            settings.metrics.exporter_send_failed.labels(
+                batch.signal.value, settings.id, "partial_success"
+            ).inc(rejected)
         settings.logger.warning(
             "The peer accepted a batch only in part.",
             extra={

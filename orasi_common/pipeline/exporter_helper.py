@@ -10,17 +10,46 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
-from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
+from orasi_common.errors import MalformedData, OrasiError, PermanentError, RetryableError, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.persistent_queue import PersistentQueue
 from orasi_common.pipeline.retry import RetryConfig, call_with_retry
 from orasi_common.pipeline.sending_queue import QueueConfig, QueueDropped, SendingQueue
 from orasi_common.pipeline.tasks import TaskScope
+
+ISOLATION_SENDS = 256
+"""The most sends spent on the parts of one batch while isolating items refused as malformed."""
+
+SHUTDOWN = "shutdown"
+"""The failure reason of items an in-memory queue still held when shutdown's deadline passed."""
+
+
+def failure_reason(error: OrasiError) -> str:
+    """The ``reason`` label of ``orasi_exporter_send_failed_items_total`` for items given up."""
+    if isinstance(error, MalformedData):
+        return "malformed"
+    if isinstance(error, RetryableError):
+        return "retries_exhausted"
+    return "refused"
+
+
+@dataclass
+class _Isolation:
+    """The state of one batch's delivery while items refused as malformed are isolated."""
+
+    sends_left: int
+    sent_items: int = 0
+    refused: list[tuple[Batch, MalformedData]] = field(default_factory=list)
+
+    @property
+    def refused_items(self) -> int:
+        return sum(part.items for part, _ in self.refused)
 
 
 class ExporterConfig(ComponentConfig):
@@ -101,12 +130,55 @@ class ExporterHelper:
                 # Shutdown's deadline passed during this send. A logged batch stays in the log
                 # for the next start; an in-memory one is given up.
                 if not isinstance(queue, PersistentQueue):
-                    self._failed.labels(batch.signal.value, self._settings.id).inc(batch.items)
+                    self._failed.labels(batch.signal.value, self._settings.id, SHUTDOWN).inc(batch.items)
                 raise
             await queue.done(batch)
             self._observe_queue()
 
     async def _deliver(self, batch: Batch, *, raise_errors: bool) -> None:
+        """Send ``batch``, isolating items refused as malformed (``_send_isolating``): those are
+        counted and logged, and the rest is delivered. Any other failure gives up what was not
+        delivered, counted and logged, and raises it when ``raise_errors`` (as does a refusal of
+        every item)."""
+        isolation = _Isolation(ISOLATION_SENDS)
+        try:
+            await self._send_isolating(batch, isolation)
+        except OrasiError as error:
+            self._report_refused(isolation)
+            lost = batch.items - isolation.sent_items - isolation.refused_items
+            self._give_up(batch, lost, error, raise_errors)
+            if raise_errors:
+                raise
+            return
+        finally:
+            self._sent.labels(batch.signal.value, self._settings.id).inc(isolation.sent_items)
+        self._report_refused(isolation)
+        if raise_errors and isolation.refused and not isolation.sent_items:
+            raise isolation.refused[0][1]  # nothing delivered: the sender learns why
+
+    async def _send_isolating(self, batch: Batch, isolation: _Isolation) -> None:
+        """Send ``batch`` (with retries); when it is refused as malformed, send its halves the same
+        way, so that only items refused on their own are given up (recorded in ``isolation``,
+        not raised) — one bad item among n costs about 2·log2(n) sends, and ``isolation``
+        bounds the total. Split parts keep ids derived from the batch's, so a replay of the
+        batch splits the same way and the lake recognises parts it already holds. Any other
+        failure raises."""
+        try:
+            await self._send_with_retry(batch)
+        except MalformedData as error:
+            halves = (
+                batch.split((batch.items + 1) // 2) if batch.items > 1 and isolation.sends_left >= 2 else []
+            )
+            if len(halves) < 2:
+                isolation.refused.append((batch, error))
+                return
+            isolation.sends_left -= len(halves)
+            for half in halves:
+                await self._send_isolating(half, isolation)
+            return
+        isolation.sent_items += batch.items
+
+    async def _send_with_retry(self, batch: Batch) -> None:
         def on_retry(error: RetryableError, delay: float) -> None:
             self._retries.inc()
 
@@ -122,21 +194,34 @@ class ExporterHelper:
                 self._settings.logger.exception("Sending a batch raised an unexpected error.")
                 raise PermanentError(f"unexpected error while sending: {exc!r}") from None
 
-        signal, exporter = batch.signal.value, self._settings.id
-        try:
-            await call_with_retry(attempt, self._config.retry_on_failure, on_retry=on_retry)
-        except OrasiError as error:
-            self._failed.labels(signal, exporter).inc(batch.items)
-            self._settings.logger.warning(
-                "Exporting a batch failed; its items are dropped."
-                if not raise_errors
-                else "Exporting a batch failed; the error goes back to the sender.",
-                extra={"items": batch.items, "batch_id": batch.batch_id, "error": error.message},
-            )
-            if raise_errors:
-                raise
+        await call_with_retry(attempt, self._config.retry_on_failure, on_retry=on_retry)
+
+    def _report_refused(self, isolation: _Isolation) -> None:
+        """Count and log (once per batch) the items given up as malformed."""
+        if not isolation.refused:
             return
-        self._sent.labels(signal, exporter).inc(batch.items)
+        first_part, first_error = isolation.refused[0]
+        self._failed.labels(first_part.signal.value, self._settings.id, failure_reason(first_error)).inc(
+            isolation.refused_items
+        )
+        self._settings.logger.warning(
+            "Items of a batch were refused as malformed and are dropped; the rest was delivered.",
+            extra={
+                "items": isolation.refused_items,
+                "delivered_items": isolation.sent_items,
+                "batch_id": first_part.batch_id,
+                "error": first_error.message,
+            },
+        )
+
+    def _give_up(self, batch: Batch, items: int, error: OrasiError, raise_errors: bool) -> None:
+        self._failed.labels(batch.signal.value, self._settings.id, failure_reason(error)).inc(items)
+        self._settings.logger.warning(
+            "Exporting a batch failed; the error goes back to the sender."
+            if raise_errors
+            else "Exporting a batch failed; its items are dropped.",
+            extra={"items": items, "batch_id": batch.batch_id, "error": error.message},
+        )
 
     async def shutdown(self) -> None:
         """Drain the queue for up to ``shutdown_timeout``; count what could not be sent."""
@@ -159,7 +244,7 @@ class ExporterHelper:
             if left:
                 items = sum(b.items for b in left)
                 for batch in left:
-                    self._failed.labels(batch.signal.value, self._settings.id).inc(batch.items)
+                    self._failed.labels(batch.signal.value, self._settings.id, SHUTDOWN).inc(batch.items)
                 self._settings.logger.error(
                     "Shutdown deadline passed with batches still queued; they are dropped.",
                     extra={"batches": len(left), "items": items},

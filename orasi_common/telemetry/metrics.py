@@ -55,8 +55,11 @@ class Metrics:
         )
         self.exporter_send_failed = Counter(
             "orasi_exporter_send_failed_items",
-            "Items an exporter gave up on (permanent error, or retries exhausted).",
-            ["signal", "exporter"],
+            "Items an exporter gave up on, by reason: malformed (refused as invalid data, alone "
+            "after the rest of their batch was delivered), refused (another permanent error), "
+            "retries_exhausted, shutdown (an in-memory queue's deadline), partial_success (the "
+            "peer rejected them).",
+            ["signal", "exporter", "reason"],
             registry=r,
         )
         self.exporter_enqueue_failed = Counter(

@@ -44,6 +44,8 @@ from integration.otap_data import (
     service_config,
     traces_request,
 )
+from orasi_common.exporters.otap import FACTORY as OTAP_EXPORTER
+from orasi_common.exporters.otap import Config as OtapConfig
 from orasi_common.exporters.otap.client import OtapClient
 from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import open_channel
@@ -889,3 +891,41 @@ async def test_a_stream_broken_by_a_peer_restart_is_replaced(sink: OtlpSink) -> 
         assert len(sent) == 7
     await wait_items(sink, Signal.TRACES, sum(Batch.from_message(s, r).items for s, _, r in sent.values()))
     assert_delivered_exactly(sink, sent)
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) an item the encoder refuses
+
+
+async def test_the_otap_exporter_drops_only_the_item_it_cannot_encode(
+    otap_gateway: Gateway, sink: OtlpSink
+) -> None:
+    """Receivers refuse ids of the wrong length, but a batch that reached the exporter with one
+    (made here without a receiver) loses that span alone: the rest is delivered, and the span is
+    counted as failed with reason malformed."""
+    request = traces_request(range(6), prefix="isolate")
+    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert len(spans) > 2
+    spans[1].span_id = b"\x01\x02"
+    bad = Batch(Signal.TRACES, len(spans), _raw=request.SerializeToString())
+    settings = client_settings("otap")
+    config = OtapConfig.model_validate(
+        {"endpoint": otap_gateway.endpoint, "tls": {"insecure": True}, "compression": "none"}
+    )
+    exporter = OTAP_EXPORTER.create(settings, config)
+    await exporter.start()
+    try:
+        await exporter.consume(bad)
+    finally:
+        await exporter.shutdown()
+    await wait_items(sink, Signal.TRACES, len(spans) - 1)
+    delivered = [
+        s.span_id
+        for received in sink.received
+        for rs in received.request.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    assert sorted(delivered) == sorted(s.span_id for i, s in enumerate(spans) if i != 1)
+    failed = {"signal": "traces", "exporter": "otap", "reason": "malformed"}
+    assert settings.metrics.registry.get_sample_value("orasi_exporter_send_failed_items_total", failed) == 1

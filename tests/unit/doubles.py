@@ -28,9 +28,13 @@ def make_settings(
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
-    """A metric sample's value, 0 when the labelled child does not exist yet."""
-    value = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when there is none)."""
+    return sum(
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 class RecordingConsumer:

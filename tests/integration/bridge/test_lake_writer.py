@@ -448,3 +448,38 @@ async def test_batches_that_arrive_during_a_flush_are_due_one_interval_after_the
     await asyncio.wait_for(flushing, 30)
     assert writer._buffer.pending_items == 1  # "second" waits for the next flush
     assert writer._buffer.started is not None and writer._buffer.started <= arrived
+
+
+async def test_an_item_that_does_not_convert_is_dropped_alone_and_counted(
+    make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receivers validate every batch, so a span the converter refuses is a converter bug; the
+    writer then converts the batch's parts, and drops and counts only the span that fails alone."""
+    convert = writer_module.to_record_batch
+
+    def refusing(batch: Any, region: str) -> Any:
+        if any("poison" in name for name in _span_names(batch)):
+            raise ValueError("the converter cannot take this span")
+        return convert(batch, region)
+
+    monkeypatch.setattr(writer_module, "to_record_batch", refusing)
+    metrics = Metrics("bridge")
+    writer = await make_writer(metrics)
+    request = data.span_request(data.T0, "span-0")
+    spans = request.resource_spans[0].scope_spans[0].spans
+    for index in range(1, 40):
+        spans.add().CopyFrom(spans[0])
+        spans[index].name = "poison" if index == 23 else f"span-{index}"
+    await writer.consume(data.batch(Signal.TRACES, request))
+    other = data.batch(Signal.TRACES, data.span_request(data.T0 + 1, "other"))
+    await writer.consume(other)
+    await writer.flush()
+
+    names = writer.tables["spans"].scan(selected_fields=("name",)).to_arrow().column("name").to_pylist()
+    assert sorted(names) == sorted([f"span-{i}" for i in range(40) if i != 23] + ["other"])
+    failed = {"signal": "traces", "exporter": "lake", "reason": "malformed"}
+    assert metrics.registry.get_sample_value("orasi_exporter_send_failed_items_total", failed) == 1
+
+
+def _span_names(batch: Any) -> list[str]:
+    return [s.name for rs in batch.message.resource_spans for ss in rs.scope_spans for s in ss.spans]

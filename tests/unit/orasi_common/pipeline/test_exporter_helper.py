@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from orasi_common.errors import MalformedData, Throttled, Unavailable
+from orasi_common.errors import MalformedData, PermanentError, Throttled, Unavailable
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Kind
-from orasi_common.pipeline.exporter_helper import ExporterConfig, ExporterHelper
+from orasi_common.pipeline.exporter_helper import ISOLATION_SENDS, ExporterConfig, ExporterHelper
 from orasi_common.pipeline.sending_queue import MIB
 from orasi_common.telemetry.metrics import Metrics
 
-from ...builders import batch_with
+from ...builders import batch_with, request_with
 from ...doubles import make_settings, sample
 
 
@@ -100,15 +100,98 @@ async def test_retries_are_counted(metrics: Metrics) -> None:
 
 
 async def test_permanent_failure_is_counted_and_not_retried(metrics: Metrics) -> None:
-    send = FakeSend(MalformedData("peer says no"))
+    send = FakeSend(PermanentError("peer says no"))
     helper = _helper(metrics, send)
     await helper.start()
     await helper.consume(batch_with(Signal.METRICS, 4))  # accepted: the queue owns it now
     await helper.shutdown()
     assert send.attempts == 1
-    assert _items(metrics, "send_failed", "metrics") == 4
+    assert _failed(metrics, "refused", "metrics") == 4
     assert _items(metrics, "sent", "metrics") == 0
     assert sample(metrics, "orasi_exporter_retries_total", exporter="otlp") == 0
+
+
+class RefuseNamed:
+    """A send() that refuses, as malformed, every batch holding a span whose name contains
+    ``bad``, and records the names and ids of what it accepts."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.accepted: list[str] = []
+        self.batch_ids: list[str] = []
+
+    async def __call__(self, batch: Batch) -> None:
+        self.sends += 1
+        names = [s.name for rs in batch.message.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        if any("bad" in name for name in names):
+            raise MalformedData("a bad span")
+        self.accepted += names
+        self.batch_ids.append(batch.batch_id)
+
+
+def _with_bad_spans(items: int, bad: set[int], batch_id: str = "whole") -> Batch:
+    request = request_with(Signal.TRACES, items, resources=3, prefix="s")
+    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    for index in bad:
+        spans[index].name = f"bad{index}"
+    return Batch.from_serialized(Signal.TRACES, request.SerializeToString(), batch_id=batch_id)
+
+
+def _failed(metrics: Metrics, reason: str, signal: str = "traces") -> float:
+    return sample(
+        metrics, "orasi_exporter_send_failed_items_total", signal=signal, exporter="otlp", reason=reason
+    )
+
+
+@pytest.mark.parametrize("queue", [True, False], ids=["queued", "queue-disabled"])
+async def test_items_refused_as_malformed_are_dropped_alone_and_the_rest_delivered(
+    metrics: Metrics, queue: bool
+) -> None:
+    send = RefuseNamed()
+    helper = ExporterHelper(
+        make_settings("otlp", Kind.EXPORTER, metrics), _config(sending_queue={"enabled": queue}), send
+    )
+    await helper.start()
+    batch = _with_bad_spans(100, {7, 64})
+    await helper.consume(batch)  # no error: the sender's other items were delivered
+    await helper.shutdown()
+    good = [name for name in _names(batch) if "bad" not in name]
+    assert sorted(send.accepted) == sorted(good)
+    assert _items(metrics, "sent") == 98
+    assert _failed(metrics, "malformed") == 2
+    assert send.sends < 2 * 2 * 7 + 1  # about 2·log2(n) sends per bad item
+    # A replay of the batch splits the same way: the parts' ids are stable (the lake's dedup).
+    again = RefuseNamed()
+    replay = ExporterHelper(make_settings("otlp", Kind.EXPORTER, Metrics("agent")), _config(), again)
+    await replay.start()
+    await replay.consume(_with_bad_spans(100, {7, 64}))
+    await replay.shutdown()
+    assert again.batch_ids == send.batch_ids and len(set(send.batch_ids)) == len(send.batch_ids)
+
+
+def _names(batch: Batch) -> list[str]:
+    return [s.name for rs in batch.message.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+async def test_isolating_refused_items_is_bounded(metrics: Metrics) -> None:
+    send = RefuseNamed()
+    helper = _helper(metrics, send)
+    await helper.start()
+    await helper.consume(_with_bad_spans(2000, set(range(2000))))
+    await helper.shutdown()
+    assert send.sends <= ISOLATION_SENDS + 1
+    assert send.accepted == []
+    assert _failed(metrics, "malformed") == 2000
+
+
+async def test_queue_disabled_a_batch_refused_in_full_raises_to_the_sender(metrics: Metrics) -> None:
+    send = RefuseNamed()
+    helper = _helper(metrics, send, sending_queue={"enabled": False})
+    await helper.start()
+    with pytest.raises(MalformedData, match="a bad span"):
+        await helper.consume(_with_bad_spans(4, {0, 1, 2, 3}))
+    assert _failed(metrics, "malformed") == 4
+    await helper.shutdown()
 
 
 async def test_retries_exhausted_are_counted_as_failed(metrics: Metrics) -> None:
@@ -202,10 +285,10 @@ async def test_queue_gauges(metrics: Metrics) -> None:
 
 
 async def test_queue_disabled_permanent_error_reaches_the_sender(metrics: Metrics) -> None:
-    send = FakeSend(MalformedData("bad data"))
+    send = FakeSend(PermanentError("bad data"))
     helper = _helper(metrics, send, sending_queue={"enabled": False})
     await helper.start()
-    with pytest.raises(MalformedData):
+    with pytest.raises(PermanentError):
         await helper.consume(batch_with(Signal.TRACES, 2))
     assert _items(metrics, "send_failed") == 2
     await helper.consume(batch_with(Signal.TRACES, 1))  # returns once sent
