@@ -43,6 +43,7 @@ from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
+from orasi_common.pipeline.exporter_helper import failure_reason
 from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
@@ -239,7 +240,18 @@ class LakeWriter:
                 self._wal.ack(lsn)
                 skipped += 1
                 continue
-            await self._buffer_rows(batch, lsn)
+            try:
+                await self._buffer_rows(batch, lsn)
+            except OrasiError as error:  # it can never be written: count it, never replay it again
+                self._failed.labels(batch.signal.value, self._settings.id, failure_reason(error)).inc(
+                    batch.items
+                )
+                self._logger.error(
+                    "A batch in the write-ahead log cannot be written and is dropped.",
+                    extra={"batch_id": batch.batch_id, "items": batch.items, "error": error.message},
+                )
+                self._wal.ack(lsn)
+                continue
             replayed += 1
         if recovered.pending:
             self._logger.info(
