@@ -129,6 +129,8 @@ def from_grpc(
         return errors.Unavailable(message, retry_after=delay)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None:
         return errors.Throttled(message, retry_after=delay)
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.MalformedData(message)
     return errors.PermanentError(message)
 
 
@@ -154,6 +156,8 @@ def from_http(status: int, retry_after: str | None, body_message: str) -> errors
         if status == 429:
             return errors.Throttled(message, retry_after=delay)
         return errors.Unavailable(message, retry_after=delay)
+    if status == 400:
+        return errors.MalformedData(message)
     return errors.PermanentError(message)
 
 

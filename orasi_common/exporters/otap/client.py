@@ -17,7 +17,7 @@ import time
 import grpc
 import hpack
 
-from orasi_common.errors import OrasiError, PermanentError, Throttled, Unavailable
+from orasi_common.errors import MalformedData, OrasiError, PermanentError, Throttled, Unavailable
 from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import OtlpGrpcClient, compression_of
 from orasi_common.pdata import Batch, Signal
@@ -47,6 +47,8 @@ def error_of(answer: otap_pb2.BatchStatus) -> OrasiError | None:
         return Unavailable(message)
     if code == otap_pb2.RESOURCE_EXHAUSTED:
         return Throttled(message)
+    if code == otap_pb2.INVALID_ARGUMENT:
+        return MalformedData(message)
     return PermanentError(message)
 
 

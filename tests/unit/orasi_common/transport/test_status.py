@@ -213,3 +213,11 @@ def test_http_date_retry_after_reaches_the_error() -> None:
     assert isinstance(error, errors.Unavailable)
     assert error.retry_after is not None
     assert 0.0 <= error.retry_after <= 1.0
+
+
+def test_a_peer_refusing_data_as_invalid_comes_back_as_malformed_data() -> None:
+    """What the peer calls invalid data is MalformedData again, so an exporter isolates the items."""
+    assert type(status.from_grpc(grpc.StatusCode.INVALID_ARGUMENT, "bad id", None)) is errors.MalformedData
+    assert type(status.from_http(400, None, "bad id")) is errors.MalformedData
+    assert type(status.from_grpc(grpc.StatusCode.PERMISSION_DENIED, "no", None)) is errors.PermanentError
+    assert type(status.from_http(403, None, "no")) is errors.PermanentError
