@@ -225,10 +225,12 @@ class LakeWriter:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
-        if self._wal is not None:
-            await self._replay(await self._wal.open())
+        # The tasks first: a replay of more than CONVERT_ITEMS items starts the background
+        # converter, and a long one needs flushes (by size) before it ends.
         await self._tasks.open()
         self._tasks.spawn(self._flusher(), name="lake-flusher")
+        if self._wal is not None:
+            await self._replay(await self._wal.open())
 
     async def _replay(self, recovered: Recovered) -> None:
         """Buffer what the log kept from before a crash, except batches already committed."""

@@ -32,6 +32,7 @@ from orasi_bridge.lake import writer as writer_module
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Signal
+from orasi_common.pipeline.wal import WriteAheadLog
 from orasi_common.telemetry.metrics import Metrics
 
 WINDOW: dict[str, Any] = {"start": data.T0 - data.HOUR, "end": data.T0 + data.HOUR}
@@ -356,6 +357,24 @@ async def test_write_ahead_log_replays_acknowledged_rows_after_a_crash(
     assert (await stats(engine, "logs"))["hot_rows"] == 0
     assert await count(engine, "spans", **WINDOW) == 2 * SPANS
     assert await count(engine, "logs", **WINDOW) == LOGS
+
+
+async def test_a_replay_of_more_than_one_conversion_starts_the_writer(
+    make_writer: MakeWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log holding more than CONVERT_ITEMS items is replayed with the background converter at
+    work (it once failed the start: the converter was spawned before the writer's tasks were
+    open, so a bridge whose log held 8,192 spans could not start again after a crash)."""
+    monkeypatch.setattr(writer_module, "CONVERT_ITEMS", 1)
+    log = WriteAheadLog(tmp_path / "wal" / "lake", max_bytes=64 * 1024 * 1024)
+    await log.open()
+    for offset in range(3):
+        await log.append(data.batch(Signal.TRACES, data.traces_request(data.T0 + offset)).to_record())
+    await log.close()
+
+    writer = await make_writer(wal={"directory": str(tmp_path / "wal")})
+    engine = QueryEngine(writer, QueryLimits())
+    assert await count(engine, "spans", **WINDOW) == 3 * SPANS
 
 
 class HeldConversion:
