@@ -74,9 +74,7 @@ class Batch:
     ) -> Batch:
         """A received batch from OTLP protobuf bytes, counted by one parse and validated by it
         and by ``validate.check_request``: MalformedData names the first problem."""
-        message = parse_request(signal, data)
-        check_request(signal, data)
-        return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
+        return cls._received(signal, parse_request(signal, data), data, tenant, kwargs)
 
     @classmethod
     def from_json(
@@ -85,7 +83,12 @@ class Batch:
         """A received batch from an OTLP/JSON body, validated as ``from_serialized`` does (the
         bytes are made now: forwarding needs them anyway)."""
         message = parse_json(SPECS[signal].request_type, body)
-        data = message.SerializeToString()
+        return cls._received(signal, message, message.SerializeToString(), tenant, kwargs)
+
+    @classmethod
+    def _received(
+        cls, signal: Signal, message: Message, data: bytes, tenant: str, kwargs: Mapping[str, object]
+    ) -> Batch:
         check_request(signal, data)
         return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
 
