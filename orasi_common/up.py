@@ -3,16 +3,25 @@
 The bridge keeps its Iceberg catalog in SQLite and its warehouse in a local directory under
 ``--data-dir``; nothing outside this process is needed. Ports are the public contract of
 ARCHITECTURE §9, each overridable with ``--port NAME=PORT``.
+
+Crash safety: whatever the agent acknowledged is on disk (fsync'd), in the agent's
+write-ahead-log queue (``<data-dir>/wal/agent``) or in the bridge's (``<data-dir>/wal/bridge``)
+until it is committed, so a kill -9 followed by a start on the same data directory loses none
+of it; the lake's batch-id record makes the replays exactly-once (see ``configs``). (A power
+loss can still hit the newest files of the local warehouse, which are not fsync'd: README,
+"What a crash loses".) A lock on ``<data-dir>/lock`` keeps a second `orasi up` from writing to
+the same logs; the kernel releases it when the process dies, however it dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from orasi_common.config.model import ServiceConfig
 from orasi_common.service import Service
@@ -59,31 +68,78 @@ def _forwarder(target: int) -> dict[str, Any]:
         "endpoint": f"127.0.0.1:{target}",
         "tls": {"insecure": True},
         "compression": "none",
-        "retry_on_failure": {"initial_interval": 0.5, "max_interval": 5},
     }
 
 
 _MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
+
+GATEWAY_SEND_TIMEOUT = 5.0
+"""Seconds the gateway gives the bridge to take a batch (one attempt, no retries of its own)."""
+AGENT_SEND_TIMEOUT = 2 * GATEWAY_SEND_TIMEOUT
+"""Seconds the agent waits for the gateway's answer: longer than the gateway may spend on a
+batch, so that the agent does not send a batch again while the gateway is still on it."""
+AGENT_QUEUE_MEMORY_MIB = 16
+"""Of the agent's logged queue, MiB kept in memory too; the rest is read back from the log."""
 
 
 def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, ServiceConfig]:
     """The three services' configurations: agent → (OTLP) → gateway → (OTAP) → bridge.
 
     The gateway and the bridge receive with `otap`, which serves OTLP and OTAP on one port.
+
+    Acknowledged means on disk (ARCHITECTURE §3), with one write-ahead log at each end:
+
+    - agent: ``batch`` with ``wait_for_send`` in front of an ``otlp`` exporter whose queue is a
+      durable log, so an application's request is acknowledged once its group is fsync'd there.
+      A batch leaves that log when the gateway acknowledged it; retryable failures are retried
+      without a time limit (the log holds the data; when it is full, new data is refused).
+    - gateway: holds nothing. No ``batch`` processor and no queue: it acknowledges a batch to the
+      agent only once the bridge acknowledged it, so whatever the gateway held at a crash is still
+      in the agent's log. It makes one attempt per batch, within ``GATEWAY_SEND_TIMEOUT``, and
+      the agent (``AGENT_SEND_TIMEOUT``, longer) does the retrying from its log. Without a batch
+      processor here the agent's batches reach the bridge with their ids unchanged, which is
+      what makes replays exactly-once: a batch processor would merge a batch replayed after a
+      crash with other neighbours than the first time, under a new id the lake has never seen.
+      The alternative, a logged queue of its own, would write and fsync every batch a second
+      time on the same disk and keep nothing that the agent's log does not already keep.
+    - bridge: the ``lake`` exporter logs each batch before acknowledging it and replays the log
+      into its buffers at start, skipping batches whose ids a commit already holds; a batch the
+      agent sends again after a crash is recognised by its id too.
     """
+    wal = data_dir / "wal"
     agent = {
         "receivers": {"otlp": _otlp_receiver(host, ports, "agent")},
-        "processors": {"memory_limiter": _MEMORY_LIMITER, "resource": {}, "batch": {"timeout": 0.2}},
-        "exporters": {"otlp": _forwarder(ports["gateway.grpc"])},
+        "processors": {
+            "memory_limiter": _MEMORY_LIMITER,
+            "resource": {},
+            "batch": {"timeout": 0.2, "wait_for_send": True},
+        },
+        "exporters": {
+            "otlp": {
+                **_forwarder(ports["gateway.grpc"]),
+                "timeout": AGENT_SEND_TIMEOUT,
+                "retry_on_failure": {"initial_interval": 0.5, "max_interval": 5, "max_elapsed_time": 0},
+                "sending_queue": {
+                    "storage": {"directory": str(wal / "agent"), "memory_mib": AGENT_QUEUE_MEMORY_MIB}
+                },
+            }
+        },
         "service": _service_part(
             host, ports, "agent", "otlp", ["memory_limiter", "resource", "batch"], "otlp"
         ),
     }
     gateway = {
         "receivers": {"otap": _otlp_receiver(host, ports, "gateway")},
-        "processors": {"memory_limiter": _MEMORY_LIMITER, "batch": {"timeout": 0.2}},
-        "exporters": {"otap": _forwarder(ports["bridge.grpc"])},
-        "service": _service_part(host, ports, "gateway", "otap", ["memory_limiter", "batch"], "otap"),
+        "processors": {"memory_limiter": _MEMORY_LIMITER},
+        "exporters": {
+            "otap": {
+                **_forwarder(ports["bridge.grpc"]),
+                "timeout": GATEWAY_SEND_TIMEOUT,
+                "retry_on_failure": {"enabled": False},
+                "sending_queue": {"enabled": False},
+            }
+        },
+        "service": _service_part(host, ports, "gateway", "otap", ["memory_limiter"], "otap"),
     }
     bridge = {
         "receivers": {"otap": _otlp_receiver(host, ports, "bridge")},
@@ -94,6 +150,7 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
                 "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
                 "warehouse": f"file://{data_dir / 'warehouse'}",
                 "flush_interval": 5,
+                "wal": {"directory": str(wal / "bridge")},
             }
         },
         "extensions": {"query_api": {"endpoint": f"{host}:{ports['bridge.query']}", "lake": "lake"}},
@@ -129,28 +186,48 @@ def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
     )
 
 
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``<data_dir>/lock`` while the returned file is open (blocking).
+
+    An advisory ``flock``: the kernel drops it when the process ends, however it ends, so a
+    killed `orasi up` leaves nothing stale behind. Raises OSError when another process holds it.
+    """
+    path = data_dir / "lock"
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OSError(
+            f"another orasi up is using the data directory {data_dir} (it holds {path}); "
+            "stop it, or choose another --data-dir"
+        ) from None
+    return handle
+
+
 async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
     from orasi_agent.factories import FACTORIES as AGENT
     from orasi_bridge.factories import FACTORIES as BRIDGE
     from orasi_gateway.factories import FACTORIES as GATEWAY
 
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    factories = {"bridge": BRIDGE, "gateway": GATEWAY, "agent": AGENT}
-    services = [
-        Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()
-    ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    started: list[Service] = []
-    try:
-        for service in services:  # bridge first: downstream before upstream
-            await service.start()
-            started.append(service)
-        print(banner(ports, host, data_dir), flush=True)
-        await stop.wait()
-    finally:
-        logging.getLogger("orasi.up").info("Stopping: agent, then gateway, then bridge.")
-        for service in reversed(started):
-            await service.shutdown()
+    with await asyncio.to_thread(lock_data_dir, data_dir):
+        factories = {"bridge": BRIDGE, "gateway": GATEWAY, "agent": AGENT}
+        services = [
+            Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()
+        ]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        started: list[Service] = []
+        try:
+            for service in services:  # bridge first: downstream before upstream
+                await service.start()
+                started.append(service)
+            print(banner(ports, host, data_dir), flush=True)
+            await stop.wait()
+        finally:
+            logging.getLogger("orasi.up").info("Stopping: agent, then gateway, then bridge.")
+            for service in reversed(started):
+                await service.shutdown()
