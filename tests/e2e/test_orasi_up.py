@@ -11,13 +11,11 @@ import csv
 import io
 import json
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -31,93 +29,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from orasi_common.testing.agent_process import free_port, orasi_command
-from orasi_common.up import PORTS
-
-READY = "orasi up: ready"
-
-
-@dataclass
-class Up:
-    """One `orasi up` process; stdout lines are collected by a thread, stderr goes to a file."""
-
-    data_dir: Path
-    ports: dict[str, int]
-    log_path: Path
-    process: subprocess.Popen[str] | None = None
-    lines: list[str] = field(default_factory=list)
-    _log: IO[bytes] | None = None
-    _reader: threading.Thread | None = None
-
-    def start(self) -> None:
-        overrides = [arg for name, port in self.ports.items() for arg in ("--port", f"{name}={port}")]
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [*orasi_command(), "up", "--data-dir", str(self.data_dir), *overrides],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        stdout = self.process.stdout
-        assert stdout is not None
-        self._reader = threading.Thread(target=lambda: self.lines.extend(stdout), daemon=True)
-        self._reader.start()
-
-    def output(self) -> str:
-        return "".join(self.lines) + "\n--- stderr ---\n" + self.log_path.read_text(errors="replace")[-8000:]
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while not any(line.strip() == READY for line in self.lines):
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"orasi up exited with {self.process.returncode} before it was ready:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"orasi up did not print {READY!r} within {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM, wait for the exit code (SIGKILL past ``timeout``)."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self._reader is not None:
-            self._reader.join(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return int(self.process.returncode)
-
-    @property
-    def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['bridge.query']}"
+from orasi_common.testing.agent_process import orasi_command
+from orasi_common.testing.up_process import UpProcess
 
 
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    ports = {name: free_port() for name in PORTS}
-    assert len(set(ports.values())) == len(ports)
-    process = Up(tmp_path / "data", ports, tmp_path / "orasi-up.stderr")
+def up(tmp_path: Path) -> Iterator[UpProcess]:
+    process = UpProcess.on_free_ports(tmp_path)
     process.start()
     try:
         yield process
     finally:
         if process.process is not None:
             process.terminate()
-
-
-def post(url: str, sql: str, fmt: str = "json") -> httpx.Response:
-    return httpx.post(f"{url}/api/v1/query", json={"sql": sql, "format": fmt}, timeout=30)
 
 
 def orasi_query(url: str, sql: str, fmt: str) -> str:
@@ -132,7 +56,7 @@ def orasi_query(url: str, sql: str, fmt: str) -> str:
     return completed.stdout
 
 
-def send_telemetry(up: Up, service: str) -> tuple[list[Any], int]:
+def send_telemetry(up: UpProcess, service: str) -> tuple[list[Any], int]:
     """Spans and logs from the SDK to the agent's gRPC port; the spans, and the log count."""
     resource = Resource.create({"service.name": service})
     endpoint = f"127.0.0.1:{up.ports['agent.grpc']}"
@@ -158,7 +82,7 @@ def send_telemetry(up: Up, service: str) -> tuple[list[Any], int]:
     return spans, 1
 
 
-def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: Up) -> None:
+def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: UpProcess) -> None:
     up.wait_ready()
     banner = "".join(up.lines)
     assert f":{up.ports['agent.grpc']}" in banner and f":{up.ports['bridge.query']}" in banner
@@ -173,7 +97,7 @@ def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: Up) -> None:
     )
     deadline = time.monotonic() + 60
     while True:
-        response = post(up.query_url, sql)
+        response = up.post(sql)
         assert response.status_code == 200, response.text
         rows = response.json()["rows"]
         if len(rows) >= len(spans):
@@ -204,11 +128,11 @@ def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: Up) -> None:
 
     log_sql = f"SELECT body, severity_text, span_id FROM logs WHERE service_name = '{service}'"
     deadline = time.monotonic() + 60
-    while len(post(up.query_url, log_sql).json()["rows"]) < logs:
+    while len(up.post(log_sql).json()["rows"]) < logs:
         if time.monotonic() > deadline:
             pytest.fail(f"the log never reached the lake\n{up.output()}")
         time.sleep(0.1)
-    assert post(up.query_url, log_sql).json()["rows"] == [["card declined", "ERROR", expected[0][4]]]
+    assert up.post(log_sql).json()["rows"] == [["card declined", "ERROR", expected[0][4]]]
 
     assert up.terminate() == 0, up.output()
     assert "Traceback" not in up.output()
@@ -227,3 +151,18 @@ def test_orasi_up_refuses_an_unknown_port_name(tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert "--port takes NAME=PORT" in completed.stderr and "bridge.query" in completed.stderr
+
+
+def test_a_second_orasi_up_on_the_same_data_directory_is_refused(up: UpProcess, tmp_path: Path) -> None:
+    """Two processes appending to one write-ahead log would corrupt it: the data directory is
+    locked (a lock the kernel drops when its holder dies, so a killed one leaves none behind)."""
+    up.wait_ready()
+    (tmp_path / "second").mkdir()
+    second = UpProcess.on_free_ports(tmp_path / "second")
+    second.data_dir = up.data_dir
+    second.start()
+    assert second.process is not None
+    assert second.process.wait(60) == 1, second.output()
+    second.terminate()
+    assert "another orasi up is using the data directory" in second.output()
+    assert httpx.get(f"http://127.0.0.1:{up.ports['agent.admin']}/readyz", timeout=5).status_code == 200
