@@ -191,6 +191,32 @@ async def test_bad_input_is_refused_by_the_worker_and_never_handed_over(
     assert len(sink.batches) == 1
 
 
+async def test_an_odd_request_is_refused_by_the_worker_naming_its_path_and_never_handed_over(
+    workers: GrpcWorkers, sink: RecordingSink
+) -> None:
+    """Values no later hop can carry (issue 11) are refused by whichever worker serves the
+    connection (a new channel each time, so both do), as the owner would refuse them."""
+    odd = [
+        ({"span_id": b"\x01\x02"}, "spans[1].span_id: must be 8 bytes or empty, got 2 bytes"),
+        (
+            {"start_time_unix_nano": 2**64 - 1},
+            "spans[1].start_time_unix_nano: 18446744073709551615 is past the latest time",
+        ),
+    ]
+    for attempt in range(6):
+        fields, problem = odd[attempt % 2]
+        request = ExportTraceServiceRequest()
+        scope = request.resource_spans.add().scope_spans.add()
+        scope.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name="honest")
+        scope.spans.add(**{"trace_id": os.urandom(16), "span_id": os.urandom(8), "name": "odd", **fields})
+        raised = await refusal(workers, request.SerializeToString())
+        assert raised.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert f"resource_spans[0].scope_spans[0].{problem}" in (raised.details() or "")
+    assert not sink.arrived.is_set()
+    assert await export(workers, request_bytes("valid")) == b""
+    assert len(sink.batches) == 1
+
+
 async def test_a_killed_worker_is_replaced(workers: GrpcWorkers, sink: RecordingSink) -> None:
     victim, survivor = workers.pids
     os.kill(victim, signal.SIGKILL)
