@@ -48,6 +48,7 @@ from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
 MIB = 1024 * 1024
+SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
 
 ISOLATION_CONVERSIONS = 256
@@ -200,6 +201,7 @@ class LakeWriter:
         self._logger = settings.logger
         self._commits = settings.metrics.lake_commits.labels(settings.id)
         self._failed = settings.metrics.exporter_send_failed
+        self._sent = settings.metrics.exporter_sent  # items committed
         self._catalog: Catalog | None = None
         self.tables: dict[str, Table] = {}
         self._visible: dict[str, int | None] = {}
@@ -483,6 +485,8 @@ class LakeWriter:
                         for lsn in buffer.lsns.pop(name, ()):
                             self._wal.ack(lsn)
                     buffer.size_bytes -= buffer.table_bytes.pop(name, 0)
+                    rows = sum(batch.num_rows for batches in tenants.values() for batch in batches)
+                    self._sent.labels(SIGNAL_OF_TABLE[name].value, self._settings.id).inc(rows)
                     tenants.clear()
                     self._commits.inc()
             except Exception:

@@ -79,6 +79,9 @@ async def test_flush_commits_each_table_once_with_its_batch_ids(make_writer: Mak
     await writer.flush()
 
     assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 3
+    for signal, items in (("traces", 2 * SPANS), ("logs", LOGS), ("metrics", POINTS)):
+        labels = {"signal": signal, "exporter": "lake"}
+        assert metrics.registry.get_sample_value("orasi_exporter_sent_items_total", labels) == items
     for table, ids, rows in (
         ("spans", [traces.batch_id, more_traces.batch_id], 2 * SPANS),
         ("logs", [logs.batch_id], LOGS),
@@ -95,6 +98,9 @@ async def test_flush_commits_each_table_once_with_its_batch_ids(make_writer: Mak
     await writer.flush()
     assert len(writer.tables["spans"].snapshots()) == 1
     assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 3
+    for signal, items in (("traces", 2 * SPANS), ("logs", LOGS), ("metrics", POINTS)):
+        labels = {"signal": signal, "exporter": "lake"}
+        assert metrics.registry.get_sample_value("orasi_exporter_sent_items_total", labels) == items
 
 
 async def test_replayed_batch_id_is_written_once(writer: LakeWriter, engine: QueryEngine) -> None:
