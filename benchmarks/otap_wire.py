@@ -32,8 +32,8 @@ from google.protobuf.message import Message
 from benchmarks.otap_codec import logs_request, metrics_request, traces_request
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
-from orasi_common.pdata.otap.stream import StreamConsumer, StreamProducer
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
 
 SIZES = (100, 1000, 5000)
 TARGETS = {Signal.TRACES: 0.6, Signal.LOGS: 0.5, Signal.METRICS: 0.3}

@@ -13,7 +13,7 @@ Every failure that crosses a component boundary is one of these, classified once
         ├── Unavailable           UNAVAILABLE / 503 (+ RetryInfo / Retry-After)
         └── Throttled             RESOURCE_EXHAUSTED with RetryInfo / 429 + Retry-After
 
-``orasi_common.transport.status`` is the one place that maps these to gRPC and HTTP.
+``orasi_common.transport.status`` is the one place that maps these to gRPC, HTTP and OTAP.
 Messages say what was wrong and, where it helps, how to fix it.
 """
 

@@ -1,9 +1,38 @@
-"""The one mapping between Orasi's error tree and gRPC / HTTP status, both directions.
+"""The one mapping between Orasi's error tree and gRPC, HTTP and OTAP statuses, both directions.
 
-Servers turn an OrasiError into a status code plus RetryInfo / Retry-After; clients turn a
-peer's status back into an OrasiError classified as the OTLP specification says (gRPC:
-UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS, and
-RESOURCE_EXHAUSTED with RetryInfo are retryable; HTTP: 429, 502, 503, 504 are retryable).
+Servers turn an OrasiError into a status plus RetryInfo / Retry-After; clients turn a peer's
+status back into an OrasiError. OTAP's ``BatchStatus`` codes are gRPC's numbers::
+
+    error                 gRPC                 HTTP    OTAP               comes back (gRPC / HTTP / OTAP) as
+    MalformedData         INVALID_ARGUMENT     400     INVALID_ARGUMENT   = / = / =
+    PayloadTooLarge       RESOURCE_EXHAUSTED   413     INVALID_ARGUMENT   = / = / MalformedData
+    UnsupportedMediaType  INVALID_ARGUMENT     415     INVALID_ARGUMENT   MalformedData / = / MalformedData
+    NotFound              UNIMPLEMENTED        404     INTERNAL           = / = / PermanentError
+    MethodNotAllowed      UNIMPLEMENTED        405     INTERNAL           NotFound / = / PermanentError
+    PermanentError        INVALID_ARGUMENT     400     INVALID_ARGUMENT   MalformedData (all three)
+    Throttled             RESOURCE_EXHAUSTED + 429 +   RESOURCE_EXHAUSTED = / = / =
+    Unavailable           UNAVAILABLE (+)      503 (+) UNAVAILABLE        = / = / =
+    RetryableError        UNAVAILABLE (+)      503 (+) UNAVAILABLE        Unavailable (all three)
+    OrasiError            INTERNAL             500     INTERNAL           PermanentError (all three)
+
+``=`` is the same class; ``+`` means with RetryInfo / Retry-After (1 s when a Throttled error
+names no delay), ``(+)`` with them when the error names a delay. The delay comes back over gRPC
+and HTTP (HTTP rounds it up to whole seconds), never over OTAP (below).
+
+Coming back, a peer's status is classified as the OTLP specification says: gRPC UNAVAILABLE,
+CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS (Unavailable) and
+RESOURCE_EXHAUSTED with RetryInfo (Throttled) are retryable, HTTP 429 (Throttled) and 502, 503,
+504 (Unavailable) too, with the delay the peer asked for. INVALID_ARGUMENT / 400 is
+MalformedData (an exporter then isolates the refused items); RESOURCE_EXHAUSTED without RetryInfo
+is PayloadTooLarge, as 413 is; the other statuses of the table come back as their class, and
+anything else as a PermanentError.
+
+OTAP codes are classified as gRPC's, with one difference the protocol makes: a BatchStatus has
+no room for RetryInfo, so no retry delay crosses OTAP, and OTAP's RESOURCE_EXHAUSTED is
+retryable on its own (the OTAP specification lists it as "server temporarily overloaded").
+That is why a payload over a limit goes out on OTAP as INVALID_ARGUMENT (never retried as it
+is; Orasi's exporter sends the halves), and why errors without an OTAP code of their own go out
+as INTERNAL (permanent, not about the data).
 """
 
 from __future__ import annotations
@@ -11,7 +40,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 from google.protobuf import duration_pb2
@@ -22,25 +51,26 @@ from orasi_common import errors
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-# Most specific class first.
-_MAPPING: Sequence[tuple[type[errors.OrasiError], grpc.StatusCode, int]] = (
-    (errors.PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
-    (errors.UnsupportedMediaType, grpc.StatusCode.INVALID_ARGUMENT, 415),
-    (errors.NotFound, grpc.StatusCode.UNIMPLEMENTED, 404),
-    (errors.MethodNotAllowed, grpc.StatusCode.UNIMPLEMENTED, 405),
-    (errors.MalformedData, grpc.StatusCode.INVALID_ARGUMENT, 400),
-    (errors.PermanentError, grpc.StatusCode.INVALID_ARGUMENT, 400),
-    (errors.Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE, 503),
-    (errors.RetryableError, grpc.StatusCode.UNAVAILABLE, 503),
-    (errors.OrasiError, grpc.StatusCode.INTERNAL, 500),
+_C = grpc.StatusCode
+# error class → (gRPC code, HTTP status, OTAP code); most specific class first.
+_MAPPING: Sequence[tuple[type[errors.OrasiError], grpc.StatusCode, int, grpc.StatusCode]] = (
+    (errors.MalformedData, _C.INVALID_ARGUMENT, 400, _C.INVALID_ARGUMENT),
+    (errors.PayloadTooLarge, _C.RESOURCE_EXHAUSTED, 413, _C.INVALID_ARGUMENT),
+    (errors.UnsupportedMediaType, _C.INVALID_ARGUMENT, 415, _C.INVALID_ARGUMENT),
+    (errors.NotFound, _C.UNIMPLEMENTED, 404, _C.INTERNAL),
+    (errors.MethodNotAllowed, _C.UNIMPLEMENTED, 405, _C.INTERNAL),
+    (errors.PermanentError, _C.INVALID_ARGUMENT, 400, _C.INVALID_ARGUMENT),
+    (errors.Throttled, _C.RESOURCE_EXHAUSTED, 429, _C.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, _C.UNAVAILABLE, 503, _C.UNAVAILABLE),
+    (errors.RetryableError, _C.UNAVAILABLE, 503, _C.UNAVAILABLE),
+    (errors.OrasiError, _C.INTERNAL, 500, _C.INTERNAL),
 )
 
 
-def _lookup(error: errors.OrasiError) -> tuple[grpc.StatusCode, int]:
-    for error_type, code, http in _MAPPING:
+def _lookup(error: errors.OrasiError) -> tuple[grpc.StatusCode, int, grpc.StatusCode]:
+    for error_type, code, http, otap in _MAPPING:
         if isinstance(error, error_type):
-            return code, http
+            return code, http, otap
     raise AssertionError("unreachable: OrasiError is in the table")
 
 
@@ -50,6 +80,11 @@ def grpc_code(error: errors.OrasiError) -> grpc.StatusCode:
 
 def http_status(error: errors.OrasiError) -> int:
     return _lookup(error)[1]
+
+
+def otap_code(error: errors.OrasiError) -> int:
+    """The ``BatchStatus.status_code`` of a batch refused with ``error`` (a gRPC number)."""
+    return int(_lookup(error)[2].value[0])
 
 
 # A throttling refusal always carries a delay: without RetryInfo, OTLP clients would treat
@@ -101,7 +136,23 @@ _GRPC_RETRYABLE = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
-_HTTP_RETRYABLE = frozenset({429, 502, 503, 504})
+_FROM_GRPC: Mapping[grpc.StatusCode, type[errors.PermanentError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.MalformedData,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.PayloadTooLarge,  # without RetryInfo
+    grpc.StatusCode.UNIMPLEMENTED: errors.NotFound,
+}
+_FROM_HTTP: Mapping[int, type[errors.OrasiError]] = {
+    400: errors.MalformedData,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    429: errors.Throttled,
+    502: errors.Unavailable,
+    503: errors.Unavailable,
+    504: errors.Unavailable,
+}
+_GRPC_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _grpc_retry_info(trailers: Sequence[tuple[str, str | bytes]] | None) -> float | None:
@@ -119,19 +170,31 @@ def _grpc_retry_info(trailers: Sequence[tuple[str, str | bytes]] | None) -> floa
     return None
 
 
+def _classify(code: grpc.StatusCode, message: str, delay: float | None, otap: bool) -> errors.OrasiError:
+    if code in _GRPC_RETRYABLE:
+        return errors.Unavailable(message, retry_after=delay)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (delay is not None or otap):
+        return errors.Throttled(message, retry_after=delay)
+    return _FROM_GRPC.get(code, errors.PermanentError)(message)
+
+
 def from_grpc(
     code: grpc.StatusCode, details: str | None, trailers: Sequence[tuple[str, str | bytes]] | None
 ) -> errors.OrasiError:
     """Classify a peer's gRPC failure."""
     message = f"the peer answered {code.name}: {details or ''}".rstrip(": ")
-    delay = _grpc_retry_info(trailers)
-    if code in _GRPC_RETRYABLE:
-        return errors.Unavailable(message, retry_after=delay)
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None:
-        return errors.Throttled(message, retry_after=delay)
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return errors.MalformedData(message)
-    return errors.PermanentError(message)
+    return _classify(code, message, _grpc_retry_info(trailers), otap=False)
+
+
+def from_otap(code: int, status_message: str) -> errors.OrasiError | None:
+    """Classify a peer's ``BatchStatus`` (None for OK)."""
+    if code == 0:
+        return None
+    known = _GRPC_BY_NUMBER.get(code)
+    message = f"the peer answered {known.name if known else code}: {status_message}".rstrip(": ")
+    if known is None:
+        return errors.PermanentError(message)
+    return _classify(known, message, None, otap=True)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -151,23 +214,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def from_http(status: int, retry_after: str | None, body_message: str) -> errors.OrasiError:
     """Classify a peer's HTTP failure (any status outside 2xx)."""
     message = f"the peer answered HTTP {status}: {body_message}".rstrip(": ")
-    if status in _HTTP_RETRYABLE:
-        delay = parse_retry_after(retry_after)
-        if status == 429:
-            return errors.Throttled(message, retry_after=delay)
-        return errors.Unavailable(message, retry_after=delay)
-    if status == 400:
-        return errors.MalformedData(message)
-    return errors.PermanentError(message)
+    kind = _FROM_HTTP.get(status, errors.PermanentError)
+    if issubclass(kind, errors.RetryableError):
+        return kind(message, retry_after=parse_retry_after(retry_after))
+    return kind(message)
 
 
 __all__ = [
+    "DEFAULT_THROTTLE_DELAY",
     "from_grpc",
     "from_http",
+    "from_otap",
     "grpc_code",
     "grpc_trailers",
     "http_headers",
     "http_status",
+    "otap_code",
     "parse_retry_after",
+    "retry_delay",
     "rpc_status",
 ]

@@ -52,10 +52,10 @@ from orasi_common.exporters.otlp.client import open_channel
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
-from orasi_common.pdata.otap.stream import StreamProducer
-from orasi_common.receivers.otap.arrow import method_path
 from orasi_common.testing.sink import OtlpSink
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.protocol import method_path
+from orasi_common.transport.otap.stream import StreamProducer
 from orasi_gateway.factories import FACTORIES as GATEWAY
 
 TENANT = "x-orasi-tenant"
@@ -812,7 +812,7 @@ class ScriptedPeer:
 
 
 async def test_statuses_are_matched_by_batch_id_and_pipelining_is_bounded() -> None:
-    from orasi_common.errors import PermanentError, Throttled, Unavailable
+    from orasi_common.errors import MalformedData, Throttled, Unavailable
 
     batches = [
         Batch.from_message(Signal.TRACES, request_for(Signal.TRACES, n, size=1), batch_id=new_batch_id())
@@ -831,7 +831,7 @@ async def test_statuses_are_matched_by_batch_id_and_pipelining_is_bounded() -> N
         codes[batch.batch_id] = code
         expected[batch.batch_id] = {
             otap_pb2.OK: None,
-            otap_pb2.INVALID_ARGUMENT: PermanentError,
+            otap_pb2.INVALID_ARGUMENT: MalformedData,
             otap_pb2.UNAVAILABLE: Unavailable,
             otap_pb2.RESOURCE_EXHAUSTED: Throttled,
         }[code]

@@ -17,39 +17,23 @@ import time
 import grpc
 import hpack
 
-from orasi_common.errors import MalformedData, OrasiError, PermanentError, Throttled, Unavailable
+from orasi_common.errors import PermanentError, Unavailable
 from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import OtlpGrpcClient, compression_of
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
-from orasi_common.pdata.otap.stream import StreamProducer
 from orasi_common.pipeline.component import Settings
-from orasi_common.receivers.otap.arrow import method_path
 from orasi_common.transport import headers
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.protocol import error_of, method_path
+from orasi_common.transport.otap.stream import StreamProducer
 
-_RETRYABLE = {otap_pb2.UNAVAILABLE, otap_pb2.CANCELED, otap_pb2.DEADLINE_EXCEEDED, otap_pb2.ABORTED}
 SETTLE_SECONDS = 0.5
 """How long a stream opened after one died unanswered waits for a refusal before its first write."""
 
 
 class FallBack(Exception):
     """The peer does not serve OTAP."""
-
-
-def error_of(answer: otap_pb2.BatchStatus) -> OrasiError | None:
-    """The classified error of a BatchStatus (None for OK)."""
-    code = answer.status_code
-    if code == otap_pb2.OK:
-        return None
-    message = f"the peer answered {otap_pb2.StatusCode.Name(code)}: {answer.status_message}"
-    if code in _RETRYABLE:
-        return Unavailable(message)
-    if code == otap_pb2.RESOURCE_EXHAUSTED:
-        return Throttled(message)
-    if code == otap_pb2.INVALID_ARGUMENT:
-        return MalformedData(message)
-    return PermanentError(message)
 
 
 def _stream_error(exc: grpc.aio.AioRpcError) -> BaseException:

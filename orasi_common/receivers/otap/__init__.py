@@ -10,9 +10,9 @@ import grpc
 from pydantic import model_validator
 
 from orasi_common.pipeline.component import ReceiverFactory
+from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otap.arrow import ArrowStreams
 from orasi_common.receivers.otlp import config as otlp
-from orasi_common.receivers.otlp.ingest import Ingest
 from orasi_common.receivers.otlp.receiver import OtlpReceiver
 
 

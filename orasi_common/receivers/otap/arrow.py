@@ -1,4 +1,4 @@
-"""OTAP's gRPC services: ArrowTraces, ArrowLogs and ArrowMetrics bidirectional streams.
+"""The otap receiver's stream handlers: ArrowTraces, ArrowLogs and ArrowMetrics (``protocol``).
 
 Each stream has its own Arrow IPC readers and HPACK decoder. Every ``BatchArrowRecords`` is
 answered by one ``BatchStatus`` for its ``batch_id``: OK once the pipeline accepted the batch,
@@ -20,42 +20,18 @@ import hpack
 from orasi_common.errors import MalformedData, OrasiError
 from orasi_common.pdata import Signal
 from orasi_common.pdata.otap import codec
-from orasi_common.pdata.otap.stream import StreamConsumer
-from orasi_common.receivers.otlp.ingest import Ingest
-from orasi_common.transport import headers, status
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.receivers.ingest import Ingest
+from orasi_common.transport import headers
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.protocol import SERVICES, batch_status, service_name
+from orasi_common.transport.otap.stream import StreamConsumer
 
 TRANSPORT = "otap"
-PACKAGE = "opentelemetry.proto.experimental.arrow.v1"
-SERVICES = {
-    Signal.TRACES: ("ArrowTracesService", "ArrowTraces"),
-    Signal.LOGS: ("ArrowLogsService", "ArrowLogs"),
-    Signal.METRICS: ("ArrowMetricsService", "ArrowMetrics"),
-}
-
-
-def method_path(signal: Signal) -> str:
-    service, method = SERVICES[signal]
-    return f"/{PACKAGE}.{service}/{method}"
 
 
 def _consume_outcome(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.BatchStatus:
-    if error is None:
-        return otap_pb2.BatchStatus(batch_id=batch_id, status_code=otap_pb2.OK)
-    # OTAP's status codes are gRPC's numbers.
-    code = status.grpc_code(error).value[0]
-    if code not in otap_pb2.StatusCode.values():
-        code = otap_pb2.INVALID_ARGUMENT if not error.retryable else otap_pb2.UNAVAILABLE
-    return otap_pb2.BatchStatus(
-        batch_id=batch_id,
-        status_code=code,
-        status_message=error.message,
-    )
 
 
 class ArrowStreams:
@@ -72,13 +48,13 @@ class ArrowStreams:
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
-        for signal, (service, method) in SERVICES.items():
+        for signal, (_, method) in SERVICES.items():
             handler = grpc.stream_stream_rpc_method_handler(
                 self._stream(signal),
                 request_deserializer=otap_pb2.BatchArrowRecords.FromString,
                 response_serializer=otap_pb2.BatchStatus.SerializeToString,
             )
-            handlers.append(grpc.method_handlers_generic_handler(f"{PACKAGE}.{service}", {method: handler}))
+            handlers.append(grpc.method_handlers_generic_handler(service_name(signal), {method: handler}))
         return handlers
 
     def _stream(self, signal: Signal):  # type: ignore[no-untyped-def]
@@ -144,7 +120,5 @@ class ArrowStreams:
             return batch_status(records.batch_id, error)
         except Exception as exc:  # a fault of ours: answer this batch, keep the stream
             self._logger.exception("Decoding an OTAP batch failed unexpectedly.")
-            return otap_pb2.BatchStatus(
-                batch_id=records.batch_id, status_code=otap_pb2.INTERNAL, status_message=repr(exc)
-            )
+            return batch_status(records.batch_id, OrasiError(repr(exc)))
         return batch_status(records.batch_id)

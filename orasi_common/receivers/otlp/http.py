@@ -24,8 +24,8 @@ from orasi_common.errors import (
     UnsupportedMediaType,
 )
 from orasi_common.pdata import SPEC_BY_HTTP_PATH, Batch
+from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import MIB, HttpConfig
-from orasi_common.receivers.otlp.ingest import Ingest
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.transport import headers, status
 from orasi_common.transport.compression import decompress

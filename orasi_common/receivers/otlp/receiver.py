@@ -8,10 +8,10 @@ import grpc
 
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Consumer, Settings
+from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import Config
 from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
 from orasi_common.receivers.otlp.http import OtlpHttpApp
-from orasi_common.receivers.otlp.ingest import Ingest
 from orasi_common.receivers.otlp.workers import GrpcWorkers
 from orasi_common.transport.http_server import HttpServer
 

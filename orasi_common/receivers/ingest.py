@@ -1,4 +1,9 @@
-"""What both OTLP transports do with a decoded request: hand it to the pipelines, and count."""
+"""The one entry from a receiver into its pipelines: every decoded request goes through ``Ingest``.
+
+OTLP/gRPC (in the pipelines' process or handed over by worker processes), OTLP/HTTP and OTAP
+streams all call ``Ingest.consume``, which hands the batch to the signal's pipeline and counts
+it as accepted or refused under its transport's label.
+"""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 
 INDEX_TYPE = pa.uint16()
 MAX_DICTIONARY = 65535

@@ -22,8 +22,8 @@ from orasi_common.errors import MalformedData
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
-from orasi_common.pdata.otap.stream import StreamConsumer, StreamProducer
-from orasi_common.transport.otap_proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
 
 from ....builders import logs_request, traces_request
 

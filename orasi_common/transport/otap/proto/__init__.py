@@ -1,0 +1,1 @@
+"""Generated OTAP protobuf messages (scripts/generate-proto.sh regenerates them; never edit)."""

@@ -1,1 +1,0 @@
-"""Generated OTAP protobuf messages (scripts/generate-proto.sh regenerates them)."""
