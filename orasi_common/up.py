@@ -78,6 +78,12 @@ GATEWAY_SEND_TIMEOUT = 5.0
 AGENT_SEND_TIMEOUT = 2 * GATEWAY_SEND_TIMEOUT
 """Seconds the agent waits for the gateway's answer: longer than the gateway may spend on a
 batch, so that the agent does not send a batch again while the gateway is still on it."""
+AGENT_BATCH_TIMEOUT = 0.05
+"""Seconds the agent's ``batch`` gathers a group. With ``wait_for_send`` every request waits for
+its group, so this bounds the acknowledgement's latency, and with it what a client that sends
+one request at a time (the SDKs' batch processors do) can push: measured here with 512-span
+requests, about 5,000 spans/s at 0.05 s against 2,000 at 0.2 s (concurrent senders reach the
+same total either way)."""
 AGENT_QUEUE_MEMORY_MIB = 16
 """Of the agent's logged queue, MiB kept in memory too; the rest is read back from the log."""
 
@@ -112,7 +118,7 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
         "processors": {
             "memory_limiter": _MEMORY_LIMITER,
             "resource": {},
-            "batch": {"timeout": 0.2, "wait_for_send": True},
+            "batch": {"timeout": AGENT_BATCH_TIMEOUT, "wait_for_send": True},
         },
         "exporters": {
             "otlp": {
