@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 from orasi_common.errors import MalformedData
 from orasi_common.pdata import _wirescan
 from orasi_common.pdata.signal import SPECS, Signal
