@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
@@ -34,19 +35,25 @@ def _region(config: Config) -> str | None:
 
 
 def ensure_table(catalog: Catalog, name: str) -> Table:
-    """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service, time."""
+    """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service,
+    time. Creation takes two commits (pyiceberg assigns field ids when it creates the table), so
+    a table found without its partitioning (a first start that died between them) gets it now."""
     catalog.create_namespace_if_not_exists(NAMESPACE)
     identifier = f"{NAMESPACE}.{name}"
-    if catalog.table_exists(identifier):
-        return catalog.load_table(identifier)
-    table = catalog.create_table(identifier, schema=TABLES[name])
-    with table.transaction() as transaction:
-        with transaction.update_spec() as spec:
-            spec.add_field("time", DayTransform(), "time_day")
-            spec.add_identity("tenant")
-        with transaction.update_sort_order() as order:
-            order.asc("service_name", IdentityTransform())
-            order.asc("time", IdentityTransform())
+    try:
+        table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        table = catalog.create_table(identifier, schema=TABLES[name])
+    if table.spec().is_unpartitioned() or table.sort_order().is_unsorted:
+        with table.transaction() as transaction:
+            if table.spec().is_unpartitioned():
+                with transaction.update_spec() as spec:
+                    spec.add_field("time", DayTransform(), "time_day")
+                    spec.add_identity("tenant")
+            if table.sort_order().is_unsorted:
+                with transaction.update_sort_order() as order:
+                    order.asc("service_name", IdentityTransform())
+                    order.asc("time", IdentityTransform())
     return table
 
 

@@ -29,6 +29,9 @@ from integration.bridge.helpers import count
 from integration.bridge.servers import AWS_ENV, LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter
 from orasi_bridge.lake import writer as writer_module
+from orasi_bridge.lake.catalog import open_catalog
+from orasi_bridge.lake.config import Config as LakeConfig
+from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Signal
@@ -210,7 +213,14 @@ async def test_full_buffer_refuses_with_a_retry_delay_then_drains(make_writer: M
     assert await count(engine, "logs", **WINDOW) == LOGS
 
 
-async def test_table_layout(writer: LakeWriter, lake_space: LakeSpace) -> None:
+async def test_table_layout(make_writer: MakeWriter, lake_space: LakeSpace) -> None:
+    # A first start that died between creating a table and partitioning it left it bare: the
+    # next start completes it.
+    catalog = open_catalog(LakeConfig.model_validate(lake_space.lake_config()))
+    catalog.create_namespace_if_not_exists("orasi")
+    catalog.create_table("orasi.spans", schema=TABLES["spans"])
+    catalog.close()
+    writer = await make_writer()
     for name, table in writer.tables.items():
         schema = table.schema()
         spec = [
@@ -381,6 +391,45 @@ async def test_a_replay_of_more_than_one_conversion_starts_the_writer(
     writer = await make_writer(wal={"directory": str(tmp_path / "wal")})
     engine = QueryEngine(writer, QueryLimits())
     assert await count(engine, "spans", **WINDOW) == 3 * SPANS
+
+
+def timeless_log(body: str) -> Any:
+    """A logs request of one record with neither time_unix_nano nor observed_time_unix_nano."""
+    request = data.log_request(0, body)
+    record = request.resource_logs[0].scope_logs[0].log_records[0]
+    assert (record.time_unix_nano, record.observed_time_unix_nano) == (0, 0)
+    return request
+
+
+async def test_a_log_record_without_times_is_observed_when_the_bridge_received_it(
+    make_writer: MakeWriter, tmp_path: Path
+) -> None:
+    """OTLP: observed time "MUST be set once the event is observed by OpenTelemetry": a record
+    with neither time is placed at the bridge's receipt (so the default last-hour query finds it),
+    live and, from the time kept in the log's record, after a crash."""
+    writer = await make_writer()
+    before = time.time_ns()
+    await writer.consume(data.batch(Signal.LOGS, timeless_log("live")))
+    after = time.time_ns()
+    engine = QueryEngine(writer, QueryLimits())
+    sql = "SELECT body, time_unix_nano, observed_time_unix_nano, epoch_ns(time) FROM logs"
+    for read in ("buffered", "committed"):
+        result = await engine.execute(sql, "default")  # no bounds: the last hour
+        assert result.rows is not None and len(result.rows) == 1, read
+        body, time_ns, observed, at = result.rows[0]
+        assert (body, time_ns) == ("live", None)
+        assert before <= observed <= after and at == observed // 1000 * 1000, read
+        await writer.flush()
+
+    replayed = data.batch(Signal.LOGS, timeless_log("replayed"))
+    replayed.received_ns = received = time.time_ns() - 600 * 10**9  # accepted ten minutes ago
+    log = WriteAheadLog(tmp_path / "wal" / "lake", max_bytes=64 * 1024 * 1024)
+    await log.open()
+    await log.append(replayed.to_record())
+    await log.close()
+    again = QueryEngine(await make_writer(wal={"directory": str(tmp_path / "wal")}), QueryLimits())
+    result = await again.execute(f"{sql} WHERE body = 'replayed'", "default")
+    assert result.rows is not None and [row[1:3] for row in result.rows] == [(None, received)]
 
 
 class HeldConversion:
