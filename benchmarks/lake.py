@@ -629,7 +629,7 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
     import pyarrow.parquet as pq
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from orasi_bridge.lake import rows
+    from orasi_bridge.lake.rows import otlp as rows
     from orasi_bridge.lake.schema import SPANS
     from orasi_bridge.lake.writer import CONVERT_ITEMS
 

@@ -1,4 +1,4 @@
-"""The `lake` exporter: OTLP batches → Arrow buffers → Parquet files → Iceberg commits.
+"""The `lake` exporter: batches → Arrow buffers → Parquet files → Iceberg commits.
 
 Rows are buffered per table and tenant and flushed when the buffers reach ``flush_size_mib`` or
 the oldest row is ``flush_interval`` old. A flush makes one Iceberg append per table (``files``
@@ -8,13 +8,16 @@ Those ids are read back at start, so a replayed batch is acknowledged and skippe
 written twice.
 
 With ``wal`` configured, a batch is acknowledged only once it is durable in the bridge's
-write-ahead log; its record is dropped from the log when the commit holding it succeeds, and
-after a crash the log is replayed into the buffers (batches already committed are skipped).
+write-ahead log, in the form it was accepted (``Batch.to_record``: OTLP bytes, or OTAP tables as
+Arrow IPC, written off the event loop); its record is dropped from the log when the commit
+holding it succeeds, and after a crash the log is replayed into the buffers (batches already
+committed are skipped) through the same path, and the same converters, as live batches.
 
-Batches wait as received and become Arrow rows many at a time (``CONVERT_ITEMS`` items, or when
-a query or a flush needs them: the converter's cost is mostly per call); a batch that arrived as
-OTAP becomes rows at once, straight from its tables, so invalid tables fail its sender. While
-``CONVERT_BACKLOG`` items wait for conversion, ``consume`` waits before accepting more.
+OTLP batches wait as received and become Arrow rows many at a time (``CONVERT_ITEMS`` items, or
+when a query or a flush needs them: the converter's cost is mostly per call); a batch that
+arrived as OTAP becomes rows at once, straight from its tables (``rows``), so invalid tables
+fail its sender. While ``CONVERT_BACKLOG`` items wait for conversion, ``consume`` waits before
+accepting more.
 
 Queries see committed data at the snapshot the writer last published plus every buffered row,
 captured together (``snapshot_view``) so a row is never seen twice or missed during a flush.
@@ -37,8 +40,7 @@ from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.localcache import LocalCache
-from orasi_bridge.lake.otap_rows import OTAP_CONVERTERS
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, to_record_batch
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows, rows_of
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -181,8 +183,17 @@ def _chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
 
 
 def _convert(chunks: list[Chunk], region: str) -> list[pa.RecordBatch]:
-    """The rows of each chunk, its batches merged into one."""
-    return [to_record_batch(Batch.merge([batch for batch, _ in entries]), region) for _, _, entries in chunks]
+    """The rows of each chunk, its batches converted together."""
+    return [otlp_rows([batch for batch, _ in entries], region) for _, _, entries in chunks]
+
+
+def _holds_otap(batch: Batch) -> bool:
+    return any(part.otap is not None for part in batch.parts)
+
+
+async def _record(batch: Batch) -> bytes:
+    """The batch's write-ahead log record (OTAP tables are written as Arrow IPC in a thread)."""
+    return await asyncio.to_thread(batch.to_record) if _holds_otap(batch) else batch.to_record()
 
 
 @dataclass(frozen=True)
@@ -306,7 +317,7 @@ class LakeWriter:
         try:
             lsn = None
             if self._wal is not None:
-                lsn, _ = await self._wal.append(batch.to_record())
+                lsn, _ = await self._wal.append(await _record(batch))
             try:
                 await self._buffer_rows(batch, lsn)
             except OrasiError:
@@ -319,16 +330,12 @@ class LakeWriter:
 
     async def _buffer_rows(self, batch: Batch, lsn: int | None) -> None:
         table = TABLE_OF_SIGNAL[batch.signal]
-        tables = batch.otap
-        from_otap = OTAP_CONVERTERS.get(batch.signal) if tables is not None else None
-        if from_otap is not None and tables is not None:
+        if _holds_otap(batch):
             # Rows straight from the Arrow tables (a big batch already): invalid tables raise
             # MalformedData to the sender now.
-            rows = await asyncio.to_thread(from_otap, tables, batch.tenant, self.config.region)
+            rows = await asyncio.to_thread(rows_of, batch, self.config.region)
             self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], 0)
         else:
-            if tables is not None:
-                await asyncio.to_thread(lambda: batch.raw)  # decode, so invalid tables fail now
             self._buffer.add_pending(table, batch, lsn)
             self._unconverted += batch.items
         if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
@@ -416,7 +423,7 @@ class LakeWriter:
         most ``budget[0]`` conversions), and how many items were dropped, with the first error."""
         budget[0] -= 1
         try:
-            return [to_record_batch(batch, self.config.region)], 0, None
+            return [otlp_rows([batch], self.config.region)], 0, None
         except Exception as error:
             try:
                 halves = batch.split((batch.items + 1) // 2) if batch.items > 1 and budget[0] >= 2 else []

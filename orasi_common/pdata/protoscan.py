@@ -67,10 +67,17 @@ class Fields:
     def last(self, number: int, wire_type: int, n_msgs: int) -> I64:
         """For each message, the row of its last such field (-1 when absent): a singular field
         keeps the last value on the wire."""
-        rows = self.rows(number, wire_type)
+        return self.last_of(self.rows(number, wire_type), n_msgs)
+
+    def last_of(self, rows: I64, n_msgs: int) -> I64:
+        """For each message, the last of ``rows`` (ascending) it holds, -1 for none."""
         out = np.full(n_msgs, -1, dtype=np.int64)
         out[self.msg[rows]] = rows  # rows ascend, so the last write per message wins
         return out
+
+    def subset(self, rows: I64) -> Fields:
+        """These rows only."""
+        return Fields(self.msg[rows], self.tag[rows], self.start[rows], self.end[rows], self.value[rows])
 
     def last_range(self, number: int, n_msgs: int) -> tuple[I64, I64]:
         """(start, end) of each message's last LEN field ``number`` (an empty range if absent)."""
@@ -159,7 +166,11 @@ class Items:
 
 def items(buf: Buffer, fields: Fields, number: int) -> Items:
     """Each occurrence of message field ``number`` as an item, scanned."""
-    rows = fields.rows(number, LEN)
+    return items_at(buf, fields, fields.rows(number, LEN))
+
+
+def items_at(buf: Buffer, fields: Fields, rows: I64) -> Items:
+    """The messages held by these LEN rows (ascending) as items, scanned."""
     return Items(fields.msg[rows], scan(buf, fields.start[rows], fields.end[rows]))
 
 
@@ -169,6 +180,10 @@ def nested(buf: Buffer, fields: Fields, number: int) -> Fields:
     Several occurrences of one parent's field merge, as protobuf parsers merge them: their
     fields are listed together, in wire order.
     """
-    rows = fields.rows(number, LEN)
+    return nested_at(buf, fields, fields.rows(number, LEN))
+
+
+def nested_at(buf: Buffer, fields: Fields, rows: I64) -> Fields:
+    """The fields of the messages held by these LEN rows, keyed by the parent message."""
     inner = scan(buf, fields.start[rows], fields.end[rows])
     return Fields(fields.msg[rows][inner.msg], inner.tag, inner.start, inner.end, inner.value)

@@ -26,6 +26,7 @@ the spec ignore ``ser`` on type-0 rows, and this decoder gives the unset field b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,12 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from orasi_common.errors import MalformedData
+from orasi_common.pdata.canonical import ATTRIBUTES, Values, key_value_maps
 from orasi_common.pdata.otap import cbor, wire
 from orasi_common.pdata.otap.common import (
     QUASIDELTA,
     Columns,
+    Keys,
     Table,
     quasi_delta_decode,
     quasi_delta_encode,
@@ -53,6 +56,7 @@ U8 = npt.NDArray[np.uint8]
 Bools = npt.NDArray[np.bool_]
 
 UNSET_MARKER = b"\xf7"
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 _DELTA_TYPES = np.array([1, 2, 3, 4, 7], dtype=np.uint8)
 _DELTA_TYPE = np.zeros(256, dtype=np.bool_)
 _DELTA_TYPE[_DELTA_TYPES] = True
@@ -633,17 +637,9 @@ def attribute_table(
 ) -> tuple[Table, I64, pa.Array, U8]:
     """An attribute table checked, with its decoded parent ids, keys and value types."""
     table = Table.of(payload, batch)
-    parent_arr = table.need("parent_id", "u16" if width_bits == 16 else "u32")
-    if parent_arr.null_count:
-        raise table.fail("parent_id has nulls")
-    encoded = to_numpy(parent_arr, np.int64)
-    keys = table.need("key", "utf8")
-    if keys.null_count:
-        raise table.fail("key has nulls")
-    types_arr = table.need("type", "u8")
-    if types_arr.null_count:
-        raise table.fail("type has nulls")
-    types = to_numpy(types_arr, np.uint8)
+    encoded = to_numpy(table.full("parent_id", "u16" if width_bits == 16 else "u32"), np.int64)
+    keys = table.full("key", "utf8")
+    types = to_numpy(table.full("type", "u8"), np.uint8)
     encoding = table.encoding("parent_id", QUASIDELTA)
     if encoding == QUASIDELTA:
         eq = equal_to_previous(
@@ -671,3 +667,73 @@ def decode_attributes(
     values, unset = any_value_bytes(table, types)
     kv = wire.join(wire.f_bytes(1, keys), wire.f_bytes(2, values, ~unset))
     return parents, wire.f_bytes(field_number, kv, np.ones(len(kv), dtype=np.bool_))
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical strings (the lake), straight from the typed columns
+
+
+def table_values(table: Table, types: U8) -> Values:
+    """The values of a table or struct with the attribute value columns, for rendering as
+    canonical strings; a row whose type's column is null (or absent) is an empty value."""
+    if bool(np.any(types > 7)):
+        raise table.fail(f"attribute type {int(types.max())} is not a value type (0-7)")
+    found: dict[int, tuple[I64, pa.Array]] = {}
+    for code, (name, kind) in _TYPED_COLUMNS.items():
+        column = table.get(name, kind)
+        if column is None:
+            found[code] = _NO_ROWS, pa.array([], _ARROW_TYPES[name])
+        else:
+            rows = np.flatnonzero((types == code) & wire.is_valid(column))
+            found[code] = rows, column.take(pa.array(rows))
+    values = Values(np.zeros(len(types), dtype=np.uint8))
+    for code, (rows, _) in found.items():
+        values.types[rows] = code
+    values.string_rows, values.string = found[1]
+    values.integer_rows, values.integer = found[2][0], to_numpy(found[2][1], np.int64)
+    values.double_rows, values.double = found[3][0], to_numpy(found[3][1], np.float64)
+    values.boolean_rows, values.boolean = found[4][0], to_numpy(found[4][1], np.bool_)
+    values.binary_rows, values.binary = found[7][0], found[7][1].to_pylist()
+    values.nested_rows = np.sort(np.concatenate((found[5][0], found[6][0])))
+    for row, raw in zip(values.nested_rows.tolist(), _ser(found), strict=True):
+        decoded = cbor.decode_any_value(raw)
+        expected = "kvlist_value" if types[row] == 5 else "array_value"
+        if decoded.WhichOneof("value") != expected:
+            raise table.fail(f"row {row}: type {int(types[row])} needs a CBOR {expected[:-6]}")
+        values.nested.append(decoded)
+    return values
+
+
+# the column holding each type's values (maps and arrays: their CBOR in ``ser``)
+_TYPED_COLUMNS = {
+    1: ("str", "utf8"),
+    2: ("int", "i64"),
+    3: ("double", "f64"),
+    4: ("bool", "bool"),
+    5: ("ser", "binary"),
+    6: ("ser", "binary"),
+    7: ("bytes", "binary"),
+}
+
+
+def _ser(found: dict[int, tuple[I64, pa.Array]]) -> list[bytes]:
+    """The CBOR of the map and array rows, in row order."""
+    both = found[5][1].to_pylist() + found[6][1].to_pylist()
+    order = np.argsort(np.concatenate((found[5][0], found[6][0])), kind="stable")
+    return [both[i] for i in order.tolist()]
+
+
+def table_attribute_maps(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch], payload: ArrowPayloadType, width_bits: int, keys: Keys
+) -> pa.Array:
+    """The canonical attribute map of each row of a parent table (``keys``) from its attribute table."""
+    empty = pa.array([[]], ATTRIBUTES)
+    batch = tables.get(payload)
+    if batch is None or batch.num_rows == 0:
+        return pa.repeat(empty[0], keys.n) if keys.n else empty.slice(0, 0)
+    table, parents, names, types = attribute_table(batch, payload, width_bits)
+    owner = keys.of(parents, payload.name)
+    order = pa.array(np.argsort(owner, kind="stable"))
+    values = table_values(table, types).render()
+    per_key = key_value_maps(names.take(order), values.take(order), np.sort(owner), len(keys.unique))
+    return keys.spread(per_key, empty)

@@ -299,6 +299,13 @@ class Table:
             raise self.fail(f"required column {name!r} is missing")
         return arr
 
+    def full(self, name: str, kind: str) -> pa.Array:
+        """A required column that may hold no null."""
+        arr = self.need(name, kind)
+        if arr.null_count:
+            raise self.fail(f"{name} has nulls")
+        return arr
+
     def struct(self, name: str) -> Table | None:
         arr = self.get(name, "struct")
         if arr is None:
@@ -359,6 +366,50 @@ def decode_ids(table: Table, name: str, kind: str, default: str) -> tuple[I64, B
         values = np.zeros(len(values), dtype=np.int64)
         values[valid] = dense
     return values, valid
+
+
+class Keys:
+    """The rows of a parent table by id: children (attributes, events, links, data points) attach
+    to every row whose id their ``parent_id`` names; a parent id naming no row is MalformedData."""
+
+    def __init__(self, ids: I64, valid: Bools) -> None:
+        self.n = len(ids)
+        self.unique, inverse = np.unique(ids[valid], return_inverse=True)
+        self.index = np.full(self.n, len(self.unique), dtype=np.int64)  # the extra slot: nothing
+        self.index[valid] = inverse.reshape(-1)
+        self.one_each = (
+            bool(valid.all()) and len(self.unique) == self.n and bool(np.all(self.index == np.arange(self.n)))
+        )  # every row its own id, in id order: per-key values are already per-row
+
+    def of(self, parents: I64, what: str) -> I64:
+        """The position in ``unique`` of each parent id."""
+        pos = np.searchsorted(self.unique, parents)
+        clipped = np.minimum(pos, max(len(self.unique) - 1, 0))
+        if len(parents) and (len(self.unique) == 0 or not bool(np.all(self.unique[clipped] == parents))):
+            bad = parents if len(self.unique) == 0 else parents[self.unique[clipped] != parents]
+            raise MalformedData(f"{what}: parent_id {int(bad[0])} points to no row of the parent table")
+        out: I64 = clipped.astype(np.int64, copy=False)
+        return out
+
+    def spread(self, per_key: pa.Array, empty: pa.Array) -> pa.Array:
+        """Per-row values from one value per unique id (``empty``, one value, for rows without)."""
+        if self.one_each:
+            return per_key
+        return pa.concat_arrays([per_key, empty]).take(pa.array(self.index))
+
+
+def child_table(
+    tables: Mapping[Any, pa.RecordBatch], payload: ArrowPayloadType, *dependents: Any
+) -> Table | None:
+    """A child table (events, links, data points, exemplars), None when it has no rows, in which
+    case the tables that point into it (``dependents``) must have none either (MalformedData)."""
+    batch = tables.get(payload)
+    if batch is not None and batch.num_rows:
+        return Table.of(payload, batch)
+    for dependent in dependents:
+        if dependent is not None and dependent in tables and tables[dependent].num_rows:
+            raise MalformedData(f"{dependent.name}: there is no {payload.name} table for its parent ids")
+    return None
 
 
 def quasi_delta_decode(encoded: I64, equal_to_previous: Bools, width_bits: int) -> I64:

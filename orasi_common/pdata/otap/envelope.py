@@ -31,6 +31,7 @@ from orasi_common.pdata.otap.common import (
     DELTA,
     U16_MAX,
     Columns,
+    Keys,
     Table,
     check_count,
     decode_ids,
@@ -186,22 +187,11 @@ def children_by_key(
 
     ``keys``/``valid`` are the entities' ids; a parent id matching no valid entity is an error.
     """
-    n = len(keys)
-    uniq, inverse = np.unique(keys[valid], return_inverse=True)
+    index = Keys(keys, valid)
     if len(parents) == 0:
-        return wire.empties(n)
-    pos = np.searchsorted(uniq, parents)
-    clipped = np.minimum(pos, max(len(uniq) - 1, 0))
-    if len(uniq) == 0 or not bool(np.all(uniq[clipped] == parents)):
-        bad = parents if len(uniq) == 0 else parents[uniq[clipped] != parents]
-        raise MalformedData(f"{what}: parent_id {int(bad[0])} points to no row of the parent table")
-    grouped = wire.group_concat(segments, clipped.astype(np.int64), len(uniq))
-    if valid.all() and len(uniq) == n and bool(np.all(inverse == np.arange(n))):
-        return grouped
-    index = np.full(n, len(uniq), dtype=np.int64)
-    index[valid] = inverse
-    extended = pa.concat_arrays([grouped, pa.array([b""], pa.binary())])
-    return extended.take(pa.array(index))
+        return wire.empties(index.n)
+    grouped = wire.group_concat(segments, index.of(parents, what), len(index.unique))
+    return index.spread(grouped, pa.array([b""], pa.binary()))
 
 
 def attributes_for(
@@ -220,84 +210,104 @@ def attributes_for(
     return children_by_key(parents, segments, keys, valid, payload.name)
 
 
+class Groups:
+    """The ResourceX and ScopeX of a root table's rows: a group is a run of rows whose
+    ``resource`` (or ``scope``) struct holds the same id, validity and fields (the encoder gives
+    each its own id). Read once, for the decoder and for the envelope walker of the lake
+    (:class:`orasi_common.pdata.envelope.Envelope`)."""
+
+    def __init__(self, root: Table) -> None:
+        n = self.n = root.n
+        none, zeros = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.int64)
+        self.resource, self.scope = res, scope = root.struct("resource"), root.struct("scope")
+        self.url = url = root.get("schema_url", "utf8")
+        self.res_url = self.name = self.version = None
+        if res is not None:
+            self.res_id, self.res_id_valid = decode_ids(res, "id", "u16", DELTA)
+            self.res_valid = _present(res)
+            self.res_url = res.get("schema_url", "utf8")
+            self.res_dropped = res.np("dropped_attributes_count", "u32", np.int64)
+            res_group = runs(self.res_id, self.res_valid, string_codes(self.res_url, n), self.res_dropped)
+        else:
+            self.res_id, self.res_id_valid = zeros, none
+            self.res_valid, self.res_dropped = none, zeros
+            res_group = zeros
+        if scope is not None:
+            self.scope_id, self.scope_id_valid = decode_ids(scope, "id", "u16", DELTA)
+            self.scope_valid = _present(scope)
+            self.name, self.version = scope.get("name", "utf8"), scope.get("version", "utf8")
+            self.scope_dropped = scope.np("dropped_attributes_count", "u32", np.int64)
+            scope_group = runs(
+                res_group,
+                self.scope_id,
+                self.scope_valid,
+                string_codes(self.name, n),
+                string_codes(self.version, n),
+                self.scope_dropped,
+                string_codes(url, n),
+            )
+        else:
+            self.scope_id, self.scope_id_valid = zeros, none
+            self.scope_valid, self.scope_dropped = none, zeros
+            scope_group = runs(res_group, string_codes(url, n))
+        self.resource_of_row: I64 = res_group
+        self.scope_of_row: I64 = scope_group
+        self.first_of_resource = first_rows(res_group)
+        self.first_of_scope = first_rows(scope_group)
+        self.resource_of_scope = res_group[self.first_of_scope]
+
+    def resource_keys(self, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> tuple[I64, Bools]:
+        """The id of each resource group (valid: it has a resource message and an id) for its
+        RESOURCE_ATTRS, which may have no rows when the root table has no resource ids."""
+        attributes = tables.get(P.RESOURCE_ATTRS)
+        if self.resource is None and attributes is not None and attributes.num_rows:
+            raise MalformedData("RESOURCE_ATTRS: the root table has no resource ids to point to")
+        first = self.first_of_resource
+        return self.res_id[first], self.res_valid[first] & self.res_id_valid[first]
+
+    def scope_keys(self) -> tuple[I64, Bools]:
+        first = self.first_of_scope
+        return self.scope_id[first], self.scope_valid[first] & self.scope_id_valid[first]
+
+
+def _present(struct: Table) -> Bools:
+    return struct.validity if struct.validity is not None else np.ones(struct.n, dtype=np.bool_)
+
+
 class EnvelopeDecoder:
     """Groups of a root table's rows into ScopeX and ResourceX, and their messages."""
 
     def __init__(self, root: Table, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> None:
-        n = root.n
-        self.n = n
-        res = root.struct("resource")
-        scope = root.struct("scope")
-        url = root.get("schema_url", "utf8")
-        if res is not None:
-            res_id, res_id_valid = decode_ids(res, "id", "u16", DELTA)
-            res_valid = res.validity if res.validity is not None else np.ones(n, dtype=np.bool_)
-            res_url = res.get("schema_url", "utf8")
-            res_dropped = res.np("dropped_attributes_count", "u32", np.int64)
-            res_group = runs(res_id, res_valid, string_codes(res_url, n), res_dropped)
-        else:
-            res_id, res_valid, res_url = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_), None
-            res_id_valid = res_valid
-            res_dropped = np.zeros(n, dtype=np.int64)
-            res_group = np.zeros(n, dtype=np.int64)
-        if scope is not None:
-            scope_id, scope_id_valid = decode_ids(scope, "id", "u16", DELTA)
-            scope_valid = scope.validity if scope.validity is not None else np.ones(n, dtype=np.bool_)
-            name, version = scope.get("name", "utf8"), scope.get("version", "utf8")
-            scope_dropped = scope.np("dropped_attributes_count", "u32", np.int64)
-            scope_group = runs(
-                res_group,
-                scope_id,
-                scope_valid,
-                string_codes(name, n),
-                string_codes(version, n),
-                scope_dropped,
-                string_codes(url, n),
-            )
-        else:
-            scope_id, scope_valid = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
-            scope_id_valid = scope_valid
-            name = version = None
-            scope_dropped = np.zeros(n, dtype=np.int64)
-            scope_group = runs(res_group, string_codes(url, n))
-        self.scope_of_row = scope_group
-        first_of_scope = first_rows(scope_group)
-        self.n_scopes = len(first_of_scope)
-        self.resource_of_scope = res_group[first_of_scope]
-        first_of_res = first_rows(res_group)
-        self.n_resources = len(first_of_res)
+        groups = Groups(root)
+        self.n = groups.n
+        self.scope_of_row = groups.scope_of_row
+        self.n_scopes = len(groups.first_of_scope)
+        self.resource_of_scope = groups.resource_of_scope
+        self.n_resources = len(groups.first_of_resource)
 
         # ScopeX: scope message, schema_url
-        take_s = pa.array(first_of_scope)
-        s_valid = scope_valid[first_of_scope]
-        s_keys_valid = s_valid & scope_id_valid[first_of_scope]
-        s_attrs = attributes_for(tables, P.SCOPE_ATTRS, 3, 16, scope_id[first_of_scope], s_keys_valid)
-        if scope is None and s_attrs is not None:
+        first, take = groups.first_of_scope, pa.array(groups.first_of_scope)
+        s_attrs = attributes_for(tables, P.SCOPE_ATTRS, 3, 16, *groups.scope_keys())
+        if groups.scope is None and s_attrs is not None:
             raise MalformedData("SCOPE_ATTRS: the root table has no scope ids to point to")
         scope_parts: list[wire.Segment | pa.Array] = []
-        if name is not None:
-            scope_parts.append(wire.f_bytes(1, name.take(take_s)))
-        if version is not None:
-            scope_parts.append(wire.f_bytes(2, version.take(take_s)))
+        if groups.name is not None:
+            scope_parts.append(wire.f_bytes(1, groups.name.take(take)))
+        if groups.version is not None:
+            scope_parts.append(wire.f_bytes(2, groups.version.take(take)))
         if s_attrs is not None:
             scope_parts.append(s_attrs)
-        scope_parts.append(wire.f_varint(4, scope_dropped[first_of_scope]))
-        scope_msg = wire.join(*scope_parts)
-        self.scope_head = wire.f_bytes(1, scope_msg, s_valid)
-        self.scope_url = wire.f_bytes(3, url.take(take_s)) if url is not None else None
+        scope_parts.append(wire.f_varint(4, groups.scope_dropped[first]))
+        self.scope_head = wire.f_bytes(1, wire.join(*scope_parts), groups.scope_valid[first])
+        self.scope_url = wire.f_bytes(3, groups.url.take(take)) if groups.url is not None else None
 
         # ResourceX: resource message, schema_url
-        take_r = pa.array(first_of_res)
-        r_valid = res_valid[first_of_res]
-        r_keys_valid = r_valid & res_id_valid[first_of_res]
-        r_attrs = attributes_for(tables, P.RESOURCE_ATTRS, 1, 16, res_id[first_of_res], r_keys_valid)
-        if res is None and r_attrs is not None:
-            raise MalformedData("RESOURCE_ATTRS: the root table has no resource ids to point to")
+        first, take = groups.first_of_resource, pa.array(groups.first_of_resource)
+        r_attrs = attributes_for(tables, P.RESOURCE_ATTRS, 1, 16, *groups.resource_keys(tables))
         res_parts: list[wire.Segment | pa.Array] = [r_attrs] if r_attrs is not None else []
-        res_parts.append(wire.f_varint(2, res_dropped[first_of_res]))
-        res_msg = wire.join(*res_parts)
-        self.res_head = wire.f_bytes(1, res_msg, r_valid)
-        self.res_url = wire.f_bytes(3, res_url.take(take_r)) if res_url is not None else None
+        res_parts.append(wire.f_varint(2, groups.res_dropped[first]))
+        self.res_head = wire.f_bytes(1, wire.join(*res_parts), groups.res_valid[first])
+        self.res_url = wire.f_bytes(3, groups.res_url.take(take)) if groups.res_url is not None else None
 
     def assemble(self, items: pa.Array | wire.Segment) -> bytes:
         """The serialized export request whose items (one per root row) are ``items``.
@@ -360,6 +370,7 @@ def column_numpy(table: Table, name: str, kind: str, dtype: Any) -> npt.NDArray[
 __all__ = [
     "EnvelopeDecoder",
     "EnvelopeEncoder",
+    "Groups",
     "attributes_for",
     "check_payloads",
     "children_by_key",

@@ -52,6 +52,7 @@ from orasi_common.pdata.otap.common import (
     Columns,
     Table,
     check_count,
+    child_table,
     decode_ids,
     delta_encode,
     delta_ids,
@@ -449,15 +450,7 @@ def decode_metrics_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> b
     root = Table.of(P.UNIVARIATE_METRICS, batch)
     n = root.n
     envelope = EnvelopeDecoder(root, checked)
-    ids, ids_valid = decode_ids(root, "id", "u16", DELTA)
-    if not ids_valid.all():
-        raise root.fail("required column 'id' is missing or has nulls")
-    types_arr = root.need("metric_type", "u8")
-    if types_arr.null_count:
-        raise root.fail("metric_type has nulls")
-    types = to_numpy(types_arr, np.uint8)
-    if bool(np.any(types > max(MetricType))):
-        raise root.fail(f"unknown metric_type {int(types.max())}")
+    ids, ids_valid, types = metric_ids_and_types(root)
     parts: list[wire.Segment | pa.Array] = [wire.f_bytes(1, root.need("name", "utf8"))]
     for field, name in ((2, "description"), (3, "unit")):
         arr = root.get(name, "utf8")
@@ -488,6 +481,17 @@ def decode_metrics_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> b
     return envelope.assemble(wire.f_bytes(2, metrics, np.ones(n, dtype=np.bool_)))
 
 
+def metric_ids_and_types(root: Table) -> tuple[I64, Bools, npt.NDArray[np.uint8]]:
+    """The id (all valid) and the metric type of each row of UNIVARIATE_METRICS."""
+    ids, ids_valid = decode_ids(root, "id", "u16", DELTA)
+    if not ids_valid.all():
+        raise root.fail("required column 'id' is missing or has nulls")
+    types = to_numpy(root.full("metric_type", "u8"), np.uint8)
+    if bool(np.any(types > max(MetricType))):
+        raise root.fail(f"unknown metric_type {int(types.max())}")
+    return ids, ids_valid, types
+
+
 def _decode_points(
     kind: _Kind,
     tables: Mapping[ArrowPayloadType, pa.RecordBatch],
@@ -495,23 +499,12 @@ def _decode_points(
     metric_types: npt.NDArray[np.uint8],
 ) -> pa.Array | None:
     """Each metric's data points (``data_points`` field segments) from one table, or None."""
-    batch = tables.get(kind.points)
-    if batch is None or batch.num_rows == 0:
-        for orphan in (kind.attrs, kind.exemplars, kind.exemplar_attrs):
-            if orphan is not None and orphan in tables and tables[orphan].num_rows:
-                raise MalformedData(f"{orphan.name}: there is no {kind.points.name} table for its parent ids")
+    table = point_table(kind, tables)
+    if table is None:
         return None
-    table = Table.of(kind.points, batch)
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
-    parent_arr = table.need("parent_id", "u16")
-    if parent_arr.null_count:
-        raise table.fail("parent_id has nulls")
-    parents = to_numpy(parent_arr, np.int64)
-    if table.encoding("parent_id", DELTA) == DELTA:
-        parents = np.cumsum(parents) & U16_MAX
-    if table.get("time_unix_nano", "timestamp") is None:
-        raise table.fail("required column 'time_unix_nano' is missing")
+    parents = point_parents(table)
     attrs = attributes_for(tables, kind.attrs, kind.attrs_field, 32, ids, ids_valid)
     exemplars = _decode_exemplars(kind, tables, ids, ids_valid)
     parts: list[wire.Segment | pa.Array] = []
@@ -533,13 +526,39 @@ def _decode_points(
     grouped = children_by_key(
         parents, points, metric_ids, np.ones(len(metric_ids), dtype=np.bool_), kind.points.name
     )
+    check_owner_types(kind, table, parents, metric_ids, metric_types)
+    return grouped
+
+
+def point_table(kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> Table | None:
+    """A data point table (None when it has no rows, and then neither may its children)."""
+    return _timed(child_table(tables, kind.points, kind.attrs, kind.exemplars, kind.exemplar_attrs))
+
+
+def _timed(table: Table | None) -> Table | None:
+    if table is not None and table.get("time_unix_nano", "timestamp") is None:
+        raise table.fail("required column 'time_unix_nano' is missing")
+    return table
+
+
+def point_parents(table: Table) -> I64:
+    """The metric id each data point belongs to."""
+    parents = to_numpy(table.full("parent_id", "u16"), np.int64)
+    if table.encoding("parent_id", DELTA) == DELTA:
+        parents = np.cumsum(parents) & U16_MAX
+    return parents
+
+
+def check_owner_types(
+    kind: _Kind, table: Table, parents: I64, metric_ids: I64, metric_types: npt.NDArray[np.uint8]
+) -> None:
+    """MalformedData when a data point belongs to a metric of a type this table does not hold."""
     owners = np.unique(parents)
     owner_rows = np.searchsorted(np.sort(metric_ids), owners)
     order = np.argsort(metric_ids)
     owner_types = metric_types[order[np.minimum(owner_rows, len(order) - 1)]]
     if not bool(np.all(np.isin(owner_types, np.asarray(kind.metric_types, dtype=np.uint8)))):
         raise table.fail("a data point belongs to a metric of another type")
-    return grouped
 
 
 def _optional_double(table: Table, name: str, field: int, parts: list[wire.Segment | pa.Array]) -> None:
@@ -559,16 +578,9 @@ def _number_fields(table: Table, parts: list[wire.Segment | pa.Array]) -> None:
 def _summary_fields(table: Table, parts: list[wire.Segment | pa.Array]) -> None:
     parts.append(wire.f_fixed64(4, table.np("count", "u64", np.uint64)))
     parts.append(wire.f_fixed64(5, table.np("sum", "f64", np.float64)))
-    quantiles = table.get("quantile", "list")
-    if quantiles is not None:
-        values = quantiles.flatten()
-        if not pa.types.is_struct(values.type):
-            raise table.fail(f"column 'quantile' has type {quantiles.type}, expected list<struct>")
-        sub = Table(
-            f"{table.name}.quantile",
-            {values.type.field(i).name: values.field(i) for i in range(values.type.num_fields)},
-            len(values),
-        )
+    found = quantiles_of(table)
+    if found is not None:
+        quantiles, sub = found
         items = wire.join(
             wire.f_fixed64(1, sub.np("quantile", "f64", np.float64)),
             wire.f_fixed64(2, sub.np("value", "f64", np.float64)),
@@ -576,6 +588,18 @@ def _summary_fields(table: Table, parts: list[wire.Segment | pa.Array]) -> None:
         framed = wire.f_bytes(6, items, np.ones(len(items), dtype=np.bool_))
         parts.append(wire.group_concat(framed, _list_rows(quantiles), table.n))
     parts.append(wire.f_varint(8, table.np("flags", "u32", np.int64)))
+
+
+def quantiles_of(table: Table) -> tuple[pa.Array, Table] | None:
+    """A summary table's ``quantile`` list column and the table of its structs, or None."""
+    quantiles = table.get("quantile", "list")
+    if quantiles is None:
+        return None
+    values = quantiles.flatten()
+    if not pa.types.is_struct(values.type):
+        raise table.fail(f"column 'quantile' has type {quantiles.type}, expected list<struct>")
+    fields = {values.type.field(i).name: values.field(i) for i in range(values.type.num_fields)}
+    return quantiles, Table(f"{table.name}.quantile", fields, len(values))
 
 
 def _list_rows(arr: pa.Array) -> I64:
@@ -642,31 +666,14 @@ def _exp_histogram_fields(table: Table, parts: list[wire.Segment | pa.Array]) ->
 def _decode_exemplars(
     kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch], point_ids: I64, point_valid: Bools
 ) -> pa.Array | None:
-    if kind.exemplars is None:
+    table = exemplar_table(kind, tables)
+    if table is None:
         return None
-    batch = tables.get(kind.exemplars)
-    if batch is None or batch.num_rows == 0:
-        if kind.exemplar_attrs in tables and tables[kind.exemplar_attrs].num_rows:  # type: ignore[index]
-            raise MalformedData(f"{kind.exemplar_attrs.name}: there is no {kind.exemplars.name} table")  # type: ignore[union-attr]
-        return None
-    table = Table.of(kind.exemplars, batch)
+    assert kind.exemplars is not None
     n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
-    parent_arr = table.need("parent_id", "u32")
-    if parent_arr.null_count:
-        raise table.fail("parent_id has nulls")
-    encoded = to_numpy(parent_arr, np.int64)
-    ints, doubles = table.get("int_value", "i64"), table.get("double_value", "f64")
-    encoding = table.encoding("parent_id", QUASIDELTA)
-    if encoding == QUASIDELTA:
-        eq = _null_safe_equal(ints, n) & _null_safe_equal(doubles, n)
-        parents = quasi_delta_decode(encoded, eq, 32)
-    elif encoding == DELTA:
-        parents = np.cumsum(encoded) & 0xFFFFFFFF
-    else:
-        parents = encoded
-    if table.get("time_unix_nano", "timestamp") is None:
-        raise table.fail("required column 'time_unix_nano' is missing")
+    parents = exemplar_parents(table)
+    ints = table.get("int_value", "i64")
     parts: list[wire.Segment | pa.Array] = []
     attrs = attributes_for(tables, kind.exemplar_attrs, 7, 32, ids, ids_valid)  # type: ignore[arg-type]
     if attrs is not None:
@@ -681,6 +688,28 @@ def _decode_exemplars(
         parts.append(wire.f_fixed64(6, to_numpy(ints, np.int64), wire.is_valid(ints)))
     exemplars = wire.f_bytes(kind.exemplars_field, wire.join(*parts), np.ones(n, dtype=np.bool_))
     return children_by_key(parents, exemplars, point_ids, point_valid, kind.exemplars.name)
+
+
+def exemplar_table(kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> Table | None:
+    """An exemplar table (None when it has no rows, and then neither may its attributes)."""
+    return (
+        None if kind.exemplars is None else _timed(child_table(tables, kind.exemplars, kind.exemplar_attrs))
+    )
+
+
+def exemplar_parents(table: Table) -> I64:
+    """The data point id each exemplar belongs to (quasi-delta on its value by default)."""
+    encoded = to_numpy(table.full("parent_id", "u32"), np.int64)
+    encoding = table.encoding("parent_id", QUASIDELTA)
+    if encoding == QUASIDELTA:
+        n = table.n
+        ints, doubles = table.get("int_value", "i64"), table.get("double_value", "f64")
+        eq = _null_safe_equal(ints, n) & _null_safe_equal(doubles, n)
+        return quasi_delta_decode(encoded, eq, 32)
+    if encoding == DELTA:
+        out: I64 = np.cumsum(encoded) & 0xFFFFFFFF
+        return out
+    return encoded
 
 
 def _null_safe_equal(arr: pa.Array | None, n: int) -> Bools:

@@ -49,6 +49,7 @@ from orasi_common.pdata.otap.common import (
     Columns,
     Table,
     check_count,
+    child_table,
     decode_ids,
     delta_ids,
     id_field,
@@ -355,19 +356,6 @@ def decode_traces_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> by
     return envelope.assemble(wire.f_bytes(2, spans, np.ones(n, dtype=np.bool_)))
 
 
-def child_table(
-    tables: Mapping[ArrowPayloadType, pa.RecordBatch], payload: ArrowPayloadType, attributes: ArrowPayloadType
-) -> Table | None:
-    """A child table of spans (events, links), None when it has no rows, in which case its
-    attribute table must have none either (MalformedData)."""
-    batch = tables.get(payload)
-    if batch is not None and batch.num_rows:
-        return Table.of(payload, batch)
-    if attributes in tables and tables[attributes].num_rows:
-        raise MalformedData(f"{attributes.name}: there is no {payload.name} table for its parent ids")
-    return None
-
-
 def _decode_events(
     tables: Mapping[ArrowPayloadType, pa.RecordBatch],
     span_ids: np.ndarray[Any, Any],
@@ -422,10 +410,7 @@ def _decode_links(
 
 def quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[Any, Any]) -> Any:
     """Decode a parent_id column quasi-delta encoded on columns whose equality codes are given."""
-    arr = table.need("parent_id", kind)
-    if arr.null_count:
-        raise table.fail("parent_id has nulls")
-    encoded = to_numpy(arr, np.int64)
+    encoded = to_numpy(table.full("parent_id", kind), np.int64)
     encoding = table.encoding("parent_id", QUASIDELTA)
     if encoding == QUASIDELTA:
         eq = np.zeros(len(encoded), dtype=np.bool_)
@@ -438,7 +423,6 @@ def quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[An
 
 
 __all__ = [
-    "child_table",
     "decode_traces",
     "decode_traces_bytes",
     "encode_traces",

@@ -5,20 +5,32 @@ every field; the QueryEngine reads the rows back first from the writer's memory 
 then, after flush(), from the Parquet files on SeaweedFS that the Iceberg commit (PostgreSQL
 catalog) points at. Both reads must give the same, exact values: every difference is collected
 and reported at once, saying which read (hot or committed) and which column.
+
+Each signal's rows arrive in every form the writer takes (``ARRIVALS``): OTLP and OTAP batches
+consumed live, and the records of both replayed from the write-ahead log after a crash
+(version-1 records, which logs written before OTAP records existed hold, too). An OTAP batch is
+never decoded to OTLP on the way.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
+from google.protobuf.message import Message
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter
 from integration.bridge.helpers import CONTRACT_COLUMNS, parsed_json, select_all
 from orasi_bridge.lake import LakeWriter
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
-from orasi_common.pdata import Signal
+from orasi_common.pdata import Batch, Signal, new_batch_id
+from orasi_common.pdata.otap import codec
+from orasi_common.pipeline.wal import WriteAheadLog
 
 WINDOW: dict[str, Any] = {"start": data.T0 - data.HOUR, "end": data.T0 + data.HOUR}
 Check = Callable[[str, dict[str, Any], dict[str, Any]], list[str]]
@@ -56,6 +68,49 @@ def check_log(where: str, row: dict[str, Any], want: dict[str, Any]) -> list[str
     return problems
 
 
+ARRIVALS = ["otlp", "otap", "otlp record, replayed", "otap record, replayed", "version-1 record, replayed"]
+Deliver = Callable[[Signal, Message], Awaitable[tuple[LakeWriter, QueryEngine]]]
+
+
+def version_1_record(batch: Batch) -> bytes:
+    """The record ``Batch.to_record`` wrote before version 2 (OTLP bytes only), by hand."""
+    batch_id, tenant = batch.batch_id.encode(), batch.tenant.encode()
+    code = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}[batch.signal]
+    head = struct.pack("<BBIB", 1, code, batch.items, len(batch_id))
+    return head + batch_id + struct.pack("<H", len(tenant)) + tenant + batch.raw
+
+
+@pytest.fixture(params=ARRIVALS)
+def deliver(
+    request: pytest.FixtureRequest, make_writer: MakeWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Deliver:
+    """A writer holding ``message`` as it arrived in one of the forms of ARRIVALS."""
+    arrival: str = request.param
+
+    async def go(signal: Signal, message: Message) -> tuple[LakeWriter, QueryEngine]:
+        batch = data.batch(signal, message)
+        if "otap" in arrival:
+            tables = codec.encode(batch)
+            batch = codec.decode(signal, tables, tenant=batch.tenant, batch_id=new_batch_id())
+
+            def decoded(*_: Any) -> bytes:
+                raise AssertionError("an OTAP batch was decoded to OTLP")
+
+            monkeypatch.setattr(codec, "decode_tables", decoded)
+        if "replayed" not in arrival:
+            writer = await make_writer()
+            await writer.consume(batch)
+        else:
+            log = WriteAheadLog(tmp_path / "wal" / "lake", max_bytes=64 * 1024 * 1024)
+            await log.open()
+            await log.append(version_1_record(batch) if "version-1" in arrival else batch.to_record())
+            await log.close()
+            writer = await make_writer(wal={"directory": str(tmp_path / "wal")})
+        return writer, QueryEngine(writer, QueryLimits())
+
+    return go
+
+
 async def hot_then_cold(
     writer: LakeWriter,
     engine: QueryEngine,
@@ -89,8 +144,8 @@ async def hot_then_cold(
     return cold
 
 
-async def test_spans_every_column(writer: LakeWriter, engine: QueryEngine) -> None:
-    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
+async def test_spans_every_column(deliver: Deliver) -> None:
+    writer, engine = await deliver(Signal.TRACES, data.traces_request())
     by_id = data.expected_spans()
     expected = [by_id[key] for key in sorted(by_id)]
     rows = await hot_then_cold(writer, engine, "spans", "span_id", expected, plain_check({"attributes"}))
@@ -108,8 +163,8 @@ async def test_spans_every_column(writer: LakeWriter, engine: QueryEngine) -> No
             assert row[column] is None or row[column] == row[column].lower()
 
 
-async def test_logs_every_column(writer: LakeWriter, engine: QueryEngine) -> None:
-    await writer.consume(data.batch(Signal.LOGS, data.logs_request()))
+async def test_logs_every_column(deliver: Deliver) -> None:
+    writer, engine = await deliver(Signal.LOGS, data.logs_request())
     expected = data.expected_logs()
     rows = await hot_then_cold(
         writer, engine, "logs", "coalesce(time_unix_nano, observed_time_unix_nano)", expected, check_log
@@ -120,8 +175,8 @@ async def test_logs_every_column(writer: LakeWriter, engine: QueryEngine) -> Non
     assert (rows[-1]["time_unix_nano"], rows[-1]["time_us"]) == (None, (data.T0 + 7_000) // 1000)
 
 
-async def test_metric_points_every_column(writer: LakeWriter, engine: QueryEngine) -> None:
-    await writer.consume(data.batch(Signal.METRICS, data.metrics_request()))
+async def test_metric_points_every_column(deliver: Deliver) -> None:
+    writer, engine = await deliver(Signal.METRICS, data.metrics_request())
     expected = data.expected_metric_points()
     rows = await hot_then_cold(
         writer, engine, "metric_points", "time_unix_nano", expected, plain_check({"attributes"})

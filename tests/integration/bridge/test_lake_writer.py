@@ -529,14 +529,14 @@ async def test_an_item_that_does_not_convert_is_dropped_alone_and_counted(
 ) -> None:
     """Receivers validate every batch, so a span the converter refuses is a converter bug; the
     writer then converts the batch's parts, and drops and counts only the span that fails alone."""
-    convert = writer_module.to_record_batch
+    convert = writer_module.otlp_rows
 
-    def refusing(batch: Any, region: str) -> Any:
-        if any("poison" in name for name in _span_names(batch)):
+    def refusing(batches: list[Any], region: str) -> Any:
+        if any("poison" in name for batch in batches for name in _span_names(batch)):
             raise ValueError("the converter cannot take this span")
-        return convert(batch, region)
+        return convert(batches, region)
 
-    monkeypatch.setattr(writer_module, "to_record_batch", refusing)
+    monkeypatch.setattr(writer_module, "otlp_rows", refusing)
     metrics = Metrics("bridge")
     writer = await make_writer(metrics)
     request = data.span_request(data.T0, "span-0")

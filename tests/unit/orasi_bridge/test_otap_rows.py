@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from orasi_bridge.lake.otap_rows import logs_from_otap, spans_from_otap
-from orasi_bridge.lake.rows import logs_batch, spans_batch
+from orasi_bridge.lake.rows import otap, otlp
 from orasi_common.errors import MalformedData
 from orasi_common.pdata import Signal
 from orasi_common.pdata.otap import codec
@@ -45,7 +44,7 @@ def _assert_same_rows(direct: pa.RecordBatch, via_otlp: pa.RecordBatch) -> None:
 def test_spans_from_otap_equal_spans_from_otlp(request: ExportTraceServiceRequest) -> None:
     tables = encode_traces_bytes(request.SerializeToString())
     batch = codec.decode(Signal.TRACES, tables, tenant="t", batch_id="b")
-    _assert_same_rows(spans_from_otap(tables, "t", "r"), spans_batch(batch.raw, "t", "r"))
+    _assert_same_rows(otap.spans_batch(tables, "t", "r"), otlp.spans_batch(batch.raw, "t", "r"))
 
 
 @PROPERTY
@@ -53,7 +52,7 @@ def test_spans_from_otap_equal_spans_from_otlp(request: ExportTraceServiceReques
 def test_logs_from_otap_equal_logs_from_otlp(request: ExportLogsServiceRequest) -> None:
     tables = encode_logs_bytes(request.SerializeToString())
     batch = codec.decode(Signal.LOGS, tables, tenant="t", batch_id="b")
-    _assert_same_rows(logs_from_otap(tables, "t", "r"), logs_batch(batch.raw, "t", "r"))
+    _assert_same_rows(otap.logs_batch(tables, "t", "r"), otlp.logs_batch(batch.raw, "t", "r"))
 
 
 def test_an_otap_batch_is_decoded_only_when_read_as_otlp() -> None:
@@ -77,7 +76,7 @@ def test_attributes_pointing_to_no_span_are_refused() -> None:
     index = attrs.schema.get_field_index("parent_id")
     orphaned = attrs.set_column(index, "parent_id", pa.array([999], attrs.schema.field("parent_id").type))
     with pytest.raises(MalformedData, match="points to no row"):
-        spans_from_otap({**tables, P.SPAN_ATTRS: orphaned}, "t", "r")
+        otap.spans_batch({**tables, P.SPAN_ATTRS: orphaned}, "t", "r")
     lazy = codec.decode(Signal.TRACES, {**tables, P.SPAN_ATTRS: orphaned}, tenant="t", batch_id="b")
     with pytest.raises(MalformedData):
         _ = lazy.raw
@@ -90,3 +89,4 @@ def test_a_batch_without_its_root_table_is_refused_at_once() -> None:
     tables = encode_traces_bytes(request.SerializeToString())
     with pytest.raises(MalformedData, match="root table"):
         codec.decode(Signal.TRACES, {P.SPAN_ATTRS: tables[P.SPAN_ATTRS]}, tenant="t", batch_id="b")
+

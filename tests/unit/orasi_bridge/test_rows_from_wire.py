@@ -33,9 +33,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from orasi_bridge.lake import rows, schema
-from orasi_bridge.lake.attributes import as_pairs, body_text, value_type
+from orasi_bridge.lake import schema
+from orasi_bridge.lake.rows import otlp as rows
 from orasi_common.errors import MalformedData
+from orasi_common.pdata.canonical import body_text, canonical
 
 # --- the reference: the per-object conversion ------------------------------------------------
 
@@ -45,6 +46,25 @@ _STATUS = {v: k.removeprefix("STATUS_CODE_") for k, v in Status.StatusCode.items
 
 def _hex(value: bytes) -> str | None:
     return value.hex() if value else None
+
+
+def as_pairs(attributes: Sequence[KeyValue]) -> list[tuple[str, str | None]]:
+    """KeyValues as (key, canonical value) pairs; a repeated key keeps its last value."""
+    return list({kv.key: canonical(kv.value) for kv in attributes}.items())
+
+
+def value_type(value: AnyValue) -> str:
+    """The OTLP type name of a value (`string`, `int`, `double`, `bool`, `bytes`, `array`, `map`)."""
+    kind = value.WhichOneof("value")
+    return {
+        "string_value": "string",
+        "int_value": "int",
+        "double_value": "double",
+        "bool_value": "bool",
+        "bytes_value": "bytes",
+        "array_value": "array",
+        "kvlist_value": "map",
+    }.get(kind or "", "empty")
 
 
 def _service(resource: Resource) -> tuple[list[tuple[str, str | None]], str]:
@@ -215,7 +235,7 @@ def _with(message: Message, /, **fields: Any) -> Message:
     for name, value in fields.items():
         if value is None:
             continue
-        if isinstance(value, list):
+        if isinstance(value, list) or message.DESCRIPTOR.fields_by_name[name].is_repeated:
             getattr(message, name).extend(value)
         elif isinstance(value, Message):
             getattr(message, name).CopyFrom(value)
@@ -372,11 +392,11 @@ def _wire_type(field: FieldDescriptor) -> int:
 
 
 @st.composite
-def unknown_fields(draw: st.DrawFn, known: dict[int, int], depth: int = 0) -> bytes:
+def unknown_fields(draw: st.DrawFn, known: dict[int, set[int]], depth: int = 0) -> bytes:
     """An unknown field: a number the message does not define, or a known number with another
     wire type than its own (which upb keeps as unknown too), possibly a group."""
     number = draw(st.one_of(st.integers(1, 20), st.integers(1000, 2**29 - 1)))
-    wire_types = [w for w in [0, 1, 2, 5] + ([3] if depth < 3 else []) if w != known.get(number)]
+    wire_types = [w for w in [0, 1, 2, 5] + ([3] if depth < 3 else []) if w not in known.get(number, ())]
     wire_type = draw(st.sampled_from(wire_types))
     if wire_type == 0:
         return _tag(number, 0) + _varint(draw(st.integers(0, 2**64 - 1)))
@@ -413,7 +433,8 @@ def _bogus(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 def reencoded(draw: st.DrawFn, message: Message) -> bytes:
     """``message`` serialized otherwise than upb would, but parsing to the same message."""
     descriptor = message.DESCRIPTOR
-    known = {f.number: _wire_type(f) for f in descriptor.fields}
+    # a repeated number may also come packed (LEN), which is not unknown either
+    known = {f.number: {_wire_type(f), 2} if f.is_repeated else {_wire_type(f)} for f in descriptor.fields}
     chunks: list[bytes] = []
     listed = message.ListFields()
     for field, value in draw(st.permutations(listed)):

@@ -1,0 +1,56 @@
+"""The lake's rows of a batch, converted from the form it arrived in, live and on replay alike::
+
+    OTLP bytes  ──otlp.spans_batch / otlp.logs_batch──▶  spans, logs rows
+    OTAP tables ──otap.spans_batch / otap.logs_batch──▶  spans, logs rows
+    OTLP bytes  ──metrics.otlp_batch──▶  metric_points rows  ◀──metrics.otap_batch──  OTAP tables
+
+Both forms read their envelope (resource, scope, service name) with
+:class:`orasi_common.pdata.envelope.Envelope`, canonicalise values with
+:mod:`orasi_common.pdata.canonical` and build rows with :mod:`.columns`: they give equal rows
+(tests hold them against each other and against rows written by hand). OTLP converts many
+batches merged into one (the converters' cost is mostly per call, see ``writer``); a merged
+batch of OTAP parts converts part by part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from orasi_bridge.lake.rows import metrics, otap, otlp
+from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.otlp import merge_serialized
+
+TABLE_OF_SIGNAL = {Signal.TRACES: "spans", Signal.LOGS: "logs", Signal.METRICS: "metric_points"}
+
+
+def otlp_rows(batches: Sequence[Batch], region: str) -> pa.RecordBatch:
+    """The rows of OTLP batches of one signal and tenant, converted together."""
+    first = batches[0]
+    data = merge_serialized(batch.raw for batch in batches) if len(batches) > 1 else first.raw
+    if first.signal is Signal.TRACES:
+        return otlp.spans_batch(data, first.tenant, region)
+    if first.signal is Signal.LOGS:
+        return otlp.logs_batch(data, first.tenant, region)
+    return metrics.otlp_batch(data, first.tenant, region)
+
+
+def rows_of(batch: Batch, region: str) -> pa.RecordBatch:
+    """The rows of one batch, in whatever form (or forms, merged) it holds."""
+    parts = [_rows_of_part(part, region) for part in batch.parts]
+    return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+
+
+def _rows_of_part(part: Batch, region: str) -> pa.RecordBatch:
+    tables = part.otap
+    if tables is None:
+        return otlp_rows([part], region)
+    if part.signal is Signal.TRACES:
+        return otap.spans_batch(tables, part.tenant, region)
+    if part.signal is Signal.LOGS:
+        return otap.logs_batch(tables, part.tenant, region)
+    return metrics.otap_batch(tables, part.tenant, region)
+
+
+__all__ = ["TABLE_OF_SIGNAL", "otlp_rows", "rows_of"]
