@@ -17,7 +17,8 @@ OTLP batches wait as received and become Arrow rows many at a time (``CONVERT_IT
 when a query or a flush needs them: the converter's cost is mostly per call); a batch that
 arrived as OTAP becomes rows at once, straight from its tables (``rows``), so invalid tables
 fail its sender. While ``CONVERT_BACKLOG`` items wait for conversion, ``consume`` waits before
-accepting more.
+accepting more. A batch is stamped with the time it was accepted (``received_ns``, kept in its
+record): the observed time of log records that have neither time.
 
 Queries see committed data at the snapshot the writer last published plus every buffered row,
 captured together (``snapshot_view``) so a row is never seen twice or missed during a flush.
@@ -314,6 +315,8 @@ class LakeWriter:
             )
         attempt = asyncio.get_running_loop().create_future()
         self._in_progress[batch.batch_id] = attempt
+        if not batch.received_ns:
+            batch.received_ns = time.time_ns()
         try:
             lsn = None
             if self._wal is not None:

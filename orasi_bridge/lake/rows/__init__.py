@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from orasi_bridge.lake.rows import metrics, otap, otlp
@@ -32,7 +33,8 @@ def otlp_rows(batches: Sequence[Batch], region: str) -> pa.RecordBatch:
     if first.signal is Signal.TRACES:
         return otlp.spans_batch(data, first.tenant, region)
     if first.signal is Signal.LOGS:
-        return otlp.logs_batch(data, first.tenant, region)
+        received = np.repeat([batch.received_ns for batch in batches], [batch.items for batch in batches])
+        return otlp.logs_batch(data, first.tenant, region, received)
     return metrics.otlp_batch(data, first.tenant, region)
 
 
@@ -49,7 +51,7 @@ def _rows_of_part(part: Batch, region: str) -> pa.RecordBatch:
     if part.signal is Signal.TRACES:
         return otap.spans_batch(tables, part.tenant, region)
     if part.signal is Signal.LOGS:
-        return otap.logs_batch(tables, part.tenant, region)
+        return otap.logs_batch(tables, part.tenant, region, part.received_ns)
     return metrics.otap_batch(tables, part.tenant, region)
 
 

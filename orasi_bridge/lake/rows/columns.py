@@ -109,10 +109,12 @@ def span_rows(tenant: str, region: str, envelope: Mapping[str, pa.Array], **c: A
 
 def log_rows(tenant: str, region: str, envelope: Mapping[str, pa.Array], **c: Any) -> pa.RecordBatch:
     """The logs rows from the columns of either form; ``time``/``observed`` are int64
-    nanoseconds (0: unset), ``body_type`` the OTAP type code of each body."""
-    time_ns, observed = c.pop("time"), c.pop("observed")
+    nanoseconds (0: unset), ``body_type`` the OTAP type code of each body, ``received`` when
+    the bridge received each record, the observed time of a record that has neither."""
+    time_ns, observed, received = c.pop("time"), c.pop("observed"), c.pop("received")
     body_type: U8 = c.pop("body_type")
     n = len(time_ns)
+    observed = np.where((time_ns == 0) & (observed == 0), received, observed)
     return record_batch(
         schema.LOGS,
         {

@@ -25,6 +25,7 @@ from orasi_common.pdata.otap.envelope import check_payloads, root_or_empty
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, TRACES_PAYLOAD_TYPES
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.traces import quasi_delta_parents
+from orasi_common.pdata.protoscan import I64
 
 Tables = Mapping[Any, pa.RecordBatch]
 Columns = Callable[[Table, int], list[pa.Array]]
@@ -115,8 +116,8 @@ def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
     )
 
 
-def logs_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
-    """The ``logs`` rows of one OTAP logs batch."""
+def logs_batch(tables: Tables, tenant: str, region: str, received: I64 | int = 0) -> pa.RecordBatch:
+    """The ``logs`` rows of one OTAP logs batch (``received``: see ``columns.log_rows``)."""
     checked, root = root_table(tables, LOGS_PAYLOAD_TYPES, P.LOGS, "logs")
     if root is None:
         return pa.RecordBatch.from_pylist([], schema.LOGS)
@@ -138,6 +139,7 @@ def logs_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
         OtapEnvelope(root, checked).item_columns(),
         time=root.np("time_unix_nano", "timestamp", np.int64),
         observed=root.np("observed_time_unix_nano", "timestamp", np.int64),
+        received=received,
         severity_number=root.np("severity_number", "i32", np.int64),
         severity_text=text(root.get("severity_text", "utf8"), n, True),
         event_name=text(root.get("event_name", "utf8"), n, True),

@@ -129,8 +129,9 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
     )
 
 
-def logs_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
-    """The ``logs`` rows of a serialized ExportLogsServiceRequest."""
+def logs_batch(data: bytes, tenant: str, region: str, received: I64 | int = 0) -> pa.RecordBatch:
+    """The ``logs`` rows of a serialized ExportLogsServiceRequest (``received``: when each record
+    was received, see ``columns.log_rows``)."""
     buf, envelope, n, logs = walk(data)
     body_rows = logs.rows(5, LEN)
     body = scanned_values(buf, logs.start[body_rows], logs.end[body_rows], logs.msg[body_rows], n)
@@ -140,6 +141,7 @@ def logs_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         envelope.item_columns(),
         **{name: numbers(logs, number, wire_type, n) for name, (number, wire_type) in _LOG_NUMBERS.items()},
         **{name: ids(buf, logs, number, n) for name, number in _LOG_IDS.items()},
+        received=received,
         severity_text=optional_strings(buf, logs, 3, n),
         event_name=optional_strings(buf, logs, 12, n),
         body=body.render(body=True),

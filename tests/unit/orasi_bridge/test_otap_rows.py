@@ -8,10 +8,11 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from orasi_bridge.lake.rows import otap, otlp
+from orasi_bridge.lake.rows import otap, otlp, otlp_rows, rows_of
 from orasi_common.errors import MalformedData
-from orasi_common.pdata import Signal
+from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.logs import encode_logs_bytes
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
@@ -90,3 +91,31 @@ def test_a_batch_without_its_root_table_is_refused_at_once() -> None:
     with pytest.raises(MalformedData, match="root table"):
         codec.decode(Signal.TRACES, {P.SPAN_ATTRS: tables[P.SPAN_ATTRS]}, tenant="t", batch_id="b")
 
+
+def _timeless_logs() -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    records.add(body=AnyValue(string_value="neither time"))
+    records.add(observed_time_unix_nano=7_000, body=AnyValue(string_value="observed only"))
+    records.add(time_unix_nano=5_000, body=AnyValue(string_value="time only"))
+    return request
+
+
+@pytest.mark.parametrize("form", ["otlp", "otap"])
+def test_a_log_record_without_times_is_observed_when_the_bridge_received_it(form: str) -> None:
+    received = 1_717_171_717_123_456_789
+    batch = Batch.from_serialized(Signal.LOGS, _timeless_logs().SerializeToString())
+    if form == "otap":
+        batch = codec.decode(Signal.LOGS, encode_logs_bytes(batch.raw), tenant="t", batch_id="b")
+    batch.received_ns = received
+    rows = rows_of(batch, "r").to_pydict()
+    assert rows["time_unix_nano"] == [None, None, 5_000]  # OTLP's 0, as before
+    assert rows["observed_time_unix_nano"] == [received, 7_000, None]
+    assert [t.timestamp() * 10**6 for t in rows["time"]] == [received // 1000, 7, 5]
+
+
+def test_records_converted_together_are_observed_when_their_own_batch_was_received() -> None:
+    batches = [Batch.from_serialized(Signal.LOGS, _timeless_logs().SerializeToString()) for _ in range(2)]
+    batches[0].received_ns, batches[1].received_ns = 1_000_000, 2_000_000
+    rows = otlp_rows(batches, "r").to_pydict()
+    assert rows["observed_time_unix_nano"] == [1_000_000, 7_000, None, 2_000_000, 7_000, None]
