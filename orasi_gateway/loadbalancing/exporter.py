@@ -164,7 +164,7 @@ class LoadBalancingExporter:
         def owner(key: bytes) -> str | None:
             return group.ring.lookup(key_hash(key), group.usable)
 
-        routed = route(batch.signal, batch.message, owner)
+        routed = route(batch, owner)
         if isinstance(routed, str):
             return {routed: batch}
         return {

@@ -1,8 +1,11 @@
 """Splitting a batch by destination: traces by trace id, logs and metrics by service.
 
+A resource's service is the lake's (``orasi_common.pdata.canonical``: the canonical value of its
+last ``service.name``, whatever its type, or ``unknown_service``), read by the envelope walker
+from the batch's bytes or OTAP tables, so an item is routed under the name it is stored under.
 Each destination's request keeps the resource and scope (with their schema URLs) of the items
 it receives, in the original order. When every item goes to the same destination the batch is
-not split at all (its serialized bytes are forwarded as they are).
+not split at all (it is forwarded as it is: its bytes, or its OTAP tables, unparsed).
 """
 
 from __future__ import annotations
@@ -12,38 +15,42 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from orasi_common.pdata import SPECS, Signal
+from orasi_common.pdata import SPECS, Batch, Signal
+from orasi_common.pdata import envelope as envelopes
 from orasi_common.pdata.otlp import shell
+from orasi_common.pdata.protoscan import Buffer
 
 Owner = Callable[[bytes], str | None]
 
 UNROUTABLE = ""  # the destination of items whose owner is unknown (no usable endpoint)
 
 
-def _service_name(resource: Any) -> bytes:
-    for attribute in resource.attributes:
-        if attribute.key == "service.name":
-            return str(attribute.value.string_value).encode()
-    return b""
+def _owners(envelope: envelopes.Envelope, owner: Owner) -> list[str]:
+    """The owner of each resource, by its service name."""
+    return [owner(name.encode()) or UNROUTABLE for name in envelope.service_names.to_pylist()]
 
 
-def route(signal: Signal, request: Message, owner: Owner) -> dict[str, Message] | str:
-    """Group ``request``'s items by owner: spans by trace id, other signals by service name.
+def route(batch: Batch, owner: Owner) -> dict[str, Message] | str:
+    """Group the batch's items by owner: spans by trace id, other signals by service name.
 
     Returns the single owner when every item has the same one (nothing to split), else a request
     per owner. Items without a usable owner are grouped under ``UNROUTABLE``.
     """
+    signal = batch.signal
     spec = SPECS[signal]
-    resources = getattr(request, spec.resource_field)
     if signal is not Signal.TRACES:
-        owners = [owner(_service_name(r.resource)) or UNROUTABLE for r in resources]
+        owners = _owners(envelopes.of_batch(batch), owner)
         if len(set(owners)) <= 1:
             return owners[0] if owners else UNROUTABLE
+        if batch.otap is not None:  # the decoded request's resources, by the same rule
+            owners = _owners(envelopes.OtlpEnvelope(Buffer(batch.raw)), owner)
+        resources = getattr(batch.message, spec.resource_field)
         routed: dict[str, Message] = {}
         for resource, name in zip(resources, owners, strict=True):
             getattr(routed.setdefault(name, spec.request_type()), spec.resource_field).append(resource)
         return routed
 
+    resources = getattr(batch.message, spec.resource_field)
     cache: dict[bytes, str] = {}
 
     def span_owner(trace_id: bytes) -> str:

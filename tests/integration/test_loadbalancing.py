@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from integration.otap_data import (
@@ -39,7 +40,8 @@ from integration.otap_data import (
     service_config,
     trace_id_of,
 )
-from orasi_common.pdata import SPECS, Signal
+from orasi_bridge.lake.rows import rows_of
+from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.testing.sink import OtlpSink
 from orasi_gateway.factories import FACTORIES as GATEWAY
 from orasi_gateway.loadbalancing.ring import HashRing, key_hash
@@ -496,6 +498,100 @@ async def test_logs_of_one_service_stay_together() -> None:
     assert len({next(iter(p)) for p in where.values()}) >= 2, "every service went to one upstream"
     # the tenant travels with every part
     assert {r.metadata[TENANT] for s in upstreams for r in s.received} == {"lb"}
+
+
+# (e2) one service.name rule: routed under the name the lake stores
+
+# service.name values (in order, for a repeated key) → the name the lake stores, by hand
+ODD_SERVICE_NAMES: list[tuple[list[Any], str]] = [
+    ([7], "7"),
+    ([True], "true"),
+    ([2.5], "2.5"),
+    ([b"\x01\xff"], "Af8="),
+    ([["a", 1]], '["a",1]'),
+    (["first", "second"], "second"),
+    (["", "named"], "named"),
+    (["named", ""], "unknown_service"),
+    ([None], "unknown_service"),
+    ([], "unknown_service"),
+    (["plain"], "plain"),
+]
+
+
+def odd_resources(request: Any, resource_field: str, replicas: int) -> list[str]:
+    """Add a resource per case and replica (attribute ``case``); the stored name of each case."""
+    names = []
+    for replica in range(replicas):
+        for index, (values, stored) in enumerate(ODD_SERVICE_NAMES):
+            resource = getattr(request, resource_field).add()
+            resource.resource.attributes.extend(kv("service.name", value) for value in values)
+            resource.resource.attributes.append(kv("case", f"{index}/{replica}"))
+            names.append(stored)
+    return names
+
+
+def case_of(resource: Any) -> str:
+    return next(a.value.string_value for a in resource.resource.attributes if a.key == "case")
+
+
+async def test_logs_and_metrics_are_routed_under_the_service_name_the_lake_stores() -> None:
+    logs, metrics = ExportLogsServiceRequest(), ExportMetricsServiceRequest()
+    stored = {
+        "logs": odd_resources(logs, "resource_logs", replicas=4),
+        "metrics": odd_resources(metrics, "resource_metrics", replicas=4),
+    }
+    for resource in logs.resource_logs:
+        resource.scope_logs.add().log_records.add(
+            time_unix_nano=1_700_000_000_000_000_000
+        ).body.string_value = "x"
+    for resource in metrics.resource_metrics:
+        resource.scope_metrics.add().metrics.add(name="m").gauge.data_points.add(time_unix_nano=5, as_int=1)
+    # the lake stores each item under the name written above (spans too)
+    for signal, request, names in (
+        (Signal.LOGS, logs, stored["logs"]),
+        (Signal.METRICS, metrics, stored["metrics"]),
+    ):
+        rows = rows_of(Batch.from_serialized(signal, request.SerializeToString()), "r")
+        assert rows.column("service_name").to_pylist() == names
+    spans = ExportTraceServiceRequest()
+    span_names = odd_resources(spans, "resource_spans", replicas=1)
+    for resource in spans.resource_spans:
+        resource.scope_spans.add().spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="s")
+    rows = rows_of(Batch.from_serialized(Signal.TRACES, spans.SerializeToString()), "r")
+    assert rows.column("service_name").to_pylist() == span_names
+
+    with sinks(3) as upstreams:
+        async with lb_gateway(
+            lb_exporter([s.endpoint for s in upstreams]), signals=("logs", "metrics")
+        ) as gw:
+            sender = Sender(gw.endpoint)
+            async with grpc.aio.insecure_channel(gw.endpoint) as channel:
+                assert await sender.send(channel, logs, Signal.LOGS)
+                assert await sender.send(channel, metrics, Signal.METRICS)
+            total = len(stored["logs"]) + len(stored["metrics"])
+
+            def received() -> list[tuple[Signal, str, int]]:
+                return [
+                    (r.signal, case_of(resource), index)
+                    for index, sink in enumerate(upstreams)
+                    for r in list(sink.received)
+                    for resource in getattr(r.request, SPECS[r.signal].resource_field)
+                ]
+
+            await eventually(lambda: len(received()) >= total, 20, "every resource at an upstream")
+    ring = HashRing([s.endpoint for s in upstreams])
+    where = {(signal, case): index for signal, case, index in received()}
+    assert len(where) == total == len(received()), "lost or duplicated resources"
+    for signal, request in ((Signal.LOGS, logs), (Signal.METRICS, metrics)):
+        resources = getattr(request, SPECS[signal].resource_field)
+        for resource, name in zip(resources, stored[signal.value], strict=True):
+            owner = ring.lookup(key_hash(name.encode()))
+            assert upstreams[where[signal, case_of(resource)]].endpoint == owner, (
+                signal,
+                case_of(resource),
+                name,
+            )
+    assert len(set(where.values())) >= 2, "every service went to one upstream"
 
 
 # ---------------------------------------------------------------------------------------------
