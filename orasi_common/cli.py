@@ -34,6 +34,8 @@ def _factories(service: str) -> Factories:
 
 
 def _run_service(service: str, config_path: str) -> int:
+    if service in ARROW_SERVICES:
+        tune_allocators()  # before the factories import pyarrow (see its docstring)
     from orasi_common.service import Service
     from orasi_common.telemetry.logs import configure_logging
 
@@ -44,8 +46,6 @@ def _run_service(service: str, config_path: str) -> int:
         print(f"orasi {service}: {error}", file=sys.stderr)
         return 2
     configure_logging(config.service.telemetry.logs.level)
-    if service in ARROW_SERVICES:
-        tune_allocators()
     try:
         import uvloop
 
@@ -80,7 +80,7 @@ def _up(data_dir: str, host: str, overrides: list[str]) -> int:
             return 2
         ports[name] = int(value)
     configure_logging("warning")
-    tune_allocators()
+    tune_allocators()  # before the services import pyarrow
     try:
         import uvloop
 
