@@ -24,6 +24,12 @@ class Config(ComponentConfig):
     retry_after: float = Field(
         default=1.0, gt=0, description="Seconds senders are told to wait when data is refused."
     )
+    release_when_idle: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds without data after which the allocators' free memory is returned to "
+        "the kernel, once (0: never). It is returned before data is refused too.",
+    )
 
     @model_validator(mode="after")
     def _one_limit(self) -> Config:

@@ -1,19 +1,27 @@
 """The `memory_limiter` processor: refuses data while the process uses too much memory.
 
 Every ``check_interval`` it reads the process's resident memory. Above the soft limit
-(hard limit minus spike headroom) new data is refused with ``Unavailable`` carrying a retry
-delay (gRPC UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After); above the hard limit it
-also forces a garbage collection. Data is accepted again once memory is below the soft limit.
+(hard limit minus spike headroom) it first has the allocators return the memory they hold free
+(``allocator.release_free_memory``: glibc's free pages, jemalloc's retained freed pages), which
+resident memory counts but the process can give back at once, and measures again; if memory is
+still above the soft limit, new data is refused with ``Unavailable`` carrying a retry delay
+(gRPC UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After); above the hard limit it also
+forces a garbage collection. Data is accepted again once memory is below the soft limit.
+
+When no data has come for ``release_when_idle`` seconds, it returns the free memory once too,
+so that a process that took memory in a burst gives it back when the burst is over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from pathlib import Path
 
 import psutil
 
+from orasi_common.allocator import release_free_memory
 from orasi_common.errors import Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Consumer, Settings
@@ -61,15 +69,25 @@ class MemoryLimiter:
         self.soft_limit, self.hard_limit = limits(config)
         self.refusing = False
         self._tasks = TaskScope()
+        self._last_data = time.monotonic()
+        self._released_since_data = True  # nothing to give back before any data
 
     async def start(self) -> None:
         self.check()
         await self._tasks.open()
         self._tasks.spawn(self._monitor())
 
+    def measure(self) -> int:
+        """The process's resident memory, bytes."""
+        return int(self._process.memory_info().rss)
+
     def check(self, rss: int | None = None) -> None:
-        """Measure (or take) the resident memory and update the refusing state."""
-        rss = self._process.memory_info().rss if rss is None else rss
+        """Measure (or take) the resident memory and update the refusing state; a measurement
+        above the soft limit is taken again after the allocators returned their free memory."""
+        if rss is None:
+            rss = self.measure()
+            if rss >= self.soft_limit and release_free_memory():
+                rss = self.measure()
         self._rss_gauge.set(rss)
         if rss >= self.hard_limit:
             gc.collect()
@@ -87,12 +105,24 @@ class MemoryLimiter:
             )
         self.refusing = refusing
 
+    def release_if_idle(self, now: float | None = None) -> bool:
+        """Return the allocators' free memory once no data came for ``release_when_idle`` s."""
+        now = time.monotonic() if now is None else now
+        idle = self._config.release_when_idle
+        if not idle or self._released_since_data or now - self._last_data < idle:
+            return False
+        self._released_since_data = True
+        return release_free_memory()
+
     async def _monitor(self) -> None:
         while True:
             await asyncio.sleep(self._config.check_interval)
+            self.release_if_idle()
             self.check()
 
     async def consume(self, batch: Batch) -> None:
+        self._last_data = time.monotonic()
+        self._released_since_data = False
         if self.refusing:
             self._refused.labels(batch.signal.value, self._id).inc(batch.items)
             raise Unavailable(

@@ -1,8 +1,11 @@
-"""The memory limiter, driven by check(rss=...): refuse above the soft limit, accept below it."""
+"""The memory limiter, driven by check(rss=...) or a stand-in measurement: refuse above the soft
+limit (once the allocators' free memory is given back), accept below it; give free memory back
+when data stops."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -50,6 +53,7 @@ def test_limits_in_percent_of_available_memory() -> None:
         {"limit_percentage": 50, "spike_limit_percentage": 60},
         {"limit_percentage": 101},
         {"limit_mib": 0},
+        {"limit_mib": 100, "release_when_idle": -1},
     ],
 )
 def test_invalid_configs(config: dict[str, float]) -> None:
@@ -119,3 +123,104 @@ async def test_start_measures_and_shutdown_is_safe(metrics: Metrics, recorder: R
     assert recorder.items == 1
     await limiter.shutdown()
     await limiter.shutdown()
+
+
+class _Releases:
+    """Stands in for ``release_free_memory``: counts calls; ``runs`` says whether one ran."""
+
+    def __init__(self, runs: bool = True) -> None:
+        self.calls = 0
+        self.runs = runs
+
+    def __call__(self, force: bool = False) -> bool:
+        self.calls += 1
+        return self.runs
+
+
+def _measuring(limiter: MemoryLimiter, monkeypatch: pytest.MonkeyPatch, *readings_mib: int) -> list[int]:
+    """Make the limiter read these RSS values in turn; the list left shows how many it read."""
+    readings = [mib * MIB for mib in readings_mib]
+    monkeypatch.setattr(limiter, "measure", lambda: readings.pop(0))
+    return readings
+
+
+async def test_free_memory_is_given_back_before_data_is_refused(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
+    # 90 MiB resident, of which 25 MiB only allocator slack: returned, and data still flows.
+    left = _measuring(limiter, monkeypatch, 90, 65)
+    limiter.check()
+    assert releases.calls == 1 and left == []
+    assert not limiter.refusing
+    assert sample(metrics, "orasi_process_memory_rss_bytes") == 65 * MIB
+    await limiter.consume(batch_with(Signal.TRACES, 1))
+    assert recorder.items == 1
+
+
+def test_data_is_refused_when_giving_back_is_not_enough(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
+    _measuring(limiter, monkeypatch, 90, 85)
+    limiter.check()
+    assert releases.calls == 1
+    assert limiter.refusing
+    assert sample(metrics, "orasi_process_memory_rss_bytes") == 85 * MIB
+
+
+def test_a_release_that_did_not_run_is_not_measured_again(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases(runs=False)  # another limiter of the process released a moment ago
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
+    left = _measuring(limiter, monkeypatch, 90, 10)
+    limiter.check()
+    assert left == [10 * MIB]
+    assert limiter.refusing
+
+
+def test_below_the_soft_limit_nothing_is_released(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
+    _measuring(limiter, monkeypatch, 79)
+    limiter.check()
+    limiter.check(rss=95 * MIB)  # a given measurement is taken as it is
+    assert releases.calls == 0
+
+
+async def test_free_memory_is_given_back_once_when_data_stops(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, release_when_idle=5)
+    assert not limiter.release_if_idle(time.monotonic() + 60)  # no data yet: nothing to give back
+    await limiter.consume(batch_with(Signal.TRACES, 1))
+    data_at = time.monotonic()
+    assert not limiter.release_if_idle(data_at + 4)
+    assert limiter.release_if_idle(data_at + 6)
+    assert not limiter.release_if_idle(data_at + 60)  # once per idle period
+    assert releases.calls == 1
+    await limiter.consume(batch_with(Signal.TRACES, 1))
+    assert limiter.release_if_idle(time.monotonic() + 6)
+    assert releases.calls == 2
+
+
+async def test_release_when_idle_zero_never_releases(
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    limiter = _limiter(metrics, recorder, limit_mib=100, release_when_idle=0)
+    await limiter.consume(batch_with(Signal.TRACES, 1))
+    assert not limiter.release_if_idle(time.monotonic() + 3600)
+    assert releases.calls == 0
