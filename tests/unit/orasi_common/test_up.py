@@ -17,6 +17,8 @@ from orasi_common.exporters.otap.config import Config as OtapConfig
 from orasi_common.exporters.otlp.config import Config as OtlpConfig
 from orasi_common.pipeline.graph import ResolvedConfig, resolve
 from orasi_common.processors.batch.config import Config as BatchConfig
+from orasi_common.processors.memory_limiter.config import Config as MemoryLimiterConfig
+from orasi_common.processors.memory_limiter.processor import MIB, limits
 from orasi_common.up import PORTS, configs, lock_data_dir
 from orasi_gateway.factories import FACTORIES as GATEWAY
 
@@ -71,3 +73,17 @@ def test_one_process_holds_the_data_directory(tmp_path: Path) -> None:
     ):
         lock_data_dir(tmp_path)
     lock_data_dir(tmp_path).close()  # released with its file
+
+
+def test_the_lake_refuses_more_rows_before_the_memory_limiter_refuses_data(
+    resolved: dict[str, ResolvedConfig],
+) -> None:
+    lake = resolved["bridge"].exporters["lake"]
+    assert isinstance(lake, LakeConfig)
+    assert lake.flush_size_mib < lake.max_buffer_mib
+    for service in resolved.values():
+        limiter = service.processors["memory_limiter"]
+        assert isinstance(limiter, MemoryLimiterConfig)
+        soft, _ = limits(limiter)
+        # A flush holds its rows twice (sorted for the files): still below the soft limit.
+        assert 2 * lake.max_buffer_mib * MIB < soft
