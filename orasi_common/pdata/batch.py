@@ -13,9 +13,10 @@ MalformedData when they are not valid). Its ``size_bytes`` is that of the tables
 merging keeps its tables as a part, and ``to_record`` logs them as Arrow IPC: nothing that holds
 or logs a batch converts it.
 
-``raw`` is what exporters send; ``message`` is what processors that read data use;
-``mutable_message()`` is the only way to change data, and it drops the cached bytes so they are
-re-serialized once. Merging batches whose bytes are known concatenates them without a parse.
+``raw`` is what exporters send; ``message`` is what processors that read data use; data is
+changed either by ``mutable_message()``, which drops the cached bytes so they are re-serialized
+once, or by ``replace_serialized()`` with bytes edited at the wire level (the same items), which
+drops the parsed form. Merging batches whose bytes are known concatenates them without a parse.
 
 ``to_record`` writes one self-describing record (write-ahead logs, the receiver workers'
 hand-over), version 2::
@@ -161,6 +162,13 @@ class Batch:
         message = self.message
         self._raw = self._otap = self._parts = None
         return message
+
+    def replace_serialized(self, data: bytes) -> None:
+        """Replace the payload by ``data``: a serialized request of the same items, edited at the
+        wire level (e.g. resource attributes added). The parsed form and tables are dropped."""
+        if data is not self._raw:
+            self._raw = data
+            self._message = self._otap = self._parts = None
 
     @property
     def size_bytes(self) -> int:

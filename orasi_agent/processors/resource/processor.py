@@ -15,6 +15,11 @@ orasi.agent.id      ORASI_AGENT_ID, else the agent's host name
 ==================  ==========================================================
 
 Attributes the sender already set are kept unless ``override`` is on.
+
+The serialized request is edited where it lies (``wire.ResourceEditor``: only the resource
+messages are rewritten, the items' bytes are copied), so a batch that arrived as bytes is never
+parsed or serialised again here; the parsed message is edited instead only when the bytes hold
+what the wire edit does not handle (protobuf groups in unknown fields).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from opentelemetry.proto.common.v1 import common_pb2
 
 from orasi_agent.processors.resource.config import Config
+from orasi_agent.processors.resource.wire import ResourceEditor, WireEditError
 from orasi_common.pdata import SPECS, Batch
 from orasi_common.pipeline.component import Consumer, Settings
 
@@ -67,6 +73,7 @@ class ResourceProcessor:
         self._config = config
         self._next = next_consumer
         self._attributes: dict[str, common_pb2.AnyValue] = {}
+        self._editor = ResourceEditor((), override=config.override)
 
     async def start(self) -> None:
         values: dict[str, str | bool | int | float] = {}
@@ -74,13 +81,28 @@ class ResourceProcessor:
             values |= detect_attributes(self._config, os.environ)
         values |= self._config.attributes
         self._attributes = {key: _any_value(value) for key, value in values.items()}
+        entries = [
+            (key, common_pb2.KeyValue(key=key, value=value).SerializeToString())
+            for key, value in self._attributes.items()
+        ]
+        self._editor = ResourceEditor(entries, override=self._config.override)
 
     async def consume(self, batch: Batch) -> None:
         if self._attributes:
-            request = batch.mutable_message()
-            for resource_x in getattr(request, SPECS[batch.signal].resource_field):
-                self._enrich(resource_x.resource.attributes)
+            self.enrich(batch)
         await self._next.consume(batch)
+
+    def enrich(self, batch: Batch) -> None:
+        """Add the attributes to every resource of ``batch``, in place."""
+        try:
+            batch.replace_serialized(self._editor.edit(batch.raw))
+        except WireEditError:
+            self._enrich_message(batch)
+
+    def _enrich_message(self, batch: Batch) -> None:
+        request = batch.mutable_message()
+        for resource_x in getattr(request, SPECS[batch.signal].resource_field):
+            self._enrich(resource_x.resource.attributes)
 
     def _enrich(self, attributes: Any) -> None:
         index = {kv.key: kv for kv in attributes}
