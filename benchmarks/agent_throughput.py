@@ -11,19 +11,27 @@ Processes (each its own interpreter, started with ``spawn``)::
     load generator ──Export(bytes)──▶ sink                        (baseline)
     load generator ──Export(bytes)──▶ orasi agent ──Export──▶ sink (agent)
 
-* The payload — a realistic 100-span ``ExportTraceServiceRequest`` (3 resources, 2 scopes each,
-  10 attributes per span, varied ids) — is built once here and handed to the generators.
+* The payloads: by default the Hipster Shop corpus (``shared/corpus/``, read and re-batched by
+  ``benchmarks/corpus.py``) in requests of ``--spans`` spans (865 requests of 100 spans, 2 to 6
+  resources each, 28 KB on average; the last, partial one left out), sent in a cycle; with ``--data
+  generated`` one built request (3 resources, 10 attributes per span, varied ids). They are
+  written once to a file the generators read.
 * The generator sends those bytes with raw grpc.aio unary calls (no serializer), either at full
   speed with ``--concurrency`` calls in flight, or at a fixed rate; it counts acknowledged
   requests whose answer arrived inside the measured window (after ``--warmup``).
-* The sink answers ``TraceService/Export`` with ``b""`` and counts spans without parsing: every
-  span carries one attribute whose key, ``orasi.bench.span``, appears nowhere else, so
-  ``request.count(MARKER)`` is the span count, whether the agent forwards bytes or re-encodes.
+* The sink answers ``TraceService/Export`` with ``b""``. Sent to directly (the baselines) it
+  does nothing else: every request holds ``--spans`` spans. Behind the agent it counts the
+  spans it gets (generated data: every span carries one attribute whose key,
+  ``orasi.bench.span``, appears nowhere else, so ``request.count(MARKER)``; corpus data: a
+  native wire scan of the few large requests the agent forwards).
 * Baseline and agent phases alternate for ``--rounds`` rounds so they see the same machine
   noise; the report gives per-round figures, their medians, and the ratio agent / baseline,
   both of spans/s and of CPU spent per request by the receiving process (sink or agent).
-* The steady phase runs a fresh agent at a fixed ``--rate`` (100 requests/s = 10k spans/s) and
-  samples its CPU (psutil cpu_times deltas, % of one core) and RSS every second.
+* The agent runs as ``examples/agent.yaml`` configures it (memory_limiter → resource → batch →
+  otlp exporter, its queue in memory).
+* The steady phase sends a fresh agent ``--burst`` seconds at full speed, then a fixed
+  ``--rate`` (100 requests/s = 10k spans/s), and samples its CPU (psutil cpu_times deltas, % of
+  one core) and RSS every second of the steady window: what a node agent costs after a spike.
 
 The table goes to stdout and the figures to ``--json`` (default
 ``benchmarks/results/agent_throughput.json``; nothing reads it). Every process started here is
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -69,7 +78,7 @@ MAX_MESSAGE = 256 * MIB
 RESULTS = Path(__file__).resolve().parent / "results" / "agent_throughput.json"
 
 DEFAULT_PEER_LIMIT = 4 * MIB  # gRPC's default max receive size, and Orasi's otlp receiver default
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.6
 TARGET_CPU_PCT = 10.0
 TARGET_RSS_MIB = 100.0
 
@@ -195,13 +204,17 @@ def _die_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
-def sink_main(ready: multiprocessing.connection.Connection, stats: Any, parent_pid: int) -> None:
-    """A do-nothing OTLP/gRPC trace sink; ``stats`` = [requests, spans, bytes, largest request]."""
+def sink_main(
+    ready: multiprocessing.connection.Connection, stats: Any, parent_pid: int, counting: str | int
+) -> None:
+    """A do-nothing OTLP/gRPC trace sink; ``stats`` = [requests, spans, bytes, largest request].
+
+    ``counting``: spans per request (a number: nothing is read), "marker" or "scan"."""
     _die_with_parent(parent_pid)
-    asyncio.run(_sink(ready, stats))
+    asyncio.run(_sink(ready, stats, counting))
 
 
-async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> None:
+async def _sink(ready: multiprocessing.connection.Connection, stats: Any, counting: str | int) -> None:
     import grpc
 
     server = grpc.aio.server(
@@ -214,7 +227,12 @@ async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> Non
 
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         stats[0] += 1
-        stats[1] += request.count(marker)
+        if isinstance(counting, int):
+            stats[1] += counting
+        elif counting == "marker":
+            stats[1] += request.count(marker)
+        else:
+            stats[1] += count_spans(request)
         stats[2] += len(request)
         if len(request) > stats[3]:
             stats[3] = len(request)
@@ -230,10 +248,48 @@ async def _sink(ready: multiprocessing.connection.Connection, stats: Any) -> Non
     await server.wait_for_termination()
 
 
+def read_payloads(path: Path) -> list[bytes]:
+    """The requests ``write_payloads`` wrote."""
+    data, out, offset = path.read_bytes(), [], 0
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "little")
+        out.append(data[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return out
+
+
+def write_payloads(path: Path, payloads: list[bytes]) -> None:
+    path.write_bytes(b"".join(len(p).to_bytes(4, "little") + p for p in payloads))
+
+
+def corpus_payloads(spans: int) -> list[bytes]:
+    """The corpus's spans in requests of ``spans`` each (a last, partial request left out)."""
+    from benchmarks import corpus
+
+    requests = corpus.rebatch(corpus.read_requests(), spans)
+    count = sum(len(ss.spans) for rs in requests[-1].resource_spans for ss in rs.scope_spans)
+    if count < spans:
+        requests.pop()
+    return [request.SerializeToString() for request in requests]
+
+
+def count_spans(request: bytes) -> int:
+    """Spans in a serialized ExportTraceServiceRequest, by a native wire scan (no parse)."""
+    import numpy as np
+
+    from orasi_common.pdata import protoscan
+
+    buf = protoscan.Buffer(request)
+    top = protoscan.scan(buf, np.zeros(1, np.int64), np.array([len(request)], np.int64))
+    groups = protoscan.items(buf, top, 1)
+    scopes = protoscan.items(buf, groups.fields, 2)
+    return len(scopes.fields.rows(2, protoscan.LEN))
+
+
 @dataclass
 class LoadOptions:
     target: str
-    payload: bytes
+    payloads: Path
     spans_per_request: int
     duration: float
     warmup: float
@@ -243,7 +299,7 @@ class LoadOptions:
 
 
 def load_main(conn: multiprocessing.connection.Connection, options: LoadOptions, parent_pid: int) -> None:
-    """Send ``options.payload`` to ``options.target``; report the window, then the counts."""
+    """Send ``options.payloads`` in a cycle to ``options.target``; report the window, then the counts."""
     _die_with_parent(parent_pid)
     try:
         result = asyncio.run(_load(conn, options))
@@ -262,6 +318,8 @@ async def _load(conn: multiprocessing.connection.Connection, o: LoadOptions) -> 
     try:
         await asyncio.wait_for(channel.channel_ready(), 15)
         call = channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out
+        payloads = read_payloads(o.payloads)
+        cycle = itertools.cycle(payloads)
         clock = time.monotonic  # CLOCK_MONOTONIC: comparable with the parent's clock on Linux
         window_start = clock() + o.warmup
         window_end = window_start + o.duration
@@ -274,7 +332,7 @@ async def _load(conn: multiprocessing.connection.Connection, o: LoadOptions) -> 
         async def send(sent_at: float) -> None:
             nonlocal acked, acked_in_window
             try:
-                await call(o.payload, timeout=o.timeout)
+                await call(next(cycle), timeout=o.timeout)
             except grpc.aio.AioRpcError as error:
                 errors[error.code().name] += 1
                 if o.rate is None:
@@ -433,21 +491,28 @@ class Agent:
 @dataclass
 class Bench:
     args: argparse.Namespace
-    payload: bytes
+    payloads: list[bytes]
     spans_per_request: int
     processes: Processes = field(default_factory=Processes)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="orasi-bench-")))
 
     def __post_init__(self) -> None:
         self.mp = multiprocessing.get_context("spawn")
+        self.payload_file = self.workdir / "payloads.bin"
+        write_payloads(self.payload_file, self.payloads)
 
     # ── starting things ──
 
-    def start_sink(self) -> Sink:
+    def start_sink(self, *, count: bool = True) -> Sink:
+        """A sink; ``count``: count the spans it gets (behind the agent), else take every
+        request to hold ``spans_per_request`` (sent to directly: it does nothing)."""
         stats = self.mp.RawArray("q", 4)
         receive, send = self.mp.Pipe(duplex=False)
+        counting: str | int = self.spans_per_request
+        if count:
+            counting = "marker" if self.args.data == "generated" else "scan"
         process = self.mp.Process(
-            target=sink_main, args=(send, stats, os.getpid()), name="bench-sink", daemon=True
+            target=sink_main, args=(send, stats, os.getpid(), counting), name="bench-sink", daemon=True
         )
         process.start()
         self.processes.add(process)
@@ -515,7 +580,7 @@ class Bench:
         """
         options = LoadOptions(
             target=f"{HOST}:{target_port}",
-            payload=self.payload,
+            payloads=self.payload_file,
             spans_per_request=self.spans_per_request,
             duration=duration,
             warmup=self.args.warmup,
@@ -585,7 +650,7 @@ class Bench:
     # ── phases ──
 
     def baseline(self) -> dict[str, Any]:
-        sink = self.start_sink()
+        sink = self.start_sink(count=False)
         try:
             load, usage = self.run_load(
                 sink.port, {"sink": _pid(sink.process)}, duration=self.args.duration, rate=None
@@ -612,7 +677,7 @@ class Bench:
 
     def steady_baseline(self) -> dict[str, Any]:
         """The steady rate sent straight to a sink: what bare grpc.aio costs at that rate."""
-        sink = self.start_sink()
+        sink = self.start_sink(count=False)
         try:
             load, usage = self.run_load(
                 sink.port,
@@ -634,6 +699,18 @@ class Bench:
             now = time.monotonic()
             idle = sample({"agent": agent.process.pid}, now, now + self.args.idle, rss_of={"agent"})
             watch = {"agent": agent.process.pid, "sink": _pid(sink.process)}
+            burst: dict[str, Any] | None = None
+            if self.args.burst > 0:
+                burst_load, burst_usage = self.run_load(
+                    agent.port, watch, duration=self.args.burst, rate=None
+                )
+                burst = {
+                    "spans_per_s": round(
+                        burst_load["acked_requests_in_window"] * self.spans_per_request / self.args.burst
+                    ),
+                    "agent": burst_usage["agent"],
+                    "acked_requests_total": burst_load["acked_requests_total"],
+                }
             load, usage = self.run_load(
                 agent.port,
                 watch,
@@ -641,8 +718,11 @@ class Bench:
                 rate=self.args.rate,
                 profile_tag="steady",
             )
+            if burst is not None:
+                load["acked_requests_total"] += burst["acked_requests_total"]  # delivery counts both
             phase = self._finish_agent_phase("steady", load, usage, sink, agent)
             phase["idle"] = idle["agent"]
+            phase["burst"] = burst
             return phase
         finally:
             if agent is not None:
@@ -671,8 +751,8 @@ class Bench:
 
 
 AGENT_CONFIG = """\
-# Written by benchmarks/agent_throughput.py: examples/agent.yaml's batch and exporter settings,
-# on loopback ports, without the memory_limiter and resource processors.
+# Written by benchmarks/agent_throughput.py: examples/agent.yaml's processors and exporter, on
+# loopback ports, with the exporter's queue in memory (--wal measures the write-ahead log).
 receivers:
   otlp:
     protocols:
@@ -680,9 +760,17 @@ receivers:
         endpoint: {host}:{port}
         max_recv_msg_size_mib: 4
 processors:
+  memory_limiter:
+    check_interval: 1
+    limit_mib: 400
+    spike_limit_mib: 80
+  resource:
+    detect: true
+    kubernetes_mode: node
   batch:
     timeout: 0.2
     send_batch_size: 8192
+    send_batch_size_mib: 3
     send_batch_max_size: 16384
 exporters:
   otlp:
@@ -704,7 +792,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
+      processors: [memory_limiter, resource, batch]
       exporters: [otlp]
 """
 
@@ -899,7 +987,8 @@ def print_report(result: dict[str, Any]) -> None:
     print()
     print(
         f"Orasi agent benchmark — {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
-        f"{settings['spans_per_request']}-span requests of {settings['request_bytes']:,} B, "
+        f"{settings['data']} data, {settings['requests']:,} {settings['spans_per_request']}-span requests of "
+        f"{settings['request_bytes']:,} B on average, "
         f"{settings['concurrency']} calls in flight, agent export compression {settings['compression']}"
     )
     if result["throughput"]:
@@ -987,6 +1076,13 @@ def _print_steady(result: dict[str, Any]) -> None:
         f"p99 {_fmt(latency.get('p99'))} ms, late sends {load['late_sends']}, "
         f"errors {sum(load['errors'].values())}"
     )
+    burst = steady.get("burst")
+    if burst:
+        print(
+            f"  right after {result['settings']['burst_s']:g} s at full speed "
+            f"({burst['spans_per_s']:,} spans/s, "
+            f"agent CPU {burst['agent']['cpu_pct_avg']}%, RSS max {burst['agent']['rss_mib_max']} MiB)"
+        )
     print(
         f"  agent CPU avg {agent['cpu_pct_avg']}% of one core "
         f"(event-loop thread {agent['main_thread_cpu_pct_avg']}%, "
@@ -1067,6 +1163,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per generator (8)")
     parser.add_argument("--spans", type=int, default=100, help="spans per request (100)")
+    parser.add_argument(
+        "--data",
+        choices=["corpus", "generated"],
+        default="corpus",
+        help="what is sent: the Hipster Shop corpus re-batched, or one generated request (corpus)",
+    )
+    parser.add_argument(
+        "--burst", type=float, help="seconds at full speed before the steady phase (10; quick 3; 0: none)"
+    )
     parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="agent → sink (none)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the steady phases")
     parser.add_argument(
@@ -1085,9 +1190,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     args = parser.parse_args(argv)
     defaults = (
-        {"duration": 4.0, "rounds": 1, "warmup": 1.0, "steady_duration": 6.0, "idle": 1.0}
+        {"duration": 4.0, "rounds": 1, "warmup": 1.0, "steady_duration": 6.0, "idle": 1.0, "burst": 3.0}
         if args.quick
-        else {"duration": 12.0, "rounds": 3, "warmup": 2.0, "steady_duration": 20.0, "idle": 3.0}
+        else {
+            "duration": 12.0,
+            "rounds": 3,
+            "warmup": 2.0,
+            "steady_duration": 20.0,
+            "idle": 3.0,
+            "burst": 10.0,
+        }
     )
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -1104,7 +1216,7 @@ def _budget(args: argparse.Namespace) -> int:
     if not args.skip_throughput:
         total += args.rounds * 2 * (args.duration + per_phase)
     if not args.skip_steady:
-        total += 2 * (args.steady_duration + per_phase) + args.idle
+        total += 2 * (args.steady_duration + per_phase) + args.idle + args.burst + per_phase
     return int(total + 30)
 
 
@@ -1114,7 +1226,7 @@ class _Abort(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    payload = build_request(args.spans)
+    payloads = corpus_payloads(args.spans) if args.data == "corpus" else [build_request(args.spans)]
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise _Abort(f"stopped by {signal.Signals(signum).name}")
@@ -1122,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGALRM, on_signal)
     signal.alarm(_budget(args))
-    bench = Bench(args, payload, args.spans)
+    bench = Bench(args, payloads, args.spans)
     result: dict[str, Any] = {
         "benchmark": "agent_throughput",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -1134,7 +1246,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "settings": {
             "spans_per_request": args.spans,
-            "request_bytes": len(payload),
+            "data": args.data,
+            "requests": len(payloads),
+            "request_bytes": round(statistics.fmean(len(p) for p in payloads)),
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
@@ -1142,6 +1256,7 @@ def main(argv: list[str] | None = None) -> int:
             "compression": args.compression,
             "steady_rate_spans_per_s": round(args.rate * args.spans),
             "steady_duration_s": args.steady_duration,
+            "burst_s": args.burst,
             "agent_config": AGENT_CONFIG,
         },
         "throughput": [],
