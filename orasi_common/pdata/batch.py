@@ -86,6 +86,7 @@ class Batch:
     _message: Message | None = None
     _otap: Mapping[Any, Any] | None = None
     _parts: tuple[Batch, ...] | None = None
+    _decodes: bool = False  # its OTAP tables were found to decode (check_otap)
 
     @classmethod
     def from_serialized(
@@ -149,6 +150,18 @@ class Batch:
 
                 self._raw = codec.decode_tables(self.signal, self._otap)
         return self._raw
+
+    def check_otap(self) -> None:
+        """Raise MalformedData unless the batch's OTAP tables decode to a valid request (blocking:
+        run it in a thread). Receiving OTAP checks only what is cheap (``codec.decode``); a
+        component that holds a batch after accepting it (a queue, the batch processor) calls
+        this first, so that the sender, not a later hop, learns of tables that do not decode.
+        Nothing to do for other forms (their receivers validated them) or once checked."""
+        if self._otap is not None and self._raw is None and not self._decodes:
+            from orasi_common.pdata.otap import codec  # see ``raw``
+
+            codec.decode_tables(self.signal, self._otap)  # the bytes are not kept: memory
+            self._decodes = True
 
     @property
     def message(self) -> Message:

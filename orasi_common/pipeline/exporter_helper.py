@@ -109,6 +109,8 @@ class ExporterHelper:
         if self._queue is None:
             await self._deliver(batch, raise_errors=True)
             return
+        if batch.otap is not None:  # queued means acknowledged: refuse tables that do not decode now
+            await asyncio.to_thread(batch.check_otap)
         try:
             await self._queue.put(batch)
         except QueueDropped:

@@ -183,3 +183,22 @@ def item_keys(signal: Signal, request: Message) -> list[tuple[bytes, bytes, byte
                         (resource_id, scope_id, metric_id, point.SerializeToString(deterministic=True))
                     )
     return keys
+
+
+def otap_batch_that_does_not_decode() -> Batch:
+    """An OTAP batch whose cheap checks pass but whose attributes point to no span."""
+    import pyarrow as pa  # here: most unit tests need no Arrow
+
+    from orasi_common.pdata.otap import codec
+    from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
+    from orasi_common.pdata.otap.traces import encode_traces_bytes
+
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="work")
+    span.trace_id, span.span_id = b"\x01" * 16, b"\x02" * 8
+    span.attributes.add(key="k").value.string_value = "v"
+    tables = encode_traces_bytes(request.SerializeToString())
+    attrs = tables[P.SPAN_ATTRS]
+    index = attrs.schema.get_field_index("parent_id")
+    orphaned = attrs.set_column(index, "parent_id", pa.array([999], attrs.schema.field("parent_id").type))
+    return codec.decode(Signal.TRACES, {**tables, P.SPAN_ATTRS: orphaned}, tenant="t", batch_id="b")

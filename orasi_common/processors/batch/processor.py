@@ -57,6 +57,8 @@ class BatchProcessor:
         await self._tasks.open()
 
     async def consume(self, batch: Batch) -> None:
+        if batch.otap is not None:
+            await asyncio.to_thread(batch.check_otap)  # held means acknowledged: refuse bad tables now
         group = self._groups.get(batch.tenant)
         limit = self._size_limit
         if group is not None and limit is not None and group.size_bytes + batch.size_bytes > limit:

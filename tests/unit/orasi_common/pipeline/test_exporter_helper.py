@@ -14,7 +14,7 @@ from orasi_common.pipeline.exporter_helper import ISOLATION_SENDS, ExporterConfi
 from orasi_common.pipeline.sending_queue import MIB
 from orasi_common.telemetry.metrics import Metrics
 
-from ...builders import batch_with, request_with
+from ...builders import batch_with, otap_batch_that_does_not_decode, request_with
 from ...doubles import make_settings, sample
 
 
@@ -329,3 +329,13 @@ async def test_shutdown_is_safe_without_start_and_twice(metrics: Metrics, queue:
     await helper.start()
     await helper.shutdown()
     await helper.shutdown()
+
+
+async def test_a_queue_refuses_otap_tables_that_do_not_decode_before_acknowledging(metrics: Metrics) -> None:
+    send = FakeSend()
+    helper = _helper(metrics, send)
+    await helper.start()
+    with pytest.raises(MalformedData, match="points to no row"):
+        await helper.consume(otap_batch_that_does_not_decode())
+    await helper.shutdown()
+    assert send.attempts == 0

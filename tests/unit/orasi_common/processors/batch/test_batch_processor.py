@@ -11,7 +11,7 @@ from orasi_common.pdata import Batch, Signal
 from orasi_common.processors.batch import FACTORY, BatchProcessor, Config
 from orasi_common.telemetry.metrics import Metrics
 
-from ....builders import batch_with, item_keys
+from ....builders import batch_with, item_keys, otap_batch_that_does_not_decode
 from ....doubles import RecordingConsumer, make_settings, sample
 
 LONG = 3600.0  # a timeout no test waits for
@@ -230,3 +230,14 @@ async def test_wait_for_send_reports_a_group_given_up(metrics: Metrics) -> None:
     with pytest.raises(MalformedData, match="refused for good"):
         await processor.consume(batch_with(Signal.LOGS, 3))
     await processor.shutdown()
+
+
+async def test_otap_tables_that_do_not_decode_are_refused_before_being_held(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
+    processor = _processor(metrics, recorder, timeout=LONG)
+    await processor.start()
+    with pytest.raises(MalformedData, match="points to no row"):
+        await processor.consume(otap_batch_that_does_not_decode())
+    await processor.shutdown()
+    assert recorder.batches == []
