@@ -31,6 +31,12 @@ class Config(ComponentConfig):
         default=512, gt=0, description="Buffered MiB past which ingest is refused (retryable)."
     )
     commit_retries: int = Field(default=5, ge=0, description="Retries of a conflicting Iceberg commit.")
+    dedup_window: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a committed batch id is remembered: a replay of the batch within "
+        "them is acknowledged and not written again (see lake/committed.py).",
+    )
     local_cache: LocalCacheConfig | None = Field(
         default=None,
         description="Keep copies of the data files this bridge wrote on its disk, for queries "

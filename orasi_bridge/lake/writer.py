@@ -38,6 +38,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
+from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.localcache import LocalCache
@@ -219,7 +220,7 @@ class LakeWriter:
         self._visible: dict[str, int | None] = {}
         self._buffer = _Buffer()
         self._flushing: _Buffer | None = None
-        self._committed: set[str] = set()
+        self._committed = CommittedIds(config.dedup_window)
         self._in_progress: dict[str, asyncio.Future[None]] = {}
         self._flush_now = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -284,10 +285,10 @@ class LakeWriter:
             self.tables[name] = table
             snapshot = table.current_snapshot()
             self._visible[name] = snapshot.snapshot_id if snapshot else None
-            for past in table.snapshots():
+            for past in sorted(table.snapshots(), key=lambda snapshot: snapshot.timestamp_ms):
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
-                    self._committed.update(ids.split(","))
+                    self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
 
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit."""
@@ -490,7 +491,7 @@ class LakeWriter:
                     snapshot_id = await asyncio.to_thread(self._commit, name, tenants, buffer.batch_ids[name])
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = snapshot_id
-                    self._committed.update(buffer.batch_ids.pop(name))
+                    self._committed.add(buffer.batch_ids.pop(name))
                     if self._wal is not None:
                         for lsn in buffer.lsns.pop(name, ()):
                             self._wal.ack(lsn)
