@@ -8,40 +8,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from orasi_common import plugins
 from orasi_common.allocator import tune_allocators
 from orasi_common.config import ConfigError, load_config
-from orasi_common.pipeline.component import Factories
 from orasi_common.pipeline.graph import resolve
+from orasi_common.ports import PORTS
+from orasi_common.ports import SERVICES as PRODUCT_SERVICES
 from orasi_common.version import __version__
 
-SERVICES = ("agent", "gateway", "bridge")
-ARROW_SERVICES = ("gateway", "bridge")
-"""Services that convert telemetry to Arrow in bulk, and so start with ``tune_allocators``."""
 
-
-def _factories(service: str) -> Factories:
-    if service == "agent":
-        from orasi_agent.factories import FACTORIES as AGENT
-
-        return AGENT
-    if service == "gateway":
-        from orasi_gateway.factories import FACTORIES as GATEWAY
-
-        return GATEWAY
-    from orasi_bridge.factories import FACTORIES as BRIDGE
-
-    return BRIDGE
+def _services() -> list[str]:
+    """The service commands: the product's three, and any other service an entry point declares."""
+    return list(dict.fromkeys([*PRODUCT_SERVICES, *plugins.names()]))
 
 
 def _run_service(service: str, config_path: str) -> int:
-    if service in ARROW_SERVICES:
+    plugin = plugins.load(service)  # imports the module declaring it only: no pyarrow yet
+    if plugin.tune_allocators:
         tune_allocators()  # before the factories import pyarrow (see its docstring)
     from orasi_common.service import Service
     from orasi_common.telemetry.logs import configure_logging
 
     try:
         config = load_config(config_path)
-        instance = Service(service, config, _factories(service))
+        instance = Service(service, config, plugin.load_factories())
     except ConfigError as error:
         print(f"orasi {service}: {error}", file=sys.stderr)
         return 2
@@ -57,9 +47,10 @@ def _run_service(service: str, config_path: str) -> int:
 
 
 def _validate(path: str, service: str) -> int:
+    factories = plugins.load(service).load_factories()
     try:
         config = load_config(path)
-        resolve(config, _factories(service))
+        resolve(config, factories)
     except ConfigError as error:
         print(f"orasi validate-config: {error}", file=sys.stderr)
         return 1
@@ -70,7 +61,7 @@ def _validate(path: str, service: str) -> int:
 
 def _up(data_dir: str, host: str, overrides: list[str]) -> int:
     from orasi_common.telemetry.logs import configure_logging
-    from orasi_common.up import PORTS, run_up
+    from orasi_common.up import run_up
 
     ports = dict(PORTS)
     for item in overrides:
@@ -101,11 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orasi", description="OpenTelemetry pipeline and lakehouse.")
     parser.add_argument("--version", action="version", version=f"orasi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for service, text in (
-        ("agent", "run the per-node agent"),
-        ("gateway", "run the regional gateway"),
-        ("bridge", "run the regional bridge (lake writer and query API)"),
-    ):
+    services = _services()
+    for service in services:
+        try:
+            text = plugins.load(service).help
+        except plugins.ServiceNotFound:
+            text = "not installed (run it to see what to reinstall)"
         command = commands.add_parser(service, help=text)
         command.add_argument("--config", required=True, metavar="FILE", help="YAML configuration")
     up = commands.add_parser("up", help="run agent, gateway and bridge with embedded defaults")
@@ -123,22 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument(
-        "--service", choices=SERVICES, default="agent", help="which service the file configures"
+        "--service", choices=services, default="agent", help="which service the file configures"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in SERVICES:
+    try:
+        if args.command == "up":
+            return _up(args.data_dir, args.host, args.port)
+        if args.command == "query":
+            return _query(args)
+        if args.command == "validate-config":
+            return _validate(args.file, args.service)
         return _run_service(args.command, args.config)
-    if args.command == "up":
-        return _up(args.data_dir, args.host, args.port)
-    if args.command == "query":
-        return _query(args)
-    if args.command == "validate-config":
-        return _validate(args.file, args.service)
-    raise AssertionError(args.command)
+    except plugins.ServiceNotFound as error:
+        print(f"orasi {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ from typing import Any
 from orasi_common.config.model import ServiceConfig
 from orasi_common.pipeline.component import Factories
 from orasi_common.pipeline.graph import Graph, resolve
+from orasi_common.ports import admin_port
 from orasi_common.telemetry.admin import AdminApp
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.transport.http_server import HttpServer
-
-DEFAULT_ADMIN_PORTS = {"agent": 13133, "gateway": 13134, "bridge": 13135}
 
 
 class Service:
@@ -25,7 +24,7 @@ class Service:
         self.metrics = Metrics(name)
         self.graph = Graph.build(resolve(config, factories), factories, name, self.metrics)
         self.ready = False
-        admin_endpoint = config.service.telemetry.admin.endpoint or f"0.0.0.0:{DEFAULT_ADMIN_PORTS[name]}"
+        admin_endpoint = config.service.telemetry.admin.endpoint or f"0.0.0.0:{admin_port(name)}"
         self.admin = HttpServer(
             AdminApp(name, self.metrics, lambda: self.ready, self.describe), admin_endpoint
         )

@@ -23,21 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from orasi_common import plugins
 from orasi_common.config.model import ServiceConfig
+from orasi_common.ports import PORTS as PORTS
 from orasi_common.service import Service
-
-PORTS: dict[str, int] = {
-    "agent.grpc": 4317,
-    "agent.http": 4318,
-    "agent.admin": 13133,
-    "gateway.grpc": 4417,
-    "gateway.http": 4418,
-    "gateway.admin": 13134,
-    "bridge.grpc": 4517,
-    "bridge.http": 4518,
-    "bridge.query": 8080,
-    "bridge.admin": 13135,
-}
 
 _SIGNALS = ("traces", "metrics", "logs")
 
@@ -224,16 +213,12 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 
 
 async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
-    from orasi_agent.factories import FACTORIES as AGENT
-    from orasi_bridge.factories import FACTORIES as BRIDGE
-    from orasi_gateway.factories import FACTORIES as GATEWAY
-
+    """Run the three services until SIGTERM or SIGINT (the caller tunes the allocators first)."""
+    service_configs = configs(data_dir, ports, host)
+    factories = {name: plugins.load(name).load_factories() for name in service_configs}
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     with await asyncio.to_thread(lock_data_dir, data_dir):
-        factories = {"bridge": BRIDGE, "gateway": GATEWAY, "agent": AGENT}
-        services = [
-            Service(name, config, factories[name]) for name, config in configs(data_dir, ports, host).items()
-        ]
+        services = [Service(name, config, factories[name]) for name, config in service_configs.items()]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

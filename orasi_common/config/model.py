@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orasi_common.ports import SERVICES, admin_port
+
 
 class ComponentConfig(BaseModel):
     """Base of every component's ``Config``: unknown keys are errors; values are immutable."""
@@ -28,8 +30,9 @@ class LogsTelemetry(ComponentConfig):
 class AdminConfig(ComponentConfig):
     endpoint: str | None = Field(
         default=None,
-        description="host:port of /healthz, /readyz, /metrics and /debug/pipelines "
-        "(default 0.0.0.0:13133 agent, :13134 gateway, :13135 bridge).",
+        description="host:port of /healthz, /readyz, /metrics and /debug/pipelines (default "
+        + ", ".join(f"0.0.0.0:{admin_port(name)} {name}" for name in SERVICES)
+        + ").",
     )
 
 

@@ -16,10 +16,6 @@ import orasi_common
 
 ROOT = Path(orasi_common.__file__).parent
 SERVICES = ("orasi_agent", "orasi_gateway", "orasi_bridge")
-# Temporary: these still import the services directly, until the `orasi` command finds them
-# through entry points (issue 12, "The shared package imports no service"). Remove an entry
-# when its module no longer needs it; add none.
-SERVICE_IMPORTS_ALLOWED = {"cli.py", "up.py"}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
@@ -117,7 +113,6 @@ def test_the_shared_package_imports_no_service() -> None:
     found = [
         f"{path.relative_to(ROOT.parent)}:{line} imports {name}"
         for module, path in _modules()
-        if str(path.relative_to(ROOT)) not in SERVICE_IMPORTS_ALLOWED
         for name, line in _imports(module, path)
         if name.split(".")[0] in SERVICES
     ]
