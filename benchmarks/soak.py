@@ -356,27 +356,18 @@ def stop(process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess,
             process.join(5)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def start_up(
+    tmp: Path, log_path: Path, processes: list[Any], attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """`orasi up` on free ports, ready; a port taken by another process meanwhile means new ports."""
     from orasi_common.up import PORTS
 
-    run_id = uuid.uuid4().hex[:12]
-    tmp = Path(tempfile.mkdtemp(prefix=f"orasi-soak-{run_id}-"))
-    ports = {name: _free_port() for name in PORTS}
-    command = [
-        sys.executable,
-        "-m",
-        "orasi_common.cli",
-        "up",
-        "--data-dir",
-        str(tmp / "data"),
-        "--host",
-        HOST,
-    ]
-    for name, port in ports.items():
-        command += ["--port", f"{name}={port}"]
-    log_path = tmp / "orasi-up.log"
-    processes: list[Any] = []
-    try:
+    for attempt in range(attempts):
+        ports = {name: _free_port() for name in PORTS}
+        command = [sys.executable, "-m", "orasi_common.cli", "up", "--data-dir", str(tmp / "data")]
+        command += ["--host", HOST]
+        for name, port in ports.items():
+            command += ["--port", f"{name}={port}"]
         with log_path.open("wb") as log:
             up = subprocess.Popen(
                 command,
@@ -386,9 +377,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 preexec_fn=_die_with_parent,
             )
         processes.append(up)
+        try:
+            wait_ready(up, f"http://{HOST}:{ports['agent.admin']}/readyz", 90)
+            wait_ready(up, f"http://{HOST}:{ports['bridge.admin']}/readyz", 90)
+            return up, ports
+        except RuntimeError:
+            if up.poll() is None or "cannot listen" not in log_path.read_text(errors="replace"):
+                raise
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:12]
+    tmp = Path(tempfile.mkdtemp(prefix=f"orasi-soak-{run_id}-"))
+    log_path = tmp / "orasi-up.log"
+    processes: list[Any] = []
+    try:
+        up, ports = start_up(tmp, log_path, processes)
         print(f"soak {run_id}: orasi up pid {up.pid}, data {tmp / 'data'}", flush=True)
-        wait_ready(up, f"http://{HOST}:{ports['agent.admin']}/readyz", 90)
-        wait_ready(up, f"http://{HOST}:{ports['bridge.admin']}/readyz", 90)
 
         # Time slots: cycle c's spans lie in [base + c·slot, base + c·slot + 314 s), all in the past
         # (the generator derives the slot from the corpus; SLOT_NS bounds it).
