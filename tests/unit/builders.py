@@ -185,11 +185,11 @@ def item_keys(signal: Signal, request: Message) -> list[tuple[bytes, bytes, byte
     return keys
 
 
-def otap_batch_that_does_not_decode() -> Batch:
-    """An OTAP batch whose cheap checks pass but whose attributes point to no span."""
+def orphaned_attribute_tables() -> dict[Any, Any]:
+    """OTAP tables of one span whose attribute row points to no span: the cheap checks pass,
+    a full decode (or conversion) refuses them."""
     import pyarrow as pa  # here: most unit tests need no Arrow
 
-    from orasi_common.pdata.otap import codec
     from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
     from orasi_common.pdata.otap.traces import encode_traces_bytes
 
@@ -201,4 +201,11 @@ def otap_batch_that_does_not_decode() -> Batch:
     attrs = tables[P.SPAN_ATTRS]
     index = attrs.schema.get_field_index("parent_id")
     orphaned = attrs.set_column(index, "parent_id", pa.array([999], attrs.schema.field("parent_id").type))
-    return codec.decode(Signal.TRACES, {**tables, P.SPAN_ATTRS: orphaned}, tenant="t", batch_id="b")
+    return {**tables, P.SPAN_ATTRS: orphaned}
+
+
+def otap_batch_that_does_not_decode() -> Batch:
+    """An OTAP batch of ``orphaned_attribute_tables``."""
+    from orasi_common.pdata.otap import codec
+
+    return codec.decode(Signal.TRACES, orphaned_attribute_tables(), tenant="t", batch_id="b")

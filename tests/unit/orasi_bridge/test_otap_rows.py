@@ -18,6 +18,7 @@ from orasi_common.pdata.otap.logs import encode_logs_bytes
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.traces import encode_traces_bytes
 from orasi_common.pdata.validate import MAX_TIME
+from tests.unit.builders import orphaned_attribute_tables
 from tests.unit.orasi_common.pdata.otap.test_roundtrip import log_requests, trace_requests
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,17 +69,10 @@ def test_an_otap_batch_is_decoded_only_when_read_as_otlp() -> None:
 
 
 def test_attributes_pointing_to_no_span_are_refused() -> None:
-    request = ExportTraceServiceRequest()
-    span = request.resource_spans.add().scope_spans.add().spans.add(name="work")
-    span.trace_id, span.span_id = b"\x01" * 16, b"\x02" * 8
-    span.attributes.add(key="k").value.string_value = "v"
-    tables = encode_traces_bytes(request.SerializeToString())
-    attrs = tables[P.SPAN_ATTRS]
-    index = attrs.schema.get_field_index("parent_id")
-    orphaned = attrs.set_column(index, "parent_id", pa.array([999], attrs.schema.field("parent_id").type))
+    tables = orphaned_attribute_tables()
     with pytest.raises(MalformedData, match="points to no row"):
-        otap.spans_batch({**tables, P.SPAN_ATTRS: orphaned}, "t", "r")
-    lazy = codec.decode(Signal.TRACES, {**tables, P.SPAN_ATTRS: orphaned}, tenant="t", batch_id="b")
+        otap.spans_batch(tables, "t", "r")
+    lazy = codec.decode(Signal.TRACES, tables, tenant="t", batch_id="b")
     with pytest.raises(MalformedData):
         _ = lazy.raw
 
