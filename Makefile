@@ -24,6 +24,7 @@ stop-servers:
 	scripts/test-servers.sh stop
 
 test: install servers
+	scripts/monitoring-tools.sh
 	$(PYTHON) -m pytest -q -p no:cacheprovider; status=$$?; scripts/test-servers.sh stop; exit $$status
 
 check:
