@@ -10,7 +10,7 @@ twice, unknown fields and groups).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -85,79 +85,78 @@ def _batch(
     return pa.RecordBatch.from_arrays(arrays, schema=table)
 
 
+def _items(c: dict[str, list[Any]], resources: Iterable[Any], scopes: str, items: str) -> Iterator[Any]:
+    """Each item (span or log record) of a request, after appending its resource and scope columns."""
+    for resource in resources:
+        pairs, service = _service(resource.resource)
+        for scope in getattr(resource, scopes):
+            for item in getattr(scope, items):
+                c["service_name"].append(service)
+                c["scope_name"].append(scope.scope.name or None)
+                c["scope_version"].append(scope.scope.version or None)
+                c["resource_attributes"].append(pairs)
+                yield item
+
+
 def reference_spans(request: ExportTraceServiceRequest, tenant: str, region: str) -> pa.RecordBatch:
     c: dict[str, list[Any]] = {name: [] for name in schema.SPANS.names}
-    for resource_spans in request.resource_spans:
-        pairs, service = _service(resource_spans.resource)
-        for scope_spans in resource_spans.scope_spans:
-            for s in scope_spans.spans:
-                c["service_name"].append(service)
-                c["scope_name"].append(scope_spans.scope.name or None)
-                c["scope_version"].append(scope_spans.scope.version or None)
-                c["resource_attributes"].append(pairs)
-                c["name"].append(s.name)
-                c["kind"].append(_KIND.get(s.kind) or str(s.kind))
-                c["trace_id"].append(_hex(s.trace_id))
-                c["span_id"].append(_hex(s.span_id))
-                c["parent_span_id"].append(_hex(s.parent_span_id))
-                c["trace_state"].append(s.trace_state or None)
-                c["flags"].append(s.flags)
-                c["start_time_unix_nano"].append(s.start_time_unix_nano)
-                c["end_time_unix_nano"].append(s.end_time_unix_nano)
-                c["duration_ns"].append(s.end_time_unix_nano - s.start_time_unix_nano)
-                c["status_code"].append(_STATUS.get(s.status.code) or str(s.status.code))
-                c["status_message"].append(s.status.message or None)
-                c["dropped_attributes_count"].append(s.dropped_attributes_count)
-                c["attributes"].append(as_pairs(s.attributes))
-                c["events"].append(
-                    [
-                        {
-                            "time_unix_nano": e.time_unix_nano,
-                            "name": e.name,
-                            "attributes": as_pairs(e.attributes),
-                            "dropped_attributes_count": e.dropped_attributes_count,
-                        }
-                        for e in s.events
-                    ]
-                )
-                c["links"].append(
-                    [
-                        {
-                            "trace_id": _hex(link.trace_id),
-                            "span_id": _hex(link.span_id),
-                            "trace_state": link.trace_state or None,
-                            "attributes": as_pairs(link.attributes),
-                            "flags": link.flags,
-                        }
-                        for link in s.links
-                    ]
-                )
+    for s in _items(c, request.resource_spans, "scope_spans", "spans"):
+        c["name"].append(s.name)
+        c["kind"].append(_KIND.get(s.kind) or str(s.kind))
+        c["trace_id"].append(_hex(s.trace_id))
+        c["span_id"].append(_hex(s.span_id))
+        c["parent_span_id"].append(_hex(s.parent_span_id))
+        c["trace_state"].append(s.trace_state or None)
+        c["flags"].append(s.flags)
+        c["start_time_unix_nano"].append(s.start_time_unix_nano)
+        c["end_time_unix_nano"].append(s.end_time_unix_nano)
+        c["duration_ns"].append(s.end_time_unix_nano - s.start_time_unix_nano)
+        c["status_code"].append(_STATUS.get(s.status.code) or str(s.status.code))
+        c["status_message"].append(s.status.message or None)
+        c["dropped_attributes_count"].append(s.dropped_attributes_count)
+        c["attributes"].append(as_pairs(s.attributes))
+        c["events"].append(
+            [
+                {
+                    "time_unix_nano": e.time_unix_nano,
+                    "name": e.name,
+                    "attributes": as_pairs(e.attributes),
+                    "dropped_attributes_count": e.dropped_attributes_count,
+                }
+                for e in s.events
+            ]
+        )
+        c["links"].append(
+            [
+                {
+                    "trace_id": _hex(link.trace_id),
+                    "span_id": _hex(link.span_id),
+                    "trace_state": link.trace_state or None,
+                    "attributes": as_pairs(link.attributes),
+                    "flags": link.flags,
+                }
+                for link in s.links
+            ]
+        )
     return _batch(schema.SPANS, c, c["start_time_unix_nano"], tenant, region)
 
 
 def reference_logs(request: ExportLogsServiceRequest, tenant: str, region: str) -> pa.RecordBatch:
     c: dict[str, list[Any]] = {name: [] for name in schema.LOGS.names}
     times: list[int] = []
-    for resource_logs in request.resource_logs:
-        pairs, service = _service(resource_logs.resource)
-        for scope_logs in resource_logs.scope_logs:
-            for r in scope_logs.log_records:
-                c["service_name"].append(service)
-                c["scope_name"].append(scope_logs.scope.name or None)
-                c["scope_version"].append(scope_logs.scope.version or None)
-                c["resource_attributes"].append(pairs)
-                c["time_unix_nano"].append(r.time_unix_nano or None)
-                c["observed_time_unix_nano"].append(r.observed_time_unix_nano or None)
-                times.append(r.time_unix_nano or r.observed_time_unix_nano)
-                c["severity_number"].append(r.severity_number)
-                c["severity_text"].append(r.severity_text or None)
-                c["event_name"].append(r.event_name or None)
-                c["body"].append(body_text(r.body))
-                c["body_type"].append(value_type(r.body))
-                c["trace_id"].append(_hex(r.trace_id))
-                c["span_id"].append(_hex(r.span_id))
-                c["flags"].append(r.flags)
-                c["attributes"].append(as_pairs(r.attributes))
+    for r in _items(c, request.resource_logs, "scope_logs", "log_records"):
+        c["time_unix_nano"].append(r.time_unix_nano or None)
+        c["observed_time_unix_nano"].append(r.observed_time_unix_nano or None)
+        times.append(r.time_unix_nano or r.observed_time_unix_nano)
+        c["severity_number"].append(r.severity_number)
+        c["severity_text"].append(r.severity_text or None)
+        c["event_name"].append(r.event_name or None)
+        c["body"].append(body_text(r.body))
+        c["body_type"].append(value_type(r.body))
+        c["trace_id"].append(_hex(r.trace_id))
+        c["span_id"].append(_hex(r.span_id))
+        c["flags"].append(r.flags)
+        c["attributes"].append(as_pairs(r.attributes))
     return _batch(schema.LOGS, c, times, tenant, region)
 
 
@@ -248,95 +247,63 @@ def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.none() | strategy
 
 
-RESOURCES = _optional(st.builds(lambda a: _with(Resource(), attributes=a), ATTRIBUTES))
-SCOPES = _optional(
-    st.builds(
-        lambda n, v, a: _with(InstrumentationScope(), name=n, version=v, attributes=a), TEXT, TEXT, ATTRIBUTES
-    )
+def _messages(message: type[Message], /, **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Messages of this type with each field drawn from its strategy (None: left unset)."""
+    return st.fixed_dictionaries(fields).map(lambda drawn: _with(message(), **drawn))
+
+
+RESOURCES = _optional(_messages(Resource, attributes=ATTRIBUTES))
+SCOPES = _optional(_messages(InstrumentationScope, name=TEXT, version=TEXT, attributes=ATTRIBUTES))
+EVENTS = _messages(
+    Span.Event, time_unix_nano=TIME, name=TEXT, attributes=ATTRIBUTES, dropped_attributes_count=UINT32
 )
-EVENTS = st.builds(
-    lambda t, n, a, d: _with(
-        Span.Event(), time_unix_nano=t, name=n, attributes=a, dropped_attributes_count=d
-    ),
-    TIME,
-    TEXT,
-    ATTRIBUTES,
-    UINT32,
+LINKS = _messages(Span.Link, trace_id=IDS, span_id=IDS, trace_state=TEXT, attributes=ATTRIBUTES, flags=UINT32)
+STATUSES = _optional(_messages(Status, message=TEXT, code=ENUM))
+ANY_SPANS = _messages(
+    Span,
+    trace_id=IDS,
+    span_id=IDS,
+    parent_span_id=IDS,
+    trace_state=TEXT,
+    flags=UINT32,
+    name=TEXT,
+    kind=ENUM,
+    start_time_unix_nano=TIME,
+    end_time_unix_nano=TIME,
+    attributes=ATTRIBUTES,
+    dropped_attributes_count=UINT32,
+    events=st.lists(EVENTS, max_size=2),
+    links=st.lists(LINKS, max_size=2),
+    status=STATUSES,
 )
-LINKS = st.builds(
-    lambda t, s, ts, a, f: _with(Span.Link(), trace_id=t, span_id=s, trace_state=ts, attributes=a, flags=f),
-    IDS,
-    IDS,
-    TEXT,
-    ATTRIBUTES,
-    UINT32,
+ANY_LOG_RECORDS = _messages(
+    LogRecord,
+    time_unix_nano=TIME,
+    observed_time_unix_nano=TIME,
+    severity_number=ENUM,
+    severity_text=TEXT,
+    body=_optional(ANY_VALUES),
+    attributes=ATTRIBUTES,
+    dropped_attributes_count=UINT32,
+    flags=UINT32,
+    trace_id=IDS,
+    span_id=IDS,
+    event_name=TEXT,
 )
-STATUSES = _optional(st.builds(lambda m, c: _with(Status(), message=m, code=c), TEXT, ENUM))
-
-
-@st.composite
-def spans(draw: st.DrawFn) -> Span:
-    return _with(
-        Span(),
-        trace_id=draw(IDS),
-        span_id=draw(IDS),
-        parent_span_id=draw(IDS),
-        trace_state=draw(TEXT),
-        flags=draw(UINT32),
-        name=draw(TEXT),
-        kind=draw(ENUM),
-        start_time_unix_nano=draw(TIME),
-        end_time_unix_nano=draw(TIME),
-        attributes=draw(ATTRIBUTES),
-        dropped_attributes_count=draw(UINT32),
-        events=draw(st.lists(EVENTS, max_size=2)),
-        links=draw(st.lists(LINKS, max_size=2)),
-        status=draw(STATUSES),
-    )
-
-
-@st.composite
-def log_records(draw: st.DrawFn) -> LogRecord:
-    return _with(
-        LogRecord(),
-        time_unix_nano=draw(TIME),
-        observed_time_unix_nano=draw(TIME),
-        severity_number=draw(ENUM),
-        severity_text=draw(TEXT),
-        body=draw(_optional(ANY_VALUES)),
-        attributes=draw(ATTRIBUTES),
-        dropped_attributes_count=draw(UINT32),
-        flags=draw(UINT32),
-        trace_id=draw(IDS),
-        span_id=draw(IDS),
-        event_name=draw(TEXT),
-    )
 
 
 def trace_requests() -> st.SearchStrategy[ExportTraceServiceRequest]:
-    scope_spans = st.builds(
-        lambda s, items: _with(ScopeSpans(), scope=s, spans=items), SCOPES, st.lists(spans(), max_size=3)
+    scope_spans = _messages(ScopeSpans, scope=SCOPES, spans=st.lists(ANY_SPANS, max_size=3))
+    resource_spans = _messages(
+        ResourceSpans, resource=RESOURCES, scope_spans=st.lists(scope_spans, max_size=3)
     )
-    resource_spans = st.builds(
-        lambda r, items: _with(ResourceSpans(), resource=r, scope_spans=items),
-        RESOURCES,
-        st.lists(scope_spans, max_size=3),
-    )
-    return st.lists(resource_spans, max_size=3).map(lambda rs: ExportTraceServiceRequest(resource_spans=rs))
+    return _messages(ExportTraceServiceRequest, resource_spans=st.lists(resource_spans, max_size=3))
 
 
 def logs_requests() -> st.SearchStrategy[ExportLogsServiceRequest]:
-    scope_logs = st.builds(
-        lambda s, items: _with(ScopeLogs(), scope=s, log_records=items),
-        SCOPES,
-        st.lists(log_records(), max_size=3),
-    )
-    resource_logs = st.builds(
-        lambda r, items: _with(ResourceLogs(), resource=r, scope_logs=items),
-        RESOURCES,
-        st.lists(scope_logs, max_size=3),
-    )
-    return st.lists(resource_logs, max_size=3).map(lambda rs: ExportLogsServiceRequest(resource_logs=rs))
+    scope_logs = _messages(ScopeLogs, scope=SCOPES, log_records=st.lists(ANY_LOG_RECORDS, max_size=3))
+    resource_logs = _messages(ResourceLogs, resource=RESOURCES, scope_logs=st.lists(scope_logs, max_size=3))
+    return _messages(ExportLogsServiceRequest, resource_logs=st.lists(resource_logs, max_size=3))
 
 
 SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -480,30 +447,30 @@ def reencoded(draw: st.DrawFn, message: Message) -> bytes:
     return b"".join(chunks)
 
 
-def _assert_reads_as(data: bytes, kind: Callable[[bytes], Message], original: Message) -> None:
-    parsed = kind(data)
+def check_reencoded(request: Message, data: st.DataObject, check: Callable[[bytes], None]) -> None:
+    """A re-encoding of ``request`` parses to it, and ``check`` holds for its bytes."""
+    wire = data.draw(reencoded(request))
+    parsed = type(request).FromString(wire)
     parsed.DiscardUnknownFields()
-    assert parsed == original, "the re-encoding must parse to the generated request"
+    assert parsed == request, "the re-encoding must parse to the generated request"
+    check(wire)
 
 
-@settings(
+REENCODED = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
+
+
+@REENCODED
 @given(trace_requests(), st.data())
 def test_spans_of_reencoded_requests(request: ExportTraceServiceRequest, data: st.DataObject) -> None:
-    wire = data.draw(reencoded(request))
-    _assert_reads_as(wire, ExportTraceServiceRequest.FromString, request)
-    check_spans(wire)
+    check_reencoded(request, data, check_spans)
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+@REENCODED
 @given(logs_requests(), st.data())
 def test_logs_of_reencoded_requests(request: ExportLogsServiceRequest, data: st.DataObject) -> None:
-    wire = data.draw(reencoded(request))
-    _assert_reads_as(wire, ExportLogsServiceRequest.FromString, request)
-    check_logs(wire)
+    check_reencoded(request, data, check_logs)
 
 
 # --- explicit cases -------------------------------------------------------------------------
