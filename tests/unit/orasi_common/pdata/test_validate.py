@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -45,6 +45,7 @@ PAST = 2**63  # the first one it does not
 MAX_U64 = 2**64 - 1
 
 TRACES, LOGS, METRICS = Signal.TRACES, Signal.LOGS, Signal.METRICS
+M = TypeVar("M", bound=Message)
 
 
 # --- builders: every default is valid; a case overrides one value --------------------------------
@@ -84,17 +85,25 @@ def link(**fields: Any) -> Span.Link:
     return Span.Link(**{"trace_id": tid(9), "span_id": sid(9), **fields})
 
 
-def traces(*resources: list[list[Span]]) -> ExportTraceServiceRequest:
-    """resources → scopes → spans."""
-    request = ExportTraceServiceRequest()
+def _nest(request: M, resources: tuple[list[list[Any]], ...], fields: tuple[str, str, str]) -> M:
+    """``request`` with these resources → scopes → items, under these three repeated fields.
+
+    Resource ``r`` has service.name ``s<r>``; scope ``s`` of each resource is named ``scope-<s>``.
+    """
+    resource_field, scope_field, items_field = fields
     for r, scopes in enumerate(resources):
-        resource_spans = request.resource_spans.add(
+        resource = getattr(request, resource_field).add(
             resource=Resource(attributes=[attr("service.name", f"s{r}")])
         )
-        for s, spans in enumerate(scopes):
-            scope_spans = resource_spans.scope_spans.add(scope=InstrumentationScope(name=f"scope-{s}"))
-            scope_spans.spans.extend(spans)
+        for s, items in enumerate(scopes):
+            scope = getattr(resource, scope_field).add(scope=InstrumentationScope(name=f"scope-{s}"))
+            getattr(scope, items_field).extend(items)
     return request
+
+
+def traces(*resources: list[list[Span]]) -> ExportTraceServiceRequest:
+    """resources → scopes → spans."""
+    return _nest(ExportTraceServiceRequest(), resources, ("resource_spans", "scope_spans", "spans"))
 
 
 def record(n: int = 1, **fields: Any) -> LogRecord:
@@ -111,16 +120,7 @@ def record(n: int = 1, **fields: Any) -> LogRecord:
 
 
 def logs(*resources: list[list[LogRecord]]) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    for r, scopes in enumerate(resources):
-        resource_logs = request.resource_logs.add(
-            resource=Resource(attributes=[attr("service.name", f"s{r}")])
-        )
-        for s, records in enumerate(scopes):
-            resource_logs.scope_logs.add(scope=InstrumentationScope(name=f"scope-{s}")).log_records.extend(
-                records
-            )
-    return request
+    return _nest(ExportLogsServiceRequest(), resources, ("resource_logs", "scope_logs", "log_records"))
 
 
 def exemplar(**fields: Any) -> metrics_pb2.Exemplar:
@@ -175,16 +175,7 @@ def metric(kind: str, *points: Any, name: str = "m") -> metrics_pb2.Metric:
 
 
 def metrics(*resources: list[list[metrics_pb2.Metric]]) -> ExportMetricsServiceRequest:
-    request = ExportMetricsServiceRequest()
-    for r, scopes in enumerate(resources):
-        resource_metrics = request.resource_metrics.add(
-            resource=Resource(attributes=[attr("service.name", f"s{r}")])
-        )
-        for s, items in enumerate(scopes):
-            resource_metrics.scope_metrics.add(scope=InstrumentationScope(name=f"scope-{s}")).metrics.extend(
-                items
-            )
-    return request
+    return _nest(ExportMetricsServiceRequest(), resources, ("resource_metrics", "scope_metrics", "metrics"))
 
 
 def every_metric_type(**point_fields: Any) -> list[metrics_pb2.Metric]:
