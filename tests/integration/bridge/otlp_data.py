@@ -14,11 +14,12 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from integration.otap_data import any_value, kv
 from orasi_common.pdata import Batch, Signal
 
 # 2024-05-31T16:08:37.123456789Z: sub-microsecond digits make truncation to `time` visible.
@@ -27,32 +28,8 @@ T0_RFC3339 = "2024-05-31T16:08:37.123456789Z"
 HOUR = 3600 * 10**9
 
 
-def any_value(value: Any) -> AnyValue:
-    if value is None:
-        return AnyValue()
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(any_value(v) for v in value)
-        return out
-    if isinstance(value, dict):
-        out = AnyValue()
-        out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(v)) for k, v in value.items())
-        return out
-    raise TypeError(value)
-
-
 def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=key, value=any_value(value)) for key, value in attributes.items()]
+    return [kv(key, value) for key, value in attributes.items()]
 
 
 # Attribute values of every OTLP type → the canonical string the lake stores. Arrays and maps
@@ -131,13 +108,16 @@ def span_hex(n: int) -> str:
 # --- traces --------------------------------------------------------------------------------
 
 
+def _checkout_scope(resources: Any, scope_field: str, name: str, version: str) -> Any:
+    """A resource of RESOURCE's attributes added to ``resources``, and its one scope ``name`` ``version``."""
+    resource = resources.add()
+    resource.resource.attributes.extend(key_values(RESOURCE))
+    return getattr(resource, scope_field).add(scope=InstrumentationScope(name=name, version=version))
+
+
 def traces_request(base: int = T0) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.extend(key_values(RESOURCE))
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "orasi.tests.lake"
-    scope_spans.scope.version = "1.2.3"
+    scope_spans = _checkout_scope(request.resource_spans, "scope_spans", "orasi.tests.lake", "1.2.3")
 
     root = scope_spans.spans.add(
         trace_id=TRACE_ID,
@@ -319,12 +299,7 @@ MAP_BODY = {"type": 0, "url": "https://example.com/a?b=c", "nested": {"ok": True
 
 def logs_request(base: int = T0) -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.extend(key_values(RESOURCE))
-    scope_logs = resource_logs.scope_logs.add()
-    scope_logs.scope.name = "orasi.tests.logs"
-    scope_logs.scope.version = "0.9"
-    records = scope_logs.log_records
+    records = _checkout_scope(request.resource_logs, "scope_logs", "orasi.tests.logs", "0.9").log_records
     first = records.add(
         time_unix_nano=base,
         observed_time_unix_nano=base + 5,
@@ -424,12 +399,9 @@ def expected_logs(
 
 def metrics_request(base: int = T0) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
-    resource_metrics = request.resource_metrics.add()
-    resource_metrics.resource.attributes.extend(key_values(RESOURCE))
-    scope = resource_metrics.scope_metrics.add()
-    scope.scope.name = "orasi.tests.metrics"
-    scope.scope.version = "2.0.0"
-    metrics = scope.metrics
+    metrics = _checkout_scope(
+        request.resource_metrics, "scope_metrics", "orasi.tests.metrics", "2.0.0"
+    ).metrics
     start = base - 60 * 10**9
 
     gauge = metrics.add(name="temperature", unit="Cel", description="Room temperature")
