@@ -21,44 +21,13 @@ import logging
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from orasi_common import plugins
 from orasi_common.config.model import ServiceConfig
 from orasi_common.ports import PORTS as PORTS
 from orasi_common.service import Service
-
-_SIGNALS = ("traces", "metrics", "logs")
-
-
-def _otlp_receiver(host: str, ports: Mapping[str, int], service: str) -> dict[str, Any]:
-    return {
-        "protocols": {
-            "grpc": {"endpoint": f"{host}:{ports[f'{service}.grpc']}"},
-            "http": {"endpoint": f"{host}:{ports[f'{service}.http']}"},
-        }
-    }
-
-
-def _service_part(
-    host: str, ports: Mapping[str, int], service: str, receiver: str, processors: list[str], exporter: str
-) -> dict[str, Any]:
-    return {
-        "telemetry": {"admin": {"endpoint": f"{host}:{ports[f'{service}.admin']}"}},
-        "pipelines": {
-            signal: {"receivers": [receiver], "processors": processors, "exporters": [exporter]}
-            for signal in _SIGNALS
-        },
-    }
-
-
-def _forwarder(target: int) -> dict[str, Any]:
-    return {
-        "endpoint": f"127.0.0.1:{target}",
-        "tls": {"insecure": True},
-        "compression": "none",
-    }
-
+from orasi_common.topology import Ports, chain
 
 _MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
 
@@ -112,64 +81,47 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
       agent sends again after a crash is recognised by its id too.
     """
     wal = data_dir / "wal"
-    agent = {
-        "receivers": {"otlp": _otlp_receiver(host, ports, "agent")},
-        "processors": {
-            "memory_limiter": _MEMORY_LIMITER,
-            "resource": {},
-            "batch": {"timeout": AGENT_BATCH_TIMEOUT, "wait_for_send": True},
+    lake = {
+        "region": "local",
+        "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
+        "warehouse": f"file://{data_dir / 'warehouse'}",
+        "flush_interval": 5,
+        "flush_size_mib": LAKE_FLUSH_MIB,
+        "max_buffer_mib": LAKE_BUFFER_MIB,
+        "wal": {"directory": str(wal / "bridge")},
+    }
+    documents = chain(
+        Ports.of(ports, "agent", host),
+        Ports.of(ports, "gateway", host),
+        Ports.of(ports, "bridge", host),
+        lake,
+        receivers={"gateway": "otap", "bridge": "otap"},
+        gateway_exporter="otap",
+        processors={
+            "agent": {
+                "memory_limiter": _MEMORY_LIMITER,
+                "resource": {},
+                "batch": {"timeout": AGENT_BATCH_TIMEOUT, "wait_for_send": True},
+            },
+            "gateway": {"memory_limiter": _MEMORY_LIMITER},
+            "bridge": {"memory_limiter": _MEMORY_LIMITER},
         },
-        "exporters": {
-            "otlp": {
-                **_forwarder(ports["gateway.grpc"]),
+        forwarding={
+            "agent": {
                 "timeout": AGENT_SEND_TIMEOUT,
                 "retry_on_failure": {"initial_interval": 0.5, "max_interval": 5, "max_elapsed_time": 0},
                 "sending_queue": {
                     "storage": {"directory": str(wal / "agent"), "memory_mib": AGENT_QUEUE_MEMORY_MIB}
                 },
-            }
-        },
-        "service": _service_part(
-            host, ports, "agent", "otlp", ["memory_limiter", "resource", "batch"], "otlp"
-        ),
-    }
-    gateway = {
-        "receivers": {"otap": _otlp_receiver(host, ports, "gateway")},
-        "processors": {"memory_limiter": _MEMORY_LIMITER},
-        "exporters": {
-            "otap": {
-                **_forwarder(ports["bridge.grpc"]),
+            },
+            "gateway": {
                 "timeout": GATEWAY_SEND_TIMEOUT,
                 "retry_on_failure": {"enabled": False},
                 "sending_queue": {"enabled": False},
-            }
+            },
         },
-        "service": _service_part(host, ports, "gateway", "otap", ["memory_limiter"], "otap"),
-    }
-    bridge = {
-        "receivers": {"otap": _otlp_receiver(host, ports, "bridge")},
-        "processors": {"memory_limiter": _MEMORY_LIMITER},
-        "exporters": {
-            "lake": {
-                "region": "local",
-                "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
-                "warehouse": f"file://{data_dir / 'warehouse'}",
-                "flush_interval": 5,
-                "flush_size_mib": LAKE_FLUSH_MIB,
-                "max_buffer_mib": LAKE_BUFFER_MIB,
-                "wal": {"directory": str(wal / "bridge")},
-            }
-        },
-        "extensions": {"query_api": {"endpoint": f"{host}:{ports['bridge.query']}", "lake": "lake"}},
-        "service": {
-            **_service_part(host, ports, "bridge", "otap", ["memory_limiter"], "lake"),
-            "extensions": ["query_api"],
-        },
-    }
-    return {
-        name: ServiceConfig.model_validate(document)
-        for name, document in (("bridge", bridge), ("gateway", gateway), ("agent", agent))
-    }
+    )
+    return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
 
 
 def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:

@@ -12,7 +12,6 @@ ends only the process this object started: SIGTERM, wait, SIGKILL past the deadl
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 import random
@@ -30,6 +29,8 @@ from typing import IO, Any
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from orasi_common.topology import deep_merge
 
 DEFAULT_PROCESSORS = ("memory_limiter", "resource", "batch")
 SIGNALS = ("traces", "metrics", "logs")
@@ -59,19 +60,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         _ports_handed.add(port)
         return port
     raise RuntimeError(f"no free port in {_PORTS}")
-
-
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied recursively; a None override removes the key."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def agent_config(
