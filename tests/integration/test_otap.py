@@ -61,6 +61,7 @@ from orasi_gateway.factories import FACTORIES as GATEWAY
 TENANT = "x-orasi-tenant"
 BATCH_ID = "x-orasi-batch-id"
 SIGNALS = (Signal.TRACES, Signal.LOGS, Signal.METRICS)
+Sent = dict[str, tuple[Signal, str, Message]]  # batch id → (signal, tenant, request)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def received_by_batch_id(sink: OtlpSink, signal: Signal) -> dict[str, list[Any]]
     return out
 
 
-def assert_delivered_exactly(sink: OtlpSink, sent: dict[str, tuple[Signal, str, Message]]) -> None:
+def assert_delivered_exactly(sink: OtlpSink, sent: Sent) -> None:
     """Each sent batch arrived once, with its tenant, as the very request that was sent."""
     for signal in SIGNALS:
         got = received_by_batch_id(sink, signal)
@@ -123,6 +124,51 @@ def assert_delivered_exactly(sink: OtlpSink, sent: dict[str, tuple[Signal, str, 
             (received,) = got[batch_id]  # exactly once
             assert received.metadata[TENANT] == tenant
             assert received.request == message, f"{signal.value} batch {batch_id} changed on the way"
+
+
+async def assert_all_delivered(sink: OtlpSink, sent: Sent) -> None:
+    """Waits until the sink holds as many items as were sent, then assert_delivered_exactly."""
+    for signal in SIGNALS:
+        expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
+        await wait_items(sink, signal, expected)
+    assert_delivered_exactly(sink, sent)
+
+
+def tracked(sent: Sent, signal: Signal, request: Message, tenant: str) -> Batch:
+    """A batch of ``request`` under a new batch id, recorded in ``sent``."""
+    batch_id = new_batch_id()
+    sent[batch_id] = (signal, tenant, request)
+    return Batch.from_message(signal, request, tenant=tenant, batch_id=batch_id)
+
+
+@dataclass
+class Front:
+    """A gateway with an OTLP gRPC receiver and an `otap` exporter, and a channel to send to it."""
+
+    running: RunningService
+    channel: grpc.aio.Channel
+    sent: Sent
+
+    async def export(self, signal: Signal, request: Message, tenant: str) -> None:
+        batch_id = new_batch_id()
+        await self.channel.unary_unary(SPECS[signal].grpc_method)(
+            request.SerializeToString(), metadata=[(TENANT, tenant), (BATCH_ID, batch_id)], timeout=10
+        )
+        self.sent[batch_id] = (signal, tenant, request)
+
+
+@contextlib.asynccontextmanager
+async def front_with_otap_exporter(endpoint: str, exporter: dict[str, Any]) -> AsyncIterator[Front]:
+    """The front gateway; its `otap` exporter (``exporter``'s settings) sends to ``endpoint``."""
+    front_grpc = free_port()
+    otap = {"endpoint": endpoint, **exporter}
+    config = service_config(("otlp", receiver_part(front_grpc)), ("otap", otap), free_port())
+    async with running_service("gateway", config, GATEWAY) as running:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{front_grpc}")
+        try:
+            yield Front(running, channel, {})
+        finally:
+            await channel.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,12 +188,10 @@ async def test_traces_logs_and_metrics_arrive_exactly_with_tenant_and_batch_id(
         )
         requests.append((Signal.LOGS, logs_request(16, seed=number, prefix=f"a{number}")))
         requests.append((Signal.METRICS, metrics_request(seed=number, prefix=f"a{number}")))
-    sent: dict[str, tuple[Signal, str, Message]] = {}
+    sent: Sent = {}
     batches = []
     for index, (signal, request) in enumerate(requests):
-        tenant, batch_id = f"tenant-{index % 3}", new_batch_id()
-        sent[batch_id] = (signal, tenant, request)
-        batches.append(Batch.from_message(signal, request, tenant=tenant, batch_id=batch_id))
+        batches.append(tracked(sent, signal, request, f"tenant-{index % 3}"))
     metric_kinds = {
         m.WhichOneof("data")
         for _, r in requests
@@ -166,10 +210,7 @@ async def test_traces_logs_and_metrics_arrive_exactly_with_tenant_and_batch_id(
         await asyncio.gather(*(client.send(b) for b in batches[6:]))
         assert client.fell_back is False
 
-    for signal in SIGNALS:
-        expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
-        await wait_items(sink, signal, expected)
-    assert_delivered_exactly(sink, sent)
+    await assert_all_delivered(sink, sent)
     accepted = await otap_gateway.running.metric(
         "orasi_receiver_accepted_items_total", signal="traces", transport="otap"
     )
@@ -220,7 +261,7 @@ async def test_ids_and_values_survive_in_detail(otap_gateway: Gateway, sink: Otl
 
 async def test_recycled_streams_lose_nothing(otap_gateway: Gateway, sink: OtlpSink) -> None:
     """max_stream_lifetime 0.5 s over ~3 s of batches: several streams, every batch once."""
-    sent: dict[str, tuple[Signal, str, Message]] = {}
+    sent: Sent = {}
     streams_seen: set[int] = set()
     async with otap_client(otap_gateway.endpoint, max_stream_lifetime=0.5, max_batches_in_flight=3) as client:
         deadline = time.monotonic() + 3.0
@@ -228,19 +269,13 @@ async def test_recycled_streams_lose_nothing(otap_gateway: Gateway, sink: OtlpSi
         while time.monotonic() < deadline:
             wave = []
             for signal in SIGNALS:
-                request = request_for(signal, number, prefix="recycle")
-                batch_id = new_batch_id()
-                sent[batch_id] = (signal, "recycler", request)
-                wave.append(Batch.from_message(signal, request, tenant="recycler", batch_id=batch_id))
+                wave.append(tracked(sent, signal, request_for(signal, number, prefix="recycle"), "recycler"))
                 number += 1
             await asyncio.gather(*(client.send(b) for b in wave))
             streams_seen.update(id(s) for s in client._streams[Signal.TRACES])
             await asyncio.sleep(0.05)
     assert len(streams_seen) >= 4, "streams were not recycled"
-    for signal in SIGNALS:
-        expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
-        await wait_items(sink, signal, expected)
-    assert_delivered_exactly(sink, sent)
+    await assert_all_delivered(sink, sent)
 
 
 async def test_batches_waiting_for_a_slot_when_their_stream_expires_are_not_failed(
@@ -249,7 +284,7 @@ async def test_batches_waiting_for_a_slot_when_their_stream_expires_are_not_fail
     """Many concurrent sends, one slot per stream, a short lifetime: a batch queued behind the
     slot of a stream that expires meanwhile must go out (on that stream or a fresh one), not
     fail with 'the OTAP stream broke' — nothing here is wrong with the peer."""
-    sent: dict[str, tuple[Signal, str, Message]] = {}
+    sent: Sent = {}
     failures: list[BaseException] = []
     async with otap_client(otap_gateway.endpoint, max_stream_lifetime=0.2, max_batches_in_flight=1) as client:
 
@@ -273,41 +308,22 @@ async def test_batches_waiting_for_a_slot_when_their_stream_expires_are_not_fail
 
 async def test_the_otap_exporter_recycles_streams_without_loss(sink: OtlpSink) -> None:
     """The `otap` exporter component (queue, retries) in a front service, recycling every 0.5 s."""
-    async with gateway("otap", sink) as back:
-        front_grpc = free_port()
-        exporter = {
-            "endpoint": back.endpoint,
-            "tls": {"insecure": True},
-            "compression": "none",
-            "retry_on_failure": {"initial_interval": 0.02, "max_interval": 0.2, "max_elapsed_time": 30},
-            "arrow": {"max_stream_lifetime": 0.5, "max_batches_in_flight": 4},
-        }
-        config = service_config(("otlp", receiver_part(front_grpc)), ("otap", exporter), free_port())
-        async with running_service("gateway", config, GATEWAY) as front:
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{front_grpc}")
-            sent: dict[str, tuple[Signal, str, Message]] = {}
-            try:
-                deadline = time.monotonic() + 2.5
-                number = 0
-                while time.monotonic() < deadline:
-                    signal = SIGNALS[number % 3]
-                    request = request_for(signal, number, prefix="exp")
-                    batch_id = new_batch_id()
-                    await channel.unary_unary(SPECS[signal].grpc_method)(
-                        request.SerializeToString(),
-                        metadata=[(TENANT, "front"), (BATCH_ID, batch_id)],
-                        timeout=10,
-                    )
-                    sent[batch_id] = (signal, "front", request)
-                    number += 1
-                    await asyncio.sleep(0.02)
-            finally:
-                await channel.close()
-            for signal in SIGNALS:
-                expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
-                await wait_items(sink, signal, expected)
-            assert_delivered_exactly(sink, sent)
-            assert await front.metric("orasi_exporter_send_failed_items_total") == 0
+    exporter = {
+        "tls": {"insecure": True},
+        "compression": "none",
+        "retry_on_failure": {"initial_interval": 0.02, "max_interval": 0.2, "max_elapsed_time": 30},
+        "arrow": {"max_stream_lifetime": 0.5, "max_batches_in_flight": 4},
+    }
+    async with gateway("otap", sink) as back, front_with_otap_exporter(back.endpoint, exporter) as front:
+        deadline = time.monotonic() + 2.5
+        number = 0
+        while time.monotonic() < deadline:
+            signal = SIGNALS[number % 3]
+            await front.export(signal, request_for(signal, number, prefix="exp"), "front")
+            number += 1
+            await asyncio.sleep(0.02)
+        await assert_all_delivered(sink, front.sent)
+        assert await front.running.metric("orasi_exporter_send_failed_items_total") == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,51 +331,26 @@ async def test_the_otap_exporter_recycles_streams_without_loss(sink: OtlpSink) -
 
 
 async def test_an_otap_client_falls_back_to_otlp_and_delivers_everything(sink: OtlpSink) -> None:
-    sent: dict[str, tuple[Signal, str, Message]] = {}
+    sent: Sent = {}
     async with gateway("otlp", sink) as plain, otap_client(plain.endpoint) as client:
         for number in range(6):
             signal = SIGNALS[number % 3]
-            request = request_for(signal, number, prefix="fallback")
-            batch_id = new_batch_id()
-            sent[batch_id] = (signal, "fb", request)
-            await client.send(Batch.from_message(signal, request, tenant="fb", batch_id=batch_id))
+            await client.send(tracked(sent, signal, request_for(signal, number, prefix="fallback"), "fb"))
         assert client.fell_back is True
-        for signal in SIGNALS:
-            expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
-            await wait_items(sink, signal, expected)
-        assert_delivered_exactly(sink, sent)
+        await assert_all_delivered(sink, sent)
 
 
 async def test_the_otap_exporter_falls_back_to_an_otlp_receiver(sink: OtlpSink) -> None:
-    async with gateway("otlp", sink) as plain:
-        front_grpc = free_port()
-        exporter = {
-            "endpoint": plain.endpoint,
-            "tls": {"insecure": True},
-            "retry_on_failure": {"initial_interval": 0.02, "max_interval": 0.2, "max_elapsed_time": 10},
-        }
-        config = service_config(("otlp", receiver_part(front_grpc)), ("otap", exporter), free_port())
-        async with running_service("gateway", config, GATEWAY) as front:
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{front_grpc}")
-            sent: dict[str, tuple[Signal, str, Message]] = {}
-            try:
-                for number in range(9):
-                    signal = SIGNALS[number % 3]
-                    request = request_for(signal, number, prefix="fbexp")
-                    batch_id = new_batch_id()
-                    await channel.unary_unary(SPECS[signal].grpc_method)(
-                        request.SerializeToString(),
-                        metadata=[(TENANT, "fbexp"), (BATCH_ID, batch_id)],
-                        timeout=10,
-                    )
-                    sent[batch_id] = (signal, "fbexp", request)
-            finally:
-                await channel.close()
-            for signal in SIGNALS:
-                expected = sum(Batch.from_message(s, r).items for s, _, r in sent.values() if s is signal)
-                await wait_items(sink, signal, expected)
-            assert_delivered_exactly(sink, sent)
-            assert await front.metric("orasi_exporter_send_failed_items_total") == 0
+    exporter = {
+        "tls": {"insecure": True},
+        "retry_on_failure": {"initial_interval": 0.02, "max_interval": 0.2, "max_elapsed_time": 10},
+    }
+    async with gateway("otlp", sink) as plain, front_with_otap_exporter(plain.endpoint, exporter) as front:
+        for number in range(9):
+            signal = SIGNALS[number % 3]
+            await front.export(signal, request_for(signal, number, prefix="fbexp"), "fbexp")
+        await assert_all_delivered(sink, front.sent)
+        assert await front.running.metric("orasi_exporter_send_failed_items_total") == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -861,7 +852,7 @@ async def test_a_stream_broken_by_a_peer_restart_is_replaced(sink: OtlpSink) -> 
         ("otap", receiver_part(grpc_port)), ("otlp", otlp_exporter_part(sink.endpoint)), free_port()
     )
     endpoint = f"127.0.0.1:{grpc_port}"
-    sent: dict[str, tuple[Signal, str, Message]] = {}
+    sent: Sent = {}
 
     async def send(client: OtapClient, number: int) -> None:
         request = request_for(Signal.TRACES, number, prefix="restart")
@@ -889,8 +880,7 @@ async def test_a_stream_broken_by_a_peer_restart_is_replaced(sink: OtlpSink) -> 
             # shutdown for its whole grace period (5 s), as it did for the first service
             await client.close()
         assert len(sent) == 7
-    await wait_items(sink, Signal.TRACES, sum(Batch.from_message(s, r).items for s, _, r in sent.values()))
-    assert_delivered_exactly(sink, sent)
+    await assert_all_delivered(sink, sent)
 
 
 # ---------------------------------------------------------------------------------------------
