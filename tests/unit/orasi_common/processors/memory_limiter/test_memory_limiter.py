@@ -128,13 +128,21 @@ async def test_start_measures_and_shutdown_is_safe(metrics: Metrics, recorder: R
 class _Releases:
     """Stands in for ``release_free_memory``: counts calls; ``runs`` says whether one ran."""
 
-    def __init__(self, runs: bool = True) -> None:
+    def __init__(self) -> None:
         self.calls = 0
-        self.runs = runs
+        self.runs = True
 
     def __call__(self, force: bool = False) -> bool:
         self.calls += 1
         return self.runs
+
+
+@pytest.fixture
+def releases(monkeypatch: pytest.MonkeyPatch) -> _Releases:
+    """``release_free_memory`` replaced by a _Releases (that runs, unless a test says otherwise)."""
+    stand_in = _Releases()
+    monkeypatch.setattr(limiter_module, "release_free_memory", stand_in)
+    return stand_in
 
 
 def _measuring(limiter: MemoryLimiter, monkeypatch: pytest.MonkeyPatch, *readings_mib: int) -> list[int]:
@@ -145,10 +153,8 @@ def _measuring(limiter: MemoryLimiter, monkeypatch: pytest.MonkeyPatch, *reading
 
 
 async def test_free_memory_is_given_back_before_data_is_refused(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch, releases: _Releases
 ) -> None:
-    releases = _Releases()
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
     limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
     # 90 MiB resident, of which 25 MiB only allocator slack: returned, and data still flows.
     left = _measuring(limiter, monkeypatch, 90, 65)
@@ -161,10 +167,8 @@ async def test_free_memory_is_given_back_before_data_is_refused(
 
 
 def test_data_is_refused_when_giving_back_is_not_enough(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch, releases: _Releases
 ) -> None:
-    releases = _Releases()
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
     limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
     _measuring(limiter, monkeypatch, 90, 85)
     limiter.check()
@@ -174,10 +178,9 @@ def test_data_is_refused_when_giving_back_is_not_enough(
 
 
 def test_a_release_that_did_not_run_is_not_measured_again(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch, releases: _Releases
 ) -> None:
-    releases = _Releases(runs=False)  # another limiter of the process released a moment ago
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
+    releases.runs = False  # another limiter of the process released a moment ago
     limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
     left = _measuring(limiter, monkeypatch, 90, 10)
     limiter.check()
@@ -186,10 +189,8 @@ def test_a_release_that_did_not_run_is_not_measured_again(
 
 
 def test_below_the_soft_limit_nothing_is_released(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch, releases: _Releases
 ) -> None:
-    releases = _Releases()
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
     limiter = _limiter(metrics, recorder, limit_mib=100, spike_limit_mib=20)
     _measuring(limiter, monkeypatch, 79)
     limiter.check()
@@ -198,10 +199,8 @@ def test_below_the_soft_limit_nothing_is_released(
 
 
 async def test_free_memory_is_given_back_once_when_data_stops(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, releases: _Releases
 ) -> None:
-    releases = _Releases()
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
     limiter = _limiter(metrics, recorder, limit_mib=100, release_when_idle=5)
     assert not limiter.release_if_idle(time.monotonic() + 60)  # no data yet: nothing to give back
     await limiter.consume(batch_with(Signal.TRACES, 1))
@@ -216,10 +215,8 @@ async def test_free_memory_is_given_back_once_when_data_stops(
 
 
 async def test_release_when_idle_zero_never_releases(
-    metrics: Metrics, recorder: RecordingConsumer, monkeypatch: pytest.MonkeyPatch
+    metrics: Metrics, recorder: RecordingConsumer, releases: _Releases
 ) -> None:
-    releases = _Releases()
-    monkeypatch.setattr(limiter_module, "release_free_memory", releases)
     limiter = _limiter(metrics, recorder, limit_mib=100, release_when_idle=0)
     await limiter.consume(batch_with(Signal.TRACES, 1))
     assert not limiter.release_if_idle(time.monotonic() + 3600)
