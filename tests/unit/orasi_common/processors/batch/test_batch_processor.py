@@ -66,15 +66,22 @@ async def test_timeout_trigger_sends_from_the_processor_task(
     await processor.shutdown()
 
 
-async def test_bytes_limit_sends_before_a_batch_would_pass_it(
-    metrics: Metrics, recorder: RecordingConsumer
-) -> None:
-    one = batch_with(Signal.TRACES, 1)
-    limit_mib = (2.5 * one.size_bytes) / (1024 * 1024)
+async def _started_with_bytes_limit(
+    metrics: Metrics, recorder: RecordingConsumer, batches: float
+) -> tuple[BatchProcessor, float]:
+    """A started processor whose byte limit (returned, in MiB) is ``batches`` one-span batches."""
+    limit_mib = (batches * batch_with(Signal.TRACES, 1).size_bytes) / (1024 * 1024)
     processor = _processor(
         metrics, recorder, timeout=LONG, send_batch_size=1000, send_batch_size_mib=limit_mib
     )
     await processor.start()
+    return processor, limit_mib
+
+
+async def test_bytes_limit_sends_before_a_batch_would_pass_it(
+    metrics: Metrics, recorder: RecordingConsumer
+) -> None:
+    processor, limit_mib = await _started_with_bytes_limit(metrics, recorder, 2.5)
     await processor.consume(batch_with(Signal.TRACES, 1))
     await processor.consume(batch_with(Signal.TRACES, 1))
     assert recorder.batches == []
@@ -88,12 +95,7 @@ async def test_bytes_limit_sends_before_a_batch_would_pass_it(
 async def test_bytes_limit_reached_exactly_sends_at_once(
     metrics: Metrics, recorder: RecordingConsumer
 ) -> None:
-    one = batch_with(Signal.TRACES, 1)
-    limit_mib = (2 * one.size_bytes) / (1024 * 1024)
-    processor = _processor(
-        metrics, recorder, timeout=LONG, send_batch_size=1000, send_batch_size_mib=limit_mib
-    )
-    await processor.start()
+    processor, _ = await _started_with_bytes_limit(metrics, recorder, 2)
     await processor.consume(batch_with(Signal.TRACES, 1))
     assert recorder.batches == []
     await processor.consume(batch_with(Signal.TRACES, 1))
