@@ -1,126 +1,27 @@
-"""The telemetry corpus (``/work/shared/corpus/``, see its README): read it, re-batch it, replay it.
+"""The telemetry corpus of these machines (``/work/shared/corpus/``, see its README).
 
-* :func:`read_requests` — every request of a corpus file (``[4-byte big-endian length][request]``
-  repeated, zstd-compressed), parsed.
-* :func:`rebatch` — the same items in file order, in requests of ``size`` items, each item under
-  its own resource and scope (traces and logs).
-* :class:`TraceCopies` — copies of a serialized trace request with other ids and shifted times,
-  written with numpy at the byte offsets found once (no parse per copy): a replayed corpus whose
-  cycles do not repeat one another's trace and span ids, with timestamps in the present.
+The reading, re-batching and replaying code is the package's (``orasi_common.bench.corpus``,
+which ``orasi bench --source FILE`` uses too); this module names where the corpus lives
+(``$ORASI_CORPUS``) and reads the Hipster Shop traces by default.
 """
 
 from __future__ import annotations
 
 import os
-import struct
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import zstandard
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from google.protobuf.message import Message
 
-from orasi_common.pdata import protoscan
+from orasi_common.bench import corpus
+from orasi_common.bench.corpus import TraceCopies, rebatch
 
 CORPUS = Path(os.environ.get("ORASI_CORPUS", "/work/shared/corpus"))
 TRACES = CORPUS / "hipstershop-oteltraces.zst"
 
-# request class, then the field names of: resource groups, scope groups, items
-_SHAPES: dict[str, tuple[Any, str, str, str]] = {
-    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans"),
-    "logs": (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records"),
-}
+
+def read_requests(path: Path = TRACES, signal: str = "traces") -> list[Message]:
+    """Every request in the corpus file ``path`` (default: the Hipster Shop traces), parsed."""
+    return corpus.read_requests(path, signal)
 
 
-def read_requests(path: Path = TRACES, signal: str = "traces") -> list[Any]:
-    """Every request in the corpus file ``path``, parsed."""
-    request_class = _SHAPES[signal][0]
-    with path.open("rb") as file:
-        data = zstandard.ZstdDecompressor().stream_reader(file).read()
-    requests, offset = [], 0
-    while offset < len(data):
-        (length,) = struct.unpack_from(">I", data, offset)
-        requests.append(request_class.FromString(data[offset + 4 : offset + 4 + length]))
-        offset += 4 + length
-    return requests
-
-
-def rebatch(requests: Iterable[Any], size: int, signal: str = "traces") -> list[Any]:
-    """The items of ``requests`` in order, ``size`` per request (the last may hold fewer)."""
-    request_class, resources_name, scopes_name, items_name = _SHAPES[signal]
-    out: list[Any] = []
-    current, room = request_class(), size
-    for request in requests:
-        for resource_group in getattr(request, resources_name):
-            for scope_group in getattr(resource_group, scopes_name):
-                items = getattr(scope_group, items_name)
-                done = 0
-                while done < len(items):
-                    take = min(room, len(items) - done)
-                    target_resource = getattr(current, resources_name).add()
-                    target_resource.resource.CopyFrom(resource_group.resource)
-                    target_resource.schema_url = resource_group.schema_url
-                    target_scope = getattr(target_resource, scopes_name).add()
-                    target_scope.scope.CopyFrom(scope_group.scope)
-                    target_scope.schema_url = scope_group.schema_url
-                    getattr(target_scope, items_name).extend(items[done : done + take])
-                    done += take
-                    room -= take
-                    if room == 0:
-                        out.append(current)
-                        current, room = request_class(), size
-    if room < size:
-        out.append(current)
-    return out
-
-
-def _ranges(fields: protoscan.Fields, number: int, wire_type: int, length: int) -> protoscan.I64:
-    rows = fields.rows(number, wire_type)
-    rows = rows[fields.end[rows] - fields.start[rows] == length]  # empty ids stay empty
-    starts: protoscan.I64 = fields.start[rows]
-    return starts
-
-
-class TraceCopies:
-    """Copies of one serialized ``ExportTraceServiceRequest`` with other ids and times.
-
-    ``copy(key, shift_ns)`` XORs the first 8 bytes of every trace id and all 8 of every span id,
-    parent span id and link id with 8 bytes derived from ``key`` (the same key maps one id to the
-    same new id in every request, so traces stay whole), and adds ``shift_ns`` to every span's
-    start and end and every event's time.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        buf = protoscan.Buffer(data)
-        self._data = buf.u8
-        top = protoscan.scan(buf, np.zeros(1, np.int64), np.array([len(data)], np.int64))
-        resources = protoscan.items(buf, top, 1)
-        scopes = protoscan.items(buf, resources.fields, 2)
-        spans = protoscan.items(buf, scopes.fields, 2).fields
-        events = protoscan.items(buf, spans, 11).fields
-        links = protoscan.items(buf, spans, 13).fields
-        LEN, I64 = protoscan.LEN, protoscan.I64_WIRE
-        ids = [
-            _ranges(spans, 1, LEN, 16),  # trace_id: its first 8 bytes
-            _ranges(spans, 2, LEN, 8),  # span_id
-            _ranges(spans, 4, LEN, 8),  # parent_span_id
-            _ranges(links, 1, LEN, 16),
-            _ranges(links, 2, LEN, 8),
-        ]
-        times = [_ranges(spans, 7, I64, 8), _ranges(spans, 8, I64, 8), _ranges(events, 1, I64, 8)]
-        self._ids = np.concatenate(ids)[:, None] + np.arange(8)
-        self._times = np.concatenate(times)[:, None] + np.arange(8)
-        self.spans = len(spans.rows(1, LEN))  # every span has a trace id
-        stamps = self._data[self._times].copy().view("<u8").ravel()
-        self.first_ns, self.last_ns = (int(stamps.min()), int(stamps.max())) if len(stamps) else (0, 0)
-
-    def copy(self, key: int, shift_ns: int) -> bytes:
-        out = self._data.copy()
-        mask = np.frombuffer(int(key).to_bytes(8, "little"), np.uint8)
-        out[self._ids] ^= mask
-        stamps = out[self._times].copy().view("<u8")
-        stamps += np.uint64(shift_ns % 2**64)  # wraps: a negative shift subtracts
-        out[self._times] = stamps.view(np.uint8).reshape(-1, 8)
-        return out.tobytes()
+__all__ = ["CORPUS", "TRACES", "TraceCopies", "read_requests", "rebatch"]

@@ -29,7 +29,7 @@ from typing import Any
 import zstandard
 from google.protobuf.message import Message
 
-from benchmarks.otap_codec import logs_request, metrics_request, traces_request
+from orasi_common.bench.generate import logs_request, metrics_request, traces_request
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orasi_common import plugins
 from orasi_common.allocator import tune_allocators
+from orasi_common.bench import cli as bench
 from orasi_common.config import ConfigError, load_config
 from orasi_common.pipeline.graph import resolve
 from orasi_common.ports import PORTS
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--url", default="http://127.0.0.1:8080", help="the bridge's REST API")
     query.add_argument("--tenant", help="tenant to read (X-Orasi-Tenant)")
     query.add_argument("--api-key", default=os.environ.get("ORASI_API_KEY"), help="API key ($ORASI_API_KEY)")
+    bench.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument(
@@ -127,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _up(args.data_dir, args.host, args.port)
         if args.command == "query":
             return _query(args)
+        if args.command == "bench":
+            return bench.run(args)
         if args.command == "validate-config":
             return _validate(args.file, args.service)
         return _run_service(args.command, args.config)
