@@ -36,7 +36,7 @@ from orasi_common.pdata import SPECS, Signal
 from orasi_common.pipeline.component import Factories, Kind, Settings
 from orasi_common.service import Service
 from orasi_common.telemetry.metrics import Metrics
-from orasi_common.testing.agent_process import free_port
+from orasi_common.testing.service_process import free_port
 
 T0 = 1_700_000_000_000_000_000
 
