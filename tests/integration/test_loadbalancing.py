@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -49,10 +49,13 @@ from orasi_gateway.loadbalancing.ring import HashRing, key_hash
 TENANT = "x-orasi-tenant"
 BATCH_ID = "x-orasi-batch-id"
 EXPORTER = "loadbalancing"
+S = TypeVar("S", bound=OtlpSink)
 
 
 class PortSink(OtlpSink):
-    """An OtlpSink that can stop and start again on the same port (an upstream restarting)."""
+    """An OtlpSink that can stop and start again on the same port (an upstream restarting).
+
+    OtlpSink.start always binds a new port, hence this copy of its server setup."""
 
     def start(self) -> int:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -67,17 +70,16 @@ class PortSink(OtlpSink):
 
 
 @contextlib.contextmanager
-def sinks(count: int) -> Iterator[list[PortSink]]:
-    started: list[PortSink] = []
-    try:
-        for _ in range(count):
-            sink = PortSink()
-            sink.start()
-            started.append(sink)
-        yield started
-    finally:
-        for sink in started:
-            sink.stop()
+def started(*upstreams: S) -> Iterator[list[S]]:
+    """These sinks, started, and stopped when the block ends."""
+    with contextlib.ExitStack() as stack:
+        for upstream in upstreams:
+            stack.enter_context(upstream)
+        yield list(upstreams)
+
+
+def sinks(count: int) -> contextlib.AbstractContextManager[list[OtlpSink]]:
+    return started(*(OtlpSink() for _ in range(count)))
 
 
 def lb_exporter(
@@ -118,6 +120,14 @@ class Gateway:
         ]
         assert values, f"no breaker metric for {endpoint}"
         return values[0]
+
+    async def breaker_when_open(self, endpoint: str, deadline: float) -> float:
+        """The breaker's state once it is open (1), or at ``deadline`` (time.monotonic) if never."""
+        state = await self.breaker(endpoint)
+        while state != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            state = await self.breaker(endpoint)
+        return state
 
 
 @contextlib.asynccontextmanager
@@ -194,6 +204,30 @@ class Sender:
             return False
         self.acknowledged.append(request)
         return True
+
+    @contextlib.asynccontextmanager
+    async def steady_load(
+        self, spans_per_trace: int = SPANS_PER_TRACE, salt: str = ""
+    ) -> AsyncIterator[None]:
+        """Sends a request of 12 new traces every 20 ms until the block ends."""
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            number = 0
+            async with grpc.aio.insecure_channel(self.endpoint) as channel:
+                while not stop.is_set():
+                    traces = range(number * 12, number * 12 + 12)
+                    entries = [(t, i) for t in traces for i in range(spans_per_trace)]
+                    await self.send(channel, spans_request(entries, salt=salt))
+                    number += 1
+                    await asyncio.sleep(0.02)
+
+        task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
 
 def span_names(requests: Sequence[Any]) -> list[str]:
@@ -315,31 +349,13 @@ async def test_a_killed_upstream_is_isolated_within_a_second_and_nothing_is_lost
         async with lb_gateway(lb_exporter([s.endpoint for s in upstreams])) as gw:
             victim = upstreams[1]
             sender = Sender(gw.endpoint)
-            stop_load = asyncio.Event()
-
-            async def load() -> None:
-                number = 0
-                async with grpc.aio.insecure_channel(gw.endpoint) as channel:
-                    while not stop_load.is_set():
-                        traces = range(number * 12, number * 12 + 12)
-                        entries = [(t, i) for t in traces for i in range(SPANS_PER_TRACE)]
-                        await sender.send(channel, spans_request(entries))
-                        number += 1
-                        await asyncio.sleep(0.02)
-
-            task = asyncio.create_task(load())
-            try:
+            async with sender.steady_load():
                 await eventually(lambda: victim.items(Signal.TRACES) > 0, 10, "the victim getting traffic")
                 assert await gw.breaker(victim.endpoint) == 0
                 # the first failure cannot happen before the upstream is gone: measure from here
                 killed_at = time.monotonic()
                 await asyncio.to_thread(victim.stop)
-                state = None
-                while time.monotonic() - killed_at < 1.0:
-                    state = await gw.breaker(victim.endpoint)
-                    if state == 1:
-                        break
-                    await asyncio.sleep(0.01)
+                state = await gw.breaker_when_open(victim.endpoint, deadline=killed_at + 1.0)
                 isolated_after = time.monotonic() - killed_at
                 assert state == 1, (
                     f"the breaker of the killed upstream is {state} {isolated_after:.2f} s after the kill"
@@ -348,9 +364,6 @@ async def test_a_killed_upstream_is_isolated_within_a_second_and_nothing_is_lost
                 acknowledged_before = len(sender.acknowledged)
                 await asyncio.sleep(1.0)  # load goes on with the victim isolated
                 assert len(sender.acknowledged) > acknowledged_before + 10, "the load stopped"
-            finally:
-                stop_load.set()
-                await task
             assert sender.refused == 0
             for healthy in (0, 2):
                 assert await gw.breaker(upstreams[healthy].endpoint) == 0
@@ -378,7 +391,7 @@ async def test_a_killed_upstream_is_isolated_within_a_second_and_nothing_is_lost
 
 
 async def test_failover_takes_everything_while_no_primary_is_healthy_and_gives_it_back() -> None:
-    with sinks(3) as upstreams:
+    with started(PortSink(), PortSink(), OtlpSink()) as upstreams:
         primary, failover = upstreams[:2], upstreams[2]
         exporter = lb_exporter([s.endpoint for s in primary], failover=[failover.endpoint], open_duration=0.3)
         async with lb_gateway(exporter) as gw:
@@ -643,7 +656,7 @@ async def test_protocol_otap_balances_traces_over_three_otap_receivers() -> None
 # (c') an upstream that hangs instead of refusing connections
 
 
-class HangingSink(PortSink):
+class HangingSink(OtlpSink):
     """Stops answering (calls block) once ``hang`` is set — a frozen process, not a closed port."""
 
     def __init__(self) -> None:
@@ -664,69 +677,43 @@ class HangingSink(PortSink):
 
 
 async def test_a_frozen_upstream_is_isolated_within_a_second_of_its_first_timeout() -> None:
-    upstreams = [PortSink(), HangingSink(), PortSink()]
-    for sink in upstreams:
-        sink.start()
-    frozen = upstreams[1]
-    assert isinstance(frozen, HangingSink)
+    frozen = HangingSink()
     timeout = 1.0
-    try:
+    with started(OtlpSink(), frozen, OtlpSink()) as upstreams:
         exporter = lb_exporter([s.endpoint for s in upstreams], endpoint_timeout=timeout)
         async with lb_gateway(exporter) as gw:
             sender = Sender(gw.endpoint)
-            stop_load = asyncio.Event()
-
-            async def load() -> None:
-                number = 0
-                async with grpc.aio.insecure_channel(gw.endpoint) as channel:
-                    while not stop_load.is_set():
-                        entries = [(t, i) for t in range(number * 12, number * 12 + 12) for i in range(2)]
-                        await sender.send(channel, spans_request(entries, salt="frozen"))
-                        number += 1
-                        await asyncio.sleep(0.02)
-
-            task = asyncio.create_task(load())
             try:
-                await eventually(
-                    lambda: frozen.items(Signal.TRACES) > 0, 10, "the frozen upstream getting traffic"
-                )
-                frozen.hang.set()
-                frozen_at = time.monotonic()
-                # no call to it can fail before it has waited endpoint_timeout: the first failure
-                # comes at frozen_at + timeout at the earliest
-                deadline = frozen_at + timeout + 1.0
-                state = None
-                while time.monotonic() < deadline:
-                    state = await gw.breaker(frozen.endpoint)
-                    if state == 1:
-                        break
-                    await asyncio.sleep(0.01)
-                elapsed = time.monotonic() - frozen_at
-                assert state == 1, (
-                    f"breaker {state} {elapsed:.2f} s after the freeze (timeouts after {timeout} s)"
-                )
-                at_isolation = len(sender.acknowledged)
-                await asyncio.sleep(0.8)
-                assert len(sender.acknowledged) > at_isolation + 5, "the load stalled after isolation"
+                async with sender.steady_load(spans_per_trace=2, salt="frozen"):
+                    await eventually(
+                        lambda: frozen.items(Signal.TRACES) > 0, 10, "the frozen upstream getting traffic"
+                    )
+                    frozen.hang.set()
+                    frozen_at = time.monotonic()
+                    # no call to it can fail before it has waited endpoint_timeout: the first failure
+                    # comes at frozen_at + timeout at the earliest
+                    state = await gw.breaker_when_open(frozen.endpoint, deadline=frozen_at + timeout + 1.0)
+                    elapsed = time.monotonic() - frozen_at
+                    assert state == 1, (
+                        f"breaker {state} {elapsed:.2f} s after the freeze (timeouts after {timeout} s)"
+                    )
+                    at_isolation = len(sender.acknowledged)
+                    await asyncio.sleep(0.8)
+                    assert len(sender.acknowledged) > at_isolation + 5, "the load stalled after isolation"
             finally:
-                stop_load.set()
-                await task
                 frozen.release.set()
             expected = set(span_names(sender.acknowledged))
             await wait_spans(upstreams, expected)
         counts = collections.Counter(name for sink in upstreams for _, name in spans_at(sink))
         assert expected - set(counts) == set()
         print(f"duplicated spans after the freeze: {sum(1 for n in counts.values() if n > 1)}")
-    finally:
-        for sink in upstreams:
-            sink.stop()
 
 
 # ---------------------------------------------------------------------------------------------
 # (g) retries and idempotency keys
 
 
-class PickySink(PortSink):
+class PickySink(OtlpSink):
     """Refuses (UNAVAILABLE) every request when ``refuse_all``; else the first
     ``poison_refusals`` requests holding spans named ``poison-*``."""
 
@@ -770,9 +757,7 @@ async def test_a_retried_batch_does_not_redeliver_parts_under_another_idempotenc
     Every copy of a span must carry one and the same idempotency key (better: A's part is not
     sent again at all)."""
     a, b = PickySink(poison_refusals=1), PickySink(refuse_all=True)
-    for sink in (a, b):
-        sink.start()
-    try:
+    with started(a, b):
         ring = HashRing([a.endpoint, b.endpoint])
         ids = [random.Random(f"g{i}").randbytes(16) for i in range(400)]
         for_a = [t for t in ids if ring.lookup(key_hash(t)) == a.endpoint][:3]
@@ -817,6 +802,3 @@ async def test_a_retried_batch_does_not_redeliver_parts_under_another_idempotenc
         several = {name: sorted(keys[name]) for name in x_names if len(keys[name]) > 1}
         print(f"copies per span of X at A: { {n: copies[n] for n in sorted(x_names)} }")
         assert several == {}, f"spans of X delivered under several idempotency keys: {several}"
-    finally:
-        for sink in (a, b):
-            sink.stop()
