@@ -81,9 +81,11 @@ class Run:
         return [answer for answer in self.answers if start <= answer[0] < end]
 
     def summary(self) -> dict[str, Any]:
-        """Counts over the whole run; throughput and latencies over the measured window."""
-        window = self.in_window()
-        seconds = self.window[1] - self.window[0]
+        """Counts over the whole run; throughput and latencies from the measured window's start
+        to its end or the last answer, if later (requests in flight at the end count)."""
+        start = self.window[0]
+        window = [answer for answer in self.answers if answer[0] >= start]
+        seconds = max([self.window[1], *(answer[0] for answer in window)]) - start
         refused: Counter[str] = Counter()
         requests: Counter[str] = Counter()
         for _, _, _, outcome in self.answers:
