@@ -8,7 +8,7 @@ export AWS_ACCESS_KEY_ID ?= testkey
 export AWS_SECRET_ACCESS_KEY ?= testsecret
 export AWS_REGION ?= us-east-1
 
-.PHONY: install up test check bench servers stop-servers
+.PHONY: install up test check bench servers stop-servers images
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -25,6 +25,7 @@ stop-servers:
 
 test: install servers
 	scripts/monitoring-tools.sh
+	scripts/deploy-tools.sh >/dev/null
 	$(PYTHON) -m pytest -q -p no:cacheprovider; status=$$?; scripts/test-servers.sh stop; exit $$status
 
 check:
@@ -35,3 +36,7 @@ check:
 
 bench: install
 	$(PYTHON) -m benchmarks.agent_throughput
+
+# The orasi image (docker/Dockerfile) built with buildah on a locally made Debian base (not run by test).
+images:
+	scripts/images.sh
