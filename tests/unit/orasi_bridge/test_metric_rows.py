@@ -26,7 +26,7 @@ from orasi_bridge.lake.rows import metrics
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap.metrics import encode_metrics_bytes
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
-from tests.unit.orasi_bridge.test_rows_from_wire import _assert_reads_as, _hex, _time, as_pairs, reencoded
+from tests.unit.orasi_bridge.test_rows_from_wire import _hex, _time, as_pairs, check_reencoded
 from tests.unit.orasi_common.pdata.otap.test_roundtrip import metric_requests
 
 # --- the reference: the per-object conversion ------------------------------------------------
@@ -190,9 +190,7 @@ def test_metric_points_equal_the_per_object_conversion(request: ExportMetricsSer
 def test_metric_points_of_reencoded_requests(
     request: ExportMetricsServiceRequest, data: st.DataObject
 ) -> None:
-    wire = data.draw(reencoded(request))
-    _assert_reads_as(wire, ExportMetricsServiceRequest.FromString, request)
-    check_metric_points(wire)
+    check_reencoded(request, data, check_metric_points)
 
 
 @SETTINGS
