@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlparse
+
 from pydantic import Field, field_validator
 
 from orasi_bridge.lake.localcache import LocalCacheConfig
@@ -54,3 +57,19 @@ class Config(ComponentConfig):
         if not value.startswith(("s3://", "file://")):
             raise ValueError("the warehouse must be an s3:// or file:// URL")
         return value.rstrip("/")
+
+    def local_directories(self) -> dict[str, str]:
+        """The directories on this machine the lake writes, by what they hold (for
+        ``orasi_storage_usage_percent``): its log, its cache, a file:// warehouse, a SQLite
+        catalog's directory."""
+        directories = {}
+        if self.wal is not None:
+            directories["wal"] = self.wal.directory
+        if self.local_cache is not None:
+            directories["cache"] = self.local_cache.directory
+        if self.warehouse.startswith("file://"):
+            directories["warehouse"] = urlparse(self.warehouse).path
+        if self.catalog_uri.startswith("sqlite:///"):
+            database = self.catalog_uri.removeprefix("sqlite:///").split("?", 1)[0]
+            directories["catalog"] = os.path.dirname(database) or "."
+        return directories

@@ -213,6 +213,9 @@ class LakeWriter:
         self._settings = settings
         self._logger = settings.logger
         self._commits = settings.metrics.lake_commits.labels(settings.id)
+        self._commit_failures = settings.metrics.lake_commit_failures.labels(settings.id)
+        for volume, directory in config.local_directories().items():
+            settings.metrics.watch_volume(f"{volume}/{settings.id}", directory)
         self._failed = settings.metrics.exporter_send_failed
         self._sent = settings.metrics.exporter_sent  # items committed
         self._catalog: Catalog | None = None
@@ -501,6 +504,7 @@ class LakeWriter:
                     tenants.clear()
                     self._commits.inc()
             except Exception:
+                self._commit_failures.inc()
                 self._logger.exception(
                     "Committing to the lake failed; the rows stay buffered and are retried.",
                     extra={"buffered_bytes": buffer.size_bytes},

@@ -78,6 +78,7 @@ class ExporterHelper:
         self._queue: SendingQueue | PersistentQueue | None = None
         if queue_config.enabled and queue_config.storage is not None:
             corrupt = metrics.wal_corrupt_segments.labels(exporter)
+            metrics.watch_volume(f"wal/{exporter}", queue_config.storage.directory)
             self._queue = PersistentQueue(queue_config, queue_config.storage, exporter, corrupt.inc)
         elif queue_config.enabled:
             self._queue = SendingQueue(queue_config)

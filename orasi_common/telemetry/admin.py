@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -47,7 +48,10 @@ class AdminApp:
             code = 200 if ready else 503
             content_type, body = "application/json", _json({"ready": ready, "service": self._service})
         elif path == "/metrics":
-            code, content_type, body = 200, CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+            # In a thread: collectors read /proc and statvfs at scrape time, and a large
+            # registry takes milliseconds to render.
+            body = await asyncio.to_thread(generate_latest, self._metrics.registry)
+            code, content_type = 200, CONTENT_TYPE_LATEST
         elif path == "/debug/pipelines":
             code, content_type, body = 200, "application/json", _json(self._describe())
         else:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
+from orasi_common.telemetry.storage import StorageCollector
 from orasi_common.version import __version__
 
 
@@ -16,6 +17,11 @@ class Metrics:
         Info("orasi_build", "Build information.", registry=r).info(
             {"version": __version__, "service": service}
         )
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... (read
+        # from /proc at scrape time; the admin port renders /metrics in a thread).
+        ProcessCollector(registry=r)
+        self.storage = StorageCollector()
+        r.register(self.storage)
         self.receiver_accepted = Counter(
             "orasi_receiver_accepted_items",
             "Items a receiver accepted and handed to its pipelines.",
@@ -113,6 +119,12 @@ class Metrics:
             ["exporter"],
             registry=r,
         )
+        self.lake_commit_failures = Counter(
+            "orasi_lake_commit_failures",
+            "Lake flushes whose commit failed (the rows stay buffered and the commit is retried).",
+            ["exporter"],
+            registry=r,
+        )
         self.memory_rss_bytes = Gauge(
             "orasi_process_memory_rss_bytes",
             "Resident memory of the process as the memory limiter last measured it.",
@@ -124,3 +136,11 @@ class Metrics:
             ["server", "handler", "method", "code"],
             registry=r,
         )
+
+    def watch_volume(self, volume: str, directory: str) -> None:
+        """Export ``orasi_storage_usage_percent{volume}`` for the filesystem holding ``directory``.
+
+        Components call it when they are created, for each directory they write: ``volume`` names
+        what the directory holds and who writes it, e.g. ``wal/otlp``, ``cache/lake``.
+        """
+        self.storage.watch(volume, directory)

@@ -23,6 +23,7 @@ from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter, files, traceindex
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pdata import Signal
+from orasi_common.telemetry.metrics import Metrics
 
 DAY = 24 * data.HOUR
 WINDOW: dict[str, Any] = {"start": data.T0 - data.HOUR, "end": data.T0 + data.HOUR}
@@ -260,7 +261,8 @@ async def test_a_large_partition_is_split_into_sorted_files(
 async def test_a_commit_that_certainly_failed_leaves_no_files_and_the_rows_commit_later(
     make_writer: MakeWriter, lake_space: LakeSpace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = await make_writer(commit_retries=1)
+    metrics = Metrics("bridge")
+    writer = await make_writer(metrics, commit_retries=1)
     attempts = 0
 
     def conflict(self: Transaction) -> Table:
@@ -277,8 +279,11 @@ async def test_a_commit_that_certainly_failed_leaves_no_files_and_the_rows_commi
     assert attempts == 2  # the first try and one retry
     assert lake_space.written_files() == []
     assert data_files(writer) == []
+    failures = ("orasi_lake_commit_failures_total", {"exporter": "lake"})  # alert OrasiLakeCommitsFailing
+    assert metrics.registry.get_sample_value(*failures) == 1
 
     await writer.flush()
+    assert metrics.registry.get_sample_value(*failures) == 1
     (file,) = data_files(writer)
     index = traceindex.index_path(file.file_path)
     assert index is not None
