@@ -1,0 +1,1013 @@
+"""Write Orasi's four Grafana dashboards to helm/orasi/files/monitoring/dashboards/*.json.
+
+    python scripts/dashboards.py           # write the files
+    python scripts/dashboards.py --check   # exit 1 if a file differs from what this writes
+
+The JSON files are what Grafana imports and what the chart ships; this script is their source,
+so that the four dashboards share one layout, one `region` variable and one way of writing a
+query. Every query uses only metrics the services export on their admin port, with the target
+labels of ../helm/orasi/files/monitoring/scrape.yaml (`region`, `component`, `pod`); the tests
+in tests/monitoring/ check both against a running `orasi up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "helm" / "orasi" / "files" / "monitoring" / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+Panel = dict[str, Any]
+
+
+def sel(*matchers: str) -> str:
+    """A label selector with the dashboard's filters (region always) and ``matchers``."""
+    return "{" + ", ".join(['region=~"$region"', *matchers]) + "}"
+
+
+def target(expr: str, legend: str = "", **extra: Any) -> dict[str, Any]:
+    return {"datasource": DS, "expr": expr, "legendFormat": legend, **extra}
+
+
+def timeseries(
+    title: str,
+    targets: list[dict[str, Any]],
+    unit: str = "short",
+    description: str = "",
+    *,
+    stack: bool = False,
+) -> Panel:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "min": 0,
+                "custom": {
+                    "drawStyle": "line",
+                    "lineWidth": 1,
+                    "fillOpacity": 20 if stack else 5,
+                    "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+                    "showPoints": "never",
+                },
+            },
+            "overrides": [],
+        },
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def stat(
+    title: str, expr: str, unit: str = "short", description: str = "", red_above: float | None = None
+) -> Panel:
+    steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
+    if red_above is not None:
+        steps.append({"color": "red", "value": red_above})
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": [target(expr)],
+        "fieldConfig": {
+            "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "textMode": "auto",
+        },
+    }
+
+
+def table(title: str, expr: str, description: str = "") -> Panel:
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": [target(expr, format="table", instant=True)],
+        "fieldConfig": {"defaults": {}, "overrides": []},
+        "options": {"showHeader": True},
+        "transformations": [
+            {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
+        ],
+    }
+
+
+def row(title: str) -> Panel:
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+
+
+def layout(panels: list[tuple[Panel, int, int]]) -> list[Panel]:
+    """Place (panel, width, height) left to right, wrapping at 24 columns; rows span the width."""
+    placed: list[Panel] = []
+    x = y = line_height = 0
+    for number, (panel, width, height) in enumerate(panels, start=1):
+        if panel["type"] == "row":
+            if x:
+                x, y = 0, y + line_height
+            panel["gridPos"] = {"x": 0, "y": y, "w": 24, "h": 1}
+            y += 1
+            line_height = 0
+        else:
+            if x + width > 24:
+                x, y, line_height = 0, y + line_height, 0
+            panel["gridPos"] = {"x": x, "y": y, "w": width, "h": height}
+            x += width
+            line_height = max(line_height, height)
+        panel["id"] = number
+        for ref, item in enumerate(panel.get("targets", [])):
+            item["refId"] = chr(ord("A") + ref)
+        placed.append(panel)
+    return placed
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+    }
+
+
+def query_variable(name: str, label: str, query: str, *, multi: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": f"{name}-query"},
+        "definition": query,
+        "refresh": 2,  # on time range change
+        "sort": 1,
+        "multi": multi,
+        "includeAll": True,
+        "allValue": ".*",  # also matches series without the label (a Prometheus of one region)
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "hide": 0,
+    }
+
+
+def region_variable() -> dict[str, Any]:
+    return query_variable("region", "Region", "label_values(orasi_build_info, region)")
+
+
+def dashboard(
+    uid: str, title: str, description: str, variables: list[dict[str, Any]], panels: list[Panel]
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["orasi"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["orasi"],
+                "asDropdown": True,
+                "title": "Orasi dashboards",
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
+        "templating": {"list": [datasource_variable(), *variables]},
+        "panels": panels,
+    }
+
+
+def rate(metric: str, *matchers: str) -> str:
+    return f"rate({metric}{sel(*matchers)}[{RATE}])"
+
+
+def p(quantile: float, by: str, *matchers: str) -> str:
+    buckets = rate("http_request_duration_seconds_bucket", *matchers)
+    return f"histogram_quantile({quantile}, sum by ({by}, le) ({buckets}))"
+
+
+def error_ratio(by: str, *matchers: str) -> str:
+    errors = rate("http_request_duration_seconds_count", 'code=~"5.."', *matchers)
+    every = rate("http_request_duration_seconds_count", *matchers)
+    return f"sum by ({by}) ({errors}) / sum by ({by}) ({every})"
+
+
+def queue_fill(by: str, *matchers: str) -> str:
+    size = f"orasi_queue_size_bytes{sel(*matchers)}"
+    capacity = f"(orasi_queue_capacity_bytes{sel(*matchers)} > 0)"
+    return f"max by ({by}) ({size} / {capacity})"
+
+
+def dropped(by: str, *matchers: str) -> str:
+    failed = rate("orasi_exporter_send_failed_items_total", *matchers)
+    full = rate("orasi_exporter_enqueue_failed_items_total", *matchers)
+    return f"(sum by ({by}) ({failed}) or vector(0)) + (sum by ({by}) ({full}) or vector(0))"
+
+
+AGENT = 'component="agent"'
+LAKE = 'exporter=~"lake.*"'
+
+
+def global_overview() -> dict[str, Any]:
+    panels: list[tuple[Panel, int, int]] = [
+        (row("Now, over the selected regions"), 24, 1),
+        (
+            stat(
+                "Accepted at the edge",
+                f"sum({rate('orasi_receiver_accepted_items_total', AGENT)})",
+                "short",
+                "Items/s the agents accepted from applications (spans, metric points, log records).",
+            ),
+            5,
+            5,
+        ),
+        (
+            stat(
+                "Committed to the lake",
+                f"sum({rate('orasi_exporter_sent_items_total', LAKE)})",
+                "short",
+                "Rows/s the bridges committed to the Iceberg tables.",
+            ),
+            5,
+            5,
+        ),
+        (
+            stat(
+                "Refused",
+                f"sum({rate('orasi_receiver_refused_items_total')}) or vector(0)",
+                "short",
+                "Items/s receivers refused (malformed, or pressure from their pipelines).",
+                red_above=1,
+            ),
+            5,
+            5,
+        ),
+        (
+            stat(
+                "Dropped",
+                f"sum({dropped('region')}) or vector(0)",
+                "short",
+                "Items/s exporters gave up on or dropped from a full queue: data lost.",
+                red_above=0.001,
+            ),
+            5,
+            5,
+        ),
+        (
+            stat(
+                "Services", f"count(orasi_build_info{sel()})", "short", "Agent, gateway and bridge processes."
+            ),
+            4,
+            5,
+        ),
+        (row("Traffic by region"), 24, 1),
+        (
+            timeseries(
+                "Accepted at the edge, by region and signal",
+                [
+                    target(
+                        f"sum by (region, signal) ({rate('orasi_receiver_accepted_items_total', AGENT)})",
+                        "{{region}} {{signal}}",
+                    )
+                ],
+                "short",
+                "Items/s accepted by the agents.",
+                stack=True,
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Committed to the lake, by region and signal",
+                [
+                    target(
+                        f"sum by (region, signal) ({rate('orasi_exporter_sent_items_total', LAKE)})",
+                        "{{region}} {{signal}}",
+                    )
+                ],
+                "short",
+                "Rows/s committed by the bridges' lake exporters.",
+                stack=True,
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Refused and dropped, by region",
+                [
+                    target(
+                        f"sum by (region) ({rate('orasi_receiver_refused_items_total')})",
+                        "refused {{region}}",
+                    ),
+                    target(
+                        f"sum by (region) ({rate('orasi_exporter_send_failed_items_total')})",
+                        "given up {{region}}",
+                    ),
+                    target(
+                        f"sum by (region) ({rate('orasi_exporter_enqueue_failed_items_total')})",
+                        "queue full {{region}}",
+                    ),
+                ],
+                "short",
+                "Items/s refused by receivers, given up by exporters, dropped by full queues.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Lake commits, by region",
+                [
+                    target(
+                        f"sum by (region) ({rate('orasi_lake_commits_total')}) * 60", "commits {{region}}"
+                    ),
+                    target(
+                        f"sum by (region) ({rate('orasi_lake_commit_failures_total')}) * 60",
+                        "failed {{region}}",
+                    ),
+                ],
+                "short",
+                "Iceberg commits per minute (one per table per flush), and failed flushes.",
+            ),
+            12,
+            8,
+        ),
+        (row("Health by region"), 24, 1),
+        (
+            timeseries(
+                "HTTP p95 latency, by region",
+                [target(p(0.95, "region"), "{{region}}")],
+                "s",
+                "95th percentile of HTTP requests served (OTLP/HTTP, query API). Alert above 0.5 s.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "HTTP 5xx ratio, by region",
+                [target(error_ratio("region"), "{{region}}")],
+                "percentunit",
+                "Share of HTTP requests answered with 5xx. Alert above 5 %.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Fullest volume and queue, by region",
+                [
+                    target(
+                        f"max by (region) (orasi_storage_usage_percent{sel()}) / 100", "volume {{region}}"
+                    ),
+                    target(queue_fill("region"), "queue {{region}}"),
+                ],
+                "percentunit",
+                "The fullest WAL/cache/data volume and the fullest sending queue. Alerts above 80 %.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Open circuit breakers, by region",
+                [target(f"count by (region) (orasi_circuit_breaker_state{sel()} == 1)", "{{region}}")],
+                "short",
+                "Upstream endpoints the gateways' load balancers have stopped sending to.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Services, by region and component",
+                [
+                    target(
+                        f"count by (region, component) (orasi_build_info{sel()})", "{{region}} {{component}}"
+                    )
+                ],
+                "short",
+                "Processes reporting on their admin port.",
+            ),
+            12,
+            8,
+        ),
+    ]
+    return dashboard(
+        "orasi-global-overview",
+        "Orasi / Global Overview",
+        "Every region at a glance: data in, data committed, data refused or lost, and the alerts' signals.",
+        [region_variable()],
+        layout(panels),
+    )
+
+
+def regional_details() -> dict[str, Any]:
+    by = "component, signal"
+    panels: list[tuple[Panel, int, int]] = [
+        (row("Pipelines"), 24, 1),
+        (
+            timeseries(
+                "Accepted, by component and signal",
+                [
+                    target(
+                        f"sum by ({by}) ({rate('orasi_receiver_accepted_items_total')})",
+                        "{{component}} {{signal}}",
+                    )
+                ],
+                "short",
+                "Items/s each tier's receivers accepted.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Sent, by component and signal",
+                [
+                    target(
+                        f"sum by ({by}) ({rate('orasi_exporter_sent_items_total')})",
+                        "{{component}} {{signal}}",
+                    )
+                ],
+                "short",
+                "Items/s each tier's exporters delivered (the bridge: rows committed to the lake).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Refused, by component and signal",
+                [
+                    target(
+                        f"sum by ({by}) ({rate('orasi_receiver_refused_items_total')})",
+                        "{{component}} {{signal}}",
+                    )
+                ],
+                "short",
+                "Items/s refused by receivers.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Given up, by component and reason",
+                [
+                    target(
+                        f"sum by (component, reason) ({rate('orasi_exporter_send_failed_items_total')})",
+                        "{{component}} {{reason}}",
+                    )
+                ],
+                "short",
+                "Items/s exporters gave up on, by reason (malformed, refused, retries_exhausted, ...).",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Sending queue fill, by pod",
+                [
+                    target(
+                        queue_fill("component, pod, instance, exporter"),
+                        "{{component}} {{pod}}{{instance}} {{exporter}}",
+                    )
+                ],
+                "percentunit",
+                "Bytes queued over capacity. Alert above 80 %.",
+            ),
+            12,
+            8,
+        ),
+        (row("Tiers"), 24, 1),
+        (
+            timeseries(
+                "Circuit breakers (0 closed, 1 open, 2 half-open)",
+                [
+                    target(
+                        f"max by (pod, endpoint) (orasi_circuit_breaker_state{sel()})",
+                        "{{pod}} → {{endpoint}}",
+                    )
+                ],
+                "short",
+                "State of each upstream endpoint's breaker in the gateways' load balancers.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Lake commits per minute",
+                [
+                    target(f"sum by (pod) ({rate('orasi_lake_commits_total')}) * 60", "{{pod}} commits"),
+                    target(
+                        f"sum by (pod) ({rate('orasi_lake_commit_failures_total')}) * 60", "{{pod}} failed"
+                    ),
+                ],
+                "short",
+                "Iceberg commits and failed flushes, per bridge.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Instances, by component",
+                [target(f"count by (component) (orasi_build_info{sel()})", "{{component}}")],
+                "short",
+                "Processes reporting, per tier.",
+            ),
+            8,
+            8,
+        ),
+        (row("Latency and storage"), 24, 1),
+        (
+            timeseries(
+                "HTTP latency, by component",
+                [
+                    target(p(0.5, "component"), "p50 {{component}}"),
+                    target(p(0.95, "component"), "p95 {{component}}"),
+                    target(p(0.99, "component"), "p99 {{component}}"),
+                ],
+                "s",
+                "Quantiles of http_request_duration_seconds (OTLP/HTTP receivers, query API).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "HTTP requests, by component and code",
+                [
+                    target(
+                        f"sum by (component, code) ({rate('http_request_duration_seconds_count')})",
+                        "{{component}} {{code}}",
+                    )
+                ],
+                "reqps",
+                "Requests/s served, by status code.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Volume usage, by pod and volume",
+                [
+                    target(
+                        f"max by (component, pod, volume) (orasi_storage_usage_percent{sel()})",
+                        "{{component}} {{pod}} {{volume}}",
+                    )
+                ],
+                "percent",
+                "Used space of the filesystems holding WAL, cache and data directories. Alert above 80 %.",
+            ),
+            8,
+            8,
+        ),
+    ]
+    return dashboard(
+        "orasi-regional-details",
+        "Orasi / Regional Details",
+        "One region's tiers: what each accepted, sent, refused and dropped, queues, breakers, commits.",
+        [region_variable()],
+        layout(panels),
+    )
+
+
+def component_health() -> dict[str, Any]:
+    picked = ('component=~"$component"', 'instance=~"$instance"')
+    legend = "{{component}} {{pod}} {{instance}}"
+    panels: list[tuple[Panel, int, int]] = [
+        (row("Process"), 24, 1),
+        (
+            timeseries(
+                "Resident memory",
+                [
+                    target(f"process_resident_memory_bytes{sel(*picked)}", legend),
+                    target(
+                        f"orasi_process_memory_rss_bytes{sel(*picked)}", "memory limiter's view " + legend
+                    ),
+                ],
+                "bytes",
+                "RSS from /proc, and as the memory limiter last measured it.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "CPU",
+                [target(f"rate(process_cpu_seconds_total{sel(*picked)}[{RATE}])", legend)],
+                "percentunit",
+                "CPU seconds per second of the service process (not its OTLP/gRPC worker processes).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Open file descriptors",
+                [target(f"process_open_fds{sel(*picked)} / process_max_fds{sel(*picked)}", legend)],
+                "percentunit",
+                "Open descriptors over the limit.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Uptime",
+                [target(f"time() - process_start_time_seconds{sel(*picked)}", legend)],
+                "s",
+                "Seconds since the process started (a drop is a restart).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Memory limiter refusals",
+                [
+                    target(
+                        "sum by (component, instance, processor) "
+                        f"({rate('orasi_processor_refused_items_total', *picked)})",
+                        "{{component}} {{instance}} {{processor}}",
+                    )
+                ],
+                "short",
+                "Items/s refused by processors, e.g. the memory limiter above its soft limit.",
+            ),
+            8,
+            8,
+        ),
+        (
+            table(
+                "Versions",
+                f"orasi_build_info{sel(*picked)}",
+                "Service and version of every process.",
+            ),
+            8,
+            8,
+        ),
+        (row("Storage and write-ahead logs"), 24, 1),
+        (
+            timeseries(
+                "Volume usage",
+                [target(f"orasi_storage_usage_percent{sel(*picked)}", "{{instance}} {{volume}}")],
+                "percent",
+                "Used space of the filesystems holding WAL, cache and data directories.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Space available",
+                [target(f"orasi_storage_available_bytes{sel(*picked)}", "{{instance}} {{volume}}")],
+                "bytes",
+                "Bytes left for the service on each volume.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Corrupt WAL segments found at start",
+                [target(f"orasi_wal_corrupt_segments_total{sel(*picked)}", "{{instance}} {{queue}}")],
+                "short",
+                "Torn or corrupt tails the write-ahead logs skipped while recovering.",
+            ),
+            8,
+            8,
+        ),
+        (row("Requests served"), 24, 1),
+        (
+            timeseries(
+                "HTTP latency p95, by handler",
+                [target(p(0.95, "component, handler", *picked), "{{component}} {{handler}}")],
+                "s",
+                "95th percentile of http_request_duration_seconds.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "HTTP requests, by code",
+                [
+                    target(
+                        f"sum by (component, code) ({rate('http_request_duration_seconds_count', *picked)})",
+                        "{{component}} {{code}}",
+                    )
+                ],
+                "reqps",
+                "Requests/s by status code.",
+            ),
+            12,
+            8,
+        ),
+    ]
+    return dashboard(
+        "orasi-component-health",
+        "Orasi / Component Health",
+        "One process at a time: memory, CPU, descriptors, restarts, volumes, write-ahead logs, requests.",
+        [
+            region_variable(),
+            query_variable(
+                "component", "Component", 'label_values(orasi_build_info{region=~"$region"}, component)'
+            ),
+            query_variable(
+                "instance",
+                "Instance",
+                'label_values(orasi_build_info{region=~"$region", component=~"$component"}, instance)',
+            ),
+        ],
+        layout(panels),
+    )
+
+
+def data_flow() -> dict[str, Any]:
+    sig = 'signal=~"$signal"'
+    panels: list[tuple[Panel, int, int]] = [
+        (row("agent → gateway → bridge → lake"), 24, 1),
+        (
+            timeseries(
+                "Accepted at each tier",
+                [
+                    target(
+                        f"sum by (component) ({rate('orasi_receiver_accepted_items_total', sig)})",
+                        "{{component}}",
+                    )
+                ],
+                "short",
+                "Items/s accepted by agents, gateways and bridges: the lines match when nothing is lost.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Delivered by each tier",
+                [
+                    target(
+                        f"sum by (component) ({rate('orasi_exporter_sent_items_total', sig)})",
+                        "{{component}}",
+                    )
+                ],
+                "short",
+                "Items/s each tier's exporters delivered (the bridge: rows committed to the lake).",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Refused and lost, by tier",
+                [
+                    target(
+                        f"sum by (component) ({rate('orasi_receiver_refused_items_total', sig)})",
+                        "refused {{component}}",
+                    ),
+                    target(
+                        f"sum by (component, reason) ({rate('orasi_exporter_send_failed_items_total', sig)})",
+                        "given up {{component}} {{reason}}",
+                    ),
+                    target(
+                        f"sum by (component) ({rate('orasi_exporter_enqueue_failed_items_total', sig)})",
+                        "queue full {{component}}",
+                    ),
+                ],
+                "short",
+                "Items/s refused by receivers (senders retry), given up by exporters, dropped by full queues",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Retries",
+                [
+                    target(
+                        f"sum by (component, exporter) ({rate('orasi_exporter_retries_total')})",
+                        "{{component}} {{exporter}}",
+                    )
+                ],
+                "short",
+                "Send attempts/s that failed with a retryable error and were retried.",
+            ),
+            12,
+            8,
+        ),
+        (row("Batches and queues"), 24, 1),
+        (
+            timeseries(
+                "Batches sent, by trigger",
+                [
+                    target(
+                        f"sum by (component, trigger) ({rate('orasi_processor_batch_batches_sent_total')})",
+                        "{{component}} {{trigger}}",
+                    )
+                ],
+                "short",
+                "Batches/s the batch processors sent, by what triggered the send (size, timeout, ...).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Batch size",
+                [
+                    target(
+                        "histogram_quantile(0.5, sum by (component, le) "
+                        f"({rate('orasi_processor_batch_send_size_items_bucket')}))",
+                        "p50 {{component}}",
+                    ),
+                    target(
+                        "histogram_quantile(0.95, sum by (component, le) "
+                        f"({rate('orasi_processor_batch_send_size_items_bucket')}))",
+                        "p95 {{component}}",
+                    ),
+                ],
+                "short",
+                "Items per batch sent.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Queued",
+                [
+                    target(
+                        f"sum by (component, exporter) (orasi_queue_size_bytes{sel()})",
+                        "bytes {{component}} {{exporter}}",
+                    ),
+                ],
+                "bytes",
+                "Bytes in the sending queues (a logged queue: in its write-ahead log).",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Queued batches",
+                [
+                    target(
+                        f"sum by (component, exporter) (orasi_queue_size_batches{sel()})",
+                        "{{component}} {{exporter}}",
+                    )
+                ],
+                "short",
+                "Batches waiting in the sending queues.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Queue fill",
+                [target(queue_fill("component, exporter"), "{{component}} {{exporter}}")],
+                "percentunit",
+                "The fullest queue of each exporter, over its capacity.",
+            ),
+            12,
+            8,
+        ),
+        (row("Load balancing and the lake"), 24, 1),
+        (
+            timeseries(
+                "Routed, by upstream endpoint",
+                [
+                    target(
+                        f"sum by (endpoint) ({rate('orasi_loadbalancer_routed_items_total')})",
+                        "{{endpoint}}",
+                    )
+                ],
+                "short",
+                "Items/s the gateways' load balancers delivered to each bridge.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Endpoints known, and breakers",
+                [
+                    target(f"sum by (group) (orasi_loadbalancer_endpoints{sel()})", "endpoints {{group}}"),
+                    target(f"count(orasi_circuit_breaker_state{sel()} == 1) or vector(0)", "open breakers"),
+                    target(
+                        f"count(orasi_circuit_breaker_state{sel()} == 2) or vector(0)", "half-open breakers"
+                    ),
+                ],
+                "short",
+                "Upstream endpoints per group (primary, failover), and breakers open or half-open.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Lake commits and failures per minute",
+                [
+                    target(
+                        f"sum by (pod, instance) ({rate('orasi_lake_commits_total')}) * 60",
+                        "commits {{pod}}{{instance}}",
+                    ),
+                    target(
+                        f"sum by (pod, instance) ({rate('orasi_lake_commit_failures_total')}) * 60",
+                        "failed {{pod}}{{instance}}",
+                    ),
+                ],
+                "short",
+                "Iceberg commits (one per table per flush) and failed flushes.",
+            ),
+            8,
+            8,
+        ),
+    ]
+    signal = {
+        "name": "signal",
+        "label": "Signal",
+        "type": "custom",
+        "query": "traces,metrics,logs",
+        "multi": True,
+        "includeAll": True,
+        "allValue": "traces|metrics|logs",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "hide": 0,
+    }
+    return dashboard(
+        "orasi-data-flow",
+        "Orasi / Data Flow",
+        "Follow items through agent → gateway → bridge → lake: accepted, delivered, refused, lost, queued.",
+        [region_variable(), signal],
+        layout(panels),
+    )
+
+
+DASHBOARDS = {
+    "global-overview": global_overview,
+    "regional-details": regional_details,
+    "component-health": component_health,
+    "data-flow": data_flow,
+}
+
+
+def render(name: str) -> str:
+    return json.dumps(DASHBOARDS[name](), indent=2) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a file is not what this writes")
+    args = parser.parse_args()
+    stale = []
+    for name in DASHBOARDS:
+        path = OUT / f"{name}.json"
+        text = render(name)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+        else:
+            OUT.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    for path in stale:
+        print(f"{path} is not what scripts/dashboards.py writes; run it", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
