@@ -1,0 +1,377 @@
+"""The rules and dashboards against a running `orasi up` with traffic of all three signals.
+
+1. Every metric a rule or a dashboard uses is declared on the /metrics pages of agent, gateway or
+   bridge, and has samples, except the few that only a configuration `orasi up` does not have
+   produces (listed with the reason).
+2. A real Prometheus (Debian's, on a free port on 127.0.0.1) scrapes the three admin ports with the
+   relabelling of scrape.yaml (the Kubernetes discovery replaced by static targets that carry the
+   same ``__meta_kubernetes_*`` labels), loads rules.yaml and evaluates it: every rule healthy, the
+   series there with their `region` and `component` labels, every dashboard query accepted by the
+   engine, the rules' joins matching real series, and no alert firing on a healthy system.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import yaml
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    Gauge,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from monitoring.promql import RULES, SCRAPE, every_query, exposed_names, metric_names, rules, substitute, tool
+from orasi_common.testing.service_process import LIVE_LOGS, free_port, stop_process
+from orasi_common.testing.up_process import UpProcess
+
+SERVICES = ("agent", "gateway", "bridge")
+ONLY_IN_OTHER_SETUPS = {
+    # The gateway's loadbalancing exporter (orasi up's gateway sends to one bridge with `otap`).
+    "orasi_circuit_breaker_state": "loadbalancing exporter",
+    "orasi_loadbalancer_routed_items_total": "loadbalancing exporter",
+    "orasi_loadbalancer_endpoints": "loadbalancing exporter",
+    # Failures: counted (with their reason) only when they happen.
+    "orasi_exporter_send_failed_items_total": "an exporter giving up on items",
+    "orasi_exporter_enqueue_failed_items_total": "a full queue with policy drop_newest",
+    "orasi_processor_refused_items_total": "the memory limiter above its soft limit",
+}
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(0.5)
+
+
+def _otlp_requests() -> dict[str, bytes]:
+    resource = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value="checkout"))])
+    now = time.time_ns()
+    span = Span(
+        trace_id=os.urandom(16),
+        span_id=os.urandom(8),
+        name="charge card",
+        start_time_unix_nano=now - 2_000_000,
+        end_time_unix_nano=now,
+    )
+    point = NumberDataPoint(as_double=0.75, time_unix_nano=now)
+    record = LogRecord(time_unix_nano=now, severity_text="INFO", body=AnyValue(string_value="card charged"))
+    return {
+        "traces": ExportTraceServiceRequest(
+            resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=[span])])]
+        ).SerializeToString(),
+        "metrics": ExportMetricsServiceRequest(
+            resource_metrics=[
+                ResourceMetrics(
+                    resource=resource,
+                    scope_metrics=[
+                        ScopeMetrics(metrics=[Metric(name="cpu.load", gauge=Gauge(data_points=[point]))])
+                    ],
+                )
+            ]
+        ).SerializeToString(),
+        "logs": ExportLogsServiceRequest(
+            resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=[record])])]
+        ).SerializeToString(),
+    }
+
+
+def _accepted(up: UpProcess, service: str) -> float:
+    return up.service_metric(service, "orasi_receiver_accepted_items_total")
+
+
+def send_traffic(up: UpProcess) -> None:
+    """One OTLP/HTTP request of each signal to the agent (and a malformed one, answered 400), a
+    query of the lake; returns once the bridge accepted them and committed to the lake."""
+    bridge_before, commits_before = (
+        _accepted(up, "bridge"),
+        up.service_metric("bridge", "orasi_lake_commits_total"),
+    )
+    url = f"http://127.0.0.1:{up.ports['agent.http']}"
+    protobuf = {"content-type": "application/x-protobuf"}
+    with httpx.Client(timeout=30) as client:
+        for signal, body in _otlp_requests().items():
+            response = client.post(f"{url}/v1/{signal}", content=body, headers=protobuf)
+            assert response.status_code == 200, response.text
+        assert client.post(f"{url}/v1/logs", content=b"\xff\xff", headers=protobuf).status_code == 400
+    eventually(
+        lambda: True if _accepted(up, "bridge") >= bridge_before + 3 else None, "the bridge got 3 items"
+    )
+    eventually(
+        lambda: True if up.service_metric("bridge", "orasi_lake_commits_total") > commits_before else None,
+        "the bridge committed to the lake",
+    )
+    assert up.post("SELECT count(*) FROM spans").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    with UpProcess.launch(tmp_path_factory.mktemp("up")) as process:
+        send_traffic(process)
+        yield process
+
+
+def _pages(up: UpProcess) -> dict[str, str]:
+    pages = {}
+    for service in SERVICES:
+        response = httpx.get(f"http://127.0.0.1:{up.ports[f'{service}.admin']}/metrics", timeout=10)
+        response.raise_for_status()
+        pages[service] = response.text
+    return pages
+
+
+def test_every_metric_of_the_rules_and_dashboards_is_exported(up: UpProcess) -> None:
+    declared: set[str] = set()
+    sampled: set[str] = set()
+    for text in _pages(up).values():
+        page_declared, page_sampled = exposed_names(text)
+        declared |= page_declared
+        sampled |= page_sampled
+    used: dict[str, list[str]] = {}
+    for where, expr in every_query():
+        for name in metric_names(expr):
+            used.setdefault(name, []).append(where)
+    assert "http_request_duration_seconds_bucket" in used  # histograms map to their family
+    undeclared = {name: places for name, places in used.items() if name not in declared}
+    assert not undeclared, f"used by rules or dashboards, exported by no service: {undeclared}"
+    silent = set(used) - sampled - set(ONLY_IN_OTHER_SETUPS)
+    assert not silent, f"no samples after traffic: {silent}"
+    assert set(ONLY_IN_OTHER_SETUPS) <= set(used)  # the list names nothing the files do not use
+
+
+def test_each_service_reports_the_volumes_it_writes(up: UpProcess) -> None:
+    volumes: dict[str, set[str]] = {service: set() for service in SERVICES}
+    for service, text in _pages(up).items():
+        for line in text.splitlines():
+            if line.startswith("orasi_storage_usage_percent{"):
+                volumes[service].add(line.split('volume="', 1)[1].split('"', 1)[0])
+                assert 0 < float(line.rsplit(" ", 1)[1]) < 100
+    # orasi up: the agent's logged queue, the bridge's log, local warehouse and SQLite catalog (all
+    # under --data-dir); its gateway writes no directory.
+    assert volumes == {
+        "agent": {"wal/otlp"},
+        "gateway": set(),
+        "bridge": {"wal/lake", "warehouse/lake", "catalog/lake"},
+    }
+
+
+# A real Prometheus.
+
+
+class Prometheus:
+    """`prometheus` on a free port on 127.0.0.1 with its data in a temporary directory."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log_path = workdir / "prometheus.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    tool("prometheus"),
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        LIVE_LOGS[f"prometheus-{self.port}"] = self.log_path
+
+    def stop(self) -> None:
+        stop_process(self.process, 20)  # by its own PID: SIGTERM, then SIGKILL past the deadline
+        LIVE_LOGS.pop(f"prometheus-{self.port}", None)
+
+    def api(self, path: str, **params: str) -> Any:
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        document = response.json()
+        assert response.status_code == 200 and document["status"] == "success", (path, params, document)
+        return document["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", (expr, data)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def ready(self) -> bool | None:
+        assert self.process.poll() is None, f"prometheus exited:\n{self.log_path.read_text()[-4000:]}"
+        try:
+            return True if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200 else None
+        except httpx.TransportError:
+            return None
+
+
+def prometheus_config(up: UpProcess) -> dict[str, Any]:
+    """scrape.yaml's job with static targets in place of Kubernetes discovery, plus two targets its
+    relabelling must drop (another app's pod, and an Orasi pod's OTLP port)."""
+    (job,) = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+    del job["kubernetes_sd_configs"]
+
+    def pod(name: str, component: str, port: int, port_name: str) -> dict[str, Any]:
+        return {
+            "targets": [f"127.0.0.1:{port}"],
+            "labels": {
+                "__meta_kubernetes_pod_label_app_kubernetes_io_name": "orasi" if component else "other",
+                "__meta_kubernetes_pod_label_app_kubernetes_io_component": component or "web",
+                "__meta_kubernetes_pod_container_port_name": port_name,
+                "__meta_kubernetes_pod_container_port_number": str(port),
+                "__meta_kubernetes_pod_phase": "Running",
+                "__meta_kubernetes_node_label_topology_kubernetes_io_region": "local",
+                "__meta_kubernetes_namespace": "orasi-system",
+                "__meta_kubernetes_pod_name": name,
+                "__meta_kubernetes_pod_node_name": "node-1",
+            },
+        }
+
+    job["static_configs"] = [
+        *(pod(f"orasi-{s}-0", s, up.ports[f"{s}.admin"], "admin") for s in SERVICES),
+        pod("web-0", "", up.ports["bridge.query"], "admin"),
+        pod("orasi-agent-0", "agent", up.ports["agent.http"], "otlp-http"),
+    ]
+    job["scrape_interval"] = job["scrape_timeout"] = "1s"
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [job],
+    }
+
+
+@pytest.fixture(scope="module")
+def prometheus(up: UpProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), prometheus_config(up))
+    try:
+        eventually(server.ready, "prometheus was not ready")
+
+        def scraped_twice() -> bool | None:
+            targets = server.api("targets")["activeTargets"]
+            up_now = [t for t in targets if t["health"] == "up"]
+            return (
+                True
+                if len(up_now) == len(SERVICES) and server.query("count_over_time(up[1m]) >= 2")
+                else None
+            )
+
+        eventually(scraped_twice, "prometheus did not scrape the three admin ports")
+        send_traffic(up)  # counters that move while Prometheus watches
+        time.sleep(3)  # a few more scrapes and rule evaluations
+        yield server
+    finally:
+        server.stop()
+
+
+def test_prometheus_keeps_exactly_the_three_admin_ports(prometheus: Prometheus, up: UpProcess) -> None:
+    targets = prometheus.api("targets")
+    active = {
+        target["labels"]["component"]: target
+        for target in targets["activeTargets"]
+        if target["health"] == "up"
+    }
+    assert set(active) == set(SERVICES)
+    for service, target in active.items():
+        assert target["scrapeUrl"] == f"http://127.0.0.1:{up.ports[f'{service}.admin']}/metrics"
+        assert {key: target["labels"][key] for key in ("region", "namespace", "pod", "node")} == {
+            "region": "local",
+            "namespace": "orasi-system",
+            "pod": f"orasi-{service}-0",
+            "node": "node-1",
+        }
+    assert len(targets["droppedTargets"]) == 2
+
+
+def test_prometheus_loads_and_evaluates_every_rule(prometheus: Prometheus) -> None:
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = prometheus.api("rules")["groups"]
+        every = [rule for group in groups for rule in group["rules"]]
+        done = all(rule["lastEvaluation"] > "2000" for rule in every)
+        return every if done else None
+
+    every = eventually(evaluated, "prometheus did not evaluate every rule", timeout=30)
+    assert {rule["name"] for rule in every} == set(rules())
+    unhealthy = {rule["name"]: rule.get("lastError") for rule in every if rule["health"] != "ok"}
+    assert not unhealthy
+
+
+def test_the_series_the_rules_and_dashboards_use_are_scraped(prometheus: Prometheus) -> None:
+    used = set().union(*(metric_names(expr) for _, expr in every_query())) - set(ONLY_IN_OTHER_SETUPS)
+    for name in sorted(used):
+        series = prometheus.query(f'group by (region, component) ({{__name__="{name}"}})')
+        assert series, f"prometheus has no series {name}"
+        assert all(s["metric"]["region"] == "local" and s["metric"]["component"] in SERVICES for s in series)
+
+
+def test_every_rule_and_dashboard_query_runs(prometheus: Prometheus) -> None:
+    for where, expr in every_query():
+        assert isinstance(prometheus.query(substitute(expr)), list), where  # PromQL errors fail in api()
+    # The dashboards' main panels show data.
+    for expr in (
+        'sum by (component, signal) (rate(orasi_receiver_accepted_items_total{region=~".*"}[15s]))',
+        'sum by (component) (rate(orasi_exporter_sent_items_total{region=~".*"}[15s]))',
+        "max by (component, exporter) (orasi_queue_size_bytes / (orasi_queue_capacity_bytes > 0))",
+        'rate(process_cpu_seconds_total{region=~".*"}[15s])',
+    ):
+        assert prometheus.query(expr), expr
+
+
+def test_the_rules_joins_match_the_real_series(prometheus: Prometheus) -> None:
+    # OrasiWalCorruptSegment's join with process_start_time_seconds: one series per log.
+    joined = prometheus.query(
+        "orasi_wal_corrupt_segments_total >= 0"
+        " and on (job, instance) (time() - process_start_time_seconds) < 3600"
+    )
+    assert {(s["metric"]["component"], s["metric"]["queue"]) for s in joined} == {
+        ("agent", "otlp"),
+        ("bridge", "lake"),
+    }
+    # OrasiNoDataReceived: data reached every tier within the window.
+    received = prometheus.query(
+        "sum by (region, component) (increase(orasi_receiver_accepted_items_total[10m])) > 0"
+    )
+    assert {s["metric"]["component"] for s in received} == set(SERVICES)
+    # OrasiQueueAlmostFull: the agent's logged queue has a capacity, and is far from full.
+    (fill,) = prometheus.query("orasi_queue_size_bytes / (orasi_queue_capacity_bytes > 0)")
+    assert fill["metric"]["component"] == "agent" and float(fill["value"][1]) < 0.8
+    # OrasiHighErrorRate's ratio: the agent answered 5xx to none of its requests.
+    every = 'sum by (region, component) (rate(http_request_duration_seconds_count{component="agent"}[5m]))'
+    errors = every.replace('component="agent"', 'component="agent", code=~"5.."')
+    (ratio,) = prometheus.query(f"{errors} / {every} or {every} * 0")
+    assert float(ratio["value"][1]) == 0
+
+
+def test_no_alert_fires_on_a_healthy_orasi_up(prometheus: Prometheus) -> None:
+    def quiet() -> list[dict[str, Any]] | None:
+        alerts = prometheus.api("alerts")["alerts"]
+        # A slow first request may leave the latency alert pending (it needs 10 minutes to fire).
+        loud = [
+            a
+            for a in alerts
+            if a["state"] == "firing" or a["labels"]["alertname"] != "OrasiHighRequestLatency"
+        ]
+        return alerts if not loud else None
+
+    eventually(quiet, "alerts stayed active: " + str(prometheus.api("alerts")["alerts"]), timeout=20)
