@@ -6,18 +6,17 @@ hold back (GatedSink) its answers; outcomes are read from the sink and from /met
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from integration.small_requests import log_records, spans
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.pdata.otlp_json import to_json
 from orasi_common.testing.agent_process import AgentProcess
@@ -29,27 +28,11 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
-def spans(count: int, name: str = "op") -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    for index in range(count):
-        scope.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"{name}-{index}")
-    return request
-
-
 def gauge_points(count: int) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
     metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="backpressure.gauge")
     for index in range(count):
         metric.gauge.data_points.add(as_int=index, time_unix_nano=1_700_000_000_000_000_000 + index)
-    return request
-
-
-def log_records(count: int) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    scope = request.resource_logs.add().scope_logs.add()
-    for index in range(count):
-        scope.log_records.add(time_unix_nano=1_700_000_000_000_000_000).body.string_value = f"line {index}"
     return request
 
 
@@ -204,12 +187,6 @@ def test_memory_limiter_refuses_with_retry_advice(
 # --- a full sending queue --------------------------------------------------------------------
 
 
-@pytest.fixture
-def gated_sink() -> Iterator[GatedSink]:
-    with GatedSink() as started:
-        yield started
-
-
 def _queue_config(on_full: str) -> dict[str, object]:
     return {
         # Every request is sent on by the batch processor inside its consume (send_batch_size 1),
@@ -229,14 +206,23 @@ def _queue_config(on_full: str) -> dict[str, object]:
     }
 
 
-def test_full_queue_blocks_then_refuses_with_retry_advice(
-    gated_sink: GatedSink, start_agent: Callable[..., AgentProcess]
-) -> None:
-    agent = start_agent(gated_sink, overrides=_queue_config("block"))
+def _agent_with_a_full_queue(
+    gated_sink: GatedSink, start_agent: Callable[..., AgentProcess], on_full: str
+) -> tuple[AgentProcess, ExportTraceServiceRequest]:
+    """An agent whose only sender waits on the (closed) sink while its queue holds the batch
+    of ``first`` (two spans), returned with it."""
+    agent = start_agent(gated_sink, overrides=_queue_config(on_full))
     gated_sink.close_gate()
     first = spans(2, "first")
     assert post(agent, first).status_code == 200
-    gated_sink.wait_for_held(1)  # the only sender waits on the sink; the queue holds its batch
+    gated_sink.wait_for_held(1)
+    return agent, first
+
+
+def test_full_queue_blocks_then_refuses_with_retry_advice(
+    gated_sink: GatedSink, start_agent: Callable[..., AgentProcess]
+) -> None:
+    agent, first = _agent_with_a_full_queue(gated_sink, start_agent, "block")
 
     second = spans(3, "second")
     response = post(agent, second)
@@ -268,11 +254,7 @@ def test_full_queue_blocks_then_refuses_with_retry_advice(
 def test_full_queue_drop_newest_drops_and_counts(
     gated_sink: GatedSink, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    agent = start_agent(gated_sink, overrides=_queue_config("drop_newest"))
-    gated_sink.close_gate()
-    first = spans(2, "first")
-    assert post(agent, first).status_code == 200
-    gated_sink.wait_for_held(1)
+    agent, first = _agent_with_a_full_queue(gated_sink, start_agent, "drop_newest")
 
     assert post(agent, spans(3, "dropped")).status_code == 200  # accepted, then dropped by policy
     assert agent.metric("orasi_exporter_enqueue_failed_items_total", signal="traces", exporter="otlp") == 3

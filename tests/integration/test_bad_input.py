@@ -13,6 +13,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import httpx
@@ -138,6 +139,10 @@ class Case:
     message: str = ""
 
 
+# What a method or a path the receiver does not serve is answered with.
+METHOD_NOT_ALLOWED: dict[str, Any] = {"status": 405, "code": code_pb2.UNIMPLEMENTED, "message": "POST"}
+NOT_FOUND: dict[str, Any] = {"status": 404, "code": code_pb2.UNIMPLEMENTED, "message": "/v1/traces"}
+
 VALID = trace_request("never-forwarded").SerializeToString()
 VALID_JSON = to_json(trace_request("never-forwarded"))
 BIG = trace_request("too-big", padding=int(BODY_LIMIT_MIB * MIB) + 1000).SerializeToString()
@@ -241,36 +246,19 @@ CASES = [
     ),
     Case("empty-protobuf-body", b"", message="empty"),
     Case("empty-json-body", b"", content_type=JSON, message="empty"),
-    Case("wrong-method-get", b"", method="GET", status=405, code=code_pb2.UNIMPLEMENTED, message="POST"),
-    Case("wrong-method-put", VALID, method="PUT", status=405, code=code_pb2.UNIMPLEMENTED, message="POST"),
+    Case("wrong-method-get", b"", method="GET", **METHOD_NOT_ALLOWED),
+    Case("wrong-method-put", VALID, method="PUT", **METHOD_NOT_ALLOWED),
     Case(
         "wrong-method-json",
         VALID_JSON,
         content_type=JSON,
         method="PATCH",
         path="/v1/logs",
-        status=405,
-        code=code_pb2.UNIMPLEMENTED,
-        message="POST",
+        **METHOD_NOT_ALLOWED,
     ),
-    Case(
-        "unknown-path",
-        VALID,
-        path="/v1/profiles",
-        status=404,
-        code=code_pb2.UNIMPLEMENTED,
-        message="/v1/traces",
-    ),
-    Case("unknown-path-root", VALID, path="/", status=404, code=code_pb2.UNIMPLEMENTED, message="/v1/traces"),
-    Case(
-        "unknown-path-json",
-        VALID_JSON,
-        content_type=JSON,
-        path="/v1/traces/extra",
-        status=404,
-        code=code_pb2.UNIMPLEMENTED,
-        message="/v1/traces",
-    ),
+    Case("unknown-path", VALID, path="/v1/profiles", **NOT_FOUND),
+    Case("unknown-path-root", VALID, path="/", **NOT_FOUND),
+    Case("unknown-path-json", VALID_JSON, content_type=JSON, path="/v1/traces/extra", **NOT_FOUND),
 ]
 
 

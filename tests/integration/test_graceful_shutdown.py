@@ -8,17 +8,15 @@ the sink during the drain, before the process exits.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from integration.small_requests import log_records, spans
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.gated_sink import GatedSink
@@ -26,22 +24,6 @@ from orasi_common.testing.otlp_view import items
 from orasi_common.testing.sink import OtlpSink
 
 EXIT_TIMEOUT = 30.0
-
-
-def spans(count: int, name: str) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    for index in range(count):
-        scope.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"{name}-{index}")
-    return request
-
-
-def logs(count: int) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    scope = request.resource_logs.add().scope_logs.add()
-    for index in range(count):
-        scope.log_records.add().body.string_value = f"drain {index}"
-    return request
 
 
 def send_mixed(agent: AgentProcess) -> tuple[list[bytes], int]:
@@ -57,7 +39,7 @@ def send_mixed(agent: AgentProcess) -> tuple[list[bytes], int]:
         channel.unary_unary(SPECS[Signal.TRACES].grpc_method)(over_grpc.SerializeToString(), timeout=10)
     response = httpx.post(
         agent.http_url + "/v1/logs",
-        content=logs(5).SerializeToString(),
+        content=log_records(5, "drain").SerializeToString(),
         headers={"content-type": "application/x-protobuf"},
     )
     assert response.status_code == 200
@@ -88,12 +70,6 @@ def test_batched_data_is_flushed_on_shutdown(
     assert sink.items(Signal.LOGS) == log_count
     received = [r.request for r in sink.received if r.signal is Signal.TRACES]
     assert sorted(it.item.span_id for it in items(Signal.TRACES, received)) == sorted(span_ids)
-
-
-@pytest.fixture
-def gated_sink() -> Iterator[GatedSink]:
-    with GatedSink() as started:
-        yield started
 
 
 def test_queued_data_in_flight_is_delivered_before_exit(

@@ -15,6 +15,7 @@ import grpc
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from integration.small_requests import spans
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.otlp_view import items
@@ -23,14 +24,6 @@ from orasi_common.testing.sink import OtlpSink
 TENANT = "x-orasi-tenant"
 BATCH_ID = "x-orasi-batch-id"
 PROTOBUF = {"content-type": "application/x-protobuf"}
-
-
-def spans(count: int, name: str) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    for index in range(count):
-        scope.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"{name}-{index}")
-    return request
 
 
 def names(request: ExportTraceServiceRequest) -> set[str]:
