@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import Any
+
 import pytest
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
@@ -35,7 +36,11 @@ def _storable(message: Message) -> Message:
     return message
 
 
-def _assert_same_rows(direct: pa.RecordBatch, via_otlp: pa.RecordBatch) -> None:
+def _check_same_rows(signal: Signal, request: Message, encode: Any, from_otap: Any, from_otlp: Any) -> None:
+    """The rows ``from_otap`` builds of ``request``'s OTAP tables equal ``from_otlp``'s of its OTLP bytes."""
+    tables = encode(request.SerializeToString())
+    batch = codec.decode(signal, tables, tenant="t", batch_id="b")
+    direct, via_otlp = from_otap(tables, "t", "r"), from_otlp(batch.raw, "t", "r")
     for name in via_otlp.schema.names:
         assert direct.column(name).equals(via_otlp.column(name)), name
     assert direct.schema == via_otlp.schema
@@ -44,17 +49,13 @@ def _assert_same_rows(direct: pa.RecordBatch, via_otlp: pa.RecordBatch) -> None:
 @PROPERTY
 @given(trace_requests.map(_storable))
 def test_spans_from_otap_equal_spans_from_otlp(request: ExportTraceServiceRequest) -> None:
-    tables = encode_traces_bytes(request.SerializeToString())
-    batch = codec.decode(Signal.TRACES, tables, tenant="t", batch_id="b")
-    _assert_same_rows(otap.spans_batch(tables, "t", "r"), otlp.spans_batch(batch.raw, "t", "r"))
+    _check_same_rows(Signal.TRACES, request, encode_traces_bytes, otap.spans_batch, otlp.spans_batch)
 
 
 @PROPERTY
 @given(log_requests.map(_storable))
 def test_logs_from_otap_equal_logs_from_otlp(request: ExportLogsServiceRequest) -> None:
-    tables = encode_logs_bytes(request.SerializeToString())
-    batch = codec.decode(Signal.LOGS, tables, tenant="t", batch_id="b")
-    _assert_same_rows(otap.logs_batch(tables, "t", "r"), otlp.logs_batch(batch.raw, "t", "r"))
+    _check_same_rows(Signal.LOGS, request, encode_logs_bytes, otap.logs_batch, otlp.logs_batch)
 
 
 def test_an_otap_batch_is_decoded_only_when_read_as_otlp() -> None:
