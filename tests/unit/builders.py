@@ -13,8 +13,8 @@ request in order together with the identity of the resource, scope and metric th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -30,6 +30,7 @@ METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
 ItemShape = Sequence[Sequence[int]]
 MetricShape = Sequence[Sequence[Sequence[tuple[str, int]]]]
+T = TypeVar("T")
 
 
 def _attr(key: str, value: str) -> common_pb2.KeyValue:
@@ -44,37 +45,45 @@ def _scope(r: int, s: int) -> common_pb2.InstrumentationScope:
     return common_pb2.InstrumentationScope(name=f"scope-{r}-{s}", version="1.0")
 
 
+def _scopes(
+    resources: Any, scope_field: str, shape: Sequence[Sequence[T]]
+) -> Iterator[tuple[int, int, Any, T]]:
+    """Adds to ``resources`` resource ``r`` with scopes ``s`` for each entry of ``shape[r][s]``;
+    yields ``(r, s, scope message, entry)`` for each scope."""
+    for r, scopes in enumerate(shape):
+        resource = resources.add(resource=_resource(r), schema_url=f"https://schema/{r}")
+        for s, entry in enumerate(scopes):
+            scope = getattr(resource, scope_field).add(
+                scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}"
+            )
+            yield r, s, scope, entry
+
+
 def traces_request(
     shape: ItemShape = ((2,),), prefix: str = ""
 ) -> trace_service_pb2.ExportTraceServiceRequest:
     request = trace_service_pb2.ExportTraceServiceRequest()
-    for r, scopes in enumerate(shape):
-        rs = request.resource_spans.add(resource=_resource(r), schema_url=f"https://schema/{r}")
-        for s, count in enumerate(scopes):
-            ss = rs.scope_spans.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
-            for i in range(count):
-                ss.spans.add(
-                    name=f"{prefix}span-{r}-{s}-{i}",
-                    trace_id=bytes([r + 1] * 8 + [s + 1] * 4 + list((i + 1).to_bytes(4, "big"))),
-                    span_id=(i + 1).to_bytes(8, "big"),
-                    start_time_unix_nano=1_700_000_000_000_000_000 + i,
-                    end_time_unix_nano=1_700_000_000_000_000_100 + i,
-                )
+    for r, s, ss, count in _scopes(request.resource_spans, "scope_spans", shape):
+        for i in range(count):
+            ss.spans.add(
+                name=f"{prefix}span-{r}-{s}-{i}",
+                trace_id=bytes([r + 1] * 8 + [s + 1] * 4 + list((i + 1).to_bytes(4, "big"))),
+                span_id=(i + 1).to_bytes(8, "big"),
+                start_time_unix_nano=1_700_000_000_000_000_000 + i,
+                end_time_unix_nano=1_700_000_000_000_000_100 + i,
+            )
     return request
 
 
 def logs_request(shape: ItemShape = ((2,),), prefix: str = "") -> logs_service_pb2.ExportLogsServiceRequest:
     request = logs_service_pb2.ExportLogsServiceRequest()
-    for r, scopes in enumerate(shape):
-        rl = request.resource_logs.add(resource=_resource(r), schema_url=f"https://schema/{r}")
-        for s, count in enumerate(scopes):
-            sl = rl.scope_logs.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
-            for i in range(count):
-                sl.log_records.add(
-                    body=common_pb2.AnyValue(string_value=f"{prefix}log-{r}-{s}-{i}"),
-                    time_unix_nano=1_700_000_000_000_000_000 + i,
-                    severity_number=9,
-                )
+    for r, s, sl, count in _scopes(request.resource_logs, "scope_logs", shape):
+        for i in range(count):
+            sl.log_records.add(
+                body=common_pb2.AnyValue(string_value=f"{prefix}log-{r}-{s}-{i}"),
+                time_unix_nano=1_700_000_000_000_000_000 + i,
+                severity_number=9,
+            )
     return request
 
 
@@ -116,12 +125,9 @@ def metrics_request(
     shape: MetricShape = (((("sum", 2),),),), prefix: str = ""
 ) -> metrics_service_pb2.ExportMetricsServiceRequest:
     request = metrics_service_pb2.ExportMetricsServiceRequest()
-    for r, scopes in enumerate(shape):
-        rm = request.resource_metrics.add(resource=_resource(r), schema_url=f"https://schema/{r}")
-        for s, metrics in enumerate(scopes):
-            sm = rm.scope_metrics.add(scope=_scope(r, s), schema_url=f"https://scope-schema/{r}/{s}")
-            for m, (kind, points) in enumerate(metrics):
-                add_metric(sm, f"{prefix}metric-{r}-{s}-{m}", kind, points)
+    for r, s, sm, metrics in _scopes(request.resource_metrics, "scope_metrics", shape):
+        for m, (kind, points) in enumerate(metrics):
+            add_metric(sm, f"{prefix}metric-{r}-{s}-{m}", kind, points)
     return request
 
 
