@@ -11,7 +11,7 @@ one: the lake stores items under it and load-balancing routes them by it.
 Values are rendered a column at a time from :class:`Values` (each value's OTAP type code and the
 values of each type), which both forms fill: :func:`scanned_values` from serialized OTLP
 ``AnyValue``\\ s (:mod:`.protoscan`), and the OTAP decoder from its typed columns
-(``otap.attributes.table_values``). Strings, ints and bools are rendered with Arrow; the rare
+(:func:`.canonical_otap.table_values`). Strings, ints and bools are rendered with Arrow; the rare
 doubles, bytes, arrays and maps one by one, by the same functions that render a single parsed
 ``AnyValue`` (:func:`canonical`, :func:`body_text`).
 """

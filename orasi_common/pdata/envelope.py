@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 
 from orasi_common.pdata.batch import Batch
 from orasi_common.pdata.canonical import ATTRIBUTES, service_names, wire_attribute_maps
+from orasi_common.pdata.canonical_otap import table_attribute_maps
 from orasi_common.pdata.otap import codec
-from orasi_common.pdata.otap.attributes import table_attribute_maps
 from orasi_common.pdata.otap.common import Keys, Table
 from orasi_common.pdata.otap.envelope import Groups
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P

@@ -1,7 +1,7 @@
 """OTAP record batches → the lake's spans and logs rows, without assembling an OTLP request.
 
 Every column is read from the Arrow columns: attribute values and log bodies from their typed
-value columns (``otap.attributes.table_values``), rendered by the same canonicaliser as OTLP
+value columns (``canonical_otap.table_values``), rendered by the same canonicaliser as OTLP
 ingest, and the envelope from :class:`orasi_common.pdata.envelope.OtapEnvelope`, so both forms
 give equal rows. Tables that do not decode raise :class:`MalformedData`, as the OTAP decoder
 does.
@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from orasi_bridge.lake import schema
 from orasi_bridge.lake.rows.columns import children, hex_ids, log_rows, span_rows, text
+from orasi_common.pdata.canonical_otap import table_attribute_maps, table_values
 from orasi_common.pdata.envelope import OtapEnvelope
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import table_attribute_maps, table_values
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, child_table, decode_ids, string_codes, to_numpy
 from orasi_common.pdata.otap.envelope import check_payloads, root_or_empty
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, TRACES_PAYLOAD_TYPES

@@ -25,12 +25,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import (
-    any_columns_to,
-    any_value_bytes,
-    encode_attributes,
-    parse_any_values,
-)
+from orasi_common.pdata.otap.attributes import any_columns_to, any_value_bytes, encode_attributes
 from orasi_common.pdata.otap.common import (
     DELTA,
     U16_MAX,
@@ -56,6 +51,7 @@ from orasi_common.pdata.otap.envelope import (
 )
 from orasi_common.pdata.otap.lazy import LazyLogsRequest
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, ArrowPayloadType
+from orasi_common.pdata.otap.value_scan import parse_any_values
 
 P = ArrowPayloadType
 

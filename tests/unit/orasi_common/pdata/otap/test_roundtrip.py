@@ -31,8 +31,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from orasi_common.errors import MalformedData
-from orasi_common.pdata.otap import attributes as attrs_module
-from orasi_common.pdata.otap import cbor
+from orasi_common.pdata.otap import cbor, value_scan
+from orasi_common.pdata.otap.attributes import decode_attributes
 from orasi_common.pdata.otap.logs import decode_logs, encode_logs
 from orasi_common.pdata.otap.metrics import decode_metrics, encode_metrics
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
@@ -516,10 +516,10 @@ def test_sorted_attribute_tables_give_back_every_list_in_order(lists: list[list[
 @example([_kv("a", string_value="x")] * 46 + [KeyValue(key="k"), KeyValue(key="", value=AnyValue())])
 def test_vectorized_attribute_parser_matches_upb(kvs: list[KeyValue]) -> None:
     raws = [kv.SerializeToString() for kv in kvs]
-    fast = attrs_module.parse_key_values(pa.array(raws, pa.binary()))
-    slow = attrs_module._key_values_python(raws)
+    fast = value_scan.parse_key_values(pa.array(raws, pa.binary()))
+    slow = value_scan._key_values_python(raws)
 
-    def view(kv: attrs_module.KeyValues) -> list[Any]:
+    def view(kv: value_scan.KeyValues) -> list[Any]:
         cols = kv.values
         double = (
             None
@@ -662,7 +662,7 @@ def test_quasi_delta_decoding_follows_the_spec_example() -> None:
         ],
         names=["parent_id", "key", "type", "str", "int"],
     )
-    parents, _ = attrs_module.decode_attributes(batch, P.SPAN_EVENT_ATTRS, 3, 32)
+    parents, _ = decode_attributes(batch, P.SPAN_EVENT_ATTRS, 3, 32)
     assert parents.tolist() == [r[4] for r in rows]
 
 
