@@ -32,38 +32,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import csv
 import hashlib
 import json
-import multiprocessing
 import multiprocessing.connection
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from benchmarks.load import TENANT_HEADER
+from benchmarks.processes import HOST, Processes, die_with_parent, log_tail, receive, report_errors
+from benchmarks.report import RESULTS, write_csv, write_json
+from benchmarks.usage import cpu_seconds, memory, pressure
+from orasi_common.bench.engine import Outcome, Payload, Plan, drive
+from orasi_common.bench.senders import GrpcSender
+from orasi_common.pdata import Signal
+
 MIB = 1024 * 1024
-RESULTS = Path(__file__).resolve().parent / "results"
 MAX_LAG = 0.25
 """Seconds a send may start late; later, the time is given up (counted late) instead of caught up
 in a burst, so the load stays steady and the achieved rate says what the machine allowed."""
 SLOT_NS = 400 * 10**9  # at least the corpus's time span (314 s) + 60 s
 TARGETS = {"max_rss_mib": 600, "idle_rss_mib": 350}
-TENANT_HEADER = "x-orasi-tenant"
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 REFUSED = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 UNKNOWN = ("DEADLINE_EXCEEDED", "CANCELLED")  # may or may not have been stored
 # Shared counters between the generator and the parent (spans unless said otherwise).
@@ -85,14 +82,6 @@ class Load:
     timeout: float = 30.0
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def cycle_key(run_id: str, cycle: int) -> int:
     """The 8 bytes XORed into cycle ``cycle``'s ids (never 0: no cycle repeats the corpus's ids)."""
     digest = hashlib.blake2b(f"{run_id}/{cycle}".encode(), digest_size=8).digest()
@@ -100,12 +89,8 @@ def cycle_key(run_id: str, cycle: int) -> int:
 
 
 def generator_main(conn: multiprocessing.connection.Connection, load: Load, stats: Any) -> None:
-    _die_with_parent()
-    try:
-        conn.send(asyncio.run(_generate(conn, load, stats)))
-    except BaseException as error:  # report, so that the parent does not wait for nothing
-        conn.send({"error": f"{type(error).__name__}: {error}"})
-        raise
+    die_with_parent()
+    report_errors(conn, lambda: asyncio.run(_generate(conn, load, stats)))
 
 
 def tenant(run_id: str) -> str:
@@ -121,75 +106,49 @@ def prepare(batch: int) -> tuple[list[Any], int, int]:
 
 
 async def _generate(conn: multiprocessing.connection.Connection, load: Load, stats: Any) -> dict[str, Any]:
-    import grpc
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
+    """``orasi bench``'s load loop at ``load.rate`` spans/s, giving late time up (``MAX_LAG``);
+    the corpus cycled, each cycle with its own ids and time slot (the payload's tag)."""
     copies, first_ns, last_ns = prepare(load.batch)
     slot_ns = last_ns - first_ns + 60 * 10**9
     conn.send({"ready": True, "cycle_spans": sum(c.spans for c in copies), "slot_ns": slot_ns})
     conn.recv()  # go
-    channel = grpc.aio.insecure_channel(load.target, options=[("grpc.max_send_message_length", 64 * MIB)])
-    await asyncio.wait_for(channel.channel_ready(), 30)
-    call = channel.unary_unary(EXPORT, response_deserializer=ExportTraceServiceResponse.FromString)
+    sender = GrpcSender(
+        load.target, Signal.TRACES, metadata=[(TENANT_HEADER, tenant(load.run_id))], timeout=load.timeout
+    )
+    await sender.ready(30)
     acked_per_cycle: Counter[int] = Counter()
-    errors: Counter[str] = Counter()
-    latencies: list[float] = []
-    slots = asyncio.Semaphore(load.concurrency)
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def send(payload: bytes, spans: int, cycle: int) -> None:
-        sent_at = time.monotonic()
-        try:
-            response = await call(payload, timeout=load.timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as error:
-            name = error.code().name
-            errors[f"{name}: {(error.details() or '')[:120]}"] += 1
-            stats[REFUSED_N if name in REFUSED else UNKNOWN_N if name in UNKNOWN else FAILED] += spans
-            return
-        finally:
-            stats[IN_FLIGHT] -= 1
-            slots.release()
-        latencies.append(time.monotonic() - sent_at)
-        rejected = response.partial_success.rejected_spans
-        stats[ACKED] += spans - rejected
-        stats[REJECTED] += rejected
-        acked_per_cycle[cycle] += spans - rejected
-
-    metadata = ((TENANT_HEADER, tenant(load.run_id)),)
-    clock = time.monotonic
-    started = clock()
-    due, cycle = started, 0
-    try:
-        while clock() - started < load.seconds:
+    def payloads() -> Iterator[Payload]:
+        for cycle in range(sys.maxsize):
             stats[CYCLE] = cycle
-            key = cycle_key(load.run_id, cycle)
-            shift = load.base_ns + cycle * slot_ns - first_ns
+            key, shift = cycle_key(load.run_id, cycle), load.base_ns + cycle * slot_ns - first_ns
             for copier in copies:
-                if clock() - started >= load.seconds:
-                    break
-                payload = copier.copy(key, shift)
-                delay = due - clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await slots.acquire()
-                if clock() - due > MAX_LAG:  # behind: give the time up rather than send a burst
-                    stats[LATE] += 1
-                    due = clock()
-                stats[SENT] += copier.spans
-                stats[IN_FLIGHT] += 1
-                task = asyncio.create_task(send(payload, copier.spans, cycle))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                due += copier.spans / load.rate
-            cycle += 1
-        elapsed = clock() - started
-        if tasks:
-            await asyncio.wait(tasks)
+                yield Payload(copier.copy(key, shift), copier.spans, cycle)
+
+    def on_send(payload: Payload) -> None:
+        stats[SENT] += payload.items
+        stats[IN_FLIGHT] += 1
+
+    def on_answer(payload: Payload, outcome: Outcome, latency: float) -> None:
+        stats[IN_FLIGHT] -= 1
+        if outcome.status is None or outcome.status == "PARTIAL_SUCCESS":
+            stats[ACKED] += outcome.acked
+            stats[REJECTED] += outcome.refused
+            acked_per_cycle[payload.tag] += outcome.acked
+            return
+        name = outcome.status
+        stats[REFUSED_N if name in REFUSED else UNKNOWN_N if name in UNKNOWN else FAILED] += payload.items
+
+    plan = Plan(load.seconds, load.rate, load.concurrency, max_lag=MAX_LAG, give_up_lag=True)
+    try:
+        run = await drive(sender, payloads(), plan, on_send=on_send, on_answer=on_answer)
     finally:
-        await channel.close()
-    latencies.sort()
+        await sender.close()
+    stats[LATE] = run.late
+    latencies = sorted(latency for _, latency, _, outcome in run.answers if outcome.status is None)
+    errors = Counter(o.status for *_, o in run.answers if o.status not in (None, "PARTIAL_SUCCESS"))
     return {
-        "seconds": elapsed,
+        "seconds": load.seconds,
         "acked_per_cycle": dict(acked_per_cycle),
         "errors": dict(errors),
         "latency_ms": {
@@ -204,49 +163,17 @@ async def _generate(conn: multiprocessing.connection.Connection, load: Load, sta
 # ───────────────────────────────────────── sampling ─────────────────────────────────────────
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def memory(pid: int) -> dict[str, float]:
-    """RSS, its anonymous and file-backed parts (MiB), and threads, of process ``pid``."""
-    fields: dict[str, int] = {}
-    for path in (f"/proc/{pid}/smaps_rollup", f"/proc/{pid}/status"):
-        with open(path) as file:
-            for line in file:
-                name, _, rest = line.partition(":")
-                parts = rest.split()
-                if parts and parts[0].isdigit():
-                    fields.setdefault(name, int(parts[0]))
-    rss, anon = fields["Rss"] / 1024, fields["Anonymous"] / 1024
-    return {"rss": rss, "anon": anon, "file": rss - anon, "threads": fields["Threads"]}
-
-
-def pressure(resource: str) -> float | None:
-    """The machine's stall share for ``resource`` (cpu, io) over the last 10 s, % (Linux PSI)."""
-    try:
-        with open(f"/proc/pressure/{resource}") as file:
-            return float(file.readline().split()[1].partition("=")[2])  # some avg10=…
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as file:
-        parts = file.read().rpartition(")")[2].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 class Sampler:
     def __init__(self, pid: int, stats: Any, started: float) -> None:
         self.pid, self.stats, self.started = pid, stats, started
         self.rows: list[dict[str, Any]] = []
-        self._last = (started, cpu_seconds(pid), 0)
+        self._last = (started, self._cpu(), 0)
+
+    def _cpu(self) -> float:
+        return cpu_seconds(self.pid)[self.pid]
 
     def sample(self, phase: str) -> dict[str, Any]:
-        now, cpu, acked = time.monotonic(), cpu_seconds(self.pid), self.stats[ACKED]
+        now, cpu, acked = time.monotonic(), self._cpu(), self.stats[ACKED]
         then, cpu_then, acked_then = self._last
         self._last = (now, cpu, acked)
         row = {
@@ -296,8 +223,11 @@ def stored_per_cycle(url: str, run_id: str, base_ns: int, slot_ns: int, end_ns: 
 def scrape(port: int, names: tuple[str, ...]) -> dict[str, float]:
     """The sums of these counters (over their labels) on one admin port; {} if it does not answer."""
     text = ""
-    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{HOST}:{port}/metrics") as answer:
-        text = answer.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics") as answer:
+            text = answer.read().decode()
+    except OSError:
+        pass
     totals: dict[str, float] = {}
     for line in text.splitlines():
         name = line.partition("{")[0].partition(" ")[0]
@@ -318,84 +248,13 @@ DELIVERED = "orasi_exporter_sent_items_total"
 """What the agent delivered (the gateway acknowledges a batch once the bridge has it)."""
 
 
-# ───────────────────────────────────────── the run ─────────────────────────────────────────
-
-
-def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"orasi up exited with {process.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"orasi up was not ready in {timeout:g} s")
-
-
-def stop(process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess, grace: float = 60) -> None:
-    """SIGTERM by PID, SIGKILL after ``grace`` seconds."""
-    pid = process.pid
-    if pid is None:
-        return
-    alive = process.poll() is None if isinstance(process, subprocess.Popen) else process.is_alive()
-    if not alive:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if isinstance(process, subprocess.Popen):
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
-            process.wait(5)
-    else:
-        process.join(grace)
-        if process.is_alive():
-            os.kill(pid, signal.SIGKILL)
-            process.join(5)
-
-
-def start_up(
-    tmp: Path, log_path: Path, processes: list[Any], attempts: int = 3
-) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    """`orasi up` on free ports, ready; a port taken by another process meanwhile means new ports."""
-    from orasi_common.up import PORTS
-
-    for attempt in range(attempts):
-        ports = {name: _free_port() for name in PORTS}
-        command = [sys.executable, "-m", "orasi_common.cli", "up", "--data-dir", str(tmp / "data")]
-        command += ["--host", HOST]
-        for name, port in ports.items():
-            command += ["--port", f"{name}={port}"]
-        with log_path.open("wb") as log:
-            up = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
-        processes.append(up)
-        try:
-            wait_ready(up, f"http://{HOST}:{ports['agent.admin']}/readyz", 90)
-            wait_ready(up, f"http://{HOST}:{ports['bridge.admin']}/readyz", 90)
-            return up, ports
-        except RuntimeError:
-            if up.poll() is None or "cannot listen" not in log_path.read_text(errors="replace"):
-                raise
-            if attempt + 1 == attempts:
-                raise
-    raise AssertionError("unreachable")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:12]
     tmp = Path(tempfile.mkdtemp(prefix=f"orasi-soak-{run_id}-"))
-    log_path = tmp / "orasi-up.log"
-    processes: list[Any] = []
+    processes = Processes(tmp)
+    up = None
     try:
-        up, ports = start_up(tmp, log_path, processes)
+        up, ports = processes.orasi_up(tmp / "data")
         print(f"soak {run_id}: orasi up pid {up.pid}, data {tmp / 'data'}", flush=True)
 
         # Time slots: cycle c's spans lie in [base + c·slot, base + c·slot + 314 s), all in the past
@@ -411,17 +270,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             concurrency=args.concurrency,
             base_ns=base_ns,
         )
-        ctx = multiprocessing.get_context("spawn")
-        stats = ctx.Array("q", 9, lock=False)
-        parent, child = ctx.Pipe()
-        generator = ctx.Process(target=generator_main, args=(child, load, stats), daemon=True)
-        generator.start()
-        processes.append(generator)
-        if not parent.poll(120):
-            raise RuntimeError("the load generator did not get ready")
-        ready = parent.recv()
-        if "error" in ready:
-            raise RuntimeError(f"the load generator failed: {ready['error']}")
+        stats = processes.mp.Array("q", 9, lock=False)
+        parent, child = processes.mp.Pipe()
+        generator = processes.spawn(generator_main, child, load, stats, name="soak-load")
+        ready = receive(parent, generator, 120)
         slot_ns = ready["slot_ns"]
         if slot_ns > SLOT_NS:
             raise RuntimeError("the corpus spans more time than SLOT_NS allows")
@@ -433,16 +285,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] | None = None
         while result is None:
             time.sleep(max(0.0, started + len(sampler.rows) - time.monotonic()))
-            if up.poll() is not None:
+            if not up.running():
                 raise RuntimeError(f"orasi up exited with {up.returncode}")
             row = sampler.sample("load")
             if time.monotonic() >= next_print:
                 print_row(row)
                 next_print += args.print_every
             if parent.poll():
-                result = parent.recv()
-        if "error" in result:
-            raise RuntimeError(f"the load generator failed: {result['error']}")
+                result = receive(parent, generator, 1)
         # Drain: until the agent delivered everything it acknowledged (its log may hold a backlog,
         # e.g. after the bridge refused for a while); only then is the process idle.
         drain_from = time.monotonic()
@@ -517,12 +367,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "samples": sampler.rows,
         }
     except BaseException:
-        with contextlib.suppress(OSError):
-            print("orasi up said:\n" + "\n".join(log_path.read_text(errors="replace").splitlines()[-30:]))
+        if up is not None:
+            print("orasi up said:\n" + log_tail(up))
         raise
     finally:
-        for process in reversed(processes):
-            stop(process)
+        processes.stop_all()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -592,13 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     summary = run(args)
     ok = report(summary)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with args.csv.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(summary["samples"][0]))
-        writer.writeheader()
-        writer.writerows(summary["samples"])
-    summary_only = {k: v for k, v in summary.items() if k != "samples"}
-    args.json.write_text(json.dumps(summary_only, indent=2) + "\n")
+    write_csv(args.csv, summary["samples"])
+    write_json(args.json, {k: v for k, v in summary.items() if k != "samples"}, indent=2)
     print(f"  samples: {args.csv}; summary: {args.json}")
     return 0 if ok else 1
 
