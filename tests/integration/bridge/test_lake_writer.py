@@ -166,8 +166,15 @@ async def test_shutdown_commits_what_is_buffered(make_writer: MakeWriter) -> Non
     assert (await stats(engine, "logs"))["files"] > 0
 
 
-async def test_flush_interval_commits_without_being_asked(make_writer: MakeWriter) -> None:
-    writer = await make_writer(flush_interval=0.2)
+@pytest.mark.parametrize(
+    ("config", "trigger"),
+    [({"flush_interval": 0.2}, "age"), ({"flush_size_mib": 0.000_01}, "size")],
+    ids=["flush_interval", "flush_size"],
+)
+async def test_a_flush_trigger_commits_without_being_asked(
+    make_writer: MakeWriter, config: dict[str, float], trigger: str
+) -> None:
+    writer = await make_writer(**config)
     engine = QueryEngine(writer, QueryLimits())
     await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
 
@@ -175,19 +182,7 @@ async def test_flush_interval_commits_without_being_asked(make_writer: MakeWrite
         current = await stats(engine, "spans")
         return bool(current["files"] > 0 and current["hot_rows"] == 0)
 
-    await eventually(committed, "the age-triggered flush")
-    assert await count(engine, "spans", **WINDOW) == SPANS
-
-
-async def test_flush_size_commits_without_being_asked(make_writer: MakeWriter) -> None:
-    writer = await make_writer(flush_size_mib=0.000_01)
-    engine = QueryEngine(writer, QueryLimits())
-    await writer.consume(data.batch(Signal.TRACES, data.traces_request()))
-
-    async def committed() -> bool:
-        return bool((await stats(engine, "spans"))["files"] > 0)
-
-    await eventually(committed, "the size-triggered flush")
+    await eventually(committed, f"the {trigger}-triggered flush")
     assert await count(engine, "spans", **WINDOW) == SPANS
 
 
