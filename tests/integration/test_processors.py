@@ -10,6 +10,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import httpx
@@ -24,6 +25,11 @@ from orasi_common.testing.otlp_view import attributes, data_points, items
 from orasi_common.testing.sink import OtlpSink
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+def batch_sizes(size: int, max_size: int) -> dict[str, Any]:
+    """Agent overrides: the batch processor's send_batch_size and send_batch_max_size."""
+    return {"processors": {"batch": {"send_batch_size": size, "send_batch_max_size": max_size}}}
 
 
 def multi_resource_spans(per_scope: int) -> ExportTraceServiceRequest:
@@ -46,10 +52,7 @@ def multi_resource_spans(per_scope: int) -> ExportTraceServiceRequest:
 def test_large_requests_are_split_keeping_resource_and_scope(
     sink: OtlpSink, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    agent = start_agent(
-        sink,
-        overrides={"processors": {"batch": {"send_batch_size": 100, "send_batch_max_size": 100}}},
-    )
+    agent = start_agent(sink, overrides=batch_sizes(100, 100))
     request = multi_resource_spans(per_scope=130)  # 520 spans
     response = httpx.post(
         agent.http_url + "/v1/traces", content=request.SerializeToString(), headers=PROTOBUF
@@ -74,10 +77,7 @@ def test_large_requests_are_split_keeping_resource_and_scope(
 def test_a_metric_with_many_points_is_split_into_metrics_of_the_same_identity(
     sink: OtlpSink, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    agent = start_agent(
-        sink,
-        overrides={"processors": {"batch": {"send_batch_size": 40, "send_batch_max_size": 40}}},
-    )
+    agent = start_agent(sink, overrides=batch_sizes(40, 40))
     request = ExportMetricsServiceRequest()
     metric = (
         request.resource_metrics.add()
@@ -148,11 +148,7 @@ def test_static_resource_attributes_and_override(
 def test_many_concurrent_senders_lose_and_duplicate_nothing(
     sink: OtlpSink, start_agent: Callable[..., AgentProcess]
 ) -> None:
-    agent = start_agent(
-        sink,
-        batch_timeout=0.02,
-        overrides={"processors": {"batch": {"send_batch_size": 25, "send_batch_max_size": 50}}},
-    )
+    agent = start_agent(sink, batch_timeout=0.02, overrides=batch_sizes(25, 50))
     sink.fail_next(5, grpc.StatusCode.UNAVAILABLE)  # some exports are retried meanwhile
 
     def sender(worker: int) -> list[bytes]:
