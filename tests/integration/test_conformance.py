@@ -171,15 +171,14 @@ def forwarded(sink: OtlpSink, signal: Signal, send: Callable[[], None], count: i
     return merged
 
 
+# Every HTTP content type with every encoding; gRPC with the two it accepts.
 VARIANTS = [
-    ("http", "application/json", "identity"),
-    ("http", "application/json", "gzip"),
-    ("http", "application/json", "zstd"),
-    ("http", "application/x-protobuf", "identity"),
-    ("http", "application/x-protobuf", "gzip"),
-    ("http", "application/x-protobuf", "zstd"),
-    ("grpc", "application/grpc", "identity"),
-    ("grpc", "application/grpc", "gzip"),
+    *(
+        ("http", content_type, encoding)
+        for content_type in ("application/json", "application/x-protobuf")
+        for encoding in ("identity", "gzip", "zstd")
+    ),
+    *(("grpc", "application/grpc", encoding) for encoding in ("identity", "gzip")),
 ]
 
 
