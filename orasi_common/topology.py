@@ -50,18 +50,6 @@ class Ports:
     def grpc_endpoint(self) -> str:
         return f"{self.host}:{self.grpc}"
 
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.host}:{self.http}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://{self.host}:{self.admin}"
-
-    @property
-    def query_url(self) -> str:
-        return f"http://{self.host}:{self.query}"
-
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` applied recursively; a None override removes the key."""
@@ -80,7 +68,7 @@ def otlp_receiver(ports: Ports) -> dict[str, Any]:
     """An `otlp` (or `otap`) receiver's section: gRPC and HTTP on ``ports``."""
     return {
         "protocols": {
-            "grpc": {"endpoint": f"{ports.host}:{ports.grpc}"},
+            "grpc": {"endpoint": ports.grpc_endpoint},
             "http": {"endpoint": f"{ports.host}:{ports.http}"},
         }
     }

@@ -1,8 +1,9 @@
 """Shared fixtures: a recording OTLP sink and real `orasi agent` subprocesses pointed at it.
 
 Every process a fixture starts is stopped by its own PID when the fixture ends. When a test
-fails, the stderr of every agent (and other helper process) still alive is attached to its
-report, so the agent's own logs explain the failure.
+fails, the log of every `orasi` process still running (``service_process.LIVE_LOGS``) and of
+every helper process a test registered is attached to its report, so the processes' own logs
+explain the failure.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from typing import Any
 import pytest
 
 from orasi_common.testing.agent_process import AgentProcess
+from orasi_common.testing.service_process import LIVE_LOGS
 from orasi_common.testing.sink import OtlpSink
-
-# label → log file of a process started by a fixture and not yet stopped.
-LIVE_LOGS: dict[str, Path] = {}
 
 _TAIL = 16_000
 
@@ -31,7 +30,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 text = path.read_text(errors="replace")
             except OSError:
                 continue
-            report.sections.append((f"{label} stderr (last {_TAIL} chars)", text[-_TAIL:]))
+            report.sections.append((f"{label} log (last {_TAIL} chars)", text[-_TAIL:]))
     return report
 
 
@@ -46,13 +45,11 @@ class AgentLauncher:
         """Start an agent exporting to ``sink``; kwargs as AgentProcess.launch takes them."""
         agent = AgentProcess.launch(self._workdir, sink.endpoint, **kwargs)
         self._agents.append(agent)
-        LIVE_LOGS[agent.name] = agent.stderr_path
         return agent
 
     def close(self) -> None:
         for agent in self._agents:
             agent.stop()
-            LIVE_LOGS.pop(agent.name, None)
 
 
 @pytest.fixture

@@ -59,3 +59,10 @@ def server_problems() -> list[str]:
     except psycopg.Error as error:
         problems.append(f"PostgreSQL at {CATALOG_URI} does not answer: {error}")
     return problems
+
+
+def servers_missing(what: str) -> str | None:
+    """Why ``what`` cannot run: the servers that do not answer and how to start them (None when
+    both answer). Tests fail with it, never skip."""
+    problems = server_problems()
+    return f"{what} need real servers, and " + "; ".join(problems) + f" — {START_HINT}" if problems else None

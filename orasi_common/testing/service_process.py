@@ -29,14 +29,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self, TypeVar
 
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from orasi_common.topology import Ports
 
 LIVE_LOGS: dict[str, Path] = {}
 """Label → log file of every process started here and not yet stopped (and of other helper
@@ -68,6 +70,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free port in {_PORTS}")
 
 
+def free_ports(host: str = "127.0.0.1") -> Ports:
+    """A service's ports (gRPC, HTTP, admin, query), each free now."""
+    return Ports(free_port(host), free_port(host), free_port(host), free_port(host), host)
+
+
 def orasi_command() -> list[str]:
     """The `orasi` entry point of this environment (falls back to ``python -m``)."""
     found = shutil.which("orasi", path=str(Path(sys.executable).parent)) or shutil.which("orasi")
@@ -85,8 +92,56 @@ def port_in_use(error: BaseException) -> bool:
     return "address already in use" in text or "cannot listen" in text
 
 
+def metric_samples(admin_url: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """Every sample of ``/metrics`` on the admin port at ``admin_url``: (name, labels, value)."""
+    response = httpx.get(admin_url + "/metrics", timeout=5.0)
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            yield sample.name, dict(sample.labels), float(sample.value)
+
+
+def metric_value(admin_url: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when there is none)."""
+    return sum(
+        value
+        for sample_name, sample_labels, value in metric_samples(admin_url)
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
+
+
 class ServiceStartError(AssertionError):
     """The process exited or was not ready in time; the message carries its log."""
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM ``process`` by its PID and wait for its exit code; SIGKILL past ``timeout``."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return int(process.returncode)
+
+
+P = TypeVar("P", bound="ServiceProcess")
+
+
+def start_on_free_ports(make: Callable[[], P], attempts: int = 3, ready_timeout: float = 60.0) -> P:
+    """``make()`` started, ``make`` choosing free ports; when one was taken between choosing it
+    and binding it (``port_in_use``), stopped and made again, ``attempts`` times at most."""
+    for attempt in range(1, attempts + 1):
+        process = make()
+        try:
+            return process.start(ready_timeout)
+        except ServiceStartError as error:
+            process.stop()
+            if attempt == attempts or not port_in_use(error):
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -115,7 +170,7 @@ class ServiceProcess:
         *,
         label: str = "",
         env: Mapping[str, str] | None = None,
-    ) -> ServiceProcess:
+    ) -> Self:
         """``orasi <service> --config FILE`` with ``config`` (its admin endpoint included)."""
         process = cls([service], admin_url_of(config), workdir, label, dict(env or {}), dict(config))
         process.argv = [service, "--config", str(process.config_path)]
@@ -149,12 +204,16 @@ class ServiceProcess:
         except OSError:
             return ""
 
+    def log_of(self, start: int | None = None) -> str:
+        """What one start (default: the latest) wrote: its stdout and stderr."""
+        runs = self.log_text().split("===== start #")
+        marker = f"{start or self.starts} =====\n"
+        return next((run.removeprefix(marker) for run in runs if run.startswith(marker)), "")
+
     def log_records(self, start: int | None = None) -> list[dict[str, Any]]:
         """The JSON log records of one start (default: the latest), in order."""
-        runs = self.log_text().split("===== start #")
-        text = next((run for run in runs if run.startswith(f"{start or self.starts} =====")), "")
         records = []
-        for line in text.splitlines():
+        for line in self.log_of(start).splitlines():
             if line.startswith("{"):
                 with contextlib.suppress(json.JSONDecodeError):
                     records.append(json.loads(line))
@@ -166,7 +225,7 @@ class ServiceProcess:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 60.0) -> ServiceProcess:
+    def start(self, ready_timeout: float = 60.0) -> Self:
         """Start (or start again, once it exited) and wait until it is ready."""
         assert not self.running(), f"{self.label} is already running"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -223,16 +282,9 @@ class ServiceProcess:
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait for the exit code; SIGKILL past ``timeout``."""
         assert self.process is not None, f"{self.label} was never started"
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        code = stop_process(self.process, timeout)
         self._close_log()
-        return int(self.process.returncode)
+        return code
 
     def kill9(self) -> None:
         """SIGKILL at once, by PID, and reap the process."""
@@ -250,11 +302,34 @@ class ServiceProcess:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # --- addresses, from the configuration ------------------------------------------------
+
+    def _receiver_endpoint(self, protocol: str) -> str:
+        assert self.config is not None, f"{self.label} has no configuration"
+        receiver = next(iter(self.config["receivers"].values()))
+        return str(receiver["protocols"][protocol]["endpoint"])
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """The gRPC endpoint (host:port) of the configuration's (first) receiver."""
+        return self._receiver_endpoint("grpc")
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP URL of the configuration's (first) receiver."""
+        return "http://" + self._receiver_endpoint("http")
+
+    @property
+    def query_url(self) -> str:
+        """The URL of the bridge's query API (its `query_api` extension)."""
+        assert self.config is not None, f"{self.label} has no configuration"
+        return "http://" + str(self.config["extensions"]["query_api"]["endpoint"])
 
     # --- the admin port -------------------------------------------------------------------
 
@@ -263,19 +338,11 @@ class ServiceProcess:
 
     def metric_samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
         """Every sample of ``/metrics``: (sample name, labels, value)."""
-        response = self.get("/metrics")
-        response.raise_for_status()
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                yield sample.name, dict(sample.labels), float(sample.value)
+        return metric_samples(self.admin_url)
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of ``name``'s samples whose labels include ``labels`` (0 when there is none)."""
-        return sum(
-            value
-            for sample_name, sample_labels, value in self.metric_samples()
-            if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
-        )
+        return metric_value(self.admin_url, name, **labels)
 
     def wait_for_metric(self, name: str, expected: float, timeout: float = 10.0, **labels: str) -> float:
         """Poll ``/metrics`` until ``name`` (summed over ``labels``) reaches ``expected``."""
@@ -295,6 +362,11 @@ __all__ = [
     "ServiceStartError",
     "admin_url_of",
     "free_port",
+    "free_ports",
+    "metric_samples",
+    "metric_value",
     "orasi_command",
     "port_in_use",
+    "start_on_free_ports",
+    "stop_process",
 ]

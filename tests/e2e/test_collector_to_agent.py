@@ -17,6 +17,7 @@ import yaml
 from orasi_common.pdata import Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.otlp_view import attributes, items
+from orasi_common.testing.service_process import stop_process
 from orasi_common.testing.sink import OtlpSink
 
 
@@ -46,15 +47,9 @@ class Collector:
         )
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        code = stop_process(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return code
 
 
 @pytest.fixture

@@ -23,12 +23,10 @@ import base64
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -64,26 +62,10 @@ PROTOBUF, JSON = "application/x-protobuf", "application/json"
 # --- the one `orasi up` ----------------------------------------------------------------------------
 
 
-def _live_logs() -> dict[str, Path] | None:
-    """The shared conftest's registry of helper-process logs shown with a failing test."""
-    logs = getattr(sys.modules.get("conftest"), "LIVE_LOGS", None)
-    return logs if isinstance(logs, dict) else None
-
-
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    process = UpProcess.on_free_ports(tmp_path_factory.mktemp("odd-input"))
-    registry = _live_logs()
-    if registry is not None:
-        registry["orasi up (odd input)"] = process.log_path
-    process.start()
-    try:
-        process.wait_ready()
+    with UpProcess.launch(tmp_path_factory.mktemp("odd-input")) as process:
         yield process
-    finally:
-        process.terminate()
-        if registry is not None:
-            registry.pop("orasi up (odd input)", None)
 
 
 # --- building requests -----------------------------------------------------------------------------
@@ -274,7 +256,8 @@ def stored(up: UpProcess, signal: Signal, prefix: str, expected: set[str]) -> di
             return counts
         if time.monotonic() > deadline:
             pytest.fail(
-                f"never reached the lake: {sorted(expected - counts.keys())} (found {counts})\n{up.output()}"
+                f"never reached the lake: {sorted(expected - counts.keys())} (found {counts})\n"
+                + up.log_text()[-8000:]
             )
         time.sleep(0.1)
 
@@ -529,7 +512,7 @@ def run(up: UpProcess, sender: str, signal: Signal, cases: dict[str, Odd], at_on
     send_between_honest(up, sender, signal, cases, sent, at_once)
     check_lake(up, sent)
     gave_up = increase(failed_before, failed_items(up))
-    assert gave_up == {}, f"exporters gave up on items: {gave_up}\n{up.output()}"
+    assert gave_up == {}, f"exporters gave up on items: {gave_up}\n{up.log_text()[-8000:]}"
     return sent
 
 
@@ -601,7 +584,7 @@ def test_no_exporter_of_any_service_gave_up_on_an_item(up: UpProcess) -> None:
     on admin ports whose services did receive items."""
     run(up, "agent-grpc", TRACES, {"kind-99": SPAN_CASES["kind-99"]})
     gave_up = {key: value for key, value in failed_items(up).items() if value}
-    assert gave_up == {}, f"exporters gave up on items: {gave_up}\n{up.output()}"
+    assert gave_up == {}, f"exporters gave up on items: {gave_up}\n{up.log_text()[-8000:]}"
     for service in ("agent", "gateway", "bridge"):
         accepted = metric_families(up, service)["orasi_receiver_accepted_items"].samples
         assert sum(sample.value for sample in accepted if sample.name.endswith("_total")) > 0, service

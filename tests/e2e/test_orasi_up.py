@@ -29,19 +29,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from orasi_common.testing.agent_process import orasi_command
-from orasi_common.testing.up_process import UpProcess
+from orasi_common.testing.service_process import ServiceStartError, orasi_command
+from orasi_common.testing.up_process import READY, UpProcess
 
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[UpProcess]:
-    process = UpProcess.on_free_ports(tmp_path)
-    process.start()
-    try:
+    with UpProcess.launch(tmp_path) as process:
         yield process
-    finally:
-        if process.process is not None:
-            process.terminate()
 
 
 def orasi_query(url: str, sql: str, fmt: str) -> str:
@@ -83,8 +78,11 @@ def send_telemetry(up: UpProcess, service: str) -> tuple[list[Any], int]:
 
 
 def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: UpProcess) -> None:
-    up.wait_ready()
-    banner = "".join(up.lines)
+    # The banner comes once all three services accept data (the agent, ready, starts last).
+    deadline = time.monotonic() + 30
+    while READY not in (banner := up.log_of()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert READY in banner, banner
     assert f":{up.ports['agent.grpc']}" in banner and f":{up.ports['bridge.query']}" in banner
     for name in ("agent.admin", "gateway.admin", "bridge.admin"):
         assert httpx.get(f"http://127.0.0.1:{up.ports[name]}/readyz", timeout=5).status_code == 200, name
@@ -103,7 +101,7 @@ def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: UpProcess) -> None:
         if len(rows) >= len(spans):
             break
         if time.monotonic() > deadline:
-            pytest.fail(f"the spans never reached the lake: {rows}\n{up.output()}")
+            pytest.fail(f"the spans never reached the lake: {rows}\n{up.log_text()}")
         time.sleep(0.1)
     expected = sorted(
         [
@@ -130,14 +128,14 @@ def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: UpProcess) -> None:
     deadline = time.monotonic() + 60
     while len(up.post(log_sql).json()["rows"]) < logs:
         if time.monotonic() > deadline:
-            pytest.fail(f"the log never reached the lake\n{up.output()}")
+            pytest.fail(f"the log never reached the lake\n{up.log_text()}")
         time.sleep(0.1)
     assert up.post(log_sql).json()["rows"] == [["card declined", "ERROR", expected[0][4]]]
 
-    assert up.terminate() == 0, up.output()
-    assert "Traceback" not in up.output()
+    assert up.terminate() == 0, up.log_text()
+    assert "Traceback" not in up.log_text()
     # Shutting down committed the lake's buffers to the local warehouse.
-    assert list((up.data_dir / "warehouse").rglob("*.parquet")), up.output()
+    assert list((up.data_dir / "warehouse").rglob("*.parquet")), up.log_text()
     assert (up.data_dir / "catalog.db").is_file()
 
 
@@ -156,13 +154,11 @@ def test_orasi_up_refuses_an_unknown_port_name(tmp_path: Path) -> None:
 def test_a_second_orasi_up_on_the_same_data_directory_is_refused(up: UpProcess, tmp_path: Path) -> None:
     """Two processes appending to one write-ahead log would corrupt it: the data directory is
     locked (a lock the kernel drops when its holder dies, so a killed one leaves none behind)."""
-    up.wait_ready()
     (tmp_path / "second").mkdir()
-    second = UpProcess.on_free_ports(tmp_path / "second")
-    second.data_dir = up.data_dir
-    second.start()
-    assert second.process is not None
-    assert second.process.wait(60) == 1, second.output()
-    second.terminate()
-    assert "another orasi up is using the data directory" in second.output()
+    second = UpProcess.on_free_ports(tmp_path / "second", data_dir=up.data_dir)
+    with pytest.raises(ServiceStartError):
+        second.start()
+    assert second.wait(60) == 1, second.log_text()
+    second.stop()
+    assert "another orasi up is using the data directory" in second.log_text()
     assert httpx.get(f"http://127.0.0.1:{up.ports['agent.admin']}/readyz", timeout=5).status_code == 200

@@ -12,38 +12,35 @@ with it column by column, in the canonical forms of ARCHITECTURE §5. The bridge
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
-import httpx
 import pytest
+from integration.bridge.otlp_data import any_value
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.lake_fixtures import (
-    AGENT_ENV,
+    FORWARDING,
+    RETRY,
     LakeSpace,
-    Ports,
-    ServiceProcess,
     Stack,
-    agent_config,
-    bridge_config,
-    gateway_config,
-    require_servers,
+    StackConfigs,
+    assert_attributes,
+    json_value,
+    running_stack,
+    stack_configs,
 )
 from orasi_common.pdata import SPECS, Signal
+from orasi_common.topology import Ports
 
 SERVICE = "otap-e2e"
 ATTRIBUTES: dict[str, Any] = {
@@ -57,131 +54,50 @@ ATTRIBUTES: dict[str, Any] = {
 }
 
 
-def any_value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
-    return AnyValue(
-        kvlist_value=KeyValueList(values=[KeyValue(key=k, value=any_value(v)) for k, v in value.items()])
-    )
-
-
 def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
-
-
-def json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, list):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
-    return value
-
-
-def assert_attributes(stored: dict[str, str | None], sent: dict[str, Any], where: str) -> None:
-    """The lake's MAP(VARCHAR, VARCHAR) holds ``sent`` in canonical strings."""
-    assert set(stored) == set(sent), f"{where}: {sorted(stored)} != {sorted(sent)}"
-    for key, value in sent.items():
-        text = stored[key]
-        if isinstance(value, bool):
-            assert text == ("true" if value else "false"), (where, key, text)
-        elif isinstance(value, int):
-            assert text == str(value), (where, key, text)
-        elif isinstance(value, float):
-            assert text is not None and float(text) == value, (where, key, text)
-        elif isinstance(value, str):
-            assert text == value, (where, key, text)
-        elif isinstance(value, bytes):
-            assert text == base64.b64encode(value).decode(), (where, key, text)
-        else:
-            assert text is not None and json.loads(text) == json_value(value), (where, key, text)
 
 
 # --- the stack ---------------------------------------------------------------------------------
 
 
-def otap_bridge_config(ports: Ports, space: LakeSpace) -> dict[str, Any]:
-    config = bridge_config(ports, space, flush_interval=2.0)
-    config["receivers"] = {"otap": config["receivers"]["otlp"]}
-    for pipeline in config["service"]["pipelines"].values():
-        pipeline["receivers"] = ["otap"]
-    return config
+def otap_configs(mode: str) -> StackConfigs:
+    """The stack of lake_fixtures with an `otap` receiver on the bridge and, on the gateway, the
+    `otap` exporter or the `loadbalancing` exporter with ``protocol: otap`` (``mode``)."""
 
-
-def otap_gateway_config(ports: Ports, bridge: Ports, mode: str) -> dict[str, Any]:
-    config = gateway_config(ports, bridge)
-    retry = {"initial_interval": 0.05, "max_interval": 0.5, "max_elapsed_time": 120}
-    if mode == "otap":
-        name, exporter = (
-            "otap",
-            {
-                "endpoint": f"127.0.0.1:{bridge.grpc}",
-                "tls": {"insecure": True},
-                "retry_on_failure": retry,
-                "arrow": {"max_stream_lifetime": 3, "fallback_to_otlp": False},
-            },
+    def configs(ports: Mapping[str, Ports], space: LakeSpace) -> dict[str, dict[str, Any]]:
+        arrow = {"max_stream_lifetime": 3, "fallback_to_otlp": False}
+        built = stack_configs(
+            ports,
+            space,
+            receivers={"bridge": "otap"},
+            gateway_exporter="otap",
+            compression=None,
+            forwarding={"agent": FORWARDING, "gateway": {"retry_on_failure": RETRY, "arrow": arrow}},
         )
-    else:
-        name, exporter = (
-            "loadbalancing",
-            {
-                "protocol": "otap",
-                "resolver": {"static": {"endpoints": [f"127.0.0.1:{bridge.grpc}"]}},
-                "tls": {"insecure": True},
-                "retry_on_failure": retry,
-                "arrow": {"fallback_to_otlp": False},
-            },
-        )
-    config["exporters"] = {name: exporter}
-    for pipeline in config["service"]["pipelines"].values():
-        pipeline["exporters"] = [name]
-    return config
+        if mode == "loadbalancing":
+            gateway = built["gateway"]
+            gateway["exporters"] = {
+                "loadbalancing": {
+                    "protocol": "otap",
+                    "resolver": {"static": {"endpoints": [ports["bridge"].grpc_endpoint]}},
+                    "tls": {"insecure": True},
+                    "retry_on_failure": RETRY,
+                    "arrow": {"fallback_to_otlp": False},
+                }
+            }
+            for pipeline in gateway["service"]["pipelines"].values():
+                pipeline["exporters"] = ["loadbalancing"]
+        return built
 
-
-@contextlib.contextmanager
-def otap_stack(workdir: Path, mode: str) -> Iterator[Stack]:
-    require_servers()
-    space = LakeSpace()
-    space.create()
-    agent_ports, gateway_ports, bridge_ports = Ports(), Ports(), Ports()
-    bridge = ServiceProcess("bridge", otap_bridge_config(bridge_ports, space), workdir)
-    gateway = ServiceProcess("gateway", otap_gateway_config(gateway_ports, bridge_ports, mode), workdir)
-    agent = ServiceProcess("agent", agent_config(agent_ports, gateway_ports), workdir, AGENT_ENV)
-    try:
-        for process in (bridge, gateway, agent):  # downstream first
-            process.start()
-        yield Stack(space, agent, gateway, bridge, agent_ports, bridge_ports)
-    finally:
-        for process in (agent, gateway, bridge):
-            process.stop()
-        space.drop()
+    return configs
 
 
 @pytest.fixture(scope="module", params=["otap", "loadbalancing"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with otap_stack(tmp_path_factory.mktemp(f"otap-{request.param}"), request.param) as started:
+    workdir = tmp_path_factory.mktemp(f"otap-{request.param}")
+    with running_stack(workdir, otap_configs(request.param)) as started:
         yield started
-
-
-def bridge_metric(stack: Stack, name: str, **labels: str) -> float:
-    text = httpx.get(stack.bridge.admin_url + "/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def export(stack: Stack, signal: Signal, request: Any, tenant: str) -> None:
@@ -457,11 +373,11 @@ def test_otap_hop_delivers_exact_values_to_the_lake(stack: Stack) -> None:
     # --- it was OTAP on the last hop
     for signal, count in (("traces", len(sent_spans)), ("logs", len(sent_logs)), ("metrics", 5)):
         assert (
-            bridge_metric(stack, "orasi_receiver_accepted_items_total", signal=signal, transport="otap")
+            stack.bridge.metric("orasi_receiver_accepted_items_total", signal=signal, transport="otap")
             >= count
         )
         assert (
-            bridge_metric(stack, "orasi_receiver_accepted_items_total", signal=signal, transport="grpc") == 0
+            stack.bridge.metric("orasi_receiver_accepted_items_total", signal=signal, transport="grpc") == 0
         )
 
 

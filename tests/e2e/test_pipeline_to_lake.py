@@ -7,7 +7,6 @@ Each test writes under its own tenant, so the tests share one pipeline and one l
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -41,9 +40,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
-from e2e.lake_fixtures import Stack, running_stack
+from e2e.lake_fixtures import Stack, assert_attributes, emit_trace_scenario, json_value, running_stack
 
 CONFORMANCE = Path("/work/shared/conformance/otlp-json")
 HOUR = 3600 * 10**9
@@ -71,40 +70,6 @@ def lake_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One pipeline for the module; each test writes under a tenant of its own."""
     with running_stack(tmp_path_factory.mktemp("lake-stack")) as stack:
         yield stack
-
-
-# --- canonical strings, re-derived here from the contract (ARCHITECTURE §5) ---------------------
-
-
-def json_value(value: Any) -> Any:
-    """A Python / SDK value as the JSON value the lake writes inside arrays and maps."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, tuple | list):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
-    return value
-
-
-def assert_attributes(stored: dict[str, str | None], sent: Any, where: str, subset: bool = False) -> None:
-    """``stored`` (a lake map) holds ``sent`` (SDK attributes) in canonical form."""
-    sent = dict(sent or {})
-    if subset:
-        stored = {k: v for k, v in stored.items() if k in sent}
-    assert set(stored) == set(sent), f"{where}: keys {sorted(stored)} != {sorted(sent)}"
-    for key, value in sent.items():
-        text = stored[key]
-        if isinstance(value, bool):
-            assert text == ("true" if value else "false"), (where, key, text)
-        elif isinstance(value, int):
-            assert text == str(value), (where, key, text)
-        elif isinstance(value, float):
-            assert text is not None and float(text) == value, (where, key, text)
-        elif isinstance(value, str):
-            assert text == value, (where, key, text)
-        else:
-            assert text is not None and json.loads(text) == json_value(value), (where, key, text)
 
 
 def hex_id(value: int, width: int) -> str | None:
@@ -149,27 +114,7 @@ def produce_traces(stack: Stack, resource: Resource, tenant: str) -> Sequence[An
     provider.add_span_processor(BatchSpanProcessor(otlp))
     tracer = provider.get_tracer("orasi.e2e.lake", "3.1.4")
 
-    with tracer.start_as_current_span("enqueue", kind=SpanKind.PRODUCER) as producer:
-        pass
-    with tracer.start_as_current_span(
-        "GET /orders/{id}", kind=SpanKind.SERVER, attributes=ATTRIBUTES
-    ) as root:
-        root.add_event(
-            "cache.miss", {"cache.key": "orders:1", "attempt": 2, "ratio": 0.5, "tags": ["a", "b"]}
-        )
-        root.set_status(Status(StatusCode.OK))
-        with tracer.start_as_current_span(
-            "SELECT orders",
-            kind=SpanKind.CLIENT,
-            links=[Link(producer.get_span_context(), {"link.reason": "caused-by", "link.weight": 3})],
-        ) as child:
-            child.record_exception(ValueError("connection reset by peer"))
-            child.set_status(Status(StatusCode.ERROR, "connection reset"))
-        with (
-            tracer.start_as_current_span("dequeue", kind=SpanKind.CONSUMER),
-            tracer.start_as_current_span("compute") as internal,
-        ):
-            internal.set_attribute("work.units", 12)
+    emit_trace_scenario(tracer, ATTRIBUTES)
     assert provider.force_flush(10_000)
     provider.shutdown()
     spans = memory.get_finished_spans()

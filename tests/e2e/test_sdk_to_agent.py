@@ -49,8 +49,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
+from e2e.lake_fixtures import emit_trace_scenario
 from orasi_common.pdata import Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.otlp_view import any_value, attributes, data_points, items
@@ -240,27 +241,7 @@ def test_traces_arrive_intact(
         "orasi.e2e.traces", "1.0.0", schema_url="https://opentelemetry.io/schemas/1.26.0"
     )
 
-    with tracer.start_as_current_span("enqueue", kind=SpanKind.PRODUCER) as producer:
-        pass
-    with tracer.start_as_current_span(
-        "GET /orders/{id}", kind=SpanKind.SERVER, attributes=ATTRIBUTES
-    ) as root:
-        root.add_event(
-            "cache.miss", {"cache.key": "orders:1", "attempt": 2, "ratio": 0.5, "tags": ["a", "b"]}
-        )
-        root.set_status(Status(StatusCode.OK))
-        with tracer.start_as_current_span(
-            "SELECT orders",
-            kind=SpanKind.CLIENT,
-            links=[Link(producer.get_span_context(), {"link.reason": "caused-by", "link.weight": 3})],
-        ) as query:
-            query.record_exception(ValueError("connection reset by peer"))
-            query.set_status(Status(StatusCode.ERROR, "connection reset"))
-        with (
-            tracer.start_as_current_span("dequeue", kind=SpanKind.CONSUMER),
-            tracer.start_as_current_span("compute") as internal,
-        ):
-            internal.set_attribute("work.units", 12)
+    emit_trace_scenario(tracer, ATTRIBUTES)
     assert provider.force_flush(10_000)
     provider.shutdown()
 

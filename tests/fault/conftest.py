@@ -1,72 +1,60 @@
 """Fixtures of the fault tests: the real servers, one lake per test, processes stopped by PID.
 
 ``services`` builds `orasi` processes (``services.bridge(...)``, ``services.forwarder(...)``);
-every one still running when the test ends is stopped by its PID, and the logs of all of them
-are attached to the report of a failing test.
+every one still running when the test ends is stopped by its PID, and the logs of those running
+are attached to the report of a failing test (``service_process.LIVE_LOGS``).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from integration.bridge.servers import AWS_ENV, LakeSpace
 
-from fault.harness import (
-    LakeSpace,
-    OrasiProcess,
-    Ports,
-    SpanSender,
-    bridge_config,
-    check_servers,
-    forwarder_config,
-)
-from orasi_common.testing.servers import START_HINT
+from fault.harness import SpanSender, bridge_config, forwarder_config
+from orasi_common.testing.disk import tmpfs
+from orasi_common.testing.servers import servers_missing
+from orasi_common.testing.service_process import ServiceProcess, free_ports
+from orasi_common.topology import Ports
 
 
 @pytest.fixture(scope="session")
 def fault_servers() -> None:
     """SeaweedFS and PostgreSQL answer; otherwise every fault test fails (never skips)."""
-    problems = check_servers()
-    if problems:
-        pytest.fail(
-            "the fault tests need real servers: " + "; ".join(problems) + f" — {START_HINT}", pytrace=False
-        )
+    problem = servers_missing("the fault tests")
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
 def lake(fault_servers: None) -> Iterator[LakeSpace]:
-    space = LakeSpace()
-    space.create()
-    try:
+    with LakeSpace.made() as space:
         yield space
-    finally:
-        space.drop()
 
 
 class Services:
     """Builds the processes of one test; ``close()`` stops those still running, by PID."""
 
-    def __init__(self, workdir: Path, lake: LakeSpace, register: Callable[[str, Path], None]) -> None:
+    def __init__(self, workdir: Path, lake: LakeSpace) -> None:
         self.workdir = workdir
         self.lake = lake
-        self._register = register
-        self.processes: list[OrasiProcess] = []
+        self.processes: list[ServiceProcess] = []
 
-    def _add(self, process: OrasiProcess) -> OrasiProcess:
+    def _add(self, kind: str, config: dict[str, Any]) -> ServiceProcess:
+        process = ServiceProcess.from_config(
+            kind, config, self.workdir, label=f"{kind}-{len(self.processes) + 1}", env=AWS_ENV
+        )
         self.processes.append(process)
-        self._register(process.label, process.log_path)
         return process
 
-    def bridge(self, *, wal: bool = True, ports: Ports | None = None, **kwargs: Any) -> OrasiProcess:
+    def bridge(self, *, wal: bool = True, ports: Ports | None = None, **kwargs: Any) -> ServiceProcess:
         """A bridge (not started) writing to this test's lake, with its WAL in the workdir."""
-        ports = ports or Ports.fresh()
         wal_dir = self.workdir / f"bridge-wal-{len(self.processes)}" if wal else None
-        config = bridge_config(self.lake, ports, wal_dir=wal_dir, **kwargs)
-        return self._add(OrasiProcess("bridge", config, ports, self.workdir))
+        return self._add("bridge", bridge_config(self.lake, ports or free_ports(), wal_dir=wal_dir, **kwargs))
 
     def forwarder(
         self,
@@ -76,12 +64,10 @@ class Services:
         wal_dir: Path | None = None,
         ports: Ports | None = None,
         **kwargs: Any,
-    ) -> OrasiProcess:
+    ) -> ServiceProcess:
         """An agent or gateway (not started) with a persistent queue in ``wal_dir`` (default: workdir)."""
-        ports = ports or Ports.fresh()
         wal_dir = wal_dir or self.workdir / f"{kind}-wal-{len(self.processes)}"
-        config = forwarder_config(upstream, ports, wal_dir=wal_dir, **kwargs)
-        return self._add(OrasiProcess(kind, config, ports, self.workdir))
+        return self._add(kind, forwarder_config(upstream, ports or free_ports(), wal_dir=wal_dir, **kwargs))
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -89,10 +75,8 @@ class Services:
 
 
 @pytest.fixture
-def services(
-    tmp_path: Path, lake: LakeSpace, show_log_on_failure: Callable[[str, Path], None]
-) -> Iterator[Services]:
-    built = Services(tmp_path, lake, show_log_on_failure)
+def services(tmp_path: Path, lake: LakeSpace) -> Iterator[Services]:
+    built = Services(tmp_path, lake)
     try:
         yield built
     finally:
@@ -113,14 +97,5 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted for this test (a disk that really fills up, even for root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip()}", pytrace=False)
-    try:
+    with tmpfs(tmp_path / "small-disk", "4m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)

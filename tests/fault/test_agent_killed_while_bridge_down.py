@@ -11,13 +11,13 @@ from typing import Any
 
 from fault.conftest import Services
 from fault.harness import (
-    OrasiProcess,
     SpanSender,
     assert_exactly_once,
     wait_for_commits,
     wait_for_lake,
     wait_until,
 )
+from orasi_common.testing.service_process import ServiceProcess
 
 REQUESTS = 30
 SENT = "orasi_exporter_sent_items_total"
@@ -26,7 +26,7 @@ RETRIES = "orasi_exporter_retries_total"
 
 def _fill_agent_while_bridge_down(
     services: Services, sender: SpanSender, **agent_options: Any
-) -> tuple[OrasiProcess, OrasiProcess]:
+) -> tuple[ServiceProcess, ServiceProcess]:
     """A bridge (configured, not started) and an agent that acknowledged REQUESTS requests."""
     bridge = services.bridge()  # configured (its port is reserved in the agent's config), not started
     agent = services.forwarder("agent", bridge.grpc_endpoint, **agent_options).start()

@@ -16,13 +16,13 @@ from pathlib import Path
 from fault.conftest import Services
 from fault.harness import (
     Load,
-    OrasiProcess,
     SpanSender,
     assert_exactly_once,
     wait_for_commits,
     wait_for_lake,
     wait_until,
 )
+from orasi_common.testing.service_process import ServiceProcess
 
 COMMITS = "orasi_lake_commits_total"
 KILLS = 3
@@ -30,7 +30,7 @@ REQUESTS = 10
 REPLAYED = "Replayed the lake writer's write-ahead log."
 
 
-def assert_each_batch_committed_once(services: Services, bridge: OrasiProcess, sender: SpanSender) -> None:
+def assert_each_batch_committed_once(services: Services, bridge: ServiceProcess, sender: SpanSender) -> None:
     """Every acknowledged request's batch id is in exactly one Iceberg commit."""
     wait_for_commits(bridge, sender.run, timeout=60)
     committed = services.lake.committed_batch_ids()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,15 +44,9 @@ EXPORT_TIMEOUT = 5.0  # seconds; the SDK retries a refused export within it
 
 
 @pytest.fixture
-def up(tmp_path: Path, show_log_on_failure: Callable[[str, Path], None]) -> Iterator[UpProcess]:
-    process = UpProcess.on_free_ports(tmp_path)
-    show_log_on_failure("orasi up", process.log_path)
-    process.start()
-    try:
+def up(tmp_path: Path) -> Iterator[UpProcess]:
+    with UpProcess.launch(tmp_path) as process:
         yield process
-    finally:
-        if process.process is not None:
-            process.terminate()
 
 
 def make_spans(service: str, count: int) -> list[ReadableSpan]:
@@ -151,7 +145,9 @@ def settled_counts(up: UpProcess, service: str, acked: set[str]) -> dict[str, in
     sent everything its log kept (a duplicate would come with those sends)."""
     wait_until(lambda: acked <= span_counts(up, service).keys(), 60, "every acknowledged span in the lake")
     wait_until(
-        lambda: up.metric("agent", "orasi_queue_size_bytes") == 0, 60, "the agent's log to be delivered"
+        lambda: up.service_metric("agent", "orasi_queue_size_bytes") == 0,
+        60,
+        "the agent's log to be delivered",
     )
     return span_counts(up, service)
 
@@ -170,7 +166,6 @@ def wal_bytes(up: UpProcess) -> int:
 
 
 def test_spans_and_logs_acknowledged_just_before_kill9_are_in_the_lake_once(up: UpProcess) -> None:
-    up.wait_ready()
     service = f"up-killed-{uuid.uuid4().hex[:8]}"
     endpoint = f"127.0.0.1:{up.ports['agent.grpc']}"
     spans = make_spans(service, SPANS)
@@ -188,8 +183,7 @@ def test_spans_and_logs_acknowledged_just_before_kill9_are_in_the_lake_once(up: 
         log_exporter.shutdown()
     assert wal_bytes(up) > 0, "nothing was in a write-ahead log when orasi up was killed"
 
-    up.start()
-    up.wait_ready()
+    up.start(ready_timeout=90)
     acked = {span_id(span) for span in spans}
     assert_exactly_once(settled_counts(up, service, acked), acked, acked)
 
@@ -197,12 +191,11 @@ def test_spans_and_logs_acknowledged_just_before_kill9_are_in_the_lake_once(up: 
     log_sql = f"SELECT body, count(*) FROM logs WHERE service_name = '{service}' GROUP BY 1"
     wait_until(lambda: bodies <= lake_counts(up, log_sql).keys(), 60, "every acknowledged log in the lake")
     assert lake_counts(up, log_sql) == dict.fromkeys(bodies, 1)
-    assert up.terminate() == 0, up.output()
+    assert up.terminate() == 0, up.log_text()[-8000:]
 
 
 @pytest.mark.parametrize("moment", ["before_first_commit", "after_a_commit"])
 def test_spans_acknowledged_during_a_burst_survive_kill9_once(up: UpProcess, moment: str) -> None:
-    up.wait_ready()
     service = f"up-burst-{uuid.uuid4().hex[:8]}"
     burst = Burst(f"127.0.0.1:{up.ports['agent.grpc']}", make_spans(service, 4000))
     burst.start()
@@ -211,7 +204,9 @@ def test_spans_acknowledged_during_a_burst_survive_kill9_once(up: UpProcess, mom
             wait_until(lambda: len(burst.acked) >= 4 * BURST_CHUNK, 60, "a few acknowledged exports")
         else:
             # Batches committed just now whose delivery the agent's log may not have recorded yet.
-            wait_until(lambda: up.metric("bridge", "orasi_lake_commits_total") >= 1, 60, "a commit", 0.02)
+            wait_until(
+                lambda: up.service_metric("bridge", "orasi_lake_commits_total") >= 1, 60, "a commit", 0.02
+            )
         up.kill9()  # the senders are still sending
     finally:
         # Exports in flight fail now (nothing listens); the restart comes after they ended, so
@@ -219,7 +214,6 @@ def test_spans_acknowledged_during_a_burst_survive_kill9_once(up: UpProcess, mom
         burst.stop()
     assert burst.acked, "nothing was acknowledged before the kill"
 
-    up.start()
-    up.wait_ready()
+    up.start(ready_timeout=90)
     assert_exactly_once(settled_counts(up, service, burst.acked), burst.acked, burst.attempted)
-    assert up.terminate() == 0, up.output()
+    assert up.terminate() == 0, up.log_text()[-8000:]

@@ -34,7 +34,7 @@ def test_sigterm_agent_under_load_exits_0_and_delivers_everything(
     agent = services.forwarder("agent", bridge.grpc_endpoint).start()
     with Load(sender, lambda: agent.grpc_endpoint, threads=3, pause=0.01):
         wait_until(lambda: bridge.metric(COMMITS) >= 2, 30, "data to reach the lake")
-        code = agent.sigterm(timeout=60)
+        code = agent.terminate(timeout=60)
         assert code == 0, f"the agent exited with {code} on SIGTERM:\n{agent.log_text()[-4000:]}"
         acked_at_exit = set(sender.acked)
         in_lake = lake_count(bridge, sender).seqs
@@ -66,7 +66,7 @@ def test_sigterm_bridge_under_load_exits_0_and_commits_what_it_acknowledged(
         )
         hot = query_stats(bridge, sender.run)["hot_rows"]
         assert hot > 0, "nothing was buffered at the SIGTERM: the test would not test the drain"
-        code = bridge.sigterm(timeout=60)
+        code = bridge.terminate(timeout=60)
         assert code == 0, f"the bridge exited with {code} on SIGTERM:\n{bridge.log_text()[-4000:]}"
         assert "Service stopped." in bridge.log_text()
         time.sleep(1)  # the agent keeps acknowledging into its queue while the bridge is away

@@ -53,7 +53,7 @@ def test_full_wal_disk_refuses_retryably_stays_up_and_resumes(
     # OTLP/HTTP is refused the same way, with a retryable status.
     batch_id, seqs = sender.next_request()
     response = httpx.post(
-        f"http://127.0.0.1:{agent.ports.http}/v1/traces",
+        agent.http_url + "/v1/traces",
         content=traces_request(sender.run, seqs),
         headers={"content-type": "application/x-protobuf", "x-orasi-batch-id": batch_id},
         timeout=10,

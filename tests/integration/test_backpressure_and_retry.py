@@ -180,8 +180,8 @@ def test_memory_limiter_refuses_with_retry_advice(
     assert agent.metric("orasi_process_memory_rss_bytes") > 1024 * 1024
     assert sink.items(Signal.TRACES) + sink.items(Signal.METRICS) + sink.items(Signal.LOGS) == 0
     # Refusing data is not being unhealthy: the agent stays live and ready.
-    assert agent.admin_get("/healthz").status_code == 200
-    assert agent.admin_get("/readyz").status_code == 200
+    assert agent.get("/healthz").status_code == 200
+    assert agent.get("/readyz").status_code == 200
 
 
 # --- a full sending queue --------------------------------------------------------------------
@@ -321,15 +321,15 @@ def test_accepted_items_are_counted_per_signal_and_transport(
 def test_admin_endpoints(sink: OtlpSink, start_agent: Callable[..., AgentProcess]) -> None:
     agent = start_agent(sink)
 
-    health = agent.admin_get("/healthz")
+    health = agent.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
 
-    ready = agent.admin_get("/readyz")
+    ready = agent.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["ready"] is True
 
-    pipelines = agent.admin_get("/debug/pipelines")
+    pipelines = agent.get("/debug/pipelines")
     assert pipelines.status_code == 200
     described = pipelines.json()
     assert described["ready"] is True and described["started"] is True
@@ -342,12 +342,12 @@ def test_admin_endpoints(sink: OtlpSink, start_agent: Callable[..., AgentProcess
         for part in ("receivers", "processors", "exporters"):
             assert by_id[pipeline_id][part] == pipeline[part]
 
-    metrics = agent.admin_get("/metrics")
+    metrics = agent.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     assert agent.metric("orasi_build_info", service="agent") == 1
     capacity = agent.config["exporters"]["otlp"]["sending_queue"]["max_size_mib"] * 1024 * 1024
     assert agent.metric("orasi_queue_capacity_bytes", exporter="otlp") == capacity
 
-    assert agent.admin_get("/nope").status_code == 404
+    assert agent.get("/nope").status_code == 404
     assert httpx.post(agent.admin_url + "/healthz").status_code == 405

@@ -26,8 +26,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.pdata.otlp_json import to_json
-from orasi_common.testing.agent_process import AgentProcess, deep_merge
+from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.sink import OtlpSink
+from orasi_common.topology import deep_merge
 
 MIB = 1024 * 1024
 BODY_LIMIT_MIB = 0.1

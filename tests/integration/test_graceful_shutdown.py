@@ -7,7 +7,6 @@ the sink during the drain, before the process exits.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable
@@ -49,8 +48,8 @@ def send_mixed(agent: AgentProcess) -> tuple[list[bytes], int]:
 
 def assert_clean_exit(agent: AgentProcess, sig: signal.Signals) -> None:
     agent.send_signal(sig)
-    assert agent.wait(EXIT_TIMEOUT) == 0, agent.stderr_text()
-    log_lines = [json.loads(line) for line in agent.stderr_text().splitlines() if line.strip()]
+    assert agent.wait(EXIT_TIMEOUT) == 0, agent.log_text()
+    log_lines = agent.log_records()
     assert log_lines and all({"ts", "level", "msg"} <= line.keys() for line in log_lines)
     assert "Service stopped." in [line["msg"] for line in log_lines]
     assert not [line for line in log_lines if line["level"] in ("error", "critical")]
@@ -98,7 +97,7 @@ def test_queued_data_in_flight_is_delivered_before_exit(
     assert agent.process is not None and agent.process.poll() is None  # still draining
     gated_sink.open_gate()
 
-    assert agent.wait(EXIT_TIMEOUT) == 0, agent.stderr_text()
+    assert agent.wait(EXIT_TIMEOUT) == 0, agent.log_text()
     assert gated_sink.items(Signal.TRACES) == len(span_ids)
     assert gated_sink.items(Signal.LOGS) == log_count
 
@@ -143,8 +142,8 @@ def test_shutdown_deadline_bounds_the_drain_when_the_next_hop_never_answers(
     gated_sink.wait_for_held(1)
 
     agent.send_signal(signal.SIGTERM)
-    assert agent.wait(EXIT_TIMEOUT) == 0, agent.stderr_text()
-    log_lines = [json.loads(line) for line in agent.stderr_text().splitlines() if line.strip()]
+    assert agent.wait(EXIT_TIMEOUT) == 0, agent.log_text()
+    log_lines = agent.log_records()
     dropped = [line for line in log_lines if "dropped" in line["msg"]]
     assert dropped and dropped[0]["level"] == "error" and dropped[0]["items"] > 0
     assert log_lines[-1]["msg"] == "Service stopped."

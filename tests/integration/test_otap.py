@@ -26,7 +26,6 @@ import grpc
 import hpack
 import pyarrow as pa
 import pytest
-from e2e.lake_fixtures import ServiceProcess
 from google.protobuf.message import Message
 
 from integration.otap_data import (
@@ -52,6 +51,7 @@ from orasi_common.exporters.otlp.client import open_channel
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
+from orasi_common.testing.service_process import ServiceProcess
 from orasi_common.testing.sink import OtlpSink
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 from orasi_common.transport.otap.protocol import method_path
@@ -366,7 +366,7 @@ def gateway_process(tmp_path: Path, sink: OtlpSink) -> Iterator[tuple[ServicePro
         free_port(),
     )
     config["service"]["telemetry"]["logs"]["level"] = "info"
-    process = ServiceProcess("gateway", config, tmp_path)
+    process = ServiceProcess.from_config("gateway", config, tmp_path)
     try:
         process.start(ready_timeout=30)
         yield process, f"127.0.0.1:{grpc_port}"

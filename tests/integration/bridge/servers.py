@@ -19,15 +19,19 @@ start it: ``scripts/test-servers.sh start``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.fs as pafs
 import sqlalchemy
+from pyiceberg.catalog.sql import SqlCatalog
 from sqlalchemy.engine import make_url
 
+from orasi_bridge.lake.writer import BATCH_IDS_PROPERTY
 from orasi_common.testing.servers import (
     AWS_ENV,
     BUCKET,
@@ -117,6 +121,40 @@ class LakeSpace:
         }
         config.update(overrides)
         return config
+
+    def committed_batch_ids(self, table: str = "spans") -> list[str]:
+        """Batch ids recorded in the table's Iceberg snapshot summaries (one per commit of each)."""
+        catalog = SqlCatalog(
+            "orasi",
+            uri=self.catalog_uri,
+            warehouse=self.warehouse,
+            **{
+                "s3.endpoint": S3_ENDPOINT,
+                "s3.region": AWS_ENV["AWS_REGION"],
+                "s3.access-key-id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+                "s3.secret-access-key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            },
+        )
+        try:
+            ids: list[str] = []
+            for snapshot in catalog.load_table(f"orasi.{table}").snapshots():
+                summary = snapshot.summary.additional_properties if snapshot.summary else {}
+                if summary.get(BATCH_IDS_PROPERTY):
+                    ids.extend(summary[BATCH_IDS_PROPERTY].split(","))
+            return ids
+        finally:
+            catalog.close()
+
+    @classmethod
+    @contextlib.contextmanager
+    def made(cls) -> Iterator[LakeSpace]:
+        """A new space, created, and dropped when the block ends."""
+        space = cls()
+        space.create()
+        try:
+            yield space
+        finally:
+            space.drop()
 
     def create(self) -> None:
         engine = _admin_engine()
