@@ -3,7 +3,7 @@
 # (vfs storage, OCI isolation, host network). No image registry is reachable here, so the base
 # image is made locally first: a Debian bookworm root filesystem from debootstrap, imported with
 # `buildah from scratch` + `buildah add` as localhost/debian:bookworm-slim (made once, reused).
-# The image is written to $ORASI_IMAGES_DIR (default .ci/tmp/images) as an OCI archive.
+# The image is written to $ORASI_IMAGES_DIR (default .ci/tmp/images) as a docker-archive.
 # Usage: scripts/images.sh           BASE_IMAGE=... to build on another (pullable) base
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,14 +36,15 @@ tag="localhost/orasi:$version"
 ca="${ORASI_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 secret=()
 [ -f "$ca" ] && secret=(--secret "id=ca,src=$ca")
-"${buildah[@]}" bud --isolation oci --runtime runc --network host --layers \
+"${buildah[@]}" bud --isolation oci --runtime runc --network host --layers --format docker \
   -f docker/Dockerfile "${secret[@]}" \
   --build-arg BASE_IMAGE="$base" \
   --build-arg VERSION="$version" \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -t "$tag" .
-rm -f "$out/orasi-$version.oci.tar"
-"${buildah[@]}" push "$tag" "oci-archive:$out/orasi-$version.oci.tar:$tag"
-echo "images: $tag → $out/orasi-$version.oci.tar ($(du -m "$out/orasi-$version.oci.tar" | cut -f1) MiB archive)"
+# Docker's image format: the OCI format has no HEALTHCHECK (buildah drops it).
+rm -f "$out/orasi-$version.tar"
+"${buildah[@]}" push "$tag" "docker-archive:$out/orasi-$version.tar:$tag"
+echo "images: $tag → $out/orasi-$version.tar ($(du -m "$out/orasi-$version.tar" | cut -f1) MiB archive)"
 "${buildah[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag"
