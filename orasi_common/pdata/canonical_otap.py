@@ -17,8 +17,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from orasi_common.pdata.canonical import ATTRIBUTES, Values, key_value_maps
-from orasi_common.pdata.otap import cbor, wire
-from orasi_common.pdata.otap.attributes import attribute_table
+from orasi_common.pdata.otap import wire
+from orasi_common.pdata.otap.attributes import attribute_table, check_value_types, nested_value
 from orasi_common.pdata.otap.common import Keys, Table, to_numpy
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 
@@ -31,8 +31,7 @@ _NO_ROWS = np.zeros(0, dtype=np.int64)
 def table_values(table: Table, types: U8) -> Values:
     """The values of a table or struct with the attribute value columns, for rendering as
     canonical strings; a row whose type's column is null (or absent) is an empty value."""
-    if bool(np.any(types > 7)):
-        raise table.fail(f"attribute type {int(types.max())} is not a value type (0-7)")
+    check_value_types(table, types)
     found: dict[int, tuple[I64, pa.Array]] = {}
     for code, (name, kind, typ) in _TYPED_COLUMNS.items():
         column = table.get(name, kind)
@@ -51,11 +50,7 @@ def table_values(table: Table, types: U8) -> Values:
     values.binary_rows, values.binary = found[7][0], found[7][1].to_pylist()
     values.nested_rows = np.sort(np.concatenate((found[5][0], found[6][0])))
     for row, raw in zip(values.nested_rows.tolist(), _ser(found), strict=True):
-        decoded = cbor.decode_any_value(raw)
-        expected = "kvlist_value" if types[row] == 5 else "array_value"
-        if decoded.WhichOneof("value") != expected:
-            raise table.fail(f"row {row}: type {int(types[row])} needs a CBOR {expected[:-6]}")
-        values.nested.append(decoded)
+        values.nested.append(nested_value(table, types, row, raw))
     return values
 
 

@@ -34,7 +34,6 @@ from orasi_bridge.lake.rows.columns import (
     record_batch,
     text,
 )
-from orasi_bridge.lake.rows.otap import root_table
 from orasi_bridge.lake.rows.otlp import attribute_maps, field_text, ids, numbers, walk
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.canonical import F64, wire_attribute_maps
@@ -42,6 +41,7 @@ from orasi_common.pdata.canonical_otap import table_attribute_maps
 from orasi_common.pdata.envelope import OtapEnvelope, optional_strings
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, decode_ids, to_numpy
+from orasi_common.pdata.otap.envelope import root_table
 from orasi_common.pdata.otap.metrics import (
     EXP_HISTOGRAM,
     HISTOGRAM,

@@ -21,7 +21,7 @@ from orasi_common.pdata.canonical_otap import table_attribute_maps, table_values
 from orasi_common.pdata.envelope import OtapEnvelope
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, child_table, decode_ids, string_codes, to_numpy
-from orasi_common.pdata.otap.envelope import check_payloads, root_or_empty
+from orasi_common.pdata.otap.envelope import root_table
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, TRACES_PAYLOAD_TYPES
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.traces import quasi_delta_parents
@@ -67,15 +67,6 @@ def _link_columns(table: Table, m: int) -> list[pa.Array]:
         text(table.get("trace_state", "utf8"), m, True),
         pa.array(table.np("flags", "u32", np.int64)),
     ]
-
-
-def root_table(
-    tables: Tables, allowed: frozenset[P], root: P, signal: str
-) -> tuple[dict[P, pa.RecordBatch], Table | None]:
-    """The checked tables and their root (None when the batch is empty)."""
-    checked = check_payloads(tables, allowed, signal)
-    batch = root_or_empty(checked, root)
-    return checked, None if batch is None else Table.of(root, batch)
 
 
 def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:

@@ -26,10 +26,15 @@ the spec ignore ``ser`` on type-0 rows, and this decoder gives the unset field b
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from orasi_common.pdata.otap import cbor, wire
 from orasi_common.pdata.otap.common import (
@@ -226,8 +231,45 @@ def encode_attributes(
     return columns.batch()
 
 
+def add_attribute_table(
+    tables: dict[ArrowPayloadType, pa.RecordBatch],
+    payload: ArrowPayloadType,
+    lists: Sequence[Any],
+    parent_type: pa.DataType,
+    counts: I64 | None = None,
+) -> bool:
+    """Encode the attribute lists of consecutive entities (parent ids 0, 1, ...) as
+    ``tables[payload]`` (``counts``: each list's length, when the caller has them already);
+    True if there was any attribute."""
+    if counts is None:
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    if not counts.any():
+        return False
+    raws = list(itertools.chain.from_iterable(lists))
+    batch = encode_attributes(raws, np.repeat(np.arange(len(lists), dtype=np.int64), counts), parent_type)
+    if batch is not None:
+        tables[payload] = batch
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # Decoding
+
+
+def check_value_types(table: Table, types: U8) -> None:
+    """MalformedData (naming the table) when a type code is not an AnyValue type (0-7)."""
+    if bool(np.any(types > 7)):
+        raise table.fail(f"attribute type {int(types.max())} is not a value type (0-7)")
+
+
+def nested_value(table: Table, types: U8, row: int, ser: bytes) -> AnyValue:
+    """The map (type 5) or array (type 6) of a row, from the CBOR in its ``ser`` column;
+    MalformedData when the CBOR holds anything else."""
+    decoded = cbor.decode_any_value(ser)
+    expected = "kvlist_value" if types[row] == 5 else "array_value"
+    if decoded.WhichOneof("value") != expected:
+        raise table.fail(f"row {row}: type {int(types[row])} needs a CBOR {expected[:-6]}")
+    return decoded
 
 
 def any_value_bytes(table: Table, types: U8) -> tuple[pa.Array, Bools]:
@@ -236,8 +278,7 @@ def any_value_bytes(table: Table, types: U8) -> tuple[pa.Array, Bools]:
     Also returns the rows marked "value unset" (type 0 with ``ser`` = undefined).
     """
     n = len(types)
-    if bool(np.any(types > 7)):
-        raise table.fail(f"attribute type {int(types.max())} is not a value type (0-7)")
+    check_value_types(table, types)
     parts: list[wire.Segment | pa.Array] = []
     str_ = table.get("str", "utf8")
     if str_ is not None:
@@ -265,13 +306,8 @@ def any_value_bytes(table: Table, types: U8) -> tuple[pa.Array, Bools]:
             unset[empty_rows[np.asarray(marked.to_numpy(zero_copy_only=False), dtype=np.bool_)]] = True
         if len(complex_rows):
             values: list[bytes | None] = [None] * n
-            for row in complex_rows:
-                decoded = cbor.decode_any_value(ser[int(row)].as_py())
-                kind = decoded.WhichOneof("value")
-                expected = "kvlist_value" if types[row] == 5 else "array_value"
-                if kind != expected:
-                    raise table.fail(f"row {int(row)}: type {int(types[row])} needs a CBOR {expected[:-6]}")
-                values[int(row)] = decoded.SerializeToString()
+            for row in complex_rows.tolist():
+                values[row] = nested_value(table, types, row, ser[row].as_py()).SerializeToString()
             parts.append(pa.array(values, pa.binary()))
     if not parts:
         return wire.empties(n), unset

@@ -15,7 +15,6 @@ carry it and is not represented.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import decode_attributes, encode_attributes
+from orasi_common.pdata.otap.attributes import add_attribute_table, decode_attributes
 from orasi_common.pdata.otap.common import (
     DELTA,
     U16_MAX,
@@ -135,14 +134,8 @@ class EnvelopeEncoder:
             )
         columns.optional("schema_url", _per_row(self.scope_url, scope_of_row, n_rows, pa.string()))
 
-        for payload, lists in ((P.RESOURCE_ATTRS, self.res_attrs), (P.SCOPE_ATTRS, self.scope_attrs)):
-            counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-            if counts.any():
-                raws = list(itertools.chain.from_iterable(lists))
-                parents = np.repeat(np.arange(len(lists), dtype=np.int64), counts)
-                batch = encode_attributes(raws, parents, pa.uint16())
-                if batch is not None:
-                    tables[payload] = batch
+        add_attribute_table(tables, P.RESOURCE_ATTRS, self.res_attrs, pa.uint16())
+        add_attribute_table(tables, P.SCOPE_ATTRS, self.scope_attrs, pa.uint16())
 
 
 def _ids(group_of_row: I64 | None, n_rows: int) -> pa.Array:
@@ -362,6 +355,19 @@ def root_or_empty(
     return batch
 
 
+def root_table(
+    tables: Mapping[Any, pa.RecordBatch],
+    allowed: frozenset[ArrowPayloadType],
+    root: ArrowPayloadType,
+    signal: str,
+) -> tuple[dict[ArrowPayloadType, pa.RecordBatch], Table | None]:
+    """The tables checked by :func:`check_payloads` and their root (None when the message is
+    empty, see :func:`root_or_empty`)."""
+    checked = check_payloads(tables, allowed, signal)
+    batch = root_or_empty(checked, root)
+    return checked, None if batch is None else Table.of(root, batch)
+
+
 def column_numpy(table: Table, name: str, kind: str, dtype: Any) -> npt.NDArray[Any]:
     """Shorthand for a numeric column with nulls/missing as zero."""
     return table.np(name, kind, dtype)
@@ -376,6 +382,7 @@ __all__ = [
     "children_by_key",
     "column_numpy",
     "root_or_empty",
+    "root_table",
     "to_numpy",
 ]
 

@@ -16,7 +16,6 @@ A null ``body`` row is an unset body; a type-0 body is a set but empty AnyValue.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Mapping
 
@@ -25,12 +24,11 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import any_columns_to, any_value_bytes, encode_attributes
+from orasi_common.pdata.otap.attributes import add_attribute_table, any_columns_to, any_value_bytes
 from orasi_common.pdata.otap.common import (
     DELTA,
     U16_MAX,
     Columns,
-    Table,
     check_count,
     decode_ids,
     delta_ids,
@@ -45,9 +43,8 @@ from orasi_common.pdata.otap.common import (
 from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
     attributes_for,
-    check_payloads,
     gather_request,
-    root_or_empty,
+    root_table,
 )
 from orasi_common.pdata.otap.lazy import LazyLogsRequest
 from orasi_common.pdata.otap.payload_types import LOGS_PAYLOAD_TYPES, ArrowPayloadType
@@ -120,12 +117,7 @@ def encode_logs_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     columns.optional("dropped_attributes_count", nonzero_u32(dropped))
     columns.optional("flags", nonzero_u32(flags))
     tables[P.LOGS] = columns.batch()
-    if attr_counts.any():
-        raws = list(itertools.chain.from_iterable(attrs))
-        parents = np.repeat(np.arange(n, dtype=np.int64), attr_counts)
-        batch = encode_attributes(raws, parents, pa.uint16())
-        if batch is not None:
-            tables[P.LOG_ATTRS] = batch
+    add_attribute_table(tables, P.LOG_ATTRS, attrs, pa.uint16(), attr_counts)
     return tables
 
 
@@ -136,11 +128,9 @@ def decode_logs(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> ExportLogs
 
 def decode_logs_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> bytes:
     """Like :func:`decode_logs`, but the serialized request."""
-    checked = check_payloads(tables, LOGS_PAYLOAD_TYPES, "logs")
-    batch = root_or_empty(checked, P.LOGS)
-    if batch is None:
+    checked, root = root_table(tables, LOGS_PAYLOAD_TYPES, P.LOGS, "logs")
+    if root is None:
         return b""
-    root = Table.of(P.LOGS, batch)
     n = root.n
     envelope = EnvelopeDecoder(root, checked)
     ids, ids_valid = decode_ids(root, "id", "u16", DELTA)

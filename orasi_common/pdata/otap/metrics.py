@@ -44,7 +44,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from orasi_common.errors import MalformedData
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import encode_attributes
+from orasi_common.pdata.otap.attributes import add_attribute_table
 from orasi_common.pdata.otap.common import (
     DELTA,
     QUASIDELTA,
@@ -221,7 +221,7 @@ def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     if any(monotonic):
         columns.optional("is_monotonic", pa.array(monotonic, pa.bool_()))
     tables[P.UNIVARIATE_METRICS] = columns.batch()
-    _attributes(metadata, P.METRIC_ATTRS, pa.uint16(), tables)
+    add_attribute_table(tables, P.METRIC_ATTRS, metadata, pa.uint16())
 
     encoders: dict[int, Callable[[list[Any], I64, dict[ArrowPayloadType, pa.RecordBatch]], None]] = {
         id(NUMBER): _encode_number,
@@ -235,23 +235,6 @@ def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     return tables
 
 
-def _attributes(
-    lists: Sequence[Any],
-    payload: ArrowPayloadType,
-    parent_type: pa.DataType,
-    tables: dict[ArrowPayloadType, pa.RecordBatch],
-) -> bool:
-    """Encode the attribute lists of consecutive entities (ids 0..); True if there were any."""
-    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    if not counts.any():
-        return False
-    raws = list(itertools.chain.from_iterable(lists))
-    batch = encode_attributes(raws, np.repeat(np.arange(len(lists), dtype=np.int64), counts), parent_type)
-    if batch is not None:
-        tables[payload] = batch
-    return True
-
-
 def _point_head(
     kind: _Kind,
     items: list[Any],
@@ -262,7 +245,7 @@ def _point_head(
 ) -> Columns:
     """id, parent_id, start and time columns shared by the data point tables; encodes children."""
     n = len(items)
-    has_attrs = _attributes(attrs, kind.attrs, pa.uint32(), tables)
+    has_attrs = add_attribute_table(tables, kind.attrs, attrs, pa.uint32())
     has_exemplars = False
     if exemplars is not None and kind.exemplars is not None:
         has_exemplars = _encode_exemplars(kind, exemplars, tables)
@@ -300,7 +283,7 @@ def _encode_exemplars(
             (a == b for a, b in zip(keys[1:], keys[:-1], strict=True)), dtype=np.bool_, count=n - 1
         )
     attrs = [e.filtered_attributes for e in exemplars]
-    has_attrs = _attributes(attrs, kind.exemplar_attrs, pa.uint32(), tables)
+    has_attrs = add_attribute_table(tables, kind.exemplar_attrs, attrs, pa.uint32())
     columns = Columns()
     if has_attrs:
         columns.add(id_field(pa.uint32()), delta_ids(n, pa.uint32()))

@@ -29,7 +29,8 @@ call per span.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from orasi_common.errors import MalformedData
 from orasi_common.pdata import protoscan
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import encode_attributes
+from orasi_common.pdata.otap.attributes import add_attribute_table, encode_attributes
 from orasi_common.pdata.otap.common import (
     DELTA,
     DURATION,
@@ -68,16 +69,16 @@ from orasi_common.pdata.otap.envelope import (
     EnvelopeDecoder,
     EnvelopeEncoder,
     attributes_for,
-    check_payloads,
     children_by_key,
     gather_request,
-    root_or_empty,
+    root_table,
 )
 from orasi_common.pdata.otap.lazy import LazyTracesRequest
 from orasi_common.pdata.otap.payload_types import TRACES_PAYLOAD_TYPES, ArrowPayloadType
 
 P = ArrowPayloadType
 I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
 
 
 def encode_traces(request: ExportTraceServiceRequest) -> dict[ArrowPayloadType, pa.RecordBatch]:
@@ -195,15 +196,12 @@ def _encode_scanned(
         batch = encode_attributes(raws, f.msg[attr_rows], pa.uint16())
         if batch is not None:
             tables[P.SPAN_ATTRS] = batch
-    span_rows = np.arange(n, dtype=np.int64)
     if len(event_rows):
         events = [span.events for span in spans]
-        counts = np.fromiter(map(len, events), dtype=np.int64, count=n)
-        _encode_events(tuple(events), np.repeat(span_rows, counts), tables)
+        _encode_children(events, tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS, "name", _event_columns)
     if len(link_rows):
         links = [span.links for span in spans]
-        counts = np.fromiter(map(len, links), dtype=np.int64, count=n)
-        _encode_links(tuple(links), np.repeat(span_rows, counts), tables)
+        _encode_children(links, tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS, "trace_id", _link_columns)
     return tables
 
 
@@ -221,61 +219,52 @@ def _scanned_status(buf: protoscan.Buffer, f: protoscan.Fields, n: int) -> pa.Ar
     return status_columns.struct("status", None if present.all() else ~present)
 
 
-def _child_ids(n: int, tables_columns: Columns, children_have_attrs: bool) -> None:
-    if children_have_attrs:
-        tables_columns.add(id_field(pa.uint32()), delta_ids(n, pa.uint32()))
-
-
-def _encode_events(
-    events_per_span: tuple[Any, ...],
-    parents: np.ndarray[Any, Any],
+def _encode_children(
+    per_span: list[Any],
     tables: dict[ArrowPayloadType, pa.RecordBatch],
+    payload: ArrowPayloadType,
+    attrs_payload: ArrowPayloadType,
+    key: str,
+    add_columns: Callable[[list[Any], list[Any], Columns], None],
 ) -> None:
-    events = list(itertools.chain.from_iterable(events_per_span))
-    n = len(events)
-    times = [e.time_unix_nano for e in events]
-    names = [e.name for e in events]
-    dropped = [e.dropped_attributes_count for e in events]
-    attrs = [e.attributes for e in events]
+    """The table of the spans' events or links (``per_span``: each span's list) as
+    ``tables[payload]``, and their attributes as ``tables[attrs_payload]``.
+
+    The ``id`` column is written when any child has attributes; ``parent_id`` (the span's row)
+    is quasi-delta encoded on the ``key`` field; ``add_columns`` adds the other columns from the
+    children and their keys.
+    """
+    counts_per_span = np.fromiter(map(len, per_span), dtype=np.int64, count=len(per_span))
+    parents = np.repeat(np.arange(len(per_span), dtype=np.int64), counts_per_span)
+    children = list(itertools.chain.from_iterable(per_span))
+    n = len(children)
+    keys = list(map(operator.attrgetter(key), children))
+    attrs = list(map(_ATTRIBUTES, children))
     counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
-    name_arr = pa.array(names, pa.string())
-    same_name = np.zeros(n, dtype=np.bool_)
+    same_key = np.zeros(n, dtype=np.bool_)
     if n > 1:
-        same_name[1:] = np.fromiter(
-            (a == b for a, b in zip(names[1:], names[:-1], strict=True)), dtype=np.bool_, count=n - 1
+        same_key[1:] = np.fromiter(
+            (a == b for a, b in zip(keys[1:], keys[:-1], strict=True)), dtype=np.bool_, count=n - 1
         )
     columns = Columns()
-    _child_ids(n, columns, bool(counts.any()))
-    columns.required("parent_id", uints(quasi_delta_encode(parents, same_name), pa.uint16()), QUASIDELTA)
-    columns.optional("time_unix_nano", nonzero_timestamps(times))
-    columns.required("name", name_arr)
-    columns.optional("dropped_attributes_count", nonzero_u32(dropped))
-    tables[P.SPAN_EVENTS] = columns.batch()
     if counts.any():
-        raws = list(itertools.chain.from_iterable(attrs))
-        batch = encode_attributes(raws, np.repeat(np.arange(n, dtype=np.int64), counts), pa.uint32())
-        if batch is not None:
-            tables[P.SPAN_EVENT_ATTRS] = batch
+        columns.add(id_field(pa.uint32()), delta_ids(n, pa.uint32()))
+    columns.required("parent_id", uints(quasi_delta_encode(parents, same_key), pa.uint16()), QUASIDELTA)
+    add_columns(children, keys, columns)
+    tables[payload] = columns.batch()
+    add_attribute_table(tables, attrs_payload, attrs, pa.uint32(), counts)
 
 
-def _encode_links(
-    links_per_span: tuple[Any, ...],
-    parents: np.ndarray[Any, Any],
-    tables: dict[ArrowPayloadType, pa.RecordBatch],
-) -> None:
-    links = list(itertools.chain.from_iterable(links_per_span))
-    n = len(links)
-    trace_ids = [link.trace_id for link in links]
-    attrs = [link.attributes for link in links]
-    counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
-    same_trace = np.zeros(n, dtype=np.bool_)
-    if n > 1:
-        same_trace[1:] = np.fromiter(
-            (a == b for a, b in zip(trace_ids[1:], trace_ids[:-1], strict=True)), dtype=np.bool_, count=n - 1
-        )
-    columns = Columns()
-    _child_ids(n, columns, bool(counts.any()))
-    columns.required("parent_id", uints(quasi_delta_encode(parents, same_trace), pa.uint16()), QUASIDELTA)
+_ATTRIBUTES = operator.attrgetter("attributes")
+
+
+def _event_columns(events: list[Any], names: list[str], columns: Columns) -> None:
+    columns.optional("time_unix_nano", nonzero_timestamps([e.time_unix_nano for e in events]))
+    columns.required("name", pa.array(names, pa.string()))
+    columns.optional("dropped_attributes_count", nonzero_u32([e.dropped_attributes_count for e in events]))
+
+
+def _link_columns(links: list[Any], trace_ids: list[bytes], columns: Columns) -> None:
     columns.required("trace_id", required_ids_binary(trace_ids, 16, "a link's trace_id"))
     columns.required("span_id", required_ids_binary([link.span_id for link in links], 8, "a link's span_id"))
     columns.optional("trace_state", nonempty_str([link.trace_state for link in links]))
@@ -283,12 +272,6 @@ def _encode_links(
         "dropped_attributes_count", nonzero_u32([link.dropped_attributes_count for link in links])
     )
     columns.optional("flags", nonzero_u32([link.flags for link in links]))
-    tables[P.SPAN_LINKS] = columns.batch()
-    if counts.any():
-        raws = list(itertools.chain.from_iterable(attrs))
-        batch = encode_attributes(raws, np.repeat(np.arange(n, dtype=np.int64), counts), pa.uint32())
-        if batch is not None:
-            tables[P.SPAN_LINK_ATTRS] = batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,11 +285,9 @@ def decode_traces(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> ExportTr
 
 def decode_traces_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> bytes:
     """Like :func:`decode_traces`, but the serialized request."""
-    checked = check_payloads(tables, TRACES_PAYLOAD_TYPES, "traces")
-    batch = root_or_empty(checked, P.SPANS)
-    if batch is None:
+    checked, root = root_table(tables, TRACES_PAYLOAD_TYPES, P.SPANS, "traces")
+    if root is None:
         return b""
-    root = Table.of(P.SPANS, batch)
     n = root.n
     envelope = EnvelopeDecoder(root, checked)
     ids, ids_valid = decode_ids(root, "id", "u16", DELTA)
@@ -356,56 +337,71 @@ def decode_traces_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> by
     return envelope.assemble(wire.f_bytes(2, spans, np.ones(n, dtype=np.bool_)))
 
 
+Parts = list[wire.Segment | pa.Array]
+
+
 def _decode_events(
-    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
-    span_ids: np.ndarray[Any, Any],
-    span_valid: np.ndarray[Any, Any],
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch], span_ids: I64, span_valid: Bools
 ) -> pa.Array | None:
-    table = child_table(tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS)
-    if table is None:
-        return None
-    n = table.n
-    ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
-    name = table.need("name", "utf8")
-    parents = quasi_delta_parents(table, "u16", 16, string_codes(name, n))
-    parts: list[wire.Segment | pa.Array] = [
-        wire.f_fixed64(1, table.np("time_unix_nano", "timestamp", np.int64)),
-        wire.f_bytes(2, name),
-    ]
-    attrs = attributes_for(tables, P.SPAN_EVENT_ATTRS, 3, 32, ids, ids_valid)
-    if attrs is not None:
-        parts.append(attrs)
-    parts.append(wire.f_varint(4, table.np("dropped_attributes_count", "u32", np.int64)))
-    events = wire.f_bytes(11, wire.join(*parts), np.ones(n, dtype=np.bool_))
-    return children_by_key(parents, events, span_ids, span_valid, "SPAN_EVENTS")
+    def fields(table: Table, name: pa.Array, attrs: Parts) -> Parts:
+        return [
+            wire.f_fixed64(1, table.np("time_unix_nano", "timestamp", np.int64)),
+            wire.f_bytes(2, name),
+            *attrs,
+            wire.f_varint(4, table.np("dropped_attributes_count", "u32", np.int64)),
+        ]
+
+    spans = (span_ids, span_valid)
+    return _decode_children(tables, spans, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS, ("name", "utf8"), 11, 3, fields)
 
 
 def _decode_links(
-    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
-    span_ids: np.ndarray[Any, Any],
-    span_valid: np.ndarray[Any, Any],
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch], span_ids: I64, span_valid: Bools
 ) -> pa.Array | None:
-    table = child_table(tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS)
+    def fields(table: Table, trace_id: pa.Array, attrs: Parts) -> Parts:
+        trace_state = table.get("trace_state", "utf8")
+        return [
+            wire.f_bytes(1, trace_id),
+            wire.f_bytes(2, table.need("span_id", "id8")),
+            *([] if trace_state is None else [wire.f_bytes(3, trace_state)]),
+            *attrs,
+            wire.f_varint(5, table.np("dropped_attributes_count", "u32", np.int64)),
+            wire.f_fixed32(6, table.np("flags", "u32", np.uint32)),
+        ]
+
+    spans = (span_ids, span_valid)
+    return _decode_children(
+        tables, spans, P.SPAN_LINKS, P.SPAN_LINK_ATTRS, ("trace_id", "id16"), 13, 4, fields
+    )
+
+
+def _decode_children(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
+    spans: tuple[I64, Bools],
+    payload: ArrowPayloadType,
+    attrs_payload: ArrowPayloadType,
+    key: tuple[str, str],
+    field: int,
+    attrs_field: int,
+    fields: Callable[[Table, pa.Array, Parts], Parts],
+) -> pa.Array | None:
+    """The events or links (``payload``) of each span (``spans``: ids, valid) as the span's
+    field ``field`` segments, or None without such a table.
+
+    Parent ids are quasi-delta encoded on the ``key`` column (name and kind); ``fields`` gives a
+    child message's fields in order from the table, its key column and its attributes (field
+    ``attrs_field`` segments from ``attrs_payload``, as a list of none or one).
+    """
+    table = child_table(tables, payload, attrs_payload)
     if table is None:
         return None
-    n = table.n
     ids, ids_valid = decode_ids(table, "id", "u32", DELTA)
-    trace_id = table.need("trace_id", "id16")
-    parents = quasi_delta_parents(table, "u16", 16, string_codes(trace_id, n))
-    parts: list[wire.Segment | pa.Array] = [
-        wire.f_bytes(1, trace_id),
-        wire.f_bytes(2, table.need("span_id", "id8")),
-    ]
-    trace_state = table.get("trace_state", "utf8")
-    if trace_state is not None:
-        parts.append(wire.f_bytes(3, trace_state))
-    attrs = attributes_for(tables, P.SPAN_LINK_ATTRS, 4, 32, ids, ids_valid)
-    if attrs is not None:
-        parts.append(attrs)
-    parts.append(wire.f_varint(5, table.np("dropped_attributes_count", "u32", np.int64)))
-    parts.append(wire.f_fixed32(6, table.np("flags", "u32", np.uint32)))
-    links = wire.f_bytes(13, wire.join(*parts), np.ones(n, dtype=np.bool_))
-    return children_by_key(parents, links, span_ids, span_valid, "SPAN_LINKS")
+    key_column = table.need(*key)
+    parents = quasi_delta_parents(table, "u16", 16, string_codes(key_column, table.n))
+    attrs = attributes_for(tables, attrs_payload, attrs_field, 32, ids, ids_valid)
+    children = wire.join(*fields(table, key_column, [] if attrs is None else [attrs]))
+    framed = wire.f_bytes(field, children, np.ones(table.n, dtype=np.bool_))
+    return children_by_key(parents, framed, *spans, payload.name)
 
 
 def quasi_delta_parents(table: Table, kind: str, bits: int, codes: np.ndarray[Any, Any]) -> Any:

@@ -111,6 +111,12 @@ class _Scan:
     double_col: pa.Array | None
     bool_col: pa.Array | None
 
+    def columns(self, strs: pa.Array | None, byts: pa.Array | None, what: str) -> AnyColumns:
+        """The value columns of the rows, given the string and bytes values cut out of them
+        (``what``: the values, for the message that strings are not UTF-8)."""
+        string = None if strs is None else _utf8(strs, what)
+        return AnyColumns(self.types, string, self.int_col, self.double_col, self.bool_col, byts, None)
+
 
 def _scan_any(data: U8, start: I64, end: I64, fast: Bools) -> _Scan:
     """Scan the AnyValues in [start, end) of the ``fast`` rows; the others are type 0.
@@ -327,15 +333,7 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
     slow = ~fast | scan.slow
     keys, strs, byts = _cut_values(arr, start + 2, pos, scan, end, ~slow)
     assert keys is not None
-    cols = AnyColumns(
-        scan.types,
-        None if strs is None else _utf8(strs, "a string attribute value"),
-        scan.int_col,
-        scan.double_col,
-        scan.bool_col,
-        byts,
-        None,
-    )
+    cols = scan.columns(strs, byts, "a string attribute value")
     keys = _utf8(keys, "an attribute key")
     unset = np.zeros(n, dtype=np.bool_)
     canonical = arr
@@ -366,15 +364,7 @@ def parse_any_values(raws: pa.Array, present: Bools) -> AnyColumns:
     start, end = offsets[:-1], offsets[1:]
     scan = _scan_any(data, start, end, present)
     _, strs, byts = _cut_values(raws, None, None, scan, end, present & ~scan.slow)
-    cols = AnyColumns(
-        scan.types,
-        None if strs is None else _utf8(strs, "a string log body"),
-        scan.int_col,
-        scan.double_col,
-        scan.bool_col,
-        byts,
-        None,
-    )
+    cols = scan.columns(strs, byts, "a string log body")
     if scan.slow.any():
         rows = np.flatnonzero(scan.slow)
         parsed = []
