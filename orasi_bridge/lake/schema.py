@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from orasi_common.pdata.canonical import ATTRIBUTES
+
 NAMESPACE = "orasi"
 
-ATTRIBUTES = pa.map_(pa.string(), pa.string())
 TIME = pa.timestamp("us", tz="UTC")
 
 EVENT = pa.struct(
@@ -42,14 +43,25 @@ EXEMPLAR = pa.struct(
 )
 
 
+# every table starts with who sent a row and from where, and ends with the partition column
+_HEAD = (("tenant", pa.string()), ("region", pa.string()), ("service_name", pa.string()))
+_TAIL = (("time", TIME),)
+# the item's attributes, its resource's attributes, and its instrumentation scope
+_CONTEXT = (
+    ("attributes", ATTRIBUTES),
+    ("resource_attributes", ATTRIBUTES),
+    ("scope_name", pa.string()),
+    ("scope_version", pa.string()),
+)
+
+
 def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, kind, nullable=name != "tenant") for name, kind in fields])
+    """A table of ``fields`` between the common head and tail; only ``tenant`` is required."""
+    columns = (*_HEAD, *fields, *_TAIL)
+    return pa.schema([pa.field(name, kind, nullable=name != "tenant") for name, kind in columns])
 
 
 SPANS = _schema(
-    ("tenant", pa.string()),
-    ("region", pa.string()),
-    ("service_name", pa.string()),
     ("name", pa.string()),
     ("kind", pa.string()),
     ("trace_id", pa.string()),
@@ -62,20 +74,13 @@ SPANS = _schema(
     ("duration_ns", pa.int64()),
     ("status_code", pa.string()),
     ("status_message", pa.string()),
-    ("attributes", ATTRIBUTES),
-    ("resource_attributes", ATTRIBUTES),
-    ("scope_name", pa.string()),
-    ("scope_version", pa.string()),
+    *_CONTEXT,
     ("events", pa.list_(EVENT)),
     ("links", pa.list_(LINK)),
     ("dropped_attributes_count", pa.int64()),
-    ("time", TIME),
 )
 
 LOGS = _schema(
-    ("tenant", pa.string()),
-    ("region", pa.string()),
-    ("service_name", pa.string()),
     ("time_unix_nano", pa.int64()),
     ("observed_time_unix_nano", pa.int64()),
     ("severity_number", pa.int32()),
@@ -86,17 +91,10 @@ LOGS = _schema(
     ("trace_id", pa.string()),
     ("span_id", pa.string()),
     ("flags", pa.int64()),
-    ("attributes", ATTRIBUTES),
-    ("resource_attributes", ATTRIBUTES),
-    ("scope_name", pa.string()),
-    ("scope_version", pa.string()),
-    ("time", TIME),
+    *_CONTEXT,
 )
 
 METRIC_POINTS = _schema(
-    ("tenant", pa.string()),
-    ("region", pa.string()),
-    ("service_name", pa.string()),
     ("metric_name", pa.string()),
     ("metric_type", pa.string()),
     ("unit", pa.string()),
@@ -122,11 +120,7 @@ METRIC_POINTS = _schema(
     ("quantiles", pa.list_(QUANTILE)),
     ("exemplars", pa.list_(EXEMPLAR)),
     ("flags", pa.int64()),
-    ("attributes", ATTRIBUTES),
-    ("resource_attributes", ATTRIBUTES),
-    ("scope_name", pa.string()),
-    ("scope_version", pa.string()),
-    ("time", TIME),
+    *_CONTEXT,
 )
 
 TABLES: dict[str, pa.Schema] = {"spans": SPANS, "logs": LOGS, "metric_points": METRIC_POINTS}
