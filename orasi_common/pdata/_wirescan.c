@@ -10,7 +10,7 @@
  * where the payload of a LEN field excludes its length prefix and value is the decoded varint
  * or the little-endian fixed64/fixed32 bits (0 for LEN). Every read is bounds-checked against
  * the message's end; groups (legal only as unknown fields) are skipped; anything that is not
- * valid protobuf (truncated fields, field number 0, unknown wire types) raises ValueError naming
+ * valid protobuf (truncated fields, field number 0 outside a group, unknown wire types) raises ValueError naming
  * the message and offset.
  *
  * gather(data, starts, ends) returns the slices data[starts[i]:ends[i]] concatenated.
@@ -64,7 +64,8 @@ static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t
 }
 
 /* Skips a group's fields up to and including its end-group tag (groups may nest, each closed
- * by the end tag of its own field number). */
+ * by the end tag of its own field number). Inside a group field number 0 is accepted, as upb
+ * accepts it there (not outside one). */
 static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t number) {
     uint64_t open[MAX_GROUP_DEPTH];
     int depth = 0;
@@ -72,7 +73,7 @@ static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint
     Py_ssize_t p = *pos;
     while (depth > 0) {
         uint64_t tag, ignored;
-        if (varint(data, &p, end, &tag, 5) < 0 || (tag >> 3) == 0) return -1;
+        if (varint(data, &p, end, &tag, 5) < 0) return -1;
         switch (tag & 7) {
             case 0:
                 if (varint(data, &p, end, &ignored, 10) < 0) return -1;

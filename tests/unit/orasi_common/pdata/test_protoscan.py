@@ -3,7 +3,8 @@
 The walker below is the reference for the wire format as the scanner documents it: value
 varints of at most ten bytes (bits past the 64th dropped, as upb does), tags and lengths of at
 most five, field numbers 1..2**29-1, fixed-width and length-delimited payloads within the
-message, groups (wire types 3/4) skipped, each closed by its own field number, nesting at most
+message, groups (wire types 3/4) skipped, each closed by its own field number (inside a group
+field number 0 is accepted, as upb accepts it there), nesting at most
 100 deep (upb's limits). Generated OTLP messages are compared field by field, at every level, with what upb
 serializes for each field; arbitrary and mutated bytes must scan to what the walker says or raise
 MalformedData.
@@ -83,9 +84,7 @@ def _skip(data: bytes, pos: int, end: int, wire_type: int) -> int:
 def _skip_group(data: bytes, pos: int, end: int, number: int) -> int:
     open_groups = [number]
     while open_groups:
-        tag, pos = _varint(data, pos, end, 5)
-        if tag >> 3 == 0:
-            raise Malformed("field 0 in a group")
+        tag, pos = _varint(data, pos, end, 5)  # field 0 is accepted inside a group, as upb does
         if tag & 7 == 3:
             open_groups.append(tag >> 3)
             if len(open_groups) > 100:
@@ -412,7 +411,6 @@ MALFORMED = {
     "end group after a field": b"\x08\x01\x14",
     "unterminated group": b"\x0b\x08\x01",
     "group holding a bad length": b"\x0b\x12\x09ab\x0c",
-    "group holding field 0": b"\x0b\x00\x00\x0c",
     "group holding wire type 6": b"\x0b\x0e\x0c",
     "groups nested 101 deep": b"\x0b" * 101 + b"\x0c" * 101,
     "a tag of six bytes": b"\x88\x80\x80\x80\x80\x00\x00",
@@ -448,6 +446,12 @@ def test_end_group_of_another_field_is_malformed() -> None:
         ExportTraceServiceRequest.FromString(data)
     with pytest.raises(MalformedData):
         scan_one(data)
+
+
+@pytest.mark.parametrize("group", [b"\x0b\x00\x00\x0c", b"\x0b\x02\x00\x0c", b"\x0b\x03\x04\x0c", b"\x0b\x10\x12\x00\x12\x0c"])
+def test_field_0_inside_a_group_is_skipped_as_upb_skips_it(group: bytes) -> None:
+    ExportTraceServiceRequest.FromString(group + b"\x12\x00")  # upb accepts it
+    assert rows_of(scan_one(group + b"\x12\x00"), 0) == [(0x12, len(group) + 2, len(group) + 2, 0)]
 
 
 def test_groups_are_skipped() -> None:
