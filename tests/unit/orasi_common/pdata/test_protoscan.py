@@ -448,7 +448,9 @@ def test_end_group_of_another_field_is_malformed() -> None:
         scan_one(data)
 
 
-@pytest.mark.parametrize("group", [b"\x0b\x00\x00\x0c", b"\x0b\x02\x00\x0c", b"\x0b\x03\x04\x0c", b"\x0b\x10\x12\x00\x12\x0c"])
+@pytest.mark.parametrize(
+    "group", [b"\x0b\x00\x00\x0c", b"\x0b\x02\x00\x0c", b"\x0b\x03\x04\x0c", b"\x0b\x10\x12\x00\x12\x0c"]
+)
 def test_field_0_inside_a_group_is_skipped_as_upb_skips_it(group: bytes) -> None:
     ExportTraceServiceRequest.FromString(group + b"\x12\x00")  # upb accepts it
     assert rows_of(scan_one(group + b"\x12\x00"), 0) == [(0x12, len(group) + 2, len(group) + 2, 0)]
