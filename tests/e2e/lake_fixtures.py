@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from integration.bridge.servers import AWS_ENV, LakeSpace, apply_aws_env
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
 
 from orasi_common.testing.servers import servers_missing
@@ -130,6 +131,33 @@ def emit_trace_scenario(tracer: Tracer, attributes: Mapping[str, Any]) -> None:
             tracer.start_as_current_span("compute") as internal,
         ):
             internal.set_attribute("work.units", 12)
+
+
+class RecordingMetricExporter(MetricExporter):
+    """An SDK metric exporter that keeps what it exported (``exports``) and the results."""
+
+    def __init__(self, inner: MetricExporter) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.exports: list[MetricsData] = []
+        self.results: list[MetricExportResult] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        self.results.append(result)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 # --- canonical strings, re-derived here from the contract (ARCHITECTURE §5) ---------------------

@@ -30,7 +30,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
-    MetricExporter,
     MetricExportResult,
     MetricsData,
     PeriodicExportingMetricReader,
@@ -42,7 +41,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from e2e.lake_fixtures import Stack, assert_attributes, emit_trace_scenario, json_value, running_stack
+from e2e.lake_fixtures import (
+    RecordingMetricExporter,
+    Stack,
+    assert_attributes,
+    emit_trace_scenario,
+    json_value,
+    running_stack,
+)
 
 CONFORMANCE = Path("/work/shared/conformance/otlp-json")
 HOUR = 3600 * 10**9
@@ -77,30 +83,6 @@ def hex_id(value: int, width: int) -> str | None:
 
 
 # --- the SDK, with in-memory copies of what it exported ----------------------------------------
-
-
-class RecordingMetricExporter(MetricExporter):
-    def __init__(self, inner: MetricExporter) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self.inner = inner
-        self.exports: list[MetricsData] = []
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        self.exports.append(metrics_data)
-        result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        assert result is MetricExportResult.SUCCESS
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 def produce_traces(stack: Stack, resource: Resource, tenant: str) -> Sequence[Any]:
@@ -181,6 +163,7 @@ def produce_metrics(stack: Stack, resource: Resource, tenant: str) -> list[Metri
     temperature.set(21.5, {"room": "lab"})
     assert provider.force_flush(10_000)
     provider.shutdown()
+    assert all(result is MetricExportResult.SUCCESS for result in recorder.results)
     return recorder.exports
 
 

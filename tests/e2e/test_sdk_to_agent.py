@@ -41,9 +41,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Histogram,
-    MetricExporter,
     MetricExportResult,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
@@ -51,7 +49,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
-from e2e.lake_fixtures import emit_trace_scenario
+from e2e.lake_fixtures import RecordingMetricExporter, emit_trace_scenario
 from orasi_common.pdata import Signal
 from orasi_common.testing.agent_process import AgentProcess
 from orasi_common.testing.otlp_view import any_value, attributes, data_points, items
@@ -163,31 +161,6 @@ class RecordingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
-
-
-class RecordingMetricExporter(MetricExporter):
-    def __init__(self, inner: MetricExporter) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self.inner = inner
-        self.exports: list[MetricsData] = []
-        self.results: list[MetricExportResult] = []
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        self.exports.append(metrics_data)
-        result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        self.results.append(result)
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 class RecordingLogExporter(LogRecordExporter):
