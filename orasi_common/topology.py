@@ -20,7 +20,8 @@ from typing import Any
 
 SIGNALS = ("traces", "metrics", "logs")
 LOOPBACK = "127.0.0.1"
-"""Where one service of the chain reaches the next (they run on one host)."""
+"""Where one service of the chain reaches the next when that one listens on every address."""
+_EVERY_ADDRESS = ("0.0.0.0", "::", "")
 
 Section = Mapping[str, Any]
 
@@ -49,6 +50,12 @@ class Ports:
     @property
     def grpc_endpoint(self) -> str:
         return f"{self.host}:{self.grpc}"
+
+    @property
+    def dial_host(self) -> str:
+        """Where a neighbour on the same machine reaches these ports: their host, or loopback when
+        they listen on every address."""
+        return LOOPBACK if self.host in _EVERY_ADDRESS else self.host
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +173,7 @@ def chain(
     receiver = {"agent": "otlp", "gateway": "otlp", "bridge": "otlp", **(receivers or {})}
 
     def forward(name: str, upstream: Ports) -> dict[str, Any]:
-        return forwarder(f"{LOOPBACK}:{upstream.grpc}", compression, **forwarding.get(name, {}))
+        return forwarder(f"{upstream.dial_host}:{upstream.grpc}", compression, **forwarding.get(name, {}))
 
     def build(name: str, ports: Ports, exporter: str, section: Section, **options: Any) -> dict[str, Any]:
         return service(

@@ -111,6 +111,16 @@ def test_ports_of_a_service_in_orasi_ups_table() -> None:
     assert otlp_receiver(ports) == receiver(4517, 4518)
 
 
+def test_each_service_forwards_to_the_address_the_next_one_listens_on() -> None:
+    """On every address (0.0.0.0) the next hop is reached on loopback; on one address, there."""
+    for host, reached in (("0.0.0.0", "127.0.0.1"), ("10.0.0.5", "10.0.0.5"), ("127.0.0.1", "127.0.0.1")):
+        built = configs(DATA, PORTS, host)
+        agent = built["agent"].model_dump(mode="json", exclude_unset=True)
+        gateway = built["gateway"].model_dump(mode="json", exclude_unset=True)
+        assert agent["exporters"]["otlp"]["endpoint"] == f"{reached}:4417", host
+        assert gateway["exporters"]["otap"]["endpoint"] == f"{reached}:4517", host
+
+
 def test_deep_merge_applies_overrides_recursively_and_none_removes() -> None:
     base = {"a": {"b": 1, "c": 2}, "d": [1], "e": 3}
     merged = deep_merge(base, {"a": {"c": 20, "x": 9}, "d": [2], "e": None})
