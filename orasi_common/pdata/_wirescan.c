@@ -15,10 +15,8 @@
  *
  * gather(data, starts, ends) returns the slices data[starts[i]:ends[i]] concatenated.
  *
- * check(data, program) walks one message against the rules of ``program`` (compiled by
- * orasi_common/pdata/validate.py) and returns None, or the first violation in wire order as
- * (path, rule, value): path is a tuple of (rule, occurrence) pairs from the root (occurrence -1
- * for a singular field), rule the violated rule, value the offending length or number.
+ * validate(data, program) checks one message as upb would parse it, with the invariants of
+ * orasi_common/pdata/validate.py, and counts its items (see its section below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -64,11 +62,12 @@ static int varint(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t
 }
 
 /* Skips a group's fields up to and including its end-group tag (groups may nest, each closed
- * by the end tag of its own field number). Inside a group field number 0 is accepted, as upb
- * accepts it there (not outside one). */
-static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t number) {
+ * by the end tag of its own field number, at most `limit` deep, this one included). Inside a
+ * group field number 0 is accepted, as upb accepts it there (not outside one). */
+static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t number, int limit) {
     uint64_t open[MAX_GROUP_DEPTH];
     int depth = 0;
+    if (limit < 1 || limit > MAX_GROUP_DEPTH) return -1;
     open[depth++] = number;
     Py_ssize_t p = *pos;
     while (depth > 0) {
@@ -91,7 +90,7 @@ static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint
                 p += (Py_ssize_t)ignored;
                 break;
             case 3:
-                if (depth == MAX_GROUP_DEPTH) return -1;
+                if (depth >= limit) return -1;
                 open[depth++] = tag >> 3;
                 break;
             case 4:
@@ -106,6 +105,13 @@ static int skip_group(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint
 }
 
 static uint64_t little_endian(const uint8_t *data, int width) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (width == 8) {
+        uint64_t value;
+        memcpy(&value, data, 8);
+        return value;
+    }
+#endif
     uint64_t value = 0;
     for (int i = width - 1; i >= 0; i--) value = (value << 8) | data[i];
     return value;
@@ -158,7 +164,7 @@ static int scan_messages(const uint8_t *data, Py_ssize_t size, const int64_t *st
                     break;
                 }
                 case 3: /* a group (only unknown fields can be groups in proto3): skipped */
-                    if (skip_group(data, &p, end, number) < 0) return malformed(f, i, at, "a malformed group");
+                    if (skip_group(data, &p, end, number, MAX_GROUP_DEPTH) < 0) return malformed(f, i, at, "a malformed group");
                     continue;
                 default:
                     return malformed(f, i, at, "an end of group without its start, or an unknown wire type");
@@ -234,34 +240,7 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* ---- check: invariants of selected fields, table-driven ----
- *
- * program (int64): [schema count S, offset of schema 0 .. S-1, schemas...], each schema
- * [rule count n, then n rules of RULE_WIDTH: field number, kind, argument, rule id]:
- *   RULE_ID       LEN field whose length must be 0 or the argument
- *   RULE_TIME     fixed64 field that must be below 2^63 (it becomes a signed nanosecond count)
- *   RULE_MESSAGE  LEN field holding a message of schema `argument`; repeated when the kind's
- *                 RULE_REPEATED bit is set (its path entry counts occurrences)
- * Fields without a rule, and ruled fields with another wire type (unknown to protobuf), are
- * skipped. Every occurrence of a ruled field is checked. */
-#define RULE_WIDTH 4
-#define RULE_ID 1
-#define RULE_TIME 2
-#define RULE_MESSAGE 3
-#define RULE_REPEATED 16
-#define MAX_RULES 32
-#define MAX_CHECK_DEPTH 32
-
-typedef struct {
-    const int64_t *program;
-    Py_ssize_t length;
-    int depth;
-    int64_t path_rule[MAX_CHECK_DEPTH], path_index[MAX_CHECK_DEPTH];
-    int64_t bad_rule;
-    uint64_t bad_value;
-    const char *malformed; /* set when the bytes are not valid protobuf, or the program is bad */
-} Check;
-
+/* Skips one field of a non-group wire type after its tag; -1 when malformed or unknown. */
 static int skip_field(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint64_t tag) {
     uint64_t ignored;
     switch (tag & 7) {
@@ -278,114 +257,332 @@ static int skip_field(const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end, uint
             if (varint(data, pos, end, &ignored, 5) < 0 || ignored > (uint64_t)(end - *pos)) return -1;
             *pos += (Py_ssize_t)ignored;
             return 0;
-        case 3:
-            return skip_group(data, pos, end, tag >> 3);
         default:
             return -1;
     }
 }
 
-static int check_message(const uint8_t *data, Py_ssize_t p, Py_ssize_t end, int64_t schema, Check *c) {
-    const int64_t *program = c->program;
-    if (schema < 0 || schema >= program[0] || c->depth >= MAX_CHECK_DEPTH) {
-        c->malformed = c->depth >= MAX_CHECK_DEPTH ? "messages nested too deeply" : "a bad program";
-        return -1;
-    }
-    int64_t at = program[1 + schema];
-    if (at < 1 + program[0] || at >= c->length || program[at] < 0 || program[at] > MAX_RULES
-        || at + 1 + program[at] * RULE_WIDTH > c->length) {
-        c->malformed = "a bad program";
-        return -1;
-    }
-    const int64_t *rules = program + at + 1;
-    int64_t n = program[at], seen[MAX_RULES] = {0};
-    while (p < end) {
-        uint64_t tag;
-        if (varint(data, &p, end, &tag, 5) < 0 || (tag >> 3) == 0) {
-            c->malformed = "a truncated or invalid field tag";
-            return -1;
+/* ---- validate: what upb accepts for a request type, the invariants, and the item count ----
+ *
+ * validate(data, program) walks a serialized message against a schema compiled by
+ * orasi_common/pdata/validate.py from the generated descriptors, accepting exactly what upb's
+ * parser accepts for that type, and returns (items, violation): items counts the occurrences
+ * of fields marked ITEM (spans, log records, data points) as the parsed message would hold them,
+ * and violation is None or the first broken invariant in wire order as (path, (type, field),
+ * value), path a tuple of (type, field, occurrence) from the root (occurrence -1 for a singular
+ * field). Bytes that upb would refuse raise ValueError saying what was wrong and where, even
+ * after a violation (the walk goes on to the end).
+ *
+ * program (int32): [type count T, offset of type 0 .. T-1, types...], type 0 the root; each type
+ * [largest field number N, oneof count, then N + 1 entries of ENTRY_WIDTH indexed by field
+ * number]:
+ *   kind | flags   KIND_* (0: no such field), REPEATED, ITEM, and from bit WIRE_SHIFT the wire
+ *                 types it accepts: its own, and LEN for a repeated scalar (packed)
+ *   argument      MESSAGE: the child's type; BYTES: the id width it must have (0: any)
+ *   rule          -1, or 0 when the field has an invariant: BYTES a length of 0 or the
+ *                 argument, FIXED64 a value below 2^63 (a time)
+ *   oneof         -1, or the field's oneof (0 .. oneof count - 1; only oneofs that can hold
+ *                 items are listed): a field of another case replaces the parsed value, so
+ *                 only the last case's items count
+ *
+ * upb's rules, each checked against python's protobuf: a field whose wire type is not its
+ * declared one (LEN also allowed for repeated scalars: packed) is an unknown field, skipped by
+ * its wire type; groups are skipped (skip_group); field number 0 is refused outside a group;
+ * string fields must be valid UTF-8; packed fixed-width lengths must be multiples of the width
+ * and packed varints well-formed; a message nests at most MAX_DEPTH messages and groups below
+ * the root (groups inside a message at depth d at most MAX_DEPTH - d deep). */
+#define ENTRY_WIDTH 4
+#define KIND_VARINT 1
+#define KIND_FIXED64 2
+#define KIND_FIXED32 3
+#define KIND_STRING 4
+#define KIND_BYTES 5
+#define KIND_MESSAGE 6
+#define KIND_MASK 15
+#define FLAG_REPEATED 16
+#define FLAG_ITEM 32
+#define WIRE_SHIFT 8 /* bits 8..15: the wire types the field accepts (1 << wire type) */
+#define MAX_DEPTH 100
+#define MAX_FIELD 64
+#define MAX_ONEOFS 8
+
+typedef struct {
+    const int32_t *entries; /* field number → entry */
+    uint32_t largest;       /* field number */
+    int oneofs;
+} Type;
+
+typedef struct {
+    const int32_t *program;
+    Py_ssize_t length;
+    const uint8_t *data;
+    Type *types;            /* program's types, unpacked */
+    /* the messages being walked: where each starts, and the field holding the next one */
+    int32_t path_type[MAX_DEPTH + 1], path_field[MAX_DEPTH + 1], path_repeated[MAX_DEPTH + 1];
+    Py_ssize_t path_start[MAX_DEPTH + 1], path_at[MAX_DEPTH + 1];
+    /* the first violation */
+    int bad_depth;
+    int32_t bad_type, bad_field;
+    uint64_t bad_value;
+    int32_t bad_path_type[MAX_DEPTH + 1], bad_path_field[MAX_DEPTH + 1], bad_path_repeated[MAX_DEPTH + 1];
+    Py_ssize_t bad_path_start[MAX_DEPTH + 1], bad_path_at[MAX_DEPTH + 1];
+    /* or the first malformation */
+    const char *malformed;
+    Py_ssize_t offset;
+} Walk;
+
+static int refuse(Walk *w, Py_ssize_t offset, const char *why) {
+    w->malformed = why;
+    w->offset = offset;
+    return -1;
+}
+
+static void violation(Walk *w, int depth, int32_t type, int32_t field, uint64_t value) {
+    if (w->bad_depth >= 0) return;
+    w->bad_depth = depth;
+    w->bad_type = type;
+    w->bad_field = field;
+    w->bad_value = value;
+    memcpy(w->bad_path_type, w->path_type, sizeof(int32_t) * (size_t)depth);
+    memcpy(w->bad_path_field, w->path_field, sizeof(int32_t) * (size_t)depth);
+    memcpy(w->bad_path_repeated, w->path_repeated, sizeof(int32_t) * (size_t)depth);
+    memcpy(w->bad_path_start, w->path_start, sizeof(Py_ssize_t) * (size_t)depth);
+    memcpy(w->bad_path_at, w->path_at, sizeof(Py_ssize_t) * (size_t)depth);
+}
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as upb checks. */
+static int valid_utf8(const uint8_t *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        while (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if (word & 0x8080808080808080ull) break;
+            i += 8;
         }
-        int64_t r = 0;
-        while (r < n && (uint64_t)rules[r * RULE_WIDTH] != (tag >> 3)) r++;
-        int64_t kind = r < n ? rules[r * RULE_WIDTH + 1] : 0, base = kind & ~(int64_t)RULE_REPEATED;
-        int wire = (int)(tag & 7);
-        if (r == n || (base == RULE_TIME ? wire != 1 : wire != 2)) {
-            if (skip_field(data, &p, end, tag) < 0) {
-                c->malformed = "a truncated field";
-                return -1;
-            }
+        if (i >= n) break;
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
             continue;
         }
-        const int64_t *rule = rules + r * RULE_WIDTH;
-        if (base == RULE_TIME) {
-            if (end - p < 8) {
-                c->malformed = "a truncated fixed64 field";
-                return -1;
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80) return 0;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (n - i < 3 || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+            if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F)) return 0;
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (n - i < 4 || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
+                return 0;
+            if ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F)) return 0;
+            i += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The items of data[p:end], a message of `type` at `depth` (the root: 0), or -1. */
+static int64_t walk_message(Walk *w, Py_ssize_t p, Py_ssize_t end, int32_t type, int depth) {
+    const uint8_t *data = w->data;
+    const Type *t = w->types + type; /* checked by valid_program */
+    uint32_t largest = t->largest;
+    int oneofs = t->oneofs;
+    const int32_t *entries = t->entries;
+    int64_t total = 0, oneof_items[MAX_ONEOFS];
+    int32_t oneof_case[MAX_ONEOFS];
+    Py_ssize_t start = p;
+    for (int k = 0; k < oneofs; k++) oneof_case[k] = -1, oneof_items[k] = 0;
+    while (p < end) {
+        Py_ssize_t field_at = p;
+        uint64_t tag, value;
+        if (data[p] < 0x80) {
+            tag = data[p++]; /* p < end */
+        } else {
+            if (varint(data, &p, end, &tag, 5) < 0) return refuse(w, field_at, "a truncated or over-long field tag");
+            if ((tag >> 3) > 536870911u) return refuse(w, field_at, "a field number past 2^29 - 1");
+        }
+        uint64_t number = tag >> 3;
+        int wire = (int)(tag & 7);
+        if (number == 0) return refuse(w, field_at, "field number 0");
+        if (wire == 3) {
+            if (depth >= MAX_DEPTH || skip_group(data, &p, end, number, MAX_DEPTH - depth) < 0)
+                return refuse(w, field_at, "a malformed group, or groups nested too deeply");
+            continue;
+        }
+        const int32_t *entry = entries + (number <= largest ? number : 0) * ENTRY_WIDTH; /* 0: no field */
+        int32_t flags = entry[0];
+        if (!((flags >> (WIRE_SHIFT + wire)) & 1)) { /* unknown, or a known field with another wire type */
+            if (wire == 4) return refuse(w, field_at, "an end of group without its start");
+            if (wire > 5) return refuse(w, field_at, "an unknown wire type");
+            if (skip_field(data, &p, end, tag) < 0)
+                return refuse(w, field_at, "a field (unknown here) truncated or running past the end of its message");
+            continue;
+        }
+        int kind = flags & KIND_MASK, repeated = (flags & FLAG_REPEATED) != 0;
+        int packed = wire == 2 && kind <= KIND_FIXED32;
+        int32_t oneof = entry[3];
+        if (wire != 2) {
+            if (wire == 0) {
+                if (varint(data, &p, end, &value, 10) < 0)
+                    return refuse(w, field_at, "a truncated or over-long varint");
+            } else {
+                int width = wire == 1 ? 8 : 4;
+                if (end - p < width) return refuse(w, field_at, "a truncated fixed-width field");
+                value = little_endian(data + p, width);
+                p += width;
+                if (kind == KIND_FIXED64 && entry[2] >= 0 && value > (uint64_t)INT64_MAX)
+                    violation(w, depth, type, (int32_t)number, value);
             }
-            uint64_t value = little_endian(data + p, 8);
-            p += 8;
-            if (value > (uint64_t)INT64_MAX) {
-                c->bad_rule = rule[3];
-                c->bad_value = value;
-                return -1;
+            if (oneof >= 0 && oneof_case[oneof] != (int32_t)number) { /* a scalar case: no items */
+                oneof_case[oneof] = (int32_t)number;
+                oneof_items[oneof] = 0;
             }
             continue;
         }
         uint64_t length;
-        if (varint(data, &p, end, &length, 5) < 0 || length > (uint64_t)(end - p)) {
-            c->malformed = "a truncated length-delimited field";
-            return -1;
-        }
+        if (p < end && data[p] < 0x80) length = data[p++];
+        else if (varint(data, &p, end, &length, 5) < 0) return refuse(w, field_at, "a truncated or over-long length");
+        if (length > (uint64_t)(end - p)) return refuse(w, field_at, "a length past the end of its message");
         Py_ssize_t inner = p;
         p += (Py_ssize_t)length;
-        if (base == RULE_ID) {
-            if (length != 0 && length != (uint64_t)rule[2]) {
-                c->bad_rule = rule[3];
-                c->bad_value = length;
-                return -1;
+        int64_t items = 0;
+        if (packed) {
+            if (kind == KIND_VARINT) {
+                while (inner < p) {
+                    if (varint(data, &inner, p, &value, 10) < 0)
+                        return refuse(w, field_at, "a packed varint field with a truncated or over-long varint");
+                }
+            } else if (length % (kind == KIND_FIXED64 ? 8 : 4) != 0) {
+                return refuse(w, field_at, "a packed fixed-width field whose length is not a multiple of the width");
             }
-        } else if (base == RULE_MESSAGE) {
-            c->path_rule[c->depth] = rule[3];
-            c->path_index[c->depth] = (kind & RULE_REPEATED) ? seen[r] : -1;
-            seen[r]++;
-            c->depth++;
-            if (check_message(data, inner, p, rule[2], c) < 0) return -1;
-            c->depth--;
+        } else if (kind == KIND_STRING) {
+            if (!valid_utf8(data + inner, (Py_ssize_t)length))
+                return refuse(w, field_at, "a string field with bad UTF-8");
+        } else if (kind == KIND_BYTES) {
+            if (entry[2] >= 0 && length != 0 && length != (uint64_t)entry[1])
+                violation(w, depth, type, (int32_t)number, length);
+        } else if (kind == KIND_MESSAGE) {
+            if (depth >= MAX_DEPTH) return refuse(w, field_at, "messages nested more than 100 deep");
+            w->path_type[depth] = type;
+            w->path_field[depth] = (int32_t)number;
+            w->path_repeated[depth] = repeated;
+            w->path_start[depth] = start;
+            w->path_at[depth] = field_at;
+            items = walk_message(w, inner, p, entry[1], depth + 1);
+            if (items < 0) return -1;
+        }
+        if (entry[0] & FLAG_ITEM) items = 1;
+        if (oneof >= 0) {
+            if (oneof_case[oneof] != (int32_t)number) { /* another case replaces the value */
+                oneof_case[oneof] = (int32_t)number;
+                oneof_items[oneof] = 0;
+            }
+            oneof_items[oneof] += items;
         } else {
-            c->malformed = "a bad program";
-            return -1;
+            total += items;
         }
     }
-    return 0;
+    for (int k = 0; k < oneofs; k++) total += oneof_items[k];
+    return total;
 }
 
-static PyObject *check(PyObject *self, PyObject *args) {
+/* Whether program is a schema table walk_message can trust: every offset, child and oneof in range. */
+static int valid_program(const int32_t *program, Py_ssize_t length) {
+    if (length < 2 || program[0] < 1 || program[0] >= length) return 0;
+    for (int32_t type = 0; type < program[0]; type++) {
+        int32_t at = program[1 + type];
+        if (at < 1 + program[0] || at + 2 > length || program[at] < 0 || program[at] >= MAX_FIELD
+            || program[at + 1] < 0 || program[at + 1] > MAX_ONEOFS
+            || at + 2 + (Py_ssize_t)(program[at] + 1) * ENTRY_WIDTH > length)
+            return 0;
+        const int32_t *entries = program + at + 2;
+        for (int32_t number = 0; number <= program[at]; number++) {
+            const int32_t *entry = entries + number * ENTRY_WIDTH;
+            int kind = entry[0] & KIND_MASK;
+            static const int wire_of[] = {0, 0, 1, 5, 2, 2, 2};
+            int32_t accepts = kind == 0 || kind > KIND_MESSAGE ? 0 : 1 << wire_of[kind];
+            if ((entry[0] & FLAG_REPEATED) && kind >= KIND_VARINT && kind <= KIND_FIXED32)
+                accepts |= 1 << 2; /* packed */
+            if (kind > KIND_MESSAGE || (entry[0] >> WIRE_SHIFT) != accepts || (number == 0 && kind != 0)
+                || entry[3] < -1 || entry[3] >= program[at + 1]
+                || (kind == KIND_MESSAGE && (entry[1] < 0 || entry[1] >= program[0])))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The LEN fields numbered `number` in data[p:at], bytes already walked (for a violation's path). */
+static Py_ssize_t occurrences(const uint8_t *data, Py_ssize_t p, Py_ssize_t at, uint64_t number) {
+    Py_ssize_t count = 0;
+    while (p < at) {
+        uint64_t tag;
+        if (varint(data, &p, at, &tag, 5) < 0) break;
+        if ((tag & 7) == 3) {
+            if (skip_group(data, &p, at, tag >> 3, MAX_GROUP_DEPTH) < 0) break;
+            continue;
+        }
+        if (tag == ((number << 3) | 2)) count++;
+        if (skip_field(data, &p, at, tag) < 0) break;
+    }
+    return count;
+}
+
+static PyObject *validate(PyObject *self, PyObject *args) {
     Py_buffer data, program;
     if (!PyArg_ParseTuple(args, "y*y*", &data, &program)) return NULL;
     PyObject *result = NULL;
-    Check c = {(const int64_t *)program.buf, program.len / (Py_ssize_t)sizeof(int64_t), 0, {0}, {0}, -1, 0, NULL};
-    if (program.len % (Py_ssize_t)sizeof(int64_t) != 0 || c.length < 2 || c.program[0] < 1
-        || c.program[0] >= c.length) {
-        PyErr_SetString(PyExc_ValueError, "the program is not a valid int64 rule table");
+    Walk *w = PyMem_Malloc(sizeof(Walk)); /* its paths are written before they are read */
+    Type *types = NULL;
+    if (w == NULL) {
+        PyErr_NoMemory();
+    } else if (program.len % (Py_ssize_t)sizeof(int32_t) != 0
+               || !valid_program((const int32_t *)program.buf, program.len / (Py_ssize_t)sizeof(int32_t))) {
+        PyErr_SetString(PyExc_ValueError, "the program is not a valid int32 schema table");
+    } else if ((types = PyMem_Malloc(sizeof(Type) * (size_t)((const int32_t *)program.buf)[0])) == NULL) {
+        PyErr_NoMemory();
     } else {
-        int status;
+        w->program = (const int32_t *)program.buf;
+        for (int32_t i = 0; i < w->program[0]; i++) {
+            int32_t at = w->program[1 + i];
+            types[i].largest = (uint32_t)w->program[at];
+            types[i].oneofs = w->program[at + 1];
+            types[i].entries = w->program + at + 2;
+        }
+        w->types = types;
+        w->length = program.len / (Py_ssize_t)sizeof(int32_t);
+        w->data = (const uint8_t *)data.buf;
+        w->bad_depth = -1;
+        w->malformed = NULL;
+        int64_t items;
         Py_BEGIN_ALLOW_THREADS;
-        status = check_message((const uint8_t *)data.buf, 0, data.len, 0, &c);
+        items = walk_message(w, 0, data.len, 0, 0);
         Py_END_ALLOW_THREADS;
-        if (status == 0) {
-            result = Py_NewRef(Py_None);
-        } else if (c.malformed != NULL) {
-            PyErr_Format(PyExc_ValueError, "%s", c.malformed);
+        if (items < 0) {
+            PyErr_Format(PyExc_ValueError, "%s (at byte %zd)", w->malformed, w->offset);
+        } else if (w->bad_depth < 0) {
+            result = Py_BuildValue("(LO)", (long long)items, Py_None);
         } else {
-            PyObject *path = PyTuple_New(c.depth);
-            for (int i = 0; path != NULL && i < c.depth; i++) {
-                PyObject *step = Py_BuildValue("(LL)", (long long)c.path_rule[i], (long long)c.path_index[i]);
+            PyObject *path = PyTuple_New(w->bad_depth);
+            for (int i = 0; path != NULL && i < w->bad_depth; i++) {
+                int32_t number = w->bad_path_field[i];
+                Py_ssize_t occurrence = w->bad_path_repeated[i]
+                    ? occurrences(w->data, w->bad_path_start[i], w->bad_path_at[i], (uint64_t)number) : -1;
+                PyObject *step = Py_BuildValue("(iin)", (int)w->bad_path_type[i], (int)number, occurrence);
                 if (step == NULL) Py_CLEAR(path);
                 else PyTuple_SET_ITEM(path, i, step);
             }
-            if (path != NULL) result = Py_BuildValue("(NLK)", path, (long long)c.bad_rule, (unsigned long long)c.bad_value);
+            if (path != NULL)
+                result = Py_BuildValue("(L(N(ii)K))", (long long)items, path, (int)w->bad_type, (int)w->bad_field,
+                                       (unsigned long long)w->bad_value);
         }
     }
+    PyMem_Free(types);
+    PyMem_Free(w);
     PyBuffer_Release(&data);
     PyBuffer_Release(&program);
     return result;
@@ -394,7 +591,7 @@ static PyObject *check(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
-    {"check", check, METH_VARARGS, "check(data, program) -> None or (path, rule, value) (see the module source)"},
+    {"validate", validate, METH_VARARGS, "validate(data, program) -> (items, violation or None) (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 
