@@ -2,7 +2,7 @@
 
 A Batch keeps its payload in the form it arrived in and converts lazily, once::
 
-    serialized OTLP bytes ──parse (cached)──▶ OTLP message
+    serialized OTLP bytes ──parse (cached, when first read)──▶ OTLP message
     OTLP message ──serialize (cached)──▶ serialized OTLP bytes
     OTAP tables ──decode (cached, ``codec.decode_tables``)──▶ serialized OTLP bytes
     parts (a merge of batches some of which hold OTAP tables) ──concatenate──▶ OTLP bytes
@@ -92,9 +92,10 @@ class Batch:
     def from_serialized(
         cls, signal: Signal, data: bytes, *, tenant: str = DEFAULT_TENANT, **kwargs: object
     ) -> Batch:
-        """A received batch from OTLP protobuf bytes, counted by one parse and validated by it
-        and by ``validate.check_request``: MalformedData names the first problem."""
-        return cls._received(signal, parse_request(signal, data), data, tenant, kwargs)
+        """A received batch from OTLP protobuf bytes, validated and counted without a parse by
+        ``validate.check_request`` (it accepts exactly what protobuf's parser accepts):
+        MalformedData names the first problem. The message is parsed when first read."""
+        return cls(signal, check_request(signal, data), tenant, _raw=data, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_json(
@@ -103,14 +104,9 @@ class Batch:
         """A received batch from an OTLP/JSON body, validated as ``from_serialized`` does (the
         bytes are made now: forwarding needs them anyway)."""
         message = parse_json(SPECS[signal].request_type, body)
-        return cls._received(signal, message, message.SerializeToString(), tenant, kwargs)
-
-    @classmethod
-    def _received(
-        cls, signal: Signal, message: Message, data: bytes, tenant: str, kwargs: Mapping[str, object]
-    ) -> Batch:
-        check_request(signal, data)
-        return cls(signal, count_items(signal, message), tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
+        data = message.SerializeToString()
+        items = check_request(signal, data)
+        return cls(signal, items, tenant, _raw=data, _message=message, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_message(

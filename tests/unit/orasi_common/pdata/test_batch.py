@@ -41,9 +41,10 @@ def test_from_serialized_counts_and_keeps_the_bytes(parses: list[int]) -> None:
     assert (batch.items, batch.tenant, batch.signal) == (3, "acme", Signal.TRACES)
     assert batch.raw is data
     assert batch.size_bytes == len(data)
+    assert parses == []  # validated and counted by the native walk, not parsed
     first = batch.message
     assert batch.message is first
-    assert len(parses) == 1  # validated and counted by the one parse, then cached
+    assert len(parses) == 1  # parsed when first read, then cached
 
 
 def test_from_serialized_rejects_garbage() -> None:
