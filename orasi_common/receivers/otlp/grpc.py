@@ -1,9 +1,10 @@
 """OTLP/gRPC: TraceService, MetricsService and LogsService ``Export`` on one grpc.aio server.
 
-Requests arrive as bytes (no deserializer), are validated and counted by one protobuf parse,
-and keep their bytes so that forwarding does not serialize them again. The server runs in the
-pipelines' process (its sink is the receiver's ``Ingest``) or in a worker process (its sink is
-the hand-off to the pipelines' process; see ``workers``).
+Requests arrive as bytes (no deserializer), are validated and counted by one native walk over
+them (``validate.check_request``; no parse), and keep their bytes so that forwarding does not
+serialize them again. The server runs in the pipelines' process (its sink is the receiver's
+``Ingest``) or in a worker process (its sink is the hand-off to the pipelines' process; see
+``workers``).
 """
 
 from __future__ import annotations
