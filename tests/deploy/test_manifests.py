@@ -18,7 +18,7 @@ from orasi_common import cli
 from orasi_common.config import load_config
 from orasi_common.ports import admin_port
 
-from .conftest import WORKLOADS, Object, Rendering, Tools, containers
+from .conftest import SOURCES, WORKLOADS, Object, Rendering, Tools, containers
 
 VPC = {"us-east-1": "10.1.0.0/16", "us-west-2": "10.2.0.0/16", "eu-west-1": "10.3.0.0/16"}
 HAS_BRIDGE = {"us-east-1": True, "us-west-2": True, "eu-west-1": False}
@@ -177,9 +177,16 @@ def test_gateway_autoscaling_budget_and_load_balancer(rendering: Rendering) -> N
     assert service["spec"]["loadBalancerSourceRanges"] == [VPC[rendering.region]]
 
 
-def test_bridge_statefulset_and_services(rendering: Rendering) -> None:
-    if not HAS_BRIDGE[rendering.region]:
-        pytest.skip("no bridge in a tertiary region (test_tertiary_region_has_no_bridge)")
+@pytest.mark.parametrize(
+    "where",
+    [(source, region) for source in SOURCES for region, bridge in HAS_BRIDGE.items() if bridge],
+    ids=lambda where: "-".join(where),
+)
+def test_bridge_statefulset_and_services(
+    where: tuple[str, str], rendered: dict[tuple[str, str], Rendering]
+) -> None:
+    """Regions with a bridge (the tertiary's absence: test_tertiary_region_has_no_bridge)."""
+    rendering = rendered[where]
     bridge = rendering.get("StatefulSet", "orasi-bridge")
     assert bridge["spec"]["serviceName"] == "orasi-bridge-headless"
     (claim,) = bridge["spec"]["volumeClaimTemplates"]
