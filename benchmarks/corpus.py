@@ -1,4 +1,4 @@
-"""The telemetry corpus of these machines (``/work/shared/corpus/``, see its README).
+"""The telemetry corpus of these machines (``shared/corpus/``, see its README).
 
 The reading, re-batching and replaying code is the package's (``orasi_common.bench.corpus``,
 which ``orasi bench --source FILE`` uses too); this module names where the corpus lives
@@ -14,8 +14,9 @@ from google.protobuf.message import Message
 
 from orasi_common.bench import corpus
 from orasi_common.bench.corpus import TraceCopies, rebatch
+from orasi_common.testing.shared import shared_dir
 
-CORPUS = Path(os.environ.get("ORASI_CORPUS", "/work/shared/corpus"))
+CORPUS = Path(os.environ.get("ORASI_CORPUS") or shared_dir() / "corpus")
 TRACES = CORPUS / "hipstershop-oteltraces.zst"
 
 

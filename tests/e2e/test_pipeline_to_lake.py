@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,8 +48,9 @@ from e2e.lake_fixtures import (
     json_value,
     running_stack,
 )
+from orasi_common.testing.shared import shared_path
 
-CONFORMANCE = Path("/work/shared/conformance/otlp-json")
+CONFORMANCE = shared_path("conformance", "otlp-json")
 HOUR = 3600 * 10**9
 
 # Attribute values of every type the SDK sends.

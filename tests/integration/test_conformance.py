@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,21 +26,10 @@ from google.protobuf.message import Message
 
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.testing.agent_process import AgentProcess
+from orasi_common.testing.shared import shared_path
 from orasi_common.testing.sink import OtlpSink
 
-
-def _conformance_dir() -> Path:
-    """shared/conformance/otlp-json: $ORASI_SHARED, else the shared/ beside the repository."""
-    repository = Path(__file__).resolve().parents[2]
-    candidates = [Path(os.environ["ORASI_SHARED"])] if "ORASI_SHARED" in os.environ else []
-    candidates += [repository.parent / "shared", Path("/work/shared")]
-    for shared in candidates:
-        if (shared / "conformance" / "otlp-json").is_dir():
-            return shared / "conformance" / "otlp-json"
-    return candidates[0] / "conformance" / "otlp-json"
-
-
-CONFORMANCE = _conformance_dir()
+CONFORMANCE = shared_path("conformance", "otlp-json")
 EXAMPLES = {
     "trace.json": Signal.TRACES,
     "metrics.json": Signal.METRICS,

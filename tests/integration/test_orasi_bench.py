@@ -20,6 +20,7 @@ import pytest
 from orasi_common.pdata import Signal
 from orasi_common.testing.gated_sink import GatedSink
 from orasi_common.testing.service_process import ServiceProcess, free_port, orasi_command
+from orasi_common.testing.shared import shared_path
 from orasi_common.testing.sink import OtlpSink
 
 HOST = "127.0.0.1"
@@ -98,9 +99,7 @@ def test_what_the_agent_acknowledges_reaches_the_sink(
 
 
 def test_a_corpus_file_of_logs_at_the_maximal_rate(agent: tuple[str, str], sink: OtlpSink) -> None:
-    corpus = Path("/work/shared/corpus/loghub-otellogs.zst")
-    if not corpus.exists():
-        pytest.skip(f"no corpus at {corpus}")
+    corpus = shared_path("corpus", "loghub-otellogs.zst")
     report = bench(agent[0], "--signal", "logs", "--source", str(corpus), "--duration", "1", "--workers", "2")
     assert report["rate"] is None and report["items_per_request"] == 100
     sink.wait_for_items(Signal.LOGS, report["items"]["acknowledged"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,10 +10,11 @@ from orasi_common.errors import MalformedData
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.pdata.otlp import count_items
 from orasi_common.pdata.otlp_json import parse_json, to_json
+from orasi_common.testing.shared import shared_path
 
 from ...builders import request_with
 
-CONFORMANCE = Path("/work/shared/conformance/otlp-json")
+CONFORMANCE = shared_path("conformance", "otlp-json")
 TRACES = SPECS[Signal.TRACES].request_type
 LOGS = SPECS[Signal.LOGS].request_type
 METRICS = SPECS[Signal.METRICS].request_type

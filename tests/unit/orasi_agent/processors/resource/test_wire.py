@@ -4,7 +4,6 @@ corpus requests: the edited bytes must parse to what editing the parsed message 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +17,11 @@ from orasi_agent.processors.resource.wire import (
     encode_varint,
     read_varint,
 )
+from orasi_common.bench import corpus
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.processors.batch import BatchProcessor
 from orasi_common.processors.batch import Config as BatchConfig
+from orasi_common.testing.shared import shared_path
 
 from ....builders import request_with
 from ....doubles import RecordingConsumer, make_settings
@@ -150,13 +151,7 @@ def test_a_truncated_field_is_not_edited() -> None:
 
 
 def _corpus_requests() -> list[bytes]:
-    try:
-        corpus = importlib.import_module("benchmarks.corpus")
-    except ImportError:
-        pytest.skip("benchmarks/corpus.py is not here")
-    if not corpus.TRACES.exists():
-        pytest.skip(f"the corpus is not at {corpus.TRACES}")
-    requests = corpus.read_requests()
+    requests = corpus.read_requests(shared_path("corpus", "hipstershop-oteltraces.zst"))
     return [request.SerializeToString() for request in corpus.rebatch(requests, 100)[::40]]
 
 

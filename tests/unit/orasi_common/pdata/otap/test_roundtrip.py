@@ -6,7 +6,6 @@ import io
 import random
 import struct
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,10 +38,9 @@ from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.otap.payload_types import AttributeValueType
 from orasi_common.pdata.otap.traces import decode_traces, encode_traces, encode_traces_bytes
 from orasi_common.pdata.otlp_json import parse_json
+from orasi_common.testing.shared import shared_path
 
-CONFORMANCE = Path(__file__).resolve().parents[6] / "shared" / "conformance" / "otlp-json"
-if not CONFORMANCE.is_dir():  # the work tree beside shared/, as the lead lays it out
-    CONFORMANCE = Path("/work/shared/conformance/otlp-json")
+CONFORMANCE = shared_path("conformance", "otlp-json")
 
 EXAMPLES = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
