@@ -4,6 +4,7 @@
 PYTHON ?= python3
 export ORASI_TEST_S3_ENDPOINT ?= http://127.0.0.1:8333
 export ORASI_TEST_CATALOG_URI ?= postgresql+psycopg://postgres@127.0.0.1:5432/orasi_test
+export ORASI_TEST_ETCD ?= http://127.0.0.1:2379
 export AWS_ACCESS_KEY_ID ?= testkey
 export AWS_SECRET_ACCESS_KEY ?= testsecret
 export AWS_REGION ?= us-east-1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start or stop the real servers the test suite needs (SERVERS.md): SeaweedFS (S3) on
-# 127.0.0.1:8333 and a PostgreSQL database for the Iceberg catalog. PostgreSQL itself is
-# expected to be running (it is on these machines); it is started only if it is not.
+# 127.0.0.1:8333, etcd on 127.0.0.1:2379 (Debian etcd-server, installed when missing) and a
+# PostgreSQL database for the Iceberg catalog. PostgreSQL itself is expected to be running (it
+# is on these machines); it is started only if it is not.
 # Usage: scripts/test-servers.sh start|stop    State lives in $ORASI_TEST_STATE (default .ci/tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,16 +46,46 @@ s3 = fs.S3FileSystem(endpoint_override='127.0.0.1:8333', scheme='http', region='
 s3.get_file_info(fs.FileSelector('orasi-telemetry-us-east-1'))"
     echo "test-servers: SeaweedFS S3 on 127.0.0.1:8333 (pid $(cat "$state/weed.pid"))"
   fi
+
+  if [ -f "$state/etcd.pid" ] && kill -0 "$(cat "$state/etcd.pid")" 2>/dev/null; then
+    echo "test-servers: etcd already running (pid $(cat "$state/etcd.pid"))"
+  else
+    install_etcd
+    # The client port is fixed (ORASI_TEST_ETCD); the peer port is any free one.
+    peer=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    rm -rf "$state/etcd" && mkdir -p "$state/etcd"
+    etcd --name orasi-test --data-dir "$state/etcd/data" \
+      --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "orasi-test=http://127.0.0.1:$peer" >"$state/etcd.log" 2>&1 &
+    echo $! > "$state/etcd.pid"
+    wait_for etcd env ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 --command-timeout=1s endpoint health
+    echo "test-servers: etcd on 127.0.0.1:2379 (pid $(cat "$state/etcd.pid"))"
+  fi
 }
 
-stop() {
-  if [ -f "$state/weed.pid" ]; then
-    pid=$(cat "$state/weed.pid")
+install_etcd() {  # Debian's etcd-server and etcd-client, without starting Debian's own etcd service
+  if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then return 0; fi
+  local policy=/usr/sbin/policy-rc.d made_policy=""
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1; fi
+  apt-get install -y -q etcd-server etcd-client >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q etcd-server etcd-client >/dev/null; }
+  if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+}
+
+stop_pid() {  # stop_pid FILE: stop the process whose pid FILE holds (TERM, then KILL after 10 s)
+  if [ -f "$1" ]; then
+    pid=$(cat "$1")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
-    rm -f "$state/weed.pid"
+    rm -f "$1"
   fi
+}
+
+stop() {
+  stop_pid "$state/weed.pid"
+  stop_pid "$state/etcd.pid"
 }
 
 case "${1:-}" in

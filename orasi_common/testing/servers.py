@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
+import httpx
 import psycopg
 import pyarrow.fs as pafs
 from sqlalchemy.engine import make_url
@@ -22,6 +23,7 @@ AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testsecret"),
     "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
 }
+ETCD = os.environ.get("ORASI_TEST_ETCD", "http://127.0.0.1:2379")
 BUCKET = "orasi-telemetry-us-east-1"
 START_HINT = "start them with `scripts/test-servers.sh start` (or `make servers`)"
 
@@ -66,3 +68,20 @@ def servers_missing(what: str) -> str | None:
     both answer). Tests fail with it, never skip."""
     problems = server_problems()
     return f"{what} need real servers, and " + "; ".join(problems) + f" — {START_HINT}" if problems else None
+
+
+def etcd_problem(endpoint: str = ETCD) -> str | None:
+    """What is wrong with the etcd at ``endpoint`` (None when it answers healthy)."""
+    try:
+        response = httpx.get(f"{endpoint}/health", timeout=3)
+    except httpx.HTTPError as error:
+        return f"etcd at {endpoint} does not answer: {error!r}"
+    if response.status_code != 200 or response.json().get("health") != "true":
+        return f"etcd at {endpoint} is not healthy: {response.status_code} {response.text.strip()}"
+    return None
+
+
+def etcd_missing(what: str) -> str | None:
+    """Why ``what`` cannot run without etcd (None when it answers). Tests fail with it, never skip."""
+    problem = etcd_problem()
+    return f"{what} need a real etcd, and {problem} — {START_HINT}" if problem else None
