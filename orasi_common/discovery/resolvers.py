@@ -2,6 +2,8 @@
 
 ``static`` never changes. ``dns`` resolves a name (e.g. a Kubernetes headless Service) every
 ``interval`` seconds and reports the set of addresses; a failed lookup keeps the last set.
+``etcd`` watches the services registered in etcd (``discovery/etcd.py``); while etcd is
+unreachable it keeps the last set.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.discovery.etcd import EtcdDefaults, EtcdResolverConfig, EtcdWatch, RecordEndpoint
+from orasi_common.telemetry.metrics import Metrics
 
 log = logging.getLogger("orasi.discovery")
 
@@ -35,16 +39,19 @@ class DnsResolverConfig(ComponentConfig):
 class ResolverConfig(ComponentConfig):
     static: StaticResolverConfig | None = Field(default=None, description="A fixed list.")
     dns: DnsResolverConfig | None = Field(default=None, description="A DNS name, re-resolved.")
+    etcd: EtcdResolverConfig | None = Field(
+        default=None, description="The instances of a service registered in etcd, watched."
+    )
 
     @model_validator(mode="after")
     def _one(self) -> ResolverConfig:
-        if (self.static is None) == (self.dns is None):
-            raise ValueError("set exactly one of static and dns")
+        if sum(part is not None for part in (self.static, self.dns, self.etcd)) != 1:
+            raise ValueError("set exactly one of static, dns and etcd")
         return self
 
     @property
-    def kind(self) -> Literal["static", "dns"]:
-        return "static" if self.static is not None else "dns"
+    def kind(self) -> Literal["static", "dns", "etcd"]:
+        return "static" if self.static is not None else "dns" if self.dns is not None else "etcd"
 
 
 def _endpoint(family: int, address: str, port: int) -> str:
@@ -52,13 +59,41 @@ def _endpoint(family: int, address: str, port: int) -> str:
 
 
 class Resolver:
-    """Calls ``on_change`` with the sorted endpoint list whenever it changes (and once at start)."""
+    """Calls ``on_change`` with the sorted endpoint list whenever it changes (and at start when
+    the first list is not empty).
 
-    def __init__(self, config: ResolverConfig, on_change: OnChange) -> None:
+    ``name`` labels the resolver's metrics (``orasi_discovery_up``, ...); ``protocol`` is the
+    endpoint of an etcd registration record to dial; ``etcd_defaults`` the etcd extension's
+    endpoints and region, for an etcd resolver that leaves them unset.
+    """
+
+    def __init__(
+        self,
+        config: ResolverConfig,
+        on_change: OnChange,
+        *,
+        name: str = "",
+        metrics: Metrics | None = None,
+        protocol: RecordEndpoint = "otlp_grpc",
+        etcd_defaults: EtcdDefaults | None = None,
+    ) -> None:
         self._config = config
         self._on_change = on_change
         self.endpoints: list[str] = []
         self._task: asyncio.Task[None] | None = None
+        self._etcd: EtcdWatch | None = None
+        if config.etcd is not None:
+            up = metrics.discovery_up.labels(name) if metrics else None
+            malformed = metrics.discovery_malformed_records.labels(name) if metrics else None
+            self._etcd = EtcdWatch(
+                config.etcd,
+                protocol,
+                self._update,
+                name=name,
+                defaults=etcd_defaults,
+                on_up=(lambda value: up.set(int(value))) if up else lambda _: None,
+                on_malformed=malformed.inc if malformed else lambda _: None,
+            )
 
     def _update(self, endpoints: list[str]) -> None:
         endpoints = sorted(set(endpoints))
@@ -66,9 +101,16 @@ class Resolver:
             self.endpoints = endpoints
             self._on_change(endpoints)
 
+    @property
+    def etcd(self) -> EtcdWatch | None:
+        return self._etcd
+
     async def start(self) -> None:
         if self._config.static is not None:
             self._update(self._config.static.endpoints)
+            return
+        if self._etcd is not None:
+            await self._etcd.start()
             return
         assert self._config.dns is not None
         await self._resolve(self._config.dns)
@@ -93,6 +135,8 @@ class Resolver:
             await self._resolve(dns)
 
     async def stop(self) -> None:
+        if self._etcd is not None:
+            await self._etcd.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -107,6 +107,19 @@ class Metrics:
             ["exporter", "group"],
             registry=r,
         )
+        self.discovery_up = Gauge(
+            "orasi_discovery_up",
+            "1 while a resolver reaches its source of endpoints (etcd), 0 while it cannot and "
+            "keeps the last endpoints it knew.",
+            ["resolver"],
+            registry=r,
+        )
+        self.discovery_malformed_records = Counter(
+            "orasi_discovery_malformed_records",
+            "Registration records a resolver skipped because they did not parse (once per revision).",
+            ["resolver"],
+            registry=r,
+        )
         self.wal_corrupt_segments = Counter(
             "orasi_wal_corrupt_segments",
             "Write-ahead-log segments found with a torn or corrupt tail at start (tail skipped).",

@@ -24,7 +24,10 @@ class RoutingConfig(ComponentConfig):
 
 class Config(ExporterConfig):
     protocol: Literal["otlp", "otap"] = Field(default="otlp", description="What to speak upstream.")
-    resolver: ResolverConfig = Field(description="The primary upstream group.")
+    resolver: ResolverConfig = Field(
+        description="The primary upstream group. An etcd resolver dials each registered instance's "
+        "`otap` endpoint when protocol is otap, its `otlp_grpc` endpoint otherwise."
+    )
     failover: ResolverConfig | None = Field(
         default=None, description="A secondary group (e.g. another region) used while no primary is healthy."
     )

@@ -107,7 +107,13 @@ class LoadBalancingExporter:
 
     async def start(self) -> None:
         for group in self._groups:
-            group.resolver = Resolver(group.resolver_config, functools.partial(self._on_change, group))
+            group.resolver = Resolver(
+                group.resolver_config,
+                functools.partial(self._on_change, group),
+                name=f"{self._settings.id}/{group.name}",
+                metrics=self._settings.metrics,
+                protocol="otap" if self._config.protocol == "otap" else "otlp_grpc",
+            )
             await group.resolver.start()
             await asyncio.gather(*self._updates)
         await self._helper.start()
