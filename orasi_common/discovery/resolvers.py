@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -56,6 +57,19 @@ class ResolverConfig(ComponentConfig):
 
 def _endpoint(family: int, address: str, port: int) -> str:
     return f"[{address}]:{port}" if family == socket.AF_INET6 else f"{address}:{port}"
+
+
+def pick(endpoints: Sequence[str], current: str | None, identity: str) -> str | None:
+    """One endpoint of a list, for a sender that talks to one peer at a time: ``current`` while it
+    is listed, else the endpoint ranking first for ``identity`` under rendezvous hashing (None if
+    the list is empty). Senders spread evenly, and when a peer leaves only its senders move."""
+    if current in endpoints:
+        return current
+
+    def rank(endpoint: str) -> bytes:
+        return hashlib.blake2b(f"{identity}|{endpoint}".encode(), digest_size=8).digest()
+
+    return max(endpoints, key=rank, default=None)
 
 
 class Resolver:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
-from orasi_common.exporters.otlp.config import GrpcClientConfig
+from orasi_common.exporters.otlp.config import GrpcClientConfig, PeerConfig
 from orasi_common.pipeline.exporter_helper import ExporterConfig
 
 
@@ -34,5 +34,5 @@ class ArrowClientConfig(GrpcClientConfig):
     arrow: ArrowConfig = Field(default_factory=ArrowConfig, description="OTAP stream settings.")
 
 
-class Config(ExporterConfig, ArrowClientConfig):
+class Config(ExporterConfig, ArrowClientConfig, PeerConfig):
     pass

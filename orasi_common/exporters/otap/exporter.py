@@ -8,3 +8,4 @@ from orasi_common.exporters.otap.client import OtapClient
 
 class OtapExporter(GrpcExporter):
     client_type = OtapClient
+    record_endpoint = "otap"

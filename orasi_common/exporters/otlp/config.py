@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.discovery.resolvers import ResolverConfig
 from orasi_common.pipeline.exporter_helper import ExporterConfig
 
 
@@ -27,5 +28,31 @@ class GrpcClientConfig(ComponentConfig):
     max_send_msg_size_mib: float = Field(default=64, gt=0, description="Largest message sent, MiB.")
 
 
-class Config(ExporterConfig, GrpcClientConfig):
+class PeerConfig(GrpcClientConfig):
+    """One peer, named (``endpoint``) or found (``resolver``), for the otlp and otap exporters."""
+
+    resolver: ResolverConfig | None = Field(
+        default=None,
+        description="Where to find the peer instead of `endpoint` (static, dns or etcd): the exporter "
+        "sends to one listed endpoint, keeps it while it is listed, and chooses another (rendezvous "
+        "hashing, so senders spread) when it leaves. An etcd resolver dials each registered "
+        "instance's `otap` endpoint for the otap exporter, its `otlp_grpc` endpoint for otlp.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_endpoint_with_a_resolver(cls, data: Any) -> Any:
+        # `endpoint` stays required (and reported missing) unless a resolver stands in for it.
+        if isinstance(data, dict) and data.get("resolver") is not None and "endpoint" not in data:
+            return {**data, "endpoint": ""}
+        return data
+
+    @model_validator(mode="after")
+    def _endpoint_or_resolver(self) -> PeerConfig:
+        if self.endpoint and self.resolver is not None:
+            raise ValueError("set endpoint or resolver, not both")
+        return self
+
+
+class Config(ExporterConfig, PeerConfig):
     pass
