@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from orasi_common.config.model import ServiceConfig
@@ -13,7 +14,20 @@ from orasi_common.pipeline.graph import Graph, resolve
 from orasi_common.ports import admin_port
 from orasi_common.telemetry.admin import AdminApp
 from orasi_common.telemetry.metrics import Metrics
+from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
+
+
+@dataclass(frozen=True)
+class _AdminListening:
+    """The admin port as a ``Listening`` component, for the registration of the service."""
+
+    server: HttpServer
+    endpoint: str
+
+    def listening(self) -> dict[str, str]:
+        port = self.server.port
+        return {} if port is None else {"admin": join_endpoint(split_endpoint(self.endpoint)[0], port)}
 
 
 class Service:
@@ -28,6 +42,7 @@ class Service:
         self.admin = HttpServer(
             AdminApp(name, self.metrics, lambda: self.ready, self.describe), admin_endpoint
         )
+        self.graph.listeners.append(_AdminListening(self.admin, admin_endpoint))
         self._logger = logging.getLogger(f"orasi.{name}")
 
     def describe(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from orasi_bridge.api.rest import create_app
 from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine
 from orasi_common.pipeline.component import Host, Settings
+from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
 
 
@@ -18,10 +19,16 @@ class QueryApi:
         self.engine = QueryEngine(writer, config.limits)
         self.server = HttpServer(create_app(config, self.engine, settings.metrics), config.endpoint)
         self._logger = settings.logger
+        self._endpoint = config.endpoint
 
     @property
     def port(self) -> int | None:
         return self.server.port
+
+    def listening(self) -> dict[str, str]:
+        if self.port is None:
+            return {}
+        return {"query_http": join_endpoint(split_endpoint(self._endpoint)[0], self.port)}
 
     async def start(self) -> None:
         await self.server.start()

@@ -1,6 +1,8 @@
-"""The control plane on etcd (ARCHITECTURE §7): the registration record format, registries and
-elections. Imports no service; the services reach it through the ``etcd`` extension."""
+"""The control plane on etcd (ARCHITECTURE §7): the registration record format, the registries
+services register in (etcd, or in-process), and leader elections. Imports no service; services
+reach it through the ``etcd`` extension (``orasi_common.extensions.etcd``)."""
 
+from orasi_common.control.election import Election, leader_key
 from orasi_common.control.registration import (
     Endpoints,
     Key,
@@ -13,15 +15,23 @@ from orasi_common.control.registration import (
     parse_key,
     prefix,
 )
+from orasi_common.control.registry import LOCAL, Change, EtcdRegistry, InProcessRegistry, Registry
 
 __all__ = [
+    "LOCAL",
+    "Change",
+    "Election",
     "Endpoints",
+    "EtcdRegistry",
+    "InProcessRegistry",
     "Key",
     "MalformedRecord",
     "Record",
+    "Registry",
     "decode",
     "encode",
     "key_of",
+    "leader_key",
     "make_record",
     "parse_key",
     "prefix",

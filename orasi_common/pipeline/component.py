@@ -99,10 +99,26 @@ class ExporterFactory:
     kind: Kind = Kind.EXPORTER
 
 
+@runtime_checkable
+class Listening(Protocol):
+    """A component that accepts connections: where, once started, by protocol."""
+
+    def listening(self) -> Mapping[str, str]:
+        """Protocol name (``otlp_grpc``, ``otlp_http``, ``otap``, ``query_http``, ``admin``, the
+        names of ``control.registration.Endpoints``) → ``host:port`` it is bound to, the host as
+        configured (possibly ``0.0.0.0``). Empty before ``start()``."""
+        ...
+
+
 class Host(Protocol):
     """What an extension may ask of the service it runs in."""
 
     def exporter(self, exporter_id: str) -> Exporter: ...
+
+    def listening(self) -> Mapping[str, str]:
+        """Where the service answers so far: every started ``Listening`` component's endpoints
+        and the admin port's (the first component to name a protocol keeps it)."""
+        ...
 
 
 @dataclass(frozen=True)

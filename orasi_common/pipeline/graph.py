@@ -27,6 +27,7 @@ from orasi_common.pipeline.component import (
     Exporter,
     Factories,
     Kind,
+    Listening,
     Processor,
     Settings,
     component_type,
@@ -140,6 +141,7 @@ class Graph:
     exporters: dict[str, Exporter]
     extensions: dict[str, Component] = field(default_factory=dict)
     started: list[Component] = field(default_factory=list)
+    listeners: list[Listening] = field(default_factory=list)  # outside the graph: the admin port
 
     @classmethod
     def build(cls, resolved: ResolvedConfig, factories: Factories, service: str, metrics: Metrics) -> Graph:
@@ -205,6 +207,15 @@ class Graph:
             return self.exporters[exporter_id]
         except KeyError:
             raise LookupError(f"no exporter {exporter_id!r} is in a pipeline") from None
+
+    def listening(self) -> dict[str, str]:
+        """Where the service answers so far (``Host.listening``)."""
+        endpoints: dict[str, str] = {}
+        for component in [*self.listeners, *self.receivers.values(), *self.extensions.values()]:
+            if isinstance(component, Listening):
+                for protocol, address in component.listening().items():
+                    endpoints.setdefault(protocol, address)
+        return endpoints
 
     def _start_order(self) -> list[Component]:
         order: list[Component] = list(self.exporters.values())

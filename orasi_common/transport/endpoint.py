@@ -11,6 +11,11 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def join_endpoint(host: str, port: int) -> str:
+    """("::1", 4317) → ``[::1]:4317``; ("10.0.0.7", 4317) → ``10.0.0.7:4317``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def validate_endpoint(endpoint: str) -> str:
     """For pydantic validators: the endpoint unchanged, or a ValueError saying why."""
     split_endpoint(endpoint)

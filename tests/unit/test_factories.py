@@ -40,6 +40,7 @@ MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.EXPORTER, "loadbalancing"): {"resolver": {"static": {"endpoints": ["127.0.0.1:1", "127.0.0.1:2"]}}},
     (Kind.EXPORTER, "lake"): LAKE,
     (Kind.EXTENSION, "query_api"): {"endpoint": "127.0.0.1:0"},
+    (Kind.EXTENSION, "etcd"): {"endpoints": []},  # the in-process registry (etcd: integration tests)
 }
 
 
@@ -117,7 +118,11 @@ def _create(factory: Factory, metrics: Metrics, tmp: str) -> Any:
 
 
 class _LakeHost:
-    """A Host whose only exporter is a (not started) lake writer, for the query API."""
+    """A Host whose only exporter is a (not started) lake writer, for the query API, and that
+    listens on one admin port (for the etcd extension)."""
+
+    def listening(self) -> dict[str, str]:
+        return {"admin": "0.0.0.0:13133"}
 
     def __init__(self, metrics: Metrics, tmp: str) -> None:
         self._metrics, self._tmp = metrics, tmp

@@ -28,6 +28,7 @@ class Config(otlp.Config):
 
 
 class OtapReceiver(OtlpReceiver):
+    grpc_protocol = "otap"  # its gRPC port serves OTLP too, but is registered as OTAP's
     _streams: ArrowStreams | None = None
 
     def grpc_services(self, ingest: Ingest, config: otlp.Config) -> list[grpc.GenericRpcHandler]:

@@ -13,12 +13,16 @@ from orasi_common.receivers.otlp.config import Config
 from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
 from orasi_common.receivers.otlp.http import OtlpHttpApp
 from orasi_common.receivers.otlp.workers import GrpcWorkers
+from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
 
 
 class OtlpReceiver:
+    grpc_protocol = "otlp_grpc"  # what its gRPC port is registered as (``Listening``)
+
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
         self.logger = settings.logger
+        self._config = config
         ingest = Ingest(settings, consumers)
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc: OtlpGrpcServer | GrpcWorkers | None = None
@@ -48,6 +52,16 @@ class OtlpReceiver:
     @property
     def http_port(self) -> int | None:
         return self.http.port if self.http else None
+
+    def listening(self) -> dict[str, str]:
+        endpoints: dict[str, str] = {}
+        for protocol, config, port in (
+            (self.grpc_protocol, self._config.protocols.grpc, self.grpc_port),
+            ("otlp_http", self._config.protocols.http, self.http_port),
+        ):
+            if config is not None and port is not None:
+                endpoints[protocol] = join_endpoint(split_endpoint(config.endpoint)[0], port)
+        return endpoints
 
     async def start(self) -> None:
         if self.grpc:

@@ -1,0 +1,1 @@
+"""Extensions every service can run (outside pipelines): ``etcd`` registration."""
