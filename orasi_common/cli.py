@@ -60,7 +60,7 @@ def _validate(path: str, service: str) -> int:
     return 0
 
 
-def _up(data_dir: str, host: str, overrides: list[str]) -> int:
+def _up(data_dir: str, host: str, overrides: list[str], etcd: str | None = None) -> int:
     from orasi_common.telemetry.logs import configure_logging
     from orasi_common.up import run_up
 
@@ -76,7 +76,8 @@ def _up(data_dir: str, host: str, overrides: list[str]) -> int:
     try:
         import uvloop
 
-        uvloop.run(run_up(Path(data_dir).resolve(), ports, host))
+        region = os.environ.get("ORASI_REGION", "us-east-1")
+        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region))
     except OSError as error:
         print(f"orasi up: cannot start: {error}", file=sys.stderr)
         return 1
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=".orasi", help="where the lake and catalog live (default .orasi)")
     up.add_argument("--host", default="127.0.0.1", help="address every port binds to (default 127.0.0.1)")
     up.add_argument("--port", action="append", default=[], metavar="NAME=PORT", help="override one port")
+    up.add_argument(
+        "--etcd",
+        metavar="URL",
+        help="register the three services in this etcd, region $ORASI_REGION (default: in-process)",
+    )
     query = commands.add_parser("query", help="run SQL against a bridge's query API")
     query.add_argument("sql", help="one SELECT over spans, logs, metric_points")
     query.add_argument("--start", help="RFC 3339 or Unix ns (default: end - 1 h)")
@@ -126,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":
-            return _up(args.data_dir, args.host, args.port)
+            return _up(args.data_dir, args.host, args.port, args.etcd)
         if args.command == "query":
             return _query(args)
         if args.command == "bench":

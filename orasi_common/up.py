@@ -56,8 +56,13 @@ AGENT_QUEUE_MEMORY_MIB = 16
 """Of the agent's logged queue, MiB kept in memory too; the rest is read back from the log."""
 
 
-def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, ServiceConfig]:
+def configs(
+    data_dir: Path, ports: Mapping[str, int], host: str, etcd: str | None = None, region: str = "us-east-1"
+) -> dict[str, ServiceConfig]:
     """The three services' configurations: agent → (OTLP) → gateway → (OTAP) → bridge.
+
+    Each registers itself in the control plane (the `etcd` extension, last): in the etcd at
+    ``etcd`` when given, otherwise in this process's registry (``control.registry.LOCAL``).
 
     The gateway and the bridge receive with `otap`, which serves OTLP and OTAP on one port.
 
@@ -121,6 +126,10 @@ def configs(data_dir: Path, ports: Mapping[str, int], host: str) -> dict[str, Se
             },
         },
     )
+    registration = {"endpoints": [etcd] if etcd else [], "region": region}
+    for document in documents.values():
+        document.setdefault("extensions", {})["etcd"] = dict(registration)
+        document["service"]["extensions"] = [*document["service"].get("extensions", []), "etcd"]
     return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
 
 
@@ -164,9 +173,11 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-async def run_up(data_dir: Path, ports: Mapping[str, int], host: str) -> None:
+async def run_up(
+    data_dir: Path, ports: Mapping[str, int], host: str, etcd: str | None = None, region: str = "us-east-1"
+) -> None:
     """Run the three services until SIGTERM or SIGINT (the caller tunes the allocators first)."""
-    service_configs = configs(data_dir, ports, host)
+    service_configs = configs(data_dir, ports, host, etcd, region)
     factories = {name: plugins.load(name).load_factories() for name in service_configs}
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     with await asyncio.to_thread(lock_data_dir, data_dir):

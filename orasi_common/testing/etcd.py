@@ -8,6 +8,7 @@ or restart etcd: those must not touch the shared one (``servers.ETCD``) other te
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -17,7 +18,21 @@ from typing import Any, Self
 
 import httpx
 
+from orasi_common.control.registry import etcd_client
 from orasi_common.testing.service_process import free_port, stop_process
+
+
+def read_prefix(url: str, prefix: str) -> dict[str, bytes]:
+    """Every key under ``prefix`` in the etcd at ``url`` and its value (from synchronous code)."""
+
+    async def read() -> dict[str, bytes]:
+        client = etcd_client(url)
+        try:
+            return {kv.key.decode(): kv.value for kv in await client.get_prefix(prefix.encode())}
+        finally:
+            await client.close()
+
+    return asyncio.run(read())
 
 
 class EtcdServer:

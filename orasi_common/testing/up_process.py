@@ -13,6 +13,7 @@ afterwards, on the same data directory and ports.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ class UpProcess(ServiceProcess):
     ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def on_free_ports(cls, workdir: Path, data_dir: Path | None = None) -> UpProcess:
-        """A process (not started) on free ports, its data directory ``workdir/data`` by default."""
+    def on_free_ports(
+        cls, workdir: Path, data_dir: Path | None = None, args: Sequence[str] = ()
+    ) -> UpProcess:
+        """A process (not started) on free ports, its data directory ``workdir/data`` by default;
+        ``args`` are more arguments of ``orasi up`` (e.g. ``--etcd URL``)."""
         ports = {name: free_port() for name in PORTS}
         data_dir = data_dir or workdir / "data"
         overrides = [arg for name, port in ports.items() for arg in ("--port", f"{name}={port}")]
-        argv = ["up", "--data-dir", str(data_dir), *overrides]
+        argv = ["up", "--data-dir", str(data_dir), *overrides, *args]
         admin_url = f"http://127.0.0.1:{ports['agent.admin']}"
         return cls(
             argv, admin_url, workdir, label=f"orasi-up-{ports['agent.admin']}", data_dir=data_dir, ports=ports

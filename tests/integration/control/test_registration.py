@@ -12,24 +12,13 @@ from typing import Any
 import aetcd
 
 from orasi_common.control.registration import decode, key_of, prefix
-from orasi_common.control.registry import EtcdRegistry, etcd_client
-from orasi_common.testing.etcd import EtcdServer
+from orasi_common.control.registry import EtcdRegistry
+from orasi_common.testing.etcd import EtcdServer, read_prefix
 from orasi_common.testing.service_process import ServiceProcess, free_ports, start_on_free_ports
 from orasi_common.topology import Ports, forwarder, service
 from orasi_common.version import __version__
 
 TTL = 2
-
-
-def _snapshot(url: str, key_prefix: str) -> dict[str, bytes]:
-    async def read() -> dict[str, bytes]:
-        client = etcd_client(url)
-        try:
-            return {kv.key.decode(): kv.value for kv in await client.get_prefix(key_prefix.encode())}
-        finally:
-            await client.close()
-
-    return asyncio.run(read())
 
 
 def _wait_until(condition: Any, timeout: float) -> float:
@@ -76,7 +65,7 @@ def test_bridge_record_then_graceful_stop_removes_it_at_once(
     try:
         ports = bridge.config["service"]["telemetry"]["admin"]["endpoint"]
         receiver = bridge.config["receivers"]["otlp"]["protocols"]
-        registered = _snapshot(etcd_url, prefix(region))
+        registered = read_prefix(etcd_url, prefix(region))
         assert list(registered) == [key]
         record = decode(registered[key])
         assert record.endpoints.model_dump() == {
@@ -92,7 +81,7 @@ def test_bridge_record_then_graceful_stop_removes_it_at_once(
         assert 0 <= time.time() - record.started_at.timestamp() < 60
     finally:
         bridge.terminate()
-    assert _snapshot(etcd_url, prefix(region)) == {}  # revoked at shutdown, not expired
+    assert read_prefix(etcd_url, prefix(region)) == {}  # revoked at shutdown, not expired
 
 
 def test_killed_gateway_disappears_within_the_lease_ttl(etcd_url: str, region: str, tmp_path: Path) -> None:
@@ -100,14 +89,14 @@ def test_killed_gateway_disappears_within_the_lease_ttl(etcd_url: str, region: s
     key = key_of(region, "gateway", "gw-1")
     gateway = start_on_free_ports(lambda: _gateway(ports, etcd_url, region, tmp_path))
     try:
-        record = decode(_snapshot(etcd_url, key)[key])
+        record = decode(read_prefix(etcd_url, key)[key])
         assert record.endpoints.otap == f"127.0.0.1:{ports.grpc}"
         assert record.protocols == ("otap", "otlp_http")
         time.sleep(TTL)  # the lease has been kept alive past its first TTL
-        assert key in _snapshot(etcd_url, key)
+        assert key in read_prefix(etcd_url, key)
         gateway.kill9()
-        assert key in _snapshot(etcd_url, key)  # nobody revoked it: it expires
-        assert _wait_until(lambda: key not in _snapshot(etcd_url, key), TTL + 1) <= TTL + 1
+        assert key in read_prefix(etcd_url, key)  # nobody revoked it: it expires
+        assert _wait_until(lambda: key not in read_prefix(etcd_url, key), TTL + 1) <= TTL + 1
     finally:
         gateway.stop()
 
@@ -118,17 +107,17 @@ def test_registers_again_after_etcd_lost_its_lease(region: str, tmp_path: Path) 
         key = key_of(region, "gateway", "gw-1")
         gateway = start_on_free_ports(lambda: _gateway(ports, etcd.url, region, tmp_path))
         try:
-            first = decode(_snapshot(etcd.url, key)[key])
+            first = decode(read_prefix(etcd.url, key)[key])
             etcd.stop()
             time.sleep(1)
             etcd.start(wipe=True)  # every lease and key gone
-            assert _snapshot(etcd.url, key) == {}
-            _wait_until(lambda: key in _snapshot(etcd.url, key), 15)
-            assert decode(_snapshot(etcd.url, key)[key]) == first
+            assert read_prefix(etcd.url, key) == {}
+            _wait_until(lambda: key in read_prefix(etcd.url, key), 15)
+            assert decode(read_prefix(etcd.url, key)[key]) == first
             assert gateway.running()
         finally:
             gateway.terminate()
-        assert _snapshot(etcd.url, key) == {}
+        assert read_prefix(etcd.url, key) == {}
 
 
 def test_a_registry_started_while_etcd_is_down_registers_once_it_answers(tmp_path: Path) -> None:
@@ -137,10 +126,10 @@ def test_a_registry_started_while_etcd_is_down_registers_once_it_answers(tmp_pat
         await registry.start()  # etcd is not running yet: start does not fail
         await registry.register("/orasi/r/services/gateway/g", b"v")
         await asyncio.to_thread(etcd.start)
-        await asyncio.to_thread(_wait_until, lambda: _snapshot(etcd.url, "/orasi/") != {}, 10)
+        await asyncio.to_thread(_wait_until, lambda: read_prefix(etcd.url, "/orasi/") != {}, 10)
         assert await registry.snapshot("/orasi/") == {"/orasi/r/services/gateway/g": b"v"}
         await registry.shutdown()
-        assert await asyncio.to_thread(_snapshot, etcd.url, "/orasi/") == {}
+        assert await asyncio.to_thread(read_prefix, etcd.url, "/orasi/") == {}
 
     with EtcdServer(tmp_path) as etcd:
         asyncio.run(scenario(etcd))

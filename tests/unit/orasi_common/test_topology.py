@@ -28,6 +28,7 @@ def receiver(grpc: int, http: int) -> dict[str, Any]:
 
 
 MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
+ETCD = {"etcd": {"endpoints": [], "region": "us-east-1"}}  # in-process registration (no --etcd)
 
 UP = {
     "agent": {
@@ -47,8 +48,10 @@ UP = {
                 "sending_queue": {"storage": {"directory": "/srv/orasi-data/wal/agent", "memory_mib": 16}},
             }
         },
+        "extensions": ETCD,
         "service": {
             "pipelines": pipelines("otlp", ["memory_limiter", "resource", "batch"], "otlp"),
+            "extensions": ["etcd"],
             "telemetry": {"admin": {"endpoint": "0.0.0.0:13133"}},
         },
     },
@@ -65,8 +68,10 @@ UP = {
                 "sending_queue": {"enabled": False},
             }
         },
+        "extensions": ETCD,
         "service": {
             "pipelines": pipelines("otap", ["memory_limiter"], "otap"),
+            "extensions": ["etcd"],
             "telemetry": {"admin": {"endpoint": "0.0.0.0:13134"}},
         },
     },
@@ -84,10 +89,10 @@ UP = {
                 "wal": {"directory": "/srv/orasi-data/wal/bridge"},
             }
         },
-        "extensions": {"query_api": {"endpoint": "0.0.0.0:8080", "lake": "lake"}},
+        "extensions": {"query_api": {"endpoint": "0.0.0.0:8080", "lake": "lake"}, **ETCD},
         "service": {
             "pipelines": pipelines("otap", ["memory_limiter"], "lake"),
-            "extensions": ["query_api"],
+            "extensions": ["query_api", "etcd"],
             "telemetry": {"admin": {"endpoint": "0.0.0.0:13135"}},
         },
     },

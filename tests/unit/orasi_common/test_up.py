@@ -87,3 +87,13 @@ def test_the_lake_refuses_more_rows_before_the_memory_limiter_refuses_data(
         soft, _ = limits(limiter)
         # A flush holds its rows twice (sorted for the files): still below the soft limit.
         assert 2 * lake.max_buffer_mib * MIB < soft
+
+
+def test_every_service_registers_in_process_or_in_the_etcd_given(resolved: dict[str, ResolvedConfig]) -> None:
+    for name, config in resolved.items():
+        assert config.service.service.extensions[-1] == "etcd", name  # last: every endpoint known
+        assert config.extensions["etcd"].endpoints == []
+    with_etcd = configs(DATA, PORTS, "127.0.0.1", etcd="http://10.0.0.1:2379", region="eu-west-1")
+    for config in with_etcd.values():
+        etcd = config.extensions["etcd"]
+        assert (etcd["endpoints"], etcd["region"]) == (["http://10.0.0.1:2379"], "eu-west-1")
