@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.control.registration import MalformedRecord, decode, parse_key, prefix
+from orasi_common.extensions.etcd.config import Config as EtcdExtensionConfig
 from orasi_common.pipeline.tasks import TaskScope
 
 if TYPE_CHECKING:
@@ -90,15 +91,18 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 class EtcdDefaults(NamedTuple):
-    """What the service's ``etcd`` extension supplies to resolvers that leave it unset.
-
-    Hook: the extension's configuration is known when the graph is built; the exporter factories
-    pass it to ``Resolver`` as ``etcd_defaults`` (until they do, ``region`` and ``endpoints`` must
-    be set in the resolver itself).
-    """
+    """The service's ``etcd`` extension's endpoints and region, for resolvers that leave them unset."""
 
     endpoints: list[str]
     region: str
+
+    @classmethod
+    def of(cls, extensions: Mapping[str, ComponentConfig]) -> EtcdDefaults | None:
+        """From the first started ``etcd`` extension that registers in a real etcd (None if none)."""
+        for config in extensions.values():
+            if isinstance(config, EtcdExtensionConfig) and config.endpoints:
+                return cls(list(config.endpoints), config.region)
+        return None
 
 
 def record_endpoint(key: bytes, value: bytes, kind: str, protocol: RecordEndpoint) -> str | None:
@@ -192,7 +196,8 @@ class EtcdWatch:
         urls = config.endpoints or (defaults.endpoints if defaults else None)
         if region is None or urls is None:
             raise ValueError(
-                f"resolver {name}: set etcd.region and etcd.endpoints, or configure the etcd extension"
+                f"resolver {name}: set etcd.region and etcd.endpoints, or start the etcd extension "
+                "(service.extensions) with etcd endpoints"
             )
         self._config = config
         self._name = name
@@ -272,7 +277,7 @@ class EtcdWatch:
             await client.connect()
             if self._revision is None:
                 await self._list(client)
-        except (aetcd.ClientError, OSError) as error:
+        except Exception as error:  # etcd unreachable, or anything else: never end discovery
             await _close(client)
             self._set_up(False, error)
             return None

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 import grpc
 
-from orasi_common.discovery.etcd import RecordEndpoint
+from orasi_common.discovery.etcd import EtcdDefaults, RecordEndpoint
 from orasi_common.discovery.resolvers import Resolver, pick
 from orasi_common.errors import Unavailable
 from orasi_common.exporters.otlp.client import open_channel
@@ -65,6 +65,7 @@ class GrpcExporter:
                 name=self._settings.id,
                 metrics=self._settings.metrics,
                 protocol=self.record_endpoint,
+                etcd_defaults=EtcdDefaults.of(self._settings.extensions),
             )
             await self._resolver.start()
             await self._follow()

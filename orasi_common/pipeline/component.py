@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from orasi_common.config.model import ComponentConfig
@@ -66,6 +66,9 @@ class Settings:
     metrics: Metrics
     logger: logging.Logger
     pipeline: str | None = None  # set for processors, which are created once per pipeline
+    # The service's started extensions' configurations, by id: what a component may default to
+    # (an etcd resolver takes the `etcd` extension's endpoints and region).
+    extensions: Mapping[str, ComponentConfig] = field(default_factory=dict)
 
 
 ALL_SIGNALS = frozenset(Signal)

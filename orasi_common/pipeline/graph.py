@@ -145,9 +145,11 @@ class Graph:
 
     @classmethod
     def build(cls, resolved: ResolvedConfig, factories: Factories, service: str, metrics: Metrics) -> Graph:
+        extension_configs = {e: resolved.extensions[e] for e in resolved.service.service.extensions}
+
         def settings(component_id: str, kind: Kind, pipeline: str | None = None) -> Settings:
             logger = logging.getLogger(f"orasi.{service}.{kind.value}.{component_id}")
-            return Settings(component_id, kind, service, metrics, logger, pipeline)
+            return Settings(component_id, kind, service, metrics, logger, pipeline, extension_configs)
 
         exporters: dict[str, Exporter] = {}
         for exporter_id, config in resolved.exporters.items():

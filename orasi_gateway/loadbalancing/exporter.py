@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from orasi_common.discovery.etcd import EtcdDefaults
 from orasi_common.discovery.resolvers import Resolver, ResolverConfig
 from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
 from orasi_common.exporters.otap.client import OtapClient
@@ -113,6 +114,7 @@ class LoadBalancingExporter:
                 name=f"{self._settings.id}/{group.name}",
                 metrics=self._settings.metrics,
                 protocol="otap" if self._config.protocol == "otap" else "otlp_grpc",
+                etcd_defaults=EtcdDefaults.of(self._settings.extensions),
             )
             await group.resolver.start()
             await asyncio.gather(*self._updates)

@@ -1,5 +1,6 @@
 """The gateway's `loadbalancing` exporter with an `etcd` resolver, under load: upstreams that
-register are routed to within 2 s, one that deregisters gets nothing more and only its share of
+register are routed to within 2 s (the resolver taking etcd's address and the region from the
+gateway's etcd extension), one that deregisters gets nothing more and only its share of
 the traces moves, and every acknowledged span arrives exactly once.
 
     OTLP load ──▶ gateway (otlp → loadbalancing, resolver etcd) ──▶ sinks registered in etcd
@@ -11,12 +12,11 @@ import asyncio
 import collections
 import time
 
-from integration.otap_data import eventually
+from integration.otap_data import eventually, free_port, receiver_part, running_service, service_config
 from integration.test_loadbalancing import (
     Gateway,
     Sender,
     lb_exporter,
-    lb_gateway,
     sinks,
     span_names,
     spans_at,
@@ -24,6 +24,8 @@ from integration.test_loadbalancing import (
 )
 from orasi_common.control.registration import key_of
 from orasi_common.pdata import Signal
+from orasi_common.testing.sink import OtlpSink
+from orasi_gateway.factories import FACTORIES as GATEWAY
 from orasi_gateway.loadbalancing.ring import HashRing, key_hash
 from tests.integration.discovery.records import etcd_client, registration
 
@@ -32,13 +34,19 @@ async def test_registered_upstreams_join_and_leave_the_ring_under_load(shared_et
     region = f"lb-{time.monotonic_ns()}"
     etcd = etcd_client(shared_etcd)
     exporter = lb_exporter([])
-    exporter["resolver"] = {"etcd": {"service": "bridge", "region": region, "endpoints": [shared_etcd]}}
+    # region and endpoints unset: the resolver takes the gateway's etcd extension's
+    exporter["resolver"] = {"etcd": {"service": "bridge"}}
+    grpc_port = free_port()
+    config = service_config(("otlp", receiver_part(grpc_port)), ("loadbalancing", exporter), free_port())
+    config["extensions"] = {"etcd": {"endpoints": [shared_etcd], "region": region}}
+    config["service"]["extensions"] = ["etcd"]
     try:
         with sinks(3) as upstreams:
             a, b, c = upstreams
             for name, sink in (("a", a), ("b", b)):
                 await etcd.put(key_of(region, "bridge", name).encode(), registration(sink.endpoint))
-            async with lb_gateway(exporter) as gw:
+            async with running_service("gateway", config, GATEWAY) as running:
+                gw = Gateway(running, f"127.0.0.1:{grpc_port}")
                 sender = Sender(gw.endpoint)
                 async with sender.steady_load():
                     await eventually(lambda: a.items(Signal.TRACES) and b.items(Signal.TRACES), 10, "a and b")
@@ -54,13 +62,12 @@ async def test_registered_upstreams_join_and_leave_the_ring_under_load(shared_et
                     while await endpoints(gw) != 2:
                         assert time.monotonic() - left < 2, "a is still in the ring 2 s after it left"
                         await asyncio.sleep(0.02)
-                    await asyncio.sleep(0.5)  # requests already on their way to a land
-                    a_final = a.items(Signal.TRACES)
+                    a_final = await settled(a)  # requests already on their way to a land
                     acknowledged = len(sender.acknowledged)
                     await eventually(
                         lambda: len(sender.acknowledged) > acknowledged + 20, 10, "the load goes on"
                     )
-                    assert a.items(Signal.TRACES) == a_final
+                    assert a.items(Signal.TRACES) == a_final, "a got spans after it left the ring"
                 assert sender.refused == 0
                 expected = set(span_names(sender.acknowledged))
                 await wait_spans(upstreams, expected)
@@ -74,7 +81,21 @@ async def test_registered_upstreams_join_and_leave_the_ring_under_load(shared_et
     # after a left, b kept every trace the ring of {b, c} gives it: only a's share moved to b
     ring = HashRing([b.endpoint, c.endpoint])
     late_at_c = {tid for tid, _ in spans_at(c)}
-    assert late_at_c and all(ring.lookup(key_hash(t)) != b.endpoint for t in late_at_c)
+    foreign = [t.hex() for t in late_at_c if ring.lookup(key_hash(t)) == b.endpoint]
+    assert late_at_c and not foreign, f"{len(foreign)} of b's traces at c: {foreign[:3]}"
+
+
+async def settled(sink: OtlpSink) -> int:
+    """The sink's span count once it stayed the same for 0.5 s (within 5 s)."""
+    deadline = time.monotonic() + 5
+    count = sink.items(Signal.TRACES)
+    while True:
+        await asyncio.sleep(0.5)
+        now = sink.items(Signal.TRACES)
+        if now == count:
+            return count
+        assert time.monotonic() < deadline, "the upstream that left still receives spans after 5 s"
+        count = now
 
 
 async def endpoints(gw: Gateway) -> float:

@@ -17,6 +17,7 @@ from orasi_common.discovery.etcd import (
     record_endpoint,
 )
 from orasi_common.discovery.resolvers import ResolverConfig
+from orasi_common.extensions.etcd.config import Config as EtcdExtensionConfig
 
 
 def value(otlp_grpc: str | None = "10.0.0.1:4317", otap: str | None = None) -> bytes:
@@ -57,7 +58,7 @@ def test_etcd_resolver_config_refuses(field: str, bad: object, message: str) -> 
 def test_region_and_endpoints_come_from_the_extension_when_unset() -> None:
     config = EtcdResolverConfig(service="bridge")
     with pytest.raises(
-        ValueError, match=r"set etcd\.region and etcd\.endpoints, or configure the etcd extension"
+        ValueError, match=r"set etcd\.region and etcd\.endpoints, or start the etcd extension"
     ):
         EtcdWatch(config, "otlp_grpc", lambda _: None, name="lb/primary")
     defaults = EtcdDefaults(["http://127.0.0.1:23790", "127.0.0.2:23791"], "eu-west-1")
@@ -127,3 +128,13 @@ def test_membership_replace_drops_what_is_no_longer_listed() -> None:
     assert changed is True
     assert m.endpoints() == ["10.0.0.2:4417"]
     assert m.replace([(key("b2"), value(otap="10.0.0.2:4417"), 6)]) is False
+
+
+def test_the_defaults_come_from_an_etcd_extension_that_uses_etcd() -> None:
+    registering = EtcdExtensionConfig(endpoints=["http://10.0.0.5:2379"], region="eu-west-1")
+    assert EtcdDefaults.of({"other": EtcdResolverConfig(service="bridge"), "etcd": registering}) == (
+        ["http://10.0.0.5:2379"],
+        "eu-west-1",
+    )
+    assert EtcdDefaults.of({"etcd": EtcdExtensionConfig(endpoints=[])}) is None  # in-process registry
+    assert EtcdDefaults.of({}) is None

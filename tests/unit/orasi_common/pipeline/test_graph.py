@@ -347,3 +347,12 @@ async def test_fan_out_copies_for_each_consumer() -> None:
         await FanOut([a, b]).consume(batch)
     assert a.batches[0] is not batch
     assert a.batches[0].raw == batch.raw
+
+
+def test_components_see_the_configs_of_the_started_extensions() -> None:
+    text = CONFIG.replace(
+        "service:\n", "extensions:\n  ext: {tag: x}\n  ext/off: {}\nservice:\n  extensions: [ext]\n"
+    )
+    world, _ = build(text)
+    extensions = world.components["out/1"].settings.extensions
+    assert list(extensions) == ["ext"] and extensions["ext"].tag == "x"  # ext/off is not started
