@@ -90,6 +90,12 @@ def _query(args: argparse.Namespace) -> int:
     return run_query(args.url, args.sql, args.start, args.end, args.format, args.tenant, args.api_key)
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    from orasi_common.control.fleet import default_endpoints, run_fleet  # aetcd only for this command
+
+    return run_fleet(args.etcd or default_endpoints(os.environ), args.region, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orasi", description="OpenTelemetry pipeline and lakehouse.")
     parser.add_argument("--version", action="version", version=f"orasi {__version__}")
@@ -119,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--url", default="http://127.0.0.1:8080", help="the bridge's REST API")
     query.add_argument("--tenant", help="tenant to read (X-Orasi-Tenant)")
     query.add_argument("--api-key", default=os.environ.get("ORASI_API_KEY"), help="API key ($ORASI_API_KEY)")
+    fleet = commands.add_parser("fleet", help="list the instances registered in etcd and their /readyz")
+    fleet.add_argument("--region", help="one region (default: every region under /orasi/)")
+    fleet.add_argument(
+        "--etcd",
+        action="append",
+        metavar="URL",
+        help="an etcd endpoint, repeatable (default: $ORASI_ETCD_ENDPOINTS, comma-separated, "
+        "or http://127.0.0.1:2379)",
+    )
+    fleet.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
     bench.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
@@ -135,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _up(args.data_dir, args.host, args.port, args.etcd)
         if args.command == "query":
             return _query(args)
+        if args.command == "fleet":
+            return _fleet(args)
         if args.command == "bench":
             return bench.run(args)
         if args.command == "validate-config":
