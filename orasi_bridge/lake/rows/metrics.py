@@ -42,7 +42,7 @@ from orasi_common.pdata.envelope import OtapEnvelope, optional_strings
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, decode_ids, to_numpy
 from orasi_common.pdata.otap.envelope import root_table
-from orasi_common.pdata.otap.metrics import (
+from orasi_common.pdata.otap.metric_tables import (
     EXP_HISTOGRAM,
     HISTOGRAM,
     NUMBER,

@@ -52,7 +52,6 @@ from orasi_common.pdata.otap.common import (
     Columns,
     Table,
     check_count,
-    child_table,
     decode_ids,
     delta_encode,
     delta_ids,
@@ -62,7 +61,6 @@ from orasi_common.pdata.otap.common import (
     nonzero_int32,
     nonzero_timestamps,
     nonzero_u32,
-    quasi_delta_decode,
     quasi_delta_encode,
     timestamps,
     to_numpy,
@@ -77,6 +75,22 @@ from orasi_common.pdata.otap.envelope import (
     root_or_empty,
 )
 from orasi_common.pdata.otap.lazy import LazyMetricsRequest
+from orasi_common.pdata.otap.metric_tables import (
+    EXP_HISTOGRAM,
+    HISTOGRAM,
+    KIND_OF_TYPE,
+    NUMBER,
+    SUMMARY,
+    PointKind,
+    check_owner_types,
+    exemplar_parents,
+    exemplar_table,
+    list_rows,
+    metric_ids_and_types,
+    point_parents,
+    point_table,
+    quantiles_of,
+)
 from orasi_common.pdata.otap.payload_types import METRICS_PAYLOAD_TYPES, ArrowPayloadType, MetricType
 
 P = ArrowPayloadType
@@ -100,64 +114,6 @@ _DATA_FIELD = {
     MetricType.SUMMARY: 11,
 }
 
-
-class _Kind:
-    """One data point table: its payload types and the field numbers of its OTLP message."""
-
-    def __init__(
-        self,
-        points: ArrowPayloadType,
-        attrs: ArrowPayloadType,
-        exemplars: ArrowPayloadType | None,
-        exemplar_attrs: ArrowPayloadType | None,
-        attrs_field: int,
-        exemplars_field: int,
-        metric_types: tuple[MetricType, ...],
-    ) -> None:
-        self.points = points
-        self.attrs = attrs
-        self.exemplars = exemplars
-        self.exemplar_attrs = exemplar_attrs
-        self.attrs_field = attrs_field
-        self.exemplars_field = exemplars_field
-        self.metric_types = metric_types
-
-
-NUMBER = _Kind(
-    P.NUMBER_DATA_POINTS,
-    P.NUMBER_DP_ATTRS,
-    P.NUMBER_DP_EXEMPLARS,
-    P.NUMBER_DP_EXEMPLAR_ATTRS,
-    7,
-    5,
-    (MetricType.GAUGE, MetricType.SUM),
-)
-SUMMARY = _Kind(P.SUMMARY_DATA_POINTS, P.SUMMARY_DP_ATTRS, None, None, 7, 0, (MetricType.SUMMARY,))
-HISTOGRAM = _Kind(
-    P.HISTOGRAM_DATA_POINTS,
-    P.HISTOGRAM_DP_ATTRS,
-    P.HISTOGRAM_DP_EXEMPLARS,
-    P.HISTOGRAM_DP_EXEMPLAR_ATTRS,
-    9,
-    8,
-    (MetricType.HISTOGRAM,),
-)
-EXP_HISTOGRAM = _Kind(
-    P.EXP_HISTOGRAM_DATA_POINTS,
-    P.EXP_HISTOGRAM_DP_ATTRS,
-    P.EXP_HISTOGRAM_DP_EXEMPLARS,
-    P.EXP_HISTOGRAM_DP_EXEMPLAR_ATTRS,
-    1,
-    11,
-    (MetricType.EXPONENTIAL_HISTOGRAM,),
-)
-_KIND_OF_TYPE = {
-    MetricType.GAUGE: NUMBER,
-    MetricType.SUM: NUMBER,
-    MetricType.HISTOGRAM: HISTOGRAM,
-    MetricType.EXPONENTIAL_HISTOGRAM: EXP_HISTOGRAM,
-    MetricType.SUMMARY: SUMMARY,
-}
 
 _METRIC_FIELDS = operator.attrgetter("name", "description", "unit", "metadata")
 _WHICH_DATA = operator.methodcaller("WhichOneof", "data")
@@ -205,7 +161,7 @@ def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
             monotonic[row] = data_msg.is_monotonic
         dps = data_msg.data_points
         if dps:
-            key = id(_KIND_OF_TYPE[_TYPE_OF_FIELD[kind]])
+            key = id(KIND_OF_TYPE[_TYPE_OF_FIELD[kind]])
             points[key].extend(dps)
             parents[key].extend(itertools.repeat(row, len(dps)))
 
@@ -236,7 +192,7 @@ def encode_metrics_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
 
 
 def _point_head(
-    kind: _Kind,
+    kind: PointKind,
     items: list[Any],
     parents: I64,
     attrs: Sequence[Any],
@@ -261,7 +217,7 @@ def _point_head(
 
 
 def _encode_exemplars(
-    kind: _Kind, per_point: Sequence[Any], tables: dict[ArrowPayloadType, pa.RecordBatch]
+    kind: PointKind, per_point: Sequence[Any], tables: dict[ArrowPayloadType, pa.RecordBatch]
 ) -> bool:
     counts = np.fromiter(map(len, per_point), dtype=np.int64, count=len(per_point))
     if not counts.any():
@@ -451,7 +407,7 @@ def decode_metrics_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> b
         rows = types == metric_type
         if not rows.any():
             continue
-        data_parts: list[wire.Segment | pa.Array] = [grouped.get(id(_KIND_OF_TYPE[metric_type]), empty)]
+        data_parts: list[wire.Segment | pa.Array] = [grouped.get(id(KIND_OF_TYPE[metric_type]), empty)]
         if metric_type in (MetricType.SUM, MetricType.HISTOGRAM, MetricType.EXPONENTIAL_HISTOGRAM):
             data_parts.append(temporality)
         if metric_type == MetricType.SUM:
@@ -464,19 +420,8 @@ def decode_metrics_bytes(tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> b
     return envelope.assemble(wire.f_bytes(2, metrics, np.ones(n, dtype=np.bool_)))
 
 
-def metric_ids_and_types(root: Table) -> tuple[I64, Bools, npt.NDArray[np.uint8]]:
-    """The id (all valid) and the metric type of each row of UNIVARIATE_METRICS."""
-    ids, ids_valid = decode_ids(root, "id", "u16", DELTA)
-    if not ids_valid.all():
-        raise root.fail("required column 'id' is missing or has nulls")
-    types = to_numpy(root.full("metric_type", "u8"), np.uint8)
-    if bool(np.any(types > max(MetricType))):
-        raise root.fail(f"unknown metric_type {int(types.max())}")
-    return ids, ids_valid, types
-
-
 def _decode_points(
-    kind: _Kind,
+    kind: PointKind,
     tables: Mapping[ArrowPayloadType, pa.RecordBatch],
     metric_ids: I64,
     metric_types: npt.NDArray[np.uint8],
@@ -513,37 +458,6 @@ def _decode_points(
     return grouped
 
 
-def point_table(kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> Table | None:
-    """A data point table (None when it has no rows, and then neither may its children)."""
-    return _timed(child_table(tables, kind.points, kind.attrs, kind.exemplars, kind.exemplar_attrs))
-
-
-def _timed(table: Table | None) -> Table | None:
-    if table is not None and table.get("time_unix_nano", "timestamp") is None:
-        raise table.fail("required column 'time_unix_nano' is missing")
-    return table
-
-
-def point_parents(table: Table) -> I64:
-    """The metric id each data point belongs to."""
-    parents = to_numpy(table.full("parent_id", "u16"), np.int64)
-    if table.encoding("parent_id", DELTA) == DELTA:
-        parents = np.cumsum(parents) & U16_MAX
-    return parents
-
-
-def check_owner_types(
-    kind: _Kind, table: Table, parents: I64, metric_ids: I64, metric_types: npt.NDArray[np.uint8]
-) -> None:
-    """MalformedData when a data point belongs to a metric of a type this table does not hold."""
-    owners = np.unique(parents)
-    owner_rows = np.searchsorted(np.sort(metric_ids), owners)
-    order = np.argsort(metric_ids)
-    owner_types = metric_types[order[np.minimum(owner_rows, len(order) - 1)]]
-    if not bool(np.all(np.isin(owner_types, np.asarray(kind.metric_types, dtype=np.uint8)))):
-        raise table.fail("a data point belongs to a metric of another type")
-
-
 def _optional_double(table: Table, name: str, field: int, parts: list[wire.Segment | pa.Array]) -> None:
     arr = table.get(name, "f64")
     if arr is not None:
@@ -569,26 +483,8 @@ def _summary_fields(table: Table, parts: list[wire.Segment | pa.Array]) -> None:
             wire.f_fixed64(2, sub.np("value", "f64", np.float64)),
         )
         framed = wire.f_bytes(6, items, np.ones(len(items), dtype=np.bool_))
-        parts.append(wire.group_concat(framed, _list_rows(quantiles), table.n))
+        parts.append(wire.group_concat(framed, list_rows(quantiles), table.n))
     parts.append(wire.f_varint(8, table.np("flags", "u32", np.int64)))
-
-
-def quantiles_of(table: Table) -> tuple[pa.Array, Table] | None:
-    """A summary table's ``quantile`` list column and the table of its structs, or None."""
-    quantiles = table.get("quantile", "list")
-    if quantiles is None:
-        return None
-    values = quantiles.flatten()
-    if not pa.types.is_struct(values.type):
-        raise table.fail(f"column 'quantile' has type {quantiles.type}, expected list<struct>")
-    fields = {values.type.field(i).name: values.field(i) for i in range(values.type.num_fields)}
-    return quantiles, Table(f"{table.name}.quantile", fields, len(values))
-
-
-def _list_rows(arr: pa.Array) -> I64:
-    """The row of each flattened list element."""
-    lengths = np.asarray(arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return np.repeat(np.arange(len(arr), dtype=np.int64), lengths)
 
 
 def _packed_fixed64(
@@ -603,7 +499,7 @@ def _packed_fixed64(
         raise table.fail(f"column {name!r} has type {arr.type}, expected list<{expected}>")
     flat = to_numpy(values, dtype)
     items = wire.fixed(flat)
-    grouped = wire.group_concat(items, _list_rows(arr), table.n)
+    grouped = wire.group_concat(items, list_rows(arr), table.n)
     parts.append(wire.f_bytes(field, grouped))
 
 
@@ -627,7 +523,7 @@ def _bucket_field(table: Table, name: str, field: int, parts: list[wire.Segment 
         values = counts.flatten()
         if values.type != pa.uint64():
             raise buckets.fail(f"column 'bucket_counts' has type {counts.type}, expected list<uint64>")
-        packed = wire.group_concat(wire.varints(to_numpy(values, np.uint64)), _list_rows(counts), table.n)
+        packed = wire.group_concat(wire.varints(to_numpy(values, np.uint64)), list_rows(counts), table.n)
         sub_parts.append(wire.f_bytes(2, packed))
     assert buckets.validity is not None
     parts.append(wire.f_bytes(field, wire.join(*sub_parts), buckets.validity))
@@ -647,7 +543,7 @@ def _exp_histogram_fields(table: Table, parts: list[wire.Segment | pa.Array]) ->
 
 
 def _decode_exemplars(
-    kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch], point_ids: I64, point_valid: Bools
+    kind: PointKind, tables: Mapping[ArrowPayloadType, pa.RecordBatch], point_ids: I64, point_valid: Bools
 ) -> pa.Array | None:
     table = exemplar_table(kind, tables)
     if table is None:
@@ -671,43 +567,6 @@ def _decode_exemplars(
         parts.append(wire.f_fixed64(6, to_numpy(ints, np.int64), wire.is_valid(ints)))
     exemplars = wire.f_bytes(kind.exemplars_field, wire.join(*parts), np.ones(n, dtype=np.bool_))
     return children_by_key(parents, exemplars, point_ids, point_valid, kind.exemplars.name)
-
-
-def exemplar_table(kind: _Kind, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> Table | None:
-    """An exemplar table (None when it has no rows, and then neither may its attributes)."""
-    return (
-        None if kind.exemplars is None else _timed(child_table(tables, kind.exemplars, kind.exemplar_attrs))
-    )
-
-
-def exemplar_parents(table: Table) -> I64:
-    """The data point id each exemplar belongs to (quasi-delta on its value by default)."""
-    encoded = to_numpy(table.full("parent_id", "u32"), np.int64)
-    encoding = table.encoding("parent_id", QUASIDELTA)
-    if encoding == QUASIDELTA:
-        n = table.n
-        ints, doubles = table.get("int_value", "i64"), table.get("double_value", "f64")
-        eq = _null_safe_equal(ints, n) & _null_safe_equal(doubles, n)
-        return quasi_delta_decode(encoded, eq, 32)
-    if encoding == DELTA:
-        out: I64 = np.cumsum(encoded) & 0xFFFFFFFF
-        return out
-    return encoded
-
-
-def _null_safe_equal(arr: pa.Array | None, n: int) -> Bools:
-    """eq[i]: row i's value equals row i-1's, nulls equal to nulls, doubles bit for bit."""
-    eq = np.zeros(n, dtype=np.bool_)
-    if n < 2:
-        return eq
-    if arr is None:
-        eq[1:] = True
-        return eq
-    valid = wire.is_valid(arr)
-    values = to_numpy(arr, np.float64 if pa.types.is_floating(arr.type) else np.int64).view(np.int64)
-    same = (values[1:] == values[:-1]) & valid[1:] & valid[:-1]
-    eq[1:] = same | (~valid[1:] & ~valid[:-1])
-    return eq
 
 
 __all__ = ["decode_metrics", "decode_metrics_bytes", "encode_metrics", "encode_metrics_bytes"]
