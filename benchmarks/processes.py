@@ -27,7 +27,8 @@ from typing import Any
 
 import httpx
 
-from orasi_common.testing.service_process import ServiceProcess, ServiceStartError, free_port, port_in_use
+from orasi_common.testing.service_process import ServiceProcess, free_port, start_on_free_ports
+from orasi_common.testing.up_process import UpProcess
 
 HOST = "127.0.0.1"
 Started = ServiceProcess | subprocess.Popen[bytes] | multiprocessing.process.BaseProcess
@@ -77,24 +78,16 @@ class Processes:
     ) -> tuple[ServiceProcess, dict[str, int]]:
         """``orasi up`` on free ports, ready (agent and bridge); a port taken by another process
         between choosing and binding it means new ports, up to ``attempts`` times."""
-        from orasi_common.ports import PORTS
 
-        for attempt in range(attempts):
-            ports = {name: free_port() for name in PORTS}
-            argv = ["up", "--data-dir", str(data_dir), "--host", HOST]
-            argv += [arg for name, port in ports.items() for arg in ("--port", f"{name}={port}")]
-            up = ServiceProcess(argv, f"http://{HOST}:{ports['agent.admin']}", self.workdir, "orasi-up")
-            up.env = dict(env or {})
+        def make() -> UpProcess:
+            up = UpProcess.on_free_ports(self.workdir, data_dir, ["--host", HOST])
+            up.label, up.env = "orasi-up", dict(env or {})
             self.add(up)
-            try:
-                up.start(ready_timeout=90)
-                wait_http(f"http://{HOST}:{ports['bridge.admin']}/readyz", up, 90)
-                return up, ports
-            except ServiceStartError as error:
-                self.stop(up)
-                if not port_in_use(error) or attempt + 1 == attempts:
-                    raise
-        raise AssertionError("unreachable")
+            return up
+
+        up = start_on_free_ports(make, attempts, ready_timeout=90)
+        wait_http(f"http://{HOST}:{up.ports['bridge.admin']}/readyz", up, 90)
+        return up, up.ports
 
     def spawn(
         self, target: Callable[..., None], *args: Any, name: str
