@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -58,27 +58,33 @@ class Registry(Protocol):
 
 
 def parse_endpoint(url: str) -> tuple[str, int]:
-    """``http://host:2379`` (or ``host:2379``) → ``(host, port)``."""
+    """``http://host:port`` (or ``host:port``; 2379 when the port is left out) → ``(host, port)``;
+    ValueError otherwise. The client speaks plaintext only, so ``https://`` is refused."""
     parsed = urlparse(url if "://" in url else f"http://{url}")
-    if parsed.hostname is None:
-        raise ValueError(f"an etcd endpoint is http://host:port, got {url!r}")
-    return parsed.hostname, parsed.port or 2379
+    if parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ValueError(f"an etcd endpoint is http://host:port (TLS is not supported yet), got {url!r}")
+    try:
+        port = parsed.port or 2379
+    except ValueError as error:
+        raise ValueError(f"bad port in etcd endpoint {url!r}") from error
+    return parsed.hostname, port
 
 
-def etcd_client(endpoint: str, timeout: float = 5.0) -> Any:
-    """An aetcd client for ``endpoint`` (aetcd is imported here, so that only the services that
-    use etcd load its gRPC stubs)."""
+def etcd_client(endpoint: str, timeout: float = 5.0, options: Mapping[str, int] | None = None) -> Any:
+    """An aetcd client for ``endpoint``, with ``options`` added to its gRPC channel's (aetcd is
+    imported here, so that only the services that use etcd load its gRPC stubs)."""
     import aetcd
 
     host, port = parse_endpoint(endpoint)
     # gRPC's reconnection backoff grows to 2 minutes by default: after an etcd outage the client
     # would wait that long before it tries again. One second at most keeps re-registration quick.
-    options = {
+    channel = {
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.min_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 1000,
+        **(options or {}),
     }
-    return aetcd.Client(host=host, port=port, timeout=timeout, options=options)
+    return aetcd.Client(host=host, port=port, timeout=timeout, options=channel)
 
 
 def prefix_end(prefix: bytes) -> bytes:

@@ -25,12 +25,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.control.registration import MalformedRecord, decode, parse_key, prefix
+from orasi_common.control.registry import etcd_client, parse_endpoint
 from orasi_common.extensions.etcd.config import Config as EtcdExtensionConfig
 from orasi_common.pipeline.tasks import TaskScope
 
@@ -74,20 +74,8 @@ class EtcdResolverConfig(ComponentConfig):
     @classmethod
     def _urls(cls, value: list[str] | None) -> list[str] | None:
         for url in value or []:
-            _host_port(url)
+            parse_endpoint(url)
         return value
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    """``http://host:port`` (or bare ``host:port``) → (host, port); the client speaks plaintext only."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"an etcd endpoint is http://host:port (TLS is not supported yet), got {url!r}")
-    try:
-        port = parts.port or 2379
-    except ValueError as error:
-        raise ValueError(f"bad port in etcd endpoint {url!r}") from error
-    return parts.hostname, port
 
 
 class EtcdDefaults(NamedTuple):
@@ -202,7 +190,7 @@ class EtcdWatch:
         self._config = config
         self._name = name
         self._prefix = prefix(region, config.service).encode()
-        self._targets = [_host_port(url) for url in urls]
+        self._targets = list(urls)
         self._membership = Membership(config.service, config.protocol or protocol)
         self._on_change = on_change
         self._on_up = on_up
@@ -266,13 +254,9 @@ class EtcdWatch:
 
     async def _reach(self) -> aetcd.Client | None:
         """A connected client that has listed the prefix if none was listed yet (None on failure)."""
-        # Imported here: aetcd (and its generated protobuf modules) loads only in a service whose
-        # configuration names an etcd resolver.
-        import aetcd
-
-        host, port = self._targets[self._attempt % len(self._targets)]
+        url = self._targets[self._attempt % len(self._targets)]
         self._attempt += 1
-        client = aetcd.Client(host, port, timeout=self._config.timeout, options=_CHANNEL_OPTIONS)
+        client = etcd_client(url, self._config.timeout, _CHANNEL_OPTIONS)
         try:
             await client.connect()
             if self._revision is None:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from orasi_common.control.registration import Endpoints, MalformedRecord, encode, key_of, make_record
+from orasi_common.control.registry import parse_endpoint
 from orasi_common.discovery.etcd import (
     EtcdDefaults,
     EtcdResolverConfig,
@@ -64,10 +65,10 @@ def test_region_and_endpoints_come_from_the_extension_when_unset() -> None:
     defaults = EtcdDefaults(["http://127.0.0.1:23790", "127.0.0.2:23791"], "eu-west-1")
     watch = EtcdWatch(config, "otlp_grpc", lambda _: None, name="lb/primary", defaults=defaults)
     assert watch._prefix == b"/orasi/eu-west-1/services/bridge/"
-    assert watch._targets == [("127.0.0.1", 23790), ("127.0.0.2", 23791)]
+    assert [parse_endpoint(url) for url in watch._targets] == [("127.0.0.1", 23790), ("127.0.0.2", 23791)]
     own = EtcdResolverConfig(service="gateway", region="us-east-1", endpoints=["http://h:1"])
     watch = EtcdWatch(own, "otlp_grpc", lambda _: None, name="x", defaults=defaults)
-    assert watch._prefix == b"/orasi/us-east-1/services/gateway/" and watch._targets == [("h", 1)]
+    assert watch._prefix == b"/orasi/us-east-1/services/gateway/" and watch._targets == ["http://h:1"]
 
 
 def test_record_endpoint_picks_the_protocols_endpoint() -> None:
