@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.control.registry import parse_endpoint
 
 DEFAULT_ENDPOINTS = ("http://127.0.0.1:2379",)
 
@@ -28,3 +29,10 @@ class Config(ComponentConfig):
         description="Host registered for endpoints bound to every address (0.0.0.0, ::); default: "
         "this host's address.",
     )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parse_endpoint(url)  # ValueError: not http://host:port
+        return value

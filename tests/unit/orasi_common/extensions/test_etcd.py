@@ -62,3 +62,7 @@ def test_config_defaults_and_refusals() -> None:
         Config.model_validate({"lease_ttl": 1})
     with pytest.raises(ValueError, match="region"):
         Config.model_validate({"region": "a/b"})
+    with pytest.raises(ValueError, match="TLS is not supported yet"):
+        Config.model_validate({"endpoints": ["https://etcd:2379"]})
+    with pytest.raises(ValueError, match="bad port"):
+        Config.model_validate({"endpoints": ["http://etcd:99999"]})
