@@ -19,23 +19,18 @@ whose record turns malformed leaves the set. No etcd error ends the resolver's t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from pydantic import Field, field_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.control.registration import MalformedRecord, decode, parse_key, prefix
-from orasi_common.control.registry import etcd_client, parse_endpoint
+from orasi_common.control.registry import parse_endpoint
+from orasi_common.control.watch import Entry, PrefixWatch
 from orasi_common.extensions.etcd.config import Config as EtcdExtensionConfig
-from orasi_common.pipeline.tasks import TaskScope
-
-if TYPE_CHECKING:
-    import aetcd
 
 log = logging.getLogger("orasi.discovery")
 
@@ -157,17 +152,9 @@ class Membership:
         return self.endpoints() != before
 
 
-# gRPC keepalive on the etcd channel, so a watch on a silently dead peer fails within ~15 s
-# (etcd accepts pings every 5 s or more).
-_CHANNEL_OPTIONS = {
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.keepalive_permit_without_calls": 1,
-}
-
-
 class EtcdWatch:
-    """Keeps ``membership`` in step with etcd and calls ``on_change`` with each new endpoint set."""
+    """Keeps ``membership`` in step with etcd and calls ``on_change`` with each new endpoint set
+    (the list/watch/resume/resync loop is ``control.watch.PrefixWatch``'s)."""
 
     def __init__(
         self,
@@ -187,140 +174,61 @@ class EtcdWatch:
                 f"resolver {name}: set etcd.region and etcd.endpoints, or start the etcd extension "
                 "(service.extensions) with etcd endpoints"
             )
-        self._config = config
         self._name = name
         self._prefix = prefix(region, config.service).encode()
         self._targets = list(urls)
         self._membership = Membership(config.service, config.protocol or protocol)
         self._on_change = on_change
-        self._on_up = on_up
         self._on_malformed = on_malformed
-        self._revision: int | None = None  # the last revision seen: the listing's or an event's
-        self._up: bool | None = None
-        self._attempt = 0
-        self.resyncs = 0
-        self._tasks = TaskScope()
+        self._listed = False
+        self._watch = PrefixWatch(
+            self._targets,
+            self._prefix,
+            self,
+            name=name,
+            timeout=config.timeout,
+            retry_interval=config.retry_interval,
+            on_up=on_up,
+            down_message="etcd is unreachable; keeping the last known endpoints until it answers again.",
+            up_message="etcd answers; discovery resumes.",
+            extra=lambda: {"resolver": self._name, "endpoints": len(self._membership.endpoints())},
+            logger=log,
+        )
 
     @property
     def revision(self) -> int | None:
-        return self._revision
+        return self._watch.revision
+
+    @property
+    def resyncs(self) -> int:
+        return self._watch.resyncs
 
     async def start(self) -> None:
         """One listing attempt (so a reachable etcd's set is known when start returns), then the
         watch runs in a task; an unreachable etcd is retried there, never raised."""
-        client = await self._reach()
-        await self._tasks.open()
-        self._tasks.spawn(self._run(client), name=f"etcd-resolver {self._name}")
+        await self._watch.start()
 
     async def stop(self) -> None:
-        await self._tasks.close(cancel=True)
+        await self._watch.stop()
 
-    def _set_up(self, up: bool, error: BaseException | None = None) -> None:
-        if up == self._up:
-            return
-        if up and self._up is False:
-            log.info(
-                "etcd answers; discovery resumes.",
-                extra={"resolver": self._name, "revision": self._revision},
-            )
-        elif self._up is not None or error is not None:
-            log.warning(
-                "etcd is unreachable; keeping the last known endpoints until it answers again.",
-                extra={
-                    "resolver": self._name,
-                    "endpoints": len(self._membership.endpoints()),
-                    "error": str(error),
-                },
-            )
-        self._up = up
-        self._on_up(up)
+    def _changed(self, changed: bool, malformed_before: int) -> None:
+        if self._membership.malformed > malformed_before:
+            self._on_malformed(self._membership.malformed - malformed_before)
+        if changed:
+            self._on_change(self._membership.endpoints())
 
-    def _changed(self) -> None:
-        self._on_change(self._membership.endpoints())
-
-    def _count_malformed(self, before: int) -> None:
-        if self._membership.malformed > before:
-            self._on_malformed(self._membership.malformed - before)
-
-    async def _list(self, client: aetcd.Client) -> None:
-        listing = await client.get_prefix(self._prefix)
+    def listed(self, entries: Sequence[Entry], revision: int) -> None:
         before = self._membership.malformed
-        changed = self._membership.replace((kv.key, kv.value, kv.mod_revision) for kv in listing)
-        self._count_malformed(before)
-        self._revision = listing.header.revision
-        if changed or self._up is None:
-            self._changed()
-        self._set_up(True)
+        changed = self._membership.replace(entries)
+        self._changed(changed or not self._listed, before)
+        self._listed = True
 
-    async def _reach(self) -> aetcd.Client | None:
-        """A connected client that has listed the prefix if none was listed yet (None on failure)."""
-        url = self._targets[self._attempt % len(self._targets)]
-        self._attempt += 1
-        client = etcd_client(url, self._config.timeout, _CHANNEL_OPTIONS)
-        try:
-            await client.connect()
-            if self._revision is None:
-                await self._list(client)
-        except Exception as error:  # etcd unreachable, or anything else: never end discovery
-            await _close(client)
-            self._set_up(False, error)
-            return None
-        return client
+    def put(self, entry: Entry) -> None:
+        before = self._membership.malformed
+        self._changed(self._membership.put(entry.key, entry.value, entry.mod_revision), before)
 
-    async def _run(self, client: aetcd.Client | None) -> None:
-        import aetcd
-
-        while True:
-            if client is None:
-                await asyncio.sleep(self._config.retry_interval)
-                client = await self._reach()
-                continue
-            try:
-                await self._watch(client)
-            except aetcd.RevisionCompactedError as error:
-                self.resyncs += 1
-                log.warning(
-                    "The watch's revision was compacted; listing the prefix again.",
-                    extra={
-                        "resolver": self._name,
-                        "revision": self._revision,
-                        "compacted": error.compacted_revision,
-                    },
-                )
-                self._revision = None
-            except asyncio.CancelledError:
-                await _close(client)
-                raise
-            except Exception as error:  # a watch error never ends discovery
-                self._set_up(False, error)
-            await _close(client)
-            client = None if self._revision is not None else await self._reach()
-
-    async def _watch(self, client: aetcd.Client) -> None:
-        """Watch from the revision after the last one seen; returns or raises when the watch ends."""
-        assert self._revision is not None
-        watch = await client.watch_prefix(self._prefix, start_revision=self._revision + 1)
-        self._set_up(True)
-        try:
-            async for event in watch:
-                kv = event.kv
-                before = self._membership.malformed
-                if event.kind == "DELETE":
-                    changed = self._membership.delete(kv.key)
-                else:
-                    changed = self._membership.put(kv.key, kv.value, kv.mod_revision)
-                self._count_malformed(before)
-                self._revision = max(self._revision, kv.mod_revision)
-                if changed:
-                    self._changed()
-        finally:
-            with contextlib.suppress(Exception):
-                await watch.cancel()
-
-
-async def _close(client: aetcd.Client) -> None:
-    with contextlib.suppress(Exception):
-        await client.close()
+    def delete(self, key: bytes, revision: int) -> None:
+        self._changed(self._membership.delete(key), self._membership.malformed)
 
 
 __all__ = [
