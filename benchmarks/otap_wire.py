@@ -2,19 +2,31 @@
 
 Run from the repository root::
 
-    python -m benchmarks.otap_wire            # 100 / 1000 / 5000-item batches, 20 batches each
-    python -m benchmarks.otap_wire --quick
+    python -m benchmarks.otap_wire                 # corpus files and generated data, 100 / 1000 / 5000
+    python -m benchmarks.otap_wire --quick         # 100 / 1000 only, generated data 5 batches
+    python -m benchmarks.otap_wire --breakdown     # where the bytes go, per payload type and column
 
-For traces, logs and metrics (items: spans, log records, data points) and each batch size, a
-sequence of batches (different data, the vocabulary of a realistic service) goes through one
-``StreamProducer`` exactly as the `otap` exporter sends it on one gRPC stream: schema once,
-dictionary deltas, zstd IPC buffers. The serialized ``BatchArrowRecords`` are compared with the
-same batches as OTLP protobuf compressed with zstd (level 3, what a zstd-compressing OTLP
-exporter sends), in the same run. It also times the exporter side (OTLP bytes → tables → IPC
-payloads) and the receiver side (payloads → tables → OTLP bytes) per core (process CPU time).
+Data: every file of the telemetry corpus (``shared/corpus/``, re-batched in file order into
+requests of N items as its README says: spans, log records or data points), and beside it the
+generated data of ``orasi_common.bench.generate`` (mostly random values: a stress case, where
+OTAP must still not be larger than OTLP+zstd at 1,000 items).
 
-Targets (ISSUE 4): at 1,000-item batches OTAP ≤ 0.6x OTLP+zstd for traces, ≤ 0.5x for logs,
-≤ 0.3x for metrics; OTLP → OTAP ≥ 200k spans/s per core.
+For each source and batch size the batches go through one ``StreamProducer`` exactly as the
+`otap` exporter sends them on one gRPC stream: schema once, dictionary deltas, zstd IPC
+buffers. The serialized ``BatchArrowRecords`` are compared with the same batches as OTLP
+protobuf compressed with zstd (level 3, what a zstd-compressing OTLP exporter sends). It also
+times the exporter side (OTLP bytes → tables → IPC payloads) and the receiver side (payloads →
+tables → OTLP bytes) per core: items per second of process CPU time, best of ``--rounds``.
+
+``--breakdown`` prints, for 1,000-item batches of each corpus file, the stream's bytes per
+payload type, and per column the bytes of that column sent alone on a stream of its own (the
+same producer, one column per table): what each column costs compressed, with its
+dictionary deltas. The OTLP side is broken down by field the same way: the zstd bytes a
+request loses when one field is cleared in every item.
+
+Targets (issue 15, corpus, 1,000-item batches): OTAP ≤ 0.55x OTLP+zstd for traces and logs,
+≤ 0.45x for metrics, ≤ 1.1x at 100 items; OTLP → OTAP ≥ 250k spans/s per core, OTAP → OTLP
+≥ 200k spans/s per core.
 """
 
 from __future__ import annotations
@@ -22,22 +34,33 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import zstandard
 from google.protobuf.message import Message
 
+from benchmarks.corpus import CORPUS, read_requests, rebatch
 from orasi_common.bench.generate import logs_request, metrics_request, traces_request
-from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
+from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
 
 SIZES = (100, 1000, 5000)
-TARGETS = {Signal.TRACES: 0.6, Signal.LOGS: 0.5, Signal.METRICS: 0.3}
-REQUESTS: dict[Signal, Callable[[int, int], Message]] = {
+TARGETS = {Signal.TRACES: 0.55, Signal.LOGS: 0.55, Signal.METRICS: 0.45}
+SMALL_TARGET = 1.1
+CORPUS_FILES = {
+    "hipstershop-oteltraces": Signal.TRACES,
+    "hipstershop-otelmetrics": Signal.METRICS,
+    "loghub-otellogs": Signal.LOGS,
+}
+GENERATED: dict[Signal, Callable[[int, int], Message]] = {
     Signal.TRACES: traces_request,
     Signal.LOGS: logs_request,
     Signal.METRICS: metrics_request,
@@ -45,72 +68,233 @@ REQUESTS: dict[Signal, Callable[[int, int], Message]] = {
 RESULTS = Path(__file__).resolve().parent / "results" / "otap_wire.json"
 
 
-def measure(signal: Signal, size: int, batches: int) -> dict[str, Any]:
-    data = [
-        Batch.from_serialized(signal, REQUESTS[signal](size, seed).SerializeToString())
-        for seed in range(1, batches + 1)
+@dataclass
+class Source:
+    name: str
+    signal: Signal
+    batches: Callable[[int], list[Batch]]  # the data at one batch size
+
+
+def corpus_sources() -> list[Source]:
+    sources = []
+    for stem, signal in CORPUS_FILES.items():
+        requests = read_requests(CORPUS / f"{stem}.zst", signal.value)
+
+        def batches(size: int, requests: list[Message] = requests, signal: Signal = signal) -> list[Batch]:
+            return [
+                Batch.from_serialized(signal, r.SerializeToString()) for r in rebatch(requests, size, signal)
+            ]
+
+        sources.append(Source(stem, signal, batches))
+    return sources
+
+
+def generated_sources(count: int) -> list[Source]:
+    def make(signal: Signal) -> Source:
+        def batches(size: int) -> list[Batch]:
+            return [
+                Batch.from_serialized(signal, GENERATED[signal](size, seed).SerializeToString())
+                for seed in range(1, count + 1)
+            ]
+
+        return Source(f"generated-{signal.value}", signal, batches)
+
+    return [make(signal) for signal in (Signal.TRACES, Signal.LOGS, Signal.METRICS)]
+
+
+def encode_stream(data: list[Batch]) -> tuple[list[bytes], StreamProducer]:
+    """The batches as serialized ``BatchArrowRecords`` of one stream, and its producer."""
+    producer = StreamProducer()
+    records = [
+        otap_pb2.BatchArrowRecords(batch_id=i, arrow_payloads=producer.encode(codec.encode(b)))
+        for i, b in enumerate(data)
     ]
+    return [record.SerializeToString() for record in records], producer
+
+
+def decode_stream(signal: Signal, records: list[bytes]) -> None:
+    consumer = StreamConsumer()
+    for raw in records:
+        message = otap_pb2.BatchArrowRecords.FromString(raw)
+        batch = codec.decode(signal, consumer.decode(message.arrow_payloads), tenant="t", batch_id="b")
+        codec.decode_tables(signal, batch.otap or {})
+
+
+def best_cpu(rounds: int, run: Callable[[], Any]) -> float:
+    """The least process CPU time of ``rounds`` runs of ``run``."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def measure(source: Source, size: int, rounds: int) -> dict[str, Any]:
+    data = source.batches(size)
     items = sum(b.items for b in data)
     compressor = zstandard.ZstdCompressor(level=3)
     otlp_zstd = sum(len(compressor.compress(b.raw)) for b in data)
     otlp = sum(len(b.raw) for b in data)
-
-    producer = StreamProducer()
-    started = time.process_time()
-    records = [
-        otap_pb2.BatchArrowRecords(
-            batch_id=i, arrow_payloads=producer.encode(codec.encode(b))
-        ).SerializeToString()
-        for i, b in enumerate(data)
-    ]
-    encode_s = time.process_time() - started
-
-    consumer = StreamConsumer()
-    started = time.process_time()
-    for raw in records:
-        message = otap_pb2.BatchArrowRecords.FromString(raw)
-        codec.decode(signal, consumer.decode(message.arrow_payloads), tenant="t", batch_id="b")
-    decode_s = time.process_time() - started
-
+    records, producer = encode_stream(data)
+    encode_s = best_cpu(rounds, lambda: encode_stream(data))
+    decode_s = best_cpu(rounds, lambda: decode_stream(source.signal, records))
     otap = sum(len(r) for r in records)
-    steady = sum(len(r) for r in records[1:]) / max(1, items - data[0].items)
     return {
-        "signal": signal.value,
+        "source": source.name,
+        "signal": source.signal.value,
         "batch_size": size,
-        "batches": batches,
+        "batches": len(data),
         "items": items,
         "otlp_bytes_per_item": round(otlp / items, 1),
         "otlp_zstd_bytes_per_item": round(otlp_zstd / items, 1),
         "otap_bytes_per_item": round(otap / items, 1),
-        "otap_steady_bytes_per_item": round(steady, 1),
         "ratio_otap_to_otlp_zstd": round(otap / otlp_zstd, 3),
+        "schema_resets": producer.schema_resets,
         "encode_items_per_s": round(items / encode_s),
         "decode_items_per_s": round(items / decode_s),
-        "schema_resets": producer.schema_resets,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# --breakdown
+
+
+def _flat_columns(batch: pa.RecordBatch) -> Iterable[tuple[str, pa.Array]]:
+    """(dotted name, column) for every leaf column, struct children included."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_struct(column.type):
+            for i in range(column.type.num_fields):
+                yield f"{name}.{column.type.field(i).name}", column.field(i)
+        else:
+            yield name, column
+
+
+def otap_breakdown(data: list[Batch]) -> tuple[dict[str, int], dict[str, int]]:
+    """Bytes per payload type on the stream, and per column sent alone on its own stream."""
+    per_type: dict[str, int] = defaultdict(int)
+    tables = [codec.encode(b) for b in data]
+    producer = StreamProducer()
+    for batch_tables in tables:
+        for payload in producer.encode(batch_tables):
+            per_type[ArrowPayloadType(payload.type).name] += len(payload.record)
+    per_column: dict[str, int] = defaultdict(int)
+    alone: dict[str, StreamProducer] = {}  # a stream of its own for each column
+    for batch_tables in tables:
+        for kind, table in batch_tables.items():
+            for name, column in _flat_columns(table):
+                label = f"{kind.name}.{name}"
+                single = pa.RecordBatch.from_arrays([column], [name])
+                for payload in alone.setdefault(label, StreamProducer()).encode({kind: single}):
+                    per_column[label] += len(payload.record)
+    return per_type, per_column
+
+
+def _cleared(signal: Signal, request: Message, path: str) -> Message:
+    """A copy of the request with field ``path`` (dotted, below the item) cleared in every item."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for item in _items(signal, copy):
+        *parents, last = path.split(".")
+        target = item
+        for part in parents:
+            target = getattr(target, part)
+        target.ClearField(last)
+    return copy
+
+
+def _items(signal: Signal, request: Message) -> Iterable[Message]:
+    spec = SPECS[signal]
+    for rx in getattr(request, spec.resource_field):
+        for sx in getattr(rx, spec.scope_field):
+            yield from getattr(sx, spec.item_field)
+
+
+OTLP_FIELDS = {  # the item fields whose cost is measured, per signal
+    Signal.TRACES: "trace_id span_id parent_span_id name kind start_time_unix_nano end_time_unix_nano "
+    "attributes events links status".split(),
+    Signal.LOGS: "time_unix_nano observed_time_unix_nano severity_number severity_text body attributes "
+    "trace_id span_id".split(),
+    Signal.METRICS: "name description unit gauge sum histogram summary".split(),
+}
+
+
+def otlp_breakdown(signal: Signal, data: list[Batch]) -> dict[str, int]:
+    """OTLP+zstd bytes each item field costs: the bytes saved when it is cleared everywhere."""
+    compressor = zstandard.ZstdCompressor(level=3)
+    parsed = [SPECS[signal].request_type.FromString(b.raw) for b in data]
+    whole = sum(len(compressor.compress(r.SerializeToString())) for r in parsed)
+    out = {"(whole request)": whole}
+    for path in OTLP_FIELDS[signal]:
+        without = sum(len(compressor.compress(_cleared(signal, r, path).SerializeToString())) for r in parsed)
+        out[path] = whole - without
+    return out
+
+
+def breakdown(sources: list[Source], size: int) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for source in sources:
+        data = source.batches(size)
+        items = sum(b.items for b in data)
+        compressor = zstandard.ZstdCompressor(level=3)
+        otlp_zstd = sum(len(compressor.compress(b.raw)) for b in data)
+        per_type, per_column = otap_breakdown(data)
+        per_field = otlp_breakdown(source.signal, data)
+        print(f"\n{source.name}, {size}-item batches: OTLP+zstd {otlp_zstd / items:.1f} B/item")
+        print(f"  OTAP per payload type (B/item): total {sum(per_type.values()) / items:.1f}")
+        for name, size_ in sorted(per_type.items(), key=lambda kv: -kv[1]):
+            print(f"    {name:28} {size_ / items:7.2f}")
+        print("  OTAP per column, each alone on a stream (B/item)")
+        for name, size_ in sorted(per_column.items(), key=lambda kv: -kv[1]):
+            if size_ / items >= 0.05:
+                print(f"    {name:40} {size_ / items:7.2f}")
+        print("  OTLP+zstd per item field: bytes saved when cleared (B/item)")
+        for name, size_ in sorted(per_field.items(), key=lambda kv: -kv[1]):
+            print(f"    {name:28} {size_ / items:7.2f}")
+        report[source.name] = {
+            "items": items,
+            "otlp_zstd": otlp_zstd,
+            "otap_per_payload_type": per_type,
+            "otap_per_column": per_column,
+            "otlp_per_field": per_field,
+        }
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 batches per size instead of 20")
+    parser.add_argument("--quick", action="store_true", help="100 and 1,000 items; generated data: 5 batches")
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds per figure (best is kept)")
+    parser.add_argument("--breakdown", action="store_true", help="where the bytes go (corpus, 1,000 items)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write figures ({RESULTS})")
     args = parser.parse_args()
-    batches = 5 if args.quick else 20
-    rows = []
+    if args.breakdown:
+        breakdown(corpus_sources(), 1000)
+        return
+    sizes = SIZES[:2] if args.quick else SIZES
+    sources = corpus_sources() + generated_sources(5 if args.quick else 20)
     header = (
-        f"{'signal':8} {'batch':>6} {'OTLP':>7} {'+zstd':>7} {'OTAP':>7} {'steady':>7} "
-        f"{'OTAP/zstd':>9} {'target':>6} {'enc/s':>9} {'dec/s':>9}"
+        f"{'source':24} {'batch':>6} {'OTLP':>7} {'+zstd':>7} {'OTAP':>7} {'OTAP/zstd':>9} "
+        f"{'target':>6} {'resets':>6} {'enc/s':>9} {'dec/s':>9}"
     )
-    print("bytes per item on the wire; items/s per core of this process\n" + header)
-    for signal in (Signal.TRACES, Signal.LOGS, Signal.METRICS):
-        for size in SIZES:
-            row = measure(signal, size, batches)
+    print("bytes per item on the wire; items/s per core (process CPU time)\n" + header)
+    rows = []
+    for source in sources:
+        for size in sizes:
+            row = measure(source, size, args.rounds)
             rows.append(row)
+            corpus = not source.name.startswith("generated")
+            target = ""
+            if corpus and size == 1000:
+                target = f"≤{TARGETS[source.signal]}"
+            elif corpus and size == 100:
+                target = f"≤{SMALL_TARGET}"
+            elif size == 1000:
+                target = "≤1.0"
             print(
-                f"{signal.value:8} {size:>6} {row['otlp_bytes_per_item']:>7} "
+                f"{source.name:24} {size:>6} {row['otlp_bytes_per_item']:>7} "
                 f"{row['otlp_zstd_bytes_per_item']:>7} {row['otap_bytes_per_item']:>7} "
-                f"{row['otap_steady_bytes_per_item']:>7} {row['ratio_otap_to_otlp_zstd']:>9} "
-                f"{'≤' + str(TARGETS[signal]) if size == 1000 else '':>6} "
+                f"{row['ratio_otap_to_otlp_zstd']:>9} {target:>6} {row['schema_resets']:>6} "
                 f"{row['encode_items_per_s']:>9,} {row['decode_items_per_s']:>9,}",
                 flush=True,
             )
