@@ -210,22 +210,14 @@ def _items(signal: Signal, request: Message) -> Iterable[Message]:
             yield from getattr(sx, spec.item_field)
 
 
-OTLP_FIELDS = {  # the item fields whose cost is measured, per signal
-    Signal.TRACES: "trace_id span_id parent_span_id name kind start_time_unix_nano end_time_unix_nano "
-    "attributes events links status".split(),
-    Signal.LOGS: "time_unix_nano observed_time_unix_nano severity_number severity_text body attributes "
-    "trace_id span_id".split(),
-    Signal.METRICS: "name description unit gauge sum histogram summary".split(),
-}
-
-
 def otlp_breakdown(signal: Signal, data: list[Batch]) -> dict[str, int]:
     """OTLP+zstd bytes each item field costs: the bytes saved when it is cleared everywhere."""
     compressor = zstandard.ZstdCompressor(level=3)
     parsed = [SPECS[signal].request_type.FromString(b.raw) for b in data]
     whole = sum(len(compressor.compress(r.SerializeToString())) for r in parsed)
     out = {"(whole request)": whole}
-    for path in OTLP_FIELDS[signal]:
+    items = next(iter(_items(signal, parsed[0])))
+    for path in [field.name for field in items.DESCRIPTOR.fields]:
         without = sum(len(compressor.compress(_cleared(signal, r, path).SerializeToString())) for r in parsed)
         out[path] = whole - without
     return out
