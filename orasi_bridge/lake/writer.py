@@ -7,6 +7,15 @@ index) whose snapshot summary records the ``batch_id``s it holds, atomically wit
 Those ids are read back at start, so a replayed batch is acknowledged and skipped, never
 written twice.
 
+Several bridges may write one table (behind a load balancer, a part whose bridge died is re-sent
+to another under the same id, and the first may replay it from its log when it comes back).
+Before each commit attempt a writer reads the batch ids of the snapshots committed since the last
+one it saw, remembers them, and leaves out of its append the rows of batches among them (``_Buffer``
+keeps which batch each row belongs to), acknowledging their log records all the same. The append
+succeeds only if the table is still at the snapshot it checked (Iceberg's optimistic concurrency;
+pyiceberg's own retry on the refreshed table, which would skip the check, is turned off through
+the table property ``commit.retry.num-retries``), so a batch is in one commit of one writer.
+
 With ``wal`` configured, a batch is acknowledged only once it is durable in the bridge's
 write-ahead log, in the form it was accepted (``Batch.to_record``: OTLP bytes, or OTAP tables as
 Arrow IPC, written off the event loop); its record is dropped from the log when the commit
@@ -35,6 +44,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
@@ -54,6 +64,7 @@ from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
+COMMIT_NUM_RETRIES = "commit.retry.num-retries"  # pyiceberg's own retries of a conflicting commit
 
 ISOLATION_CONVERSIONS = 256
 """The most conversions spent on the parts of one batch that does not convert as a whole."""
@@ -68,14 +79,22 @@ would wait for it."""
 Entry = tuple[Batch, int | None]  # a batch and its write-ahead log position
 
 
+Owners = list[tuple[str, int]]
+"""The batches whose rows one buffered record batch holds, in row order: (batch id, rows)."""
+
+
 @dataclass
 class _Buffer:
     """What one flush will commit, per table and tenant: batches waiting to be converted
-    (``pending``), then rows. A batch's id is listed for its table once its rows are."""
+    (``pending``), then rows. A batch's id is listed for its table once its rows are; each record
+    batch of ``rows`` has its ``owners`` beside it, so a batch's rows can be left out of a commit."""
 
     pending: dict[tuple[str, str], list[Entry]] = field(default_factory=lambda: defaultdict(list))
     pending_items: int = 0
     rows: dict[str, dict[str, list[pa.RecordBatch]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    owners: dict[str, dict[str, list[Owners]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
     batch_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -115,10 +134,20 @@ class _Buffer:
             self.pending_items += sum(batch.items for batch, _ in entries)
 
     def add_rows(
-        self, table: str, tenant: str, rows: pa.RecordBatch, entries: list[Entry], counted_bytes: int
+        self,
+        table: str,
+        tenant: str,
+        rows: pa.RecordBatch,
+        entries: list[Entry],
+        counts: list[int],
+        counted_bytes: int,
     ) -> None:
-        """Converted rows of ``entries``, which were counted as ``counted_bytes`` until now."""
+        """Converted rows of ``entries`` (``counts[i]`` rows of the i-th, in order), which were
+        counted as ``counted_bytes`` until now."""
         self.rows[table][tenant].append(rows)
+        self.owners[table][tenant].append(
+            [(batch.batch_id, count) for (batch, _), count in zip(entries, counts, strict=True)]
+        )
         for batch, lsn in entries:
             self.known.add(batch.batch_id)
             self.batch_ids[table].append(batch.batch_id)
@@ -151,6 +180,7 @@ class _Buffer:
         for name, tenants in other.rows.items():
             for tenant, batches in tenants.items():
                 self.rows[name][tenant].extend(batches)
+                self.owners[name][tenant].extend(other.owners[name][tenant])
         for name, ids in other.batch_ids.items():
             self.batch_ids[name].extend(ids)
         for name, lsns in other.lsns.items():
@@ -184,9 +214,26 @@ def _chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
     return chunks
 
 
-def _convert(chunks: list[Chunk], region: str) -> list[pa.RecordBatch]:
-    """The rows of each chunk, its batches converted together."""
-    return [otlp_rows([batch for batch, _ in entries], region) for _, _, entries in chunks]
+Converted = tuple[pa.RecordBatch, list[int]]  # rows, and how many of them each batch gave, in order
+
+
+def _convert(chunks: list[Chunk], region: str) -> list[Converted]:
+    """The rows of each chunk, its batches converted together.
+
+    A batch gives one row per item (span, log record, metric data point), in order, so the rows of
+    the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
+    is converted batch by batch instead, which counts each batch's rows exactly."""
+    converted: list[Converted] = []
+    for _, _, entries in chunks:
+        batches = [batch for batch, _ in entries]
+        rows = otlp_rows(batches, region)
+        counts = [batch.items for batch in batches]
+        if rows.num_rows != sum(counts):
+            parts = [otlp_rows([batch], region) for batch in batches]
+            rows = pa.concat_batches(parts)
+            counts = [part.num_rows for part in parts]
+        converted.append((rows, counts))
+    return converted
 
 
 def _holds_otap(batch: Batch) -> bool:
@@ -196,6 +243,52 @@ def _holds_otap(batch: Batch) -> bool:
 async def _record(batch: Batch) -> bytes:
     """The batch's write-ahead log record (OTAP tables are written as Arrow IPC in a thread)."""
     return await asyncio.to_thread(batch.to_record) if _holds_otap(batch) else batch.to_record()
+
+
+def _without(
+    tenants: dict[str, list[pa.RecordBatch]], owners: dict[str, list[Owners]], skipped: set[str]
+) -> list[pa.RecordBatch]:
+    """Every tenant's record batches, without the rows of the batches in ``skipped``."""
+    kept: list[pa.RecordBatch] = []
+    for tenant, batches in tenants.items():
+        for rows, owned in zip(batches, owners[tenant], strict=True):
+            if not skipped.intersection(batch_id for batch_id, _ in owned):
+                kept.append(rows)
+                continue
+            offset = 0
+            for batch_id, count in owned:
+                if batch_id not in skipped and count:
+                    kept.append(rows.slice(offset, count))
+                offset += count
+    return kept
+
+
+def _batch_ids_since(table: Table, seen: int | None) -> tuple[list[tuple[float, list[str]]], int | None]:
+    """The commit time and batch ids of each snapshot of ``table`` after the snapshot ``seen``
+    (the current one's ancestors back to it, or to the first when it is gone), oldest first; and
+    the current snapshot's id."""
+    found: list[tuple[float, list[str]]] = []
+    current = snapshot = table.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id != seen:
+        ids = (snapshot.summary.additional_properties if snapshot.summary else {}).get(BATCH_IDS_PROPERTY)
+        if ids:
+            found.append((snapshot.timestamp_ms / 1000, ids.split(",")))
+        parent = snapshot.parent_snapshot_id
+        snapshot = None if parent is None else table.metadata.snapshot_by_id(parent)
+    found.reverse()
+    return found, None if current is None else current.snapshot_id
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """What ``_commit`` did: the table's snapshot after it, the rows it added, the batch ids the
+    snapshots of other writers it read hold (with their commit times), and the batches it left
+    out because another writer had committed them."""
+
+    snapshot_id: int | None
+    rows: int
+    by_others: list[tuple[float, list[str]]]
+    skipped: set[str]
 
 
 @dataclass(frozen=True)
@@ -221,6 +314,7 @@ class LakeWriter:
         self._catalog: Catalog | None = None
         self.tables: dict[str, Table] = {}
         self._visible: dict[str, int | None] = {}
+        self._seen: dict[str, int | None] = {}  # per table: the newest snapshot whose ids were read
         self._buffer = _Buffer()
         self._flushing: _Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
@@ -285,13 +379,32 @@ class LakeWriter:
         self._cache = LocalCache(self.config.local_cache) if self.config.local_cache else None
         for name in TABLES:
             table = ensure_table(self._catalog, name)
+            self._leave_retries_to_the_writer(table)
             self.tables[name] = table
             snapshot = table.current_snapshot()
-            self._visible[name] = snapshot.snapshot_id if snapshot else None
+            self._visible[name] = self._seen[name] = snapshot.snapshot_id if snapshot else None
             for past in sorted(table.snapshots(), key=lambda snapshot: snapshot.timestamp_ms):
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
                     self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
+
+    def _leave_retries_to_the_writer(self, table: Table) -> None:
+        """Set the table's ``commit.retry.num-retries`` to 0 (once per table, kept in its metadata).
+
+        pyiceberg otherwise retries a conflicting append by itself, on the refreshed table, without
+        the check of the batch ids other writers committed meanwhile that ``_commit`` makes before
+        each attempt: two writers could then commit one batch."""
+        for attempt in range(self.config.commit_retries + 1):
+            if table.properties.get(COMMIT_NUM_RETRIES) == "0":
+                return
+            try:
+                with table.transaction() as transaction:
+                    transaction.set_properties({COMMIT_NUM_RETRIES: "0"})
+                return
+            except CommitFailedException:  # another writer starting at the same time
+                if attempt == self.config.commit_retries:
+                    raise
+                table.refresh()
 
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit."""
@@ -341,7 +454,7 @@ class LakeWriter:
             # Rows straight from the Arrow tables (a big batch already): invalid tables raise
             # MalformedData to the sender now.
             rows = await asyncio.to_thread(rows_of, batch, self.config.region)
-            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], 0)
+            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], [rows.num_rows], 0)
         else:
             self._buffer.add_pending(table, batch, lsn)
             self._unconverted += batch.items
@@ -371,9 +484,10 @@ class LakeWriter:
             return
         chunks = _chunks(work)
         items = sum(batch.items for entries in work.values() for batch, _ in entries)
+        converted: list[Converted | None]
         try:
             try:
-                converted = await asyncio.to_thread(_convert, chunks, self.config.region)
+                converted = list(await asyncio.to_thread(_convert, chunks, self.config.region))
             except Exception:
                 converted, dropped = await asyncio.to_thread(self._convert_one_by_one, chunks)
                 for table, batch, lsn in dropped:
@@ -386,21 +500,24 @@ class LakeWriter:
         self._unconverted -= items  # converted, or dropped as unconvertible
         self._converted.set()
         self._converted = asyncio.Event()
-        for (table, tenant, entries), rows in zip(chunks, converted, strict=True):
-            if rows is not None:
-                buffer.add_rows(table, tenant, rows, entries, sum(batch.size_bytes for batch, _ in entries))
+        for (table, tenant, entries), result in zip(chunks, converted, strict=True):
+            if result is not None:
+                rows, counts = result
+                size = sum(batch.size_bytes for batch, _ in entries)
+                buffer.add_rows(table, tenant, rows, entries, counts, size)
 
     def _convert_one_by_one(
         self, chunks: list[Chunk]
-    ) -> tuple[list[pa.RecordBatch | None], list[tuple[str, Batch, int | None]]]:
+    ) -> tuple[list[Converted | None], list[tuple[str, Batch, int | None]]]:
         """Rows of each batch on its own, isolating items that do not convert (``_rows_of``).
         Receivers validated every batch, so an item that does not convert is a converter bug:
         it alone is dropped, counted and logged. Batches none of whose items convert are
         returned as dropped; the others count as written (their ids are committed)."""
-        converted: list[pa.RecordBatch | None] = []
+        converted: list[Converted | None] = []
         dropped: list[tuple[str, Batch, int | None]] = []
         for table, tenant, entries in chunks:
             kept: list[Entry] = []
+            counts: list[int] = []
             parts: list[pa.RecordBatch] = []
             for batch, lsn in entries:
                 rows, lost, error = self._rows_of(batch, [ISOLATION_CONVERSIONS])
@@ -419,10 +536,13 @@ class LakeWriter:
                 if rows:
                     parts += rows
                     kept.append((batch, lsn))
+                    counts.append(sum(part.num_rows for part in rows))
                 else:
                     dropped.append((table, batch, lsn))
             entries[:] = kept
-            converted.append(pa.Table.from_batches(parts).combine_chunks().to_batches()[0] if parts else None)
+            converted.append(
+                (pa.Table.from_batches(parts).combine_chunks().to_batches()[0], counts) if parts else None
+            )
         return converted, dropped
 
     def _rows_of(self, batch: Batch, budget: list[int]) -> tuple[list[pa.RecordBatch], int, Exception | None]:
@@ -491,18 +611,28 @@ class LakeWriter:
             self._flushing = buffer
             try:
                 for name, tenants in buffer.rows.items():
-                    snapshot_id = await asyncio.to_thread(self._commit, name, tenants, buffer.batch_ids[name])
+                    done = await asyncio.to_thread(
+                        self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name]
+                    )
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
-                    self._visible[name] = snapshot_id
+                    self._visible[name] = done.snapshot_id
+                    for committed_at, ids in done.by_others:
+                        self._committed.add(ids, committed_at=committed_at)
                     self._committed.add(buffer.batch_ids.pop(name))
                     if self._wal is not None:
                         for lsn in buffer.lsns.pop(name, ()):
-                            self._wal.ack(lsn)
+                            self._wal.ack(lsn)  # committed here, or by another writer
                     buffer.size_bytes -= buffer.table_bytes.pop(name, 0)
-                    rows = sum(batch.num_rows for batches in tenants.values() for batch in batches)
-                    self._sent.labels(SIGNAL_OF_TABLE[name].value, self._settings.id).inc(rows)
+                    self._sent.labels(SIGNAL_OF_TABLE[name].value, self._settings.id).inc(done.rows)
                     tenants.clear()
-                    self._commits.inc()
+                    buffer.owners.pop(name, None)
+                    if done.skipped:
+                        self._logger.info(
+                            "Batches another writer committed first were left out of this commit.",
+                            extra={"table": name, "batches": len(done.skipped)},
+                        )
+                    if done.rows:
+                        self._commits.inc()
             except Exception:
                 self._commit_failures.inc()
                 self._logger.exception(
@@ -516,39 +646,74 @@ class LakeWriter:
             finally:
                 self._flushing = None
 
-    def _commit(self, name: str, tenants: dict[str, list[pa.RecordBatch]], batch_ids: list[str]) -> int:
+    def _commit(
+        self,
+        name: str,
+        tenants: dict[str, list[pa.RecordBatch]],
+        owners: dict[str, list[Owners]],
+        batch_ids: list[str],
+    ) -> _Commit:
         """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
 
         Rows are sorted and written by us (``files``: zstd Parquet, one file per tenant x day or
         per ``FILE_ROWS`` of it; spans with a trace index), then appended in one fast-append
-        transaction whose summary holds ``batch_ids``. A conflicting commit is retried on the
-        refreshed table with the same files; any failure raises, and the caller keeps the rows
-        buffered.
+        transaction whose summary holds the batch ids. A conflicting commit is retried on the
+        refreshed table; any failure raises, and the caller keeps the rows buffered.
+
+        Exactly-once across the writers that share the table (bridges behind one load balancer):
+        before each attempt, the batch ids of the snapshots committed since the one this writer
+        last saw (``_batch_ids_since``) are read, and the rows of batches among them are left
+        out (their files written again without them). The commit succeeds only if nobody
+        committed after the metadata that was read, so a batch is never in two commits.
         """
-        rows, partitions = sort_rows([rb for batches in tenants.values() for rb in batches], TABLES[name])
         table = self.tables[name]
         fs, prefix = self._fs
-        data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
-        del rows
-        properties = {BATCH_IDS_PROPERTY: ",".join(batch_ids)}
-        for attempt in range(self.config.commit_retries + 1):
-            try:
-                with (
-                    table.transaction() as transaction,
-                    transaction.update_snapshot(snapshot_properties=properties).fast_append() as append,
-                ):
-                    for data_file in data_files:
-                        append.append_data_file(data_file)
-                break
-            except CommitFailedException:
-                if attempt == self.config.commit_retries:
-                    # Certainly not committed (unlike, say, a lost connection), so its files go.
-                    delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
-                    raise
-                table.refresh()
+        by_others: list[tuple[float, list[str]]] = []
+        seen = self._seen.get(name)
+        skipped: set[str] = set()
+        data_files: list[DataFile] | None = None
+        kept: list[pa.RecordBatch] = []
+        try:
+            for attempt in range(self.config.commit_retries + 1):
+                found, seen = _batch_ids_since(table, seen)
+                by_others += found
+                newly = {i for _, ids in found for i in ids if i in batch_ids and i not in skipped}
+                if newly or data_files is None:
+                    skipped |= newly
+                    if data_files:
+                        delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
+                    kept = _without(tenants, owners, skipped)
+                    data_files = []
+                    if kept:
+                        rows, partitions = sort_rows(kept, TABLES[name])
+                        data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
+                        del rows
+                if not data_files:
+                    break  # every batch was committed by others: nothing to add
+                ids = ",".join(i for i in batch_ids if i not in skipped)
+                try:
+                    with (
+                        table.transaction() as transaction,
+                        transaction.update_snapshot(
+                            snapshot_properties={BATCH_IDS_PROPERTY: ids}
+                        ).fast_append() as append,
+                    ):
+                        for data_file in data_files:
+                            append.append_data_file(data_file)
+                    break
+                except CommitFailedException:
+                    if attempt == self.config.commit_retries:
+                        raise
+                    table.refresh()
+        except CommitFailedException:
+            # Certainly not committed (unlike, say, a lost connection), so its files go.
+            delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files or ()])
+            raise
         snapshot = table.current_snapshot()
-        assert snapshot is not None
-        return int(snapshot.snapshot_id)
+        snapshot_id = None if snapshot is None else int(snapshot.snapshot_id)
+        self._seen[name] = snapshot_id  # only now: a failed flush reads the same snapshots again
+        rows = sum(batch.num_rows for batch in kept) if data_files else 0
+        return _Commit(snapshot_id, rows, by_others, skipped)
 
     async def shutdown(self) -> None:
         """Commit what is buffered, then stop."""
