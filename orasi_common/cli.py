@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orasi_common import plugins
 from orasi_common.allocator import tune_allocators
@@ -96,6 +97,40 @@ def _fleet(args: argparse.Namespace) -> int:
     return run_fleet(args.etcd or default_endpoints(os.environ), args.region, args.json)
 
 
+def _config(args: argparse.Namespace) -> int:
+    from orasi_common.control.fleet import default_endpoints  # aetcd only for this command
+    from orasi_common.control.settings_cli import DEFAULT_REGION, run_config
+
+    region = args.region or os.environ.get("ORASI_REGION", DEFAULT_REGION)
+    return run_config(args, args.etcd or default_endpoints(os.environ), region)
+
+
+def _add_config(commands: Any) -> None:
+    config = commands.add_parser("config", help="read and write live settings in etcd (orasi config -h)")
+    actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    target = "KIND/COMPONENT_ID, e.g. gateway/batch or gateway/loadbalancing/bridges"
+    for name, text in (
+        ("get", "print the stored object of reloadable keys"),
+        ("set", "check and write reloadable keys (merged with the stored object)"),
+        ("delete", "delete the stored object: the component runs with its file configuration"),
+        ("history", "the stored object's versions, newest first, with their etcd revisions"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("target", metavar="KIND/COMPONENT_ID", help=target)
+        action.add_argument(
+            "--etcd",
+            action="append",
+            metavar="URL",
+            help="an etcd endpoint, repeatable (default: $ORASI_ETCD_ENDPOINTS or http://127.0.0.1:2379)",
+        )
+        action.add_argument("--region", help="region (default: $ORASI_REGION or us-east-1)")
+        action.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+        if name == "set":
+            action.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="values are YAML scalars")
+            action.add_argument("--file", metavar="FILE", help="a YAML or JSON object instead of pairs")
+            action.add_argument("--replace", action="store_true", help="overwrite the stored object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orasi", description="OpenTelemetry pipeline and lakehouse.")
     parser.add_argument("--version", action="version", version=f"orasi {__version__}")
@@ -135,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or http://127.0.0.1:2379)",
     )
     fleet.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    _add_config(commands)
     bench.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
@@ -153,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _query(args)
         if args.command == "fleet":
             return _fleet(args)
+        if args.command == "config":
+            return _config(args)
         if args.command == "bench":
             return bench.run(args)
         if args.command == "validate-config":

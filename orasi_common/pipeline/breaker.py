@@ -4,6 +4,10 @@ Closed: calls pass; ``failure_threshold`` consecutive failures open it. Open: ca
 at once for ``open_duration`` seconds. Half-open: up to ``half_open_max_calls`` probes pass; a
 success closes it, a failure opens it again. Only failures that say something about the
 endpoint (unreachable, unavailable, timed out) should be recorded, not refusals of bad data.
+
+``reconfigure`` takes new thresholds and durations without losing the state: an open breaker
+stays open (for the new ``open_duration``, counted from when it opened), the failures counted so
+far count against the new ``failure_threshold`` from the next failure.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probes = 0
+
+    def reconfigure(self, config: BreakerConfig) -> None:
+        self._config = config
 
     def _set(self, state: BreakerState) -> None:
         if state is not self.state:

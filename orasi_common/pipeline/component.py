@@ -118,6 +118,11 @@ class Host(Protocol):
 
     def exporter(self, exporter_id: str) -> Exporter: ...
 
+    def components(self, component_id: str) -> list[Component]:
+        """Every instance of the receiver, processor, exporter or extension ``component_id`` (a
+        processor has one per pipeline that lists it); empty when the service has none."""
+        ...
+
     def listening(self) -> Mapping[str, str]:
         """Where the service answers so far: every started ``Listening`` component's endpoints
         and the admin port's (the first component to name a protocol keeps it)."""

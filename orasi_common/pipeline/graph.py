@@ -210,6 +210,16 @@ class Graph:
         except KeyError:
             raise LookupError(f"no exporter {exporter_id!r} is in a pipeline") from None
 
+    def components(self, component_id: str) -> list[Component]:
+        """Every instance of ``component_id`` (``Host.components``)."""
+        found: list[Component] = [
+            processor for p in self.pipelines for pid, processor in p.processors if pid == component_id
+        ]
+        for kind in (self.receivers, self.exporters, self.extensions):
+            if component_id in kind:
+                found.append(kind[component_id])
+        return found
+
     def listening(self) -> dict[str, str]:
         """Where the service answers so far (``Host.listening``)."""
         endpoints: dict[str, str] = {}

@@ -120,6 +120,19 @@ class Metrics:
             ["resolver"],
             registry=r,
         )
+        self.config_updates = Counter(
+            "orasi_config_updates",
+            "Live settings (etcd /orasi/<region>/config/<kind>/<component>) a component applied "
+            "(a deletion, back to the file's, included) or refused, once per revision.",
+            ["component", "outcome"],
+            registry=r,
+        )
+        self.config_revision = Gauge(
+            "orasi_config_revision",
+            "The etcd revision of the last live setting a component applied (a put or a deletion).",
+            ["component"],
+            registry=r,
+        )
         self.wal_corrupt_segments = Counter(
             "orasi_wal_corrupt_segments",
             "Write-ahead-log segments found with a torn or corrupt tail at start (tail skipped).",

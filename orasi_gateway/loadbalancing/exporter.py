@@ -11,6 +11,10 @@ traffic returns to the primary as soon as its breakers close again.
 Parts keep ids derived from the batch id and the first endpoint chosen for them; when some parts
 of a batch fail, its retry re-sends only those parts, under the same ids, so the lake can
 recognise any copy.
+
+Live settings (``control.settings``): ``circuit_breaker.*`` and ``routing.*`` can change while it
+runs (``reconfigure``): the breakers of the known endpoints take the new thresholds and
+durations keeping their state, and the next batch is routed by the new routing keys.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import functools
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import grpc
 
@@ -75,6 +80,8 @@ class _Group:
 
 
 class LoadBalancingExporter:
+    reloadable_keys: ClassVar[frozenset[str]] = frozenset({"circuit_breaker.*", "routing.*"})
+
     def __init__(self, settings: Settings, config: Config) -> None:
         self._settings = settings
         self._config = config
@@ -89,6 +96,16 @@ class LoadBalancingExporter:
         self._breaker_state = metrics.circuit_breaker_state
         self._routed = metrics.loadbalancer_routed
         self._endpoint_count = metrics.loadbalancer_endpoints
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        for group in self._groups:
+            for endpoint in group.endpoints.values():
+                endpoint.breaker.reconfigure(config.circuit_breaker)
 
     def _client_config(self, endpoint: str) -> ArrowClientConfig:
         c = self._config

@@ -24,6 +24,10 @@ class Config(ComponentConfig):
     instance: str = Field(
         default="", pattern=r"^[^/]*$", description="Instance name (default: <hostname>-<pid>)."
     )
+    live_settings: bool = Field(
+        default=True,
+        description="Apply the live settings of /orasi/<region>/config/<kind>/ (etcd endpoints only).",
+    )
     advertise_host: str = Field(
         default="",
         description="Host registered for endpoints bound to every address (0.0.0.0, ::); default: "

@@ -5,6 +5,11 @@ It starts after every receiver and after the extensions listed before it in
 record (``control.registration``) at ``/orasi/<region>/services/<kind>/<instance>``. The lease is
 kept alive and the record written again after a lost lease by ``EtcdRegistry``; shutdown revokes
 the lease, so the record disappears at once.
+
+With etcd endpoints (and ``live_settings``, the default), it also applies the live settings of
+its kind (``live_settings.LiveSettings``: ``/orasi/<region>/config/<kind>/<component_id>``) to the
+service's reconfigurable components, from its start (the stored values first) until shutdown.
+Without etcd (the in-process registry of ``orasi up``) there are no live settings.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import os
 import socket
 from datetime import UTC, datetime
 
-from orasi_common.control.registration import Endpoints, encode, key_of, make_record
+from orasi_common.control.registration import KINDS, Endpoints, encode, key_of, make_record
 from orasi_common.control.registry import LOCAL, EtcdRegistry, Registry
 from orasi_common.extensions.etcd.config import Config
+from orasi_common.extensions.etcd.live_settings import LiveSettings
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.version import __version__
@@ -44,8 +50,13 @@ class EtcdExtension:
         self._config = config
         self._host = host
         self.registry: Registry = LOCAL
+        self.live_settings: LiveSettings | None = None
         if config.endpoints:
             self.registry = EtcdRegistry(config.endpoints, config.lease_ttl)
+            if config.live_settings and settings.service in KINDS:
+                self.live_settings = LiveSettings(
+                    config.endpoints, config.region, settings.service, host, settings.metrics, settings.logger
+                )
         self.key = key_of(
             config.region, settings.service, config.instance or f"{socket.gethostname()}-{os.getpid()}"
         )
@@ -60,6 +71,8 @@ class EtcdExtension:
         )
 
     async def start(self) -> None:
+        if self.live_settings is not None:  # before registering: a new instance serves the live values
+            await self.live_settings.start()
         record = make_record(
             self.endpoints(),
             region=self._config.region,
@@ -76,6 +89,8 @@ class EtcdExtension:
         )
 
     async def shutdown(self) -> None:
+        if self.live_settings is not None:
+            await self.live_settings.stop()
         if self._registered:
             await self.registry.deregister(self.key)
             self._registered = False

@@ -8,12 +8,17 @@ refusals, since its items were already acknowledged. With ``wait_for_send``, ``c
 only once its batch was handed on, so an acknowledgement means what the next component's
 acknowledgement means (e.g. durable in a write-ahead-log queue), at a latency of up to
 ``timeout``.
+
+Live settings (``control.settings``): ``send_batch_size``, ``send_batch_size_mib``,
+``send_batch_max_size`` and ``timeout`` can change while it runs (``reconfigure``); sizes apply to
+the next item, the timeout to the next group started (groups already waiting keep theirs).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from orasi_common.errors import OrasiError, RetryableError, Throttled
 from orasi_common.pdata import Batch
@@ -41,17 +46,28 @@ class _Group:
 
 
 class BatchProcessor:
+    reloadable_keys: ClassVar[frozenset[str]] = frozenset(
+        {"send_batch_size", "send_batch_size_mib", "send_batch_max_size", "timeout"}
+    )
+
     def __init__(self, settings: Settings, config: Config, next_consumer: Consumer) -> None:
-        self._config = config
         self._next = next_consumer
         self._logger = settings.logger
         self._id = settings.id
         self._sent = settings.metrics.batch_sent
         self._sizes = settings.metrics.batch_size.labels(settings.id)
-        self._size_limit = int(config.send_batch_size_mib * MIB) if config.send_batch_size_mib else None
+        self.reconfigure(config)
         self._groups: dict[str, _Group] = {}
         self._tasks = TaskScope()
         self._stopping = False
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        self._size_limit = int(config.send_batch_size_mib * MIB) if config.send_batch_size_mib else None
 
     async def start(self) -> None:
         await self._tasks.open()

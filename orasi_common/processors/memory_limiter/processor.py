@@ -10,6 +10,11 @@ forces a garbage collection. Data is accepted again once memory is below the sof
 
 When no data has come for ``release_when_idle`` seconds, it returns the free memory once too,
 so that a process that took memory in a burst gives it back when the burst is over.
+
+Live settings (``control.settings``): the limits (``limit_mib``, ``spike_limit_mib``,
+``limit_percentage``, ``spike_limit_percentage``) and ``check_interval`` can change while it runs
+(``reconfigure``): memory is measured against the new limits at once; the interval applies
+from the next check.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import gc
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -58,6 +64,10 @@ def limits(config: Config, total: int | None = None) -> tuple[int, int]:
 
 
 class MemoryLimiter:
+    reloadable_keys: ClassVar[frozenset[str]] = frozenset(
+        {"limit_mib", "spike_limit_mib", "limit_percentage", "spike_limit_percentage", "check_interval"}
+    )
+
     def __init__(self, settings: Settings, config: Config, next_consumer: Consumer) -> None:
         self._config = config
         self._next = next_consumer
@@ -71,6 +81,16 @@ class MemoryLimiter:
         self._tasks = TaskScope()
         self._last_data = time.monotonic()
         self._released_since_data = True  # nothing to give back before any data
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def reconfigure(self, config: Config) -> None:
+        """New limits, and a measurement against them now."""
+        self._config = config
+        self.soft_limit, self.hard_limit = limits(config)
+        self.check()
 
     async def start(self) -> None:
         self.check()
