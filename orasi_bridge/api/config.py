@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from orasi_bridge.query.engine import QueryLimits
+from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
 
 
@@ -16,4 +17,7 @@ class Config(ComponentConfig):
         default_factory=dict,
         description="API key → tenant. When set, every query needs a key (Authorization: Bearer "
         "KEY or X-API-Key) and reads that key's tenant only.",
+    )
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig, description="The schema registry under /registry (README)."
     )

@@ -15,6 +15,9 @@ from orasi_bridge.api import encoding
 from orasi_bridge.api.config import Config
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.query.engine import QueryEngine
+from orasi_bridge.registry import api as registry_api
+from orasi_bridge.registry import errors as registry_errors
+from orasi_bridge.registry.registry import Registry
 from orasi_common.errors import OrasiError, PermanentError
 from orasi_common.pdata import DEFAULT_TENANT
 from orasi_common.telemetry.metrics import Metrics
@@ -66,7 +69,9 @@ def resolve_tenant(config: Config, tenant: str | None, authorization: str | None
     return tenant
 
 
-def create_app(config: Config, engine: QueryEngine, metrics: Metrics) -> FastAPI:
+def create_app(
+    config: Config, engine: QueryEngine, metrics: Metrics, registry: Registry | None = None
+) -> FastAPI:
     app = FastAPI(
         title="Orasi bridge query API",
         version="1",
@@ -137,5 +142,19 @@ def create_app(config: Config, engine: QueryEngine, metrics: Metrics) -> FastAPI
                 for name, schema in TABLES.items()
             ]
         }
+
+    if registry is not None:
+
+        def tenant_of(request: Request) -> str:
+            headers = request.headers
+            try:
+                tenant, key = headers.get("x-orasi-tenant"), headers.get("x-api-key")
+                return resolve_tenant(config, tenant, headers.get("authorization"), key)
+            except Unauthorized as error:
+                raise registry_errors.Unauthorized(error.message) from None
+            except Forbidden as error:
+                raise registry_errors.Forbidden(error.message) from None
+
+        registry_api.mount(app, registry, tenant_of, config.registry.max_request_bytes)
 
     return app

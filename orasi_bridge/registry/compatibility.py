@@ -86,7 +86,9 @@ DEFAULT_LEVEL = Level.BACKWARD
 def parse_level(value: object) -> Level:
     """A level from its name (case-insensitive); ValueError naming the levels otherwise."""
     try:
-        return Level(str(value).upper())
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return Level(value.upper())
     except ValueError:
         raise ValueError(f"{value!r} is not a compatibility level (one of {', '.join(Level)})") from None
 

@@ -13,7 +13,7 @@ OrasiError
 │       ├── InvalidLevel         42203 / 422
 │       ├── InvalidMode          42204 / 422
 │       ├── ReadOnlyMode         42205 / 422
-│       └── BodyTooLarge         41301 / 413
+│       └── BodyTooLarge         413   / 413
 └── RetryableError
     └── Unavailable              50301 / 503   (the store cannot be reached: writes, and
                                                 reads the cache cannot answer)
@@ -29,6 +29,14 @@ UNAVAILABLE_CODE = 50301
 class RegistryError(PermanentError):
     code: int = 50001
     status: int = 500
+
+
+class Unauthorized(RegistryError):
+    code, status = 40101, 401
+
+
+class Forbidden(RegistryError):
+    code, status = 40301, 403
 
 
 class SubjectNotFound(RegistryError):
@@ -75,12 +83,13 @@ class ReadOnlyMode(RegistryError):
 
 
 class BodyTooLarge(RegistryError):
-    code, status = 41301, 413
+    code, status = 413, 413
 
 
 __all__ = [
     "UNAVAILABLE_CODE",
     "BodyTooLarge",
+    "Forbidden",
     "Incompatible",
     "InvalidLevel",
     "InvalidMode",
@@ -91,6 +100,7 @@ __all__ = [
     "RegistryError",
     "SchemaNotFound",
     "SubjectNotFound",
+    "Unauthorized",
     "Unavailable",
     "VersionNotFound",
 ]
