@@ -133,6 +133,14 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.otap_schema_resets = Counter(
+            "orasi_otap_schema_resets",
+            "Schema resets an OTAP exporter's stream producer made (a new Arrow IPC stream, schema "
+            "and dictionaries sent again): a column appeared or changed type, or a dictionary "
+            "overflowed.",
+            ["signal", "payload_type"],
+            registry=r,
+        )
         self.wal_corrupt_segments = Counter(
             "orasi_wal_corrupt_segments",
             "Write-ahead-log segments found with a torn or corrupt tail at start (tail skipped).",

@@ -53,16 +53,20 @@ def _stream_error(exc: grpc.aio.AioRpcError) -> BaseException:
 
 
 class _Stream:
-    def __init__(self, channel: grpc.aio.Channel, signal: Signal, config: ArrowClientConfig) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, signal: Signal, config: ArrowClientConfig, settings: Settings
+    ) -> None:
         arrow = config.arrow
         self._call = channel.stream_stream(
             method_path(signal),
             request_serializer=otap_pb2.BatchArrowRecords.SerializeToString,
             response_deserializer=otap_pb2.BatchStatus.FromString,
         )(metadata=list(config.headers.items()), compression=compression_of(config))
+        resets = settings.metrics.otap_schema_resets
         self._producer = StreamProducer(
             None if arrow.payload_compression == "none" else arrow.payload_compression,
             arrow.max_dictionary_size,
+            on_reset=lambda payload_type: resets.labels(signal.value, payload_type.name).inc(),
         )
         self._encoder = hpack.Encoder()
         self._ids = itertools.count()
@@ -167,7 +171,7 @@ class OtapClient:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         if len(streams) < self._config.arrow.num_streams:
-            streams.append(_Stream(self._channel, signal, self._config))
+            streams.append(_Stream(self._channel, signal, self._config, self._settings))
         return streams[next(self._turn) % len(streams)]
 
     async def send(self, batch: Batch) -> None:

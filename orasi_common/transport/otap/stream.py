@@ -2,14 +2,20 @@
 
 Producer side (``StreamProducer``), per gRPC stream:
 
+- a payload type's IPC stream keeps one *stable* schema: the union of the columns its batches
+  have carried. A column seen once stays, holding nulls in batches that do not use it (an
+  absent optional column and an all-null one mean the same to OTAP readers), so after a short
+  warm-up batches of one type share their schema and dictionaries. The schema is reset (a new
+  IPC stream under a new ``schema_id``, fresh dictionaries) only when a column appears, changes
+  type, field metadata or nullability, or a dictionary is about to overflow its index type;
+  ``on_reset`` is told of each reset (the exporter counts them in
+  ``orasi_otap_schema_resets_total``);
 - string columns (top level and inside struct columns) are dictionary-encoded against a
   dictionary that grows across the stream's batches, so each batch sends only a *delta* of new
   values; indices are u16. A column whose first batch is mostly distinct values (log bodies,
-  request ids) is sent plain instead: a dictionary would only add an index per row;
-- a payload type's IPC stream sends its schema once; a different schema (e.g. an optional column
-  appearing) or a dictionary about to overflow its index type starts a new IPC stream under a
-  new ``schema_id`` (a schema reset), with fresh dictionaries; a column with more distinct
-  values in one batch than a dictionary holds is sent as plain strings on that IPC stream;
+  request ids) is sent plain instead: a dictionary would only add an index per row; a column
+  with more distinct values in one batch than a dictionary holds is sent plain on its IPC
+  stream;
 - IPC buffers are zstd-compressed, at the level (1 or 3) that writes the IPC stream's first
   batch smallest.
 
@@ -21,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -74,6 +81,73 @@ class _Dictionary:
         return pa.DictionaryArray.from_arrays(indices, self.values)
 
 
+def _merged_field(old: pa.Field, new: pa.Field) -> tuple[pa.Field, bool]:
+    """The stream's field for a column it had as ``old`` and a batch brings as ``new``, and
+    whether the IPC schema must change for it."""
+    if pa.types.is_struct(old.type) and pa.types.is_struct(new.type):
+        children, changed = _merged_fields(list(old.type), list(new.type))
+        merged = old.with_type(pa.struct(children))
+    elif old.type == new.type:
+        merged, changed = old, False
+    else:
+        return new.with_nullable(new.nullable or old.nullable), True
+    if new.nullable and not old.nullable:
+        merged, changed = merged.with_nullable(True), True
+    if (new.metadata or None) != (old.metadata or None):
+        merged, changed = merged.with_metadata(new.metadata or {}), True
+    return merged, changed
+
+
+def _merged_fields(old: Sequence[pa.Field], new: Sequence[pa.Field]) -> tuple[list[pa.Field], bool]:
+    """The union of the stream's columns and a batch's, in the stream's order then the batch's:
+    a column the batch lacks stays (nullable, to hold its nulls); a new one is appended."""
+    incoming = {f.name: f for f in new}
+    fields, changed = [], False
+    for mine in old:
+        other = incoming.pop(mine.name, None)
+        if other is None:
+            if not mine.nullable:
+                mine, changed = mine.with_nullable(True), True
+            fields.append(mine)
+            continue
+        mine, field_changed = _merged_field(mine, other)
+        fields.append(mine)
+        changed |= field_changed
+    fields += [f.with_nullable(True) for f in incoming.values()]
+    return fields, changed or bool(incoming)
+
+
+def _merged_schema(old: pa.Schema, new: pa.Schema) -> tuple[pa.Schema, bool]:
+    """The stream's schema after a batch of schema ``new``, and whether it changed."""
+    if new.equals(old, check_metadata=True):
+        return old, False
+    fields, changed = _merged_fields(list(old), list(new))
+    changed |= (new.metadata or None) != (old.metadata or None)
+    return pa.schema(fields, new.metadata), changed
+
+
+def _conformed(column: pa.Array | None, field: pa.Field, n: int) -> pa.Array:
+    """The column as the stream's ``field`` has it: nulls when absent, struct children filled."""
+    if column is None:
+        return pa.nulls(n, field.type)
+    if pa.types.is_struct(field.type) and column.type != field.type:
+        names = [column.type.field(i).name for i in range(column.type.num_fields)]
+        present = dict(zip(names, column.flatten(), strict=True))
+        children = [_conformed(present.get(child.name), child, n) for child in field.type]
+        mask = column.is_null() if column.null_count else None
+        return pa.StructArray.from_arrays(children, fields=list(field.type), mask=mask)
+    return column
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch with the columns (and order) of the stream's ``schema``."""
+    if batch.schema.equals(schema, check_metadata=True):
+        return batch
+    present = dict(zip(batch.schema.names, batch.columns, strict=True))
+    arrays = [_conformed(present.get(field.name), field, batch.num_rows) for field in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _options(compression: pa.Codec | str | None) -> pa.ipc.IpcWriteOptions:
     return pa.ipc.IpcWriteOptions(compression=compression, emit_dictionary_deltas=True)
 
@@ -81,8 +155,10 @@ def _options(compression: pa.Codec | str | None) -> pa.ipc.IpcWriteOptions:
 class _PayloadWriter:
     """One IPC stream of one payload type, with the dictionaries its text columns grow."""
 
-    def __init__(self, shape: str, schema_id: str, compression: str | None, max_dictionary: int) -> None:
-        self.shape = shape  # the schema of the batches it takes, before dictionary encoding
+    def __init__(
+        self, schema: pa.Schema, schema_id: str, compression: str | None, max_dictionary: int
+    ) -> None:
+        self.schema = schema  # the schema of the batches it takes, before dictionary encoding
         self.schema_id = schema_id
         self._max_dictionary = max_dictionary
         self._dictionaries: dict[str, _Dictionary] = {}
@@ -162,30 +238,51 @@ class _PayloadWriter:
 
 
 class StreamProducer:
-    """Encodes OTAP tables into ``ArrowPayload``s for one gRPC stream."""
+    """Encodes OTAP tables into ``ArrowPayload``s for one gRPC stream.
 
-    def __init__(self, compression: str | None = "zstd", max_dictionary: int = MAX_DICTIONARY) -> None:
+    ``on_reset`` is called with the payload type whenever that type's schema is reset.
+    """
+
+    def __init__(
+        self,
+        compression: str | None = "zstd",
+        max_dictionary: int = MAX_DICTIONARY,
+        on_reset: Callable[[ArrowPayloadType], None] | None = None,
+    ) -> None:
         self._compression = compression
         self._max_dictionary = max_dictionary
+        self._on_reset = on_reset
         self._writers: dict[int, _PayloadWriter] = {}
         self._generation = 0
-        self.schema_resets = 0
+        self.resets: Counter[ArrowPayloadType] = Counter()
+
+    @property
+    def schema_resets(self) -> int:
+        """Schema resets so far, all payload types together."""
+        return sum(self.resets.values())
 
     def encode(self, tables: Mapping[ArrowPayloadType, pa.RecordBatch]) -> list[otap_pb2.ArrowPayload]:
         payloads = []
         for payload_type, batch in tables.items():
-            shape = str(batch.schema)
             writer = self._writers.get(payload_type)
-            encoded = writer.encode(batch) if writer is not None and writer.shape == shape else None
-            if encoded is None:  # first batch of this type, a new shape, or a dictionary overflow
+            encoded = None
+            if writer is None:
+                schema = batch.schema
+            else:
+                schema, changed = _merged_schema(writer.schema, batch.schema)
+                if not changed:
+                    encoded = writer.encode(_conform(batch, schema))
+            if encoded is None:  # first batch of this type, a new column or type, a dictionary overflow
                 if writer is not None:
-                    self.schema_resets += 1
+                    self.resets[ArrowPayloadType(payload_type)] += 1
+                    if self._on_reset is not None:
+                        self._on_reset(ArrowPayloadType(payload_type))
                 self._generation += 1
-                digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
+                digest = hashlib.blake2b(str(schema).encode(), digest_size=6).hexdigest()
                 writer = _PayloadWriter(
-                    shape, f"{digest}.{self._generation}", self._compression, self._max_dictionary
+                    schema, f"{digest}.{self._generation}", self._compression, self._max_dictionary
                 )
-                encoded = writer.encode(batch)
+                encoded = writer.encode(_conform(batch, schema))
                 assert encoded is not None  # a fresh writer sends overflowing columns plain
                 self._writers[payload_type] = writer
             assert writer is not None

@@ -140,9 +140,37 @@ def plain_type(typ: pa.DataType) -> pa.DataType:
     return typ
 
 
+def _only_sent(decoded: pa.Array, sent_type: pa.DataType) -> pa.Array:
+    """A decoded struct column without the children the stream added (all null) for a batch that
+    did not send them; MalformedData-free assertion that they are indeed null."""
+    if not pa.types.is_struct(sent_type):
+        return decoded
+    decoded_type = decoded.type
+    names = [sent_type.field(i).name for i in range(sent_type.num_fields)]
+    for i in range(decoded_type.num_fields):
+        if decoded_type.field(i).name not in names:
+            assert decoded.field(i).null_count == len(decoded), "a column the batch lacked holds values"
+    children = [_only_sent(decoded.field(name), sent_type.field(name).type) for name in names]
+    mask = decoded.is_null() if decoded.null_count else None
+    fields = [decoded_type.field(name).with_type(c.type) for name, c in zip(names, children, strict=True)]
+    return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
+
+
 def assert_same(decoded: pa.RecordBatch, sent: pa.RecordBatch) -> None:
-    """Same column names, same value types once dictionaries are looked through, same rows."""
-    assert decoded.schema.names == sent.schema.names
+    """The sent columns with the same value types once dictionaries are looked through and the
+    same rows; any other column of the stream's schema (absent from this batch) all null."""
+    for name in set(decoded.schema.names) - set(sent.schema.names):
+        assert decoded.column(name).null_count == decoded.num_rows, f"{name} was not sent, yet holds values"
+    assert set(sent.schema.names) <= set(decoded.schema.names)
+    decoded = pa.RecordBatch.from_arrays(
+        [_only_sent(decoded.column(f.name), f.type) for f in sent.schema],
+        schema=pa.schema(
+            [
+                decoded.schema.field(f.name).with_type(_only_sent(decoded.column(f.name), f.type).type)
+                for f in sent.schema
+            ]
+        ),
+    )
     assert [plain_type(f.type) for f in decoded.schema] == [plain_type(f.type) for f in sent.schema]
     assert decoded.num_rows == sent.num_rows
     assert plain(decoded) == plain(sent)
@@ -296,14 +324,36 @@ def test_a_column_appearing_resets_only_that_payload_type() -> None:
     assert second[P.SPAN_ATTRS].schema_id == first[P.SPAN_ATTRS].schema_id
     assert kinds(second[P.SPAN_ATTRS].record) == ["record batch"]
 
-    # the column going away again is another shape: another reset, still decodable
-    third = by_type(roundtrip(producer, consumer, {P.SPANS: spans_table(["d"]), P.SPAN_ATTRS: attrs})[0])
-    assert producer.schema_resets == 2
-    assert third[P.SPANS].schema_id not in {first[P.SPANS].schema_id, second[P.SPANS].schema_id}
-    # and the stream goes on with deltas against the newest IPC stream
-    fourth = by_type(roundtrip(producer, consumer, {P.SPANS: spans_table(["d", "e"])})[0])
-    assert fourth[P.SPANS].schema_id == third[P.SPANS].schema_id
+    # the column going away again keeps the schema: it stays, holding nulls
+    third_payloads, third_decoded = roundtrip(
+        producer, consumer, {P.SPANS: spans_table(["d"]), P.SPAN_ATTRS: attrs}
+    )
+    third = by_type(third_payloads)
+    assert producer.schema_resets == 1
+    assert producer.resets == {P.SPANS: 1}
+    assert third[P.SPANS].schema_id == second[P.SPANS].schema_id
+    assert "schema" not in kinds(third[P.SPANS].record)
+    assert third_decoded[P.SPANS].column("trace_state").to_pylist() == [None]
+    # and the stream goes on with deltas against the same IPC stream
+    fourth = by_type(roundtrip(producer, consumer, {P.SPANS: spans_table(["d", "e"], with_state=True)})[0])
+    assert fourth[P.SPANS].schema_id == second[P.SPANS].schema_id
     assert "schema" not in kinds(fourth[P.SPANS].record)
+
+
+def test_a_struct_child_appearing_then_missing_keeps_one_schema_after_warm_up() -> None:
+    resets: list[P] = []
+    producer, consumer = StreamProducer(on_reset=resets.append), StreamConsumer()
+    with_message = spans_table(["a", "b"])
+    without = with_message.set_column(
+        2, "status", pa.StructArray.from_arrays([pa.array([1, 2], pa.int32())], names=["code"])
+    )
+    no_status = with_message.remove_column(2)
+    ids = set()
+    for table in (without, with_message, without, no_status, with_message, no_status):
+        (payload,), _ = roundtrip(producer, consumer, {P.SPANS: table})
+        ids.add(payload.schema_id)
+    assert resets == [P.SPANS]  # status_message appeared once; nothing after that
+    assert len(ids) == 2
 
 
 def test_a_column_changing_type_resets_the_schema() -> None:
@@ -614,3 +664,25 @@ def test_arrow_buffers_that_break_the_format_are_malformed(corruption: str) -> N
     with pytest.raises(MalformedData):
         consumer.decode([otap_pb2.ArrowPayload(schema_id="corrupt", type=P.SPANS, record=corrupt)])
     roundtrip(StreamProducer(), consumer, {P.SPANS: spans_table(["ok"])})
+
+
+def test_an_independent_ipc_reader_decodes_each_schema_id_from_its_concatenated_payloads() -> None:
+    """pyarrow's own ``open_stream`` over the payloads of one (type, schema_id), concatenated,
+    reads the same batches as the consumer: the stream is plain Arrow IPC, deltas included."""
+    producer, consumer = StreamProducer(max_dictionary=12), StreamConsumer()
+    streams: dict[tuple[int, str], bytearray] = {}
+    expected: dict[tuple[int, str], list[pa.RecordBatch]] = {}
+    for round_ in range(30):  # shapes change (events, links, new names), dictionaries overflow
+        shape = [[round_ % 3 + 1], [1, round_ % 2]] if round_ % 4 else [[2]]
+        request = traces_request(shape, prefix=f"r{round_}-")
+        for payload in producer.encode(otap_tables(request)):
+            key = (payload.type, payload.schema_id)
+            streams.setdefault(key, bytearray()).extend(payload.record)
+            decoded = consumer.decode([payload])
+            expected.setdefault(key, []).append(decoded[P(payload.type)])
+    assert producer.schema_resets > 0  # more than one IPC stream per type was exercised
+    for key, data in streams.items():
+        read = list(pa.ipc.open_stream(bytes(data)))
+        assert len(read) == len(expected[key])
+        for mine, theirs in zip(read, expected[key], strict=True):
+            assert plain(mine) == plain(theirs)
