@@ -37,12 +37,13 @@ class RegistryServer:
         self.url = ""
 
     def run(self, work: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
-        """Run ``work()`` on the server's loop and wait for its result."""
+        """Run ``work()`` on the server's loop and wait for its result (before ``with``, too)."""
+        if not self._thread.is_alive():
+            self._thread.start()
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(_call(work), self.loop)
         return future.result(timeout)
 
     def __enter__(self) -> RegistryServer:
-        self._thread.start()
         self.run(self._start)
         return self
 
