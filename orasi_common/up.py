@@ -1,8 +1,8 @@
 """`orasi up`: agent → gateway → bridge in one process, with embedded defaults.
 
-The bridge keeps its Iceberg catalog in SQLite and its warehouse in a local directory under
-``--data-dir``; nothing outside this process is needed. Ports are the public contract of
-ARCHITECTURE §9, each overridable with ``--port NAME=PORT``.
+The bridge keeps its Iceberg catalog and its schema registry in SQLite and its warehouse in a
+local directory under ``--data-dir``; nothing outside this process is needed. Ports are the
+public contract of ARCHITECTURE §9, each overridable with ``--port NAME=PORT``.
 
 Crash safety: whatever the agent acknowledged is on disk (fsync'd), in the agent's
 write-ahead-log queue (``<data-dir>/wal/agent``) or in the bridge's (``<data-dir>/wal/bridge``)
@@ -126,6 +126,10 @@ def configs(
             },
         },
     )
+    # the schema registry: SQLite beside the catalog (not in it: the lake writes the catalog at
+    # every flush) and, without Redis, the cache of this process (ARCHITECTURE §9)
+    registry = {"store": f"sqlite:///{data_dir / 'registry.db'}"}
+    documents["bridge"]["extensions"]["query_api"]["registry"] = registry
     registration = {"endpoints": [etcd] if etcd else [], "region": region}
     for document in documents.values():
         document.setdefault("extensions", {})["etcd"] = dict(registration)
@@ -144,6 +148,7 @@ def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
         ("query the lake", 'orasi query "SELECT service_name, count(*) FROM spans GROUP BY 1"'),
         ("", f"curl -s {query_url}/api/v1/query -H 'Content-Type: application/json' -d '{curl_body}'"),
         ("API docs", f"{query_url}/docs"),
+        ("schema registry", f"{query_url}/registry (orasi schema --help)"),
         ("agent health, metrics", f"http://{at}:{ports['agent.admin']}/readyz, /metrics"),
         ("gateway, bridge admin", f"ports {ports['gateway.admin']}, {ports['bridge.admin']}"),
         ("data directory", str(data_dir)),
