@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orasi_common import plugins
+from orasi_common import plugins, schema_cli
 from orasi_common.allocator import tune_allocators
 from orasi_common.bench import cli as bench
 from orasi_common.config import ConfigError, load_config
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
     _add_config(commands)
     bench.add_parser(commands)
+    schema_cli.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument(
@@ -191,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fleet(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "schema":
+            return schema_cli.run(args)
         if args.command == "bench":
             return bench.run(args)
         if args.command == "validate-config":
