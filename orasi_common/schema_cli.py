@@ -36,7 +36,9 @@ class Failed(Exception):
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
-    schema = commands.add_parser("schema", help="list, get, register and check schemas (bridge registry)")
+    schema: argparse.ArgumentParser = commands.add_parser(
+        "schema", help="list, get, register and check schemas (bridge registry)"
+    )
     actions = schema.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default="http://127.0.0.1:8080", help="the bridge's REST API")
