@@ -8,6 +8,7 @@ batch timeout 0.05 s). Batch changes are proven by what the sink receives: with
 ``send_batch_size=3, timeout=30`` single-span requests arrive three at a time, and nothing arrives
 before the third; the file's 0.05 s timeout sends one span at once. The memory limiter's by the
 HTTP status of an export (503 while it refuses), the load balancer's breaker by its state gauge.
+``history`` is read from an etcd of the test's own, which it compacts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import pytest
 from integration.small_requests import spans
 from orasi_common.control.registry import etcd_client
 from orasi_common.control.settings import settings_key
+from orasi_common.control.settings_cli import Settings
 from orasi_common.pdata import Signal
 from orasi_common.testing.agent_process import AgentProcess
+from orasi_common.testing.etcd import EtcdServer
 from orasi_common.testing.service_process import (
     ServiceProcess,
     free_port,
@@ -270,3 +273,32 @@ def test_loadbalancer_breaker_settings_apply_to_existing_breakers(
         assert gateway.pid == pid and gateway.running()
     finally:
         gateway.stop()
+
+
+def test_history_is_newest_first_and_says_where_a_compaction_cut_it(tmp_path: Path) -> None:
+    """On an etcd of the test's own: a compaction must not disturb the other tests' watches."""
+
+    async def scenario(url: str) -> None:
+        key = settings_key("r1", "gateway", "batch")
+        client = etcd_client(url)
+        try:
+            revisions: list[int] = []
+            for n in (1, 2, 3):
+                put = await client.put(key.encode(), f"timeout: {n}\n".encode())
+                revisions.append(put.header.revision)
+            history = await Settings([url]).history(key)
+            assert [(v.revision, v.value) for v in history.versions] == [
+                (revisions[2], b"timeout: 3\n"),
+                (revisions[1], b"timeout: 2\n"),
+                (revisions[0], b"timeout: 1\n"),
+            ]
+            assert (history.compacted, history.created) == (None, revisions[0])
+            await client.compact(revisions[1])
+            history = await Settings([url]).history(key)
+            assert [v.revision for v in history.versions] == revisions[:0:-1]
+            assert history.compacted == revisions[0]
+        finally:
+            await client.close()
+
+    with EtcdServer(tmp_path).start() as etcd:
+        asyncio.run(scenario(etcd.url))
