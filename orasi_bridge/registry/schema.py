@@ -64,6 +64,22 @@ ATTRIBUTE_SECTIONS = ("attributes", "resource_attributes")
 ATTRIBUTE_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object"})
 """The original OTLP types of an attribute value (kvlist = object)."""
 
+EXAMPLE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "attributes": {
+            "type": "object",
+            "properties": {
+                "http.route": {"type": "string"},
+                "http.response.status_code": {"type": "integer"},
+            },
+            "required": ["http.route"],
+        }
+    },
+}
+"""A schema of ``spans.<service>``: every span has an ``http.route`` string, and a status code,
+when it has one, is an integer."""
+
 _SUBJECT = re.compile(r"(spans|logs|metrics)\.([^\s/]{1,255})")
 _ANNOTATIONS = frozenset({"title", "description"})
 _DOCUMENT_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "$schema", "$id"})
@@ -310,6 +326,7 @@ def _field(spec: Any, path: str, allowed_types: frozenset[str], what: str) -> Fi
 __all__ = [
     "ATTRIBUTE_TYPES",
     "COLUMN_TYPES",
+    "EXAMPLE",
     "SIGNAL_TABLES",
     "Field",
     "InvalidSchema",

@@ -11,20 +11,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from integration.registry.server import RegistryServer
+from orasi_bridge.registry.schema import EXAMPLE
 
-V1 = {
-    "type": "object",
-    "properties": {
-        "attributes": {
-            "type": "object",
-            "properties": {
-                "http.route": {"type": "string"},
-                "http.response.status_code": {"type": "integer"},
-            },
-            "required": ["http.route"],
-        }
-    },
-}
+V1 = EXAMPLE
 V2 = {  # drops the status code's constraint and stops requiring the route: BACKWARD-compatible
     "type": "object",
     "properties": {"attributes": {"type": "object", "properties": {"http.route": {"type": "string"}}}},

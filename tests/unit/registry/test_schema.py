@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from orasi_bridge.registry.schema import (
+    EXAMPLE,
     Field,
     InvalidSchema,
     InvalidSubject,
@@ -19,25 +21,13 @@ SPANS = Subject.parse("spans.checkout")
 
 
 def test_the_issue_example_parses_into_columns_and_attribute_keys() -> None:
-    schema = parse(
-        {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "pattern": "^GET "},
-                "kind": {"enum": ["SERVER", "CLIENT"]},
-                "attributes": {
-                    "type": "object",
-                    "properties": {
-                        "http.route": {"type": "string"},
-                        "http.response.status_code": {"type": "integer"},
-                    },
-                    "required": ["http.route"],
-                },
-            },
-            "required": ["name"],
-        },
-        SPANS,
-    )
+    document = copy.deepcopy(EXAMPLE)
+    document["properties"] |= {
+        "name": {"type": "string", "pattern": "^GET "},
+        "kind": {"enum": ["SERVER", "CLIENT"]},
+    }
+    document["required"] = ["name"]
+    schema = parse(document, SPANS)
     assert schema.table == "spans"
     assert schema.columns.properties["name"] == Field(frozenset({"string"}), None, "^GET ")
     assert schema.columns.properties["kind"].enum == frozenset({'"SERVER"', '"CLIENT"'})
