@@ -12,7 +12,8 @@ Producer side (``StreamProducer``), per gRPC stream:
   ``orasi_otap_schema_resets_total``);
 - string columns (top level and inside struct columns) are dictionary-encoded against a
   dictionary that grows across the stream's batches, so each batch sends only a *delta* of new
-  values; indices are u16. A column whose first batch is mostly distinct values (log bodies,
+  values; indices are u8 while a dictionary holds at most 255 values, else u16 (one reset when a
+  column outgrows u8). A column whose first batch is mostly distinct values (log bodies,
   request ids) is sent plain instead: a dictionary would only add an index per row; a column
   with more distinct values in one batch than a dictionary holds is sent plain on its IPC
   stream;
@@ -40,6 +41,12 @@ from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 
 INDEX_TYPE = pa.uint16()
 MAX_DICTIONARY = 65535
+# the narrowest index type: a dictionary whose first batch has at most NARROW_FIRST values
+# starts with u8 indices (half the bytes of u16 before compression); one that outgrows 255
+# values resets the schema and is u16 from then on, on this gRPC stream
+NARROW_INDEX_TYPE = pa.uint8()
+NARROW_MAX = 255
+NARROW_FIRST = 64
 # zstd levels an IPC stream chooses from, by trial on its first batch. Arrow's default, 1,
 # leaves repetitive buffers (histogram bounds, list offsets, constant columns) several times
 # larger than 3 does (metrics shrink by a fifth), while 1 does slightly better on random ids,
@@ -65,19 +72,21 @@ def _mostly_distinct(column: pa.Array) -> bool:
 class _Dictionary:
     """The values one column has sent on this IPC stream, in index order."""
 
+    index_type: pa.DataType
+    limit: int
     values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
 
-    def encode(self, column: pa.Array, limit: int) -> pa.DictionaryArray | None:
+    def encode(self, column: pa.Array) -> pa.DictionaryArray | None:
         """``column`` as indices into the grown dictionary; None if it would pass ``limit``."""
         if pa.types.is_large_string(column.type):
             column = column.cast(pa.string())
         new = pc.unique(column.filter(pc.is_null(pc.index_in(column, value_set=self.values))))
         new = new.drop_null()
         if len(new):
-            if len(self.values) + len(new) > limit:
+            if len(self.values) + len(new) > self.limit:
                 return None
             self.values = pa.concat_arrays([self.values, new])
-        indices = pc.index_in(column, value_set=self.values).cast(INDEX_TYPE)
+        indices = pc.index_in(column, value_set=self.values).cast(self.index_type)
         return pa.DictionaryArray.from_arrays(indices, self.values)
 
 
@@ -156,11 +165,17 @@ class _PayloadWriter:
     """One IPC stream of one payload type, with the dictionaries its text columns grow."""
 
     def __init__(
-        self, schema: pa.Schema, schema_id: str, compression: str | None, max_dictionary: int
+        self,
+        schema: pa.Schema,
+        schema_id: str,
+        compression: str | None,
+        max_dictionary: int,
+        wide: set[str],
     ) -> None:
         self.schema = schema  # the schema of the batches it takes, before dictionary encoding
         self.schema_id = schema_id
         self._max_dictionary = max_dictionary
+        self._wide = wide  # columns that outgrew u8 indices on this gRPC stream (shared, grows)
         self._dictionaries: dict[str, _Dictionary] = {}
         self._plain: set[str] = set()  # text columns too varied for a dictionary: sent as they are
         self._sink = io.BytesIO()
@@ -187,8 +202,15 @@ class _PayloadWriter:
                 self._plain.add(path)  # an index per row on top of every value would only add bytes
             if path in self._plain:
                 return column.cast(pa.string())
-            dictionary = self._dictionaries.setdefault(path, _Dictionary())
-            encoded = dictionary.encode(column, self._max_dictionary)
+            dictionary = self._dictionaries.get(path)
+            if dictionary is None:
+                dictionary = self._dictionaries[path] = self._new_dictionary(path, column)
+            encoded = dictionary.encode(column)
+            if encoded is None and dictionary.limit < self._max_dictionary:
+                self._wide.add(path)  # outgrew u8 indices: u16 from now on
+                if self._writer is None:
+                    self._dictionaries[path] = _Dictionary(INDEX_TYPE, self._max_dictionary)
+                    return self._encode_column(path, column)
             if encoded is None and self._writer is None:
                 # Before the schema is sent, a column that overflows alone is sent plain instead.
                 self._plain.add(path)
@@ -210,6 +232,12 @@ class _PayloadWriter:
                 mask=mask,
             )
         return column
+
+    def _new_dictionary(self, path: str, first: pa.Array) -> _Dictionary:
+        """u8 indices for a column with few values in its first batch, else u16."""
+        if path not in self._wide and int(pc.count_distinct(first).as_py()) <= NARROW_FIRST:
+            return _Dictionary(NARROW_INDEX_TYPE, min(NARROW_MAX, self._max_dictionary))
+        return _Dictionary(INDEX_TYPE, self._max_dictionary)
 
     def _options_for(self, first: pa.RecordBatch) -> pa.ipc.IpcWriteOptions:
         """The stream's write options; for zstd, the level of ``ZSTD_LEVELS`` that writes the
@@ -253,6 +281,7 @@ class StreamProducer:
         self._max_dictionary = max_dictionary
         self._on_reset = on_reset
         self._writers: dict[int, _PayloadWriter] = {}
+        self._wide: dict[int, set[str]] = {}  # per payload type, see _PayloadWriter
         self._generation = 0
         self.resets: Counter[ArrowPayloadType] = Counter()
 
@@ -280,7 +309,11 @@ class StreamProducer:
                 self._generation += 1
                 digest = hashlib.blake2b(str(schema).encode(), digest_size=6).hexdigest()
                 writer = _PayloadWriter(
-                    schema, f"{digest}.{self._generation}", self._compression, self._max_dictionary
+                    schema,
+                    f"{digest}.{self._generation}",
+                    self._compression,
+                    self._max_dictionary,
+                    self._wide.setdefault(payload_type, set()),
                 )
                 encoded = writer.encode(_conform(batch, schema))
                 assert encoded is not None  # a fresh writer sends overflowing columns plain

@@ -686,3 +686,23 @@ def test_an_independent_ipc_reader_decodes_each_schema_id_from_its_concatenated_
         assert len(read) == len(expected[key])
         for mine, theirs in zip(read, expected[key], strict=True):
             assert plain(mine) == plain(theirs)
+
+
+def test_dictionaries_start_with_u8_indices_and_widen_once() -> None:
+    producer, consumer = StreamProducer(), StreamConsumer()
+    _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(["a", "b", "a"])})
+    assert decoded[P.SPANS].schema.field("name").type.index_type == pa.uint8()
+    # 300 new names (each three times, so not sent plain): past what u8 indices address, one
+    # reset to u16 ...
+    (payload,), decoded = roundtrip(
+        producer, consumer, {P.SPANS: spans_table([f"n{i}" for i in range(300)] * 3)}
+    )
+    assert producer.schema_resets == 1
+    assert kinds(payload.record)[0] == "schema"
+    assert decoded[P.SPANS].schema.field("name").type.index_type == pa.uint16()
+    # ... and u16 it stays: more growth, no more resets
+    for round_ in range(3):
+        names = [f"m{round_}-{i}" for i in range(300)] * 3
+        _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(names)})
+        assert decoded[P.SPANS].schema.field("name").type.index_type == pa.uint16()
+    assert producer.schema_resets == 1
