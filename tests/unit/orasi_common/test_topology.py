@@ -89,7 +89,14 @@ UP = {
                 "wal": {"directory": "/srv/orasi-data/wal/bridge"},
             }
         },
-        "extensions": {"query_api": {"endpoint": "0.0.0.0:8080", "lake": "lake"}, **ETCD},
+        "extensions": {
+            "query_api": {
+                "endpoint": "0.0.0.0:8080",
+                "lake": "lake",
+                "registry": {"store": "sqlite:////srv/orasi-data/registry.db"},
+            },
+            **ETCD,
+        },
         "service": {
             "pipelines": pipelines("otap", ["memory_limiter"], "lake"),
             "extensions": ["query_api", "etcd"],
