@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from orasi_bridge.registry.errors import Unavailable
+from orasi_common.pipeline.tasks import TaskScope
 
 CHANNEL = "orasi:registry:invalidate"
 REDIS_TTL = 24 * 3600
@@ -59,7 +60,6 @@ class Cache:
         self._redis: aioredis.Redis | None = None
         self._redis_url = redis_url
         self._subscribed = asyncio.Event()
-        self._listener: asyncio.Task[None] | None = None
         self._redis_down = False
         self.on_invalidate: Callable[[str, set[str]], None] = lambda tenant, keys: None
         """Called with a tenant and the keys it had in memory when they were dropped."""
@@ -68,23 +68,21 @@ class Cache:
     def shared(self) -> bool:
         return self._redis_url is not None
 
-    async def start(self) -> None:
+    async def start(self, tasks: TaskScope) -> None:
+        """Connect to Redis and listen for invalidations in a task of ``tasks`` (the owner's)."""
         if self._redis_url is None:
             return
         self._redis = aioredis.Redis.from_url(
             self._redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
-        self._listener = asyncio.create_task(self._listen(), name="registry-invalidations")
+        tasks.spawn(self._listen(), name="registry-invalidations")
         # the first subscription within a few seconds: otherwise memory is not trusted until it is
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        """After the owner's tasks are closed (the listener with them)."""
+        self._subscribed.clear()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -206,7 +204,7 @@ class Cache:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEALTH_CHECK)
                 if message is not None and message.get("type") == "message":
                     self._drop(str(json.loads(message["data"])["tenant"]))
-        except (RedisError, OSError, ValueError) as error:
+        except (RedisError, OSError, ValueError, KeyError, TypeError) as error:
             self._subscribed.clear()
             self._redis_failed(error)
             await asyncio.sleep(RECONNECT_DELAY)

@@ -9,6 +9,7 @@ reads go through the cache (``cache``). The validator at ingest (a later step) c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from orasi_bridge.registry.errors import (
 )
 from orasi_bridge.registry.schema import InvalidSchema, InvalidSubject, Schema, Subject, canonical, parse
 from orasi_bridge.registry.store import Store, Version
+from orasi_common.errors import OrasiError
+from orasi_common.pipeline.tasks import TaskScope
 
 MODES = ("READWRITE", "READONLY")
 SCHEMA_TYPE = "JSON"
@@ -55,18 +58,17 @@ class Registry:
         self.default_level = Level(config.compatibility)
         self._logger = logger
         self._parsed: dict[tuple[str, str], Schema] = {}
-        self._rewarming: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskScope()
 
     async def start(self) -> None:
         applied = await asyncio.to_thread(self.store.migrate)
         if applied:
             self._logger.info("Registry tables migrated.", extra={"migrations": applied})
-        await self.cache.start()
+        await self._tasks.open()
+        await self.cache.start(self._tasks)
 
     async def shutdown(self) -> None:
-        for task in list(self._rewarming):
-            task.cancel()
-        await asyncio.gather(*self._rewarming, return_exceptions=True)
+        await self._tasks.close(cancel=True)
         await self.cache.close()
         await asyncio.to_thread(self.store.close)
 
@@ -90,14 +92,14 @@ class Registry:
         """After an invalidation, read again the subjects' versions that memory held."""
         for key in keys:
             if key.startswith("versions:"):
-                task = asyncio.get_running_loop().create_task(self._rows(tenant, key[9:]))
-                self._rewarming.add(task)
-                task.add_done_callback(self._rewarmed)
+                with contextlib.suppress(RuntimeError):  # not started, or shutting down
+                    self._tasks.spawn(self._refresh(tenant, key.removeprefix("versions:")))
 
-    def _rewarmed(self, task: asyncio.Task[Any]) -> None:
-        self._rewarming.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._logger.debug("Registry: a cache refresh failed.", extra={"error": str(task.exception())})
+    async def _refresh(self, tenant: str, subject: str) -> None:
+        try:
+            await self._rows(tenant, subject)
+        except OrasiError as error:  # the next read tries again
+            self._logger.debug("Registry: a cache refresh failed.", extra={"error": error.message})
 
     # -- reads
 
