@@ -7,18 +7,23 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+import sqlalchemy.exc
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.schema import NAMESPACE, TABLES
 
+SETUP_ATTEMPTS = 10
+"""Attempts at creating the catalog's tables or a lake table while other bridges race to."""
+
 
 def open_catalog(config: Config) -> Catalog:
-    """Connect to the SQL catalog (creating its tables on first use). Blocking."""
+    """Connect to the SQL catalog (creating its tables on first use, safe when several bridges
+    start at once). Blocking."""
     properties: dict[str, str] = {"uri": config.catalog_uri, "warehouse": config.warehouse}
     if config.warehouse.startswith("file://"):
         Path(urlparse(config.warehouse).path).mkdir(parents=True, exist_ok=True)
@@ -27,34 +32,73 @@ def open_catalog(config: Config) -> Catalog:
     region = _region(config)
     if region:
         properties["s3.region"] = region  # else pyiceberg asks AWS for the bucket's region
-    return SqlCatalog("orasi", **properties)
+    # The catalog's own tables are created here rather than by pyiceberg, which fails when
+    # another bridge starting at the same time creates them between its check and its creation.
+    catalog = SqlCatalog("orasi", init_catalog_tables="false", **properties)
+    attempt = 1
+    while True:
+        try:
+            catalog.create_tables()  # each one only if it does not exist
+            return catalog
+        except sqlalchemy.exc.DBAPIError:
+            if attempt == SETUP_ATTEMPTS:
+                catalog.close()
+                raise
+            attempt += 1
 
 
 def _region(config: Config) -> str | None:
     return config.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
+COMMIT_NUM_RETRIES = "commit.retry.num-retries"
+"""pyiceberg's own retries of a conflicting commit, which the writer's tables set to 0: pyiceberg
+would retry an append on the refreshed table without the check of the batch ids other bridges
+committed meanwhile that the writer makes before each attempt (``writer.LakeWriter._commit``)."""
+
+
 def ensure_table(catalog: Catalog, name: str) -> Table:
     """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service,
-    time. Creation takes two commits (pyiceberg assigns field ids when it creates the table), so
-    a table found without its partitioning (a first start that died between them) gets it now."""
-    catalog.create_namespace_if_not_exists(NAMESPACE)
+    time, with ``commit.retry.num-retries`` 0. Creation takes two commits (pyiceberg assigns field
+    ids when it creates the table), so a table found without its partitioning (a first start that
+    died between them) gets it now. Bridges sharing a lake may start together: a table or a
+    change another one made first is taken as it is (and checked again)."""
     identifier = f"{NAMESPACE}.{name}"
-    try:
-        table = catalog.load_table(identifier)
-    except NoSuchTableError:
-        table = catalog.create_table(identifier, schema=TABLES[name])
-    if table.spec().is_unpartitioned() or table.sort_order().is_unsorted:
-        with table.transaction() as transaction:
-            if table.spec().is_unpartitioned():
-                with transaction.update_spec() as spec:
-                    spec.add_field("time", DayTransform(), "time_day")
-                    spec.add_identity("tenant")
-            if table.sort_order().is_unsorted:
-                with transaction.update_sort_order() as order:
-                    order.asc("service_name", IdentityTransform())
-                    order.asc("time", IdentityTransform())
-    return table
+    attempt = 1
+    while True:
+        try:
+            catalog.create_namespace_if_not_exists(NAMESPACE)
+            try:
+                table = catalog.load_table(identifier)
+            except NoSuchTableError:
+                table = catalog.create_table(identifier, schema=TABLES[name])
+            _set_up(table)
+            return table
+        except (TableAlreadyExistsError, CommitFailedException, sqlalchemy.exc.IntegrityError):
+            if attempt == SETUP_ATTEMPTS:
+                raise  # another starter won every race (a conflict's cause is in its message)
+            attempt += 1
+
+
+def _set_up(table: Table) -> None:
+    """Give ``table`` what it lacks of its partitioning, sort order and commit property, in one
+    commit (none when it lacks nothing)."""
+    partitioned = not table.spec().is_unpartitioned()
+    sorted_ = not table.sort_order().is_unsorted
+    retries_off = table.properties.get(COMMIT_NUM_RETRIES) == "0"
+    if partitioned and sorted_ and retries_off:
+        return
+    with table.transaction() as transaction:
+        if not partitioned:
+            with transaction.update_spec() as spec:
+                spec.add_field("time", DayTransform(), "time_day")
+                spec.add_identity("tenant")
+        if not sorted_:
+            with transaction.update_sort_order() as order:
+                order.asc("service_name", IdentityTransform())
+                order.asc("time", IdentityTransform())
+        if not retries_off:
+            transaction.set_properties({COMMIT_NUM_RETRIES: "0"})
 
 
 def filesystem(config: Config) -> tuple[pafs.FileSystem, str]:

@@ -13,8 +13,8 @@ Before each commit attempt a writer reads the batch ids of the snapshots committ
 one it saw, remembers them, and leaves out of its append the rows of batches among them (``_Buffer``
 keeps which batch each row belongs to), acknowledging their log records all the same. The append
 succeeds only if the table is still at the snapshot it checked (Iceberg's optimistic concurrency;
-pyiceberg's own retry on the refreshed table, which would skip the check, is turned off through
-the table property ``commit.retry.num-retries``), so a batch is in one commit of one writer.
+pyiceberg's own retry on the refreshed table, which would skip the check, is turned off by the
+table property ``catalog.COMMIT_NUM_RETRIES``), so a batch is in one commit of one writer.
 
 With ``wal`` configured, a batch is acknowledged only once it is durable in the bridge's
 write-ahead log, in the form it was accepted (``Batch.to_record``: OTLP bytes, or OTAP tables as
@@ -64,7 +64,6 @@ from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
-COMMIT_NUM_RETRIES = "commit.retry.num-retries"  # pyiceberg's own retries of a conflicting commit
 
 ISOLATION_CONVERSIONS = 256
 """The most conversions spent on the parts of one batch that does not convert as a whole."""
@@ -379,7 +378,6 @@ class LakeWriter:
         self._cache = LocalCache(self.config.local_cache) if self.config.local_cache else None
         for name in TABLES:
             table = ensure_table(self._catalog, name)
-            self._leave_retries_to_the_writer(table)
             self.tables[name] = table
             snapshot = table.current_snapshot()
             self._visible[name] = self._seen[name] = snapshot.snapshot_id if snapshot else None
@@ -387,24 +385,6 @@ class LakeWriter:
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
                     self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
-
-    def _leave_retries_to_the_writer(self, table: Table) -> None:
-        """Set the table's ``commit.retry.num-retries`` to 0 (once per table, kept in its metadata).
-
-        pyiceberg otherwise retries a conflicting append by itself, on the refreshed table, without
-        the check of the batch ids other writers committed meanwhile that ``_commit`` makes before
-        each attempt: two writers could then commit one batch."""
-        for attempt in range(self.config.commit_retries + 1):
-            if table.properties.get(COMMIT_NUM_RETRIES) == "0":
-                return
-            try:
-                with table.transaction() as transaction:
-                    transaction.set_properties({COMMIT_NUM_RETRIES: "0"})
-                return
-            except CommitFailedException:  # another writer starting at the same time
-                if attempt == self.config.commit_retries:
-                    raise
-                table.refresh()
 
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit."""

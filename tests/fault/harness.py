@@ -19,6 +19,7 @@ scripts/test-servers.sh:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -34,7 +35,9 @@ from integration.bridge.servers import AWS_ENV, LakeSpace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
-from orasi_common.testing.service_process import ServiceProcess
+from orasi_common.control.registration import decode, parse_key, prefix
+from orasi_common.control.registry import etcd_client
+from orasi_common.testing.service_process import ServiceProcess, metric_samples
 from orasi_common.topology import Ports, forwarder, service
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -347,3 +350,174 @@ def wait_for_commits(bridge: ServiceProcess, run: str, timeout: float) -> None:
     wait_until(
         lambda: query_stats(bridge, run).get("hot_rows") == 0, timeout, "the bridge to commit its buffers"
     )
+
+
+# --- etcd: registration and discovery -------------------------------------------------------
+
+ROUTED = "orasi_loadbalancer_routed_items_total"
+ENDPOINTS = "orasi_loadbalancer_endpoints"
+QUEUED = "orasi_queue_size_batches"
+
+
+def with_etcd(
+    process: ServiceProcess, etcd_url: str, region: str, lease_ttl: int = 3, instance: str = ""
+) -> ServiceProcess:
+    """``process``'s configuration with the `etcd` extension (listed last, as it must be);
+    ``instance`` names its registration (default: host and PID, new at every start)."""
+    assert process.config is not None
+    section: dict[str, Any] = {"endpoints": [etcd_url], "region": region, "lease_ttl": lease_ttl}
+    if instance:
+        section["instance"] = instance
+    process.config.setdefault("extensions", {})["etcd"] = section
+    process.config["service"].setdefault("extensions", []).append("etcd")
+    return process
+
+
+def balancer_config(ports: Ports, *, wal_dir: Path, protocol: str = "otlp") -> dict[str, Any]:
+    """A gateway: OTLP in → `loadbalancing` over the bridges the `etcd` extension's region has
+    registered, behind a persistent queue whose retries never give up."""
+    exporter = {
+        "protocol": protocol,
+        "resolver": {"etcd": {"service": "bridge"}},
+        "tls": {"insecure": True},
+        "compression": "gzip",
+        "circuit_breaker": {"failure_threshold": 3, "open_duration": 1},
+        "endpoint_timeout": 2,
+        "timeout": 10,
+        "retry_on_failure": {"initial_interval": 0.05, "max_interval": 0.5, "max_elapsed_time": 0},
+        "sending_queue": {
+            "num_consumers": 4,
+            "on_full": "block",
+            "block_timeout": 0.5,
+            "storage": {"directory": str(wal_dir), "max_size_mib": 256},
+        },
+    }
+    return service(ports, "otlp", MEMORY_LIMITER, "loadbalancing", exporter, signals=TRACES, log_level="info")
+
+
+def etcd_call(url: str, work: Callable[[Any], Any]) -> Any:
+    """``await work(client)`` with a client of the etcd at ``url``, from synchronous code."""
+
+    async def run() -> Any:
+        client = etcd_client(url)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def delete_region(url: str, region: str) -> None:
+    """Remove every key of ``region`` (a test's own) from the etcd at ``url``."""
+
+    async def delete(client: Any) -> None:
+        await client.delete_prefix(f"{prefix(region).rstrip('/')}/".encode())
+
+    etcd_call(url, delete)
+
+
+@dataclass
+class Sample:
+    """One look at the fleet: the registered bridges (instance → otlp_grpc endpoint) as etcd
+    listed them at ``listed_at``, and the gateway's routed items per endpoint and primary endpoint
+    count as its /metrics answered at ``at`` (monotonic times, taken when the answers arrived)."""
+
+    listed_at: float
+    registered: dict[str, str | None]
+    at: float
+    routed: dict[str, float]
+    endpoints: float | None
+
+
+class FleetWatch:
+    """Looks at the region's bridge registrations in etcd and at a gateway's load balancer every
+    ``interval`` seconds, in a thread, and answers when something was first seen."""
+
+    def __init__(self, etcd_url: str, region: str, gateway: ServiceProcess, interval: float = 0.05) -> None:
+        self._url = etcd_url
+        self._prefix = prefix(region, "bridge").encode()
+        self._gateway = gateway
+        self._interval = interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.samples: list[Sample] = []
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> FleetWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    async def _run(self) -> None:
+        client = etcd_client(self._url)
+        try:
+            while not self._stop.is_set():
+                try:
+                    listing = await client.get_prefix(self._prefix)
+                    listed_at = time.monotonic()
+                    registered = {
+                        parse_key(kv.key).instance: decode(kv.value).endpoints.otlp_grpc for kv in listing
+                    }
+                    samples = await asyncio.to_thread(lambda: list(metric_samples(self._gateway.admin_url)))
+                    at = time.monotonic()
+                except (httpx.HTTPError, OSError):
+                    samples = None  # the gateway not up yet: no sample this time
+                except Exception as error:  # reported by the first question asked
+                    self._errors.append(error)
+                    return
+                if samples is not None:
+                    routed = {labels["endpoint"]: v for name, labels, v in samples if name == ROUTED}
+                    endpoints = next(
+                        (
+                            v
+                            for name, labels, v in samples
+                            if name == ENDPOINTS and labels["group"] == "primary"
+                        ),
+                        None,
+                    )
+                    with self._lock:
+                        self.samples.append(Sample(listed_at, registered, at, routed, endpoints))
+                await asyncio.sleep(self._interval)
+        finally:
+            await client.close()
+
+    def _history(self) -> list[Sample]:
+        assert not self._errors, f"watching the fleet failed: {self._errors!r}"
+        with self._lock:
+            return list(self.samples)
+
+    def first(
+        self, condition: Callable[[Sample], bool], since: float = 0.0, etcd: bool = False
+    ) -> float | None:
+        """When ``condition`` of the gateway's metrics (of etcd's listing, with ``etcd``) first
+        held at or after ``since`` (monotonic), if it did."""
+        for sample in self._history():
+            at = sample.listed_at if etcd else sample.at
+            if at >= since and condition(sample):
+                return at
+        return None
+
+    def await_first(
+        self, condition: Callable[[Sample], bool], since: float, timeout: float, what: str, etcd: bool = False
+    ) -> float:
+        """``first``, waiting up to ``timeout`` seconds for it."""
+        found: float = wait_until(lambda: self.first(condition, since, etcd), timeout, what, interval=0.05)
+        return found
+
+    def registered_at(self, instance: str, since: float, timeout: float = 60.0) -> float:
+        return self.await_first(
+            lambda s: instance in s.registered, since, timeout, f"{instance} to register in etcd", etcd=True
+        )
+
+    def routed_after(self, endpoint: str, since: float, timeout: float = 10.0) -> float:
+        """When the gateway first delivered items to ``endpoint`` after ``since`` (its counter
+        grew past the value it had then)."""
+        before = next((s.routed.get(endpoint, 0.0) for s in reversed(self._history()) if s.at <= since), 0.0)
+        return self.await_first(
+            lambda s: s.routed.get(endpoint, 0.0) > before, since, timeout, f"items routed to {endpoint}"
+        )

@@ -10,6 +10,7 @@ acknowledged all the same. Real SeaweedFS and PostgreSQL, one lake per test.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from integration.bridge.conftest import MakeWriter, close_writer
 from integration.bridge.helpers import count
 from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter
+from orasi_bridge.lake.catalog import COMMIT_NUM_RETRIES
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pdata import Batch, Signal
@@ -143,3 +145,15 @@ async def test_a_flush_of_batches_only_others_committed_adds_no_snapshot(
     assert (await engine.execute("SELECT count(*) FROM spans", "default", **WINDOW)).stats["hot_rows"] == 0
     await close_writer(second)
     assert await pending_records(tmp_path / "second") == 0
+
+
+async def test_writers_starting_together_on_a_new_lake_all_start(make_writer: MakeWriter) -> None:
+    """Bridges sharing a lake start together: one creates each table, the others take it."""
+    writers = await asyncio.gather(*(make_writer() for _ in range(3)))
+    for table in TABLE_OF_SIGNAL.values():
+        ids = {writer.tables[table].metadata.table_uuid for writer in writers}
+        assert len(ids) == 1, table
+        loaded = writers[0].tables[table]
+        loaded.refresh()
+        assert not loaded.spec().is_unpartitioned() and not loaded.sort_order().is_unsorted
+        assert loaded.properties[COMMIT_NUM_RETRIES] == "0", "pyiceberg would retry appends unchecked"
