@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -64,6 +65,53 @@ def test_default_configs_are_the_examples() -> None:
     for name, pipeline in gateway["service"]["pipelines"].items():
         assert pipeline == example["service"]["pipelines"][name] | {"exporters": ["loadbalancing"]}
     assert gateway["service"]["telemetry"] == example["service"]["telemetry"]
+
+
+def _gateway_config(tools: Tools, *args: str) -> dict[str, Any]:
+    text = render_helm(tools, "--show-only", "templates/gateway.yaml", *args)
+    (configmap,) = [o for o in yaml.safe_load_all(text) if o["kind"] == "ConfigMap"]
+    config: dict[str, Any] = yaml.safe_load(configmap["data"]["gateway.yaml"])
+    return config
+
+
+def test_etcd_values_switch_registration_and_discovery(tools: Tools) -> None:
+    """No etcd: the headless Service's DNS and no extension; with etcd, the registration (lease
+    TTL from the values), the etcd resolver, and a user's own extensions keep etcd last."""
+    plain = _gateway_config(tools)
+    assert list(plain["exporters"]["loadbalancing"]["resolver"]) == ["dns"]
+    assert "extensions" not in plain and "extensions" not in plain["service"]
+    etcd = ["--set", "etcd.endpoints={http://10.0.0.5:2379}", "--set", "etcd.leaseTtl=4"]
+    config = _gateway_config(tools, *etcd, "--set", "gateway.config.service.extensions={etcd,health}")
+    assert config["extensions"]["etcd"]["endpoints"] == ["http://10.0.0.5:2379"]
+    assert config["extensions"]["etcd"]["lease_ttl"] == 4
+    assert config["service"]["extensions"] == ["health", "etcd"]
+    assert config["exporters"]["loadbalancing"]["resolver"] == {
+        "etcd": {"service": "bridge", "protocol": "otlp_grpc"}
+    }
+    elsewhere = _gateway_config(tools, *etcd, "--set", "gateway.bridgeHostname=bridge.other.internal")
+    assert list(elsewhere["exporters"]["loadbalancing"]["resolver"]) == ["dns"]
+    assert elsewhere["service"]["extensions"] == ["etcd"]
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"), [("https://e:2379", "endpoints"), ("http://e:2379/x", "endpoints")]
+)
+def test_schema_rejects_etcd_urls_the_client_cannot_use(tools: Tools, value: str, complaint: str) -> None:
+    done = subprocess.run(
+        [tools.helm, "template", "orasi", CHART, "--set", f"etcd.endpoints={{{value}}}"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and complaint in done.stderr, done.stderr
+
+
+def test_the_etcd_example_is_what_the_chart_renders(tools: Tools) -> None:
+    """examples/gateway-etcd.yaml: the chart's gateway with etcd, bar the environment's names."""
+    example = yaml.safe_load((ROOT / "examples" / "gateway-etcd.yaml").read_text())
+    rendered = _gateway_config(tools, "--set", "etcd.endpoints={http://10.0.0.5:2379}")
+    assert rendered["exporters"] == example["exporters"]
+    assert rendered["service"] == example["service"]
+    assert set(rendered["extensions"]["etcd"]) - {"instance"} == set(example["extensions"]["etcd"])
 
 
 def test_optional_service_monitors_and_prometheus_rule(tools: Tools) -> None:

@@ -65,6 +65,9 @@ def test_kinds_per_namespace(rendering: Rendering) -> None:
         )
     else:
         expected[("orasi-system", "NetworkPolicy")] = 1  # the namespace exists, denying everything
+    if rendering.source == "helm":  # values-<region>.yaml set etcd: one egress policy per service
+        for component in components(rendering.region):
+            expected[(NAMESPACE[component], "NetworkPolicy")] += 1
     assert found == expected
 
 
@@ -246,3 +249,41 @@ def test_every_shipped_configuration_is_valid(
                 assert lake.get("warehouse") == f"s3://orasi-telemetry-{rendering.region}/warehouse"
                 assert lake["wal"]["directory"] == "/var/lib/orasi/wal"
     assert len(seen) >= 5
+
+
+ETCD = "http://etcd.orasi-system.svc:2379"  # the regional etcd of values-<region>.yaml (an example)
+
+
+def test_control_plane_registration_and_discovery(rendering: Rendering) -> None:
+    """Helm's regions set `etcd.endpoints`: every service registers (region, pod IP, pod name) with
+    the etcd extension listed last, and the gateways of a region with bridges find them in etcd
+    (the record's OTLP/gRPC port, which the bridges' otlp receiver registers). The kustomize base
+    is rendered without etcd (k8s/base-values.yaml): DNS discovery, no extension."""
+    with_etcd = rendering.source == "helm"
+    for component in components(rendering.region):
+        workload = rendering.get(WORKLOAD[component], f"orasi-{component}")
+        env = _env(workload)
+        assert env["K8S_POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        assert env.get("ORASI_ETCD_ENDPOINTS") == (ETCD if with_etcd else None)
+        _, config = _config(rendering, component)
+        extensions = config["service"].get("extensions", [])
+        if not with_etcd:
+            assert "etcd" not in config.get("extensions", {}) and "etcd" not in extensions
+            continue
+        assert config["extensions"]["etcd"] == {
+            "endpoints": [ETCD],
+            "region": "${env:ORASI_REGION}",
+            "lease_ttl": 10,
+            "instance": "${env:K8S_POD_NAME}",
+            "advertise_host": "${env:K8S_POD_IP}",
+        }
+        assert extensions[-1] == "etcd" and extensions.count("etcd") == 1, extensions
+        if component == "bridge":
+            assert extensions == ["query_api", "etcd"]
+    resolver = _config(rendering, "gateway")[1]["exporters"]["loadbalancing"]["resolver"]
+    if with_etcd and HAS_BRIDGE[rendering.region]:
+        assert resolver == {"etcd": {"service": "bridge", "protocol": "otlp_grpc"}}
+        (bridge_receiver,) = _config(rendering, "bridge")[1]["receivers"]
+        assert bridge_receiver == "otlp"  # which registers its gRPC port as otlp_grpc
+    else:  # each region has its own etcd: a region without bridges finds another's by DNS
+        assert list(resolver) == ["dns"]

@@ -55,7 +55,8 @@ def allowed_flows(rendering: Rendering) -> set[Flow]:
     return flows
 
 
-def expected_flows(region: str) -> set[Flow]:
+def expected_flows(region: str, etcd: bool) -> set[Flow]:
+    """``etcd``: the values set etcd (helm's regions), so every service reaches it in the VPC."""
     vpc = VPC[region]
     agents, gateways, system = "orasi-agents", "orasi-gateway", "orasi-system"
     flows: set[Flow] = {
@@ -67,6 +68,8 @@ def expected_flows(region: str) -> set[Flow]:
     for ns, app, admin in services:
         flows |= {(ns, app, "out", DNS, proto, 53) for proto in ("UDP", "TCP")}
         flows.add((ns, app, "in", MONITORING, "TCP", admin))
+        if etcd:
+            flows.add((ns, app, "out", f"cidr:{vpc}", "TCP", 2379))
     # apps anywhere → agent; agent → gateway; agent → Kubernetes API (pod metadata)
     flows |= {(agents, "orasi-agent", "in", "*/*", "TCP", port) for port in (4317, 4318)}
     flows.add((agents, "orasi-agent", "out", f"{gateways}/orasi-gateway", "TCP", 4317))
@@ -90,7 +93,10 @@ def expected_flows(region: str) -> set[Flow]:
 
 
 def test_network_policies_allow_exactly_the_topology(rendering: Rendering) -> None:
-    found, expected = allowed_flows(rendering), expected_flows(rendering.region)
+    found, expected = (
+        allowed_flows(rendering),
+        expected_flows(rendering.region, etcd=rendering.source == "helm"),
+    )
     assert found - expected == set(), "flows allowed beyond the topology"
     assert expected - found == set(), "flows of the topology not allowed"
 

@@ -51,11 +51,34 @@ are replaced).
 {{- if eq $component "bridge" -}}
 {{- $derived = dict "exporters" (dict "lake" (dict "warehouse" "s3://${env:ORASI_BUCKET}/warehouse" "wal" (dict "directory" "${env:ORASI_WAL_DIR}"))) -}}
 {{- end -}}
+{{- $etcd := $root.Values.etcd -}}
+{{- if $etcd.endpoints -}}
+{{- $registration := dict "endpoints" $etcd.endpoints "region" "${env:ORASI_REGION}" "lease_ttl" $etcd.leaseTtl "instance" "${env:K8S_POD_NAME}" "advertise_host" "${env:K8S_POD_IP}" -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "etcd" $registration)) -}}
+{{- if and (eq $component "gateway") (include "orasi.etcdDiscovery" $root) -}}
+{{- /* The region's bridges register their OTLP/gRPC port (an otlp receiver: OTAP falls back to
+OTLP on it, as with the DNS resolver), so the resolver dials that endpoint of each record. */ -}}
+{{- $_ := set $config.exporters.loadbalancing "resolver" (dict "etcd" (dict "service" "bridge" "protocol" "otlp_grpc")) -}}
+{{- end -}}
+{{- end -}}
 {{- $config = mustMergeOverwrite $config $derived (deepCopy $values.config) -}}
 {{- if and (eq $component "gateway") (not $values.failoverBridgeHostname) -}}
 {{- $_ := unset $config.exporters.loadbalancing "failover" -}}
 {{- end -}}
+{{- if $etcd.endpoints -}}
+{{- /* The etcd extension registers what the others listen on: it is listed last. */ -}}
+{{- $_ := set $config.service "extensions" (append (without (default list $config.service.extensions) "etcd") "etcd") -}}
+{{- end -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+"true" when the gateways find the bridges in etcd (`resolver: {etcd: {service: bridge}}`): etcd
+is set, and the region runs its own bridges (gateway.bridgeHostname names none elsewhere). Each
+region has its own etcd, so a region exporting to another's bridges keeps the DNS resolver.
+*/}}
+{{- define "orasi.etcdDiscovery" -}}
+{{- if and .Values.etcd.endpoints .Values.bridge.enabled (not .Values.gateway.bridgeHostname) }}true{{ end -}}
 {{- end }}
 
 {{/* The port of an endpoint "host:port". */}}
@@ -146,6 +169,8 @@ startupProbe:
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 - name: K8S_POD_UID
   valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+- name: K8S_POD_IP
+  valueFrom: {fieldRef: {fieldPath: status.podIP}}
 {{- end }}
 
 {{/* Pod-level settings every service shares. */}}
