@@ -43,6 +43,10 @@ from orasi_bridge.registry.errors import NotSoftDeleted, SubjectNotFound, Unavai
 
 CONNECT_TIMEOUT = 3
 """Seconds to open a PostgreSQL connection before the store counts as unreachable."""
+TCP_USER_TIMEOUT_MS = 5000
+"""Milliseconds sent data may stay unacknowledged before the connection counts as broken: a
+server that went silent (rather than refusing) makes a write fail with 503 within seconds, not
+the kernel's minutes."""
 POOL_SIZE = 4
 
 
@@ -121,7 +125,7 @@ class Store:
         if uri.startswith(("postgresql://", "postgres://")):
             self.dialect = POSTGRESQL
             self._connect: Callable[[], Connection] = lambda: psycopg.connect(
-                uri, connect_timeout=CONNECT_TIMEOUT
+                uri, connect_timeout=CONNECT_TIMEOUT, tcp_user_timeout=TCP_USER_TIMEOUT_MS
             )
             self._errors: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
         elif uri.startswith("sqlite:///"):
