@@ -15,7 +15,7 @@ request                                                         answer
 ``GET /schemas/types``                                          ``["JSON"]``
 ``POST /compatibility/subjects/{s}/versions/{v|latest}``        ``{"is_compatible",
 (``?verbose=true``; without a version: every version)            "messages"}``
-``GET|PUT /config``, ``/config/{s}``                            ``{"compatibilityLevel"}`` /
+``GET|PUT|DELETE /config``, ``/config/{s}``                     ``{"compatibilityLevel"}`` /
                                                                 ``{"compatibility"}``
 ``GET|PUT /mode``                                               ``{"mode"}``
 ==============================================================  =============================
@@ -226,6 +226,18 @@ def router(registry: Registry, tenant_of: TenantOf, limit: int) -> APIRouter:
         body = await _object(request, limit)
         level = await registry.set_compatibility(tenant_of(request), subject, body.get("compatibility"))
         return _answer({"compatibility": level})
+
+    @api.delete("/config", summary="Remove the tenant's level (the configured default applies)")
+    @_errors
+    async def delete_config(request: Request) -> Response:
+        level = await registry.delete_compatibility(tenant_of(request), None)
+        return _answer({"compatibilityLevel": level})
+
+    @api.delete("/config/{subject}", summary="Remove a subject's level (the tenant's applies)")
+    @_errors
+    async def delete_subject_config(request: Request, subject: str) -> Response:
+        level = await registry.delete_compatibility(tenant_of(request), subject)
+        return _answer({"compatibilityLevel": level})
 
     @api.get("/mode", summary="The tenant's mode (READWRITE or READONLY)")
     @_errors

@@ -239,6 +239,15 @@ class Registry:
         await self.cache.invalidate(tenant)
         return parsed
 
+    async def delete_compatibility(self, tenant: str, subject: str | None) -> Level:
+        """Remove the subject's (or the tenant's) own level; returns the level that applied."""
+        if subject is not None:
+            _subject(subject)
+        previous = await self.compatibility(tenant, subject)
+        await asyncio.to_thread(self.store.set_setting, "registry_config", tenant, subject or "", None)
+        await self.cache.invalidate(tenant)
+        return previous
+
     async def set_mode(self, tenant: str, mode: object) -> str:
         value = str(mode).upper()
         if value not in MODES:

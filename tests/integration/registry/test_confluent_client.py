@@ -76,6 +76,8 @@ def test_levels_are_set_per_tenant_and_per_subject(client: SchemaRegistryClient)
     client.set_compatibility("spans.checkout", "NONE")
     assert client.get_compatibility("spans.checkout") == "NONE"
     client.register_schema("spans.checkout", schema(BAD))  # NONE lets anything follow
+    client.delete_config("spans.checkout")
+    assert client.get_compatibility("spans.checkout") == "FULL"  # the tenant's again
     with pytest.raises(SchemaRegistryError) as refused:
         client.set_compatibility(level="SIDEWAYS")
     assert (refused.value.http_status_code, refused.value.error_code) == (422, 42203)
