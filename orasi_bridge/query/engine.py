@@ -8,12 +8,20 @@ another tenant or outside the range, and the hot rows, are filtered; the others 
 are, so only the columns the SQL uses are read. When the SQL admits only some trace ids
 (``pushdown``), spans files are cut to the row groups their trace index names. DuckDB pushes
 projections and further filters into the datasets (a UNION ALL view when there are several).
+
+The time window of each table (``windows``): ``start``/``end`` when the caller gives them,
+narrowed by the SQL's own predicates on ``time`` (``pushdown.time_bounds``, evaluated in the
+query's transaction, so ``now()`` there is the query's ``now()``); without ``start``/``end``, the
+SQL's predicates alone (a side they leave open is open); a reference with neither reads the
+default window, the last hour. A table named several times is read over the union of its
+references' windows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,48 +81,60 @@ class QueryEngine:
         end: str | int | None = None,
         as_arrow: bool = False,
     ) -> QueryResult:
-        """Run one SELECT for ``tenant`` over rows whose ``time`` is in [start, end]."""
+        """Run one SELECT for ``tenant``; each table is read over its window (module docstring)."""
         sandbox.check_statement(sql)
-        start_ns, end_ns = resolve_range(start, end)
+        explicit = resolve_range(start, end) if start is not None or end is not None else None
+        default = resolve_range(None, None)
         tree = sandbox.parse(sql)
         names = sandbox.tables_in(tree) & TABLES.keys()
         trace_ids = pushdown.trace_ids(tree)
+        bounds = {name: found for name, found in pushdown.time_bounds(tree).items() if name in names}
         views = {name: await self._writer.snapshot_view(name, tenant) for name in names}
         async with self._slots:
             connection = sandbox.connect(self._limits.threads, self._limits.memory_limit)
             loop = asyncio.get_running_loop()
-            run = loop.run_in_executor(
-                None, self._run, connection, sql, views, tenant, start_ns, end_ns, as_arrow, trace_ids
-            )
+
+            def work() -> QueryResult:
+                run = _Run(connection, sql)
+                windows = run.windows(bounds, explicit, default)
+                self._register(run, views, tenant, windows, trace_ids)
+                return run.result(as_arrow, self._limits.max_rows)
+
+            task = loop.run_in_executor(None, work)
             try:
-                done, _ = await asyncio.wait({run}, timeout=self._limits.timeout)
+                done, _ = await asyncio.wait({task}, timeout=self._limits.timeout)
                 if not done:
                     connection.interrupt()
-                    with contextlib.suppress(duckdb.Error):
-                        await run
+                    with contextlib.suppress(duckdb.Error, QueryRefused):
+                        await task
                     raise QueryRefused(
                         f"the query ran longer than the limit of {self._limits.timeout:g} s; "
                         "narrow the time range or the query"
                     )
-                return run.result()
+                return task.result()
             finally:
                 connection.close()
 
-    def _run(
+    def _register(
         self,
-        connection: duckdb.DuckDBPyConnection,
-        sql: str,
+        run: _Run,
         views: dict[str, TableView],
         tenant: str,
-        start_ns: int,
-        end_ns: int,
-        as_arrow: bool,
-        trace_ids: frozenset[str] | None = None,
-    ) -> QueryResult:
-        started = time.perf_counter()
-        stats: dict[str, Any] = {"files": 0, "hot_rows": 0}
+        windows: dict[str, tuple[int | None, int | None]],
+        trace_ids: frozenset[str] | None,
+    ) -> None:
+        connection = run.connection
         for name, view in views.items():
-            parts = self._dataset(name, view, tenant, start_ns, end_ns, stats, trace_ids)
+            start_ns, end_ns = windows[name]
+            parts = self._dataset(
+                name,
+                view,
+                tenant,
+                _LOW if start_ns is None else start_ns,
+                _HIGH if end_ns is None else end_ns,
+                run.stats,
+                trace_ids,
+            )
             if len(parts) == 1:
                 connection.register(name, parts[0])
                 continue
@@ -125,43 +145,8 @@ class QueryEngine:
                 connection.register(source, part)
                 sources.append(f"SELECT * FROM {source}")
             connection.execute(f"CREATE TEMPORARY VIEW {name} AS {' UNION ALL '.join(sources)}")
-        planned = time.perf_counter()
-        limit = self._limits.max_rows
-        try:
-            if as_arrow:
-                relation = connection.sql(sql)
-                columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
-                reader: pa.RecordBatchReader = relation.to_arrow_reader(8192)
-                batches, count = [], 0
-                for batch in reader:
-                    batches.append(batch)
-                    count += batch.num_rows
-                    if count > limit:
-                        break
-                arrow = pa.Table.from_batches(batches, schema=reader.schema)
-                rows, total = None, arrow.num_rows
-            else:
-                cursor = connection.execute(sql)
-                columns = [(d[0], str(d[1])) for d in cursor.description or ()]
-                rows = cursor.fetchmany(limit + 1)
-                arrow, total = None, len(rows)
-        except duckdb.InterruptException:
-            raise
-        except duckdb.Error as exc:
-            raise QueryRefused(str(exc)) from None
-        if total > limit:
-            raise QueryRefused(
-                f"the result has more than {limit} rows (the row limit); add a LIMIT or aggregate"
-            )
-        stats |= {
-            "rows": total,
-            "tables": sorted(views),
-            "start_unix_nano": start_ns,
-            "end_unix_nano": end_ns,
-            "plan_ms": round((planned - started) * 1000, 2),
-            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        return QueryResult(columns, rows, arrow, stats)
+        run.stats["tables"] = sorted(views)
+        run.planned = time.perf_counter()
 
     def _dataset(
         self,
@@ -256,6 +241,118 @@ class QueryEngine:
             cache = LocalCache(config.local_cache) if config.local_cache else None
             self._files = (DataFiles(fs, cache), prefix)
         return self._files
+
+
+_TEMPLATE = json.dumps(sandbox.parse("SELECT NULL"))  # a bound is put in its select list to print it
+_LOW, _HIGH = -(2**62), 2**62  # an open side of a window, in ns (inside Arrow's µs timestamps)
+
+
+class _Run:
+    """One query on its own connection, inside one transaction (one ``now()`` for all of it)."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, sql: str) -> None:
+        self.connection = connection
+        self.sql = sql
+        self.started = time.perf_counter()
+        self.planned = self.started
+        self.stats: dict[str, Any] = {"files": 0, "hot_rows": 0}
+        connection.execute("BEGIN TRANSACTION")
+
+    def windows(
+        self,
+        bounds: dict[str, list[pushdown.TimeBounds]],
+        explicit: tuple[int, int] | None,
+        default: tuple[int, int],
+    ) -> dict[str, tuple[int | None, int | None]]:
+        """Each table's [start, end] in ns (None: open), recorded in the stats."""
+        windows: dict[str, tuple[int | None, int | None]] = {}
+        for name, references in bounds.items():
+            found = [self._window(reference, explicit, default) for reference in references]
+            starts, ends = [w[0] for w in found], [w[1] for w in found]
+            windows[name] = (
+                None if None in starts else min(s for s in starts if s is not None),
+                None if None in ends else max(e for e in ends if e is not None),
+            )
+        every = list(windows.values()) or [explicit or default]
+        self.stats |= {
+            "start_unix_nano": None
+            if any(w[0] is None for w in every)
+            else min(w[0] for w in every if w[0] is not None),
+            "end_unix_nano": None
+            if any(w[1] is None for w in every)
+            else max(w[1] for w in every if w[1] is not None),
+            "windows": {name: list(window) for name, window in sorted(windows.items())},
+        }
+        return windows
+
+    def _window(
+        self, bounds: pushdown.TimeBounds, explicit: tuple[int, int] | None, default: tuple[int, int]
+    ) -> tuple[int | None, int | None]:
+        start: int | None = explicit[0] if explicit else None
+        end: int | None = explicit[1] if explicit else None
+        lowers = [v for v in map(self._nanos, bounds.lower) if v is not None]
+        uppers = [v for v in map(self._nanos, bounds.upper) if v is not None]
+        if not lowers and not uppers and explicit is None:
+            return default
+        if lowers:
+            start = max(lowers) if start is None else max(start, *lowers)
+        if uppers:
+            end = min(uppers) if end is None else min(end, *uppers)
+        return start, end
+
+    def _nanos(self, expression: dict[str, Any]) -> int | None:
+        """A bound's value in ns (a cast as DuckDB's comparison with `time` makes), None if it has none."""
+        template = json.loads(_TEMPLATE)
+        template["statements"][0]["node"]["select_list"] = [expression]
+        try:
+            text = self.connection.execute(
+                "SELECT json_deserialize_sql(?)", [json.dumps(template)]
+            ).fetchall()[0][0]
+            row = self.connection.execute(f"SELECT epoch_us(CAST(({text}) AS TIMESTAMPTZ))").fetchall()
+        except duckdb.Error:
+            return None  # not a time: the query itself will say what is wrong
+        value = row[0][0] if row else None
+        return None if value is None else int(value) * 1000
+
+    def result(self, as_arrow: bool, limit: int) -> QueryResult:
+        connection, sql = self.connection, self.sql
+        try:
+            if as_arrow:
+                relation = connection.sql(sql)
+                columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+                reader: pa.RecordBatchReader = relation.to_arrow_reader(8192)
+                batches, count = [], 0
+                for batch in reader:
+                    batches.append(batch)
+                    count += batch.num_rows
+                    if count > limit:
+                        break
+                arrow = pa.Table.from_batches(batches, schema=reader.schema)
+                rows, total = None, arrow.num_rows
+            else:
+                cursor = connection.execute(sql)
+                columns = [(d[0], str(d[1])) for d in cursor.description or ()]
+                rows = cursor.fetchmany(limit + 1)
+                arrow, total = None, len(rows)
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as exc:
+            raise QueryRefused(str(exc)) from None
+        if total > limit:
+            raise _too_many(limit)
+        self._finish(total)
+        return QueryResult(columns, rows, arrow, self.stats)
+
+    def _finish(self, total: int) -> None:
+        self.stats |= {
+            "rows": total,
+            "plan_ms": round((self.planned - self.started) * 1000, 2),
+            "elapsed_ms": round((time.perf_counter() - self.started) * 1000, 2),
+        }
+
+
+def _too_many(limit: int) -> QueryRefused:
+    return QueryRefused(f"the result has more than {limit} rows (the row limit); add a LIMIT or aggregate")
 
 
 # Low-cardinality text is read as Arrow dictionaries (no string per row; DuckDB still sees VARCHAR).
