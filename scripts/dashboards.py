@@ -47,6 +47,7 @@ LAKE = 'exporter=~"lake.*"'
 
 
 def global_overview() -> dict[str, Any]:
+    primary = sel('group="primary"')
     panels: list[tuple[Panel, int, int]] = [
         (row("Now, over the selected regions"), 24, 1),
         (
@@ -214,6 +215,38 @@ def global_overview() -> dict[str, Any]:
                 [target(f"count by (region) (orasi_circuit_breaker_state{sel()} == 1)", "{{region}}")],
                 "short",
                 "Upstream endpoints the gateways' load balancers have stopped sending to.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Resolvers cut off from etcd, by region",
+                [
+                    target(
+                        f"count by (region) (orasi_discovery_up{sel()} == 0) or sum by (region) "
+                        f"(orasi_discovery_up{sel()}) * 0",
+                        "{{region}}",
+                    )
+                ],
+                "short",
+                "Resolvers that cannot reach their region's etcd and route to the last endpoints they knew.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Load balancers without an upstream, by region",
+                [
+                    target(
+                        f"count by (region) (orasi_loadbalancer_endpoints{primary} == 0) "
+                        f"or sum by (region) (orasi_loadbalancer_endpoints{primary}) * 0",
+                        "{{region}}",
+                    )
+                ],
+                "short",
+                "Gateways whose primary group has no endpoint (no bridge registered or resolved).",
             ),
             12,
             8,
@@ -523,6 +556,56 @@ def component_health() -> dict[str, Any]:
             8,
             8,
         ),
+        (row("Control plane (etcd)"), 24, 1),
+        (
+            timeseries(
+                "Discovery reaches etcd",
+                [
+                    target(
+                        f"min by (component, instance, resolver) (orasi_discovery_up{sel(*picked)})",
+                        "{{instance}} {{resolver}}",
+                    )
+                ],
+                "short",
+                "1 while a resolver reaches etcd; 0 while it cannot and routes to the last endpoints "
+                "it knew.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Malformed registration records",
+                [
+                    target(
+                        "sum by (component, instance, resolver) "
+                        f"(increase(orasi_discovery_malformed_records_total{sel(*picked)}[{RATE}]))",
+                        "{{instance}} {{resolver}}",
+                    )
+                ],
+                "short",
+                "Records under the services prefix a resolver skipped because they did not parse.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Upstream endpoints known",
+                [
+                    target(
+                        "sum by (component, instance, exporter, group) "
+                        f"(orasi_loadbalancer_endpoints{sel(*picked)})",
+                        "{{instance}} {{exporter}} {{group}}",
+                    )
+                ],
+                "short",
+                "Endpoints in each load balancer group, as discovery (etcd, DNS or a static list) "
+                "gives them.",
+            ),
+            8,
+            8,
+        ),
         (row("Requests served"), 24, 1),
         (
             timeseries(
@@ -553,7 +636,8 @@ def component_health() -> dict[str, Any]:
     return dashboard(
         "orasi-component-health",
         "Orasi / Component Health",
-        "One process at a time: memory, CPU, descriptors, restarts, volumes, write-ahead logs, requests.",
+        "One process at a time: memory, CPU, descriptors, restarts, volumes, write-ahead logs, the "
+        "control plane, requests.",
         [
             region_variable(),
             query_variable(

@@ -23,6 +23,10 @@ ALERTS = {
     "OrasiWalCorruptSegment",
     "OrasiLakeCommitsFailing",
     "OrasiNoDataReceived",
+    # The control plane's.
+    "OrasiDiscoveryDown",
+    "OrasiMalformedRegistrations",
+    "OrasiNoUpstreamEndpoints",
 }
 
 
