@@ -651,13 +651,14 @@ class LakeWriter:
         by_others: list[tuple[float, list[str]]] = []
         seen = self._seen.get(name)
         skipped: set[str] = set()
+        ours = set(batch_ids)
         data_files: list[DataFile] | None = None
         kept: list[pa.RecordBatch] = []
         try:
             for attempt in range(self.config.commit_retries + 1):
                 found, seen = _batch_ids_since(table, seen)
                 by_others += found
-                newly = {i for _, ids in found for i in ids if i in batch_ids and i not in skipped}
+                newly = ours.intersection(i for _, ids in found for i in ids) - skipped
                 if newly or data_files is None:
                     skipped |= newly
                     if data_files:
