@@ -16,6 +16,7 @@ PORTS: dict[str, int] = {
     "bridge.grpc": 4517,
     "bridge.http": 4518,
     "bridge.query": 8080,
+    "bridge.flight_sql": 9090,
     "bridge.admin": 13135,
 }
 """``<service>.<port name>`` → port."""

@@ -28,13 +28,15 @@ Section = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Ports:
-    """One service's ports on ``host`` (``query``: the bridge's query API; 0 where there is none)."""
+    """One service's ports on ``host`` (``query``: the bridge's REST query API, ``flight_sql``: its
+    Arrow Flight SQL API; 0 where there is none)."""
 
     grpc: int
     http: int
     admin: int
     query: int = 0
     host: str = LOOPBACK
+    flight_sql: int = 0
 
     @classmethod
     def of(cls, ports: Mapping[str, int], service: str, host: str = LOOPBACK) -> Ports:
@@ -45,6 +47,7 @@ class Ports:
             ports[f"{service}.admin"],
             ports.get(f"{service}.query", 0),
             host,
+            ports.get(f"{service}.flight_sql", 0),
         )
 
     @property
@@ -130,7 +133,7 @@ def service(
 ) -> dict[str, Any]:
     """One service's configuration: ``receiver`` (`otlp` or `otap`) on ``ports``, ``processors``
     (name → section, in pipeline order), one exporter; with ``query_api``, the bridge's query API
-    on ``ports.query`` over that exporter (a `lake`)."""
+    on ``ports.query`` over that exporter (a `lake`), and Flight SQL on ``ports.flight_sql`` when set."""
     config: dict[str, Any] = {
         "receivers": {receiver: otlp_receiver(ports)},
         "processors": copy.deepcopy(dict(processors)),
@@ -139,6 +142,8 @@ def service(
     extensions = []
     if query_api:
         config["extensions"] = {"query_api": {"endpoint": f"{ports.host}:{ports.query}", "lake": exporter}}
+        if ports.flight_sql:
+            config["extensions"]["query_api"]["flight_sql"] = f"{ports.host}:{ports.flight_sql}"
         extensions.append("query_api")
     config["service"] = service_section(
         ports, receiver, processors, exporter, signals=signals, log_level=log_level, extensions=extensions

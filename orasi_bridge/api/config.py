@@ -1,16 +1,22 @@
-"""Configuration of the `query_api` extension (REST query API of the bridge)."""
+"""Configuration of the `query_api` extension (the bridge's REST and Flight SQL query APIs)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from orasi_bridge.query.engine import QueryLimits
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
+from orasi_common.transport.endpoint import validate_endpoint
 
 
 class Config(ComponentConfig):
     endpoint: str = Field(default="0.0.0.0:8080", description="host:port of the REST API.")
+    flight_sql: str | None = Field(
+        default=None,
+        description="host:port of the Arrow Flight SQL server (the gRPC query API; 9090 by "
+        "convention, as `orasi up` serves it); none: not served.",
+    )
     lake: str = Field(default="lake", description="Id of the `lake` exporter whose tables are queried.")
     limits: QueryLimits = Field(default_factory=QueryLimits, description="Per-query limits.")
     api_keys: dict[str, str] = Field(
@@ -21,3 +27,8 @@ class Config(ComponentConfig):
     registry: RegistryConfig = Field(
         default_factory=RegistryConfig, description="The schema registry under /registry (README)."
     )
+
+    @field_validator("flight_sql")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else validate_endpoint(value)

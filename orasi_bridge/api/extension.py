@@ -1,12 +1,21 @@
-"""The `query_api` extension: serves the REST API over the lake writer's tables."""
+"""The `query_api` extension: serves the REST API, and Flight SQL when configured, over the lake
+writer's tables (one engine: the same limits and concurrency for both)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
 from orasi_bridge.api.config import Config
-from orasi_bridge.api.rest import create_app
+from orasi_bridge.api.rest import Forbidden, Unauthorized, create_app, resolve_tenant
+from orasi_bridge.flightsql import FlightSqlServer
 from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine
 from orasi_bridge.registry.registry import Registry
+from orasi_common.errors import PermanentError
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
@@ -27,23 +36,60 @@ class QueryApi:
         self.server = HttpServer(app, config.endpoint)
         self._logger = settings.logger
         self._endpoint = config.endpoint
+        self._config = config
+        self.flight: FlightSqlServer | None = None
 
     @property
     def port(self) -> int | None:
         return self.server.port
 
+    @property
+    def flight_port(self) -> int | None:
+        return self.flight.port if self.flight is not None else None
+
     def listening(self) -> dict[str, str]:
-        if self.port is None:
-            return {}
-        return {"query_http": join_endpoint(split_endpoint(self._endpoint)[0], self.port)}
+        found = {}
+        if self.port is not None:
+            found["query_http"] = join_endpoint(split_endpoint(self._endpoint)[0], self.port)
+        if self.flight is not None and self._config.flight_sql is not None:
+            found["query_grpc"] = join_endpoint(split_endpoint(self._config.flight_sql)[0], self.flight.port)
+        return found
 
     async def start(self) -> None:
         if self.registry is not None:
             await self.registry.start()
         await self.server.start()
-        self._logger.info("Query API listening.", extra={"port": self.port})
+        if self._config.flight_sql is not None and self.flight is None:
+            host, port = split_endpoint(self._config.flight_sql)
+            location = f"grpc://{join_endpoint(host, port)}"
+            loop = asyncio.get_running_loop()
+            self.flight = await asyncio.to_thread(
+                FlightSqlServer, location, self.engine, self._tenant_of, loop
+            )
+        self._logger.info(
+            "Query API listening.", extra={"port": self.port, "flight_sql_port": self.flight_port}
+        )
+
+    def _tenant_of(self, headers: Mapping[str, str]) -> str:
+        """A Flight SQL call's tenant, from its headers as REST reads them."""
+        try:
+            return resolve_tenant(
+                self._config,
+                headers.get("x-orasi-tenant"),
+                headers.get("authorization"),
+                headers.get("x-api-key"),
+            )
+        except Unauthorized as error:
+            raise flight.FlightUnauthenticatedError(error.message) from None
+        except Forbidden as error:
+            raise flight.FlightUnauthorizedError(error.message) from None
+        except PermanentError as error:
+            raise pa.ArrowInvalid(error.message) from None
 
     async def shutdown(self) -> None:
+        if self.flight is not None:
+            await asyncio.to_thread(self.flight.shutdown)
+            self.flight = None
         await self.server.shutdown()
         if self.registry is not None:
             await self.registry.shutdown()

@@ -93,6 +93,7 @@ UP = {
             "query_api": {
                 "endpoint": "0.0.0.0:8080",
                 "lake": "lake",
+                "flight_sql": "0.0.0.0:9090",
                 "registry": {"store": "sqlite:////srv/orasi-data/registry.db"},
             },
             **ETCD,
