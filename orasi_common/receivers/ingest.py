@@ -1,7 +1,8 @@
 """The one entry from a receiver into its pipelines: every decoded request goes through ``Ingest``.
 
-OTLP/gRPC (in the pipelines' process or handed over by worker processes), OTLP/HTTP and OTAP
-streams all call ``Ingest.consume``, which hands the batch to the signal's pipeline and counts
+OTLP/gRPC (in the pipelines' process or handed over by worker processes), OTLP/HTTP, OTAP
+streams and the receivers of other protocols (HTTP pushes, syslog over TCP and UDP, tailed
+files) all call ``Ingest.consume``, which hands the batch to the signal's pipeline and counts
 it as accepted or refused under its transport's label.
 """
 
@@ -13,7 +14,7 @@ from orasi_common.errors import NotFound, OrasiError
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 
-TRANSPORTS = ("grpc", "http", "otap")
+TRANSPORTS = ("grpc", "http", "otap", "tcp", "udp", "file")
 
 
 class Ingest:

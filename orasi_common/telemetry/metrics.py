@@ -34,6 +34,13 @@ class Metrics:
             ["signal", "receiver", "transport"],
             registry=r,
         )
+        self.receiver_malformed = Counter(
+            "orasi_receiver_malformed_messages",
+            "Messages a receiver refused or left out as malformed or untranslatable (a bad syslog "
+            "frame, an oversized line, a native histogram in remote write), by reason.",
+            ["receiver", "transport", "reason"],
+            registry=r,
+        )
         self.processor_refused = Counter(
             "orasi_processor_refused_items",
             "Items a processor refused, e.g. the memory limiter above its soft limit.",

@@ -31,6 +31,7 @@ LAKE = {"catalog_uri": "sqlite:///{tmp}/catalog.db", "warehouse": "file://{tmp}/
 MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.RECEIVER, "otlp"): RECEIVER,
     (Kind.RECEIVER, "otap"): RECEIVER,
+    (Kind.RECEIVER, "prometheus_remote_write"): {"endpoint": "127.0.0.1:0"},
     (Kind.PROCESSOR, "memory_limiter"): {"limit_mib": 1024 * 1024, "check_interval": 3600},
     (Kind.PROCESSOR, "batch"): {},
     (Kind.PROCESSOR, "resource"): {},
@@ -141,7 +142,8 @@ async def test_lifecycle_twice(factory: Factory, tmp_path: Any) -> None:
     await component.shutdown()  # safe without start
     await component.start()
     if factory.kind is Kind.RECEIVER:
-        assert component.grpc_port and component.http_port  # port 0 resolved to real ports
+        endpoints = component.listening()  # port 0 resolved to real ports
+        assert endpoints and not any(endpoint.endswith(":0") for endpoint in endpoints.values())
     await component.shutdown()
     await component.shutdown()  # safe twice
 

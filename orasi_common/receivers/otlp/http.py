@@ -20,12 +20,12 @@ from orasi_common.errors import (
     MethodNotAllowed,
     NotFound,
     OrasiError,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from orasi_common.pdata import SPEC_BY_HTTP_PATH, Batch
 from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import MIB, HttpConfig
+from orasi_common.receivers.push import read_body
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.transport import headers, status
 from orasi_common.transport.compression import decompress
@@ -105,7 +105,7 @@ class OtlpHttpApp:
                 f"Content-Type {declared or '(none)'!r} is not supported; use {PROTOBUF} or {JSON}"
             )
         self._ingest.check_signal(spec.signal)
-        body = await self._read_body(scope, receive)
+        body = await read_body(_header(scope, b"content-length"), receive, self._body_limit)
         if not body:
             raise MalformedData("the request body is empty")
         body = decompress(_header(scope, b"content-encoding") or "", body, self._decompressed_limit)
@@ -119,27 +119,6 @@ class OtlpHttpApp:
             batch = Batch.from_json(spec.signal, body, **identity)
         await self._ingest.consume(batch, TRANSPORT)
         return (b"" if content_type == PROTOBUF else b"{}"), []
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        too_large = PayloadTooLarge(
-            f"the request body is larger than the limit of {self._body_limit} bytes; send smaller batches"
-        )
-        length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._body_limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise MalformedData("the client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._body_limit:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     @staticmethod
     def _error_body(error: OrasiError, content_type: str) -> bytes:

@@ -1,0 +1,128 @@
+"""The `prometheus_remote_write` receiver: Prometheus remote write 1.0 over HTTP into metric points.
+
+``POST /api/v1/write`` with a snappy (block format) compressed ``WriteRequest`` — the body
+Prometheus's ``remote_write`` sends — is translated into one OTLP metrics request
+(``translate.py`` holds the rules) and consumed; the answer is 204 once the next consumer
+accepted it. Status codes follow the remote-write specification's retry rules: 400 for data that
+can never be written (bad snappy, a bad protobuf, a series without a name: Prometheus drops the
+request and does not retry), 413 past the size limits, 415 for another encoding or for remote
+write 2.0's content type; 429 / 503 (with Retry-After) when the pipeline refuses for now, which
+Prometheus retries (429 with ``retry_on_http_429``). The batch id is derived from the body, so a
+request Prometheus retries is the same batch, and the lake keeps it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import cramjam
+from google.protobuf.message import DecodeError
+
+from orasi_common.errors import MalformedData, PayloadTooLarge, UnsupportedMediaType
+from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.batch import derived_id
+from orasi_common.pipeline.component import Consumer, Settings
+from orasi_common.receivers.ingest import Ingest
+from orasi_common.receivers.otlp.config import MIB
+from orasi_common.receivers.prometheus_remote_write.config import Config
+from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 import WriteRequest
+from orasi_common.receivers.prometheus_remote_write.translate import MetadataCache, translate
+from orasi_common.receivers.push import PushApp, Request, Route
+from orasi_common.transport import headers
+from orasi_common.transport.endpoint import join_endpoint, split_endpoint
+from orasi_common.transport.http_server import HttpServer
+
+PATH = "/api/v1/write"
+PROTOCOL = "prometheus_remote_write"
+TRANSPORT = "http"
+_PROTOBUF = "application/x-protobuf"
+
+
+def snappy_length(data: bytes) -> int:
+    """The uncompressed length a snappy block declares in its leading varint."""
+    length = shift = 0
+    for index in range(min(len(data), 10)):
+        byte = data[index]
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return length
+        shift += 7
+    raise MalformedData("the body is not a snappy block: its length header is malformed")
+
+
+def decode_body(body: bytes, encoding: str, limit: int) -> WriteRequest:
+    """The WriteRequest of a remote-write body (snappy block format), within ``limit`` bytes."""
+    if encoding.strip().lower() != "snappy":
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding or '(none)'!r} is not supported; remote write 1.0 sends snappy"
+        )
+    if snappy_length(body) > limit:
+        raise PayloadTooLarge(
+            f"the WriteRequest is larger than the limit of {limit} bytes after decompression; "
+            "lower the sender's max_samples_per_send"
+        )
+    try:
+        data = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as error:
+        raise MalformedData(f"the body is not valid snappy (block format): {error}") from None
+    try:
+        return WriteRequest.FromString(data)
+    except DecodeError as error:
+        raise MalformedData(f"the body is not a remote-write WriteRequest: {error}") from None
+
+
+class PrometheusRemoteWriteReceiver:
+    def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
+        self.logger = settings.logger
+        self._config = config
+        self._ingest = Ingest(settings, consumers)
+        self._ingest.check_signal(Signal.METRICS)
+        self._tenant_header = config.tenant_header.lower()
+        self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
+        self._metadata = MetadataCache(config.metadata_cache_size)
+        self._native_histograms = settings.metrics.receiver_malformed.labels(
+            settings.id, TRANSPORT, "native_histogram"
+        )
+        app = PushApp(
+            PROTOCOL,
+            {PATH: Route(self._write, success=204)},
+            int(config.max_request_body_size_mib * MIB),
+            settings.metrics,
+        )
+        self._server = HttpServer(app, config.endpoint)
+
+    async def _write(self, request: Request) -> None:
+        if "proto=io.prometheus.write.v2" in request.header("content-type"):
+            raise UnsupportedMediaType("remote write 2.0 is not supported; configure protobuf_message 1.0")
+        if request.media_type not in ("", _PROTOBUF):
+            raise UnsupportedMediaType(
+                f"Content-Type {request.media_type!r} is not supported; use {_PROTOBUF}"
+            )
+        write = decode_body(request.body, request.header("content-encoding"), self._decompressed_limit)
+        translation = translate(write, self._metadata)
+        if translation.native_histograms:
+            self._native_histograms.inc(translation.native_histograms)
+        batch = Batch.from_message(
+            Signal.METRICS,
+            translation.request,
+            tenant=headers.incoming_tenant(request.headers.get(self._tenant_header)),
+            batch_id=derived_id(PROTOCOL, hashlib.blake2b(request.body, digest_size=16).hexdigest()),
+        )
+        await self._ingest.consume(batch, TRANSPORT)
+
+    @property
+    def port(self) -> int | None:
+        return self._server.port
+
+    def listening(self) -> dict[str, str]:
+        if self._server.port is None:
+            return {}
+        return {PROTOCOL: join_endpoint(split_endpoint(self._config.endpoint)[0], self._server.port)}
+
+    async def start(self) -> None:
+        await self._server.start()
+        self.logger.info("Prometheus remote write receiver listening.", extra={"port": self._server.port})
+
+    async def shutdown(self) -> None:
+        await self._server.shutdown()
