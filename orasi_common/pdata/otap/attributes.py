@@ -10,11 +10,11 @@ Table layout (``parent_id`` u16 or u32, ``encoding`` = ``quasidelta``)::
     parent_id  key (utf8)  type (u8)  str  int  double  bool  bytes  ser
 
 Rows are ordered by their position in their parent's list, then grouped by key and by value
-(type included, in order of first appearance), parents ascending within a group (see
-``_sorted``): rows sharing key and value come together with their parents ascending,
-while each parent's rows stay in their OTLP order, which is what lets the decoder (grouping
-rows by parent, stably) give back every attribute list exactly. Tables dominated by
-high-cardinality keys keep the OTLP order instead. ``parent_id`` holds the delta from the
+(type included, in order of first appearance), parents ascending within a group: rows sharing
+key and value come together with their parents ascending, while each parent's rows stay in
+their OTLP order, which is what lets the decoder (grouping rows by parent, stably) give back
+every attribute list exactly. Where grouping by key alone, or the OTLP order, compresses better
+(by an estimate, see ``_ordered``) that order is used instead. ``parent_id`` holds the delta from the
 previous row whenever type, key and value equal the previous row's (types str, int, double,
 bool and bytes; doubles compared bit for bit), else the id itself. Value columns hold only the
 active value of each row; a column with no value in it is omitted.
@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from orasi_common.pdata.otap import cbor, wire
@@ -145,7 +146,7 @@ def _positions(parents: I64) -> I64:
 
 def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
     """For the first ``n`` rows: (value code, key code, the rows of keys with varied values),
-    the last None when those rows are too many to sort the table (see ``_sorted``).
+    the last None when those rows are too many to group the table by value (see ``_ordered``).
 
     Value codes are equal exactly when key, type and value are (-1 for types never
     delta-encoded); codes count in order of first appearance.
@@ -169,32 +170,72 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
     return pair, key, varied_rows
 
 
-def _sorted(kv: KeyValues, parents: I64) -> tuple[I64, Bools] | None:
-    """The row order of the table and its quasi-delta rule, or None to keep the OTLP order.
-
-    Rows are ordered by their position among their parent's attributes, then grouped by key and
-    by value (type included; groups in order of first appearance), then by parent. Each
-    parent's rows keep their OTLP order (their positions differ), so the
-    decoder's stable grouping by parent gives back every attribute list exactly; meanwhile rows
-    sharing key and value come together with their parents ascending, so parent ids become
-    small deltas and the value columns runs. A key with more distinct values than half its
-    rows (request ids, ports) is not sorted by value, since its parent ids could not be
-    deltas; when such keys hold more than a tenth of the rows, the OTLP order (each parent's
-    ids together) compresses better and is kept.
-    """
+def _grouped_by_value(kv: KeyValues, parents: I64, pair: I64, key: I64) -> I64 | None:
+    """Rows by their position among their parent's attributes, then key, then value (type
+    included; in order of first appearance), then parent; None when keys with varied values
+    hold too many rows for that to pay (see ``_ordered``)."""
     n = len(parents)
-    if n < 2:
-        return None
     if n > _SAMPLE and _varied_rows(kv, _SAMPLE)[2] is None:
         return None  # judged on the first rows, which costs a fraction of the whole
-    pair, key, varied_rows = _varied_rows(kv, n)
+    _, _, varied_rows = _varied_rows(kv, n)
     if varied_rows is None:
         return None
     order: I64 = np.lexsort((parents, np.where(varied_rows, -1, pair), key, _positions(parents)))
-    pair = pair[order]
-    eq = np.zeros(n, dtype=np.bool_)
+    return order
+
+
+_ZSTD = zstandard.ZstdCompressor(level=1)
+_SLACK = 16
+
+
+def _same_value(pair: I64) -> Bools:
+    """The quasi-delta rule from value codes: a row whose key, type and value equal the
+    previous row's (a delta-encoded type) stores the delta of its parent id."""
+    eq = np.zeros(len(pair), dtype=np.bool_)
     eq[1:] = (pair[1:] == pair[:-1]) & (pair[1:] >= 0)
-    return order, eq
+    return eq
+
+
+def _cost(order: I64 | None, parents: I64, key: I64, pair: I64, dtype: Any) -> int:
+    """Compressed bytes of the quasi-delta parent ids, key codes and value codes in row order
+    ``order`` (None: as they are): what the order changes in the table's size, estimated."""
+    if order is not None:
+        parents, key, pair = parents[order], key[order], pair[order]
+    encoded = quasi_delta_encode(parents, _same_value(pair))
+    columns = (encoded.astype(dtype), key.astype(np.int32), pair.astype(np.int32))
+    return sum(len(_ZSTD.compress(column.tobytes())) for column in columns)
+
+
+def _ordered(kv: KeyValues, parents: I64, parent_type: pa.DataType) -> tuple[I64 | None, Bools]:
+    """The row order of the table, None to keep OTLP's, and its quasi-delta rule in that order.
+
+    Every candidate keeps each parent's rows in their OTLP order (rows are ordered by their
+    position among their parent's attributes before anything but the parent), so the
+    decoder's stable grouping by parent gives back every attribute list exactly. Candidates:
+
+    - by position, key, value and parent: rows sharing key and value together, so the value
+      columns make runs and the parent ids deltas (the quasi-delta rule: a delta only where
+      key, type and value equal the previous row's). A key with more distinct values than half
+      its rows (request ids, ports) is not grouped by value;
+    - by position, key and parent: each key's rows together, parents ascending;
+    - OTLP's order: each parent's rows together, parent ids ascending.
+
+    The one whose quasi-delta parent ids, key and value codes compress smallest is chosen.
+    """
+    n = len(parents)
+    if n < 2:
+        return None, np.zeros(n, dtype=np.bool_)
+    pair, key, _ = _varied_rows(kv, n)
+    positions = _positions(parents)
+    by_key: I64 = np.lexsort((parents, key, positions))
+    by_value = _grouped_by_value(kv, parents, pair, key)
+    candidates = [by_key, None] if by_value is None else [by_value, by_key, None]
+    dtype = parent_type.to_pandas_dtype()
+    # each later candidate must win by _SLACK bytes per rank: on small tables the estimates
+    # differ by noise
+    costs = [_cost(order, parents, key, pair, dtype) + rank * _SLACK for rank, order in enumerate(candidates)]
+    best = candidates[costs.index(min(costs))]
+    return best, _same_value(pair if best is None else pair[best])
 
 
 def _take(arr: pa.Array | None, order: pa.Array) -> pa.Array | None:
@@ -208,10 +249,9 @@ def encode_attributes(
     if len(raws) == 0:
         return None
     kv = parse_key_values(raws)
-    cols, keys, unset, eq = kv.values, kv.key, kv.unset, kv.equal_to_previous
-    sort = _sorted(kv, parents)
-    if sort is not None:
-        order, eq = sort
+    cols, keys, unset = kv.values, kv.key, kv.unset
+    order, eq = _ordered(kv, parents, parent_type)
+    if order is not None:
         take = pa.array(order, pa.int64())
         cols = AnyColumns(
             cols.type[order],
