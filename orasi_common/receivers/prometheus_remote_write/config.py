@@ -32,6 +32,12 @@ class Config(ComponentConfig):
         description="Metric families whose metadata (type, help, unit) sent in earlier requests is "
         "kept to type later samples; the least recently told are forgotten first.",
     )
+    series_cache_size: int = Field(
+        default=100_000,
+        ge=1,
+        description="Label sets described once and kept by their bytes (a sender writes the same "
+        "series every scrape); emptied when full or when a family's metadata changes.",
+    )
     tenant_header: str = Field(
         default=headers.TENANT, description="Request header naming the tenant; absent = `default`."
     )

@@ -26,8 +26,7 @@ from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import MIB
 from orasi_common.receivers.prometheus_remote_write.config import Config
-from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 import WriteRequest
-from orasi_common.receivers.prometheus_remote_write.translate import MetadataCache, translate
+from orasi_common.receivers.prometheus_remote_write.translate import Translator
 from orasi_common.receivers.push import PushApp, Request, Route
 from orasi_common.transport import headers
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
@@ -51,8 +50,9 @@ def snappy_length(data: bytes) -> int:
     raise MalformedData("the body is not a snappy block: its length header is malformed")
 
 
-def decode_body(body: bytes, encoding: str, limit: int) -> WriteRequest:
-    """The WriteRequest of a remote-write body (snappy block format), within ``limit`` bytes."""
+def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
+    """The serialized WriteRequest of a remote-write body (snappy block format), within ``limit``
+    bytes; its protobuf is checked by the translation's wire scan."""
     if encoding.strip().lower() != "snappy":
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding or '(none)'!r} is not supported; remote write 1.0 sends snappy"
@@ -63,13 +63,9 @@ def decode_body(body: bytes, encoding: str, limit: int) -> WriteRequest:
             "lower the sender's max_samples_per_send"
         )
     try:
-        data = bytes(cramjam.snappy.decompress_raw(body))
+        return bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as error:
         raise MalformedData(f"the body is not valid snappy (block format): {error}") from None
-    try:
-        return WriteRequest.FromString(data)
-    except DecodeError as error:
-        raise MalformedData(f"the body is not a remote-write WriteRequest: {error}") from None
 
 
 class PrometheusRemoteWriteReceiver:
@@ -80,7 +76,7 @@ class PrometheusRemoteWriteReceiver:
         self._ingest.check_signal(Signal.METRICS)
         self._tenant_header = config.tenant_header.lower()
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
-        self._metadata = MetadataCache(config.metadata_cache_size)
+        self._translator = Translator(config.metadata_cache_size, config.series_cache_size)
         self._native_histograms = settings.metrics.receiver_malformed.labels(
             settings.id, TRANSPORT, "native_histogram"
         )
@@ -100,12 +96,15 @@ class PrometheusRemoteWriteReceiver:
                 f"Content-Type {request.media_type!r} is not supported; use {_PROTOBUF}"
             )
         write = decode_body(request.body, request.header("content-encoding"), self._decompressed_limit)
-        translation = translate(write, self._metadata)
+        try:
+            translation = self._translator.translate(write)
+        except DecodeError as error:
+            raise MalformedData(f"the body is not a remote-write WriteRequest: {error}") from None
         if translation.native_histograms:
             self._native_histograms.inc(translation.native_histograms)
-        batch = Batch.from_message(
+        batch = Batch.from_serialized(
             Signal.METRICS,
-            translation.request,
+            translation.data,
             tenant=headers.incoming_tenant(request.headers.get(self._tenant_header)),
             batch_id=derived_id(PROTOCOL, hashlib.blake2b(request.body, digest_size=16).hexdigest()),
         )

@@ -10,6 +10,7 @@ from typing import Any
 import cramjam
 import httpx
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from orasi_common.errors import MalformedData, Unavailable
@@ -21,7 +22,7 @@ from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 impor
     TimeSeries,
     WriteRequest,
 )
-from orasi_common.receivers.prometheus_remote_write.translate import MetadataCache, translate
+from orasi_common.receivers.prometheus_remote_write.translate import MetadataCache, Translation, Translator
 from orasi_common.telemetry.metrics import Metrics
 
 from ...doubles import RecordingConsumer, make_settings, sample
@@ -36,9 +37,16 @@ def series(name: str, value: float, t: int = T, **labels: str) -> TimeSeries:
     )
 
 
-def metrics_of(request: WriteRequest, cache: MetadataCache | None = None) -> dict[str, metrics_pb2.Metric]:
-    translation = translate(request, cache or MetadataCache(100))
-    (rm,) = translation.request.resource_metrics
+def translate(request: WriteRequest, translator: Translator | None = None) -> Translation:
+    return (translator or Translator(100)).translate(request.SerializeToString())
+
+
+def otlp(translation: Translation) -> ExportMetricsServiceRequest:
+    return ExportMetricsServiceRequest.FromString(translation.data)
+
+
+def metrics_of(request: WriteRequest, translator: Translator | None = None) -> dict[str, metrics_pb2.Metric]:
+    (rm,) = otlp(translate(request, translator)).resource_metrics
     return {m.name: m for m in rm.scope_metrics[0].metrics}
 
 
@@ -48,8 +56,8 @@ def attributes(point: Any) -> dict[str, str]:
 
 def test_resource_from_job_and_instance_and_target_info() -> None:
     request = WriteRequest(timeseries=[series("up", 1), series("target_info", 1, region="eu")])
-    translation = translate(request, MetadataCache(10))
-    (rm,) = translation.request.resource_metrics
+    translation = translate(request)
+    (rm,) = otlp(translation).resource_metrics
     resource = {kv.key: kv.value.string_value for kv in rm.resource.attributes}
     assert resource == {
         "service.namespace": "ns",
@@ -104,9 +112,9 @@ def test_classic_histogram_joined_into_one_point() -> None:
 
 
 def test_summary_quantiles_and_metadata_types() -> None:
-    cache = MetadataCache(10)
+    translator = Translator(10)
     jobs = MetricMetadata(type=MetricMetadata.COUNTER, metric_family_name="jobs", help="Jobs.", unit="1")
-    cache.update([jobs])
+    translate(WriteRequest(metadata=[jobs]), translator)  # metadata comes in requests of its own
     request = WriteRequest(
         timeseries=[
             series("latency", 0.2, quantile="0.5"),
@@ -116,12 +124,20 @@ def test_summary_quantiles_and_metadata_types() -> None:
             series("jobs", 3),  # a counter by metadata, though not named *_total
         ]
     )
-    found = metrics_of(request, cache)
+    found = metrics_of(request, translator)
     (point,) = found["latency"].summary.data_points
     assert [(q.quantile, q.value) for q in point.quantile_values] == [(0.5, 0.2), (0.99, 0.9)]
     assert (point.sum, point.count) == (12.0, 30)
     assert found["jobs"].sum.is_monotonic
     assert (found["jobs"].description, found["jobs"].unit) == ("Jobs.", "1")
+
+
+def test_a_series_described_once_is_typed_again_when_its_metadata_changes() -> None:
+    translator = Translator(10)
+    assert metrics_of(WriteRequest(timeseries=[series("jobs", 1)]), translator)["jobs"].HasField("gauge")
+    counter = MetricMetadata(type=MetricMetadata.COUNTER, metric_family_name="jobs")
+    translate(WriteRequest(metadata=[counter]), translator)
+    assert metrics_of(WriteRequest(timeseries=[series("jobs", 2)]), translator)["jobs"].HasField("sum")
 
 
 def test_metadata_cache_is_bounded() -> None:
@@ -135,9 +151,9 @@ def test_metadata_cache_is_bounded() -> None:
 def test_series_without_name_or_with_a_bad_bound_is_malformed() -> None:
     nameless = TimeSeries(labels=[{"name": "job", "value": "x"}], samples=[{"value": 1, "timestamp": T}])
     with pytest.raises(MalformedData, match="__name__"):
-        translate(WriteRequest(timeseries=[nameless]), MetadataCache(1))
+        translate(WriteRequest(timeseries=[nameless]))
     with pytest.raises(MalformedData, match="not a number"):
-        translate(WriteRequest(timeseries=[series("h_bucket", 1, le="wide")]), MetadataCache(1))
+        translate(WriteRequest(timeseries=[series("h_bucket", 1, le="wide")]))
 
 
 # --- the endpoint -----------------------------------------------------------------------------
