@@ -6,10 +6,10 @@ Producer side (``StreamProducer``), per gRPC stream:
   have carried. A column seen once stays, holding nulls in batches that do not use it (an
   absent optional column and an all-null one mean the same to OTAP readers), so after a short
   warm-up batches of one type share their schema and dictionaries. The schema is reset (a new
-  IPC stream under a new ``schema_id``, fresh dictionaries) only when a column appears, changes
-  type, field metadata or nullability, or a dictionary is about to overflow its index type;
-  ``on_reset`` is told of each reset (the exporter counts them in
-  ``orasi_otap_schema_resets_total``);
+  IPC stream under a new ``schema_id``, the producer's count of IPC streams in hexadecimal, with
+  fresh dictionaries) only when a column appears, changes type, field metadata or nullability,
+  or a dictionary is about to overflow its index type; ``on_reset`` is told of each reset (the
+  exporter counts them in ``orasi_otap_schema_resets_total``);
 - string columns (top level and inside struct columns) are dictionary-encoded against a
   dictionary that grows across the stream's batches, so each batch sends only a *delta* of new
   values; indices are u8 while a dictionary holds at most 255 values, else u16 (one reset when a
@@ -26,7 +26,6 @@ payload by payload; a new ``schema_id`` for a type replaces that type's reader.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -307,10 +306,11 @@ class StreamProducer:
                     if self._on_reset is not None:
                         self._on_reset(ArrowPayloadType(payload_type))
                 self._generation += 1
-                digest = hashlib.blake2b(str(schema).encode(), digest_size=6).hexdigest()
                 writer = _PayloadWriter(
                     schema,
-                    f"{digest}.{self._generation}",
+                    # in every payload, so short: a digest of the schema would cost a dozen bytes
+                    # per payload type and batch (1-2 % of a 100-item batch)
+                    f"{self._generation:x}",
                     self._compression,
                     self._max_dictionary,
                     self._wide.setdefault(payload_type, set()),
