@@ -6,12 +6,13 @@ from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otap as otap_receiver
 from orasi_common.receivers import otlp as otlp_receiver
-from orasi_common.receivers import prometheus_remote_write
+from orasi_common.receivers import prometheus_remote_write, zipkin
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
     otap_receiver.FACTORY,
     prometheus_remote_write.FACTORY,
+    zipkin.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     lake.FACTORY,

@@ -10,14 +10,19 @@ error's message as a plain-text body, which is what these protocols' senders log
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from orasi_common.errors import MalformedData, MethodNotAllowed, NotFound, OrasiError, PayloadTooLarge
+from orasi_common.pdata.batch import derived_id
+from orasi_common.pipeline.component import Settings
 from orasi_common.telemetry.metrics import Metrics
-from orasi_common.transport import status
+from orasi_common.transport import headers, status
+from orasi_common.transport.endpoint import join_endpoint, split_endpoint
+from orasi_common.transport.http_server import HttpServer
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -112,3 +117,50 @@ async def read_body(content_length: str | None, receive: Receive, limit: int) ->
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class PushReceiver:
+    """A receiver that serves one PushApp: its lifecycle, ``Listening`` and the batches' identity.
+
+    Subclasses name their ``protocol`` and ``title`` and pass their routes."""
+
+    protocol = ""
+    title = ""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint: str,
+        routes: Mapping[str, Route],
+        body_limit: int,
+        tenant_header: str,
+    ) -> None:
+        self.logger = settings.logger
+        self._endpoint = endpoint
+        self._tenant_header = tenant_header.lower()
+        self._server = HttpServer(PushApp(self.protocol, routes, body_limit, settings.metrics), endpoint)
+
+    def identity(self, request: Request) -> dict[str, str]:
+        """The tenant (from the tenant header) and the batch id, derived from the body: a request
+        the sender retries is the same batch, which the lake keeps once."""
+        digest = hashlib.blake2b(request.body, digest_size=16).hexdigest()
+        return {
+            "tenant": headers.incoming_tenant(request.headers.get(self._tenant_header)),
+            "batch_id": derived_id(self.protocol, digest),
+        }
+
+    @property
+    def port(self) -> int | None:
+        return self._server.port
+
+    def listening(self) -> dict[str, str]:
+        if self._server.port is None:
+            return {}
+        return {self.protocol: join_endpoint(split_endpoint(self._endpoint)[0], self._server.port)}
+
+    async def start(self) -> None:
+        await self._server.start()
+        self.logger.info(f"{self.title} receiver listening.", extra={"port": self._server.port})
+
+    async def shutdown(self) -> None:
+        await self._server.shutdown()

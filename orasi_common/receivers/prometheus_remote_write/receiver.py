@@ -13,7 +13,6 @@ request Prometheus retries is the same batch, and the lake keeps it once.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import cramjam
@@ -21,16 +20,12 @@ from google.protobuf.message import DecodeError
 
 from orasi_common.errors import MalformedData, PayloadTooLarge, UnsupportedMediaType
 from orasi_common.pdata import Batch, Signal
-from orasi_common.pdata.batch import derived_id
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import MIB
 from orasi_common.receivers.prometheus_remote_write.config import Config
 from orasi_common.receivers.prometheus_remote_write.translate import Translator
-from orasi_common.receivers.push import PushApp, Request, Route
-from orasi_common.transport import headers
-from orasi_common.transport.endpoint import join_endpoint, split_endpoint
-from orasi_common.transport.http_server import HttpServer
+from orasi_common.receivers.push import PushReceiver, Request, Route
 
 PATH = "/api/v1/write"
 PROTOCOL = "prometheus_remote_write"
@@ -68,25 +63,21 @@ def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
         raise MalformedData(f"the body is not valid snappy (block format): {error}") from None
 
 
-class PrometheusRemoteWriteReceiver:
+class PrometheusRemoteWriteReceiver(PushReceiver):
+    protocol = PROTOCOL
+    title = "Prometheus remote write"
+
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
-        self.logger = settings.logger
-        self._config = config
         self._ingest = Ingest(settings, consumers)
         self._ingest.check_signal(Signal.METRICS)
-        self._tenant_header = config.tenant_header.lower()
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
         self._translator = Translator(config.metadata_cache_size, config.series_cache_size)
         self._native_histograms = settings.metrics.receiver_malformed.labels(
             settings.id, TRANSPORT, "native_histogram"
         )
-        app = PushApp(
-            PROTOCOL,
-            {PATH: Route(self._write, success=204)},
-            int(config.max_request_body_size_mib * MIB),
-            settings.metrics,
-        )
-        self._server = HttpServer(app, config.endpoint)
+        routes = {PATH: Route(self._write, success=204)}
+        body_limit = int(config.max_request_body_size_mib * MIB)
+        super().__init__(settings, config.endpoint, routes, body_limit, config.tenant_header)
 
     async def _write(self, request: Request) -> None:
         if "proto=io.prometheus.write.v2" in request.header("content-type"):
@@ -102,26 +93,5 @@ class PrometheusRemoteWriteReceiver:
             raise MalformedData(f"the body is not a remote-write WriteRequest: {error}") from None
         if translation.native_histograms:
             self._native_histograms.inc(translation.native_histograms)
-        batch = Batch.from_serialized(
-            Signal.METRICS,
-            translation.data,
-            tenant=headers.incoming_tenant(request.headers.get(self._tenant_header)),
-            batch_id=derived_id(PROTOCOL, hashlib.blake2b(request.body, digest_size=16).hexdigest()),
-        )
+        batch = Batch.from_serialized(Signal.METRICS, translation.data, **self.identity(request))
         await self._ingest.consume(batch, TRANSPORT)
-
-    @property
-    def port(self) -> int | None:
-        return self._server.port
-
-    def listening(self) -> dict[str, str]:
-        if self._server.port is None:
-            return {}
-        return {PROTOCOL: join_endpoint(split_endpoint(self._config.endpoint)[0], self._server.port)}
-
-    async def start(self) -> None:
-        await self._server.start()
-        self.logger.info("Prometheus remote write receiver listening.", extra={"port": self._server.port})
-
-    async def shutdown(self) -> None:
-        await self._server.shutdown()
