@@ -1,4 +1,5 @@
-"""The bridge's REST API: ``POST /api/v1/query`` (ARCHITECTURE §6), OpenAPI docs at /docs."""
+"""The bridge's REST API: ``POST /api/v1/query`` (ARCHITECTURE §6), the schema registry under
+``/registry``, the Jaeger query API under ``/api`` (``orasi_bridge.jaeger``), OpenAPI docs at /docs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orasi_bridge.api import encoding
 from orasi_bridge.api.config import Config
+from orasi_bridge.jaeger import api as jaeger_api
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.query.engine import QueryEngine
 from orasi_bridge.registry import api as registry_api
@@ -143,18 +145,31 @@ def create_app(
             ]
         }
 
+    def request_tenant(request: Request) -> str:
+        headers = request.headers
+        tenant, key = headers.get("x-orasi-tenant"), headers.get("x-api-key")
+        return resolve_tenant(config, tenant, headers.get("authorization"), key)
+
     if registry is not None:
 
         def tenant_of(request: Request) -> str:
-            headers = request.headers
             try:
-                tenant, key = headers.get("x-orasi-tenant"), headers.get("x-api-key")
-                return resolve_tenant(config, tenant, headers.get("authorization"), key)
+                return request_tenant(request)
             except Unauthorized as error:
                 raise registry_errors.Unauthorized(error.message) from None
             except Forbidden as error:
                 raise registry_errors.Forbidden(error.message) from None
 
         registry_api.mount(app, registry, tenant_of, config.registry.max_request_bytes)
+
+    def jaeger_tenant(request: Request) -> str:
+        try:
+            return request_tenant(request)
+        except Unauthorized as error:
+            raise jaeger_api.Refused(401, error.message) from None
+        except Forbidden as error:
+            raise jaeger_api.Refused(403, error.message) from None
+
+    jaeger_api.mount(app, engine, jaeger_tenant)
 
     return app
