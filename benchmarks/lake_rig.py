@@ -144,7 +144,8 @@ def open_spans_table(config: dict[str, Any]) -> Any:
 
 def commit_rows(writer: Any, batch: Any) -> None:
     """One flush's commit of ``batch`` as the lake writer makes it (blocking)."""
-    writer._commit("spans", {"default": [batch]}, [uuid.uuid4().hex])
+    batch_id = uuid.uuid4().hex
+    writer._commit("spans", {"default": [batch]}, {"default": [[(batch_id, batch.num_rows)]]}, [batch_id])
 
 
 @dataclass
