@@ -163,6 +163,8 @@ async def test_prepared_statements(spans: LakeWriter, start_api: StartApi) -> No
 
 async def test_metadata_calls(writer: LakeWriter, start_api: StartApi) -> None:
     api = await start_api(writer)
+    # What the etcd registration record publishes as the bridge's gRPC query API.
+    assert api.listening()["query_grpc"] == f"127.0.0.1:{api.flight_port}"
 
     def through_adbc() -> tuple[dict[str, Any], list[str], list[dict[str, Any]], pa.Schema]:
         with connect(api) as connection:
