@@ -25,6 +25,7 @@ measured latency is at most that much (plus one /metrics answer) late, and no ma
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import time
 import uuid
@@ -196,8 +197,8 @@ def test_bridges_join_and_leave_under_load_and_the_lake_has_every_span_once(
     acked = len(sender.acked)
     assert acked > 0
     assert_exactly_once(count, sender)
-    committed = services.lake.committed_batch_ids()
-    twice = sorted({i for i in committed if committed.count(i) > 1})
+    commits = collections.Counter(services.lake.committed_batch_ids())
+    twice = sorted(batch_id for batch_id, n in commits.items() if n > 1)
     assert not twice, f"batch ids in more than one commit: {twice[:10]}"
     left_out = sum(
         len(process.logged(LEFT_OUT, start))
