@@ -14,7 +14,9 @@ Producer side (``StreamProducer``), per gRPC stream:
   dictionary that grows across the stream's batches, so each batch sends only a *delta* of new
   values; indices are u8 while a dictionary holds at most 255 values, else u16 (one reset when a
   column outgrows u8). A column whose first batch is mostly distinct values (log bodies,
-  request ids) is sent plain instead: a dictionary would only add an index per row; a column
+  request ids) is sent plain instead: a dictionary would only add an index per row; a plain
+  column whose later batch mostly repeats its values moves to a dictionary (one reset, once per
+  column and gRPC stream); a column
   with more distinct values in one batch than a dictionary holds is sent plain on its IPC
   stream;
 - IPC buffers are zstd-compressed, at the level (1 or 3) that writes the IPC stream's first
@@ -54,6 +56,10 @@ ZSTD_LEVELS = (1, 3)
 # a text column whose first batch has at least this many values, more than half of them
 # distinct, is sent plain on its IPC stream rather than dictionary-encoded
 PLAIN_MIN_ROWS = 64
+# a column sent plain whose batch holds at most one distinct value in REPEATED_SHARE rows resets
+# its IPC stream to a dictionary, once per gRPC stream (log systems differ: one repeats its
+# messages, another never does)
+REPEATED_SHARE = 4
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -65,6 +71,13 @@ def _mostly_distinct(column: pa.Array) -> bool:
     enough rows: a dictionary would grow by nearly every value and add an index per row."""
     present: int = len(column) - column.null_count
     return present >= PLAIN_MIN_ROWS and int(pc.count_distinct(column).as_py()) * 2 > present
+
+
+def _mostly_repeated(column: pa.Array) -> bool:
+    """Whether a text column sent plain now repeats most of its values (at most one in
+    ``REPEATED_SHARE`` distinct, on enough rows): a dictionary would pay for its reset."""
+    present: int = len(column) - column.null_count
+    return present >= PLAIN_MIN_ROWS and int(pc.count_distinct(column).as_py()) * REPEATED_SHARE <= present
 
 
 @dataclass
@@ -170,11 +183,13 @@ class _PayloadWriter:
         compression: str | None,
         max_dictionary: int,
         wide: set[str],
+        repeated: set[str],
     ) -> None:
         self.schema = schema  # the schema of the batches it takes, before dictionary encoding
         self.schema_id = schema_id
         self._max_dictionary = max_dictionary
         self._wide = wide  # columns that outgrew u8 indices on this gRPC stream (shared, grows)
+        self._repeated = repeated  # columns once sent plain, then found repeating: dictionaries
         self._dictionaries: dict[str, _Dictionary] = {}
         self._plain: set[str] = set()  # text columns too varied for a dictionary: sent as they are
         self._sink = io.BytesIO()
@@ -197,9 +212,12 @@ class _PayloadWriter:
 
     def _encode_column(self, path: str, column: pa.Array) -> pa.Array | None:
         if _is_text(column.type):
-            if self._writer is None and _mostly_distinct(column):
+            if self._writer is None and path not in self._repeated and _mostly_distinct(column):
                 self._plain.add(path)  # an index per row on top of every value would only add bytes
             if path in self._plain:
+                if self._writer is not None and path not in self._repeated and _mostly_repeated(column):
+                    self._repeated.add(path)
+                    return None  # a new IPC stream, with a dictionary for this column
                 return column.cast(pa.string())
             dictionary = self._dictionaries.get(path)
             if dictionary is None:
@@ -281,6 +299,7 @@ class StreamProducer:
         self._on_reset = on_reset
         self._writers: dict[int, _PayloadWriter] = {}
         self._wide: dict[int, set[str]] = {}  # per payload type, see _PayloadWriter
+        self._repeated: dict[int, set[str]] = {}  # likewise
         self._generation = 0
         self.resets: Counter[ArrowPayloadType] = Counter()
 
@@ -314,6 +333,7 @@ class StreamProducer:
                     self._compression,
                     self._max_dictionary,
                     self._wide.setdefault(payload_type, set()),
+                    self._repeated.setdefault(payload_type, set()),
                 )
                 encoded = writer.encode(_conform(batch, schema))
                 assert encoded is not None  # a fresh writer sends overflowing columns plain

@@ -706,3 +706,22 @@ def test_dictionaries_start_with_u8_indices_and_widen_once() -> None:
         _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(names)})
         assert decoded[P.SPANS].schema.field("name").type.index_type == pa.uint16()
     assert producer.schema_resets == 1
+
+
+def test_a_plain_column_that_starts_repeating_gets_a_dictionary_once() -> None:
+    """Log bodies of one system never repeat, another's mostly do: the column starts plain, and
+    the first batch that repeats most of its values moves it to a dictionary (one reset)."""
+    producer, consumer = StreamProducer(), StreamConsumer()
+    distinct = [f"block {i} received" for i in range(100)]
+    repeated = [f"session {i % 5} opened" for i in range(100)]
+    _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(distinct)})
+    assert decoded[P.SPANS].schema.field("name").type == pa.string()
+    (payload,), decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(repeated)})
+    assert producer.schema_resets == 1
+    assert kinds(payload.record)[0] == "schema"
+    assert pa.types.is_dictionary(decoded[P.SPANS].schema.field("name").type)
+    # distinct again, then repeating again: the dictionary stays, no more resets
+    for names in (distinct, repeated, [f"other {i}" for i in range(100)]):
+        _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(names)})
+        assert pa.types.is_dictionary(decoded[P.SPANS].schema.field("name").type)
+    assert producer.schema_resets == 1
