@@ -16,9 +16,8 @@ Producer side (``StreamProducer``), per gRPC stream:
   column outgrows u8). A column whose first batch is mostly distinct values (log bodies,
   request ids) is sent plain instead: a dictionary would only add an index per row; a plain
   column whose later batch mostly repeats its values moves to a dictionary (one reset, once per
-  column and gRPC stream); a column
-  with more distinct values in one batch than a dictionary holds is sent plain on its IPC
-  stream;
+  column and gRPC stream); a column with more distinct values in one batch than a dictionary
+  holds is sent plain on its IPC stream;
 - IPC buffers are zstd-compressed, at the level (1 or 3) that writes the IPC stream's first
   batch smallest.
 
