@@ -16,7 +16,8 @@ For each source and batch size the batches go through one ``StreamProducer`` exa
 buffers. The serialized ``BatchArrowRecords`` are compared with the same batches as OTLP
 protobuf compressed with zstd (level 3, what a zstd-compressing OTLP exporter sends). It also
 times the exporter side (OTLP bytes → tables → IPC payloads) and the receiver side (payloads →
-tables → OTLP bytes) per core: items per second of process CPU time, best of ``--rounds``.
+tables → OTLP bytes) per core: items per second of process CPU time, best of ``--rounds``, with
+the allocators tuned as the services tune them.
 
 ``--breakdown`` prints, for 1,000-item batches of each corpus file, the stream's bytes per
 payload type, and per column the bytes of that column sent alone on a stream of its own (the
@@ -45,6 +46,7 @@ import zstandard
 from google.protobuf.message import Message
 
 from benchmarks.corpus import CORPUS, read_requests, rebatch
+from orasi_common.allocator import tune_allocators
 from orasi_common.bench.generate import logs_request, metrics_request, traces_request
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
@@ -254,6 +256,7 @@ def breakdown(sources: list[Source], size: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    tune_allocators()  # as `orasi` services do
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 items; generated data: 5 batches")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds per figure (best is kept)")
