@@ -63,7 +63,6 @@ Bools = npt.NDArray[np.bool_]
 UNSET_MARKER = b"\xf7"
 _VARIED = 2
 _VARIED_SHARE = 10
-_SAMPLE = 2048  # rows on which a large table's sorting is decided first
 
 
 def _adjacent_equal(arr: pa.Array | None, n: int) -> Bools:
@@ -170,22 +169,9 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
     return pair, key, varied_rows
 
 
-def _grouped_by_value(kv: KeyValues, parents: I64, pair: I64, key: I64) -> I64 | None:
-    """Rows by their position among their parent's attributes, then key, then value (type
-    included; in order of first appearance), then parent; None when keys with varied values
-    hold too many rows for that to pay (see ``_ordered``)."""
-    n = len(parents)
-    if n > _SAMPLE and _varied_rows(kv, _SAMPLE)[2] is None:
-        return None  # judged on the first rows, which costs a fraction of the whole
-    _, _, varied_rows = _varied_rows(kv, n)
-    if varied_rows is None:
-        return None
-    order: I64 = np.lexsort((parents, np.where(varied_rows, -1, pair), key, _positions(parents)))
-    return order
-
-
 _ZSTD = zstandard.ZstdCompressor(level=1)
 _SLACK = 16
+_TRIAL_ROWS = 64  # smaller tables take the first candidate: their estimates would be noise
 
 
 def _same_value(pair: I64) -> Bools:
@@ -225,11 +211,14 @@ def _ordered(kv: KeyValues, parents: I64, parent_type: pa.DataType) -> tuple[I64
     n = len(parents)
     if n < 2:
         return None, np.zeros(n, dtype=np.bool_)
-    pair, key, _ = _varied_rows(kv, n)
+    pair, key, varied_rows = _varied_rows(kv, n)
     positions = _positions(parents)
-    by_key: I64 = np.lexsort((parents, key, positions))
-    by_value = _grouped_by_value(kv, parents, pair, key)
-    candidates = [by_key, None] if by_value is None else [by_value, by_key, None]
+    candidates: list[I64 | None] = [np.lexsort((parents, key, positions)), None]
+    if varied_rows is not None:
+        by_value = np.lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
+        candidates.insert(0, by_value)
+    if n < _TRIAL_ROWS:
+        candidates = candidates[:1]
     dtype = parent_type.to_pandas_dtype()
     # each later candidate must win by _SLACK bytes per rank: on small tables the estimates
     # differ by noise
