@@ -326,6 +326,25 @@ async def test_the_otap_exporter_recycles_streams_without_loss(sink: OtlpSink) -
         assert await front.running.metric("orasi_exporter_send_failed_items_total") == 0
 
 
+async def test_the_otap_exporter_counts_its_schema_resets(sink: OtlpSink) -> None:
+    """Dictionaries of at most 4 names overflow on new span names: each overflow resets the
+    SPANS schema, counted per signal and payload type, and every batch still arrives."""
+    exporter = {
+        "tls": {"insecure": True},
+        "compression": "none",
+        "arrow": {"max_dictionary_size": 4},
+    }
+    async with gateway("otap", sink) as back, front_with_otap_exporter(back.endpoint, exporter) as front:
+        for number in range(4):
+            await front.export(Signal.TRACES, request_for(Signal.TRACES, number, prefix="reset"), "front")
+        await assert_all_delivered(sink, front.sent)
+        resets = await front.running.metric(
+            "orasi_otap_schema_resets_total", signal="traces", payload_type="SPANS"
+        )
+        assert resets >= 3  # four distinct sets of names, one stream
+        assert await front.running.metric("orasi_otap_schema_resets_total", signal="logs") == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # (d) fallback to OTLP
 
