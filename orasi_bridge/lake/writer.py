@@ -30,7 +30,10 @@ accepting more. A batch is stamped with the time it was accepted (``received_ns`
 record): the observed time of log records that have neither time.
 
 Queries see committed data at the snapshot the writer last published plus every buffered row,
-captured together (``snapshot_view``) so a row is never seen twice or missed during a flush.
+captured together (``snapshot_view``) so a row is never seen twice or missed during a flush. A
+commit's snapshot holds every commit before it, other writers' too; a writer with nothing to
+commit looks at the tables each ``flush_interval`` instead (``_follow``), remembers the batch ids
+the others committed, and publishes their snapshot while it stays idle.
 """
 
 from __future__ import annotations
@@ -326,6 +329,7 @@ class LakeWriter:
         self._unconverted = 0  # items waiting for conversion or being converted
         self._converted = asyncio.Event()  # set (and replaced) whenever a conversion ends
         self._stopping = False
+        self._follow_failed = False
         self._wal = (
             WriteAheadLog.from_config(
                 config.wal, settings.id, settings.metrics.wal_corrupt_segments.labels(settings.id).inc
@@ -574,6 +578,45 @@ class LakeWriter:
             self._flush_now.clear()
             if self._buffer.started is not None:
                 await self.flush()
+            else:
+                await self._follow()
+
+    async def _follow(self) -> None:
+        """While nothing is buffered, take in what other writers sharing the tables committed
+        since the last snapshot this writer saw: their batch ids are remembered (a copy sent here
+        later is acknowledged unwritten), and queries see their rows once this writer is still
+        idle when the answer comes (so no row is both committed and buffered in what they see)."""
+        async with self._flush_lock:
+            try:
+                found = await asyncio.to_thread(self._commits_since, dict(self._seen))
+            except Exception as error:  # the catalog unreachable: the next flush or look retries
+                if not self._follow_failed:
+                    self._logger.warning(
+                        "Reading the lake's new commits failed; retried at the next interval.",
+                        extra={"error": repr(error)},
+                    )
+                self._follow_failed = True
+                return
+            self._follow_failed = False
+            idle = self._buffer.started is None and not self._in_progress
+            for name, (snapshot_id, by_others) in found.items():
+                for committed_at, ids in by_others:
+                    self._committed.add(ids, committed_at=committed_at)
+                self._seen[name] = snapshot_id
+                if idle:
+                    self._visible[name] = snapshot_id
+
+    def _commits_since(
+        self, seen: dict[str, int | None]
+    ) -> dict[str, tuple[int | None, list[tuple[float, list[str]]]]]:
+        """Per table that moved past ``seen``: its current snapshot and the commits since (blocking)."""
+        moved = {}
+        for name, table in self.tables.items():
+            table.refresh()
+            found, current = _batch_ids_since(table, seen.get(name))
+            if current != seen.get(name):
+                moved[name] = (current, found)
+        return moved
 
     async def flush(self) -> None:
         """Commit every buffered row; on failure the rows stay buffered for the next flush."""
@@ -591,8 +634,11 @@ class LakeWriter:
             self._flushing = buffer
             try:
                 for name, tenants in buffer.rows.items():
+                    # Batches known as committed since they were buffered (a copy accepted while
+                    # the ids of another writer's commit were being read) are left out too.
+                    known = {i for i in buffer.batch_ids[name] if i in self._committed}
                     done = await asyncio.to_thread(
-                        self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name]
+                        self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name], known
                     )
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = done.snapshot_id
@@ -632,6 +678,7 @@ class LakeWriter:
         tenants: dict[str, list[pa.RecordBatch]],
         owners: dict[str, list[Owners]],
         batch_ids: list[str],
+        known: set[str] | None = None,
     ) -> _Commit:
         """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
 
@@ -643,14 +690,15 @@ class LakeWriter:
         Exactly-once across the writers that share the table (bridges behind one load balancer):
         before each attempt, the batch ids of the snapshots committed since the one this writer
         last saw (``_batch_ids_since``) are read, and the rows of batches among them are left
-        out (their files written again without them). The commit succeeds only if nobody
-        committed after the metadata that was read, so a batch is never in two commits.
+        out (their files written again without them), as are those of ``known`` (committed
+        before that snapshot). The commit succeeds only if nobody committed after the metadata
+        that was read, so a batch is never in two commits.
         """
         table = self.tables[name]
         fs, prefix = self._fs
         by_others: list[tuple[float, list[str]]] = []
         seen = self._seen.get(name)
-        skipped: set[str] = set()
+        skipped = set(known or ())
         ours = set(batch_ids)
         data_files: list[DataFile] | None = None
         kept: list[pa.RecordBatch] = []

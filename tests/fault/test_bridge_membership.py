@@ -42,8 +42,8 @@ from fault.harness import (
     assert_exactly_once,
     balancer_config,
     delete_region,
-    lake_count,
     wait_for_commits,
+    wait_for_lake,
     wait_until,
     with_etcd,
 )
@@ -61,6 +61,7 @@ bridge-1 had logged one of them before the kill (its acknowledgement lost), both
 commits it first and the survivor must leave it out (logged as LEFT_OUT). Whether a kill lands in
 that window is chance (about one run in two here)."""
 ENDPOINTS_CHANGED = "Upstream endpoints changed."
+BREAKER_CHANGED = "Circuit breaker of an upstream changed state."
 LEFT_OUT = "Batches another writer committed first were left out of this commit."
 REPLAYED = "Replayed the lake writer's write-ahead log."
 
@@ -97,9 +98,24 @@ def assert_joined(
         ring[instance] = None if taken is None else round(taken - registered, 3)
     late = {instance: latency for instance, latency in latencies.items() if latency > JOIN_TARGET}
     assert not late, (
-        f"routed to later than {JOIN_TARGET} s after registering: {late} (in the gateway's ring after {ring})"
+        f"routed to later than {JOIN_TARGET} s after registering: {late} (in the gateway's ring after "
+        f"{ring}; what the late ones accepted and refused, the gateway's breaker changes for them: "
+        f"{ {instance: diagnosis(gateway, bridges[instance]) for instance in late} })"
     )
     return latencies
+
+
+def diagnosis(gateway: ServiceProcess, bridge: ServiceProcess) -> dict[str, object]:
+    """Why a bridge may have been routed to late: its receiver's counts, the gateway's breaker."""
+    return {
+        "accepted": bridge.metric("orasi_receiver_accepted_items_total"),
+        "refused": bridge.metric("orasi_receiver_refused_items_total"),
+        "breaker": [
+            (record["ts"], record["state"])
+            for record in gateway.logged(BREAKER_CHANGED)
+            if record.get("endpoint") == bridge.grpc_endpoint
+        ][-6:],
+    }
 
 
 @pytest.mark.timeout(150)
@@ -175,16 +191,8 @@ def test_bridges_join_and_leave_under_load_and_the_lake_has_every_span_once(
         assert codes == [0] * len(survivors), f"the survivors did not stop cleanly: {codes}"
         for process in (killed, newcomer):
             wait_for_commits(process, sender.run, timeout=60)
-        # A query sees the snapshot its bridge last committed: one commit of the queried bridge
-        # after everyone else's shows every bridge's data.
-        queried = newcomer
-        nudge = SpanSender(spans_per_request=1)
-        try:
-            nudge.send_until_acked(lambda: queried.grpc_endpoint, deadline=time.monotonic() + 30)
-        finally:
-            nudge.close()
-        wait_for_commits(queried, nudge.run, timeout=60)
-        count = lake_count(queried, sender)
+        # An idle bridge's queries follow the others' commits (each flush interval).
+        count = wait_for_lake(newcomer, sender, timeout=30)
         phases = {
             "start bridges": round(kill - began, 1),
             "kill to restart": round(back - kill, 1),

@@ -11,7 +11,9 @@ acknowledged all the same. Real SeaweedFS and PostgreSQL, one lake per test.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,54 @@ async def test_writers_starting_together_on_a_new_lake_all_start(make_writer: Ma
         loaded.refresh()
         assert not loaded.spec().is_unpartitioned() and not loaded.sort_order().is_unsorted
         assert loaded.properties[COMMIT_NUM_RETRIES] == "0", "pyiceberg would retry appends unchecked"
+
+
+async def test_an_idle_writer_follows_the_commits_of_the_others(make_writer: MakeWriter) -> None:
+    """Queries of a bridge with nothing buffered see what the other bridges committed, and it
+    acknowledges a copy of a batch they committed without writing it."""
+    busy = await make_writer()
+    idle = await make_writer(flush_interval=0.2)
+    engine = QueryEngine(idle, QueryLimits())
+    batch_id = uuid.uuid4().hex
+    await busy.consume(request_batch(Signal.TRACES, 1, batch_id))
+    await busy.flush()
+
+    spans = len(data.expected_spans())
+    await eventually(
+        lambda: count(engine, "spans", **WINDOW), spans, "the idle writer's query sees the commit"
+    )
+    assert idle.is_known(batch_id)
+    await idle.consume(request_batch(Signal.TRACES, 1, batch_id))
+    assert (await engine.execute("SELECT count(*) FROM spans", "default", **WINDOW)).stats["hot_rows"] == 0
+
+
+async def test_a_batch_learned_as_committed_after_it_was_buffered_is_left_out(
+    make_writer: MakeWriter, lake_space: LakeSpace
+) -> None:
+    """The writer learns another's commit (``_follow``, as its flusher does when idle) while it
+    holds a copy of one of its batches: the ids are remembered and the snapshot is taken as seen,
+    so the next flush finds that batch among the remembered ids, not among the new snapshots."""
+    first, second = await make_writer(), await make_writer()
+    shared, own = uuid.uuid4().hex, uuid.uuid4().hex
+    await second.consume(request_batch(Signal.TRACES, 1, shared))
+    await second.consume(request_batch(Signal.TRACES, 2, own))
+    await first.consume(request_batch(Signal.TRACES, 1, shared))
+    await first.flush()
+    await second._follow()
+
+    await second.flush()
+
+    assert sorted(lake_space.committed_batch_ids()) == sorted([shared, own])
+    assert await count(QueryEngine(second, QueryLimits()), "spans", **WINDOW) == 2 * len(
+        data.expected_spans()
+    )
+
+
+async def eventually(
+    read: Callable[[], Awaitable[int]], expected: int, what: str, within: float = 10.0
+) -> None:
+    """Poll ``read`` until it returns ``expected``; fail naming ``what`` past ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while (value := await read()) != expected:
+        assert time.monotonic() < deadline, f"{what}: still {value} after {within} s, expected {expected}"
+        await asyncio.sleep(0.05)
