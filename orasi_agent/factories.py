@@ -8,9 +8,11 @@ from orasi_common.extensions import etcd
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otlp as otlp_receiver
+from orasi_common.receivers import syslog
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
+    syslog.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     resource.FACTORY,

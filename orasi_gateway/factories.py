@@ -8,7 +8,7 @@ from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otap as otap_receiver
 from orasi_common.receivers import otlp as otlp_receiver
-from orasi_common.receivers import prometheus_remote_write, zipkin
+from orasi_common.receivers import prometheus_remote_write, syslog, zipkin
 from orasi_gateway import loadbalancing
 
 FACTORIES = Factories.of(
@@ -16,6 +16,7 @@ FACTORIES = Factories.of(
     otap_receiver.FACTORY,
     prometheus_remote_write.FACTORY,
     zipkin.FACTORY,
+    syslog.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     otlp_exporter.FACTORY,

@@ -33,6 +33,7 @@ MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.RECEIVER, "otap"): RECEIVER,
     (Kind.RECEIVER, "prometheus_remote_write"): {"endpoint": "127.0.0.1:0"},
     (Kind.RECEIVER, "zipkin"): {"endpoint": "127.0.0.1:0"},
+    (Kind.RECEIVER, "syslog"): {"tcp": {"endpoint": "127.0.0.1:0"}, "udp": {"endpoint": "127.0.0.1:0"}},
     (Kind.PROCESSOR, "memory_limiter"): {"limit_mib": 1024 * 1024, "check_interval": 3600},
     (Kind.PROCESSOR, "batch"): {},
     (Kind.PROCESSOR, "resource"): {},

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fault.conftest import Services
-from fault.harness import MEMORY_LIMITER, query, wait_until
+from fault.harness import MEMORY_LIMITER, forwarder_config, query, wait_until
 
 from integration.bridge.servers import AWS_ENV, LakeSpace
 from orasi_common.testing.servers import servers_missing
@@ -71,10 +71,37 @@ class Processes(Services):
         config = service(
             free_ports(), "otlp", MEMORY_LIMITER, "lake", lake_exporter, signals=signals, query_api=True
         )
-        config["receivers"].update({name: dict(section) for name, section in receivers.items()})
-        for signal in signals:
-            config["service"]["pipelines"][signal]["receivers"].extend(receivers)
-        return self._add("bridge", config).start()
+        return self._add("bridge", with_receivers(config, receivers, signals)).start()
+
+    def forwarder_with(
+        self,
+        kind: str,
+        upstream: ServiceProcess,
+        receivers: Mapping[str, Mapping[str, Any]],
+        signals: tuple[str, ...],
+        **start: Any,
+    ) -> ServiceProcess:
+        """A started agent or gateway whose pipelines of ``signals`` take ``receivers`` besides
+        OTLP and send to ``upstream`` over OTLP/gRPC through a persistent queue in the workdir."""
+        config = forwarder_config(
+            upstream.grpc_endpoint, free_ports(), wal_dir=self.workdir / f"{kind}-wal-{len(self.processes)}"
+        )
+        for pipeline in list(config["service"]["pipelines"]):
+            config["service"]["pipelines"][signals[0]] = config["service"]["pipelines"].pop(pipeline)
+        for signal in signals[1:]:
+            config["service"]["pipelines"][signal] = dict(config["service"]["pipelines"][signals[0]])
+        return self._add(kind, with_receivers(config, receivers, signals)).start(**start)
+
+
+def with_receivers(
+    config: dict[str, Any], receivers: Mapping[str, Mapping[str, Any]], signals: tuple[str, ...]
+) -> dict[str, Any]:
+    """``config`` with ``receivers`` (name → section) in its pipelines of ``signals``."""
+    config["receivers"].update({name: dict(section) for name, section in receivers.items()})
+    for signal in signals:
+        pipeline = config["service"]["pipelines"][signal]
+        pipeline["receivers"] = [*pipeline["receivers"], *receivers]
+    return config
 
 
 @pytest.fixture
