@@ -214,7 +214,7 @@ class Framer:
             messages, self._buffer = self._counted(buffer)
             return messages
         *lines, self._buffer = buffer.split(b"\n")
-        out = []
+        out: list[bytes] = []
         for line in lines:
             if len(line) > self._limit:
                 raise FramingError(
@@ -230,7 +230,7 @@ class Framer:
         return out
 
     def _counted(self, buffer: bytes) -> tuple[list[bytes], bytes]:
-        out = []
+        out: list[bytes] = []
         at = 0
         size = len(buffer)
         while at < size:
