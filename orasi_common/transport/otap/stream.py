@@ -91,14 +91,14 @@ class _Dictionary:
         """``column`` as indices into the grown dictionary; None if it would pass ``limit``."""
         if pa.types.is_large_string(column.type):
             column = column.cast(pa.string())
-        new = pc.unique(column.filter(pc.is_null(pc.index_in(column, value_set=self.values))))
-        new = new.drop_null()
-        if len(new):
+        indices = pc.index_in(column, value_set=self.values)
+        if indices.null_count > column.null_count:  # values the dictionary does not hold yet
+            new = pc.unique(column.filter(pc.is_null(indices))).drop_null()
             if len(self.values) + len(new) > self.limit:
                 return None
             self.values = pa.concat_arrays([self.values, new])
-        indices = pc.index_in(column, value_set=self.values).cast(self.index_type)
-        return pa.DictionaryArray.from_arrays(indices, self.values)
+            indices = pc.index_in(column, value_set=self.values)
+        return pa.DictionaryArray.from_arrays(indices.cast(self.index_type), self.values)
 
 
 def _merged_field(old: pa.Field, new: pa.Field) -> tuple[pa.Field, bool]:
