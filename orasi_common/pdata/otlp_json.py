@@ -3,6 +3,12 @@
 OTLP/JSON is protobuf's JSON mapping with two differences that this module handles: trace and
 span ids are hex strings (not base64), and enums are integers. Unknown fields are ignored, as the
 specification requires of receivers.
+
+Nesting is bounded: a document deeper than ``MAX_DEPTH`` JSON levels (objects and arrays) is
+refused as malformed, naming the limit, before protobuf sees it. OTLP's own structure takes about
+ten levels (request, resource, scope, item, attribute, value) and each nested ``kvlistValue`` or
+``arrayValue`` four more, so the limit admits about 25 levels of nested AnyValue maps or arrays,
+near protobuf's own bound of 100 nested messages (which the parse still enforces).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from google.protobuf.message import Message
 
 from orasi_common.errors import MalformedData
 
+MAX_DEPTH = 128
+"""The deepest nesting of JSON objects and arrays an OTLP/JSON body may have."""
+
 # JSON field name → the id's length in bytes. Both the camelCase and the original names are
 # accepted, as protobuf's JSON mapping accepts both.
 _ID_FIELDS = {
@@ -29,19 +38,32 @@ _ID_FIELDS = {
 }
 
 
-def _hex_ids_to_base64(node: Any, path: str) -> None:
-    """Rewrite hex id fields in place into the base64 that protobuf's JSON parser expects."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            size = _ID_FIELDS.get(key)
-            if size is not None and isinstance(value, str):
-                node[key] = _hex_id_as_base64(value, size, f"{path}.{key}")
-            elif isinstance(value, dict | list):
-                _hex_ids_to_base64(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            if isinstance(value, dict | list):
-                _hex_ids_to_base64(value, f"{path}[{index}]")
+def _too_deep() -> MalformedData:
+    return MalformedData(
+        f"the body nests JSON objects and arrays deeper than {MAX_DEPTH} levels, "
+        "the OTLP/JSON depth limit of this receiver"
+    )
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """Rewrite hex id fields in place into the base64 that protobuf's JSON parser expects; raise
+    MalformedData past ``MAX_DEPTH`` levels (walked with a stack, not recursion)."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                size = _ID_FIELDS.get(key)
+                if size is not None and isinstance(value, str):
+                    node[key] = _hex_id_as_base64(value, size, f"{path}.{key}")
+                elif isinstance(value, dict | list):
+                    stack.append((value, f"{path}.{key}", depth + 1))
+        else:
+            for index, value in enumerate(node):
+                if isinstance(value, dict | list):
+                    stack.append((value, f"{path}[{index}]", depth + 1))
 
 
 def _hex_id_as_base64(value: str, size: int, path: str) -> str:
@@ -65,9 +87,11 @@ def parse_json(request_type: type[Message], body: bytes) -> Message:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedData(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the interpreter's stack allows: far past MAX_DEPTH
+        raise _too_deep() from None
     if not isinstance(document, dict):
         raise MalformedData(f"an OTLP/JSON body must be a JSON object, not {type(document).__name__}")
-    _hex_ids_to_base64(document, "")
+    _hex_ids_to_base64(document)
     message = request_type()
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True)

@@ -9,7 +9,7 @@ import pytest
 from orasi_common.errors import MalformedData
 from orasi_common.pdata import SPECS, Signal
 from orasi_common.pdata.otlp import count_items
-from orasi_common.pdata.otlp_json import parse_json, to_json
+from orasi_common.pdata.otlp_json import MAX_DEPTH, parse_json, to_json
 from orasi_common.testing.shared import shared_path
 
 from ...builders import request_with
@@ -245,3 +245,26 @@ def test_conformance_files_round_trip(name: str, signal: Signal) -> None:
     request_type = SPECS[signal].request_type
     request = _load(name, request_type)
     assert parse_json(request_type, to_json(request)) == request  # type: ignore[arg-type]
+
+
+def _nested_body(levels: int) -> bytes:
+    """A log record whose body is ``levels`` kvlistValues inside each other, written as text
+    (``json.dumps`` itself cannot nest thousands deep)."""
+    opening = '{"kvlistValue":{"values":[{"key":"k","value":' * levels
+    closing = "}]}}" * levels
+    inner = opening + '{"stringValue":"leaf"}' + closing
+    return ('{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":' + inner + "}]}]}]}").encode()
+
+
+def test_nesting_within_the_depth_limit_is_parsed() -> None:
+    record = parse_json(LOGS, _nested_body(20)).resource_logs[0].scope_logs[0].log_records[0]
+    value = record.body
+    for _ in range(20):
+        value = value.kvlist_value.values[0].value
+    assert value.string_value == "leaf"
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH // 4 + 1, 5_000, 200_000])
+def test_nesting_past_the_depth_limit_is_malformed_and_names_it(levels: int) -> None:
+    with pytest.raises(MalformedData, match=f"deeper than {MAX_DEPTH} levels"):
+        parse_json(LOGS, _nested_body(levels))
