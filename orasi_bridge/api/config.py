@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from orasi_bridge.federation.config import FederationConfig
 from orasi_bridge.query.engine import QueryLimits
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
@@ -23,6 +24,10 @@ class Config(ComponentConfig):
         default_factory=dict,
         description="API key → tenant. When set, every query needs a key (Authorization: Bearer "
         "KEY or X-API-Key) and reads that key's tenant only.",
+    )
+    federation: FederationConfig = Field(
+        default_factory=FederationConfig,
+        description="Global queries (scope: global): the regions' bridges and their timeout (README).",
     )
     registry: RegistryConfig = Field(
         default_factory=RegistryConfig, description="The schema registry under /registry (README)."

@@ -11,6 +11,7 @@ import pyarrow.flight as flight
 
 from orasi_bridge.api.config import Config
 from orasi_bridge.api.rest import Forbidden, Unauthorized, create_app, resolve_tenant
+from orasi_bridge.federation import Federation, registry_of
 from orasi_bridge.flightsql import FlightSqlServer
 from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine
@@ -32,7 +33,10 @@ class QueryApi:
             if config.registry.enabled
             else None
         )
-        app = create_app(config, self.engine, settings.metrics, self.registry)
+        self.federation = Federation(
+            config.federation, self.engine, registry_of(host, config.federation.registry)
+        )
+        app = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
         self.server = HttpServer(app, config.endpoint)
         self._logger = settings.logger
         self._endpoint = config.endpoint
@@ -64,7 +68,7 @@ class QueryApi:
             location = f"grpc://{join_endpoint(host, port)}"
             loop = asyncio.get_running_loop()
             self.flight = await asyncio.to_thread(
-                FlightSqlServer, location, self.engine, self._tenant_of, loop
+                FlightSqlServer, location, self.engine, self._tenant_of, loop, self.federation
             )
         self._logger.info(
             "Query API listening.", extra={"port": self.port, "flight_sql_port": self.flight_port}
@@ -91,6 +95,7 @@ class QueryApi:
             await asyncio.to_thread(self.flight.shutdown)
             self.flight = None
         await self.server.shutdown()
+        await self.federation.close()
         if self.registry is not None:
             await self.registry.shutdown()
         self.engine.close()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orasi_bridge.api import encoding
 from orasi_bridge.api.config import Config
+from orasi_bridge.federation import Federation
 from orasi_bridge.jaeger import api as jaeger_api
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.query.engine import QueryEngine
@@ -37,6 +38,10 @@ class QueryRequest(BaseModel):
     )
     end: str | int | None = Field(default=None, description="RFC 3339 or Unix ns (default: now).")
     format: Literal["json", "arrow", "csv"] = Field(default="json", description="Answer format.")
+    scope: Literal["local", "global"] = Field(
+        default="local",
+        description="local: this bridge's lake; global: every region's bridge (federation, README).",
+    )
 
 
 class Unauthorized(PermanentError):
@@ -72,7 +77,11 @@ def resolve_tenant(config: Config, tenant: str | None, authorization: str | None
 
 
 def create_app(
-    config: Config, engine: QueryEngine, metrics: Metrics, registry: Registry | None = None
+    config: Config,
+    engine: QueryEngine,
+    metrics: Metrics,
+    registry: Registry | None = None,
+    federation: Federation | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Orasi bridge query API",
@@ -119,9 +128,17 @@ def create_app(
             return _error(400, f"invalid query request: {problems}")
         try:
             tenant = resolve_tenant(config, x_orasi_tenant, authorization, x_api_key)
-            result = await engine.execute(
-                body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow"
-            )
+            if body.scope == "global":
+                if federation is None:
+                    raise PermanentError("this bridge does not serve global queries")
+                credentials = {"authorization": authorization or "", "x-api-key": x_api_key or ""}
+                result = await federation.execute(
+                    body.sql, tenant, body.start, body.end, body.format == "arrow", credentials
+                )
+            else:
+                result = await engine.execute(
+                    body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow"
+                )
         except Unauthorized as error:
             return _error(401, error.message)
         except Forbidden as error:

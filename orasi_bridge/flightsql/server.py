@@ -17,6 +17,7 @@ Tenant and API key come from each call's headers (``x-orasi-tenant``, ``authoriz
 KEY`` or ``x-api-key``) exactly as for REST; a result or a prepared statement is only handed to
 the tenant that made it. ``x-orasi-start`` / ``x-orasi-end`` are the REST API's ``start`` /
 ``end``; without them the SQL's own ``time`` predicates, else the last hour, bound the scan.
+``x-orasi-scope: global`` runs the query over every region's bridge (``orasi_bridge.federation``).
 
 Results wait at most ``RESULT_TTL`` seconds for their DoGet and at most ``MAX_RESULTS`` are kept
 (the oldest goes first); prepared statements at most ``MAX_PREPARED`` (the oldest goes first).
@@ -43,6 +44,7 @@ import pyarrow.flight as flight
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
+from orasi_bridge.federation import Federation
 from orasi_bridge.flightsql import metadata
 from orasi_bridge.flightsql.proto import FlightSql_pb2 as sql
 from orasi_bridge.query import sandbox
@@ -122,11 +124,13 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         engine: QueryEngine,
         tenant_of: TenantOf,
         loop: asyncio.AbstractEventLoop,
+        federation: Federation | None = None,
     ) -> None:
         super().__init__(location, middleware={"headers": _HeadersFactory()})
         self._engine = engine
         self._tenant_of = tenant_of
         self._loop = loop
+        self._federation = federation
         self._results = _Store(MAX_RESULTS, RESULT_TTL)
         self._prepared = _Store(MAX_PREPARED, None)
 
@@ -223,7 +227,10 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def _run(self, query: str, tenant: str, headers: Mapping[str, str]) -> pa.Table:
         start, end = headers.get("x-orasi-start"), headers.get("x-orasi-end")
-        result = self._call(self._engine.execute(query, tenant, start, end, as_arrow=True))
+        if headers.get("x-orasi-scope") == "global" and self._federation is not None:
+            result = self._call(self._federation.execute(query, tenant, start, end, True, headers))
+        else:
+            result = self._call(self._engine.execute(query, tenant, start, end, as_arrow=True))
         assert result.arrow is not None
         return result.arrow
 

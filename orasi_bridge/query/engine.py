@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -47,6 +48,8 @@ from orasi_bridge.query.files import DataFiles, Lru
 from orasi_bridge.query.sandbox import QueryRefused
 from orasi_bridge.query.timerange import resolve_range
 from orasi_common.config.model import ComponentConfig
+
+T = TypeVar("T")
 
 
 class QueryLimits(ComponentConfig):
@@ -90,17 +93,59 @@ class QueryEngine:
         trace_ids = pushdown.trace_ids(tree)
         bounds = {name: found for name, found in pushdown.time_bounds(tree).items() if name in names}
         views = {name: await self._writer.snapshot_view(name, tenant) for name in names}
+
+        def work(connection: duckdb.DuckDBPyConnection) -> QueryResult:
+            run = _Run(connection, sql)
+            windows = run.windows(bounds, explicit, default)
+            self._register(run, views, tenant, windows, trace_ids)
+            return run.result(as_arrow, self._limits.max_rows)
+
+        return await self._limited(work)
+
+    async def windows(
+        self, sql: str, start: str | int | None = None, end: str | int | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """The [start, end] in ns each lake table ``sql`` names is read over by ``execute`` (an
+        open side as the widest bound), for a federated query's coordinator."""
+        sandbox.check_statement(sql)
+        explicit = resolve_range(start, end) if start is not None or end is not None else None
+        default = resolve_range(None, None)
+        tree = sandbox.parse(sql)
+        names = sandbox.tables_in(tree) & TABLES.keys()
+        bounds = {name: found for name, found in pushdown.time_bounds(tree).items() if name in names}
+
+        def work(connection: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+            found = _Run(connection, sql).windows(bounds, explicit, default)
+            return {
+                name: (_LOW if low is None else low, _HIGH if high is None else high)
+                for name, (low, high) in found.items()
+            }
+
+        return await self._limited(work)
+
+    async def execute_over(
+        self, sql: str, tables: dict[str, pa.Table], as_arrow: bool = False
+    ) -> QueryResult:
+        """Run one SELECT over ``tables`` (name → rows) with the engine's sandbox and limits: a
+        federated query's last step, over what the regions sent."""
+        sandbox.check_statement(sql)
+
+        def work(connection: duckdb.DuckDBPyConnection) -> QueryResult:
+            run = _Run(connection, sql)
+            for name, table in tables.items():
+                connection.register(name, table)
+            run.stats["tables"] = sorted(tables)
+            run.planned = time.perf_counter()
+            return run.result(as_arrow, self._limits.max_rows)
+
+        return await self._limited(work)
+
+    async def _limited(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work`` on a fresh sandboxed connection in a thread, within the concurrency and time limits."""
         async with self._slots:
             connection = sandbox.connect(self._limits.threads, self._limits.memory_limit)
             loop = asyncio.get_running_loop()
-
-            def work() -> QueryResult:
-                run = _Run(connection, sql)
-                windows = run.windows(bounds, explicit, default)
-                self._register(run, views, tenant, windows, trace_ids)
-                return run.result(as_arrow, self._limits.max_rows)
-
-            task = loop.run_in_executor(None, work)
+            task = loop.run_in_executor(None, work, connection)
             try:
                 done, _ = await asyncio.wait({task}, timeout=self._limits.timeout)
                 if not done:
