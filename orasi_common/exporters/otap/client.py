@@ -27,6 +27,7 @@ from orasi_common.transport import headers
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 from orasi_common.transport.otap.protocol import error_of, method_path
 from orasi_common.transport.otap.stream import StreamProducer
+from orasi_common.transport.tls import explain_failure
 
 SETTLE_SECONDS = 0.5
 """How long a stream opened after one died unanswered waits for a refusal before its first write."""
@@ -49,7 +50,7 @@ def _stream_error(exc: grpc.aio.AioRpcError) -> BaseException:
         return FallBack(exc.details())
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return PermanentError(f"the peer refused the OTAP stream: {code.name}: {exc.details()}")
-    return Unavailable(f"the OTAP stream ended: {code.name}: {exc.details()}")
+    return Unavailable(f"the OTAP stream ended: {code.name}: {explain_failure(exc.details())}")
 
 
 class _Stream:

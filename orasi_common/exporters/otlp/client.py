@@ -11,11 +11,12 @@ from pathlib import Path
 
 import grpc
 
-from orasi_common.exporters.otlp.config import GrpcClientConfig
+from orasi_common.exporters.otlp.config import GrpcClientConfig, TlsConfig
 from orasi_common.exporters.partial_success import report_partial_success
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pipeline.component import Settings
 from orasi_common.transport import headers, status
+from orasi_common.transport.tls import explain_failure
 
 MIB = 1024 * 1024
 
@@ -23,13 +24,25 @@ MIB = 1024 * 1024
 async def open_channel(config: GrpcClientConfig, endpoint: str | None = None) -> grpc.aio.Channel:
     """A channel to ``endpoint`` (default: the config's) with its TLS and size settings."""
     target = endpoint or config.endpoint
-    options = [("grpc.max_send_message_length", int(config.max_send_msg_size_mib * MIB))]
-    if config.tls.insecure:
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_send_message_length", int(config.max_send_msg_size_mib * MIB))
+    ]
+    tls = config.tls
+    if tls.insecure:
         return grpc.aio.insecure_channel(target, options=options)
-    ca_file = config.tls.ca_file
-    roots = await asyncio.to_thread(Path(ca_file).read_bytes) if ca_file else None
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    if tls.server_name_override:
+        options.append(("grpc.ssl_target_name_override", tls.server_name_override))
+    credentials = grpc.ssl_channel_credentials(*await asyncio.to_thread(_client_files, tls))
     return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+def _client_files(tls: TlsConfig) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """Roots, client key and client chain, as ``grpc.ssl_channel_credentials`` takes them."""
+
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return read(tls.ca_file), read(tls.key_file), read(tls.cert_file)
 
 
 def compression_of(config: GrpcClientConfig) -> grpc.Compression:
@@ -56,7 +69,8 @@ class OtlpGrpcClient:
                 batch.raw, metadata=metadata, compression=self._compression
             )
         except grpc.aio.AioRpcError as error:
-            raise status.from_grpc(error.code(), error.details(), error.trailing_metadata()) from None
+            details = explain_failure(error.details())
+            raise status.from_grpc(error.code(), details, error.trailing_metadata()) from None
         report_partial_success(self._settings, batch, response)
 
     async def close(self) -> None:

@@ -12,8 +12,32 @@ from orasi_common.pipeline.exporter_helper import ExporterConfig
 
 
 class TlsConfig(ComponentConfig):
+    """How a client verifies its peer (shared by the otlp, otap and loadbalancing exporters).
+    Without ``insecure: true`` every connection is TLS and the server's certificate is checked:
+    signed by ``ca_file`` (or the system's roots), valid now, naming the host dialled (or
+    ``server_name_override``). Failures say which check failed (``transport.tls.explain_failure``)."""
+
     insecure: bool = Field(default=False, description="Plaintext (no TLS) to the peer.")
     ca_file: str | None = Field(default=None, description="PEM roots to trust (default: system).")
+    server_name_override: str | None = Field(
+        default=None,
+        description="The name the server's certificate must hold, instead of the dialled host "
+        "(e.g. when dialling an IP address); also sent as SNI.",
+    )
+    cert_file: str | None = Field(
+        default=None, description="PEM client certificate chain, for servers that require mutual TLS."
+    )
+    key_file: str | None = Field(default=None, description="PEM private key of `cert_file`.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together: set both or neither")
+        if self.insecure and (self.ca_file or self.cert_file or self.server_name_override):
+            raise ValueError(
+                "tls.insecure: true sends plaintext; remove ca_file, cert_file and server_name_override"
+            )
+        return self
 
 
 class GrpcClientConfig(ComponentConfig):

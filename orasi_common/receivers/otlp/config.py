@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 from orasi_common.config.model import ComponentConfig
 from orasi_common.transport import headers
 from orasi_common.transport.endpoint import validate_endpoint
+from orasi_common.transport.tls import TlsServerConfig
 
 MIB = 1024 * 1024
 Endpoint = Annotated[str, AfterValidator(validate_endpoint)]
@@ -29,6 +30,9 @@ class GrpcConfig(ComponentConfig):
         "validated request to the pipelines' process, so that receiving runs on other cores; "
         "0 = serve in the pipelines' process. A client connection stays with one worker.",
     )
+    tls: TlsServerConfig | None = Field(
+        default=None, description="Serve TLS only (mutual with `client_ca_file`); unset: plaintext."
+    )
 
 
 class HttpConfig(ComponentConfig):
@@ -38,6 +42,9 @@ class HttpConfig(ComponentConfig):
     )
     max_decompressed_body_size_mib: float = Field(
         default=16, gt=0, description="Largest body after gzip/zstd decompression; larger → 413."
+    )
+    tls: TlsServerConfig | None = Field(
+        default=None, description="Serve HTTPS only (mutual with `client_ca_file`); unset: plaintext."
     )
 
 

@@ -18,6 +18,7 @@ from orasi_common.errors import OrasiError
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.receivers.otlp.config import MIB, GrpcConfig
 from orasi_common.transport import headers, status
+from orasi_common.transport.tls import ServerTls
 
 TRANSPORT = "grpc"
 
@@ -51,6 +52,7 @@ class OtlpGrpcServer:
         self._tenant_header = tenant_header.lower()
         self._extra_handlers = tuple(extra_handlers)
         self._server: grpc.aio.Server | None = None
+        self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.port: int | None = None
 
     def _handler(self, signal: Signal) -> Handler:
@@ -88,7 +90,12 @@ class OtlpGrpcServer:
         if self._extra_handlers:
             self._server.add_generic_rpc_handlers(self._extra_handlers)
         try:
-            self.port = self._server.add_insecure_port(self._config.endpoint)
+            if self.tls is not None:
+                await self.tls.start()
+                credentials = self.tls.grpc_credentials()
+                self.port = self._server.add_secure_port(self._config.endpoint, credentials)
+            else:
+                self.port = self._server.add_insecure_port(self._config.endpoint)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self._config.endpoint} for OTLP/gRPC: {exc}") from None
         await self._server.start()
@@ -97,3 +104,5 @@ class OtlpGrpcServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.tls is not None:
+            await self.tls.shutdown()

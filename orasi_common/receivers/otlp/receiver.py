@@ -15,6 +15,7 @@ from orasi_common.receivers.otlp.http import OtlpHttpApp
 from orasi_common.receivers.otlp.workers import GrpcWorkers
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
+from orasi_common.transport.tls import ServerTls
 
 
 class OtlpReceiver:
@@ -34,7 +35,9 @@ class OtlpReceiver:
             )
         self.http = (
             HttpServer(
-                OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics), http_config.endpoint
+                OtlpHttpApp(http_config, ingest, config.tenant_header, settings.metrics),
+                http_config.endpoint,
+                tls=ServerTls(http_config.tls, settings.logger) if http_config.tls else None,
             )
             if http_config
             else None
