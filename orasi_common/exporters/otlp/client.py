@@ -21,11 +21,23 @@ from orasi_common.transport.tls import explain_failure
 MIB = 1024 * 1024
 
 
+CONNECTION_OPTIONS: list[tuple[str, int | str]] = [
+    # Subchannels of its own: a channel opened to an address that just came back (an upstream
+    # restarted, rediscovered) would otherwise share the old channel's subchannel, and with it a
+    # reconnect backoff that keeps it UNAVAILABLE for seconds after the upstream is up.
+    ("grpc.use_local_subchannel_pool", 1),
+    # gRPC's default (120 s) would leave a recovered upstream unused for up to two minutes; the
+    # exporter's own retries and circuit breakers pace the calls.
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
 async def open_channel(config: GrpcClientConfig, endpoint: str | None = None) -> grpc.aio.Channel:
     """A channel to ``endpoint`` (default: the config's) with its TLS and size settings."""
     target = endpoint or config.endpoint
     options: list[tuple[str, int | str]] = [
-        ("grpc.max_send_message_length", int(config.max_send_msg_size_mib * MIB))
+        ("grpc.max_send_message_length", int(config.max_send_msg_size_mib * MIB)),
+        *CONNECTION_OPTIONS,
     ]
     tls = config.tls
     if tls.insecure:
