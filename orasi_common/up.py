@@ -148,6 +148,7 @@ def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
         ("query the lake", 'orasi query "SELECT service_name, count(*) FROM spans GROUP BY 1"'),
         ("", f"curl -s {query_url}/api/v1/query -H 'Content-Type: application/json' -d '{curl_body}'"),
         ("", f"Arrow Flight SQL grpc://{at}:{ports['bridge.flight_sql']} (ADBC, JDBC, ODBC drivers)"),
+        ("web console", f"{query_url}/"),
         ("API docs", f"{query_url}/docs"),
         ("schema registry", f"{query_url}/registry (orasi schema --help)"),
         ("agent health, metrics", f"http://{at}:{ports['agent.admin']}/readyz, /metrics"),

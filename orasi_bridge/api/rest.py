@@ -1,5 +1,6 @@
 """The bridge's REST API: ``POST /api/v1/query`` (ARCHITECTURE §6), the schema registry under
-``/registry``, the Jaeger query API under ``/api`` (``orasi_bridge.jaeger``), OpenAPI docs at /docs."""
+``/registry``, the Jaeger query API under ``/api`` (``orasi_bridge.jaeger``), OpenAPI docs at /docs,
+the web console at ``/`` (``orasi_bridge.console``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orasi_bridge import console
 from orasi_bridge.api import encoding
 from orasi_bridge.api.config import Config
 from orasi_bridge.federation import Federation
@@ -188,5 +190,6 @@ def create_app(
             raise jaeger_api.Refused(403, error.message) from None
 
     jaeger_api.mount(app, engine, jaeger_tenant)
+    console.mount(app)
 
     return app
