@@ -16,6 +16,7 @@ from orasi_common.telemetry.admin import AdminApp
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
+from orasi_common.transport.tls import ServerTls
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class Service:
         self.graph = Graph.build(resolve(config, factories), factories, name, self.metrics)
         self.ready = False
         admin_endpoint = config.service.telemetry.admin.endpoint or f"0.0.0.0:{admin_port(name)}"
+        admin_tls = config.service.telemetry.admin.tls
         self.admin = HttpServer(
-            AdminApp(name, self.metrics, lambda: self.ready, self.describe), admin_endpoint
+            AdminApp(name, self.metrics, lambda: self.ready, self.describe),
+            admin_endpoint,
+            tls=ServerTls(admin_tls, logging.getLogger(f"orasi.{name}.admin")) if admin_tls else None,
         )
         self.graph.listeners.append(_AdminListening(self.admin, admin_endpoint))
         self._logger = logging.getLogger(f"orasi.{name}")

@@ -9,6 +9,7 @@ from orasi_bridge.query.engine import QueryLimits
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
 from orasi_common.transport.endpoint import validate_endpoint
+from orasi_common.transport.tls import TlsServerConfig
 
 
 class Config(ComponentConfig):
@@ -31,6 +32,11 @@ class Config(ComponentConfig):
     )
     registry: RegistryConfig = Field(
         default_factory=RegistryConfig, description="The schema registry under /registry (README)."
+    )
+    tls: TlsServerConfig | None = Field(
+        default=None,
+        description="Serve the REST API (HTTPS) and Flight SQL (grpc+tls) over TLS only, mutual with "
+        "`client_ca_file`; the REST certificate is reloaded from disk, Flight SQL's at restart.",
     )
 
     @field_validator("flight_sql")

@@ -20,6 +20,7 @@ from orasi_common.errors import PermanentError
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
+from orasi_common.transport.tls import ServerTls
 
 
 class QueryApi:
@@ -37,7 +38,8 @@ class QueryApi:
             config.federation, self.engine, registry_of(host, config.federation.registry)
         )
         app = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
-        self.server = HttpServer(app, config.endpoint)
+        tls = ServerTls(config.tls, settings.logger) if config.tls is not None else None
+        self.server = HttpServer(app, config.endpoint, tls=tls)
         self._logger = settings.logger
         self._endpoint = config.endpoint
         self._config = config
@@ -65,10 +67,17 @@ class QueryApi:
         await self.server.start()
         if self._config.flight_sql is not None and self.flight is None:
             host, port = split_endpoint(self._config.flight_sql)
-            location = f"grpc://{join_endpoint(host, port)}"
+            scheme = "grpc+tls" if self._config.tls is not None else "grpc"
+            location = f"{scheme}://{join_endpoint(host, port)}"
             loop = asyncio.get_running_loop()
             self.flight = await asyncio.to_thread(
-                FlightSqlServer, location, self.engine, self._tenant_of, loop, self.federation
+                FlightSqlServer,
+                location,
+                self.engine,
+                self._tenant_of,
+                loop,
+                self.federation,
+                self._config.tls,
             )
         self._logger.info(
             "Query API listening.", extra={"port": self.port, "flight_sql_port": self.flight_port}

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -50,6 +51,7 @@ from orasi_bridge.flightsql.proto import FlightSql_pb2 as sql
 from orasi_bridge.query import sandbox
 from orasi_bridge.query.engine import QueryEngine
 from orasi_common.errors import OrasiError, PermanentError
+from orasi_common.transport.tls import TlsServerConfig
 
 RESULT_TTL = 300.0
 MAX_RESULTS = 64
@@ -115,6 +117,20 @@ class _Store:
                 del self._items[handle]
 
 
+def _tls_options(tls: TlsServerConfig | None) -> dict[str, Any]:
+    """FlightServerBase's TLS arguments for ``tls`` (the location's scheme is then grpc+tls)."""
+    if tls is None:
+        return {}
+    options: dict[str, Any] = {
+        "tls_certificates": [
+            flight.CertKeyPair(Path(tls.cert_file).read_bytes(), Path(tls.key_file).read_bytes())
+        ]
+    }
+    if tls.client_ca_file is not None:
+        options.update(verify_client=True, root_certificates=Path(tls.client_ca_file).read_bytes())
+    return options
+
+
 class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     """The Flight SQL service over ``engine``; serving from construction until ``shutdown``."""
 
@@ -125,8 +141,9 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         tenant_of: TenantOf,
         loop: asyncio.AbstractEventLoop,
         federation: Federation | None = None,
+        tls: TlsServerConfig | None = None,
     ) -> None:
-        super().__init__(location, middleware={"headers": _HeadersFactory()})
+        super().__init__(location, middleware={"headers": _HeadersFactory()}, **_tls_options(tls))
         self._engine = engine
         self._tenant_of = tenant_of
         self._loop = loop

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orasi_common.ports import SERVICES, admin_port
+from orasi_common.transport.tls import TlsServerConfig
 
 
 class ComponentConfig(BaseModel):
@@ -33,6 +34,9 @@ class AdminConfig(ComponentConfig):
         description="host:port of /healthz, /readyz, /metrics and /debug/pipelines (default "
         + ", ".join(f"0.0.0.0:{admin_port(name)} {name}" for name in SERVICES)
         + ").",
+    )
+    tls: TlsServerConfig | None = Field(
+        default=None, description="Serve HTTPS only (mutual with `client_ca_file`); unset: plaintext."
     )
 
 

@@ -20,7 +20,8 @@ established ones keep theirs:
   removed from the file stays trusted until the restart).
 
 ``min_version`` applies to HTTP; gRPC's TLS stack (BoringSSL in grpcio) negotiates 1.2 or 1.3
-and offers no setting for it.
+and offers no setting for it. The Flight SQL server (pyarrow's) loads its certificate when it
+starts and cannot swap it: there a rotation takes a restart.
 
 Clients (exporters) say how they verify servers in ``orasi_common.exporters.otlp.config.TlsConfig``;
 ``explain_failure`` turns gRPC's handshake errors into a sentence that says which check failed.
@@ -38,12 +39,13 @@ from pathlib import Path
 from typing import Literal
 
 import grpc
-from pydantic import Field
-
-from orasi_common.config.model import ComponentConfig
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class TlsServerConfig(ComponentConfig):
+class TlsServerConfig(BaseModel):
+    # A ComponentConfig (its settings repeated: the config model itself imports this module).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     cert_file: str = Field(description="PEM certificate chain of the server (leaf first).")
     key_file: str = Field(description="PEM private key of `cert_file`.")
     client_ca_file: str | None = Field(
