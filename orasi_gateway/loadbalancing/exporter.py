@@ -10,7 +10,15 @@ traffic returns to the primary as soon as its breakers close again.
 
 Parts keep ids derived from the batch id and the first endpoint chosen for them; when some parts
 of a batch fail, its retry re-sends only those parts, under the same ids, so the lake can
-recognise any copy.
+recognise any copy. A failed part that no endpoint was ever asked to take (none was known, or
+every breaker was open) has no copy anywhere: its retry routes it again by the ring of the moment
+(its items split by trace id or service, the new parts' ids derived from its own id), so a batch
+that arrived before any upstream was known keeps every trace on one upstream.
+
+Endpoint updates from the resolver are applied one at a time per group, by one updater task that
+takes the newest reported set each round (older sets that arrived meanwhile are skipped): opening
+a channel can wait (TLS files are read in a thread), and two updates applied at once could leave
+the ring on an older set. The ring always ends on the last set the resolver reported.
 
 Live settings (``control.settings``): ``circuit_breaker.*`` and ``routing.*`` can change while it
 runs (``reconfigure``): the breakers of the known endpoints take the new thresholds and
@@ -52,6 +60,16 @@ MAX_UNFINISHED = 10_000
 
 
 @dataclass
+class _Part:
+    """Part of a batch bound for ``first`` (``UNROUTABLE`` when its owner was unknown).
+    ``attempted`` once an endpoint was asked to take it: from then on it keeps its id."""
+
+    first: str
+    batch: Batch
+    attempted: bool = False
+
+
+@dataclass
 class _Endpoint:
     name: str
     channel: grpc.aio.Channel
@@ -70,6 +88,10 @@ class _Group:
     endpoints: dict[str, _Endpoint] = field(default_factory=dict)
     ring: HashRing = field(default_factory=lambda: HashRing([]))
     resolver: Resolver | None = None
+    wanted: list[str] = field(default_factory=list)  # the newest set the resolver reported
+    reported: int = 0  # how many sets the resolver reported
+    applied: int = 0  # the number of the set the ring holds
+    updater: asyncio.Task[None] | None = None  # applying sets until ``applied == reported``
 
     def usable(self, name: str) -> bool:
         endpoint = self.endpoints.get(name)
@@ -90,7 +112,7 @@ class LoadBalancingExporter:
         if config.failover is not None:
             self._groups.append(_Group("failover", config.failover))
         self._round_robin = itertools.count()
-        self._unfinished: collections.OrderedDict[str, dict[str, Batch]] = collections.OrderedDict()
+        self._unfinished: collections.OrderedDict[str, list[_Part]] = collections.OrderedDict()
         self._updates: set[asyncio.Task[None]] = set()
         metrics = settings.metrics
         self._breaker_state = metrics.circuit_breaker_state
@@ -138,12 +160,26 @@ class LoadBalancingExporter:
         await self._helper.start()
 
     def _on_change(self, group: _Group, names: list[str]) -> None:
-        task = asyncio.get_running_loop().create_task(self._sync(group, names))
-        self._updates.add(task)
-        task.add_done_callback(self._updates.discard)
+        group.wanted = list(names)
+        group.reported += 1
+        if group.updater is None:
+            task = asyncio.get_running_loop().create_task(self._update(group))
+            group.updater = task
+            self._updates.add(task)
+            task.add_done_callback(self._updates.discard)
+
+    async def _update(self, group: _Group) -> None:
+        """Apply the newest reported set until the ring holds it (one task per group at a time)."""
+        try:
+            while group.applied != group.reported:
+                number, names = group.reported, group.wanted
+                await self._sync(group, names)
+                group.applied = number
+        finally:
+            group.updater = None
 
     async def _sync(self, group: _Group, names: list[str]) -> None:
-        """Open clients for new endpoints, close removed ones, then swap the ring."""
+        """Open clients for new endpoints, swap the ring, then close removed ones."""
         exporter = self._settings.id
         for name in names:
             if name not in group.endpoints:
@@ -170,8 +206,7 @@ class LoadBalancingExporter:
         self._settings.logger.info(
             "Upstream endpoints changed.", extra={"group": group.name, "endpoints": names}
         )
-        for endpoint in removed:
-            await endpoint.close(grace=self._config.endpoint_timeout)
+        await asyncio.gather(*(e.close(grace=self._config.endpoint_timeout) for e in removed))
 
     def _active_group(self) -> _Group:
         """The primary group while any of its endpoints is healthy, else the failover group."""
@@ -180,37 +215,49 @@ class LoadBalancingExporter:
                 return group
         return self._groups[0]
 
-    def _route(self, batch: Batch, group: _Group) -> dict[str, Batch]:
+    def _route(self, batch: Batch, group: _Group) -> list[_Part]:
+        """The batch's parts by destination; split parts' ids derive from the batch's id."""
         mode = getattr(self._config.routing, batch.signal.value)
         if mode == "round_robin" or not group.endpoints:
             usable = [n for n in group.ring.endpoints if group.usable(n)] or group.ring.endpoints
-            return {usable[next(self._round_robin) % len(usable)] if usable else UNROUTABLE: batch}
+            return [_Part(usable[next(self._round_robin) % len(usable)] if usable else UNROUTABLE, batch)]
 
         def owner(key: bytes) -> str | None:
             return group.ring.lookup(key_hash(key), group.usable)
 
         routed = route(batch, owner)
         if isinstance(routed, str):
-            return {routed: batch}
-        return {
-            name: Batch.from_message(
-                batch.signal, request, tenant=batch.tenant, batch_id=derived_id(batch.batch_id, name)
+            return [_Part(routed, batch)]
+        return [
+            _Part(
+                name,
+                Batch.from_message(
+                    batch.signal, request, tenant=batch.tenant, batch_id=derived_id(batch.batch_id, name)
+                ),
             )
             for name, request in routed.items()
-        }
+        ]
+
+    def _parts(self, batch: Batch, group: _Group) -> list[_Part]:
+        """A new batch's parts; on a retry, the parts not yet delivered: those an endpoint was
+        asked to take under the ids they were first given, the others routed again."""
+        unfinished = self._unfinished.pop(batch.batch_id, None)
+        if unfinished is None:
+            return self._route(batch, group)
+        parts: list[_Part] = []
+        for part in unfinished:
+            parts.extend([part] if part.attempted else self._route(part.batch, group))
+        return parts
 
     async def _send(self, batch: Batch) -> None:
         group = self._active_group()
-        # A retry sends only the parts not yet delivered, under the ids they were first given.
-        parts = self._unfinished.pop(batch.batch_id, None) or self._route(batch, group)
+        parts = self._parts(batch, group)
         outcomes = await asyncio.gather(
-            *(self._deliver(part, name, group) for name, part in parts.items()), return_exceptions=True
+            *(self._deliver(part, group) for part in parts), return_exceptions=True
         )
-        failed = {
-            name: part
-            for (name, part), outcome in zip(parts.items(), outcomes, strict=True)
-            if isinstance(outcome, BaseException)
-        }
+        failed = [
+            part for part, outcome in zip(parts, outcomes, strict=True) if isinstance(outcome, BaseException)
+        ]
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         for error in errors:
             if not isinstance(error, OrasiError):
@@ -233,16 +280,17 @@ class LoadBalancingExporter:
             if other is not group:
                 yield from ((other, n) for n in other.ring.endpoints)
 
-    async def _deliver(self, part: Batch, first: str, group: _Group) -> None:
+    async def _deliver(self, part: _Part, group: _Group) -> None:
         last: OrasiError = Unavailable("no upstream endpoint is known")
-        for candidate_group, name in self._candidates(first, group):
+        for candidate_group, name in self._candidates(part.first, group):
             endpoint = candidate_group.endpoints.get(name)
             if endpoint is None or not endpoint.breaker.allow():
                 last = Unavailable(f"the circuit breaker of {name} is open")
                 continue
+            part.attempted = True
             try:
                 async with asyncio.timeout(self._config.endpoint_timeout):
-                    await endpoint.client.send(part)
+                    await endpoint.client.send(part.batch)
             except TimeoutError:
                 endpoint.breaker.record_failure()
                 last = Unavailable(f"{name} did not answer within {self._config.endpoint_timeout:g} s")
@@ -255,7 +303,7 @@ class LoadBalancingExporter:
                 endpoint.breaker.record_success()  # the endpoint works; the data is refused
                 raise
             endpoint.breaker.record_success()
-            self._routed.labels(self._settings.id, name).inc(part.items)
+            self._routed.labels(self._settings.id, name).inc(part.batch.items)
             return
         raise last
 
@@ -267,11 +315,12 @@ class LoadBalancingExporter:
         for group in self._groups:
             if group.resolver is not None:
                 await group.resolver.stop()
+        # no set is reported any more: let the last update finish (it may close removed endpoints)
+        await asyncio.gather(*self._updates, return_exceptions=True)
+        for group in self._groups:
             for endpoint in group.endpoints.values():
                 await endpoint.close()
             group.endpoints.clear()
-        for task in list(self._updates):
-            task.cancel()
 
 
 __all__ = ["LoadBalancingExporter"]

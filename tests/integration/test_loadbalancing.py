@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -41,10 +42,13 @@ from integration.otap_data import (
     trace_id_of,
 )
 from orasi_bridge.lake.rows import rows_of
+from orasi_common.control.registration import key_of
 from orasi_common.pdata import SPECS, Batch, Signal
+from orasi_common.testing.servers import ETCD, etcd_missing
 from orasi_common.testing.sink import OtlpSink
 from orasi_gateway.factories import FACTORIES as GATEWAY
 from orasi_gateway.loadbalancing.ring import HashRing, key_hash
+from tests.integration.discovery.records import etcd_client, registration
 
 TENANT = "x-orasi-tenant"
 BATCH_ID = "x-orasi-batch-id"
@@ -802,3 +806,61 @@ async def test_a_retried_batch_does_not_redeliver_parts_under_another_idempotenc
         several = {name: sorted(keys[name]) for name in x_names if len(keys[name]) > 1}
         print(f"copies per span of X at A: { {n: copies[n] for n in sorted(x_names)} }")
         assert several == {}, f"spans of X delivered under several idempotency keys: {several}"
+
+
+# ---------------------------------------------------------------------------------------------
+# (h) batches that arrived while no upstream was known
+
+
+async def test_batches_sent_before_any_upstream_is_known_keep_every_trace_on_one_upstream() -> None:
+    """The gateway starts with no upstream registered: each batch fails whole, unrouted, and is
+    retried. When three upstreams register, the retries route every span by its trace id (a
+    batch remembered whole and sent whole to one upstream would split its traces from their
+    other spans in other batches), and each span arrives exactly once."""
+    problem = etcd_missing("the load balancer's test with upstreams that register late")
+    if problem:
+        pytest.fail(problem)
+    region = f"lb-late-{time.monotonic_ns()}"  # a region of its own in the shared etcd
+    etcd = etcd_client(ETCD)
+    exporter = lb_exporter([])
+    exporter["resolver"] = {"etcd": {"service": "bridge", "region": region, "endpoints": [ETCD]}}
+    batches = mixed_batches(range(40), per_batch=40, seed=3, salt="late")  # 4: one per queue consumer
+    try:
+        with sinks(3) as upstreams:
+            async with lb_gateway(exporter) as gw:
+                sender = Sender(gw.endpoint)
+                async with grpc.aio.insecure_channel(gw.endpoint) as channel:
+                    assert all(await asyncio.gather(*(sender.send(channel, b) for b in batches)))
+                retries = 0.0
+                deadline = time.monotonic() + 10
+                while retries < len(batches):  # every batch was tried while no upstream was known
+                    assert time.monotonic() < deadline, f"{retries} retries of {len(batches)} batches"
+                    await asyncio.sleep(0.02)
+                    retries = await gw.running.metric("orasi_exporter_retries_total", exporter=EXPORTER)
+                assert [sink.items(Signal.TRACES) for sink in upstreams] == [0, 0, 0]
+                # all three at once (one revision), so that the retries see one ring
+                await etcd.transaction(
+                    compare=[],
+                    success=[
+                        etcd.transactions.put(
+                            key_of(region, "bridge", f"u{n}").encode(), registration(s.endpoint)
+                        )
+                        for n, s in enumerate(upstreams)
+                    ],
+                    failure=[],
+                )
+                expected = set(span_names(batches))
+                await wait_spans(upstreams, expected)
+    finally:
+        await etcd.delete_prefix(f"/orasi/{region}/".encode())
+        await etcd.close()
+
+    counts = collections.Counter(name for sink in upstreams for _, name in spans_at(sink))
+    assert set(counts) == expected
+    assert [name for name, n in counts.items() if n != 1] == [], "lost or duplicated spans"
+    owners = owners_by_trace(upstreams)
+    split = {tid.hex(): sorted(o) for tid, o in owners.items() if len(o) != 1}
+    assert split == {}, f"traces split over upstreams: {list(split.items())[:5]}"
+    ring = HashRing([s.endpoint for s in upstreams])
+    for trace_id, (owner,) in owners.items():
+        assert ring.lookup(key_hash(trace_id)) == upstreams[owner].endpoint
