@@ -185,9 +185,11 @@ FROM spans GROUP BY 1 ORDER BY spans DESC`;
         color: COLORS[index % COLORS.length],
         points: series.rows.filter((r) => r[0] === service).map((r) => [Date.parse(r[1]), pick(r)]),
       }));
-    chart($("chart-rate"), lines((r) => r[2] / bucket));
-    chart($("chart-errors"), lines((r) => (100 * r[3]) / r[2]));
-    chart($("chart-p95"), lines((r) => r[4]));
+    const { start, end } = range();
+    const domain = [Date.parse(start), Date.parse(end)];
+    chart($("chart-rate"), lines((r) => r[2] / bucket), domain);
+    chart($("chart-errors"), lines((r) => (100 * r[3]) / r[2]), domain);
+    chart($("chart-p95"), lines((r) => r[4]), domain);
     $("services-legend").replaceChildren(
       ...services.map((s, i) => element("span", { style: `--c: ${COLORS[i % COLORS.length]}` }, s)),
     );
@@ -197,7 +199,7 @@ FROM spans GROUP BY 1 ORDER BY spans DESC`;
   }
 }
 
-function chart(target, lines) {
+function chart(target, lines, domain) {
   const width = 600, height = 180, left = 44, bottom = 18, top = 6;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -208,8 +210,7 @@ function chart(target, lines) {
     target.replaceChildren(element("div", { class: "status" }, "no data in this range"));
     return;
   }
-  const xs = all.map((p) => p[0]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+  const [x0, x1] = domain; // the selected range, so that a quiet service shows as a gap
   const y1 = Math.max(...all.map((p) => p[1]), 1e-9) * 1.1;
   const x = (v) => left + ((v - x0) / (x1 - x0 || 1)) * (width - left - 4);
   const y = (v) => top + (1 - v / y1) * (height - top - bottom);
