@@ -1,5 +1,5 @@
-"""Fixtures of the console tests: a real bridge process over a real lake, spans and logs sent to
-it over OTLP, and Debian's chromium driven by Playwright (never a browser Playwright downloads)."""
+"""Fixtures of the console tests: the Jaeger tests' bridge process over a real lake, and Debian's
+chromium driven by Playwright (never a browser Playwright downloads)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from integration.bridge.conftest import lake_servers, lake_space
-from integration.bridge.servers import LakeSpace
-from orasi_common.testing.service_process import ServiceProcess, free_ports, start_on_free_ports
-from orasi_common.topology import service
+from integration.jaeger.conftest import bridge, lake_servers, lake_space
 
-__all__ = ["lake_servers", "lake_space"]  # the bridge tests' fixtures, used here too
-
-
-@pytest.fixture
-def bridge(lake_space: LakeSpace, tmp_path: Path) -> Iterator[ServiceProcess]:
-    def make() -> ServiceProcess:
-        config = service(free_ports(), "otlp", {}, "lake", lake_space.lake_config(), query_api=True)
-        return ServiceProcess.from_config("bridge", config, tmp_path, label="bridge-console")
-
-    process = start_on_free_ports(make)
-    try:
-        yield process
-    finally:
-        process.stop()
+# the Jaeger tests' bridge (API keys key-default → default, key-other → other), used here too
+__all__ = ["bridge", "lake_servers", "lake_space"]
 
 
 @pytest.fixture

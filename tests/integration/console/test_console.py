@@ -72,7 +72,7 @@ def logs() -> ExportLogsServiceRequest:
 
 def send(bridge: ServiceProcess) -> None:
     with grpc.insecure_channel(bridge.grpc_endpoint) as channel:
-        TraceServiceStub(channel).Export(spans(), timeout=30)
+        TraceServiceStub(channel).Export(spans(), timeout=30)  # as the tenant "default"
         LogsServiceStub(channel).Export(logs(), timeout=30)
 
 
@@ -104,6 +104,7 @@ def test_the_console_reads_the_lake_through_the_public_apis(
     note = shot("loaded")
     assert page.title() == "Orasi console", note
     assert page.locator("#view-sql").is_visible(), note
+    page.fill("#apikey", "key-default")  # the bridge requires a key; the page sends it as a Bearer
 
     # SQL: rows, timing, CSV
     page.fill("#sql-text", "SELECT name, service_name, duration_ns FROM spans ORDER BY name")
