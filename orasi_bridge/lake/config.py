@@ -34,6 +34,13 @@ class Config(ComponentConfig):
         default=512, gt=0, description="Buffered MiB past which ingest is refused (retryable)."
     )
     commit_retries: int = Field(default=5, ge=0, description="Retries of a conflicting Iceberg commit.")
+    shutdown_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds shutdown waits for a flush in flight and retries the final commit "
+        "(with backoff, e.g. while other bridges commit to the same tables); what is still "
+        "uncommitted then stays in the write-ahead log (keep it under the pod's grace period).",
+    )
     dedup_window: float = Field(
         default=3600.0,
         gt=0,

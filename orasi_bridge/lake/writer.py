@@ -39,6 +39,7 @@ the others committed, and publishes their snapshot while it stays idle.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
-from orasi_common.pipeline.exporter_helper import failure_reason
+from orasi_common.pipeline.exporter_helper import SHUTDOWN, failure_reason
 from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
@@ -70,6 +71,10 @@ BATCH_IDS_PROPERTY = "orasi.batch-ids"
 
 ISOLATION_CONVERSIONS = 256
 """The most conversions spent on the parts of one batch that does not convert as a whole."""
+
+SHUTDOWN_RETRY_FIRST = 0.05
+SHUTDOWN_RETRY_MAX = 2.0
+"""Seconds between the final flush's attempts at shutdown: doubled after each, with jitter."""
 
 CONVERT_ITEMS = 8192
 CONVERT_BACKLOG = 4 * CONVERT_ITEMS
@@ -329,6 +334,7 @@ class LakeWriter:
         self._unconverted = 0  # items waiting for conversion or being converted
         self._converted = asyncio.Event()  # set (and replaced) whenever a conversion ends
         self._stopping = False
+        self._shut = False
         self._follow_failed = False
         self._wal = (
             WriteAheadLog.from_config(
@@ -563,7 +569,9 @@ class LakeWriter:
             return TableView(self.tables[table], self._visible.get(table), hot)
 
     async def _flusher(self) -> None:
-        while True:
+        """Flush by age or size (``_flush_now``), or follow the other writers while idle; ends,
+        after the flush in flight, once shutdown began (shutdown makes the final flush)."""
+        while not self._stopping:
             started = self._buffer.started
             timeout = (
                 self.config.flush_interval
@@ -576,6 +584,8 @@ class LakeWriter:
             except TimeoutError:
                 pass
             self._flush_now.clear()
+            if self._stopping:
+                return
             if self._buffer.started is not None:
                 await self.flush()
             else:
@@ -665,12 +675,20 @@ class LakeWriter:
                     "Committing to the lake failed; the rows stay buffered and are retried.",
                     extra={"buffered_bytes": buffer.size_bytes},
                 )
-                async with self._convert_lock:  # no conversion may publish into the newer buffer now
-                    # Put the failed flush's rows back in front of what arrived since.
-                    buffer.absorb(self._buffer)
-                    self._buffer, self._flushing = buffer, None
+                await self._put_back(buffer)
+            except asyncio.CancelledError:
+                # Only past the shutdown deadline: the rows are kept for the account of what stays
+                # in the log (a commit its thread still completes is skipped at replay).
+                await self._put_back(buffer)
+                raise
             finally:
                 self._flushing = None
+
+    async def _put_back(self, buffer: _Buffer) -> None:
+        """Put a failed flush's rows back in front of what arrived since."""
+        async with self._convert_lock:  # no conversion may publish into the newer buffer now
+            buffer.absorb(self._buffer)
+            self._buffer, self._flushing = buffer, None
 
     def _commit(
         self,
@@ -704,19 +722,25 @@ class LakeWriter:
         kept: list[pa.RecordBatch] = []
         try:
             for attempt in range(self.config.commit_retries + 1):
-                found, seen = _batch_ids_since(table, seen)
-                by_others += found
-                newly = ours.intersection(i for _, ids in found for i in ids) - skipped
-                if newly or data_files is None:
+                while True:
+                    found, seen = _batch_ids_since(table, seen)
+                    by_others += found
+                    newly = ours.intersection(i for _, ids in found for i in ids) - skipped
+                    if not newly and data_files is not None:
+                        break
                     skipped |= newly
                     if data_files:
                         delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
                     kept = _without(tenants, owners, skipped)
                     data_files = []
-                    if kept:
-                        rows, partitions = sort_rows(kept, TABLES[name])
-                        data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
-                        del rows
+                    if not kept:
+                        break
+                    rows, partitions = sort_rows(kept, TABLES[name])
+                    data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
+                    del rows
+                    # Writing takes a while: commit against the snapshot current after it (read
+                    # again), not the one before, or a writer committing often wins every time.
+                    table.refresh()
                 if not data_files:
                     break  # every batch was committed by others: nothing to add
                 ids = ",".join(i for i in batch_ids if i not in skipped)
@@ -731,9 +755,9 @@ class LakeWriter:
                             append.append_data_file(data_file)
                     break
                 except CommitFailedException:
+                    table.refresh()  # before giving up too: the next flush starts from it
                     if attempt == self.config.commit_retries:
                         raise
-                    table.refresh()
         except CommitFailedException:
             # Certainly not committed (unlike, say, a lost connection), so its files go.
             delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files or ()])
@@ -745,13 +769,63 @@ class LakeWriter:
         return _Commit(snapshot_id, rows, by_others, skipped)
 
     async def shutdown(self) -> None:
-        """Commit what is buffered, then stop."""
-        self._stopping = True
+        """Commit what is buffered, then stop.
+
+        A flush in flight is waited for, never cancelled (it took the rows out of the buffer), and
+        the final flush is retried with backoff until it commits: it conflicts while other writers
+        commit to the same tables. Both are bounded by ``shutdown_timeout``; what is still
+        uncommitted then stays in the write-ahead log, for the next start, and is logged."""
+        if self._shut:
+            return
+        self._shut = self._stopping = True
         self._converted.set()  # senders waiting for the converter are refused now
-        await self._tasks.close(cancel=True)
-        if self.tables:
-            await self.flush()
+        self._flush_now.set()  # the flusher ends after its flush in flight
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout):
+                await self._tasks.close()
+                if self.tables:
+                    await self._flush_until_committed()
+        except TimeoutError:
+            pass
+        await self._tasks.close(cancel=True)  # anything left once the deadline passed
+        self._report_uncommitted()
         if self._wal is not None:
             await self._wal.close()
         if self._catalog is not None:
             await asyncio.to_thread(self._catalog.close)
+
+    async def _flush_until_committed(self) -> None:
+        delay = SHUTDOWN_RETRY_FIRST
+        while True:
+            await self.flush()
+            if self._buffer.started is None:
+                return
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: writers stopping together
+            delay = min(2 * delay, SHUTDOWN_RETRY_MAX)
+
+    def _report_uncommitted(self) -> None:
+        """Say loudly what the shutdown deadline left uncommitted (and count it when no log keeps it)."""
+        buffer = self._buffer
+        if buffer.started is None:
+            return
+        items: dict[str, int] = defaultdict(int)
+        for (table, _), entries in buffer.pending.items():
+            items[table] += sum(batch.items for batch, _ in entries)
+        for table, tenants in buffer.rows.items():
+            items[table] += sum(rows.num_rows for batches in tenants.values() for rows in batches)
+        fields = {"batches": len(buffer.known), "items": dict(items), "timeout": self.config.shutdown_timeout}
+        if self._wal is not None:
+            self._logger.error(
+                "The shutdown deadline passed before the lake commit succeeded: these acknowledged "
+                "batches stay only in the write-ahead log, committed when this bridge starts again "
+                "with the same log (lost if it never does).",
+                extra={**fields, "wal": self.config.wal.directory if self.config.wal else None},
+            )
+            return
+        for table, count in items.items():
+            self._failed.labels(SIGNAL_OF_TABLE[table].value, self._settings.id, SHUTDOWN).inc(count)
+        self._logger.error(
+            "The shutdown deadline passed before the lake commit succeeded, and no write-ahead log "
+            "keeps these acknowledged batches: they are lost.",
+            extra=fields,
+        )

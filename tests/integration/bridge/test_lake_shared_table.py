@@ -210,3 +210,46 @@ async def eventually(
     while (value := await read()) != expected:
         assert time.monotonic() < deadline, f"{what}: still {value} after {within} s, expected {expected}"
         await asyncio.sleep(0.05)
+
+
+async def test_a_writer_stopping_while_another_commits_commits_all_it_acknowledged(
+    make_writer: MakeWriter, lake_space: LakeSpace, tmp_path: Path
+) -> None:
+    """Shutdown waits for the flush in flight (never cancels it: it took the rows out of the
+    buffer) and retries the final commit, which conflicts while another writer keeps committing
+    to the table, until it holds: every batch it acknowledged is committed once, its log is empty."""
+    stopping = await make_writer(
+        wal={"directory": str(tmp_path / "stopping")}, commit_retries=0, flush_interval=0.2
+    )
+    busy = await make_writer()
+    acknowledged = [uuid.uuid4().hex for _ in range(6)]
+    for minute, batch_id in enumerate(acknowledged):
+        await stopping.consume(request_batch(Signal.TRACES, minute, batch_id))
+    done = asyncio.Event()
+    busy_ids: list[str] = []
+
+    async def commit_in_a_loop() -> None:
+        while not done.is_set():
+            batch_id = uuid.uuid4().hex
+            await busy.consume(request_batch(Signal.TRACES, 100 + len(busy_ids), batch_id))
+            busy_ids.append(batch_id)
+            await busy.flush()
+
+    looping = asyncio.create_task(commit_in_a_loop())
+    try:
+        deadline = time.monotonic() + 10
+        while stopping._flushing is None:  # the flusher's flush took the rows: now in flight
+            assert time.monotonic() < deadline, "the stopping writer's flusher never flushed"
+            await asyncio.sleep(0.002)
+        await stopping.shutdown()
+        assert len(busy_ids) >= 1 and not looping.done()
+    finally:
+        done.set()
+        await looping
+
+    committed = lake_space.committed_batch_ids()
+    assert len(committed) == len(set(committed)), "a batch was committed twice"
+    assert set(acknowledged) <= set(committed), "acknowledged batches were not committed at shutdown"
+    assert await pending_records(tmp_path / "stopping") == 0, "the stopping writer's log kept records"
+    rows = committed_table(busy, "spans")
+    assert len(rows) == len(data.expected_spans()) * len(committed)
