@@ -7,12 +7,13 @@ from orasi_common.exporters import otlphttp
 from orasi_common.extensions import etcd
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
+from orasi_common.receivers import filelog, syslog
 from orasi_common.receivers import otlp as otlp_receiver
-from orasi_common.receivers import syslog
 
 FACTORIES = Factories.of(
     otlp_receiver.FACTORY,
     syslog.FACTORY,
+    filelog.FACTORY,
     memory_limiter.FACTORY,
     batch.FACTORY,
     resource.FACTORY,

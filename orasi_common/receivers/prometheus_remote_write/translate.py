@@ -59,6 +59,9 @@ from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 impor
     MetricMetadata,
     TimeSeries,
 )
+from orasi_common.receivers.wire import field as _field
+from orasi_common.receivers.wire import key_values as _key_values
+from orasi_common.receivers.wire import varint as _varint
 from orasi_common.version import __version__
 
 SCOPE_NAME = "orasi/receiver/prometheus_remote_write"
@@ -77,27 +80,6 @@ _STALE_TAIL = struct.Struct("<BQBB")  # time_unix_nano, flags (8, varint) = NO_R
 _SUM_TAIL = bytes((2 << 3, _CUMULATIVE, 3 << 3, 1))  # aggregation_temporality, is_monotonic
 
 Labels = tuple[tuple[str, str], ...]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _key_values(pairs: Iterable[tuple[str, str]], number: int) -> bytes:
-    """String attributes as repeated KeyValue field ``number``."""
-    return b"".join(
-        _field(number, KeyValue(key=k, value=AnyValue(string_value=v)).SerializeToString()) for k, v in pairs
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,305 @@
+"""Lines of a log file → encoded OTLP log records, a block at a time.
+
+A block is the bytes of one file from an offset where a record starts. It is split into lines
+with ``bytes.split`` and each line read by its format::
+
+    cri     `<RFC 3339 time> <stdout|stderr> <P|F> <message>` (CRI-O, containerd): P lines are
+            parts of one record, joined (per stream) up to the next F line
+    docker  `{"log": "...\\n", "stream": "stdout", "time": "<RFC 3339>"}` (Docker's json-file):
+            a log without its final newline is a part, joined up to the next one that has it
+    none    the line is the message
+    auto    cri or docker from the file's first line (none when it is neither)
+
+then, with ``line_start_pattern``, messages that do not match it are appended (``\\n``-joined)
+to the record before them. A record's time is the runtime's (the line's time; none for `none`),
+its attribute ``log.iostream`` the stream; severity comes from a regex's `severity` group on the
+message, or from a field of a JSON message, read as its name says (``SEVERITIES``).
+
+Only complete records leave a block: a part whose last piece is not in the block yet, the last
+multiline record (more lines may belong to it) and a line without its newline stay for the next
+read — unless the block is ``final`` (the file has been idle for the force-flush period, or is
+being closed); a line without its newline only when the file is closed after it (or when one
+line fills a whole block). ``Parsed.end`` is the offset just past the last record that left: the reader
+commits it once the records are accepted, so a block always starts where a record starts, and
+reading the same bytes again gives the same records.
+
+Records are written straight into OTLP's LogRecord encoding (``wire.py``), a few byte joins per
+record; a message is made valid UTF-8 (invalid bytes replaced) when its block is not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orasi_common.receivers.wire import field as wire_field
+from orasi_common.receivers.wire import key_values, varint
+
+SEVERITIES: dict[str, tuple[int, str]] = {
+    "trace": (1, "TRACE"),
+    "debug": (5, "DEBUG"),
+    "info": (9, "INFO"),
+    "information": (9, "INFO"),
+    "notice": (10, "INFO2"),
+    "warn": (13, "WARN"),
+    "warning": (13, "WARN"),
+    "error": (17, "ERROR"),
+    "err": (17, "ERROR"),
+    "critical": (18, "ERROR2"),
+    "crit": (18, "ERROR2"),
+    "alert": (19, "ERROR3"),
+    "fatal": (21, "FATAL"),
+    "panic": (21, "FATAL"),
+    "emerg": (22, "FATAL2"),
+}
+_TIMES = struct.Struct("<BQBQ")  # time_unix_nano (1), observed_time_unix_nano (11), fixed64 both
+_CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) [PF]")
+_STREAMS = {name: key_values([("log.iostream", name)], 6) for name in ("stdout", "stderr")}
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """How one receiver reads its files (from its Config)."""
+
+    format: str = "auto"
+    line_start: re.Pattern[str] | None = None
+    severity_regex: re.Pattern[str] | None = None
+    severity_field: str | None = None
+    max_line_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class Parsed:
+    records: list[bytes] = field(default_factory=list)  # each a LogRecord field of ScopeLogs, encoded
+    end: int = 0  # offset (in the block) just past the last record in ``records``
+    too_long: int = 0  # lines cut to max_line_bytes
+
+
+def detect(first_line: bytes) -> str:
+    if first_line.startswith(b"{"):
+        return "docker"
+    if _CRI.match(first_line):
+        return "cri"
+    return "none"
+
+
+_seconds_cache: dict[bytes, int] = {}
+
+
+def rfc3339_ns(stamp: bytes) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits (0 if not one).
+    The whole-second part is cached: lines of one second share it."""
+    head = stamp[:19]
+    seconds = _seconds_cache.get(head)
+    rest = stamp[19:]
+    if seconds is None:
+        try:
+            parsed = dt.datetime.strptime(head.decode("ascii"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+        except (ValueError, UnicodeDecodeError):
+            return 0
+        seconds = int(parsed.timestamp())
+        if len(_seconds_cache) > 4096:
+            _seconds_cache.clear()
+        _seconds_cache[head] = seconds
+    fraction = 0
+    if rest.startswith(b"."):
+        digits = len(rest) - len(rest[1:].lstrip(b"0123456789"))
+        fraction = int(rest[1:digits].ljust(9, b"0")[:9] or b"0")
+        rest = rest[digits:]
+    if rest not in (b"Z", b"z"):
+        try:
+            offset = dt.datetime.strptime(rest.decode("ascii").replace(":", ""), "%z").utcoffset()
+        except (ValueError, UnicodeDecodeError):
+            return 0
+        seconds -= int(offset.total_seconds()) if offset else 0
+    return seconds * 1_000_000_000 + fraction
+
+
+class Encoder:
+    """LogRecords of one file: its fixed attribute bytes, the observed time, the severity rules."""
+
+    def __init__(self, rules: Rules, attributes: bytes, observed_ns: int) -> None:
+        self._rules = rules
+        self._attributes = attributes
+        self._observed = observed_ns
+        self._severity = self._severity_of if rules.severity_regex or rules.severity_field else None
+
+    def encode(self, time_ns: int, message: bytes, stream: str | None) -> bytes:
+        body = wire_field(1, message)  # AnyValue.string_value
+        parts = [_TIMES.pack(0x09, time_ns, 0x59, self._observed), b"\x2a", varint(len(body)), body]
+        if self._severity is not None:
+            parts.append(self._severity(message))
+        parts.append(self._attributes)
+        if stream is not None:
+            parts.append(_STREAMS.get(stream) or key_values([("log.iostream", stream)], 6))
+        record = b"".join(parts)
+        return b"\x12" + varint(len(record)) + record  # ScopeLogs.log_records
+
+    def _severity_of(self, message: bytes) -> bytes:
+        text: str | None = None
+        rules = self._rules
+        if rules.severity_field is not None and message.startswith(b"{"):
+            try:
+                document = json.loads(message)
+            except ValueError:
+                document = None
+            value = document.get(rules.severity_field) if isinstance(document, dict) else None
+            if isinstance(value, str):
+                text = value
+        if text is None and rules.severity_regex is not None:
+            match = rules.severity_regex.search(message.decode("utf-8", "replace"))
+            if match:
+                text = str(match["severity"] or "")
+        if not text:
+            return b""
+        number, _ = SEVERITIES.get(text.lower(), (0, ""))
+        encoded_text = text.encode()
+        return b"\x10" + varint(number) + b"\x1a" + varint(len(encoded_text)) + encoded_text
+
+
+def parse_block(
+    block: bytes, fmt: str, rules: Rules, encoder: Encoder, final: bool, tail: bool = False
+) -> Parsed:
+    """The complete records at the start of ``block`` (see the module's rules); ``final``: the
+    last record and open parts are complete; ``tail``: so is a last line without its newline."""
+    out = Parsed()
+    cut = block.rfind(b"\n") + 1
+    if tail and cut < len(block):
+        cut = len(block)
+    if not cut:
+        return out
+    text = block[:cut]
+    try:
+        text.decode("utf-8")
+        clean: Callable[[bytes], bytes] = _same
+    except UnicodeDecodeError:
+        clean = _valid_utf8
+    lines = text.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    # (message, time, stream, end) of every complete entry, parts joined; ``end`` is the offset
+    # up to which every line belongs to this entry or an earlier one, -1 while a part is open
+    entries: list[Entry] = []
+    limit = rules.max_line_bytes
+    offset = settled = 0  # settled: entries before this index have their end
+    if fmt == "cri":
+        pending: dict[bytes, list[bytes]] = {}
+        for line in lines:
+            offset += len(line) + 1
+            if len(line) > limit:
+                line = line[:limit]
+                out.too_long += 1
+            pieces = line.split(b" ", 3)
+            if len(pieces) < 3:
+                entries.append((line, 0, None, -1))  # not CRI: kept as it is
+            else:
+                stream, message = pieces[1], pieces[3] if len(pieces) == 4 else b""
+                if pieces[2] == b"P":
+                    pending.setdefault(stream, []).append(message)
+                else:
+                    parts = pending.pop(stream, None)
+                    if parts:
+                        message = b"".join([*parts, message])
+                    entries.append((message, rfc3339_ns(pieces[0]), stream.decode("ascii", "replace"), -1))
+            if not pending:
+                settled = _settle(entries, settled, offset)
+        if pending and final:
+            for stream, parts in pending.items():
+                entries.append((b"".join(parts), 0, stream.decode("ascii", "replace"), -1))
+            settled = _settle(entries, settled, offset)
+    elif fmt == "docker":
+        joined: list[str] = []
+        for line in lines:
+            offset += len(line) + 1
+            if len(line) > limit:
+                out.too_long += 1
+            try:
+                document = json.loads(line)
+                log, stream, stamp = document["log"], document.get("stream"), document.get("time")
+            except (ValueError, KeyError, TypeError):
+                entries.append((line[:limit], 0, None, -1))
+            else:
+                joined.append(log if isinstance(log, str) else str(log))
+                if joined[-1].endswith("\n"):
+                    message = "".join(joined)[:-1].encode()[:limit]
+                    joined = []
+                    time_ns = rfc3339_ns(stamp.encode()) if isinstance(stamp, str) else 0
+                    entries.append((message, time_ns, stream if isinstance(stream, str) else None, -1))
+            if not joined:
+                settled = _settle(entries, settled, offset)
+        if joined and final:
+            entries.append(("".join(joined).encode()[:limit], 0, None, -1))
+            settled = _settle(entries, settled, offset)
+    else:
+        for line in lines:
+            offset += len(line) + 1
+            if len(line) > limit:
+                line = line[:limit]
+                out.too_long += 1
+            entries.append((line.rstrip(b"\r"), 0, None, offset))
+        settled = len(entries)
+    del entries[settled:]  # waiting for a part that is not in the block yet
+    if final and entries and entries[-1][3] > len(text):  # the last line had no newline
+        entries[-1] = (*entries[-1][:3], len(text))
+    _emit(out, entries, rules, encoder, clean, final)
+    return out
+
+
+Entry = tuple[bytes, int, "str | None", int]
+
+
+def _settle(entries: list[Entry], settled: int, offset: int) -> int:
+    """Every entry from ``settled`` on ends at ``offset`` (no part is open any more)."""
+    for index in range(settled, len(entries)):
+        message, time_ns, stream, _ = entries[index]
+        entries[index] = (message, time_ns, stream, offset)
+    return len(entries)
+
+
+def _same(message: bytes) -> bytes:
+    return message
+
+
+def _valid_utf8(message: bytes) -> bytes:
+    return message.decode("utf-8", "replace").encode()
+
+
+def _emit(
+    out: Parsed,
+    entries: list[Entry],
+    rules: Rules,
+    encoder: Encoder,
+    clean: Callable[[bytes], bytes],
+    final: bool,
+) -> None:
+    encode = encoder.encode
+    records = out.records
+    start = rules.line_start
+    if start is None:
+        for message, time_ns, stream, end in entries:
+            records.append(encode(time_ns, clean(message), stream))
+            out.end = end
+        return
+    group: list[Entry] = []
+    for entry in entries:
+        if group and start.match(entry[0].decode("utf-8", "replace")):
+            _emit_group(out, group, encode, clean)
+            group = []
+        group.append(entry)
+    if group and final:
+        _emit_group(out, group, encode, clean)
+
+
+def _emit_group(
+    out: Parsed,
+    group: list[Entry],
+    encode: Callable[[int, bytes, str | None], bytes],
+    clean: Callable[[bytes], bytes],
+) -> None:
+    message = b"\n".join(entry[0] for entry in group)
+    out.records.append(encode(group[0][1], clean(message), group[0][2]))
+    out.end = group[-1][3]

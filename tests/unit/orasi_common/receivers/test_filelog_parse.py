@@ -1,0 +1,123 @@
+"""The filelog parser: CRI and Docker lines, partial and multiline joining, severity, what stays
+for the next block, and the Kubernetes metadata of a pod log's path (expected records written
+by hand from the formats)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from opentelemetry.proto.logs.v1 import logs_pb2
+
+from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block, rfc3339_ns
+from orasi_common.receivers.filelog.receiver import kubernetes_attributes
+from orasi_common.receivers.wire import key_values
+
+T = 1_685_620_800_000_000_000  # 2023-06-01T12:00:00Z
+
+
+def records(
+    block: bytes, fmt: str, final: bool = False, tail: bool = False, **rules: Any
+) -> tuple[list[Any], int]:
+    encoder = Encoder(Rules(**rules), b"", 7)
+    parsed = parse_block(block, fmt, Rules(format=fmt, **rules), encoder, final, tail)
+    scope = logs_pb2.ScopeLogs.FromString(b"".join(parsed.records))
+    return list(scope.log_records), parsed.end
+
+
+def summary(record: Any) -> tuple[str, int, dict[str, str]]:
+    return (
+        record.body.string_value,
+        record.time_unix_nano,
+        {kv.key: kv.value.string_value for kv in record.attributes},
+    )
+
+
+def test_rfc3339_times() -> None:
+    assert rfc3339_ns(b"2023-06-01T12:00:00Z") == T
+    assert rfc3339_ns(b"2023-06-01T12:00:00.123456789Z") == T + 123_456_789
+    assert rfc3339_ns(b"2023-06-01T12:00:00.5Z") == T + 500_000_000
+    assert rfc3339_ns(b"2023-06-01T14:00:00.25+02:00") == T + 250_000_000
+    assert rfc3339_ns(b"yesterday") == 0
+
+
+def test_cri_lines_and_partial_joining() -> None:
+    block = (
+        b"2023-06-01T12:00:00.000000001Z stdout F first line\n"
+        b"2023-06-01T12:00:00.1Z stderr P part one, \n"
+        b"2023-06-01T12:00:00.2Z stdout F interleaved\n"
+        b"2023-06-01T12:00:00.3Z stderr F part two\n"
+        b"2023-06-01T12:00:00.4Z stdout P open at the end\n"
+    )
+    found, end = records(block, "cri")
+    assert [summary(r) for r in found] == [
+        ("first line", T + 1, {"log.iostream": "stdout"}),
+        ("interleaved", T + 200_000_000, {"log.iostream": "stdout"}),  # records in completion order
+        ("part one, part two", T + 300_000_000, {"log.iostream": "stderr"}),
+    ]
+    assert found[0].observed_time_unix_nano == 7
+    # the open part stays for the next block: the offset stops before it
+    assert end == block.index(b"2023-06-01T12:00:00.4Z")
+    final, final_end = records(block, "cri", final=True)
+    assert final[-1].body.string_value == "open at the end"
+    assert final_end == len(block)
+
+
+def test_docker_json_with_partials() -> None:
+    lines = [
+        {"log": "hello\n", "stream": "stdout", "time": "2023-06-01T12:00:00.5Z"},
+        {"log": "a long ", "stream": "stderr", "time": "2023-06-01T12:00:01Z"},
+        {"log": "line\n", "stream": "stderr", "time": "2023-06-01T12:00:01.1Z"},
+    ]
+    block = b"".join(json.dumps(line).encode() + b"\n" for line in lines) + b'{"log": "unfinished'
+    found, end = records(block, "docker")
+    assert [summary(r) for r in found] == [
+        ("hello", T + 500_000_000, {"log.iostream": "stdout"}),
+        ("a long line", T + 1_100_000_000, {"log.iostream": "stderr"}),
+    ]
+    assert end == block.rindex(b"\n") + 1  # the line without its newline waits
+    _, idle_end = records(block, "docker", final=True)
+    assert idle_end == end  # even when the file is idle: a writer may be in the middle of it
+    closed, closed_end = records(block, "docker", final=True, tail=True)
+    assert (closed[-1].body.string_value, closed_end) == ('{"log": "unfinished', len(block))
+
+
+def test_multiline_by_start_pattern() -> None:
+    block = b"2024 ERROR boom\n  at a()\n  at b()\n2024 INFO next\n  more\n"
+    rules = {"line_start": re.compile(r"\d{4} ")}
+    found, end = records(block, "none", **rules)
+    assert [r.body.string_value for r in found] == ["2024 ERROR boom\n  at a()\n  at b()"]
+    assert end == block.index(b"2024 INFO")  # the last record may go on
+    final, _ = records(block, "none", final=True, **rules)
+    assert final[-1].body.string_value == "2024 INFO next\n  more"
+
+
+def test_severity_from_a_regex_or_a_json_field() -> None:
+    regex = re.compile(r"level=(?P<severity>\w+)")
+    found, _ = records(b"ts level=warning disk\nts level=bogus x\nplain\n", "none", severity_regex=regex)
+    assert [(r.severity_number, r.severity_text) for r in found] == [(13, "warning"), (0, "bogus"), (0, "")]
+    found, _ = records(b'{"level": "ERROR", "msg": "x"}\n', "none", severity_field="level")
+    assert (found[0].severity_number, found[0].severity_text) == (17, "ERROR")
+
+
+def test_long_lines_are_cut_and_bad_utf8_replaced() -> None:
+    found, _ = records(b"x" * 600 + b"\n\xff\xfeok\n", "none", max_line_bytes=256)
+    assert len(found[0].body.string_value) == 256
+    assert found[1].body.string_value == "\ufffd\ufffdok"
+
+
+def test_detect_and_kubernetes_metadata() -> None:
+    assert detect(b"2023-06-01T12:00:00.1Z stdout F x") == "cri"
+    assert detect(b'{"log":"x\\n"}') == "docker"
+    assert detect(b"plain text") == "none"
+    path = "/var/log/pods/shop_cart-7d9f_0f1e2d3c-aaaa-bbbb/cart/3.log"
+    assert dict(kubernetes_attributes(path)) == {
+        "k8s.namespace.name": "shop",
+        "k8s.pod.name": "cart-7d9f",
+        "k8s.pod.uid": "0f1e2d3c-aaaa-bbbb",
+        "k8s.container.name": "cart",
+        "k8s.container.restart_count": "3",
+    }
+    assert kubernetes_attributes("/var/log/syslog") == []
+    assert key_values([], 1) == b""
