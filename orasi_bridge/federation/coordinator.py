@@ -131,8 +131,9 @@ class Federation:
                 f"or the {self._config.registry!r} extension with etcd"
             )
         try:
-            keys = await registry.snapshot(registration.ROOT + "/")
-        except Exception as error:  # etcd down: say so, as a retryable failure
+            async with asyncio.timeout(self._config.timeout):
+                keys = await registry.snapshot(registration.ROOT + "/")
+        except Exception as error:  # etcd down or slow: say so, as a retryable failure
             raise Unavailable(f"the control plane does not answer ({error!r})") from None
         for key, value in sorted(keys.items()):
             try:

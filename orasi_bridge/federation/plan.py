@@ -66,7 +66,22 @@ def plan(sql: str) -> Plan:
         found = _partial(sql, tree, node) or _top(sql, tree, node)
         if found is not None:
             return found
-    return raw(sql, tree)
+    found = raw(sql, tree)
+    if _limit_zero(tree):  # only the columns are wanted (a client describing a query)
+        found = Plan(
+            "raw", sql, {n: f"{text} LIMIT 0" for n, text in found.region_sql.items()}, found.tables, sql
+        )
+    return found
+
+
+def _limit_zero(tree: dict[str, Any]) -> bool:
+    """The statement ends in LIMIT 0: whatever the tables hold, the result has no rows."""
+    statements = tree.get("statements") or []
+    node = (statements[0].get("node") or {}) if len(statements) == 1 else {}
+    return any(
+        m.get("type") == "LIMIT_MODIFIER" and _integer(m.get("limit")) == 0 and not m.get("offset")
+        for m in node.get("modifiers", [])
+    )
 
 
 def raw(sql: str, tree: dict[str, Any] | None = None) -> Plan:

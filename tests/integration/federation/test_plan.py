@@ -64,3 +64,10 @@ def test_top_rows_and_raw_rows_send_only_the_columns_the_query_uses() -> None:
     }
     raw = plan("SELECT median(duration_ns) FROM spans WHERE service_name = 'a'")
     assert raw.region_sql == {"spans": 'SELECT "service_name", "duration_ns" FROM spans'}
+
+
+def test_a_query_with_limit_0_asks_the_regions_for_no_rows() -> None:
+    """What a Flight SQL client sends to learn a result's schema."""
+    described = plan("SELECT * FROM (SELECT median(duration_ns) AS m FROM spans) LIMIT 0")
+    assert described.kind == "raw"
+    assert described.region_sql == {"spans": "SELECT * FROM spans LIMIT 0"}
