@@ -20,28 +20,27 @@ Tables written (columns in order; * = optional, omitted when every row is empty)
 Spans keep the request's order; events and links keep their order within each span. A span's
 ``status`` struct row is null when the status message is unset.
 
-The encoder parses the request with upb (which validates it and yields resources, scopes,
-events and links), then reads the span fields and the raw ``KeyValue`` bytes of span
+The encoder parses the request with upb (which validates it and yields resources and scopes),
+then reads the fields of spans, events and links and the raw ``KeyValue`` bytes of their
 attributes with the native field scanner (:mod:`orasi_common.pdata.protoscan`): no Python
-call per span.
+call per span, event or link.
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from orasi_common.errors import MalformedData
 from orasi_common.pdata import protoscan
 from orasi_common.pdata.otap import wire
-from orasi_common.pdata.otap.attributes import add_attribute_table, encode_attributes
+from orasi_common.pdata.otap.attributes import encode_attributes
 from orasi_common.pdata.otap.common import (
     DELTA,
     DURATION,
@@ -54,12 +53,8 @@ from orasi_common.pdata.otap.common import (
     decode_ids,
     delta_ids,
     id_field,
-    nonempty_str,
-    nonzero_timestamps,
-    nonzero_u32,
     quasi_delta_decode,
     quasi_delta_encode,
-    required_ids_binary,
     string_codes,
     timestamps,
     to_numpy,
@@ -93,7 +88,7 @@ def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     if n == 0:
         return {}
     check_count(n, U16_MAX, "spans")
-    return _encode_scanned(envelope, spans, _scan_spans(data, n))
+    return _encode_scanned(envelope, n, _scan_spans(data, n))
 
 
 def _scan_spans(data: bytes, n: int) -> tuple[protoscan.Buffer, protoscan.Fields]:
@@ -152,11 +147,10 @@ def _nonzero(values: npt.NDArray[Any], typ: pa.DataType) -> pa.Array | None:
 
 
 def _encode_scanned(
-    envelope: EnvelopeEncoder, spans: list[Any], scanned: tuple[protoscan.Buffer, protoscan.Fields]
+    envelope: EnvelopeEncoder, n: int, scanned: tuple[protoscan.Buffer, protoscan.Fields]
 ) -> dict[ArrowPayloadType, pa.RecordBatch]:
-    """The tables from natively scanned span fields (events and links from the parsed spans)."""
+    """The tables of ``n`` spans from their natively scanned fields."""
     buf, f = scanned
-    n = len(spans)
     tables: dict[ArrowPayloadType, pa.RecordBatch] = {}
     attr_rows = f.rows(9, protoscan.LEN)
     event_rows = f.rows(11, protoscan.LEN)
@@ -188,20 +182,11 @@ def _encode_scanned(
     columns.optional("flags", _nonzero(f.last_value(16, protoscan.I32_WIRE, n), pa.uint32()))
     tables[P.SPANS] = columns.batch()
 
-    if len(attr_rows):
-        offsets, raw = protoscan.gather(buf, f.start[attr_rows], f.end[attr_rows])
-        raws = pa.BinaryArray.from_buffers(
-            pa.binary(), len(attr_rows), [None, pa.py_buffer(offsets), pa.py_buffer(raw)]
-        )
-        batch = encode_attributes(raws, f.msg[attr_rows], pa.uint16())
-        if batch is not None:
-            tables[P.SPAN_ATTRS] = batch
+    _scanned_attributes(buf, f, attr_rows, tables, P.SPAN_ATTRS, pa.uint16())
     if len(event_rows):
-        events = [span.events for span in spans]
-        _encode_children(events, tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS, "name", _event_columns)
+        _encode_children(buf, f, 11, 2, 3, tables, P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS, _event_columns)
     if len(link_rows):
-        links = [span.links for span in spans]
-        _encode_children(links, tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS, "trace_id", _link_columns)
+        _encode_children(buf, f, 13, 1, 4, tables, P.SPAN_LINKS, P.SPAN_LINK_ATTRS, _link_columns)
     return tables
 
 
@@ -219,59 +204,81 @@ def _scanned_status(buf: protoscan.Buffer, f: protoscan.Fields, n: int) -> pa.Ar
     return status_columns.struct("status", None if present.all() else ~present)
 
 
+def _binary(buf: protoscan.Buffer, start: I64, end: I64) -> pa.Array:
+    """The slices ``buf[start[i]:end[i]]`` as a binary array (empty where absent)."""
+    offsets, raw = protoscan.gather(buf, start, end)
+    return pa.BinaryArray.from_buffers(
+        pa.binary(), len(start), [None, pa.py_buffer(offsets), pa.py_buffer(raw)]
+    )
+
+
+def _scanned_attributes(
+    buf: protoscan.Buffer,
+    f: protoscan.Fields,
+    rows: I64,
+    tables: dict[ArrowPayloadType, pa.RecordBatch],
+    payload: ArrowPayloadType,
+    parent_type: pa.DataType,
+) -> None:
+    """The attribute table of the ``KeyValue`` fields at ``rows`` (parents: their messages)."""
+    if not len(rows):
+        return
+    batch = encode_attributes(_binary(buf, f.start[rows], f.end[rows]), f.msg[rows], parent_type)
+    if batch is not None:
+        tables[payload] = batch
+
+
 def _encode_children(
-    per_span: list[Any],
+    buf: protoscan.Buffer,
+    spans: protoscan.Fields,
+    number: int,
+    key: int,
+    attrs_number: int,
     tables: dict[ArrowPayloadType, pa.RecordBatch],
     payload: ArrowPayloadType,
     attrs_payload: ArrowPayloadType,
-    key: str,
-    add_columns: Callable[[list[Any], list[Any], Columns], None],
+    add_columns: Callable[[protoscan.Buffer, protoscan.Fields, int, Columns], None],
 ) -> None:
-    """The table of the spans' events or links (``per_span``: each span's list) as
-    ``tables[payload]``, and their attributes as ``tables[attrs_payload]``.
+    """The table of the spans' events or links (span field ``number``) as ``tables[payload]``,
+    and their attributes (their field ``attrs_number``) as ``tables[attrs_payload]``, scanned
+    natively like the spans.
 
     The ``id`` column is written when any child has attributes; ``parent_id`` (the span's row)
-    is quasi-delta encoded on the ``key`` field; ``add_columns`` adds the other columns from the
-    children and their keys.
+    is quasi-delta encoded on the bytes of field ``key`` (the name, the trace id); ``add_columns``
+    adds the other columns.
     """
-    counts_per_span = np.fromiter(map(len, per_span), dtype=np.int64, count=len(per_span))
-    parents = np.repeat(np.arange(len(per_span), dtype=np.int64), counts_per_span)
-    children = list(itertools.chain.from_iterable(per_span))
-    n = len(children)
-    keys = list(map(operator.attrgetter(key), children))
-    attrs = list(map(_ATTRIBUTES, children))
-    counts = np.fromiter(map(len, attrs), dtype=np.int64, count=n)
+    children = protoscan.items(buf, spans, number)
+    f, n = children.fields, len(children)
+    attr_rows = f.rows(attrs_number, protoscan.LEN)
+    keys = _binary(buf, *f.last_range(key, n))
     same_key = np.zeros(n, dtype=np.bool_)
     if n > 1:
-        same_key[1:] = np.fromiter(
-            (a == b for a, b in zip(keys[1:], keys[:-1], strict=True)), dtype=np.bool_, count=n - 1
-        )
+        same_key[1:] = np.asarray(pc.equal(keys.slice(1), keys.slice(0, n - 1)), dtype=np.bool_)
     columns = Columns()
-    if counts.any():
+    if len(attr_rows):
         columns.add(id_field(pa.uint32()), delta_ids(n, pa.uint32()))
-    columns.required("parent_id", uints(quasi_delta_encode(parents, same_key), pa.uint16()), QUASIDELTA)
-    add_columns(children, keys, columns)
+    parents = quasi_delta_encode(children.parent, same_key)
+    columns.required("parent_id", uints(parents, pa.uint16()), QUASIDELTA)
+    add_columns(buf, f, n, columns)
     tables[payload] = columns.batch()
-    add_attribute_table(tables, attrs_payload, attrs, pa.uint32(), counts)
+    _scanned_attributes(buf, f, attr_rows, tables, attrs_payload, pa.uint32())
 
 
-_ATTRIBUTES = operator.attrgetter("attributes")
+def _event_columns(buf: protoscan.Buffer, f: protoscan.Fields, n: int, columns: Columns) -> None:
+    time = f.last_value(1, protoscan.I64_WIRE, n)
+    columns.optional("time_unix_nano", timestamps(time) if time.any() else None)
+    columns.required("name", _scanned_strings(buf, f, 2, n, optional=False))
+    columns.optional("dropped_attributes_count", _nonzero(f.last_value(4, protoscan.VARINT, n), pa.uint32()))
 
 
-def _event_columns(events: list[Any], names: list[str], columns: Columns) -> None:
-    columns.optional("time_unix_nano", nonzero_timestamps([e.time_unix_nano for e in events]))
-    columns.required("name", pa.array(names, pa.string()))
-    columns.optional("dropped_attributes_count", nonzero_u32([e.dropped_attributes_count for e in events]))
-
-
-def _link_columns(links: list[Any], trace_ids: list[bytes], columns: Columns) -> None:
-    columns.required("trace_id", required_ids_binary(trace_ids, 16, "a link's trace_id"))
-    columns.required("span_id", required_ids_binary([link.span_id for link in links], 8, "a link's span_id"))
-    columns.optional("trace_state", nonempty_str([link.trace_state for link in links]))
-    columns.optional(
-        "dropped_attributes_count", nonzero_u32([link.dropped_attributes_count for link in links])
-    )
-    columns.optional("flags", nonzero_u32([link.flags for link in links]))
+def _link_columns(buf: protoscan.Buffer, f: protoscan.Fields, n: int, columns: Columns) -> None:
+    trace_id = _scanned_ids(buf, f, 1, n, 16, "a link's trace_id")
+    columns.required("trace_id", pa.nulls(n, pa.binary(16)) if trace_id is None else trace_id)
+    span_id = _scanned_ids(buf, f, 2, n, 8, "a link's span_id")
+    columns.required("span_id", pa.nulls(n, pa.binary(8)) if span_id is None else span_id)
+    columns.optional("trace_state", _scanned_strings(buf, f, 3, n, optional=True))
+    columns.optional("dropped_attributes_count", _nonzero(f.last_value(5, protoscan.VARINT, n), pa.uint32()))
+    columns.optional("flags", _nonzero(f.last_value(6, protoscan.I32_WIRE, n), pa.uint32()))
 
 
 # ---------------------------------------------------------------------------------------------
