@@ -206,6 +206,16 @@ def test_static_peers_without_etcd_a_silent_region_times_out_and_the_api_key_is_
             timeout=30,
         )
         assert response.status_code == 401, response.text
+        # a query the SQL refuses is refused here, before any region is asked (no wait for the silent one)
+        started = time.monotonic()
+        response = httpx.post(
+            first.query_url + "/api/v1/query",
+            json={"sql": "SELECT no_such_column FROM spans", "scope": "global"},
+            headers=auth,
+            timeout=30,
+        )
+        assert response.status_code == 400 and "no_such_column" in response.json()["error"], response.text
+        assert time.monotonic() - started < 2, "the refused query waited for the regions"
 
         # Flight SQL: the same global query with the x-orasi-scope header
         assert first.config is not None
