@@ -218,7 +218,8 @@ def _ordered(kv: KeyValues, parents: I64, parent_type: pa.DataType) -> tuple[I64
         by_value = np.lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
         candidates.insert(0, by_value)
     if n < _TRIAL_ROWS:
-        candidates = candidates[:1]
+        best = candidates[0]  # nothing to compare
+        return best, _same_value(pair if best is None else pair[best])
     dtype = parent_type.to_pandas_dtype()
     # each later candidate must win by _SLACK bytes per rank: on small tables the estimates
     # differ by noise
