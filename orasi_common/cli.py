@@ -61,7 +61,9 @@ def _validate(path: str, service: str) -> int:
     return 0
 
 
-def _up(data_dir: str, host: str, overrides: list[str], etcd: str | None = None) -> int:
+def _up(
+    data_dir: str, host: str, overrides: list[str], etcd: str | None = None, regions: str | None = None
+) -> int:
     from orasi_common.telemetry.logs import configure_logging
     from orasi_common.up import run_up
 
@@ -78,8 +80,9 @@ def _up(data_dir: str, host: str, overrides: list[str], etcd: str | None = None)
         import uvloop
 
         region = os.environ.get("ORASI_REGION", "us-east-1")
-        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region))
-    except OSError as error:
+        names = [name.strip() for name in regions.split(",")] if regions else []
+        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region, names))
+    except (OSError, ValueError) as error:
         print(f"orasi up: cannot start: {error}", file=sys.stderr)
         return 1
     return 0
@@ -152,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="register the three services in this etcd, region $ORASI_REGION (default: in-process)",
     )
+    up.add_argument(
+        "--regions",
+        metavar="R1,R2,...",
+        help="run several regions in this process: an agent and a gateway in each, a bridge and a lake in "
+        "the first two; region i on the ports + 10*i (README, Regions)",
+    )
     query = commands.add_parser("query", help="run SQL against a bridge's query API")
     query.add_argument("sql", help="one SELECT over spans, logs, metric_points")
     query.add_argument("--start", help="RFC 3339 or Unix ns (default: end - 1 h)")
@@ -185,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":
-            return _up(args.data_dir, args.host, args.port, args.etcd)
+            return _up(args.data_dir, args.host, args.port, args.etcd, args.regions)
         if args.command == "query":
             return _query(args)
         if args.command == "fleet":

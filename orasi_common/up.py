@@ -19,15 +19,15 @@ import asyncio
 import fcntl
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from orasi_common import plugins
 from orasi_common.config.model import ServiceConfig
 from orasi_common.ports import PORTS as PORTS
 from orasi_common.service import Service
-from orasi_common.topology import Ports, chain
+from orasi_common.topology import Ports, chain, service
 
 _MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
 
@@ -85,9 +85,19 @@ def configs(
       into its buffers at start, skipping batches whose ids a commit already holds; a batch the
       agent sends again after a crash is recognised by its id too.
     """
+    documents = _documents(data_dir, ports, host, "local")
+    for document in documents.values():
+        _register(document, etcd, region)
+    return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
+
+
+def _documents(
+    data_dir: Path, ports: Mapping[str, int], host: str, lake_region: str
+) -> dict[str, dict[str, Any]]:
+    """``configs``'s documents before registration: one chain whose lake's rows say ``lake_region``."""
     wal = data_dir / "wal"
     lake = {
-        "region": "local",
+        "region": lake_region,
         "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
         "warehouse": f"file://{data_dir / 'warehouse'}",
         "flush_interval": 5,
@@ -130,11 +140,107 @@ def configs(
     # every flush) and, without Redis, the cache of this process (ARCHITECTURE §9)
     registry = {"store": f"sqlite:///{data_dir / 'registry.db'}"}
     documents["bridge"]["extensions"]["query_api"]["registry"] = registry
-    registration = {"endpoints": [etcd] if etcd else [], "region": region}
-    for document in documents.values():
-        document.setdefault("extensions", {})["etcd"] = dict(registration)
-        document["service"]["extensions"] = [*document["service"].get("extensions", []), "etcd"]
-    return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
+    return documents
+
+
+def _register(document: dict[str, Any], etcd: str | None, region: str) -> None:
+    """Add the `etcd` extension (last) registering ``document``'s service in ``region``."""
+    document.setdefault("extensions", {})["etcd"] = {"endpoints": [etcd] if etcd else [], "region": region}
+    document["service"]["extensions"] = [*document["service"].get("extensions", []), "etcd"]
+
+
+REGION_PORT_STEP = 10
+"""Region number ``i`` of ``--regions`` (0 for the first) listens on every port of the first plus
+``i * REGION_PORT_STEP``: 4317, 4327, 4337 for the agents' gRPC, 8080, 8090, 8100 for the query
+APIs, and so on. The step keeps every port apart for up to 10 regions (``region_ports`` checks)."""
+BRIDGE_REGIONS = 2
+"""The first regions of ``--regions`` run a bridge (primary, then secondary); the others do not."""
+
+
+def region_ports(ports: Mapping[str, int], count: int) -> list[dict[str, int]]:
+    """The ports of each of ``count`` regions (see ``REGION_PORT_STEP``); ValueError on a clash."""
+    tables = [{name: port + i * REGION_PORT_STEP for name, port in ports.items()} for i in range(count)]
+    used = [port for table in tables for port in table.values()]
+    clashes = sorted({port for port in used if used.count(port) > 1})
+    if clashes or max(used) > 65535:
+        raise ValueError(
+            f"the ports of {count} regions clash or overflow ({clashes or max(used)}): choose ports "
+            f"{REGION_PORT_STEP * count} apart with --port, or fewer regions"
+        )
+    return tables
+
+
+def region_configs(
+    data_dir: Path, ports: Mapping[str, int], host: str, regions: Sequence[str], etcd: str | None = None
+) -> dict[tuple[str, str], ServiceConfig]:
+    """The services of several regions in one process, ``(region, kind)`` → configuration, bridges
+    first (the order to start them in).
+
+    Every region runs an agent and a gateway; the first ``BRIDGE_REGIONS`` a bridge too, each with
+    a lake, a catalog, a schema registry and logs of its own under ``<data_dir>/<region>/`` (the
+    lake's ``region`` column is that region: where the row is stored). Each agent stamps
+    ``cloud.region`` on what it forwards (its resource processor), so a row also says where it was
+    produced (``resource_attributes['cloud.region']``), whichever lake it reached.
+
+    Each gateway sends with the `loadbalancing` exporter (OTAP, one attempt per batch as in
+    ``configs``) to the bridges of its own region if it has one, else of the first region, with
+    the other bridge region as the ``failover`` group: eu-west-1 → us-east-1, failing over to
+    us-west-2. With ``etcd`` the groups are etcd resolvers (``service: bridge``, the group's
+    ``region``); without, static lists of the bridges' ports (the etcd resolver reads a real etcd
+    only; the in-process registry still holds every region's registrations, each under
+    ``/orasi/<region>/``, and each bridge's federation a static list of both bridges, so a
+    query with ``scope: global`` reads both lakes).
+    """
+    if len(set(regions)) != len(regions) or not regions:
+        raise ValueError(f"--regions takes distinct region names, got {list(regions)}")
+    tables = region_ports(ports, len(regions))
+    homes = list(regions[:BRIDGE_REGIONS])
+    peers = [
+        {"region": home, "endpoint": f"{Ports.of(table, 'bridge', host).dial_host}:{table['bridge.query']}"}
+        for home, table in zip(homes, tables, strict=False)
+    ]
+    out: dict[tuple[str, str], ServiceConfig] = {}
+    gateways: dict[str, dict[str, Any]] = {}
+    agents: dict[str, dict[str, Any]] = {}
+    for region, table in zip(regions, tables, strict=True):
+        documents = _documents(data_dir / region, table, host, region)
+        if region in homes:
+            if not etcd:  # with etcd, federation finds the bridges in the control plane
+                documents["bridge"]["extensions"]["query_api"]["federation"] = {"peers": peers}
+            _register(documents["bridge"], etcd, region)
+            out[(region, "bridge")] = ServiceConfig.model_validate(documents["bridge"])
+        primary = region if region in homes else homes[0]
+        failover = [other for other in homes if other != primary]
+
+        def group(home: str) -> dict[str, Any]:
+            if etcd:
+                return {"etcd": {"service": "bridge", "region": home}}
+            bridge = Ports.of(tables[regions.index(home)], "bridge", host)
+            return {"static": {"endpoints": [f"{bridge.dial_host}:{bridge.grpc}"]}}
+
+        balancer: dict[str, Any] = {
+            "protocol": "otap",
+            "resolver": group(primary),
+            "tls": {"insecure": True},
+            "compression": "none",
+            "endpoint_timeout": GATEWAY_SEND_TIMEOUT,
+            "timeout": GATEWAY_SEND_TIMEOUT,
+            "retry_on_failure": {"enabled": False},
+            "sending_queue": {"enabled": False},
+        }
+        if failover:
+            balancer["failover"] = group(failover[0])
+        gateway_ports = Ports.of(table, "gateway", host)
+        gateways[region] = service(
+            gateway_ports, "otap", {"memory_limiter": _MEMORY_LIMITER}, "loadbalancing", balancer
+        )
+        agents[region] = documents["agent"]
+        agents[region]["processors"]["resource"] = {"attributes": {"cloud.region": region}}
+    for kind, documents_of in (("gateway", gateways), ("agent", agents)):
+        for region, document in documents_of.items():
+            _register(document, etcd, region)
+            out[(region, kind)] = ServiceConfig.model_validate(document)
+    return out
 
 
 def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
@@ -161,6 +267,41 @@ def banner(ports: Mapping[str, int], host: str, data_dir: Path) -> str:
     )
 
 
+def regions_banner(
+    by_region: Mapping[tuple[str, str], ServiceConfig],
+    ports: Mapping[str, int],
+    host: str,
+    data_dir: Path,
+    etcd: str | None,
+) -> str:
+    """What `orasi up --regions` prints once every service accepts data: per region, where to send
+    and (with a bridge) where to query, then the port scheme."""
+    at = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    regions = list(dict.fromkeys(region for region, _ in by_region))
+    tables = region_ports(ports, len(regions))
+    lines = []
+    for number, (region, table) in enumerate(zip(regions, tables, strict=True)):
+        if (region, "bridge") in by_region:
+            stored = f"bridge: query http://{at}:{table['bridge.query']}, lake {data_dir / region}"
+        else:
+            stored = f"no bridge: its gateway exports to {regions[0]}, failing over to {regions[1]}"
+        lines.append(
+            f"  {region} (ports +{number * REGION_PORT_STEP}): agent grpc {at}:{table['agent.grpc']} "
+            f"http {at}:{table['agent.http']}, gateway {at}:{table['gateway.grpc']}; {stored}"
+        )
+    control = f"etcd {etcd}, /orasi/<region>/ (orasi fleet --etcd {etcd})" if etcd else "in-process"
+    return "\n".join(
+        [
+            f"orasi up: ready, {len(regions)} regions",
+            *lines,
+            f"  {'control plane:':24} {control}",
+            f"  {'port scheme:':24} region i listens on the first region's ports + {REGION_PORT_STEP} * i",
+            f"  {'query every region:':24} the query API's scope: global (README, Federation)",
+            f"  {'stop with':24} Ctrl-C",
+        ]
+    )
+
+
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on ``<data_dir>/lock`` while the returned file is open (blocking).
 
@@ -181,26 +322,38 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 
 
 async def run_up(
-    data_dir: Path, ports: Mapping[str, int], host: str, etcd: str | None = None, region: str = "us-east-1"
+    data_dir: Path,
+    ports: Mapping[str, int],
+    host: str,
+    etcd: str | None = None,
+    region: str = "us-east-1",
+    regions: Sequence[str] = (),
 ) -> None:
-    """Run the three services until SIGTERM or SIGINT (the caller tunes the allocators first)."""
-    service_configs = configs(data_dir, ports, host, etcd, region)
-    factories = {name: plugins.load(name).load_factories() for name in service_configs}
+    """Run the services until SIGTERM or SIGINT (the caller tunes the allocators first): one
+    region's three (``configs``), or with ``regions`` every region's (``region_configs``)."""
+    if regions:
+        by_region = region_configs(data_dir, ports, host, regions, etcd)
+        service_configs = [(kind, config) for (_, kind), config in by_region.items()]
+        ready = regions_banner(by_region, ports, host, data_dir, etcd)
+    else:
+        service_configs = list(configs(data_dir, ports, host, etcd, region).items())
+        ready = banner(ports, host, data_dir)
+    factories = {kind: plugins.load(kind).load_factories() for kind, _ in service_configs}
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     with await asyncio.to_thread(lock_data_dir, data_dir):
-        services = [Service(name, config, factories[name]) for name, config in service_configs.items()]
+        services = [Service(kind, config, factories[kind]) for kind, config in service_configs]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         started: list[Service] = []
         try:
-            for service in services:  # bridge first: downstream before upstream
-                await service.start()
-                started.append(service)
-            print(banner(ports, host, data_dir), flush=True)
+            for service_ in services:  # bridges first: downstream before upstream
+                await service_.start()
+                started.append(service_)
+            print(ready, flush=True)
             await stop.wait()
         finally:
-            logging.getLogger("orasi.up").info("Stopping: agent, then gateway, then bridge.")
-            for service in reversed(started):
-                await service.shutdown()
+            logging.getLogger("orasi.up").info("Stopping: agents, then gateways, then bridges.")
+            for service_ in reversed(started):
+                await service_.shutdown()
