@@ -110,6 +110,7 @@ class FileLogReceiver:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.id)
         self._checkpoints = Checkpoints(Path(directory) / f"{name}.json" if directory else None)
         self._files: dict[str, _File] = {}
+        self._opened_at: dict[str, float] = {}  # when each file was last opened (monotonic)
         self._scope = TaskScope()
         self._stopping = asyncio.Event()
         self._first_scan = True
@@ -169,25 +170,38 @@ class FileLogReceiver:
         return found
 
     def _open(self, found: dict[str, tuple[str, int]]) -> None:
+        """Hold the files ``found``: at most ``max_open_files``; when more wait, files read to
+        their end make room (their offsets stay in the checkpoint), those waiting longest first."""
         for key, file in self._files.items():
             file.gone = key not in found
             if not file.gone:
                 file.path = found[key][0]
-        for key, (path, size) in found.items():
-            if key in self._files:
-                continue
-            if len(self._files) >= self._config.max_open_files:
-                if not self._waiting_logged:
-                    self._waiting_logged = True
-                    self.logger.warning(
-                        "File log receiver holds max_open_files; other files wait for a later scan.",
-                        extra={"max_open_files": self._config.max_open_files},
-                    )
-                return
+        for key in [key for key in self._checkpoints.entries if key not in found and key not in self._files]:
+            self._checkpoints.forget(key)  # deleted while not held
+        waiting = sorted(
+            (key for key in found if key not in self._files), key=lambda k: self._opened_at.get(k, 0.0)
+        )
+        room = self._config.max_open_files - len(self._files)
+        if len(waiting) > room:
+            read = [
+                f for f in self._files.values() if not f.gone and f.pending is None and f.offset >= f.size
+            ]
+            for file in sorted(read, key=lambda f: f.idle_since)[: len(waiting) - room]:
+                self._release(file)
+            room = self._config.max_open_files - len(self._files)
+            if len(waiting) > room and not self._waiting_logged:
+                self._waiting_logged = True
+                self.logger.warning(
+                    "File log receiver holds max_open_files; other files wait for a later scan.",
+                    extra={"max_open_files": self._config.max_open_files, "waiting": len(waiting) - room},
+                )
+        for key in waiting[: max(room, 0)]:
+            path, size = found[key]
             try:
                 self._files[key] = self._opened(key, path, size)
             except OSError as error:
                 self.logger.warning("File log cannot open a file.", extra={"path": path, "error": str(error)})
+            self._opened_at[key] = time.monotonic()
 
     def _opened(self, key: str, path: str, size: int) -> _File:
         fd = os.open(path, os.O_RDONLY)
@@ -257,10 +271,16 @@ class FileLogReceiver:
         return time.monotonic() - file.idle_since >= self._config.force_flush_period
 
     def _close(self, file: _File) -> None:
+        """Done with ``file`` (gone and read): its checkpoint entry goes too."""
+        self._release(file)
+        self._checkpoints.forget(file.key)
+        self._opened_at.pop(file.key, None)
+
+    def _release(self, file: _File) -> None:
+        """Close ``file``, keeping its checkpoint entry: it is read on from there when opened again."""
         with contextlib.suppress(OSError):
             os.close(file.fd)
         self._files.pop(file.key, None)
-        self._checkpoints.forget(file.key)
 
     def _next_block(self, file: _File) -> Batch | None:
         """The next block of ``file`` as a batch (its end made pending), or None (blocking)."""
