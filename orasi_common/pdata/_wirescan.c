@@ -17,6 +17,9 @@
  *
  * validate(data, program) checks one message as upb would parse it, with the invariants of
  * orasi_common/pdata/validate.py, and counts its items (see its section below).
+ *
+ * join(n, parts) writes n messages from columns, field after field (the OTAP decoder's writer,
+ * see its section below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -588,10 +591,164 @@ static PyObject *validate(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * join(n, parts): n messages assembled field by field (see orasi_common/pdata/otap/wire.py).
+ *
+ * Each part is a tuple (kind, tag, emit, a, b, width) describing one field of every row:
+ * emit holds n bytes (non-zero: row i writes the field), tag the field's key bytes, and
+ *
+ *     JOIN_VARINT  a: n uint64 values            row i writes tag, varint(a[i])
+ *     JOIN_FIXED   a: n values of width bytes    row i writes tag, a[i] (little-endian already)
+ *     JOIN_BYTES   a: n + 1 int32 offsets into b row i writes tag, varint(len), b[a[i]:a[i+1]]
+ *     JOIN_RAW     as JOIN_BYTES                 row i writes b[a[i]:a[i+1]] (no tag, no length)
+ *
+ * Returns (offsets, data): n + 1 int64 offsets of each row's bytes in data. Every buffer's size
+ * and every offset is checked before anything is written (ValueError otherwise). */
+enum { JOIN_VARINT, JOIN_FIXED, JOIN_BYTES, JOIN_RAW };
+
+typedef struct {
+    int kind;
+    Py_buffer tag, emit, a, b;
+    Py_ssize_t width;
+} Part;
+
+static Py_ssize_t varint_size(uint64_t v) {
+    Py_ssize_t size = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        size++;
+    }
+    return size;
+}
+
+static uint8_t *put_varint(uint8_t *out, uint64_t v) {
+    while (v >= 0x80) {
+        *out++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *out++ = (uint8_t)v;
+    return out;
+}
+
+static const char *check_part(const Part *p, Py_ssize_t n) {
+    if (p->kind < JOIN_VARINT || p->kind > JOIN_RAW) return "unknown part kind";
+    if (p->emit.len < n) return "emit is shorter than the rows";
+    if (p->kind == JOIN_VARINT && p->a.len < n * (Py_ssize_t)sizeof(uint64_t)) return "too few varint values";
+    if (p->kind == JOIN_FIXED && (p->width <= 0 || p->width > 8 || p->a.len < n * p->width))
+        return "too few fixed-width values";
+    if (p->kind == JOIN_BYTES || p->kind == JOIN_RAW) {
+        if (p->a.len < (n + 1) * (Py_ssize_t)sizeof(int32_t)) return "too few offsets";
+        const int32_t *off = p->a.buf;
+        const uint8_t *emit = p->emit.buf;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (emit[i] && (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > p->b.len)) return "an offset lies outside the data";
+    }
+    return NULL;
+}
+
+static Py_ssize_t part_size(const Part *p, Py_ssize_t i) {
+    if (!((const uint8_t *)p->emit.buf)[i]) return 0;
+    switch (p->kind) {
+    case JOIN_VARINT:
+        return p->tag.len + varint_size(((const uint64_t *)p->a.buf)[i]);
+    case JOIN_FIXED:
+        return p->tag.len + p->width;
+    case JOIN_BYTES: {
+        const int32_t *off = p->a.buf;
+        Py_ssize_t len = off[i + 1] - off[i];
+        return p->tag.len + varint_size((uint64_t)len) + len;
+    }
+    default: {
+        const int32_t *off = p->a.buf;
+        return off[i + 1] - off[i];
+    }
+    }
+}
+
+static uint8_t *part_write(const Part *p, Py_ssize_t i, uint8_t *out) {
+    if (!((const uint8_t *)p->emit.buf)[i]) return out;
+    if (p->kind != JOIN_RAW) {
+        memcpy(out, p->tag.buf, (size_t)p->tag.len);
+        out += p->tag.len;
+    }
+    switch (p->kind) {
+    case JOIN_VARINT:
+        return put_varint(out, ((const uint64_t *)p->a.buf)[i]);
+    case JOIN_FIXED:
+        memcpy(out, (const uint8_t *)p->a.buf + i * p->width, (size_t)p->width);
+        return out + p->width;
+    default: {
+        const int32_t *off = p->a.buf;
+        Py_ssize_t len = off[i + 1] - off[i];
+        if (p->kind == JOIN_BYTES) out = put_varint(out, (uint64_t)len);
+        memcpy(out, (const uint8_t *)p->b.buf + off[i], (size_t)len);
+        return out + len;
+    }
+    }
+}
+
+static PyObject *join(PyObject *self, PyObject *args) {
+    Py_ssize_t n;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "nO!", &n, &PyList_Type, &list)) return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative row count");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list), parsed = 0;
+    Part *parts = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Part));
+    PyObject *result = NULL, *offsets = NULL, *data = NULL;
+    if (parts == NULL) return PyErr_NoMemory();
+    for (; parsed < count; parsed++) {
+        Part *p = &parts[parsed];
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, parsed), "iy*y*y*y*n", &p->kind, &p->tag, &p->emit, &p->a,
+                              &p->b, &p->width))
+            goto done;
+        const char *why = check_part(p, n);
+        if (why != NULL) {
+            PyBuffer_Release(&p->tag);
+            PyBuffer_Release(&p->emit);
+            PyBuffer_Release(&p->a);
+            PyBuffer_Release(&p->b);
+            PyErr_Format(PyExc_ValueError, "join part %zd: %s", parsed, why);
+            goto done;
+        }
+    }
+    if ((offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t))) == NULL) goto done;
+    int64_t *off = (int64_t *)PyBytes_AS_STRING(offsets);
+    Py_BEGIN_ALLOW_THREADS;
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size = 0;
+        for (Py_ssize_t k = 0; k < count; k++) size += part_size(&parts[k], i);
+        off[i + 1] = off[i] + size;
+    }
+    Py_END_ALLOW_THREADS;
+    if ((data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)off[n])) == NULL) goto done;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(data);
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t k = 0; k < count; k++) out = part_write(&parts[k], i, out);
+    Py_END_ALLOW_THREADS;
+    result = PyTuple_Pack(2, offsets, data);
+done:
+    Py_XDECREF(offsets);
+    Py_XDECREF(data);
+    for (Py_ssize_t k = 0; k < parsed; k++) {
+        PyBuffer_Release(&parts[k].tag);
+        PyBuffer_Release(&parts[k].emit);
+        PyBuffer_Release(&parts[k].a);
+        PyBuffer_Release(&parts[k].b);
+    }
+    PyMem_Free(parts);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
     {"validate", validate, METH_VARARGS, "validate(data, program) -> (items, violation or None) (see the source)"},
+    {"join", join, METH_VARARGS, "join(n, parts) -> (int64 offsets, data): messages assembled field by field"},
     {NULL, NULL, 0, NULL},
 };
 

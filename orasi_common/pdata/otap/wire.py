@@ -3,10 +3,10 @@
 The codec never walks attributes one by one in Python. Reading: the raw ``KeyValue`` and
 ``AnyValue`` bytes of a whole batch sit in one Arrow binary array, and the functions here
 decode a varint, or cut a field out, for every row at once. Writing: every field of every
-row becomes a binary segment (tag, varint, payload), :func:`join` concatenates the segments
-of each row, and :func:`group_concat` turns the children of each parent (sorted by parent)
-into one ``repeated`` field, so a whole export request is assembled without a Python loop
-over items and parsed once by upb at the end.
+row becomes a :class:`Segment` (tag, the rows that write it, its values), :func:`join` writes
+the segments of each row in one native pass (``_wirescan.join``), and :func:`group_concat`
+turns the children of each parent (sorted by parent) into one ``repeated`` field, so a whole
+export request is assembled without a Python loop over items and parsed once by upb at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from orasi_common.errors import MalformedData
+from orasi_common.pdata import _wirescan
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -148,9 +151,6 @@ def fixed(values: npt.NDArray[Any], valid: Bools | None = None) -> pa.Array:
     return from_parts(pa.binary(), offsets, raw, valid)
 
 
-_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
-
-
 def _tag(field: int, wire_type: int) -> bytes:
     key = (field << 3) | wire_type
     out = bytearray()
@@ -161,136 +161,93 @@ def _tag(field: int, wire_type: int) -> bytes:
     return bytes(out)
 
 
-def _varint_sizes(values: U64) -> I64:
-    sizes: I64 = np.searchsorted(_VARINT_LIMITS, values, side="right").astype(np.int64) + 1
-    return sizes
-
-
-def _write_varints(out: U8, pos: I64, values: U64, sizes: I64) -> None:
-    for k in range(int(sizes.max()) if len(sizes) else 0):
-        rows = sizes > k
-        byte = (values[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        byte |= (sizes[rows] > k + 1).astype(np.uint64) << np.uint64(7)
-        out[pos[rows] + k] = byte.astype(np.uint8)
+# the kinds of part the native writer (``_wirescan.join``) takes
+_VARINT, _FIXED, _BYTES, _RAW = 0, 1, 2, 3
 
 
 class Segment:
-    """One field of a message being assembled, for every row at once.
-
-    ``lengths[i]`` is the size of the field's head (tag, and the length of a delimited field)
-    in row i, 0 where the field is not written; ``write(out, pos)`` writes every head at
-    ``pos[i]``. A delimited field also has its ``payload`` (a binary array, null or empty where
-    not written), which follows the head and is copied by Arrow.
+    """One field of a message being assembled, for every row at once: its tag, the rows that
+    write it (``emit``) and its values: uint64 varints, fixed-width little-endian bytes
+    (``width`` each), or for a length-delimited field a binary ``payload`` array. :func:`join`
+    writes the fields of every row in one native pass.
     """
 
-    __slots__ = ("lengths", "payload", "write")
+    __slots__ = ("emit", "kind", "payload", "tag", "values", "width")
 
-    def __init__(self, lengths: I64, write: Any, payload: pa.Array | None = None) -> None:
-        self.lengths = lengths
-        self.write = write
+    def __init__(
+        self,
+        kind: int,
+        tag: bytes,
+        emit: Bools,
+        values: npt.NDArray[Any] | None = None,
+        width: int = 0,
+        payload: pa.Array | None = None,
+    ) -> None:
+        self.kind = kind
+        self.tag = tag
+        self.emit = np.ascontiguousarray(emit, dtype=np.bool_)
+        self.values = values
+        self.width = width
         self.payload = payload
 
+    def part(self) -> tuple[int, bytes, Bools, Any, Any, int]:
+        """The part as ``_wirescan.join`` takes it."""
+        if self.payload is not None:
+            offsets, data = _offsets_and_data(self.payload)
+            return self.kind, self.tag, self.emit, offsets, data, 0
+        return self.kind, self.tag, self.emit, self.values, b"", self.width
 
-def _nothing(out: U8, pos: I64) -> None:
-    return None
+
+def _offsets_and_data(arr: pa.Array) -> tuple[npt.NDArray[np.int32], Any]:
+    """The int32 offsets (absolute in the data buffer) and the data buffer of a binary array."""
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    return offsets, b"" if buffers[2] is None else buffers[2]
 
 
 def _fixed_width(field: int, wire_type: int, values: npt.NDArray[Any], emit: Bools) -> Segment:
-    n = len(values)
-    rows = np.flatnonzero(emit)
-    if len(rows) == 0:
-        return Segment(np.zeros(n, dtype=np.int64), _nothing)
-    tag = np.frombuffer(_tag(field, wire_type), dtype=np.uint8)
-    raw = np.ascontiguousarray(values[rows])
-    raw = raw.astype(raw.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(len(rows), -1)
-    width = len(tag) + raw.shape[1]
-    lengths = np.zeros(n, dtype=np.int64)
-    lengths[rows] = width
-    body = np.concatenate((np.broadcast_to(tag, (len(rows), len(tag))), raw), axis=1)
-
-    def write(out: U8, pos: I64) -> None:
-        out[pos[rows][:, None] + np.arange(width)] = body
-
-    return Segment(lengths, write)
+    raw = np.ascontiguousarray(values)
+    raw = raw.astype(raw.dtype.newbyteorder("<"), copy=False)
+    return Segment(_FIXED, _tag(field, wire_type), emit, raw, raw.dtype.itemsize)
 
 
-def _varint_field(
-    field: int, wire_type: int, values: U64, emit: Bools, payload: pa.Array | None = None
-) -> Segment:
-    n = len(values)
-    rows = np.flatnonzero(emit)
-    if len(rows) == 0:
-        return Segment(np.zeros(n, dtype=np.int64), _nothing)
-    tag = _tag(field, wire_type)
-    chosen = values[rows]
-    sizes = _varint_sizes(chosen)
-    lengths = np.zeros(n, dtype=np.int64)
-    lengths[rows] = len(tag) + sizes
-
-    def write(out: U8, pos: I64) -> None:
-        at = pos[rows]
-        for i, byte in enumerate(tag):
-            out[at + i] = byte
-        _write_varints(out, at + len(tag), chosen, sizes)
-
-    return Segment(lengths, write, payload)
-
-
-def _heads(segments: list[Segment]) -> pa.Array:
-    """The heads of consecutive fields, written by numpy into one binary array."""
-    n = len(segments[0].lengths)
-    total = segments[0].lengths.copy()
-    for segment in segments[1:]:
-        total += segment.lengths
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(total, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    pos = offsets[:-1].copy()
-    for segment in segments:
-        segment.write(out, pos)
-        pos += segment.lengths
-    return from_parts(pa.binary(), offsets, out, None)
+def _varint_field(field: int, values: U64, emit: Bools) -> Segment:
+    return Segment(_VARINT, _tag(field, 0), emit, np.ascontiguousarray(values, dtype=np.uint64))
 
 
 def join(*parts: Segment | pa.Array) -> pa.Array:
     """Assemble each row's message from its parts (fields, or raw bytes such as grouped children)."""
-    arrays: list[pa.Array] = []
-    heads: list[Segment] = []
+    first = parts[0]
+    n = len(first.emit) if isinstance(first, Segment) else len(first)
+    native = []
     for part in parts:
         if isinstance(part, Segment):
-            if part.lengths.any():
-                heads.append(part)
-                if part.payload is not None:
-                    arrays.append(_heads(heads))
-                    arrays.append(part.payload)
-                    heads = []
+            if part.emit.any():
+                native.append(part.part())
         else:
-            if heads:
-                arrays.append(_heads(heads))
-                heads = []
-            arrays.append(part)
-    if heads:
-        arrays.append(_heads(heads))
-    if not arrays:
-        first = parts[0]
-        return empties(len(first.lengths) if isinstance(first, Segment) else len(first))
-    if len(arrays) == 1:
-        only = arrays[0]
-        return pc.fill_null(only, EMPTY) if only.null_count else only
-    return pc.binary_join_element_wise(*arrays, EMPTY, null_handling="replace", null_replacement=b"")
+            if not pa.types.is_binary(part.type):
+                part = part.cast(pa.binary())
+            native.append((_RAW, b"", is_valid(part), *_offsets_and_data(part), 0))
+    if n == 0 or not native:
+        return empties(n)
+    raw_offsets, data = _wirescan.join(n, native)
+    offsets = np.frombuffer(raw_offsets, dtype=np.int64)
+    if offsets[-1] >= 2**31:
+        raise MalformedData("a message being assembled would exceed 2 GiB")
+    return from_parts(pa.binary(), offsets, np.frombuffer(data, dtype=np.uint8), None)
 
 
 def f_varint(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
     """A varint field (int32/int64/uint32/uint64/bool/enum) where ``emit`` (default: non-zero)."""
     v = np.ascontiguousarray(values).astype(np.int64, copy=False).view(np.uint64)
-    return _varint_field(field, 0, v, v != 0 if emit is None else emit)
+    return _varint_field(field, v, v != 0 if emit is None else emit)
 
 
 def f_sint(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
     """A zigzag (sint32/sint64) field."""
     v = np.ascontiguousarray(values).astype(np.int64)
     zigzag = ((v << 1) ^ (v >> 63)).view(np.uint64)
-    return _varint_field(field, 0, zigzag, v != 0 if emit is None else emit)
+    return _varint_field(field, zigzag, v != 0 if emit is None else emit)
 
 
 def f_fixed64(field: int, values: npt.NDArray[Any], emit: Bools | None = None) -> Segment:
@@ -321,12 +278,9 @@ def f_bytes(field: int, payload: pa.Array | Segment, emit: Bools | None = None) 
         payload = join(payload)
     if not pa.types.is_binary(payload.type):
         payload = payload.cast(pa.binary())
-    lengths = lengths_of(payload)
     valid = is_valid(payload)
-    chosen = valid & (lengths > 0) if emit is None else emit & valid
-    if bool(np.any(~chosen & (lengths > 0))):
-        payload = pc.if_else(pa.array(chosen, pa.bool_()), payload, pa.scalar(None, payload.type))
-    return _varint_field(field, 2, lengths.astype(np.uint64), chosen, payload)
+    chosen = valid & (lengths_of(payload) > 0) if emit is None else emit & valid
+    return Segment(_BYTES, _tag(field, 2), chosen, payload=payload)
 
 
 def f_packed_fixed64(field: int, values: pa.Array) -> Segment:
@@ -337,7 +291,7 @@ def f_packed_fixed64(field: int, values: pa.Array) -> Segment:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts * 8, out=offsets[1:])
     payload = from_parts(pa.binary(), offsets, raw, None)
-    return _varint_field(field, 2, (counts * 8).astype(np.uint64), counts > 0, payload)
+    return Segment(_BYTES, _tag(field, 2), counts > 0, payload=payload)
 
 
 def group_concat(children: pa.Array | Segment, parent_rows: I64, n_parents: int) -> pa.Array:

@@ -1,0 +1,78 @@
+"""wire.join and its native writer (``_wirescan.join``): messages written from columns parse
+back with upb as the messages they were written from; parts whose buffers do not cover their
+rows are refused before anything is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from orasi_common.pdata import _wirescan
+from orasi_common.pdata.otap import wire
+
+U64 = st.integers(min_value=0, max_value=2**64 - 1)
+U32 = st.integers(min_value=0, max_value=2**32 - 1)
+EVENTS = st.lists(
+    st.tuples(U64, st.one_of(st.none(), st.text(max_size=300)), U32, st.binary(max_size=40)), max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENTS, st.booleans())
+def test_joined_rows_parse_as_the_events_they_were_written_from(
+    rows: list[tuple[int, str | None, int, bytes]], offset: bool
+) -> None:
+    n = len(rows)
+    times = np.array([r[0] for r in rows], dtype=np.uint64)
+    names = pa.array([r[1] for r in rows], pa.string())
+    dropped = np.array([r[2] for r in rows], dtype=np.int64)
+    # raw bytes appended to each row: an unknown field 15 (bytes) upb keeps
+    extra = [wire.f_bytes(15, pa.array([r[3] for r in rows], pa.binary()))]
+    if rows and offset:
+        sliced = pa.array([b"x"] + [r[3] for r in rows], pa.binary()).slice(1)  # an array offset
+        extra = [wire.f_bytes(15, sliced)]
+    joined = wire.join(wire.f_fixed64(1, times), wire.f_bytes(2, names), wire.f_varint(4, dropped), *extra)
+    assert len(joined) == n
+    for (time, name, count, blob), raw in zip(rows, joined.to_pylist(), strict=True):
+        event = Span.Event.FromString(raw)
+        assert (event.time_unix_nano, event.name, event.dropped_attributes_count) == (time, name or "", count)
+        expected = Span.Event(time_unix_nano=time, name=name or "", dropped_attributes_count=count)
+        assert raw == expected.SerializeToString() + (
+            wire.join(wire.f_bytes(15, pa.array([blob])))[0].as_py()
+        )
+
+
+def test_raw_parts_and_nulls_are_written_as_they_are() -> None:
+    raw = pa.array([b"\x08\x01", None, b""], pa.binary())
+    joined = wire.join(wire.f_varint(4, np.array([0, 7, 0])), raw)
+    assert joined.to_pylist() == [b"\x08\x01", b"\x20\x07", b""]
+    assert wire.join(wire.f_varint(4, np.zeros(2, dtype=np.int64))).to_pylist() == [b"", b""]
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        (wire._VARINT, b"\x08", np.ones(3, dtype=np.bool_), np.zeros(2, dtype=np.uint64), b"", 0),
+        (wire._FIXED, b"\x09", np.ones(3, dtype=np.bool_), np.zeros(2, dtype=np.uint64), b"", 8),
+        (wire._FIXED, b"\x09", np.ones(3, dtype=np.bool_), np.zeros(3, dtype=np.uint64), b"", 9),
+        (wire._BYTES, b"\x12", np.ones(3, dtype=np.bool_), np.array([0, 1, 2], dtype=np.int32), b"ab", 0),
+        (wire._BYTES, b"\x12", np.ones(3, dtype=np.bool_), np.array([0, 1, 2, 9], dtype=np.int32), b"ab", 0),
+        (wire._RAW, b"", np.ones(3, dtype=np.bool_), np.array([0, 2, 1, 2], dtype=np.int32), b"ab", 0),
+        (wire._RAW, b"", np.ones(3, dtype=np.bool_), np.array([-1, 0, 1, 2], dtype=np.int32), b"ab", 0),
+        (wire._RAW, b"", np.ones(2, dtype=np.bool_), np.array([0, 0, 1, 2], dtype=np.int32), b"ab", 0),
+        (7, b"", np.ones(3, dtype=np.bool_), np.zeros(3, dtype=np.uint64), b"", 0),
+    ],
+)
+def test_parts_whose_buffers_do_not_cover_their_rows_are_refused(part: tuple[object, ...]) -> None:
+    with pytest.raises(ValueError, match="join part 0"):
+        _wirescan.join(3, [part])  # type: ignore[list-item]
+
+
+def test_rows_not_emitted_are_not_checked() -> None:
+    emit = np.array([True, False], dtype=np.bool_)
+    offsets = np.array([0, 1, 99], dtype=np.int32)  # row 1's end lies outside, but row 1 is skipped
+    assert _wirescan.join(2, [(wire._RAW, b"", emit, offsets, b"a", 0)])[1] == b"a"
