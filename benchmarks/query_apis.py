@@ -1,0 +1,424 @@
+"""Query APIs benchmark (issue 18): Arrow Flight SQL against the engine in-process, the Jaeger API
+over 10M spans, and a federated count over three bridges. One command, side by side in one run::
+
+    python -m benchmarks.query_apis             # 10M-span lake (built once, then cached)
+    python -m benchmarks.query_apis --quick     # 1M-span lake, fewer rounds
+    python -m benchmarks.query_apis --rebuild   # build the cached lake again
+
+Lakes are local directories with a SQLite catalog (as ``orasi up`` keeps them), of the Hipster
+Shop corpus repeated with fresh trace ids (``benchmarks/corpus_lake.py``), written through the
+lake writer's commit path. The Jaeger/Flight lake is kept in ``--cache``
+(``~/.cache/orasi-bench``); the three federation lakes live in this run's temporary directory.
+Every bridge is an ``orasi bridge`` process on free ports, stopped by its PID at the end.
+
+1. Flight SQL: ``FLIGHT_SQL`` (1M rows of the lake's scalar span columns) through the bridge's
+   Flight SQL port to ADBC's DB-API (``fetch_arrow_table``), alternating with the same SQL through
+   ``QueryEngine.execute(as_arrow=True)`` in this process on the same lake; rows/s both ways and
+   the ratio per round. Target: ratio ≥ 0.5.
+2. Jaeger: ``GET /api/traces/{id}`` for distinct trace ids and ``GET /api/traces?service=&tags=``
+   searches; the first call of each kind is reported apart (cold), then p50/p95. Targets:
+   trace ≤ 300 ms, search ≤ 1 s (p50).
+3. Federation: three bridges (own lake and region, static peers); ``SELECT count(*) FROM spans``
+   locally on each and globally on the first, interleaved. Target: federated ≤ 2x the slowest
+   bridge's local time (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import corpus_lake
+from benchmarks.lake_rig import Lab
+from benchmarks.processes import HOST, free_port, wait_http
+from benchmarks.report import RESULTS, machine, say, stats_of, verdict, write_json
+from orasi_common.testing.service_process import ServiceProcess
+
+FLIGHT_ROWS = 1_000_000
+FLIGHT_COLUMNS = (
+    "trace_id, span_id, parent_span_id, service_name, name, kind, start_time_unix_nano, "
+    "end_time_unix_nano, duration_ns, status_code, time"
+)
+COUNT_SQL = "SELECT count(*) AS n FROM spans"
+MAX_ROWS = 2_000_000
+TARGET_FLIGHT_RATIO = 0.5
+TARGET_TRACE_S = 0.3
+TARGET_SEARCH_S = 1.0
+TARGET_FEDERATION_RATIO = 2.0
+
+
+def iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9 // 1000:06d}+00"
+
+
+def flight_sql(window: tuple[int, int]) -> str:
+    start, end = window
+    return (
+        f"SELECT {FLIGHT_COLUMNS} FROM spans WHERE time >= TIMESTAMPTZ '{iso(start)}' "
+        f"AND time < TIMESTAMPTZ '{iso(end)}' LIMIT {FLIGHT_ROWS}"
+    )
+
+
+def start_bridge(
+    lab: Lab,
+    name: str,
+    lake: dict[str, Any],
+    query_port: int | None = None,
+    flight: bool = False,
+    federation: dict[str, Any] | None = None,
+) -> tuple[ServiceProcess, int, int | None]:
+    """An ``orasi bridge`` on ``lake`` with the query API (and Flight SQL, federation): the process,
+    its REST port and its Flight SQL port."""
+    query_port = query_port or free_port()
+    flight_port = free_port() if flight else None
+    query_api: dict[str, Any] = {
+        "endpoint": f"{HOST}:{query_port}",
+        "lake": "lake",
+        "limits": {"timeout": 180, "max_rows": MAX_ROWS},
+    }
+    if flight_port:
+        query_api["flight_sql"] = f"{HOST}:{flight_port}"
+    if federation:
+        query_api["federation"] = federation
+    config = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{HOST}:{free_port()}"}}}},
+        "exporters": {"lake": lake},
+        "extensions": {"query_api": query_api},
+        "service": {
+            "telemetry": {"logs": {"level": "warning"}, "admin": {"endpoint": f"{HOST}:{free_port()}"}},
+            "extensions": ["query_api"],
+            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["lake"]}},
+        },
+    }
+    service = lab.processes.service("bridge", config, name)
+    service.wait_ready(90)
+    wait_http(f"http://{HOST}:{query_port}/api/v1/tables", service, 90)
+    return service, query_port, flight_port
+
+
+# --- 1. Flight SQL vs in-process ----------------------------------------------------------------
+
+
+def bench_flight(lab: Lab, args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    from benchmarks.lake_rig import make_writer
+    from orasi_bridge.query.engine import QueryEngine, QueryLimits
+
+    lake = corpus_lake.lake_config(Path(meta["directory"]), "local")
+    sql = flight_sql(tuple(meta["window_unix_nano"]))
+    bridge, _, flight_port = start_bridge(lab, "flight-bridge", lake, flight=True)
+    out: dict[str, Any] = {"sql": sql, "rounds": []}
+
+    def over_flight() -> tuple[float, int]:
+        started = time.perf_counter()
+        with (
+            flightsql.connect(f"grpc://{HOST}:{flight_port}", autocommit=True) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql)
+            table = cursor.fetch_arrow_table()
+        return time.perf_counter() - started, table.num_rows
+
+    async def side_by_side() -> None:
+        reader = make_writer(lake)
+        await reader.start()
+        engine = QueryEngine(reader, QueryLimits(timeout=180, max_rows=MAX_ROWS))
+
+        async def in_process() -> tuple[float, int]:
+            started = time.perf_counter()
+            result = await engine.execute(sql, corpus_lake.TENANT, as_arrow=True)
+            assert result.arrow is not None
+            return time.perf_counter() - started, result.arrow.num_rows
+
+        try:
+            say("flight: warm-up (one query each way)")
+            await in_process()
+            await asyncio.to_thread(over_flight)
+            for index in range(args.rounds):
+                local_s, local_rows = await in_process()
+                flight_s, flight_rows = await asyncio.to_thread(over_flight)
+                if local_rows != flight_rows or local_rows < FLIGHT_ROWS:
+                    raise AssertionError(f"rows: in-process {local_rows}, Flight SQL {flight_rows}")
+                record = {
+                    "rows": local_rows,
+                    "in_process_s": round(local_s, 3),
+                    "flight_s": round(flight_s, 3),
+                    "in_process_rows_per_s": round(local_rows / local_s),
+                    "flight_rows_per_s": round(flight_rows / flight_s),
+                    "ratio": round(local_s / flight_s, 3),
+                }
+                out["rounds"].append(record)
+                say(
+                    f"flight round {index + 1}: in-process {record['in_process_rows_per_s']:,} rows/s, "
+                    f"Flight SQL {record['flight_rows_per_s']:,} rows/s, ratio {record['ratio']}"
+                )
+        finally:
+            engine.close()
+            await reader.shutdown()
+
+    try:
+        asyncio.run(side_by_side())
+    finally:
+        lab.processes.stop(bridge)
+    rounds = out["rounds"]
+    out["in_process_rows_per_s"] = statistics.median(r["in_process_rows_per_s"] for r in rounds)
+    out["flight_rows_per_s"] = statistics.median(r["flight_rows_per_s"] for r in rounds)
+    out["ratio_median"] = statistics.median(r["ratio"] for r in rounds)
+    out["target"] = TARGET_FLIGHT_RATIO
+    out["pass"] = out["ratio_median"] >= TARGET_FLIGHT_RATIO
+    return out
+
+
+# --- 2. Jaeger ----------------------------------------------------------------------------------
+
+
+def latencies(seconds: list[float]) -> dict[str, Any]:
+    """p50 and p95 (ms, nearest rank) and the count of ``seconds``."""
+    ordered = sorted(seconds)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000, 1)
+
+    return {"p50_ms": at(0.5), "p95_ms": at(0.95), "max_ms": round(ordered[-1] * 1000, 1), "n": len(ordered)}
+
+
+def bench_jaeger(lab: Lab, args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    lake = corpus_lake.lake_config(Path(meta["directory"]), "local")
+    bridge, port, _ = start_bridge(lab, "jaeger-bridge", lake)
+    base = f"http://{HOST}:{port}"
+    start_us, end_us = (t // 1000 for t in meta["window_unix_nano"])
+    out: dict[str, Any] = {"spans": meta["spans"]}
+    try:
+        with httpx.Client(base_url=base, timeout=120) as client:
+
+            def get(path: str, params: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+                started = time.perf_counter()
+                response = client.get(path, params=params)
+                seconds = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {path} {params}: {response.status_code} {response.text[:300]}")
+                return seconds, response.json()
+
+            ids = meta["trace_ids"]
+            trace_runs, spans_seen = [], []
+            for index, trace_id in enumerate(ids[: args.traces + 1]):
+                seconds, body = get(f"/api/traces/{trace_id}")
+                spans = len(body["data"][0]["spans"])
+                if index == 0:
+                    out["trace_cold_ms"] = round(seconds * 1000, 1)
+                    continue
+                trace_runs.append(seconds)
+                spans_seen.append(spans)
+            out["trace"] = latencies(trace_runs) | {"spans_per_trace_median": statistics.median(spans_seen)}
+            search_runs, found = [], []
+            for index in range(args.searches + 1):
+                search = meta["searches"][index % len(meta["searches"])]
+                params = {
+                    "service": search["service"],
+                    "tags": json.dumps({search["key"]: search["value"]}),
+                    "start": start_us,
+                    "end": end_us,
+                    "limit": 20,
+                }
+                seconds, body = get("/api/traces", params)
+                if not body["data"]:
+                    raise AssertionError(f"the search {params} found nothing")
+                if index == 0:
+                    out["search_cold_ms"] = round(seconds * 1000, 1)
+                    continue
+                search_runs.append(seconds)
+                found.append(len(body["data"]))
+            out["search"] = latencies(search_runs) | {"traces_found_median": statistics.median(found)}
+            out["searches"] = meta["searches"]
+    finally:
+        lab.processes.stop(bridge)
+    out["trace"]["pass"] = out["trace"]["p50_ms"] <= TARGET_TRACE_S * 1000
+    out["search"]["pass"] = out["search"]["p50_ms"] <= TARGET_SEARCH_S * 1000
+    say(
+        f"jaeger over {meta['spans']:,} spans: trace by id p50 {out['trace']['p50_ms']} ms "
+        f"(cold {out['trace_cold_ms']} ms), search p50 {out['search']['p50_ms']} ms "
+        f"(cold {out['search_cold_ms']} ms)"
+    )
+    return out
+
+
+# --- 3. Federation ------------------------------------------------------------------------------
+
+
+def bench_federation(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    regions = [f"bench-fed-{name}" for name in ("a", "b", "c")]
+    rows = corpus_lake.corpus_rows("x")
+    per_region = args.federation_copies
+    first_slot = time.time_ns() - 60 * 10**9 - 3 * per_region * corpus_lake.SLOT_NS
+    window = (first_slot, first_slot + 3 * per_region * corpus_lake.SLOT_NS)
+    lakes = {}
+    for index, region in enumerate(regions):
+        import pyarrow as pa
+
+        mine = rows.set_column(
+            rows.schema.names.index("region"), "region", pa.array([region] * rows.num_rows, pa.string())
+        )
+        copies = corpus_lake.Copies(mine, first_slot, seed=100 + index)
+        directory = lab.tmp / region
+        corpus_lake.write(directory, region, mine, copies, index * per_region, per_region, per_chunk=6)
+        lakes[region] = corpus_lake.lake_config(directory, region)
+    ports = {region: free_port() for region in regions}
+    peers = [{"region": region, "endpoint": f"{HOST}:{ports[region]}"} for region in regions]
+    bridges = {}
+    for region in regions:
+        bridges[region] = start_bridge(
+            lab, f"bridge-{region}", lakes[region], ports[region], federation={"timeout": 60, "peers": peers}
+        )[0]
+    expected = 3 * per_region * rows.num_rows
+    body = {"sql": COUNT_SQL, "start": window[0], "end": window[1]}
+    local: dict[str, list[float]] = {region: [] for region in regions}
+    federated: list[float] = []
+    out: dict[str, Any] = {
+        "sql": COUNT_SQL,
+        "spans": expected,
+        "spans_per_region": per_region * rows.num_rows,
+    }
+    try:
+        with httpx.Client(timeout=120) as client:
+
+            def post(region: str, scope: str) -> tuple[float, dict[str, Any]]:
+                started = time.perf_counter()
+                response = client.post(
+                    f"http://{HOST}:{ports[region]}/api/v1/query", json={**body, "scope": scope}
+                )
+                seconds = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"{region} {scope}: {response.status_code} {response.text[:300]}")
+                return seconds, response.json()
+
+            for region in regions:  # warm-up: each bridge's first query opens its tables
+                post(region, "local")
+            _, answer = post(regions[0], "global")
+            if answer["rows"] != [[expected]]:
+                raise AssertionError(f"federated count {answer['rows']} != {expected}: {answer['stats']}")
+            out["plan"] = answer["stats"].get("plan")
+            for _ in range(args.federation_runs):
+                for region in regions:
+                    local[region].append(post(region, "local")[0])
+                seconds, answer = post(regions[0], "global")
+                federated.append(seconds)
+            out["regions_stats_last"] = answer["stats"].get("regions")
+    finally:
+        for region in regions:
+            lab.processes.stop(bridges[region])
+    out["local_ms"] = {region: stats_of([s * 1000 for s in runs]) for region, runs in local.items()}
+    out["federated_ms"] = stats_of([s * 1000 for s in federated])
+    slowest = max(statistics.median(runs) for runs in local.values())
+    out["slowest_local_median_ms"] = round(slowest * 1000, 2)
+    out["ratio"] = round(statistics.median(federated) / slowest, 3)
+    out["target"] = TARGET_FEDERATION_RATIO
+    out["pass"] = out["ratio"] <= TARGET_FEDERATION_RATIO
+    say(
+        f"federation: slowest local {slowest * 1000:.1f} ms, federated "
+        f"{statistics.median(federated) * 1000:.1f} ms, ratio {out['ratio']}"
+    )
+    return out
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"Query APIs ({results['mode']}, {results['elapsed_s']:.0f} s)"]
+    f = results.get("flight")
+    if f:
+        lines.append(
+            f"  Flight SQL, {f['rounds'][0]['rows']:,} rows: "
+            f"in-process {f['in_process_rows_per_s']:,.0f} rows/s, "
+            f"ADBC {f['flight_rows_per_s']:,.0f} rows/s, ratio {f['ratio_median']} "
+            f"(target ≥ {TARGET_FLIGHT_RATIO}) {verdict(f['pass'])}"
+        )
+    j = results.get("jaeger")
+    if j:
+        t, s = j["trace"], j["search"]
+        lines.append(
+            f"  Jaeger over {j['spans']:,} spans: trace by id p50 {t['p50_ms']} ms, p95 {t['p95_ms']} ms, "
+            f"cold {j['trace_cold_ms']} ms (target ≤ 300 ms) {verdict(t['pass'])}"
+        )
+        lines.append(
+            f"  Jaeger search (service + tag): p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, "
+            f"cold {j['search_cold_ms']} ms (target ≤ 1000 ms) {verdict(s['pass'])}"
+        )
+    d = results.get("federation")
+    if d:
+        local = ", ".join(f"{r} {v['median']:.1f}" for r, v in d["local_ms"].items())
+        lines.append(
+            f"  Federated count over {d['spans']:,} spans: local medians (ms) {local}; federated "
+            f"{d['federated_ms']['median']:.1f} ms, ratio {d['ratio']} (target ≤ 2) {verdict(d['pass'])}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1M-span lake, fewer rounds")
+    parser.add_argument("--rebuild", action="store_true", help="build the cached lake again")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "orasi-bench")
+    parser.add_argument("--spans", type=int, help="spans of the Jaeger/Flight lake (10M; --quick 1M)")
+    parser.add_argument("--rounds", type=int, help="Flight SQL rounds (5; --quick 2)")
+    parser.add_argument("--traces", type=int, help="trace lookups after the cold one (20; --quick 8)")
+    parser.add_argument("--searches", type=int, help="searches after the cold one (12; --quick 6)")
+    parser.add_argument("--federation-copies", type=int, help="corpus copies per region (6; --quick 2)")
+    parser.add_argument("--federation-runs", type=int, help="interleaved count rounds (9; --quick 5)")
+    parser.add_argument("--skip", action="append", default=[], choices=["flight", "jaeger", "federation"])
+    parser.add_argument("--json", type=Path, default=RESULTS / "query_apis.json")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory and logs")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "spans": 1_000_000 if quick else 10_000_000,
+        "rounds": 2 if quick else 5,
+        "traces": 8 if quick else 20,
+        "searches": 6 if quick else 12,
+        "federation_copies": 2 if quick else 6,
+        "federation_runs": 5 if quick else 9,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "query_apis",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "mode": "quick" if quick else "full",
+        "command": "python -m benchmarks.query_apis" + (" --quick" if quick else ""),
+    }
+    lab = Lab()
+    lab.keep = args.keep
+    try:
+        meta = corpus_lake.cached_lake(args.cache, args.spans, args.rebuild)
+        results["lake"] = {k: v for k, v in meta.items() if k != "trace_ids"}
+        if "flight" not in args.skip:
+            results["flight"] = bench_flight(lab, args, meta)
+        if "jaeger" not in args.skip:
+            results["jaeger"] = bench_jaeger(lab, args, meta)
+        if "federation" not in args.skip:
+            results["federation"] = bench_federation(lab, args)
+    finally:
+        lab.close()
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    write_json(args.json, results)
+    print(report(results))
+    say(f"results in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
