@@ -178,9 +178,10 @@ def region_configs(
 
     Every region runs an agent and a gateway; the first ``BRIDGE_REGIONS`` a bridge too, each with
     a lake, a catalog, a schema registry and logs of its own under ``<data_dir>/<region>/`` (the
-    lake's ``region`` column is that region: where the row is stored). Each agent stamps
-    ``cloud.region`` on what it forwards (its resource processor), so a row also says where it was
-    produced (``resource_attributes['cloud.region']``), whichever lake it reached.
+    lake's ``region`` column is that region: where the row is stored); both lakes share the claims
+    of batch ids (``<data_dir>/batch-claims.db``), so a batch that reached both is committed once.
+    Each agent stamps ``cloud.region`` on what it forwards (its resource processor), so a row also
+    says where it was produced (``resource_attributes['cloud.region']``), whichever lake it reached.
 
     Each gateway sends with the `loadbalancing` exporter (OTAP, one attempt per batch as in
     ``configs``) to the bridges of its own region if it has one, else of the first region, with
@@ -199,6 +200,7 @@ def region_configs(
         {"region": home, "endpoint": f"{Ports.of(table, 'bridge', host).dial_host}:{table['bridge.query']}"}
         for home, table in zip(homes, tables, strict=False)
     ]
+    claims = f"sqlite:///{data_dir / 'batch-claims.db'}"
     out: dict[tuple[str, str], ServiceConfig] = {}
     gateways: dict[str, dict[str, Any]] = {}
     agents: dict[str, dict[str, Any]] = {}
@@ -207,6 +209,8 @@ def region_configs(
         if region in homes:
             if not etcd:  # with etcd, federation finds the bridges in the control plane
                 documents["bridge"]["extensions"]["query_api"]["federation"] = {"peers": peers}
+            # one batch, one lake: the claims of batch ids both lakes share (lake/global_dedup.py)
+            documents["bridge"]["exporters"]["lake"]["global_dedup"] = {"store": claims}
             _register(documents["bridge"], etcd, region)
             out[(region, "bridge")] = ServiceConfig.model_validate(documents["bridge"])
         primary = region if region in homes else homes[0]

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
+from orasi_bridge.lake.global_dedup import GlobalDedupConfig
 from orasi_bridge.lake.localcache import LocalCacheConfig
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.wal import WalConfig
@@ -51,6 +52,11 @@ class Config(ComponentConfig):
         default=None,
         description="Keep copies of the data files this bridge wrote on its disk, for queries "
         "(unset: queries read every committed file from the warehouse).",
+    )
+    global_dedup: GlobalDedupConfig | None = Field(
+        default=None,
+        description="Claims of batch ids shared by every region's lake, so that a batch sent to two "
+        "regions (a failover) is committed in one (lake/global_dedup.py; unset: this lake's rule only).",
     )
     wal: WalConfig | None = Field(
         default=None,

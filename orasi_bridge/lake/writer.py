@@ -55,6 +55,7 @@ from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
+from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows, rows_of
 from orasi_bridge.lake.schema import TABLES
@@ -325,6 +326,8 @@ class LakeWriter:
         self._buffer = _Buffer()
         self._flushing: _Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
+        # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
+        self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
         self._in_progress: dict[str, asyncio.Future[None]] = {}
         self._flush_now = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -647,6 +650,10 @@ class LakeWriter:
                     # Batches known as committed since they were buffered (a copy accepted while
                     # the ids of another writer's commit were being read) are left out too.
                     known = {i for i in buffer.batch_ids[name] if i in self._committed}
+                    if self._claims is not None:  # and those another region's lake claimed first
+                        known |= await asyncio.to_thread(
+                            self._claims.claimed_elsewhere, buffer.batch_ids[name]
+                        )
                     done = await asyncio.to_thread(
                         self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name], known
                     )
@@ -793,6 +800,8 @@ class LakeWriter:
             await self._wal.close()
         if self._catalog is not None:
             await asyncio.to_thread(self._catalog.close)
+        if self._claims is not None:
+            await asyncio.to_thread(self._claims.close)
 
     async def _flush_until_committed(self) -> None:
         delay = SHUTDOWN_RETRY_FIRST

@@ -36,6 +36,7 @@ def test_bridges_in_the_first_two_regions_with_lakes_of_their_own(tmp_path: Path
         assert lake["region"] == region
         assert lake["catalog_uri"] == f"sqlite:///{tmp_path / region / 'catalog.db'}"
         assert lake["wal"]["directory"] == str(tmp_path / region / "wal" / "bridge")
+        assert lake["global_dedup"] == {"store": f"sqlite:///{tmp_path / 'batch-claims.db'}"}
     for (region, _), config in configs.items():
         assert config.extensions["etcd"]["region"] == region
 
