@@ -49,7 +49,6 @@ from orasi_common.pdata.otap.common import (
 )
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.pdata.otap.value_scan import (
-    DELTA_TYPES,
     IS_DELTA_TYPE,
     AnyColumns,
     KeyValues,
@@ -93,7 +92,7 @@ def equal_to_previous(
     if n < 2:
         return eq
     t = types[1:]
-    same = (t == types[:-1]) & np.isin(t, DELTA_TYPES)
+    same = (t == types[:-1]) & IS_DELTA_TYPE[t]
     if not same.any():
         return eq
     same &= _adjacent_equal(key, n)

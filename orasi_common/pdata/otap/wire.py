@@ -276,7 +276,9 @@ def f_bytes(field: int, payload: pa.Array | Segment, emit: Bools | None = None) 
     """A length-delimited field (string, bytes, message); default emit: non-empty. Nulls never."""
     if isinstance(payload, Segment):
         payload = join(payload)
-    if not pa.types.is_binary(payload.type):
+    if pa.types.is_string(payload.type):
+        payload = payload.view(pa.binary())  # the same buffers: no copy, no UTF-8 check
+    elif not pa.types.is_binary(payload.type):
         payload = payload.cast(pa.binary())
     valid = is_valid(payload)
     chosen = valid & (lengths_of(payload) > 0) if emit is None else emit & valid
