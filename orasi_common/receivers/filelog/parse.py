@@ -7,10 +7,13 @@ with ``bytes.split`` and each line read by its format::
             parts of one record, joined (per stream) up to the next F line
     docker  `{"log": "...\\n", "stream": "stdout", "time": "<RFC 3339>"}` (Docker's json-file):
             a log without its final newline is a part, joined up to the next one that has it
+            (the record keeps that newline, as the Collector's container parser does)
     none    the line is the message
     auto    cri or docker from the file's first line (none when it is neither)
 
-then, with ``line_start_pattern``, messages that do not match it are appended (``\\n``-joined)
+Trailing whitespace of each line is dropped and a joined record takes its first part's time, as
+the Collector's filelog receiver and container parser do (its reference test holds the two
+together). Then, with ``line_start_pattern``, messages that do not match it are appended (``\\n``-joined)
 to the record before them. A record's time is the runtime's (the line's time; none for `none`),
 its attribute ``log.iostream`` the stream; severity comes from a regex's `severity` group on the
 message, or from a field of a JSON message, read as its name says (``SEVERITIES``).
@@ -187,32 +190,36 @@ def parse_block(
     limit = rules.max_line_bytes
     offset = settled = 0  # settled: entries before this index have their end
     if fmt == "cri":
-        pending: dict[bytes, list[bytes]] = {}
+        pending: dict[bytes, tuple[bytes, list[bytes]]] = {}  # stream → first part's time, parts
         for line in lines:
             offset += len(line) + 1
             if len(line) > limit:
                 line = line[:limit]
                 out.too_long += 1
-            pieces = line.split(b" ", 3)
+            pieces = line.rstrip().split(b" ", 3)
             if len(pieces) < 3:
-                entries.append((line, 0, None, -1))  # not CRI: kept as it is
+                entries.append((line.rstrip(), 0, None, -1))  # not CRI: kept as it is
             else:
-                stream, message = pieces[1], pieces[3] if len(pieces) == 4 else b""
+                stamp, stream, message = pieces[0], pieces[1], pieces[3] if len(pieces) == 4 else b""
                 if pieces[2] == b"P":
-                    pending.setdefault(stream, []).append(message)
+                    if stream in pending:
+                        pending[stream][1].append(message)
+                    else:
+                        pending[stream] = (stamp, [message])
                 else:
-                    parts = pending.pop(stream, None)
-                    if parts:
-                        message = b"".join([*parts, message])
-                    entries.append((message, rfc3339_ns(pieces[0]), stream.decode("ascii", "replace"), -1))
+                    started = pending.pop(stream, None)
+                    if started is not None:
+                        stamp, message = started[0], b"".join([*started[1], message])
+                    entries.append((message, rfc3339_ns(stamp), stream.decode("ascii", "replace"), -1))
             if not pending:
                 settled = _settle(entries, settled, offset)
         if pending and final:
-            for stream, parts in pending.items():
-                entries.append((b"".join(parts), 0, stream.decode("ascii", "replace"), -1))
+            for stream, (stamp, parts) in pending.items():
+                entries.append((b"".join(parts), rfc3339_ns(stamp), stream.decode("ascii", "replace"), -1))
             settled = _settle(entries, settled, offset)
     elif fmt == "docker":
         joined: list[str] = []
+        joined_stamp: object = None  # the first part's time
         for line in lines:
             offset += len(line) + 1
             if len(line) > limit:
@@ -223,11 +230,13 @@ def parse_block(
             except (ValueError, KeyError, TypeError):
                 entries.append((line[:limit], 0, None, -1))
             else:
+                if not joined:
+                    joined_stamp = stamp
                 joined.append(log if isinstance(log, str) else str(log))
                 if joined[-1].endswith("\n"):
-                    message = "".join(joined)[:-1].encode()[:limit]
+                    message = "".join(joined).encode()[:limit]  # its newline kept, as the Collector does
                     joined = []
-                    time_ns = rfc3339_ns(stamp.encode()) if isinstance(stamp, str) else 0
+                    time_ns = rfc3339_ns(joined_stamp.encode()) if isinstance(joined_stamp, str) else 0
                     entries.append((message, time_ns, stream if isinstance(stream, str) else None, -1))
             if not joined:
                 settled = _settle(entries, settled, offset)
@@ -240,7 +249,7 @@ def parse_block(
             if len(line) > limit:
                 line = line[:limit]
                 out.too_long += 1
-            entries.append((line.rstrip(b"\r"), 0, None, offset))
+            entries.append((line.rstrip(), 0, None, offset))
         settled = len(entries)
     del entries[settled:]  # waiting for a part that is not in the block yet
     if final and entries and entries[-1][3] > len(text):  # the last line had no newline

@@ -54,7 +54,8 @@ def test_cri_lines_and_partial_joining() -> None:
     assert [summary(r) for r in found] == [
         ("first line", T + 1, {"log.iostream": "stdout"}),
         ("interleaved", T + 200_000_000, {"log.iostream": "stdout"}),  # records in completion order
-        ("part one, part two", T + 300_000_000, {"log.iostream": "stderr"}),
+        # as the Collector does: a line's trailing space dropped, the first part's time
+        ("part one,part two", T + 100_000_000, {"log.iostream": "stderr"}),
     ]
     assert found[0].observed_time_unix_nano == 7
     # the open part stays for the next block: the offset stops before it
@@ -73,8 +74,8 @@ def test_docker_json_with_partials() -> None:
     block = b"".join(json.dumps(line).encode() + b"\n" for line in lines) + b'{"log": "unfinished'
     found, end = records(block, "docker")
     assert [summary(r) for r in found] == [
-        ("hello", T + 500_000_000, {"log.iostream": "stdout"}),
-        ("a long line", T + 1_100_000_000, {"log.iostream": "stderr"}),
+        ("hello\n", T + 500_000_000, {"log.iostream": "stdout"}),  # the Collector keeps the newline
+        ("a long line\n", T + 1_000_000_000, {"log.iostream": "stderr"}),  # the first part's time
     ]
     assert end == block.rindex(b"\n") + 1  # the line without its newline waits
     _, idle_end = records(block, "docker", final=True)
