@@ -18,6 +18,8 @@
  * validate(data, program) checks one message as upb would parse it, with the invariants of
  * orasi_common/pdata/validate.py, and counts its items (see its section below).
  *
+ * key_values(data, offsets) cuts canonical KeyValue messages apart (see its section below).
+ *
  * join(n, parts) writes n messages from columns, field after field (the OTAP decoder's writer,
  * see its section below).
  */
@@ -744,10 +746,117 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * key_values(data, offsets): the KeyValue messages data[offsets[i]:offsets[i + 1]] (n + 1 int32
+ * offsets) cut apart when they have the canonical shape protobuf serializers write (see
+ * orasi_common/pdata/otap/value_scan.py): field 1 (the key, 1..127 bytes), then field 2 (the
+ * AnyValue, a length of one or two bytes) holding nothing or one string (1), int (3), double (4),
+ * bool (2, 0 or 1) or bytes (7) field, minimal varints, lengths of at most two bytes.
+ *
+ * Returns seven int64 columns of n values: key start, key end, OTAP type code (0: empty value
+ * or not canonical), payload start, payload end (of a string or bytes value), the value's 64
+ * bits (int, double bits, bool), and 1 for a row that is not canonical (left to upb). Nothing is
+ * read outside a row. */
+static int kv_length(const uint8_t *d, Py_ssize_t *p, Py_ssize_t end, Py_ssize_t *len) {
+    if (*p >= end) return -1;
+    uint8_t b1 = d[(*p)++];
+    if (b1 < 0x80) {
+        *len = b1;
+        return 0;
+    }
+    if (*p >= end) return -1;
+    uint8_t b2 = d[(*p)++];
+    if (b2 == 0 || b2 >= 0x80) return -1;
+    *len = (Py_ssize_t)(b1 & 0x7F) | ((Py_ssize_t)b2 << 7);
+    return 0;
+}
+
+/* One row: 0 when canonical (out filled), -1 otherwise. */
+static int key_value(const uint8_t *d, Py_ssize_t s, Py_ssize_t e, int64_t *out) {
+    if (e - s < 2 || d[s] != 0x0A) return -1;
+    Py_ssize_t key_len = d[s + 1];
+    if (key_len == 0 || key_len >= 0x80) return -1;
+    Py_ssize_t p = s + 2 + key_len, value_len;
+    if (p >= e || d[p] != 0x12) return -1;
+    p++;
+    if (kv_length(d, &p, e, &value_len) < 0 || p + value_len != e) return -1;
+    out[0] = s + 2;
+    out[1] = s + 2 + key_len;
+    if (p == e) return 0; /* an empty AnyValue: type 0 */
+    uint8_t tag = d[p++];
+    Py_ssize_t len;
+    switch (tag) {
+    case 0x0A: /* string */
+    case 0x3A: /* bytes */
+        if (kv_length(d, &p, e, &len) < 0 || p + len != e) return -1;
+        out[2] = tag == 0x0A ? 1 : 7;
+        out[3] = p;
+        out[4] = e;
+        return 0;
+    case 0x10: /* bool */
+        if (e - p != 1 || d[p] > 1) return -1;
+        out[2] = 4;
+        out[5] = d[p];
+        return 0;
+    case 0x21: /* double */
+        if (e - p != 8) return -1;
+        out[2] = 3;
+        out[5] = (int64_t)little_endian(d + p, 8);
+        return 0;
+    case 0x18: { /* int */
+        uint64_t value = 0;
+        Py_ssize_t i = 0;
+        for (; i < 10 && p + i < e; i++) {
+            value |= (uint64_t)(d[p + i] & 0x7F) << (7 * i);
+            if (d[p + i] < 0x80) break;
+        }
+        if (i == 10 || p + i >= e || p + i + 1 != e || (i > 0 && d[p + i] == 0)) return -1;
+        out[2] = 2;
+        out[5] = (int64_t)value;
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+static PyObject *key_values(PyObject *self, PyObject *args) {
+    Py_buffer data, offsets;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / (Py_ssize_t)sizeof(int32_t) - 1;
+    const int32_t *off = offsets.buf;
+    int ok = offsets.len % (Py_ssize_t)sizeof(int32_t) == 0 && n >= 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++) ok = 0 <= off[i] && off[i] <= off[i + 1] && off[i + 1] <= data.len;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "an offset lies outside the data");
+    } else if ((result = PyBytes_FromStringAndSize(NULL, 7 * n * (Py_ssize_t)sizeof(int64_t))) != NULL) {
+        int64_t *columns = (int64_t *)PyBytes_AS_STRING(result);
+        const uint8_t *d = data.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t row[6] = {off[i], off[i], 0, off[i + 1], off[i + 1], 0};
+            int slow = key_value(d, off[i], off[i + 1], row) < 0;
+            if (slow) {
+                row[0] = row[1] = off[i];
+                row[2] = row[5] = 0;
+                row[3] = row[4] = off[i + 1];
+            }
+            for (int k = 0; k < 6; k++) columns[k * n + i] = row[k];
+            columns[6 * n + i] = slow;
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
     {"validate", validate, METH_VARARGS, "validate(data, program) -> (items, violation or None) (see the source)"},
+    {"key_values", key_values, METH_VARARGS, "key_values(data, offsets) -> bytes of int64 columns (see the source)"},
     {"join", join, METH_VARARGS, "join(n, parts) -> (int64 offsets, data): messages assembled field by field"},
     {NULL, NULL, 0, NULL},
 };

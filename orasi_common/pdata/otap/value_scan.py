@@ -17,6 +17,7 @@ protobuf raises :class:`~orasi_common.errors.MalformedData`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from orasi_common.errors import MalformedData
+from orasi_common.pdata import _wirescan
 from orasi_common.pdata.otap import cbor, wire
 
 I64 = npt.NDArray[np.int64]
@@ -271,36 +273,31 @@ def _key_values_python(raws: list[bytes]) -> KeyValues:
     return KeyValues(pa.array(keys, pa.string()), cols, unset, eq, pa.array(canonical, pa.binary()))
 
 
-def _cut_values(
-    arr: pa.Array, key_start: I64 | None, key_end: I64 | None, scan: _Scan, value_end: I64, fast: Bools
-) -> tuple[pa.Array | None, pa.Array | None, pa.Array | None]:
-    """(keys, string values, bytes values) cut out of the raw bytes in one pass."""
-    n = len(value_end)
+def _cut_values(arr: pa.Array, scan: _Scan, value_end: I64) -> tuple[pa.Array | None, pa.Array | None]:
+    """(string values, bytes values) cut out of the raw bytes in one pass."""
     is_str, is_bytes = scan.types == 1, scan.types == 7
     payload = np.where(is_str | is_bytes, scan.payload, value_end)
-    if key_start is None or key_end is None:
-        bounds = np.stack([payload, value_end], axis=1)
-        value_pick = 0
-        picks: list[tuple[int, Bools | None]] = []
-    else:
-        ks = np.where(fast, key_start, value_end)
-        ke = np.where(fast, key_end, value_end)
-        bounds = np.stack([ks, ke, payload, value_end], axis=1)
-        value_pick = 2
-        picks = [(0, None)]
+    bounds = np.stack([payload, value_end], axis=1)
+    picks: list[tuple[int, Bools | None]] = []
     has_str, has_bytes = bool(is_str.any()), bool(is_bytes.any())
     if has_str:
-        picks.append((value_pick, is_str))
+        picks.append((0, is_str))
     if has_bytes:
-        picks.append((value_pick, is_bytes))
+        picks.append((0, is_bytes))
     if not picks or arr.buffers()[2] is None:
-        empty = wire.empties(n)
-        return (empty if key_start is not None else None), None, None
+        return None, None
     cut = wire.cut(arr, bounds, picks)
-    keys = cut.pop(0) if key_start is not None else None
     strs = cut.pop(0) if has_str else None
     byts = cut.pop(0) if has_bytes else None
-    return keys, strs, byts
+    return strs, byts
+
+
+def _slices(data: Any, start: I64, end: I64, valid: Bools | None) -> pa.Array:
+    """The byte ranges [start, end) of ``data`` as a binary array (null where not ``valid``)."""
+    offsets = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(end - start, out=offsets[1:])
+    raw = _wirescan.gather(data, np.ascontiguousarray(start), np.ascontiguousarray(end))
+    return wire.from_parts(pa.binary(), offsets, np.frombuffer(raw, dtype=np.uint8), valid)
 
 
 def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
@@ -309,32 +306,26 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
     if n < _SMALL:
         return _key_values_python(raws if isinstance(raws, list) else raws.to_pylist())
     arr = raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary())
-    offsets, data = wire.binary_buffers(arr)
-    start, end = offsets[:-1], offsets[1:]
-    key_len = data[start + 1].astype(np.int64)
-    pos = start + 2 + key_len
-    # the value tag must lie inside this row: past its end are the next row's bytes (a
-    # KeyValue without a value followed by one like ``12 00`` would otherwise look canonical)
-    inside = pos < end
-    pos = np.where(inside, pos, end)
-    value_len = data[pos + 1].astype(np.int64)
-    size = 1
-    fast = inside & (data[start] == 0x0A) & (key_len > 0) & (key_len < 0x80) & (data[pos] == 0x12)
-    long_values = value_len >= 0x80
-    if long_values.any():
-        b2 = data[pos + 2].astype(np.int64)
-        value_len = np.where(long_values, (value_len & 0x7F) | (b2 << 7), value_len)
-        fast &= ~long_values | ((b2 > 0) & (b2 < 0x80))
-        size = 1 + long_values
-    value_start = pos + 1 + size
-    fast &= value_start + value_len == end
-    value_start = np.where(fast, value_start, end)
-    scan = _scan_any(data, value_start, end, fast)
-    slow = ~fast | scan.slow
-    keys, strs, byts = _cut_values(arr, start + 2, pos, scan, end, ~slow)
-    assert keys is not None
-    cols = scan.columns(strs, byts, "a string attribute value")
-    keys = _utf8(keys, "an attribute key")
+    offsets, data = wire.offsets_and_data(arr)
+    # one native pass cuts the canonical rows apart (the rules of _scan_any, the key before)
+    table = np.frombuffer(_wirescan.key_values(data, offsets), dtype=np.int64).reshape(7, n)
+    key_start, key_end, codes, payload_start, payload_end, bits, slow_rows = table
+    types = codes.astype(np.uint8)
+    slow = slow_rows.astype(np.bool_)
+    keys = _utf8(_slices(data, key_start, key_end, None), "an attribute key")
+    cols = AnyColumns(types, None, None, None, None, None, None)
+    is_str, is_bytes = types == 1, types == 7
+    if is_str.any():
+        strs = _slices(data, np.where(is_str, payload_start, payload_end), payload_end, is_str)
+        cols.str = _utf8(strs, "a string attribute value")
+    if is_bytes.any():
+        cols.bytes = _slices(data, np.where(is_bytes, payload_start, payload_end), payload_end, is_bytes)
+    for code, name, typ in ((2, "int", pa.int64()), (3, "double", pa.float64()), (4, "bool", pa.bool_())):
+        other = types != code
+        if not other.all():  # zeros under the nulls, as they compress best
+            values = np.where(other, 0, bits)
+            column = values != 0 if code == 4 else values.view(np.float64) if code == 3 else values
+            setattr(cols, name, pa.array(column, typ, mask=other))
     unset = np.zeros(n, dtype=np.bool_)
     canonical = arr
     if slow.any():
@@ -363,7 +354,7 @@ def parse_any_values(raws: pa.Array, present: Bools) -> AnyColumns:
     offsets, data = wire.binary_buffers(raws)
     start, end = offsets[:-1], offsets[1:]
     scan = _scan_any(data, start, end, present)
-    _, strs, byts = _cut_values(raws, None, None, scan, end, present & ~scan.slow)
+    strs, byts = _cut_values(raws, scan, end)
     cols = scan.columns(strs, byts, "a string log body")
     if scan.slow.any():
         rows = np.flatnonzero(scan.slow)

@@ -193,12 +193,12 @@ class Segment:
     def part(self) -> tuple[int, bytes, Bools, Any, Any, int]:
         """The part as ``_wirescan.join`` takes it."""
         if self.payload is not None:
-            offsets, data = _offsets_and_data(self.payload)
+            offsets, data = offsets_and_data(self.payload)
             return self.kind, self.tag, self.emit, offsets, data, 0
         return self.kind, self.tag, self.emit, self.values, b"", self.width
 
 
-def _offsets_and_data(arr: pa.Array) -> tuple[npt.NDArray[np.int32], Any]:
+def offsets_and_data(arr: pa.Array) -> tuple[npt.NDArray[np.int32], Any]:
     """The int32 offsets (absolute in the data buffer) and the data buffer of a binary array."""
     buffers = arr.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
@@ -227,7 +227,7 @@ def join(*parts: Segment | pa.Array) -> pa.Array:
         else:
             if not pa.types.is_binary(part.type):
                 part = part.cast(pa.binary())
-            native.append((_RAW, b"", is_valid(part), *_offsets_and_data(part), 0))
+            native.append((_RAW, b"", is_valid(part), *offsets_and_data(part), 0))
     if n == 0 or not native:
         return empties(n)
     raw_offsets, data = _wirescan.join(n, native)

@@ -516,28 +516,71 @@ def test_vectorized_attribute_parser_matches_upb(kvs: list[KeyValue]) -> None:
     raws = [kv.SerializeToString() for kv in kvs]
     fast = value_scan.parse_key_values(pa.array(raws, pa.binary()))
     slow = value_scan._key_values_python(raws)
+    assert _kv_view(fast) == _kv_view(slow)
 
-    def view(kv: value_scan.KeyValues) -> list[Any]:
-        cols = kv.values
-        double = (
-            None
-            if cols.double is None
-            else [None if d is None else struct.pack("<d", d) for d in cols.double.to_pylist()]
-        )
-        others = [
-            None if c is None or c.null_count == len(c) else c.to_pylist()
-            for c in (cols.str, cols.int, cols.bool, cols.bytes, cols.ser)
-        ]
-        return [
-            kv.key.to_pylist(),
-            cols.type.tolist(),
-            others,
-            double,
-            kv.unset.tolist(),
-            kv.equal_to_previous.tolist(),
-        ]
 
-    assert view(fast) == view(slow)
+def _kv_view(kv: value_scan.KeyValues) -> list[Any]:
+    cols = kv.values
+    double = (
+        None
+        if cols.double is None
+        else [None if d is None else struct.pack("<d", d) for d in cols.double.to_pylist()]
+    )
+    others = [
+        None if c is None or c.null_count == len(c) else c.to_pylist()
+        for c in (cols.str, cols.int, cols.bool, cols.bytes, cols.ser)
+    ]
+    return [
+        kv.key.to_pylist(),
+        cols.type.tolist(),
+        others,
+        double,
+        kv.unset.tolist(),
+        kv.equal_to_previous.tolist(),
+    ]
+
+
+def _mutated(raw: bytes, how: int, at: int, byte: int) -> bytes:
+    """A KeyValue's bytes changed: a byte replaced, cut short, or a byte appended."""
+    if not raw:
+        return bytes([byte])
+    at %= len(raw)
+    if how == 0:
+        return raw[:at] + bytes([byte]) + raw[at + 1 :]
+    if how == 1:
+        return raw[:at]
+    return raw + bytes([byte])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(POOL), key_values()),
+            st.integers(0, 3),
+            st.integers(0, 200),
+            st.sampled_from([0x00, 0x01, 0x02, 0x0A, 0x10, 0x12, 0x18, 0x21, 0x3A, 0x7F, 0x80, 0xC0, 0xFF]),
+        ),
+        min_size=48,
+        max_size=70,
+    )
+)
+def test_vectorized_attribute_parser_matches_upb_on_mutated_bytes(
+    rows: list[tuple[KeyValue, int, int, int]],
+) -> None:
+    """Bytes that are not canonical (or not protobuf) go the way upb takes them: the same
+    columns, or MalformedData from both."""
+    raws = [
+        kv.SerializeToString() if how == 3 else _mutated(kv.SerializeToString(), how, at, b)
+        for kv, how, at, b in rows
+    ]
+    try:
+        slow = _kv_view(value_scan._key_values_python(raws))
+    except MalformedData:
+        with pytest.raises(MalformedData):
+            value_scan.parse_key_values(pa.array(raws, pa.binary()))
+        return
+    assert _kv_view(value_scan.parse_key_values(pa.array(raws, pa.binary()))) == slow
 
 
 @settings(max_examples=60, deadline=None)
