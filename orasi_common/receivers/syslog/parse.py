@@ -11,7 +11,7 @@ A message becomes one LogRecord, as the Collector's syslog parser reads it::
     VERSION            → version (RFC 5424)
     STRUCTURED-DATA    → attributes structured_data.<SD-ID>.<PARAM-NAME> (string values,
                          escapes resolved); an element without parameters → structured_data.<SD-ID> = ""
-    MSG                → body (a UTF-8 BOM dropped; invalid UTF-8 replaced)
+    MSG                → body (a UTF-8 BOM and a trailing line end dropped; invalid UTF-8 replaced)
 
     severity  0 emerg   1 alert   2 crit    3 err     4 warning 5 notice  6 info    7 debug
     OTLP      FATAL2 22 ERROR3 19 ERROR2 18 ERROR 17  WARN 13   INFO2 10  INFO 9    DEBUG 5
@@ -99,6 +99,8 @@ def parse(message: bytes, protocol: str, zone: dt.tzinfo, now: dt.datetime) -> R
         time_ns, body = _rfc3164(rest, attributes, zone, now)
     if body.startswith(_BOM):
         body = body[3:]
+    if body.endswith(b"\n"):  # a sender's line end inside an octet-counted frame (rsyslog's)
+        body = body.rstrip(b"\r\n")
     return Record(time_ns, number, text, body.decode("utf-8", "replace"), attributes)
 
 

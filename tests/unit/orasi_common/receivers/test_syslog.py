@@ -76,7 +76,8 @@ def test_rfc3164_year_and_zone() -> None:
         "proc_id": "123",
     }
     assert record.body == "'su root' failed on /dev/pts/8"
-    single_digit_day = parse(b"<13>Jan  2 11:00:00 host app: hi", "rfc3164", dt.UTC, NOW)
+    single_digit_day = parse(b"<13>Jan  2 11:00:00 host app: hi\r\n", "rfc3164", dt.UTC, NOW)
+    assert single_digit_day.body == "hi"  # a line end inside the frame is not the message
     assert single_digit_day.time_unix_nano == ns(2026, 1, 2, 11, 0, 0)
 
 
