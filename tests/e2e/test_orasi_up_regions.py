@@ -22,6 +22,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from orasi_common.testing.service_process import orasi_command, start_on_free_ports
 from orasi_common.testing.up_process import READY, UpProcess
@@ -55,31 +56,25 @@ def port(up: UpProcess, name: str, region_number: int) -> int:
 
 def send_spans(endpoint: str, run: str, label: str) -> None:
     spans = [
-        {
-            "trace_id": uuid.uuid4().bytes,
-            "span_id": uuid.uuid4().bytes[:8],
-            "name": "op",
-            "start_time_unix_nano": time.time_ns(),
-            "end_time_unix_nano": time.time_ns() + 1000,
-            "attributes": [
+        trace_pb2.Span(
+            trace_id=uuid.uuid4().bytes,
+            span_id=uuid.uuid4().bytes[:8],
+            name="op",
+            start_time_unix_nano=time.time_ns(),
+            end_time_unix_nano=time.time_ns() + 1000,
+            attributes=[
                 common_pb2.KeyValue(key="run", value=common_pb2.AnyValue(string_value=run)),
                 common_pb2.KeyValue(key="sent_to", value=common_pb2.AnyValue(string_value=label)),
             ],
-        }
+        )
         for _ in range(SPANS)
     ]
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[
-            {
-                "resource": {
-                    "attributes": [
-                        common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="app"))
-                    ]
-                },
-                "scope_spans": [{"spans": spans}],
-            }
-        ]
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(
+        common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="app"))
     )
+    resource_spans.scope_spans.add().spans.extend(spans)
     with grpc.insecure_channel(endpoint) as channel:
         export = channel.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",

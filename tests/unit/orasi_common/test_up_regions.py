@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,12 @@ from orasi_common.ports import PORTS
 from orasi_common.up import REGION_PORT_STEP, region_configs, region_ports
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+
+
+def section(sections: dict[str, dict[str, Any] | None], name: str) -> dict[str, Any]:
+    found = sections[name]
+    assert found is not None
+    return found
 
 
 def test_each_region_gets_its_own_ports_and_none_clash() -> None:
@@ -32,20 +39,20 @@ def test_bridges_in_the_first_two_regions_with_lakes_of_their_own(tmp_path: Path
         ("us-west-2", "bridge"),
     ]
     for region in REGIONS[:2]:
-        lake = configs[(region, "bridge")].exporters["lake"]
+        lake = section(configs[(region, "bridge")].exporters, "lake")
         assert lake["region"] == region
         assert lake["catalog_uri"] == f"sqlite:///{tmp_path / region / 'catalog.db'}"
         assert lake["wal"]["directory"] == str(tmp_path / region / "wal" / "bridge")
         assert lake["global_dedup"] == {"store": f"sqlite:///{tmp_path / 'batch-claims.db'}"}
     for (region, _), config in configs.items():
-        assert config.extensions["etcd"]["region"] == region
+        assert section(config.extensions, "etcd")["region"] == region
 
 
 def test_gateways_send_to_their_region_or_the_first_and_fail_over_to_the_other(tmp_path: Path) -> None:
     configs = region_configs(tmp_path, PORTS, "127.0.0.1", REGIONS, etcd="http://127.0.0.1:2379")
 
     def groups(region: str) -> tuple[str, str]:
-        balancer = configs[(region, "gateway")].exporters["loadbalancing"]
+        balancer = section(configs[(region, "gateway")].exporters, "loadbalancing")
         return balancer["resolver"]["etcd"]["region"], balancer["failover"]["etcd"]["region"]
 
     assert groups("us-east-1") == ("us-east-1", "us-west-2")
@@ -57,7 +64,7 @@ def test_gateways_send_to_their_region_or_the_first_and_fail_over_to_the_other(t
 
 def test_without_etcd_the_groups_are_the_bridges_ports(tmp_path: Path) -> None:
     configs = region_configs(tmp_path, PORTS, "127.0.0.1", REGIONS)
-    balancer = configs[("eu-west-1", "gateway")].exporters["loadbalancing"]
+    balancer = section(configs[("eu-west-1", "gateway")].exporters, "loadbalancing")
     assert balancer["resolver"] == {"static": {"endpoints": [f"127.0.0.1:{PORTS['bridge.grpc']}"]}}
     failover = PORTS["bridge.grpc"] + REGION_PORT_STEP
     assert balancer["failover"] == {"static": {"endpoints": [f"127.0.0.1:{failover}"]}}
