@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from orasi_common import cli
 from orasi_common.ports import PORTS
+from orasi_common.receivers.prometheus_remote_write import config as remote_write_config
+from orasi_common.receivers.syslog.config import TcpConfig, UdpConfig
+from orasi_common.receivers.zipkin import config as zipkin_config
+from orasi_common.transport.endpoint import split_endpoint
 
 from .conftest import CHART, REGIONS, ROOT, Tools, render_helm
 
@@ -74,6 +79,120 @@ def _gateway_config(tools: Tools, *args: str) -> dict[str, Any]:
     return config
 
 
+def _configs_and_objects(tools: Tools, *args: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    objects = [o for o in yaml.safe_load_all(render_helm(tools, *args)) if o]
+    configs = {
+        name.removesuffix(".yaml"): yaml.safe_load(text)
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        for name, text in o["data"].items()
+    }
+    return configs, objects
+
+
+def _ports(objects: list[dict[str, Any]], kind: str, name: str) -> set[tuple[str, int, str]]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    if kind == "Service":
+        return {(p["name"], p["port"], p["protocol"]) for p in found["spec"]["ports"]}
+    (container,) = found["spec"]["template"]["spec"]["containers"]
+    return {(p["name"], p["containerPort"], p["protocol"]) for p in container["ports"]}
+
+
+OPTIONAL = {
+    # (service, receiver) → (pipeline, its ports)
+    ("agent", "syslog"): ("logs", {("syslog-tcp", 5514, "TCP"), ("syslog-udp", 5514, "UDP")}),
+    ("gateway", "syslog"): ("logs", {("syslog-tcp", 5514, "TCP"), ("syslog-udp", 5514, "UDP")}),
+    ("gateway", "prometheus_remote_write"): ("metrics", {("remote-write", 9201, "TCP")}),
+    ("gateway", "zipkin"): ("traces", {("zipkin", 9411, "TCP")}),
+    ("bridge", "prometheus_remote_write"): ("metrics", {("remote-write", 9201, "TCP")}),
+    ("bridge", "zipkin"): ("traces", {("zipkin", 9411, "TCP")}),
+}
+WORKLOAD = {"agent": ("DaemonSet", "orasi-agent"), "gateway": ("Deployment", "orasi-gateway")}
+WORKLOAD["bridge"] = ("StatefulSet", "orasi-bridge")
+SERVICE = {"agent": "orasi-agent", "gateway": "orasi-gateway", "bridge": "orasi-bridge-headless"}
+
+
+def test_optional_receivers_are_off_by_default(tools: Tools) -> None:
+    configs, _ = _configs_and_objects(tools)
+    for service, receiver in OPTIONAL:
+        assert receiver not in configs[service]["receivers"], (service, receiver)
+
+
+@pytest.mark.parametrize(("service", "receiver"), list(OPTIONAL), ids=lambda v: str(v))
+def test_an_optional_receiver_joins_its_pipeline_with_its_ports(
+    tools: Tools,
+    service: str,
+    receiver: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`<service>.receivers.<receiver>.enabled`: the receiver in its pipeline (after the others),
+    its container ports, its Service ports, and a configuration the service accepts."""
+    pipeline, ports = OPTIONAL[service, receiver]
+    plain_configs, plain = _configs_and_objects(tools)
+    configs, objects = _configs_and_objects(tools, "--set", f"{service}.receivers.{receiver}.enabled=true")
+    config = configs[service]
+    before = plain_configs[service]["service"]["pipelines"][pipeline]["receivers"]
+    assert config["service"]["pipelines"][pipeline]["receivers"] == [*before, receiver]
+    assert _ports(objects, *WORKLOAD[service]) - _ports(plain, *WORKLOAD[service]) == ports
+    added = _ports(objects, "Service", SERVICE[service]) - _ports(plain, "Service", SERVICE[service])
+    assert added == ports
+    path = tmp_path / f"{service}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    kind, name = WORKLOAD[service]
+    (workload,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    for variable in container["env"]:  # the pod's environment (a Secret's or the API's: a stand-in)
+        monkeypatch.setenv(variable["name"], variable.get("value", "from-elsewhere"))
+    assert cli.main(["validate-config", str(path), "--service", service]) == 0, capsys.readouterr().err
+
+
+def test_filelog_can_be_turned_off(tools: Tools) -> None:
+    configs, objects = _configs_and_objects(tools, "--set", "agent.filelog.enabled=false")
+    assert "filelog" not in configs["agent"]["receivers"]
+    assert configs["agent"]["service"]["pipelines"]["logs"]["receivers"] == ["otlp"]
+    (agent,) = [o for o in objects if o["kind"] == "DaemonSet"]
+    pod = agent["spec"]["template"]["spec"]
+    assert "supplementalGroups" not in pod["securityContext"]
+    assert {v["name"] for v in pod["volumes"]} == {"config", "wal", "tmp"}
+
+
+def test_redis_values_wire_the_registry_cache(tools: Tools) -> None:
+    """No Redis by default (the registry caches in each bridge, on the catalog's PostgreSQL); with
+    redis.url (or a Secret) the registry's redis is ORASI_REDIS_URL, and the bridges may reach
+    redis.cidrs on redis.port."""
+    configs, _ = _configs_and_objects(tools)
+    assert "registry" not in configs["bridge"]["extensions"]["query_api"]
+    for values, env in (
+        ("redis.url=redis://redis.orasi-system:6379/0", {"value": "redis://redis.orasi-system:6379/0"}),
+        (
+            "redis.secretName=orasi-redis",
+            {"valueFrom": {"secretKeyRef": {"name": "orasi-redis", "key": "url"}}},
+        ),
+    ):
+        configs, objects = _configs_and_objects(tools, "--set", f"{values},redis.cidrs={{10.9.0.0/16}}")
+        registry = configs["bridge"]["extensions"]["query_api"]["registry"]
+        assert registry == {"redis": "${env:ORASI_REDIS_URL}"}
+        (bridge,) = [o for o in objects if o["kind"] == "StatefulSet"]
+        (container,) = bridge["spec"]["template"]["spec"]["containers"]
+        (redis,) = [e for e in container["env"] if e["name"] == "ORASI_REDIS_URL"]
+        assert {k: v for k, v in redis.items() if k != "name"} == env
+        (policy,) = [
+            o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "orasi-bridge"
+        ]
+        assert {
+            "to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}],
+            "ports": [{"protocol": "TCP", "port": 6379}],
+        } in (policy["spec"]["egress"])
+    done = subprocess.run(
+        [tools.helm, "template", "orasi", CHART, "--set", "redis.url=redis://u:secret@r:6379/0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "url" in done.stderr, done.stderr
+
+
 def test_etcd_values_switch_registration_and_discovery(tools: Tools) -> None:
     """No etcd: the headless Service's DNS and no extension; with etcd, the registration (lease
     TTL from the values), the etcd resolver, and a user's own extensions keep etcd last."""
@@ -85,9 +204,8 @@ def test_etcd_values_switch_registration_and_discovery(tools: Tools) -> None:
     assert config["extensions"]["etcd"]["endpoints"] == ["http://10.0.0.5:2379"]
     assert config["extensions"]["etcd"]["lease_ttl"] == 4
     assert config["service"]["extensions"] == ["health", "etcd"]
-    assert config["exporters"]["loadbalancing"]["resolver"] == {
-        "etcd": {"service": "bridge", "protocol": "otlp_grpc"}
-    }
+    # the bridges' otap receiver registers the record's otap endpoint, the resolver's default
+    assert config["exporters"]["loadbalancing"]["resolver"] == {"etcd": {"service": "bridge"}}
     elsewhere = _gateway_config(tools, *etcd, "--set", "gateway.bridgeHostname=bridge.other.internal")
     assert list(elsewhere["exporters"]["loadbalancing"]["resolver"]) == ["dns"]
     assert elsewhere["service"]["extensions"] == ["etcd"]
@@ -156,8 +274,15 @@ def test_dockerfile_lints_and_exposes_the_real_ports(tools: Tools) -> None:
     out = tools.run(tools.scripts / "hadolint", "-f", "json", dockerfile)
     assert json.loads(out) == []
     text = dockerfile.read_text()
-    exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert exposed == set(PORTS.values())
+    exposed = {p for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
+    # orasi up's ports, and the optional receivers' defaults (syslog over TCP and UDP)
+    optional = {
+        f"{split_endpoint(TcpConfig().endpoint)[1]}/tcp",
+        f"{split_endpoint(UdpConfig().endpoint)[1]}/udp",
+        str(split_endpoint(remote_write_config.DEFAULT_ENDPOINT)[1]),
+        str(split_endpoint(zipkin_config.DEFAULT_ENDPOINT)[1]),
+    }
+    assert exposed == {str(p) for p in PORTS.values()} | optional
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert re.search(r"^HEALTHCHECK .*\n.*/healthz", text, re.M)
     assert text.index("ARG BASE_IMAGE") < text.index("FROM ")

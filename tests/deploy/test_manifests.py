@@ -124,11 +124,22 @@ def test_workloads_resources_probes_and_ports(rendering: Rendering) -> None:
         admin = _port(config["service"]["telemetry"]["admin"]["endpoint"])
         assert admin == admin_port(component)  # the same port as orasi_common/ports.py's
         assert ports["admin"] == admin
-        otlp = config["receivers"]["otlp"]["protocols"]
+        # the bridges' otap receiver serves OTAP and OTLP on its gRPC port
+        (receiver,) = {"bridge": ["otap"]}.get(component, ["otlp"])
+        otlp = config["receivers"][receiver]["protocols"]
         assert ports["otlp-grpc"] == _port(otlp["grpc"]["endpoint"]) == 4317
         assert ports["otlp-http"] == _port(otlp["http"]["endpoint"]) == 4318
         if component == "bridge":
-            assert ports["query"] == _port(config["extensions"]["query_api"]["endpoint"])
+            query_api = config["extensions"]["query_api"]
+            assert ports["query"] == _port(query_api["endpoint"]) == 8080
+            assert ports["flight-sql"] == _port(query_api["flight_sql"]) == 9090
+            service = {p["name"]: p for p in rendering.get("Service", "orasi-bridge-query")["spec"]["ports"]}
+            assert service["flight-sql"] == {
+                "name": "flight-sql",
+                "port": 9090,
+                "targetPort": "flight-sql",
+                "protocol": "TCP",
+            }
         for probe, path in (
             ("livenessProbe", "/healthz"),
             ("readinessProbe", "/readyz"),
@@ -150,6 +161,24 @@ def test_agent_daemonset(rendering: Rendering) -> None:
     pod = agent["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["wal"]["hostPath"]["path"].startswith("/var/lib/orasi")
+    # filelog (on by default): the node's pod logs read-only, a checkpoint on the node, group 0
+    # (pod logs are 0640 root:root) as a supplemental group of the still non-root agent
+    (container,) = containers(agent)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for path in ("/var/log/pods", "/var/lib/docker/containers"):
+        assert mounts[path]["readOnly"] is True
+        assert volumes[mounts[path]["name"]]["hostPath"]["path"] == path
+    checkpoint = mounts["/var/lib/orasi/filelog"]
+    assert not checkpoint.get("readOnly")
+    assert volumes[checkpoint["name"]]["hostPath"]["path"] == "/var/lib/orasi/filelog"
+    assert pod["securityContext"]["supplementalGroups"] == [0]
+    _, config = _config(rendering, "agent")
+    assert config["receivers"]["filelog"] == {
+        "include": ["/var/log/pods/*/*/*.log"],
+        "exclude": ["/var/log/pods/orasi-agents_orasi-agent-*/*/*.log"],
+        "checkpoint_directory": "/var/lib/orasi/filelog",
+    }
+    assert config["service"]["pipelines"]["logs"]["receivers"] == ["otlp", "filelog"]
     env = _env(agent)
     assert env["K8S_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["K8S_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -257,7 +286,7 @@ ETCD = "http://etcd.orasi-system.svc:2379"  # the regional etcd of values-<regio
 def test_control_plane_registration_and_discovery(rendering: Rendering) -> None:
     """Helm's regions set `etcd.endpoints`: every service registers (region, pod IP, pod name) with
     the etcd extension listed last, and the gateways of a region with bridges find them in etcd
-    (the record's OTLP/gRPC port, which the bridges' otlp receiver registers). The kustomize base
+    (the record's otap endpoint, which the bridges' otap receiver registers). The kustomize base
     is rendered without etcd (k8s/base-values.yaml): DNS discovery, no extension."""
     with_etcd = rendering.source == "helm"
     for component in components(rendering.region):
@@ -282,8 +311,9 @@ def test_control_plane_registration_and_discovery(rendering: Rendering) -> None:
             assert extensions == ["query_api", "etcd"]
     resolver = _config(rendering, "gateway")[1]["exporters"]["loadbalancing"]["resolver"]
     if with_etcd and HAS_BRIDGE[rendering.region]:
-        assert resolver == {"etcd": {"service": "bridge", "protocol": "otlp_grpc"}}
+        # protocol otap dials each record's `otap` endpoint (the default for an OTAP exporter)
+        assert resolver == {"etcd": {"service": "bridge"}}
         (bridge_receiver,) = _config(rendering, "bridge")[1]["receivers"]
-        assert bridge_receiver == "otlp"  # which registers its gRPC port as otlp_grpc
+        assert bridge_receiver == "otap"  # which registers its gRPC port as otap
     else:  # each region has its own etcd: a region without bridges finds another's by DNS
         assert list(resolver) == ["dns"]

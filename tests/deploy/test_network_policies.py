@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Rendering
+import yaml
+
+from .conftest import CHART, Rendering, Tools, render_helm
 from .test_manifests import HAS_BRIDGE, VPC
 
 Flow = tuple[str, str, str, str, str, int]
@@ -86,7 +88,8 @@ def expected_flows(region: str, etcd: bool) -> set[Flow]:
         flows |= {
             (system, "orasi-bridge", "in", f"cidr:{VPC[r]}", "TCP", 4317) for r in REMOTE_GATEWAYS[region]
         }
-        flows.add((system, "orasi-bridge", "in", MONITORING, "TCP", 8080))  # the query API
+        # the query APIs: REST and Jaeger, Arrow Flight SQL
+        flows |= {(system, "orasi-bridge", "in", MONITORING, "TCP", port) for port in (8080, 9090)}
         flows.add((system, "orasi-bridge", "out", "cidr:0.0.0.0/0", "TCP", 443))  # S3, STS
         flows.add((system, "orasi-bridge", "out", f"cidr:{vpc}", "TCP", 5432))  # the catalog
     return flows
@@ -108,3 +111,30 @@ def test_every_namespace_denies_by_default(rendering: Rendering) -> None:
         if p["spec"]["podSelector"] == {}
     }
     assert denies == {"orasi-agents", "orasi-gateway", "orasi-system"}
+
+
+def test_optional_receivers_open_their_ports_to_their_senders(tools: Tools) -> None:
+    """Each optional receiver's port is allowed from that service's senders, and nothing else
+    changes: syslog (TCP and UDP) on agents and gateways, remote write and Zipkin on gateways and
+    bridges (from bridge.receiverNamespaces)."""
+    base = ["-f", str(CHART / "values-us-east-1.yaml")]
+    enabled = [
+        "--set",
+        "agent.receivers.syslog.enabled=true,gateway.receivers.syslog.enabled=true,"
+        "gateway.receivers.prometheus_remote_write.enabled=true,gateway.receivers.zipkin.enabled=true,"
+        "bridge.receivers.prometheus_remote_write.enabled=true,bridge.receivers.zipkin.enabled=true",
+    ]
+
+    def flows(*args: str) -> set[Flow]:
+        objects = [o for o in yaml.safe_load_all(render_helm(tools, *base, *args)) if o]
+        return allowed_flows(Rendering("helm", "us-east-1", CHART, objects))
+
+    added = flows(*enabled) - flows()
+    vpc = f"cidr:{VPC['us-east-1']}"
+    agents, gateways, system = "orasi-agents", "orasi-gateway", "orasi-system"
+    expected = {(agents, "orasi-agent", "in", "*/*", proto, 5514) for proto in ("TCP", "UDP")}
+    for peer in (f"{agents}/orasi-agent", vpc):
+        expected |= {(gateways, "orasi-gateway", "in", peer, proto, 5514) for proto in ("TCP", "UDP")}
+        expected |= {(gateways, "orasi-gateway", "in", peer, "TCP", port) for port in (9201, 9411)}
+    expected |= {(system, "orasi-bridge", "in", MONITORING, "TCP", port) for port in (9201, 9411)}
+    assert added == expected

@@ -56,12 +56,26 @@ are replaced).
 {{- $registration := dict "endpoints" $etcd.endpoints "region" "${env:ORASI_REGION}" "lease_ttl" $etcd.leaseTtl "instance" "${env:K8S_POD_NAME}" "advertise_host" "${env:K8S_POD_IP}" -}}
 {{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "etcd" $registration)) -}}
 {{- if and (eq $component "gateway") (include "orasi.etcdDiscovery" $root) -}}
-{{- /* The region's bridges register their OTLP/gRPC port (an otlp receiver: OTAP falls back to
-OTLP on it, as with the DNS resolver), so the resolver dials that endpoint of each record. */ -}}
-{{- $_ := set $config.exporters.loadbalancing "resolver" (dict "etcd" (dict "service" "bridge" "protocol" "otlp_grpc")) -}}
+{{- /* The bridges' otap receiver registers its gRPC port as the record's `otap` endpoint, the
+one the otap-speaking resolver dials by default. */ -}}
+{{- $_ := set $config.exporters.loadbalancing "resolver" (dict "etcd" (dict "service" "bridge")) -}}
 {{- end -}}
+{{- end -}}
+{{- if and (eq $component "bridge") (include "orasi.redis" $root) -}}
+{{- $registry := dict "registry" (dict "redis" "${env:ORASI_REDIS_URL}") -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" $registry)) -}}
+{{- end -}}
+{{- $optional := include "orasi.optionalReceivers" (list $root $component) | fromYaml -}}
+{{- range $name, $receiver := $optional -}}
+{{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $name $receiver.config)) -}}
 {{- end -}}
 {{- $config = mustMergeOverwrite $config $derived (deepCopy $values.config) -}}
+{{- range $name, $receiver := $optional -}}
+{{- $pipeline := index $config.service.pipelines $receiver.signal -}}
+{{- if not (has $name $pipeline.receivers) -}}
+{{- $_ := set $pipeline "receivers" (append $pipeline.receivers $name) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq $component "gateway") (not $values.failoverBridgeHostname) -}}
 {{- $_ := unset $config.exporters.loadbalancing "failover" -}}
 {{- end -}}
@@ -92,11 +106,13 @@ region has its own etcd, so a region exporting to another's bridges keeps the DN
 {{- include "orasi.port" $config.service.telemetry.admin.endpoint -}}
 {{- end }}
 
-{{/* containerPorts of a service: its otlp receiver's gRPC and HTTP ports, the admin port. */}}
+{{/* containerPorts of a service: its otlp (or otap) receiver's gRPC and HTTP ports, the query
+APIs' (REST, Flight SQL), its optional receivers' and the admin port. */}}
 {{- define "orasi.containerPorts" -}}
 {{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $hostPorts := index . 2 -}}
 {{- $config := include "orasi.config" (list $root $component) | fromYaml -}}
-{{- $otlp := $config.receivers.otlp.protocols -}}
+{{- /* the otlp receiver's, or the otap receiver's (OTAP and OTLP on one gRPC port) */ -}}
+{{- $otlp := (default $config.receivers.otap $config.receivers.otlp).protocols -}}
 - name: otlp-grpc
   containerPort: {{ include "orasi.port" $otlp.grpc.endpoint }}
   protocol: TCP
@@ -113,6 +129,19 @@ region has its own etcd, so a region exporting to another's bridges keeps the DN
 - name: query
   containerPort: {{ include "orasi.port" $config.extensions.query_api.endpoint }}
   protocol: TCP
+{{- with $config.extensions.query_api.flight_sql }}
+- name: flight-sql
+  containerPort: {{ include "orasi.port" . }}
+  protocol: TCP
+{{- end }}
+{{- end }}
+{{- range include "orasi.receiverPorts" (list $root $component) | fromYamlArray }}
+- name: {{ .name }}
+  containerPort: {{ .port }}
+  protocol: {{ .protocol }}
+  {{- if $hostPorts }}
+  hostPort: {{ .port }}
+  {{- end }}
 {{- end }}
 - name: admin
   containerPort: {{ include "orasi.port" $config.service.telemetry.admin.endpoint }}
@@ -128,7 +157,7 @@ image: {{ include "orasi.image" $root }}
 imagePullPolicy: {{ $root.Values.image.pullPolicy }}
 args: [{{ $component }}, --config, /etc/orasi/{{ $component }}.yaml]
 securityContext:
-  {{- toYaml $root.Values.containerSecurityContext | nindent 2 }}
+  {{- toYaml (mustMergeOverwrite (deepCopy $root.Values.containerSecurityContext) (deepCopy (default dict $values.securityContext))) | nindent 2 }}
 resources:
   {{- toYaml $values.resources | nindent 2 }}
 livenessProbe:
@@ -180,7 +209,12 @@ startupProbe:
 serviceAccountName: orasi-{{ $component }}
 automountServiceAccountToken: {{ eq $component "agent" }}
 securityContext:
-  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+  {{- $pod := deepCopy $root.Values.podSecurityContext }}
+  {{- if and (eq $component "agent") $values.filelog.enabled $values.filelog.supplementalGroups }}
+  {{- /* pod logs are root-group-readable (values.yaml, agent.filelog) */}}
+  {{- $_ := set $pod "supplementalGroups" $values.filelog.supplementalGroups }}
+  {{- end }}
+  {{- toYaml $pod | nindent 2 }}
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -224,4 +258,76 @@ metadata:
 data:
   {{ $component }}.yaml: |
     {{- include "orasi.config" (list $root $component) | nindent 4 }}
+{{- end }}
+
+{{/*
+The optional receivers a service runs by its values, as YAML: name → {signal: the pipeline it
+joins, config: its defaults (the user's `<service>.config.receivers.<name>` merges over them)}.
+`<service>.receivers.<name>.enabled` (syslog: agent, gateway; prometheus_remote_write and zipkin:
+gateway, bridge), and the agent's `filelog` with `agent.filelog.enabled`.
+*/}}
+{{- define "orasi.optionalReceivers" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $values := index $root.Values $component -}}
+{{- $defaults := dict
+  "syslog" (dict "signal" "logs" "config" (dict "tcp" (dict "endpoint" "0.0.0.0:5514") "udp" (dict "endpoint" "0.0.0.0:5514")))
+  "prometheus_remote_write" (dict "signal" "metrics" "config" (dict "endpoint" "0.0.0.0:9201"))
+  "zipkin" (dict "signal" "traces" "config" (dict "endpoint" "0.0.0.0:9411")) -}}
+{{- $enabled := dict -}}
+{{- range $name, $receiver := $defaults -}}
+{{- $flag := index (default dict $values.receivers) $name -}}
+{{- if and $flag $flag.enabled -}}
+{{- $_ := set $enabled $name $receiver -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $component "agent") $values.filelog.enabled -}}
+{{- $filelog := dict
+  "include" (list "/var/log/pods/*/*/*.log")
+  "exclude" (list (printf "/var/log/pods/%s_orasi-agent-*/*/*.log" $root.Values.namespaces.agents))
+  "checkpoint_directory" "/var/lib/orasi/filelog" -}}
+{{- $_ := set $enabled "filelog" (dict "signal" "logs" "config" $filelog) -}}
+{{- end -}}
+{{- toYaml $enabled -}}
+{{- end }}
+
+{{/*
+The ports of a service's optional receivers that listen (syslog TCP and UDP, remote write,
+Zipkin), read from its merged configuration: a list of {name, port, protocol}.
+*/}}
+{{- define "orasi.receiverPorts" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $config := include "orasi.config" (list $root $component) | fromYaml -}}
+{{- $ports := list -}}
+{{- $optional := include "orasi.optionalReceivers" (list $root $component) | fromYaml -}}
+{{- with $optional.syslog -}}
+{{- $syslog := $config.receivers.syslog -}}
+{{- if $syslog.tcp }}{{ $ports = append $ports (dict "name" "syslog-tcp" "port" (include "orasi.port" $syslog.tcp.endpoint | int) "protocol" "TCP") }}{{ end -}}
+{{- if $syslog.udp }}{{ $ports = append $ports (dict "name" "syslog-udp" "port" (include "orasi.port" $syslog.udp.endpoint | int) "protocol" "UDP") }}{{ end -}}
+{{- end -}}
+{{- with $optional.prometheus_remote_write -}}
+{{- $ports = append $ports (dict "name" "remote-write" "port" (include "orasi.port" $config.receivers.prometheus_remote_write.endpoint | int) "protocol" "TCP") -}}
+{{- end -}}
+{{- with $optional.zipkin -}}
+{{- $ports = append $ports (dict "name" "zipkin" "port" (include "orasi.port" $config.receivers.zipkin.endpoint | int) "protocol" "TCP") -}}
+{{- end -}}
+{{- toYaml $ports -}}
+{{- end }}
+
+{{/* Service ports of a service's optional receivers (the container ports by name). */}}
+{{- define "orasi.receiverServicePorts" -}}
+{{- range include "orasi.receiverPorts" . | fromYamlArray }}
+- {name: {{ .name }}, port: {{ .port }}, targetPort: {{ .name }}, protocol: {{ .protocol }}}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy ports of a service's optional receivers. */}}
+{{- define "orasi.receiverPolicyPorts" -}}
+{{- range include "orasi.receiverPorts" . | fromYamlArray }}
+- {protocol: {{ .protocol }}, port: {{ .port }}}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the bridges share the schema registry's cache in Redis (redis.url or secretName). */}}
+{{- define "orasi.redis" -}}
+{{- if or .Values.redis.url .Values.redis.secretName }}true{{ end -}}
 {{- end }}
