@@ -13,6 +13,7 @@ from orasi_common import plugins, schema_cli
 from orasi_common.allocator import tune_allocators
 from orasi_common.bench import cli as bench
 from orasi_common.config import ConfigError, load_config
+from orasi_common.extensions.auth import cli as tokens_cli
 from orasi_common.pipeline.graph import resolve
 from orasi_common.ports import PORTS
 from orasi_common.ports import SERVICES as PRODUCT_SERVICES
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(commands)
     bench.add_parser(commands)
     schema_cli.add_parser(commands)
+    tokens_cli.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument(
@@ -203,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "schema":
             return schema_cli.run(args)
+        if args.command == "tokens":
+            return tokens_cli.run(args)
         if args.command == "bench":
             return bench.run(args)
         if args.command == "validate-config":

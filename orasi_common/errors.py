@@ -8,7 +8,9 @@ Every failure that crosses a component boundary is one of these, classified once
     │   ├── PayloadTooLarge       RESOURCE_EXHAUSTED (no RetryInfo) / 413
     │   ├── UnsupportedMediaType  INVALID_ARGUMENT / 415
     │   ├── NotFound              UNIMPLEMENTED / 404
-    │   └── MethodNotAllowed      UNIMPLEMENTED / 405
+    │   ├── MethodNotAllowed      UNIMPLEMENTED / 405
+    │   ├── Unauthenticated       UNAUTHENTICATED / 401 (no, or an unknown, credential)
+    │   └── PermissionDenied      PERMISSION_DENIED / 403 (a credential without the right)
     └── RetryableError            try again later, optionally after ``retry_after`` seconds
         ├── Unavailable           UNAVAILABLE / 503 (+ RetryInfo / Retry-After)
         └── Throttled             RESOURCE_EXHAUSTED with RetryInfo / 429 + Retry-After
@@ -52,6 +54,14 @@ class NotFound(PermanentError):
 
 class MethodNotAllowed(PermanentError):
     """The endpoint exists but not for this method."""
+
+
+class Unauthenticated(PermanentError):
+    """The request carries no credential, or one that is unknown, revoked or malformed."""
+
+
+class PermissionDenied(PermanentError):
+    """The credential is valid but may not do this (its scope, or another tenant)."""
 
 
 class RetryableError(OrasiError):

@@ -3,7 +3,7 @@
 from orasi_common.exporters import otap as otap_exporter
 from orasi_common.exporters import otlp as otlp_exporter
 from orasi_common.exporters import otlphttp
-from orasi_common.extensions import etcd
+from orasi_common.extensions import auth, etcd
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otap as otap_receiver
@@ -24,4 +24,5 @@ FACTORIES = Factories.of(
     otlphttp.FACTORY,
     loadbalancing.FACTORY,
     etcd.FACTORY,
+    auth.FACTORY,
 )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from orasi_bridge.federation.config import FederationConfig
 from orasi_bridge.query.engine import QueryLimits
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
+from orasi_common.extensions.auth import AuthSettings
 from orasi_common.transport.endpoint import validate_endpoint
 from orasi_common.transport.tls import TlsServerConfig
 
@@ -33,11 +34,22 @@ class Config(ComponentConfig):
     registry: RegistryConfig = Field(
         default_factory=RegistryConfig, description="The schema registry under /registry (README)."
     )
+    auth: AuthSettings | None = Field(
+        default=None,
+        description="Require a bearer token checked by this `auth` extension (scope `query`; "
+        "`admin` for registry changes); the caller reads its token's tenant only (README, Security).",
+    )
     tls: TlsServerConfig | None = Field(
         default=None,
         description="Serve the REST API (HTTPS) and Flight SQL (grpc+tls) over TLS only, mutual with "
         "`client_ca_file`; the REST certificate is reloaded from disk, Flight SQL's at restart.",
     )
+
+    @model_validator(mode="after")
+    def _one_credential_kind(self) -> Config:
+        if self.auth is not None and self.api_keys:
+            raise ValueError("set auth (tokens) or api_keys (static keys), not both")
+        return self
 
     @field_validator("flight_sql")
     @classmethod

@@ -7,7 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orasi_common.ports import SERVICES, admin_port
-from orasi_common.transport.tls import TlsServerConfig
 
 
 class ComponentConfig(BaseModel):
@@ -25,6 +24,26 @@ class PipelineConfig(ComponentConfig):
 class LogsTelemetry(ComponentConfig):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Minimum level of the service's own JSON logs."
+    )
+
+
+class TlsServerConfig(ComponentConfig):
+    """Every listener's `tls` section (served by ``orasi_common.transport.tls.ServerTls``)."""
+
+    cert_file: str = Field(description="PEM certificate chain of the server (leaf first).")
+    key_file: str = Field(description="PEM private key of `cert_file`.")
+    client_ca_file: str | None = Field(
+        default=None,
+        description="PEM CAs that sign client certificates; set: mutual TLS (a client without a "
+        "certificate it signs is refused during the handshake).",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2", description="Lowest TLS version accepted (HTTP listeners; gRPC negotiates 1.2+)."
+    )
+    reload_interval: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds between checks of the files for new certificates (0: load once).",
     )
 
 

@@ -3,7 +3,10 @@
 OTLP/gRPC (in the pipelines' process or handed over by worker processes), OTLP/HTTP, OTAP
 streams and the receivers of other protocols (HTTP pushes, syslog over TCP and UDP, tailed
 files) all call ``Ingest.consume``, which hands the batch to the signal's pipeline and counts
-it as accepted or refused under its transport's label.
+it as accepted or refused under its transport's label. ``Ingest.tenant`` says whose a request
+is: its tenant header's, or, when the receiver names an `auth` extension, its bearer token's
+(``Authenticator.tenant``, scope ``ingest``), refusing it with UNAUTHENTICATED / 401 or
+PERMISSION_DENIED / 403 before it is read.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orasi_common.errors import NotFound, OrasiError
+from orasi_common.extensions.auth import Authenticator
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
+from orasi_common.transport import headers
 
 TRANSPORTS = ("grpc", "http", "otap", "tcp", "udp", "file")
 
@@ -20,8 +25,11 @@ TRANSPORTS = ("grpc", "http", "otap", "tcp", "udp", "file")
 class Ingest:
     """The receiver's side of its pipelines: one consume per request, metrics per outcome."""
 
-    def __init__(self, settings: Settings, consumers: Mapping[Signal, Consumer]) -> None:
+    def __init__(
+        self, settings: Settings, consumers: Mapping[Signal, Consumer], auth: Authenticator | None = None
+    ) -> None:
         self._consumers = consumers
+        self.auth = auth
         self._id = settings.id
         metrics = settings.metrics
         self._accepted = {
@@ -34,6 +42,12 @@ class Ingest:
             for signal in Signal
             for transport in TRANSPORTS
         }
+
+    async def tenant(self, authorization: str | None, tenant_header: str | None) -> str:
+        """The request's tenant (see the module docstring); raises the classified refusal."""
+        if self.auth is not None:
+            tenant_header = await self.auth.tenant(authorization, "ingest", tenant_header)
+        return headers.incoming_tenant(tenant_header)
 
     def check_signal(self, signal: Signal) -> Consumer:
         consumer = self._consumers.get(signal)

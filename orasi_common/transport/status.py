@@ -9,6 +9,8 @@ status back into an OrasiError. OTAP's ``BatchStatus`` codes are gRPC's numbers:
     UnsupportedMediaType  INVALID_ARGUMENT     415     INVALID_ARGUMENT   MalformedData / = / MalformedData
     NotFound              UNIMPLEMENTED        404     INTERNAL           = / = / PermanentError
     MethodNotAllowed      UNIMPLEMENTED        405     INTERNAL           NotFound / = / PermanentError
+    Unauthenticated       UNAUTHENTICATED      401     UNAUTHENTICATED    = / = / =
+    PermissionDenied      PERMISSION_DENIED    403     PERMISSION_DENIED  = / = / =
     PermanentError        INVALID_ARGUMENT     400     INVALID_ARGUMENT   MalformedData (all three)
     Throttled             RESOURCE_EXHAUSTED + 429 +   RESOURCE_EXHAUSTED = / = / =
     Unavailable           UNAVAILABLE (+)      503 (+) UNAVAILABLE        = / = / =
@@ -59,6 +61,8 @@ _MAPPING: Sequence[tuple[type[errors.OrasiError], grpc.StatusCode, int, grpc.Sta
     (errors.UnsupportedMediaType, _C.INVALID_ARGUMENT, 415, _C.INVALID_ARGUMENT),
     (errors.NotFound, _C.UNIMPLEMENTED, 404, _C.INTERNAL),
     (errors.MethodNotAllowed, _C.UNIMPLEMENTED, 405, _C.INTERNAL),
+    (errors.Unauthenticated, _C.UNAUTHENTICATED, 401, _C.UNAUTHENTICATED),
+    (errors.PermissionDenied, _C.PERMISSION_DENIED, 403, _C.PERMISSION_DENIED),
     (errors.PermanentError, _C.INVALID_ARGUMENT, 400, _C.INVALID_ARGUMENT),
     (errors.Throttled, _C.RESOURCE_EXHAUSTED, 429, _C.RESOURCE_EXHAUSTED),
     (errors.Unavailable, _C.UNAVAILABLE, 503, _C.UNAVAILABLE),
@@ -140,9 +144,13 @@ _FROM_GRPC: Mapping[grpc.StatusCode, type[errors.PermanentError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.MalformedData,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.PayloadTooLarge,  # without RetryInfo
     grpc.StatusCode.UNIMPLEMENTED: errors.NotFound,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
 }
 _FROM_HTTP: Mapping[int, type[errors.OrasiError]] = {
     400: errors.MalformedData,
+    401: errors.Unauthenticated,
+    403: errors.PermissionDenied,
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,

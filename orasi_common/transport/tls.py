@@ -1,4 +1,5 @@
-"""TLS for every listener: one config (``TlsServerConfig``), one holder of its certificates
+"""TLS for every listener: one config (``TlsServerConfig``, written beside the other config models
+in ``orasi_common.config.model``, as the admin port takes it too), one holder of its certificates
 (``ServerTls``) serving both gRPC and HTTP, reloaded from disk without a restart.
 
     tls:
@@ -36,31 +37,10 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class TlsServerConfig(BaseModel):
-    # A ComponentConfig (its settings repeated: the config model itself imports this module).
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cert_file: str = Field(description="PEM certificate chain of the server (leaf first).")
-    key_file: str = Field(description="PEM private key of `cert_file`.")
-    client_ca_file: str | None = Field(
-        default=None,
-        description="PEM CAs that sign client certificates; set: mutual TLS (a client without a "
-        "certificate it signs is refused during the handshake).",
-    )
-    min_version: Literal["1.2", "1.3"] = Field(
-        default="1.2", description="Lowest TLS version accepted (HTTP listeners; gRPC negotiates 1.2+)."
-    )
-    reload_interval: float = Field(
-        default=30.0,
-        ge=0,
-        description="Seconds between checks of the files for new certificates (0: load once).",
-    )
+from orasi_common.config.model import TlsServerConfig
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.EXPORTER, "lake"): LAKE,
     (Kind.EXTENSION, "query_api"): {"endpoint": "127.0.0.1:0"},
     (Kind.EXTENSION, "etcd"): {"endpoints": []},  # the in-process registry (etcd: integration tests)
+    (Kind.EXTENSION, "auth"): {"store": "sqlite:///{tmp}/tokens.db"},
 }
 
 

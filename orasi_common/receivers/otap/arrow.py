@@ -107,12 +107,15 @@ class ArrowStreams:
                 except hpack.HPACKError as exc:
                     raise MalformedData(f"the batch's headers are not valid HPACK: {exc}") from None
             tables = consumer.decode(records.arrow_payloads)
-            tenant = metadata.get(self._tenant_header)
+            tenant, authorization = metadata.get(self._tenant_header), metadata.get("authorization")
             batch_id = metadata.get(headers.BATCH_ID)
             batch = codec.decode(
                 signal,
                 tables,
-                tenant=headers.incoming_tenant(tenant if isinstance(tenant, str) else None),
+                tenant=await self._ingest.tenant(
+                    authorization if isinstance(authorization, str) else None,
+                    tenant if isinstance(tenant, str) else None,
+                ),
                 batch_id=headers.incoming_batch_id(batch_id if isinstance(batch_id, str) else None),
             )
             await self._ingest.consume(batch, TRANSPORT)

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.extensions.auth import AuthSettings
 from orasi_common.transport import headers
 from orasi_common.transport.endpoint import validate_endpoint
 from orasi_common.transport.tls import TlsServerConfig
@@ -59,9 +60,18 @@ class Config(ComponentConfig):
         default=headers.TENANT,
         description="Request header / gRPC metadata key naming the tenant; absent = `default`.",
     )
+    auth: AuthSettings | None = Field(
+        default=None,
+        description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
+        "request's tenant is then the token's (README, Security).",
+    )
 
     @model_validator(mode="after")
     def _one_protocol(self) -> Config:
         if self.protocols.grpc is None and self.protocols.http is None:
             raise ValueError("set protocols.grpc, protocols.http, or both")
+        if self.auth is not None and self.protocols.grpc is not None and self.protocols.grpc.processes:
+            raise ValueError(
+                "auth: tokens are checked in the pipelines' process; set protocols.grpc.processes: 0"
+            )
         return self

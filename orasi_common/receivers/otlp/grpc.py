@@ -29,6 +29,9 @@ class Sink(Protocol):
     async def consume(self, batch: Batch, transport: str) -> None:
         """Accept the batch, or raise the OrasiError its sender gets."""
 
+    async def tenant(self, authorization: str | None, tenant_header: str | None) -> str:
+        """Whose the request is (``Ingest.tenant``), or raise the OrasiError its sender gets."""
+
 
 async def abort(context: grpc.aio.ServicerContext, error: OrasiError) -> None:
     """End the call with the error's status code, message and RetryInfo (raises)."""
@@ -61,10 +64,11 @@ class OtlpGrpcServer:
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             metadata = dict(context.invocation_metadata() or ())
             try:
+                tenant = await sink.tenant(metadata.get("authorization"), metadata.get(tenant_header))
                 batch = Batch.from_serialized(
                     signal,
                     request,
-                    tenant=headers.incoming_tenant(metadata.get(tenant_header)),
+                    tenant=tenant,
                     batch_id=headers.incoming_batch_id(metadata.get(headers.BATCH_ID)),
                 )
                 await sink.consume(batch, TRANSPORT)

@@ -105,12 +105,16 @@ class OtlpHttpApp:
                 f"Content-Type {declared or '(none)'!r} is not supported; use {PROTOBUF} or {JSON}"
             )
         self._ingest.check_signal(spec.signal)
+        if self._ingest.auth is not None:  # refuse before reading the body
+            await self._ingest.tenant(_header(scope, b"authorization"), _header(scope, self._tenant_header))
         body = await read_body(_header(scope, b"content-length"), receive, self._body_limit)
         if not body:
             raise MalformedData("the request body is empty")
         body = decompress(_header(scope, b"content-encoding") or "", body, self._decompressed_limit)
         identity = {
-            "tenant": headers.incoming_tenant(_header(scope, self._tenant_header)),
+            "tenant": await self._ingest.tenant(
+                _header(scope, b"authorization"), _header(scope, self._tenant_header)
+            ),
             "batch_id": headers.incoming_batch_id(_header(scope, _BATCH_ID_HEADER)),
         }
         if content_type == PROTOBUF:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import grpc
 
+from orasi_common.extensions.auth import Authenticator, extension_config
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -24,7 +25,13 @@ class OtlpReceiver:
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
         self.logger = settings.logger
         self._config = config
-        ingest = Ingest(settings, consumers)
+        auth = (
+            Authenticator(extension_config(settings.extensions, config.auth, settings.id))
+            if config.auth is not None
+            else None
+        )
+        ingest = Ingest(settings, consumers, auth)
+        self._ingest = ingest
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc: OtlpGrpcServer | GrpcWorkers | None = None
         if grpc_config and grpc_config.processes:
@@ -67,6 +74,8 @@ class OtlpReceiver:
         return endpoints
 
     async def start(self) -> None:
+        if self._ingest.auth is not None:
+            await self._ingest.auth.start()
         if self.grpc:
             await self.grpc.start()
         if self.http:
@@ -80,3 +89,5 @@ class OtlpReceiver:
             await self.http.shutdown()
         if self.grpc:
             await self.grpc.shutdown()
+        if self._ingest.auth is not None:
+            await self._ingest.auth.shutdown()

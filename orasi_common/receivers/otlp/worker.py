@@ -22,6 +22,7 @@ from orasi_common.pdata import Batch
 from orasi_common.receivers.otlp import handoff
 from orasi_common.receivers.otlp.config import GrpcConfig
 from orasi_common.receivers.otlp.grpc import OtlpGrpcServer
+from orasi_common.transport import headers
 
 OWNER_GONE = "the receiver's pipelines went away; retry"
 
@@ -39,6 +40,10 @@ class OwnerLink:
     def hello(self, token: str, **info: Any) -> None:
         hello = {"pid": os.getpid(), "token": token, **info}
         handoff.write_frame(self._writer, handoff.HELLO, handoff.encode_hello(hello))
+
+    async def tenant(self, authorization: str | None, tenant_header: str | None) -> str:
+        """The tenant header's (workers serve receivers without `auth`: the config refuses both)."""
+        return headers.incoming_tenant(tenant_header)
 
     async def consume(self, batch: Batch, transport: str) -> None:
         if self.closed.is_set():

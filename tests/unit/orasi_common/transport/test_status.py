@@ -55,6 +55,8 @@ TABLE = [
         (E.MalformedData, E.UnsupportedMediaType, E.MalformedData),
     ),
     Row(E.NotFound("m"), C.UNIMPLEMENTED, 404, A.INTERNAL, (E.NotFound, E.NotFound, E.PermanentError)),
+    Row(E.Unauthenticated("m"), C.UNAUTHENTICATED, 401, A.UNAUTHENTICATED, 3 * (E.Unauthenticated,)),
+    Row(E.PermissionDenied("m"), C.PERMISSION_DENIED, 403, A.PERMISSION_DENIED, 3 * (E.PermissionDenied,)),
     Row(
         E.MethodNotAllowed("m"),
         C.UNIMPLEMENTED,
@@ -160,10 +162,9 @@ GRPC_CODES: dict[grpc.StatusCode, Kind] = {  # without RetryInfo
     C.RESOURCE_EXHAUSTED: E.PayloadTooLarge,
     C.INVALID_ARGUMENT: E.MalformedData,
     C.UNIMPLEMENTED: E.NotFound,
-    **dict.fromkeys(
-        (C.PERMISSION_DENIED, C.UNAUTHENTICATED, C.NOT_FOUND, C.ALREADY_EXISTS, C.FAILED_PRECONDITION),
-        E.PermanentError,
-    ),
+    C.UNAUTHENTICATED: E.Unauthenticated,
+    C.PERMISSION_DENIED: E.PermissionDenied,
+    **dict.fromkeys((C.NOT_FOUND, C.ALREADY_EXISTS, C.FAILED_PRECONDITION), E.PermanentError),
     **dict.fromkeys((C.INTERNAL, C.UNKNOWN), E.PermanentError),
 }
 
@@ -225,7 +226,9 @@ HTTP_STATUSES: dict[int, Kind] = {
     405: E.MethodNotAllowed,
     413: E.PayloadTooLarge,
     415: E.UnsupportedMediaType,
-    **dict.fromkeys((401, 403, 500, 501, 505, 302), E.PermanentError),
+    401: E.Unauthenticated,
+    403: E.PermissionDenied,
+    **dict.fromkeys((500, 501, 505, 302), E.PermanentError),
 }
 
 
@@ -268,8 +271,9 @@ def test_a_peer_refusing_data_as_invalid_comes_back_as_malformed_data() -> None:
     """What the peer calls invalid data is MalformedData again, so an exporter isolates the items."""
     assert type(status.from_grpc(grpc.StatusCode.INVALID_ARGUMENT, "bad id", None)) is errors.MalformedData
     assert type(status.from_http(400, None, "bad id")) is errors.MalformedData
-    assert type(status.from_grpc(grpc.StatusCode.PERMISSION_DENIED, "no", None)) is errors.PermanentError
-    assert type(status.from_http(403, None, "no")) is errors.PermanentError
+    denied = status.from_grpc(grpc.StatusCode.PERMISSION_DENIED, "no", None)
+    assert type(denied) is errors.PermissionDenied and not denied.retryable
+    assert type(status.from_http(403, None, "no")) is errors.PermissionDenied
 
 
 # --- client side: OTAP ----------------------------------------------------------------------------
@@ -282,8 +286,8 @@ OTAP_CODES: dict[int, type[errors.OrasiError] | None] = {
     otap_pb2.UNAVAILABLE: errors.Unavailable,
     otap_pb2.RESOURCE_EXHAUSTED: errors.Throttled,  # "server temporarily overloaded" (OTAP spec)
     otap_pb2.INVALID_ARGUMENT: errors.MalformedData,
-    otap_pb2.PERMISSION_DENIED: errors.PermanentError,
-    otap_pb2.UNAUTHENTICATED: errors.PermanentError,
+    otap_pb2.PERMISSION_DENIED: errors.PermissionDenied,
+    otap_pb2.UNAUTHENTICATED: errors.Unauthenticated,
     otap_pb2.INTERNAL: errors.PermanentError,
 }
 
