@@ -51,7 +51,15 @@ class QueryApi:
         self.federation = Federation(
             config.federation, self.engine, registry_of(host, config.federation.registry)
         )
-        app = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
+        app: Any = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
+        self.auth = (
+            Authenticator(extension_config(settings.extensions, config.auth, settings.id))
+            if config.auth is not None
+            else None
+        )
+        if self.auth is not None:
+            app = TokenGate(app, self.auth, required_scope, "x-orasi-tenant")
+        self._loop: asyncio.AbstractEventLoop | None = None
         tls = ServerTls(config.tls, settings.logger) if config.tls is not None else None
         self.server = HttpServer(app, config.endpoint, tls=tls)
         self._logger = settings.logger
