@@ -606,6 +606,24 @@ def component_health() -> dict[str, Any]:
             8,
             8,
         ),
+        (
+            timeseries(
+                "Live settings applied and refused",
+                [
+                    target(
+                        "sum by (component, instance, exported_component, outcome) "
+                        f"(increase(orasi_config_updates_total{sel(*picked)}[{RATE}]))",
+                        "{{instance}} {{exported_component}} {{outcome}}",
+                    )
+                ],
+                "short",
+                "Live settings (etcd /orasi/<region>/config/) each instance applied or refused, by "
+                "component id (the metric's component label, stored as exported_component). A "
+                "refused one is logged with each bad key's path; the running values are kept.",
+            ),
+            24,
+            8,
+        ),
         (row("Requests served"), 24, 1),
         (
             timeseries(
@@ -706,6 +724,40 @@ def data_flow() -> dict[str, Any]:
                 ],
                 "short",
                 "Items/s refused by receivers (senders retry), given up by exporters, dropped by full queues",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Malformed input, by receiver and reason",
+                [
+                    target(
+                        "sum by (component, receiver, reason) "
+                        f"({rate('orasi_receiver_malformed_messages_total')})",
+                        "{{component}} {{receiver}} {{reason}}",
+                    )
+                ],
+                "short",
+                "Messages/s receivers of other protocols (syslog, remote write, Zipkin, filelog) refused "
+                "or left out: bad framing, too long, malformed, untranslatable.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "OTAP schema resets",
+                [
+                    target(
+                        "sum by (component, signal, payload_type) "
+                        f"({rate('orasi_otap_schema_resets_total', sig)})",
+                        "{{component}} {{signal}} {{payload_type}}",
+                    )
+                ],
+                "short",
+                "Resets/s of the OTAP exporters' streams (schema and dictionaries sent again): a column "
+                "appeared or changed type, or a dictionary overflowed. Near zero once streams settle.",
             ),
             12,
             8,

@@ -3,7 +3,10 @@
 1. Every metric a rule or a dashboard uses is declared on the /metrics pages of agent, gateway or
    bridge, and has samples, except the few that only a configuration `orasi up` does not have
    produces (listed with the reason): those of the load balancer and the etcd resolver have
-   samples on a gateway that finds orasi up's bridge in the shared test etcd.
+   samples on a gateway that finds orasi up's bridge in the shared test etcd; those of the
+   optional receivers and of live settings on a gateway with a syslog receiver and the etcd
+   extension, sent a malformed message and given a live setting it refuses. OTAP schema resets
+   are sampled on orasi up's gateway once a span of a new shape follows the first ones.
 2. A real Prometheus (Debian's, on a free port on 127.0.0.1) scrapes the three admin ports with the
    relabelling of scrape.yaml (the Kubernetes discovery replaced by static targets that carry the
    same ``__meta_kubernetes_*`` labels), loads rules.yaml and evaluates it: every rule healthy, the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -39,11 +43,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ScopeMetrics,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from monitoring.promql import RULES, SCRAPE, every_query, exposed_names, metric_names, rules, substitute, tool
 from orasi_common.control.registration import key_of
 from orasi_common.control.registry import etcd_client
+from orasi_common.control.settings import settings_key
 from orasi_common.testing.servers import ETCD, etcd_missing
 from orasi_common.testing.service_process import (
     LIVE_LOGS,
@@ -57,6 +62,7 @@ from orasi_common.topology import service as service_config
 
 SERVICES = ("agent", "gateway", "bridge")
 BALANCED = "a gateway whose loadbalancing exporter finds its upstreams in etcd (balanced_gateway)"
+RECEIVING = "a gateway with a syslog receiver and live settings in etcd (receiving_gateway)"
 ONLY_IN_OTHER_SETUPS = {
     # The loadbalancing exporter and the etcd resolver: orasi up's gateway sends to one bridge with
     # `otap` (these families are declared on its page, without samples); the balanced gateway
@@ -66,6 +72,10 @@ ONLY_IN_OTHER_SETUPS = {
     "orasi_loadbalancer_endpoints": BALANCED,
     "orasi_discovery_up": BALANCED,
     "orasi_discovery_malformed_records_total": BALANCED,
+    # An optional receiver (orasi up runs none) and live settings (orasi up has no etcd): the
+    # receiving gateway below has both.
+    "orasi_receiver_malformed_messages_total": RECEIVING,
+    "orasi_config_updates_total": RECEIVING,
     # Failures: counted (with their reason) only when they happen.
     "orasi_exporter_send_failed_items_total": "an exporter giving up on items",
     "orasi_exporter_enqueue_failed_items_total": "a full queue with policy drop_newest",
@@ -145,10 +155,46 @@ def send_traffic(up: UpProcess) -> None:
     assert up.post("SELECT count(*) FROM spans").status_code == 200
 
 
+def send_reshaped_span(up: UpProcess) -> None:
+    """A span with columns the first ones had none of (an integer attribute, a status with a
+    message, a kind): the gateway's OTAP stream to the bridge resets its spans schema."""
+    before = up.service_metric("gateway", "orasi_otap_schema_resets_total", signal="traces")
+    now = time.time_ns()
+    span = Span(
+        trace_id=os.urandom(16),
+        span_id=os.urandom(8),
+        name="refund",
+        kind=Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=now - 1_000_000,
+        end_time_unix_nano=now,
+        attributes=[KeyValue(key="http.status_code", value=AnyValue(int_value=502))],
+        status=Status(code=Status.STATUS_CODE_ERROR, message="upstream failed"),
+    )
+    body = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+    response = httpx.post(
+        f"http://127.0.0.1:{up.ports['agent.http']}/v1/traces",
+        content=body,
+        headers={"content-type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    eventually(
+        lambda: (
+            True
+            if up.service_metric("gateway", "orasi_otap_schema_resets_total", signal="traces") > before
+            else None
+        ),
+        "the gateway's OTAP stream reset its traces schema for the reshaped span",
+    )
+
+
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     with UpProcess.launch(tmp_path_factory.mktemp("up")) as process:
         send_traffic(process)
+        send_reshaped_span(process)
         yield process
 
 
@@ -253,6 +299,62 @@ def test_the_load_balancer_and_discovery_metrics_are_sampled_where_they_live(
     assert balanced_gateway.metric("orasi_loadbalancer_endpoints", group="primary") == 1
 
 
+@pytest.fixture(scope="module")
+def receiving_gateway(up: UpProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A gateway (OTLP and syslog over UDP in → otap to orasi up's bridge) with the etcd extension
+    in a region of its own, sent one malformed syslog datagram, whose live setting of `batch`
+    (send_batch_size 0) it refused."""
+    problem = etcd_missing("the metrics of live settings")
+    if problem:
+        pytest.fail(problem)
+    region = f"monitoring-{uuid.uuid4().hex[:10]}"
+    exporter = {"endpoint": f"127.0.0.1:{up.ports['bridge.grpc']}", "tls": {"insecure": True}}
+    config = service_config(free_ports(), "otlp", {"batch": {"timeout": 0.2}}, "otap", exporter)
+    syslog_port = free_port()
+    config["receivers"]["syslog"] = {"udp": {"endpoint": f"127.0.0.1:{syslog_port}"}}
+    config["service"]["pipelines"]["logs"]["receivers"].append("syslog")
+    config["extensions"] = {"etcd": {"endpoints": [ETCD], "region": region, "lease_ttl": 2}}
+    config["service"]["extensions"] = ["etcd"]
+    gateway = ServiceProcess.from_config("gateway", config, tmp_path_factory.mktemp("receiving"))
+    try:
+        gateway.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"<999>not syslog at all", ("127.0.0.1", syslog_port))
+        eventually(
+            lambda: (
+                True if gateway.metric("orasi_receiver_malformed_messages_total", receiver="syslog") else None
+            ),
+            "the gateway's syslog receiver to count the malformed datagram",
+        )
+        etcd_write({settings_key(region, "gateway", "batch"): b'{"send_batch_size": 0}'})
+        eventually(
+            lambda: True if gateway.metric("orasi_config_updates_total", outcome="refused") else None,
+            "the gateway to refuse the live setting",
+        )
+        yield gateway
+    finally:
+        gateway.stop()
+        etcd_write({}, delete_prefix=f"/orasi/{region}/")
+
+
+def test_the_receiver_and_live_settings_metrics_are_sampled_where_they_live(
+    receiving_gateway: ServiceProcess,
+) -> None:
+    """The families ONLY_IN_OTHER_SETUPS names for the receiving gateway have samples there, with
+    the labels the rules and dashboards group by."""
+    _, sampled = exposed_names(httpx.get(receiving_gateway.admin_url + "/metrics", timeout=10).text)
+    missing = {name for name, setup in ONLY_IN_OTHER_SETUPS.items() if setup == RECEIVING} - sampled
+    assert not missing, f"no samples on the receiving gateway: {missing}"
+    malformed = {
+        (labels["receiver"], labels["transport"], labels["reason"])
+        for name, labels, value in receiving_gateway.metric_samples()
+        if name == "orasi_receiver_malformed_messages_total" and value
+    }
+    assert malformed == {("syslog", "udp", "malformed")}
+    assert receiving_gateway.metric("orasi_config_updates_total", component="batch", outcome="refused") == 1
+    assert receiving_gateway.metric("orasi_config_updates_total", outcome="applied") == 0
+
+
 def test_each_service_reports_the_volumes_it_writes(up: UpProcess) -> None:
     volumes: dict[str, set[str]] = {service: set() for service in SERVICES}
     for service, text in _pages(up).items():
@@ -319,33 +421,29 @@ class Prometheus:
             return None
 
 
-def prometheus_config(up: UpProcess) -> dict[str, Any]:
-    """scrape.yaml's job with static targets in place of Kubernetes discovery, plus two targets its
-    relabelling must drop (another app's pod, and an Orasi pod's OTLP port)."""
+def pod(name: str, component: str, port: int, port_name: str) -> dict[str, Any]:
+    """A static target with the ``__meta_kubernetes_*`` labels Kubernetes discovery gives a pod."""
+    return {
+        "targets": [f"127.0.0.1:{port}"],
+        "labels": {
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name": "orasi" if component else "other",
+            "__meta_kubernetes_pod_label_app_kubernetes_io_component": component or "web",
+            "__meta_kubernetes_pod_container_port_name": port_name,
+            "__meta_kubernetes_pod_container_port_number": str(port),
+            "__meta_kubernetes_pod_phase": "Running",
+            "__meta_kubernetes_node_label_topology_kubernetes_io_region": "local",
+            "__meta_kubernetes_namespace": "orasi-system",
+            "__meta_kubernetes_pod_name": name,
+            "__meta_kubernetes_pod_node_name": "node-1",
+        },
+    }
+
+
+def prometheus_config(targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """scrape.yaml's job with static ``targets`` (see ``pod``) in place of Kubernetes discovery."""
     (job,) = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
     del job["kubernetes_sd_configs"]
-
-    def pod(name: str, component: str, port: int, port_name: str) -> dict[str, Any]:
-        return {
-            "targets": [f"127.0.0.1:{port}"],
-            "labels": {
-                "__meta_kubernetes_pod_label_app_kubernetes_io_name": "orasi" if component else "other",
-                "__meta_kubernetes_pod_label_app_kubernetes_io_component": component or "web",
-                "__meta_kubernetes_pod_container_port_name": port_name,
-                "__meta_kubernetes_pod_container_port_number": str(port),
-                "__meta_kubernetes_pod_phase": "Running",
-                "__meta_kubernetes_node_label_topology_kubernetes_io_region": "local",
-                "__meta_kubernetes_namespace": "orasi-system",
-                "__meta_kubernetes_pod_name": name,
-                "__meta_kubernetes_pod_node_name": "node-1",
-            },
-        }
-
-    job["static_configs"] = [
-        *(pod(f"orasi-{s}-0", s, up.ports[f"{s}.admin"], "admin") for s in SERVICES),
-        pod("web-0", "", up.ports["bridge.query"], "admin"),
-        pod("orasi-agent-0", "agent", up.ports["agent.http"], "otlp-http"),
-    ]
+    job["static_configs"] = targets
     job["scrape_interval"] = job["scrape_timeout"] = "1s"
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -354,9 +452,19 @@ def prometheus_config(up: UpProcess) -> dict[str, Any]:
     }
 
 
+def up_targets(up: UpProcess) -> list[dict[str, Any]]:
+    """The three admin ports, plus two targets scrape.yaml's relabelling must drop (another app's
+    pod, and an Orasi pod's OTLP port)."""
+    return [
+        *(pod(f"orasi-{s}-0", s, up.ports[f"{s}.admin"], "admin") for s in SERVICES),
+        pod("web-0", "", up.ports["bridge.query"], "admin"),
+        pod("orasi-agent-0", "agent", up.ports["agent.http"], "otlp-http"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def prometheus(up: UpProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    server = Prometheus(tmp_path_factory.mktemp("prometheus"), prometheus_config(up))
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), prometheus_config(up_targets(up)))
     try:
         eventually(server.ready, "prometheus was not ready")
 
@@ -467,3 +575,44 @@ def test_no_alert_fires_on_a_healthy_orasi_up(prometheus: Prometheus) -> None:
         return alerts if not loud else None
 
     eventually(quiet, "alerts stayed active: " + str(prometheus.api("alerts")["alerts"]), timeout=20)
+
+
+def test_the_rules_of_receivers_and_live_settings_see_the_receiving_gateway(
+    receiving_gateway: ServiceProcess, tmp_path: Path
+) -> None:
+    """A Prometheus scraping the receiving gateway as scrape.yaml does: the live setting's
+    component id is stored as exported_component (the target's component label wins), which is
+    what OrasiLiveSettingRefused and the Component Health panel group by, and both alerts'
+    expressions find the gateway's series."""
+    port = int(receiving_gateway.admin_url.rpartition(":")[2])
+    server = Prometheus(tmp_path, prometheus_config([pod("orasi-gateway-0", "gateway", port, "admin")]))
+    try:
+        eventually(server.ready, "prometheus was not ready")
+        refused = eventually(
+            lambda: (
+                server.query(
+                    "sum by (region, component, exported_component) "
+                    '(orasi_config_updates_total{outcome="refused"})'
+                )
+                or None
+            ),
+            "prometheus to scrape the refused live setting",
+        )
+        assert [s["metric"] for s in refused] == [
+            {"region": "local", "component": "gateway", "exported_component": "batch"}
+        ]
+        malformed = server.query(
+            "sum by (region, component, receiver, reason) (orasi_receiver_malformed_messages_total > 0)"
+        )
+        assert [s["metric"] for s in malformed] == [
+            {"region": "local", "component": "gateway", "receiver": "syslog", "reason": "malformed"}
+        ]
+        expressions = {name: rule["expr"] for name, rule in rules().items()}
+        fired = eventually(
+            lambda: server.query(expressions["OrasiLiveSettingRefused"]) or None,
+            "OrasiLiveSettingRefused's expression to find the refusal",
+            timeout=20,
+        )
+        assert fired[0]["metric"]["exported_component"] == "batch"
+    finally:
+        server.stop()

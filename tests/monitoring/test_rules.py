@@ -23,10 +23,13 @@ ALERTS = {
     "OrasiWalCorruptSegment",
     "OrasiLakeCommitsFailing",
     "OrasiNoDataReceived",
+    "OrasiMalformedInput",
+    "OrasiOtapSchemaResets",
     # The control plane's.
     "OrasiDiscoveryDown",
     "OrasiMalformedRegistrations",
     "OrasiNoUpstreamEndpoints",
+    "OrasiLiveSettingRefused",
 }
 
 
