@@ -6,6 +6,9 @@
     orasi schema register spans.checkout FILE          register (FILE or - for stdin)
     orasi schema check spans.checkout FILE             compatible with the latest? (exit 1 if not)
     orasi schema config [SUBJECT] [--set LEVEL]        show or set a compatibility level
+                        [--validation MODE]            and/or what ingest does with violations
+    orasi schema observe spans.checkout [--as-schema]  the attribute keys and types ingest saw,
+                                                       or a schema of them to start a contract
 
 ``--url`` is the bridge's REST API (default http://127.0.0.1:8080, as `orasi query`); the
 tenant and API key are sent as for queries. This module talks HTTP only: it imports no service.
@@ -29,6 +32,9 @@ LEVELS = (
     "NONE",
 )
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+VALIDATION = ("off", "flag", "drop_attribute", "reject")
+SECTIONS = ("attributes", "resource_attributes")
+_SCHEMA_TYPES = {"bytes": "string"}  # observed type → the schema's (base64 text); "empty" has none
 
 
 class Failed(Exception):
@@ -59,6 +65,12 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     config = actions.add_parser("config", parents=[common], help="show or set a compatibility level")
     config.add_argument("subject", nargs="?", help="a subject (default: the tenant's level)")
     config.add_argument("--set", type=str.upper, choices=LEVELS, metavar="LEVEL", help=", ".join(LEVELS))
+    config.add_argument("--validation", choices=VALIDATION, help="what ingest does with violations")
+    observe = actions.add_parser("observe", parents=[common], help="the attribute keys and types seen")
+    observe.add_argument("subject", help="e.g. spans.checkout")
+    observe.add_argument(
+        "--as-schema", action="store_true", help="print a schema of them (a contract to start from)"
+    )
     return schema
 
 
@@ -143,15 +155,49 @@ def _check(args: argparse.Namespace) -> str:
 
 def _config(args: argparse.Namespace) -> str:
     path = "/config" + (f"/{args.subject}" if args.subject else "")
-    if args.set:
-        return str(_request(args, "PUT", path, {"compatibility": args.set})["compatibility"])
-    return str(_request(args, "GET", path)["compatibilityLevel"])
+    body = {"compatibility": args.set} if args.set else {}
+    if args.validation:
+        body["validation"] = args.validation
+    if body:
+        answer = _request(args, "PUT", path, body)
+        return "\n".join(str(answer[key]) for key in ("compatibility", "validation") if key in answer)
+    answer = _request(args, "GET", path)
+    validation = answer.get("validation", "off")
+    return str(answer["compatibilityLevel"]) + (f"\nvalidation: {validation}" if validation != "off" else "")
+
+
+def _observe(args: argparse.Namespace) -> str:
+    seen = _request(args, "GET", f"/observed/{args.subject}")
+    if not args.as_schema:
+        return json.dumps(seen, indent=2, ensure_ascii=False)
+    return json.dumps(as_schema(seen), indent=2, ensure_ascii=False)
+
+
+def as_schema(seen: dict[str, Any]) -> dict[str, Any]:
+    """A schema (in the registry's subset) admitting what was seen: each key with the types it
+    had, every other key allowed, nothing required; tighten it before registering."""
+    properties: dict[str, Any] = {}
+    for section in SECTIONS:
+        keys: dict[str, Any] = {}
+        for key, kinds in sorted(seen.get(section, {}).items()):
+            names = sorted({_SCHEMA_TYPES.get(kind, kind) for kind in kinds if kind != "empty"})
+            keys[key] = {} if not names else {"type": names[0] if len(names) == 1 else names}
+        if keys:
+            properties[section] = {"type": "object", "properties": keys}
+    return {"type": "object", "properties": properties}
 
 
 def _pretty(text: str) -> str:
     return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
 
 
-_ACTIONS = {"list": _list, "get": _get, "register": _register, "check": _check, "config": _config}
+_ACTIONS = {
+    "list": _list,
+    "get": _get,
+    "register": _register,
+    "check": _check,
+    "config": _config,
+    "observe": _observe,
+}
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "as_schema", "run"]

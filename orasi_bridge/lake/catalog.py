@@ -81,14 +81,22 @@ def ensure_table(catalog: Catalog, name: str) -> Table:
 
 
 def _set_up(table: Table) -> None:
-    """Give ``table`` what it lacks of its partitioning, sort order and commit property, in one
-    commit (none when it lacks nothing)."""
+    """Give ``table`` what it lacks of its columns (``TABLES``' optional ones added since it was
+    made), partitioning, sort order and commit property, in one commit (none when it lacks
+    nothing)."""
     partitioned = not table.spec().is_unpartitioned()
     sorted_ = not table.sort_order().is_unsorted
     retries_off = table.properties.get(COMMIT_NUM_RETRIES) == "0"
-    if partitioned and sorted_ and retries_off:
+    names = {field.name for field in table.schema().fields}
+    missing = [field.name for field in TABLES[table.name()[-1]] if field.name not in names]
+    if partitioned and sorted_ and retries_off and not missing:
         return
     with table.transaction() as transaction:
+        if missing:
+            # A lake made by an older bridge: its new optional columns are added (at the end, as
+            # in TABLES); files written before read them as null.
+            with transaction.update_schema() as update:
+                update.union_by_name(TABLES[table.name()[-1]])
         if not partitioned:
             with transaction.update_spec() as spec:
                 spec.add_field("time", DayTransform(), "time_day")

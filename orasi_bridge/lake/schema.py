@@ -43,9 +43,14 @@ EXEMPLAR = pa.struct(
 )
 
 
+VIOLATIONS = "schema_violations"
+"""Added by the schema registry's ``flag`` validation: ``key: reason`` per violation (null: none).
+Optional and last, so that lakes made before it get it appended (``catalog.ensure_table``)."""
+
 # every table starts with who sent a row and from where, and ends with the partition column
+# (then the columns added since the first release, in the order they were added)
 _HEAD = (("tenant", pa.string()), ("region", pa.string()), ("service_name", pa.string()))
-_TAIL = (("time", TIME),)
+_TAIL = (("time", TIME), (VIOLATIONS, pa.list_(pa.string())))
 # the item's attributes, its resource's attributes, and its instrumentation scope
 _CONTEXT = (
     ("attributes", ATTRIBUTES),

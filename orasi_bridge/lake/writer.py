@@ -42,7 +42,9 @@ import asyncio
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -57,7 +59,7 @@ from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows, rows_of
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types, otlp_rows, rows_of
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -66,12 +68,19 @@ from orasi_common.pipeline.exporter_helper import SHUTDOWN, failure_reason
 from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
+if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports this module
+    from orasi_bridge.registry.ingest import Inspection, Observed
+    from orasi_bridge.registry.registry import Registry
+
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
 
 ISOLATION_CONVERSIONS = 256
 """The most conversions spent on the parts of one batch that does not convert as a whole."""
+
+POLICY_RETRY = 5.0
+"""Seconds before loading a tenant's validation policies is tried again after a failure."""
 
 SHUTDOWN_RETRY_FIRST = 0.05
 SHUTDOWN_RETRY_MAX = 2.0
@@ -225,21 +234,25 @@ def _chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
 Converted = tuple[pa.RecordBatch, list[int]]  # rows, and how many of them each batch gave, in order
 
 
-def _convert(chunks: list[Chunk], region: str) -> list[Converted]:
-    """The rows of each chunk, its batches converted together.
+def _convert(chunks: list[Chunk], region: str, inspect: Inspection | None = None) -> list[Converted]:
+    """The rows of each chunk, its batches converted together (and, with ``inspect``, checked
+    against the schema registry's policies, which may flag rows or drop attributes).
 
     A batch gives one row per item (span, log record, metric data point), in order, so the rows of
     the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
     is converted batch by batch instead, which counts each batch's rows exactly."""
     converted: list[Converted] = []
-    for _, _, entries in chunks:
+    for table, tenant, entries in chunks:
         batches = [batch for batch, _ in entries]
-        rows = otlp_rows(batches, region)
+        types: Types | None = {} if inspect is not None else None
+        rows = otlp_rows(batches, region, types)
         counts = [batch.items for batch in batches]
         if rows.num_rows != sum(counts):
             parts = [otlp_rows([batch], region) for batch in batches]
             rows = pa.concat_batches(parts)
             counts = [part.num_rows for part in parts]
+        elif inspect is not None and types:
+            rows = inspect(table, tenant, rows, types)
         converted.append((rows, counts))
     return converted
 
@@ -338,6 +351,11 @@ class LakeWriter:
         self._converted = asyncio.Event()  # set (and replaced) whenever a conversion ends
         self._stopping = False
         self._shut = False
+        self._registry: Registry | None = None
+        self._inspection: Callable[[], Inspection] | None = None
+        self._violations = settings.metrics.schema_violations
+        self._observed: dict[str, Observed] = defaultdict(set)  # per tenant, since the last flush
+        self._warm_after: dict[str, float] = {}  # per tenant: when loading its policies may be retried
         self._follow_failed = False
         self._wal = (
             WriteAheadLog.from_config(
@@ -399,6 +417,29 @@ class LakeWriter:
                 if ids:
                     self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
 
+    def use_registry(self, registry: Registry) -> None:
+        """Check ingest against ``registry``'s policies and record the attribute types seen
+        (the bridge's query API, which serves the registry, calls it)."""
+        from orasi_bridge.registry.ingest import Inspection  # see TYPE_CHECKING above
+
+        self._registry = registry
+        self._inspection = lambda: Inspection(registry, self._violations)
+
+    async def _load_policies(self, tenant: str) -> None:
+        """Before a tenant's first batch is buffered: its validation policies, so that they apply
+        from the first batch on (a store that does not answer is tried again after a while)."""
+        assert self._registry is not None
+        if self._registry.policies(tenant) is not None or time.monotonic() < self._warm_after.get(tenant, 0):
+            return
+        try:
+            await self._registry.warm(tenant)
+        except OrasiError as error:
+            self._warm_after[tenant] = time.monotonic() + POLICY_RETRY
+            self._logger.warning(
+                "The schema registry's policies could not be loaded; ingest is not validated until they are.",
+                extra={"tenant": tenant, "error": error.message, "retry_in": POLICY_RETRY},
+            )
+
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit."""
         return any(
@@ -416,6 +457,8 @@ class LakeWriter:
             await earlier  # a retry of a batch still being written: wait for that attempt
         if self.is_known(batch.batch_id):
             return  # a replay of data the lake already holds: acknowledge, write nothing
+        if self._registry is not None:
+            await self._load_policies(batch.tenant)
         held = self._buffer.size_bytes + (self._flushing.size_bytes if self._flushing else 0)
         if held >= self.config.max_buffer_mib * MIB:
             self._flush_now.set()
@@ -480,7 +523,16 @@ class LakeWriter:
         converted: list[Converted | None]
         try:
             try:
-                converted = list(await asyncio.to_thread(_convert, chunks, self.config.region))
+                inspect = self._inspection() if self._inspection is not None else None
+                region = self.config.region
+                converted = list(
+                    await asyncio.to_thread(_convert, chunks, region, inspect)
+                    if inspect is not None
+                    else await asyncio.to_thread(_convert, chunks, region)
+                )
+                if inspect is not None:
+                    for tenant, seen in inspect.seen.items():
+                        self._observed[tenant] |= seen
             except Exception:
                 converted, dropped = await asyncio.to_thread(self._convert_one_by_one, chunks)
                 for table, batch, lsn in dropped:
@@ -690,6 +742,21 @@ class LakeWriter:
                 raise
             finally:
                 self._flushing = None
+            await self._record_observed()
+
+    async def _record_observed(self) -> None:
+        """Hand the keys and types seen since the last flush to the registry's store."""
+        if self._registry is None or not self._observed:
+            return
+        observed, self._observed = self._observed, defaultdict(set)
+        for tenant, seen in observed.items():
+            try:
+                await self._registry.observe(tenant, seen)
+            except OrasiError as error:  # seen again later, and recorded then
+                self._logger.warning(
+                    "Recording the attribute types seen failed.",
+                    extra={"tenant": tenant, "error": error.message},
+                )
 
     async def _put_back(self, buffer: _Buffer) -> None:
         """Put a failed flush's rows back in front of what arrived since."""

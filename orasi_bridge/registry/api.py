@@ -18,12 +18,19 @@ request                                                         answer
 ``GET|PUT|DELETE /config``, ``/config/{s}``                     ``{"compatibilityLevel"}`` /
                                                                 ``{"compatibility"}``
 ``GET|PUT /mode``                                               ``{"mode"}``
+``GET /observed/{s}``                                           ``{"subject", "attributes":
+                                                                {key: [types]},
+                                                                "resource_attributes": …}``
 ==============================================================  =============================
 
 Answers are ``application/vnd.schemaregistry.v1+json``; request bodies are read as JSON
 whatever their declared type. Errors are ``{"error_code", "message"}`` (codes in ``errors``);
 the tenant comes from ``X-Orasi-Tenant`` or the API key, as for queries. ``GET /config/{s}``
 answers the level that applies to the subject (Confluent's ``defaultToGlobal=true``).
+
+Beyond Confluent's API: ``/config`` and ``/config/{s}`` also carry ``validation`` (``off``,
+``flag``, ``drop_attribute``, ``reject``: what ingest does with the subject's violations, see
+``validate``; a PUT may set it alone), and ``/observed/{s}`` lists what ingest has seen.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from fastapi.responses import Response
 
 from orasi_bridge.registry.errors import UNAVAILABLE_CODE, BodyTooLarge, RegistryError
 from orasi_bridge.registry.registry import SCHEMA_TYPE, Registry
+from orasi_bridge.registry.schema import ATTRIBUTE_SECTIONS
 from orasi_bridge.registry.store import Version
 from orasi_common.errors import OrasiError, PermanentError, Unavailable
 
@@ -203,29 +211,50 @@ def router(registry: Registry, tenant_of: TenantOf, limit: int) -> APIRouter:
     async def compatible_all(request: Request, subject: str) -> Response:
         return await _check(request, subject, "all")
 
-    @api.get("/config", summary="The tenant's compatibility level")
+    async def _settings(request: Request, subject: str | None) -> Response:
+        tenant = tenant_of(request)
+        level = await registry.compatibility(tenant, subject)
+        validation = await registry.validation(tenant, subject)
+        return _answer({"compatibilityLevel": level, "validation": validation})
+
+    async def _set(request: Request, subject: str | None) -> Response:
+        """``{"compatibility"}`` and/or ``{"validation"}`` (an extra field of this registry's)."""
+        body = await _object(request, limit)
+        tenant = tenant_of(request)
+        answer: dict[str, str] = {}
+        if "validation" in body:
+            answer["validation"] = await registry.set_validation(tenant, subject, body["validation"])
+        if "compatibility" in body or not answer:
+            level = body.get("compatibility")
+            answer["compatibility"] = await registry.set_compatibility(tenant, subject, level)
+        return _answer(answer)
+
+    @api.get("/config", summary="The tenant's compatibility level and validation mode")
     @_errors
     async def config(request: Request) -> Response:
-        return _answer({"compatibilityLevel": await registry.compatibility(tenant_of(request))})
+        return await _settings(request, None)
 
-    @api.put("/config", summary="Set the tenant's compatibility level")
+    @api.put("/config", summary="Set the tenant's compatibility level and/or validation mode")
     @_errors
     async def set_config(request: Request) -> Response:
-        body = await _object(request, limit)
-        level = await registry.set_compatibility(tenant_of(request), None, body.get("compatibility"))
-        return _answer({"compatibility": level})
+        return await _set(request, None)
 
-    @api.get("/config/{subject}", summary="The compatibility level that applies to a subject")
+    @api.get("/config/{subject}", summary="The compatibility level and validation that apply to a subject")
     @_errors
     async def subject_config(request: Request, subject: str) -> Response:
-        return _answer({"compatibilityLevel": await registry.compatibility(tenant_of(request), subject)})
+        return await _settings(request, subject)
 
-    @api.put("/config/{subject}", summary="Set a subject's compatibility level")
+    @api.put("/config/{subject}", summary="Set a subject's compatibility level and/or validation mode")
     @_errors
     async def set_subject_config(request: Request, subject: str) -> Response:
-        body = await _object(request, limit)
-        level = await registry.set_compatibility(tenant_of(request), subject, body.get("compatibility"))
-        return _answer({"compatibility": level})
+        return await _set(request, subject)
+
+    @api.get("/observed/{subject}", summary="The attribute keys and original types ingest has seen")
+    @_errors
+    async def observed(request: Request, subject: str) -> Response:
+        seen = await registry.observed(tenant_of(request), subject)
+        sections = {section: seen.get(section, {}) for section in ATTRIBUTE_SECTIONS}
+        return _answer({"subject": subject, **sections})
 
     @api.delete("/config", summary="Remove the tenant's level (the configured default applies)")
     @_errors

@@ -117,6 +117,10 @@ class Cache:
             self._memory.setdefault(tenant, {})[key] = value
         return value
 
+    def generation(self, tenant: str) -> int:
+        """Bumped at each invalidation of the tenant's: a reader compares it before and after."""
+        return self._generation.get(tenant, 0)
+
     def _trusted(self) -> bool:
         return self._redis_url is None or self._subscribed.is_set()
 

@@ -8,6 +8,8 @@ from orasi_bridge.registry.compatibility import DEFAULT_LEVEL, parse_level
 from orasi_common.config.model import ComponentConfig
 
 MAX_REQUEST_BYTES = 1 << 20
+VALIDATION_MODES = ("off", "flag", "drop_attribute", "reject")
+"""What ingest does with a subject's violations (``validate``)."""
 
 
 class RegistryConfig(ComponentConfig):
@@ -27,6 +29,13 @@ class RegistryConfig(ComponentConfig):
         description="Compatibility level of tenants and subjects that set none (BACKWARD, "
         "BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE).",
     )
+    validation: str = Field(
+        default="off",
+        description="What ingest does with items that violate their subject's latest schema, for "
+        'subjects that set none (PUT /registry/config/{subject} {"validation": ...}): off, flag '
+        "(stored with a schema_violations column), drop_attribute (offending attributes removed), "
+        "reject (refused with an OTLP partial success, the rest stored).",
+    )
     max_request_bytes: int = Field(
         default=MAX_REQUEST_BYTES, gt=0, description="Largest request body the registry reads (413 past it)."
     )
@@ -35,6 +44,13 @@ class RegistryConfig(ComponentConfig):
     @classmethod
     def _level(cls, value: str) -> str:
         return parse_level(value).value
+
+    @field_validator("validation")
+    @classmethod
+    def _validation(cls, value: str) -> str:
+        if value not in VALIDATION_MODES:
+            raise ValueError(f"validation must be one of {', '.join(VALIDATION_MODES)}")
+        return value
 
     @field_validator("store")
     @classmethod

@@ -2,8 +2,8 @@
 
 Every method takes the caller's tenant (resolved by the REST API as queries resolve theirs).
 Writes go to the store (in a thread) and then invalidate the tenant's cache in every bridge;
-reads go through the cache (``cache``). The validator at ingest (a later step) calls
-``cached_latest`` per batch: a dictionary lookup and a memoised parse, no I/O.
+reads go through the cache (``cache``). Ingest (the lake writer) reads ``policies`` per chunk of
+rows: a dictionary kept by ``warm`` and loaded again after every change of the tenant's, no I/O.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from orasi_bridge.registry import compatibility
 from orasi_bridge.registry.cache import Cache
 from orasi_bridge.registry.compatibility import Level, parse_level
-from orasi_bridge.registry.config import RegistryConfig
+from orasi_bridge.registry.config import VALIDATION_MODES, RegistryConfig
 from orasi_bridge.registry.errors import (
     Incompatible,
     InvalidLevel,
@@ -33,12 +33,15 @@ from orasi_bridge.registry.errors import (
 )
 from orasi_bridge.registry.schema import InvalidSchema, InvalidSubject, Schema, Subject, canonical, parse
 from orasi_bridge.registry.store import Store, Version
+from orasi_bridge.registry.validate import Policy
 from orasi_common.errors import OrasiError
 from orasi_common.pipeline.tasks import TaskScope
 
 MODES = ("READWRITE", "READONLY")
 SCHEMA_TYPE = "JSON"
 _PARSED_MAX = 4096
+_OBSERVED_MAX = 100_000
+"""Observed (subject, section, key, type) this bridge remembers having written."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class Registry:
         self.cache = Cache(config.redis, logger)
         self.cache.on_invalidate = self._rewarm
         self.default_level = Level(config.compatibility)
+        self.default_validation = config.validation
+        self._policies: dict[str, dict[str, dict[str, Policy]]] = {}
+        self._observed: set[tuple[str, str, str, str]] = set()
         self._logger = logger
         self._parsed: dict[tuple[str, str], Schema] = {}
         self._tasks = TaskScope()
@@ -88,12 +94,86 @@ class Registry:
                 return Latest(version, schema_id, self._schema(text, Subject.parse(subject)))
         return None
 
+    # -- ingest: validation policies and observed types
+
+    def policies(self, tenant: str) -> dict[str, dict[str, Policy]] | None:
+        """Lake table → service → the policy of each of the tenant's subjects whose validation
+        is not off and that has a live version; None until ``warm`` loaded the tenant. No I/O:
+        the writer calls it per chunk of rows."""
+        return self._policies.get(tenant)
+
+    async def warm(self, tenant: str) -> None:
+        """Load the tenant's policies; they are loaded again after each change of the tenant's
+        (``_rewarm``), so a new version or mode applies to ingest within a second."""
+        for _ in range(3):
+            generation = self.cache.generation(tenant)
+            default = await self.validation(tenant)
+            found: dict[str, dict[str, Policy]] = {}
+            for name in await self.subjects(tenant):
+                mode = await self.validation(tenant, name, default)
+                latest = await self.latest(tenant, name) if mode != "off" else None
+                if latest is not None:
+                    subject = Subject.parse(name)
+                    found.setdefault(subject.table, {})[subject.service] = Policy(mode, latest.schema)
+            self._policies[tenant] = found
+            if self.cache.generation(tenant) == generation:
+                return  # nothing changed while reading
+
+    async def validation(self, tenant: str, subject: str | None = None, default: str | None = None) -> str:
+        """The validation mode that applies: the subject's, else the tenant's, else the configured."""
+        for scope in ([subject] if subject else []) + ([""] if default is None else []):
+            value = await self._setting("registry_validation", tenant, scope)
+            if value is not None:
+                return value
+        return default or self.default_validation
+
+    async def set_validation(self, tenant: str, subject: str | None, mode: object) -> str:
+        if mode not in VALIDATION_MODES:
+            raise InvalidLevel(f"Invalid validation {mode!r}: one of {', '.join(VALIDATION_MODES)}")
+        if subject is not None:
+            _subject(subject)
+        value = str(mode)
+        await asyncio.to_thread(self.store.set_setting, "registry_validation", tenant, subject or "", value)
+        await self.cache.invalidate(tenant)
+        return value
+
+    async def observe(self, tenant: str, seen: set[tuple[str, str, str, str]]) -> None:
+        """Record (subject, section, key, type) as seen (those recorded by this bridge before are
+        not written again)."""
+        new = seen - self._observed
+        if not new:
+            return
+        await asyncio.to_thread(self.store.observe, tenant, sorted(new))
+        if len(self._observed) + len(new) > _OBSERVED_MAX:
+            self._observed.clear()
+        self._observed |= new
+
+    async def observed(self, tenant: str, subject: str) -> dict[str, dict[str, list[str]]]:
+        """Section → key → the original types seen of the subject."""
+        _subject(subject)
+        found: dict[str, dict[str, list[str]]] = {}
+        for section, key, kind in await asyncio.to_thread(self.store.observed, tenant, subject):
+            found.setdefault(section, {}).setdefault(key, []).append(kind)
+        return found
+
     def _rewarm(self, tenant: str, keys: set[str]) -> None:
-        """After an invalidation, read again the subjects' versions that memory held."""
+        """After an invalidation, read again the subjects' versions that memory held, and the
+        tenant's ingest policies."""
+        if tenant in self._policies:
+            with contextlib.suppress(RuntimeError):  # not started, or shutting down
+                self._tasks.spawn(self._refresh_policies(tenant))
         for key in keys:
             if key.startswith("versions:"):
                 with contextlib.suppress(RuntimeError):  # not started, or shutting down
                     self._tasks.spawn(self._refresh(tenant, key.removeprefix("versions:")))
+
+    async def _refresh_policies(self, tenant: str) -> None:
+        try:
+            await self.warm(tenant)
+        except OrasiError as error:  # the policies known stay; the next change tries again
+            self._logger.warning(
+                "Registry: reloading the validation policies failed.", extra={"error": error.message}
+            )
 
     async def _refresh(self, tenant: str, subject: str) -> None:
         try:

@@ -13,6 +13,9 @@ Tables (all ``registry_``-prefixed, beside the Iceberg catalog's own)::
                          PRIMARY KEY (tenant, subject, version)
     registry_config      tenant, subject ('' = the tenant's default), compatibility
     registry_mode        tenant, subject ('' = the tenant's default), mode
+    registry_validation  tenant, subject ('' = the tenant's default), validation (migration 2)
+    registry_observed    tenant, subject, section, key, type                   (migration 2)
+                         — the attribute keys and original types ingest has seen
 
 Migrations are numbered and applied once, in order, under a lock (PostgreSQL: an advisory
 lock; SQLite: ``BEGIN IMMEDIATE``), so that bridges starting together apply each once.
@@ -105,6 +108,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "compatibility TEXT NOT NULL, PRIMARY KEY (tenant, subject))",
             "CREATE TABLE IF NOT EXISTS registry_mode (tenant TEXT NOT NULL, subject TEXT NOT NULL, "
             "mode TEXT NOT NULL, PRIMARY KEY (tenant, subject))",
+        ),
+    ),
+    (
+        2,
+        (
+            "CREATE TABLE IF NOT EXISTS registry_validation (tenant TEXT NOT NULL, subject TEXT NOT NULL, "
+            "validation TEXT NOT NULL, PRIMARY KEY (tenant, subject))",
+            "CREATE TABLE IF NOT EXISTS registry_observed (tenant TEXT NOT NULL, subject TEXT NOT NULL, "
+            "section TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, "
+            "PRIMARY KEY (tenant, subject, section, key, type))",
         ),
     ),
 )
@@ -347,6 +360,29 @@ class Store:
                 self._run(cursor, f"DELETE FROM {table} WHERE tenant = ? AND subject = ?", tenant, subject)
             return [v.version for v in every], sorted(orphans)
 
+    def observe(self, tenant: str, seen: Sequence[tuple[str, str, str, str]]) -> None:
+        """Record (subject, section, key, type) as seen; those recorded already stay as they are."""
+        with self._transaction(write=True) as cursor:
+            cursor.executemany(
+                self.dialect.sql(
+                    "INSERT INTO registry_observed (tenant, subject, section, key, type) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ),
+                [(tenant, *row) for row in sorted(seen)],  # sorted: concurrent writers lock in one order
+            )
+
+    def observed(self, tenant: str, subject: str) -> list[tuple[str, str, str]]:
+        """The (section, key, type) seen of the subject, sorted."""
+        with self._transaction() as cursor:
+            rows = self._run(
+                cursor,
+                "SELECT section, key, type FROM registry_observed WHERE tenant = ? AND subject = ? "
+                "ORDER BY section, key, type",
+                tenant,
+                subject,
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def set_setting(self, table: str, tenant: str, subject: str, value: str | None) -> None:
         """Set (or, with None, remove) a compatibility level or a mode; ``subject`` '' = the tenant's."""
         column = _SETTINGS[table]
@@ -362,7 +398,7 @@ class Store:
                 )
 
 
-_SETTINGS = {"registry_config": "compatibility", "registry_mode": "mode"}
+_SETTINGS = {"registry_config": "compatibility", "registry_mode": "mode", "registry_validation": "validation"}
 
 
 def _redact(uri: str) -> str:

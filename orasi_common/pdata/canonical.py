@@ -37,6 +37,8 @@ from orasi_common.pdata.protoscan import I64, LEN, Buffer, Items, pick, scan, st
 SERVICE_NAME = "service.name"
 UNKNOWN_SERVICE = "unknown_service"
 ATTRIBUTES = pa.map_(pa.string(), pa.string())
+TYPES = pa.map_(pa.string(), pa.uint8())
+"""Beside an attribute map: each value's original type (OTAP code), see ``typed_wire_attribute_maps``."""
 
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
@@ -227,20 +229,41 @@ def scanned_values(buf: Buffer, starts: I64, ends: I64, owner: I64, n: int) -> V
 
 def wire_attribute_maps(buf: Buffer, kvs: Items, n_parents: int) -> pa.Array:
     """The canonical map of each parent's serialized KeyValues (items whose parents ascend)."""
+    return typed_wire_attribute_maps(buf, kvs, n_parents, False)[0]
+
+
+def typed_wire_attribute_maps(
+    buf: Buffer, kvs: Items, n_parents: int, typed: bool = True
+) -> tuple[pa.Array, pa.Array | None]:
+    """The canonical maps, and (``typed``) beside them the original type of each value: a
+    ``MAP(VARCHAR, UINT8)`` of OTAP type codes with the same keys in the same places (what the
+    schema registry checks and records; the lake's maps hold strings only)."""
     fields, m = kvs.fields, len(kvs)
     key_row = fields.last(1, LEN, m)
     keys = strings(buf, pick(fields.start, key_row), pick(fields.end, key_row))
     occurrences = fields.rows(2, LEN)
     values = scanned_values(
         buf, fields.start[occurrences], fields.end[occurrences], fields.msg[occurrences], m
-    ).render()
-    return key_value_maps(keys, values, kvs.parent, n_parents)
+    )
+    maps, source = _key_value_maps(keys, values.render(), kvs.parent, n_parents)
+    if not typed:
+        return maps, None
+    codes = values.types if source is None else values.types[source]
+    return maps, pa.MapArray.from_arrays(maps.offsets, maps.keys, pa.array(codes, pa.uint8()), type=TYPES)
 
 
 def key_value_maps(keys: pa.Array, values: pa.Array, parents: I64, n_parents: int) -> pa.Array:
     """``MAP(VARCHAR, VARCHAR)`` of each parent's pairs (``parents`` ascending); a repeated key
     keeps its last value, at its first position."""
+    return _key_value_maps(keys, values, parents, n_parents)[0]
+
+
+def _key_value_maps(
+    keys: pa.Array, values: pa.Array, parents: I64, n_parents: int
+) -> tuple[pa.Array, I64 | None]:
+    """The maps, and which input pair each of their values came from (None: all, in order)."""
     m = len(keys)
+    source: I64 | None = None
     if m > 1:
         codes = np.asarray(pc.dictionary_encode(keys).indices, dtype=np.int64)
         combined = parents * (int(codes.max()) + 1) + codes
@@ -253,15 +276,16 @@ def key_value_maps(keys: pa.Array, values: pa.Array, parents: I64, n_parents: in
             first, last = order[starts_group], order[ends_group]
             keep = np.zeros(m, dtype=np.bool_)
             keep[first] = True
-            source = np.arange(m)
-            source[first] = last
+            chosen = np.arange(m)
+            chosen[first] = last
             mask = pa.array(keep)
             keys = keys.filter(mask)
-            values = values.take(pa.array(source)).filter(mask)
+            values = values.take(pa.array(chosen)).filter(mask)
             parents = parents[keep]
+            source = chosen[keep]
     offsets = np.zeros(n_parents + 1, dtype=np.int32)
     np.cumsum(np.bincount(parents, minlength=n_parents), out=offsets[1:])
-    return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=ATTRIBUTES)
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=ATTRIBUTES), source
 
 
 def service_names(maps: pa.Array) -> pa.Array:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_common.pdata.batch import Batch
-from orasi_common.pdata.canonical import ATTRIBUTES, service_names, wire_attribute_maps
+from orasi_common.pdata.canonical import ATTRIBUTES, service_names, typed_wire_attribute_maps
 from orasi_common.pdata.canonical_otap import table_attribute_maps
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.common import Keys, Table
@@ -57,6 +57,12 @@ class Envelope:
         raise NotImplementedError
 
     @cached_property
+    def resource_attribute_types(self) -> pa.Array | None:
+        """The original type of each resource attribute value (``canonical.TYPES``), None when
+        this form does not give it."""
+        return None
+
+    @cached_property
     def service_names(self) -> pa.Array:
         """The service name of each resource."""
         return service_names(self.resource_attributes)
@@ -71,6 +77,11 @@ class Envelope:
             "scope_name": name.take(by_scope),
             "scope_version": version.take(by_scope),
         }
+
+    def item_resource_types(self) -> pa.Array | None:
+        """``resource_attribute_types`` of each item's resource."""
+        types = self.resource_attribute_types
+        return None if types is None else types.take(pa.array(self.resource_of_item))
 
 
 class OtlpEnvelope(Envelope):
@@ -93,8 +104,16 @@ class OtlpEnvelope(Envelope):
 
     @cached_property
     def resource_attributes(self) -> pa.Array:
+        return self._resource_maps[0]
+
+    @cached_property
+    def resource_attribute_types(self) -> pa.Array | None:
+        return self._resource_maps[1]
+
+    @cached_property
+    def _resource_maps(self) -> tuple[pa.Array, pa.Array | None]:
         resource = nested(self.buf, self.resources.fields, 1)
-        return wire_attribute_maps(self.buf, items(self.buf, resource, 1), self.n_resources)
+        return typed_wire_attribute_maps(self.buf, items(self.buf, resource, 1), self.n_resources)
 
     @cached_property
     def scope_names(self) -> tuple[pa.Array, pa.Array]:

@@ -166,6 +166,14 @@ class Metrics:
             ["exporter"],
             registry=r,
         )
+        self.schema_violations = Counter(
+            "orasi_schema_violations",
+            "Items or attributes that violated their subject's schema at ingest, by the action taken "
+            "(flag: stored with schema_violations; drop_attribute: the attribute removed; reject: "
+            "the item refused with an OTLP partial success).",
+            ["signal", "service", "action"],
+            registry=r,
+        )
         self.memory_rss_bytes = Gauge(
             "orasi_process_memory_rss_bytes",
             "Resident memory of the process as the memory limiter last measured it.",

@@ -20,22 +20,24 @@ import numpy as np
 import pyarrow as pa
 
 from orasi_bridge.lake.rows import metrics, otap, otlp
+from orasi_bridge.lake.rows.otlp import Types
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otlp import merge_serialized
 
 TABLE_OF_SIGNAL = {Signal.TRACES: "spans", Signal.LOGS: "logs", Signal.METRICS: "metric_points"}
 
 
-def otlp_rows(batches: Sequence[Batch], region: str) -> pa.RecordBatch:
-    """The rows of OTLP batches of one signal and tenant, converted together."""
+def otlp_rows(batches: Sequence[Batch], region: str, types: Types | None = None) -> pa.RecordBatch:
+    """The rows of OTLP batches of one signal and tenant, converted together (``types``: filled
+    with the original types beside the attribute maps, see ``otlp.Types``)."""
     first = batches[0]
     data = merge_serialized(batch.raw for batch in batches) if len(batches) > 1 else first.raw
     if first.signal is Signal.TRACES:
-        return otlp.spans_batch(data, first.tenant, region)
+        return otlp.spans_batch(data, first.tenant, region, types)
     if first.signal is Signal.LOGS:
         received = np.repeat([batch.received_ns for batch in batches], [batch.items for batch in batches])
-        return otlp.logs_batch(data, first.tenant, region, received)
-    return metrics.otlp_batch(data, first.tenant, region)
+        return otlp.logs_batch(data, first.tenant, region, received, types)
+    return metrics.otlp_batch(data, first.tenant, region, types)
 
 
 def rows_of(batch: Batch, region: str) -> pa.RecordBatch:
@@ -55,4 +57,4 @@ def _rows_of_part(part: Batch, region: str) -> pa.RecordBatch:
     return metrics.otap_batch(tables, part.tenant, region)
 
 
-__all__ = ["TABLE_OF_SIGNAL", "otlp_rows", "rows_of"]
+__all__ = ["TABLE_OF_SIGNAL", "Types", "otlp_rows", "rows_of"]

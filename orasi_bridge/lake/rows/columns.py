@@ -80,7 +80,11 @@ def children(parents: I64, keys: Keys, values: pa.Array, what: str) -> pa.Array:
 
 
 def record_batch(table: pa.Schema, columns: Mapping[str, pa.Array]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([columns[f.name] for f in table], schema=table)
+    """The rows of ``columns`` (``schema_violations`` null: validation adds it when it flags)."""
+    n = len(columns["tenant"])
+    return pa.RecordBatch.from_arrays(
+        [columns[f.name] if f.name != schema.VIOLATIONS else pa.nulls(n, f.type) for f in table], schema=table
+    )
 
 
 def span_rows(tenant: str, region: str, envelope: Mapping[str, pa.Array], **c: Any) -> pa.RecordBatch:

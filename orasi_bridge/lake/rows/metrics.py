@@ -34,11 +34,11 @@ from orasi_bridge.lake.rows.columns import (
     record_batch,
     text,
 )
-from orasi_bridge.lake.rows.otlp import attribute_maps, field_text, ids, numbers, walk
+from orasi_bridge.lake.rows.otlp import Types, attribute_maps, field_text, ids, numbers, walk
 from orasi_common.errors import MalformedData
-from orasi_common.pdata.canonical import F64, wire_attribute_maps
+from orasi_common.pdata.canonical import F64, typed_wire_attribute_maps
 from orasi_common.pdata.canonical_otap import table_attribute_maps
-from orasi_common.pdata.envelope import OtapEnvelope, optional_strings
+from orasi_common.pdata.envelope import Envelope, OtapEnvelope, optional_strings
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, decode_ids, to_numpy
 from orasi_common.pdata.otap.envelope import root_table
@@ -264,7 +264,7 @@ def _wire_buckets(buf: Buffer, points: Fields, number: int, keep: Bools, n: int)
     )
 
 
-def otlp_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
+def otlp_batch(data: bytes, tenant: str, region: str, typed: Types | None = None) -> pa.RecordBatch:
     """The ``metric_points`` rows of a serialized ExportMetricsServiceRequest."""
     buf, envelope, m, metric = walk(data)
     metric_type, data_rows = _data(metric, m)
@@ -338,8 +338,22 @@ def otlp_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         ),
         exemplars=_wire_exemplars(buf, p, types, n),
         flags=pa.array(flags & 0xFFFFFFFF),
-        attributes=wire_attribute_maps(buf, items_at(buf, p, _rows_by_type(p, _ATTRS_FIELD[types], LEN)), n),
+        attributes=_point_attributes(buf, p, types, n, envelope, found.parent, typed),
     )
+
+
+def _point_attributes(
+    buf: Buffer, p: Fields, types: U8, n: int, envelope: Envelope, metric_of_point: I64, typed: Types | None
+) -> pa.Array:
+    """The points' attribute maps; with ``typed``, their types and their resources' too."""
+    attributes = items_at(buf, p, _rows_by_type(p, _ATTRS_FIELD[types], LEN))
+    maps, kinds = typed_wire_attribute_maps(buf, attributes, n, typed is not None)
+    if typed is not None and kinds is not None:
+        typed["attributes"] = kinds
+        resource = envelope.item_resource_types()
+        if resource is not None:
+            typed["resource_attributes"] = resource.take(pa.array(metric_of_point))
+    return maps
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from orasi_bridge.lake import schema
 from orasi_bridge.lake.rows.columns import lists, log_rows, span_rows
-from orasi_common.pdata.canonical import scanned_values, wire_attribute_maps
-from orasi_common.pdata.envelope import OtlpEnvelope, optional_strings
+from orasi_common.pdata.canonical import scanned_values, typed_wire_attribute_maps, wire_attribute_maps
+from orasi_common.pdata.envelope import Envelope, OtlpEnvelope, optional_strings
 from orasi_common.pdata.protoscan import (
     I32_WIRE,
     I64,
@@ -101,6 +101,24 @@ def _links(buf: Buffer, spans: Fields, n: int) -> pa.Array:
     return lists(links.parent, n, struct)
 
 
+Types = dict[str, pa.Array]
+"""Filled, when given, with the original types beside the ``attributes`` and
+``resource_attributes`` maps of the rows (``canonical.TYPES``): what the schema registry checks."""
+
+
+def item_attributes(
+    buf: Buffer, fields: Fields, number: int, n: int, envelope: Envelope, types: Types | None
+) -> pa.Array:
+    """The items' attribute maps; with ``types``, their types and the resources' too."""
+    maps, typed = typed_wire_attribute_maps(buf, items(buf, fields, number), n, types is not None)
+    if types is not None and typed is not None:
+        types["attributes"] = typed
+        resource = envelope.item_resource_types()
+        if resource is not None:
+            types["resource_attributes"] = resource
+    return maps
+
+
 def walk(data: bytes) -> tuple[Buffer, OtlpEnvelope, int, Fields]:
     """The request's buffer, its envelope, and the number and scanned fields of its items."""
     buf = Buffer(data)
@@ -108,7 +126,7 @@ def walk(data: bytes) -> tuple[Buffer, OtlpEnvelope, int, Fields]:
     return buf, envelope, envelope.n, envelope.items.fields
 
 
-def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
+def spans_batch(data: bytes, tenant: str, region: str, types: Types | None = None) -> pa.RecordBatch:
     """The ``spans`` rows of a serialized ExportTraceServiceRequest."""
     buf, envelope, n, spans = walk(data)
     status = nested(buf, spans, 15)
@@ -122,14 +140,16 @@ def spans_batch(data: bytes, tenant: str, region: str) -> pa.RecordBatch:
         trace_state=optional_strings(buf, spans, 3, n),
         status_code=numbers(status, 3, VARINT, n),
         status_message=optional_strings(buf, status, 2, n),
-        attributes=attribute_maps(buf, spans, 9, n),
+        attributes=item_attributes(buf, spans, 9, n, envelope, types),
         events=_events(buf, spans, n),
         links=_links(buf, spans, n),
         dropped_attributes_count=uint32s(spans, 10, n),
     )
 
 
-def logs_batch(data: bytes, tenant: str, region: str, received: I64 | int = 0) -> pa.RecordBatch:
+def logs_batch(
+    data: bytes, tenant: str, region: str, received: I64 | int = 0, types: Types | None = None
+) -> pa.RecordBatch:
     """The ``logs`` rows of a serialized ExportLogsServiceRequest (``received``: when each record
     was received, see ``columns.log_rows``)."""
     buf, envelope, n, logs = walk(data)
@@ -146,5 +166,5 @@ def logs_batch(data: bytes, tenant: str, region: str, received: I64 | int = 0) -
         event_name=optional_strings(buf, logs, 12, n),
         body=body.render(body=True),
         body_type=body.types,
-        attributes=attribute_maps(buf, logs, 6, n),
+        attributes=item_attributes(buf, logs, 6, n, envelope, types),
     )

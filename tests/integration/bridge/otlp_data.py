@@ -196,6 +196,7 @@ def expected_spans(
         "tenant": tenant,
         "region": region,
         "service_name": "checkout",
+        "schema_violations": None,  # only the registry's validation (flag) fills it
         "trace_id": TRACE_HEX,
         "trace_state": None,
         "flags": 0,
@@ -340,6 +341,7 @@ def expected_logs(
         "tenant": tenant,
         "region": region,
         "service_name": "checkout",
+        "schema_violations": None,  # only the registry's validation (flag) fills it
         "observed_time_unix_nano": None,
         "severity_number": 0,
         "severity_text": None,
@@ -523,6 +525,7 @@ def expected_metric_points(
         "tenant": tenant,
         "region": region,
         "service_name": "checkout",
+        "schema_violations": None,  # only the registry's validation (flag) fills it
         "unit": None,
         "description": None,
         "is_monotonic": None,

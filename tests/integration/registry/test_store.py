@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from orasi_bridge.registry.errors import Incompatible, NotSoftDeleted, SubjectNotFound, Unavailable
-from orasi_bridge.registry.store import Store, Version
+from orasi_bridge.registry.store import MIGRATIONS, Store, Version
 from orasi_common.testing.service_process import free_port
 
 
@@ -35,7 +35,7 @@ def doc(n: int) -> str:
 def test_migrations_apply_once(store_uri: str) -> None:
     first, second = Store(store_uri), Store(store_uri)
     try:
-        assert first.migrate() == [1]
+        assert first.migrate() == [number for number, _ in MIGRATIONS] == [1, 2]
         assert second.migrate() == []
     finally:
         first.close()
@@ -166,3 +166,14 @@ def test_an_unreachable_store_is_unavailable_and_fast() -> None:
     with pytest.raises(Unavailable, match="cannot be reached"):
         store.subjects("t")
     assert time.monotonic() - started < 5
+
+
+def test_observed_keys_are_recorded_once_per_type(store: Store) -> None:
+    store.observe("t1", [("spans.a", "attributes", "k", "integer"), ("spans.a", "attributes", "k", "string")])
+    store.observe(
+        "t1", [("spans.a", "attributes", "k", "integer"), ("spans.b", "resource_attributes", "r", "string")]
+    )
+    store.observe("t2", [("spans.a", "attributes", "other", "boolean")])
+    assert store.observed("t1", "spans.a") == [("attributes", "k", "integer"), ("attributes", "k", "string")]
+    assert store.observed("t1", "spans.b") == [("resource_attributes", "r", "string")]
+    assert store.observed("t1", "spans.c") == []

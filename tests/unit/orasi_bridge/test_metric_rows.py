@@ -117,6 +117,7 @@ def reference_metric_points(request: ExportMetricsServiceRequest, tenant: str, r
                         "exemplars": _exemplars(point) if metric_type != "summary" else [],
                         "attributes": as_pairs(point.attributes),
                         "quantiles": [],
+                        "schema_violations": None,
                         **dict.fromkeys(_VALUES),
                         **_point_values(metric_type, point),
                     }

@@ -81,6 +81,7 @@ def _batch(
 ) -> pa.RecordBatch:
     c["tenant"] = [tenant] * len(times)
     c["region"] = [region] * len(times)
+    c["schema_violations"] = [None] * len(times)  # only validation fills it
     arrays = [_time(times) if f.name == "time" else pa.array(c[f.name], f.type) for f in table]
     return pa.RecordBatch.from_arrays(arrays, schema=table)
 
