@@ -11,15 +11,18 @@ import time
 import uuid
 from typing import Any
 
+import adbc_driver_flightsql.dbapi as flightsql
+import adbc_driver_manager
 import grpc
 import httpx
+import pytest
 from fault.harness import MEMORY_LIMITER
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from integration.bridge.servers import AWS_ENV
 from integration.receivers.conftest import Processes
-from orasi_common.testing.service_process import ServiceProcess, free_ports, orasi_command
+from orasi_common.testing.service_process import ServiceProcess, free_port, free_ports, orasi_command
 from orasi_common.topology import service
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -31,6 +34,7 @@ def bridge_with_auth(processes: Processes) -> ServiceProcess:
     config = service(free_ports(), "otlp", MEMORY_LIMITER, "lake", lake, signals=("traces",), query_api=True)
     config["extensions"]["auth"] = {"store": processes.lake.catalog_uri, "cache_seconds": 0.5}
     config["extensions"]["query_api"]["auth"] = {"authenticator": "auth"}
+    config["extensions"]["query_api"]["flight_sql"] = f"127.0.0.1:{free_port()}"
     config["receivers"]["otlp"]["auth"] = {"authenticator": "auth"}
     config["service"]["extensions"] = ["auth", "query_api"]
     return processes._add("bridge", config).start()
@@ -105,6 +109,23 @@ def rows_of(bridge: ServiceProcess, sql: str, token: str, expected: int) -> list
         time.sleep(0.3)
 
 
+def flight_rows(bridge: ServiceProcess, sql: str, token: str | None, tenant: str | None = None) -> list[Any]:
+    """``sql`` over Flight SQL (the ADBC driver) with ``token`` as the bearer and ``tenant`` as header."""
+    assert bridge.config is not None
+    options = {}
+    if token is not None:
+        options["adbc.flight.sql.authorization_header"] = f"Bearer {token}"
+    if tenant is not None:
+        options["adbc.flight.sql.rpc.call_header.x-orasi-tenant"] = tenant
+    endpoint = bridge.config["extensions"]["query_api"]["flight_sql"]
+    with (
+        flightsql.connect(f"grpc://{endpoint}", db_kwargs=options, autocommit=True) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql)
+        return [list(row) for row in cursor.fetchall()]
+
+
 def test_tokens_bind_every_request_to_its_tenant(processes: Processes) -> None:
     bridge = bridge_with_auth(processes)
     rng = random.Random(20)
@@ -145,6 +166,11 @@ def test_tokens_bind_every_request_to_its_tenant(processes: Processes) -> None:
     for tenant in tenants:
         assert rows_of(bridge, sql, token[tenant], 1) == [[tenant, written[tenant]]]
     assert rows_of(bridge, sql, reader, 1) == [[tenants[0], written[tenants[0]]]]
+    assert flight_rows(bridge, sql, token[tenants[1]]) == [[tenants[1], written[tenants[1]]]]
+    with pytest.raises(adbc_driver_manager.Error, match=r"UNAUTHENTICATED.*a bearer token is required"):
+        flight_rows(bridge, sql, None)
+    with pytest.raises(adbc_driver_manager.Error, match=r"UNAUTHORIZED.*this token is tenant 'tenant-1-"):
+        flight_rows(bridge, sql, token[tenants[1]], tenants[2])
     # Reading: no token, another tenant's header, on the query, Jaeger and registry routes.
     for path in ("/api/v1/query", "/api/services", "/registry/subjects"):
         url = bridge.query_url + path
