@@ -23,19 +23,21 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from integration.bridge.servers import AWS_ENV
 from integration.receivers.conftest import Processes
 from orasi_common.testing.service_process import ServiceProcess, free_port, free_ports, orasi_command
-from orasi_common.topology import service
+from orasi_common.topology import forwarder, service
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def bridge_with_auth(processes: Processes) -> ServiceProcess:
+def bridge_with_auth(processes: Processes, receiver: str = "otlp") -> ServiceProcess:
     lake = processes.lake.lake_config(region=AWS_ENV["AWS_REGION"], flush_interval=0.5)
-    lake["wal"] = {"directory": str(processes.workdir / "bridge-wal")}
-    config = service(free_ports(), "otlp", MEMORY_LIMITER, "lake", lake, signals=("traces",), query_api=True)
+    lake["wal"] = {"directory": str(processes.workdir / f"bridge-wal-{uuid.uuid4().hex}")}
+    config = service(
+        free_ports(), receiver, MEMORY_LIMITER, "lake", lake, signals=("traces",), query_api=True
+    )
     config["extensions"]["auth"] = {"store": processes.lake.catalog_uri, "cache_seconds": 0.5}
     config["extensions"]["query_api"]["auth"] = {"authenticator": "auth"}
     config["extensions"]["query_api"]["flight_sql"] = f"127.0.0.1:{free_port()}"
-    config["receivers"]["otlp"]["auth"] = {"authenticator": "auth"}
+    config["receivers"][receiver]["auth"] = {"authenticator": "auth"}
     config["service"]["extensions"] = ["auth", "query_api"]
     return processes._add("bridge", config).start()
 
@@ -206,3 +208,39 @@ def test_tokens_bind_every_request_to_its_tenant(processes: Processes) -> None:
         and token[tenants[0]] not in listed
         and token[tenants[0]].split("_")[1] in listed
     )
+
+
+def otap_gateway(processes: Processes, bridge: ServiceProcess, token: str) -> ServiceProcess:
+    """A gateway forwarding OTLP it receives to ``bridge`` as OTAP streams carrying ``token``;
+    refusals go back to its sender (no queue, no retries)."""
+    exporter = forwarder(
+        bridge.grpc_endpoint,
+        None,
+        headers={"authorization": f"Bearer {token}"},
+        sending_queue={"enabled": False},
+        retry_on_failure={"enabled": False},
+    )
+    config = service(free_ports(), "otlp", MEMORY_LIMITER, "otap", exporter, signals=("traces",))
+    return processes._add("gateway", config).start()
+
+
+def test_otap_streams_carry_a_forwarding_token(processes: Processes) -> None:
+    bridge = bridge_with_auth(processes, "otap")
+    tenant, other = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
+    hop = tokens(processes, "create", "--tenant", "infra", "--scope", "ingest", "--scope", "admin")
+    ingest_only = tokens(processes, "create", "--tenant", tenant, "--scope", "ingest")
+    reader = {t: tokens(processes, "create", "--tenant", t, "--scope", "query") for t in (tenant, other)}
+    run = uuid.uuid4().hex
+    forwarding = otap_gateway(processes, bridge, hop)
+    for name, count in ((tenant, 2), (other, 3)):  # one hop token forwards both tenants' batches
+        answer = post_http(forwarding, spans(run, count), **{"x-orasi-tenant": name})
+        assert answer.status_code == 200, answer.text
+    sql = f"SELECT tenant, count(*) FROM spans WHERE attributes['run'] = '{run}' GROUP BY tenant"
+    assert rows_of(bridge, sql, reader[tenant], 1) == [[tenant, 2]]
+    assert rows_of(bridge, sql, reader[other], 1) == [[other, 3]]
+
+    # A tenant's own ingest token may not forward another tenant's batches over OTAP.
+    narrow = otap_gateway(processes, bridge, ingest_only)
+    refused = post_http(narrow, spans(run, 1), **{"x-orasi-tenant": other})
+    assert refused.status_code == 403, refused.text
+    assert "PERMISSION_DENIED" in refused.text and "not '" + other in refused.text
