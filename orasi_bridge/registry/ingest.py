@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types
 from orasi_bridge.registry.registry import Registry
 from orasi_bridge.registry.schema import SIGNAL_TABLES
-from orasi_bridge.registry.validate import Observed, Policy, observed, validate
+from orasi_bridge.registry.validate import Observed, Policy, flatten, observed, validate
 
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
 
@@ -35,9 +35,10 @@ class Inspection:
 
     def __call__(self, table: str, tenant: str, rows: pa.RecordBatch, types: Types) -> pa.RecordBatch:
         prefix = SUBJECT_SIGNAL[table]
+        sections = flatten(rows, types)
         self.seen[tenant] |= {
             (f"{prefix}.{service}", section, key, kind)
-            for service, section, key, kind in observed(rows, types)
+            for service, section, key, kind in observed(rows, types, sections)
         }
         policies = (self._registry.policies(tenant) or {}).get(table)
         if not policies:
@@ -46,7 +47,7 @@ class Inspection:
             service: policy if policy.mode != "reject" else Policy("flag", policy.schema)
             for service, policy in policies.items()
         }
-        outcome = validate(rows, types, accepted)
+        outcome = validate(rows, types, accepted, sections)
         signal = SIGNAL_OF_TABLE[table].value
         for (service, action), count in outcome.counts.items():
             self._violations.labels(signal, service, action).inc(count)

@@ -73,7 +73,7 @@ class Outcome:
     rows: pa.RecordBatch
     kept: Bools | None = None  # reject: which of the input rows were kept (None: all)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, action) → count
-    first: list[str] = field(default_factory=list)  # the first few messages, for a reject's answer
+    first: list[str] = field(default_factory=list)  # reject: the first few messages, for its answer
 
 
 @dataclass
@@ -103,9 +103,19 @@ class _Found:
             self.item_rows[section].append(rows)
 
 
-def validate(rows: pa.RecordBatch, types: Mapping[str, pa.Array], policies: Mapping[str, Policy]) -> Outcome:
+def flatten(rows: pa.RecordBatch, types: Mapping[str, pa.Array]) -> dict[str, Flat]:
+    """Both attribute sections of ``rows`` flattened once, for ``validate`` and ``observed``."""
+    return {name: Flat(rows.column(name), types.get(name)) for name in ATTRIBUTE_SECTIONS}
+
+
+def validate(
+    rows: pa.RecordBatch,
+    types: Mapping[str, pa.Array],
+    policies: Mapping[str, Policy],
+    sections: Mapping[str, Flat] | None = None,
+) -> Outcome:
     """Check ``rows`` against the policies of their services (``policies``: service → policy of
-    a mode other than off) and apply each one's mode."""
+    a mode other than off) and apply each one's mode (``sections``: ``flatten``'s, if made)."""
     services = rows.column("service_name")
     encoded = pc.dictionary_encode(services)
     names = encoded.dictionary.to_pylist()
@@ -119,7 +129,7 @@ def validate(rows: pa.RecordBatch, types: Mapping[str, pa.Array], policies: Mapp
     messages_all: list[str] = []
     drops: dict[str, list[I64]] = {name: [] for name in ATTRIBUTE_SECTIONS}
     rejected = np.zeros(n, dtype=np.bool_)
-    sections = {name: _Flat(rows.column(name), types.get(name)) for name in ATTRIBUTE_SECTIONS}
+    sections = sections or flatten(rows, types)
     for index, service, policy in active:
         in_subject = codes == index
         found = _Found()
@@ -148,7 +158,7 @@ def validate(rows: pa.RecordBatch, types: Mapping[str, pa.Array], policies: Mapp
                 outcome.counts[(service, "flag")] = len(violation_rows)
         else:
             outcome.counts[(service, "flag")] = len(violation_rows)
-        if len(outcome.first) < 5:
+        if policy.mode == "reject" and len(outcome.first) < 5:
             order = np.argsort(violation_rows, kind="stable")[: 5 - len(outcome.first)]
             outcome.first += [texts[int(c)] for c in violation_codes[order]]
         if policy.mode != "reject" and len(violation_rows):
@@ -180,7 +190,7 @@ def _violation_lists(flagged: list[tuple[I64, I64]], messages: list[str], n: int
     return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(counts == 0))
 
 
-class _Flat:
+class Flat:
     """One attribute section of all rows, flattened: each item's row, key code, value, type."""
 
     def __init__(self, maps: pa.Array, types: pa.Array | None) -> None:
@@ -202,6 +212,7 @@ class _Flat:
         encoded = pc.dictionary_encode(self.keys)
         self.key_names: dict[str, int] = {k: i for i, k in enumerate(encoded.dictionary.to_pylist())}
         self.key_codes = np.asarray(encoded.indices, dtype=np.int64)
+        self._groups: tuple[I64, I64, I64] | None = None
 
     def check(self, section: str, shape: ObjectShape, in_subject: Bools, found: _Found) -> None:
         item_in = in_subject[self.parent] if len(self.parent) else np.zeros(0, dtype=np.bool_)
@@ -209,14 +220,16 @@ class _Flat:
             code = self.key_names.get(key)
             if code is None:
                 continue
-            at = np.flatnonzero(item_in & (self.key_codes == code))
+            at = self.items_of(code)
+            at = at[item_in[at]]
             if len(at):
                 self._check_field(section, key, spec, at, found)
         for key in shape.required:
             has = np.zeros(len(in_subject), dtype=np.bool_)
             code = self.key_names.get(key)
             if code is not None:
-                has[self.parent[item_in & (self.key_codes == code)]] = True
+                at = self.items_of(code)
+                has[self.parent[at[item_in[at]]]] = True
             found.add(np.flatnonzero(in_subject & ~has), f"{section}.{key}: required key missing")
         if not shape.additional:
             allowed = [self.key_names[k] for k in shape.properties if k in self.key_names]
@@ -229,6 +242,18 @@ class _Flat:
                     found.add_items(
                         section, at, self.parent[at], f"{section}.{names[int(code)]}: key not allowed"
                     )
+
+    def items_of(self, code: int) -> I64:
+        """The items of the key ``code``, in order (one sort of the codes for all keys: a
+        schema's keys are not each a pass over every item)."""
+        if self._groups is None:
+            narrow = self.key_codes.astype(np.int16) if len(self.key_names) < 2**15 else self.key_codes
+            counts = np.bincount(self.key_codes, minlength=len(self.key_names))
+            ends = np.cumsum(counts)
+            self._groups = (np.argsort(narrow, kind="stable"), ends - counts, ends)
+        order, starts, ends = self._groups
+        found: I64 = order[starts[code] : ends[code]]
+        return found
 
     def _check_field(self, section: str, key: str, spec: Field, at: I64, found: _Found) -> None:
         where = f"{section}.{key}"
@@ -244,6 +269,8 @@ class _Flat:
                         section, bad, self.parent[bad], f"{where}: {TYPE_NAMES[int(kind)]}, not {expected}"
                     )
                 at = at[~wrong]
+        if spec.enum is None and spec.pattern is None:
+            return
         values = self.values.take(pa.array(at))
         if spec.enum is not None and len(at):
             ok = _in_enum(values, spec.enum, None if self.types is None else self.types[at])
@@ -316,26 +343,37 @@ Observed = set[tuple[str, str, str, str]]
 """(service, section, key, type name) seen."""
 
 
-def observed(rows: pa.RecordBatch, types: Mapping[str, pa.Array]) -> Observed:
-    """The distinct (service, section, key, type) of ``rows`` (one ``np.unique`` per section)."""
+def observed(
+    rows: pa.RecordBatch, types: Mapping[str, pa.Array], sections: Mapping[str, Flat] | None = None
+) -> Observed:
+    """The distinct (service, section, key, type) of ``rows``: one ``np.bincount`` per section
+    over (service, key, type) codes, which are few (no sort of the items)."""
     services = pc.dictionary_encode(rows.column("service_name"))
     service_names = services.dictionary.to_pylist()
     service_codes = np.asarray(services.indices.fill_null(0), dtype=np.int64)
+    sections = sections or flatten(rows, types)
     seen: Observed = set()
-    for section in ATTRIBUTE_SECTIONS:
-        typed = types.get(section)
-        if typed is None or not len(typed):
-            continue
-        flat = _Flat(rows.column(section), typed)
+    for section, flat in sections.items():
         if not len(flat.parent) or flat.types is None:
             continue
         keys = list(flat.key_names)
         combined = (service_codes[flat.parent] * len(keys) + flat.key_codes) * 8 + flat.types
-        for value in np.unique(combined).tolist():
+        for value in np.flatnonzero(np.bincount(combined)).tolist():
             rest, kind = divmod(value, 8)
             service, key = divmod(rest, len(keys))
             seen.add((service_names[service], section, keys[key], TYPE_NAMES[kind]))
     return seen
 
 
-__all__ = ["MODES", "TYPE_CODES", "TYPE_NAMES", "Observed", "Outcome", "Policy", "observed", "validate"]
+__all__ = [
+    "MODES",
+    "TYPE_CODES",
+    "TYPE_NAMES",
+    "Flat",
+    "Observed",
+    "Outcome",
+    "Policy",
+    "flatten",
+    "observed",
+    "validate",
+]
