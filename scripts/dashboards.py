@@ -764,6 +764,22 @@ def data_flow() -> dict[str, Any]:
         ),
         (
             timeseries(
+                "Schema violations at ingest, by subject service and action",
+                [
+                    target(
+                        f"sum by (signal, service, action) ({rate('orasi_schema_violations_total', sig)})",
+                        "{{signal}}.{{service}} {{action}}",
+                    )
+                ],
+                "short",
+                "Items or attributes/s the bridges found violating their subject's schema in the registry: "
+                "flag (stored with schema_violations), drop_attribute (attribute removed), reject.",
+            ),
+            24,
+            8,
+        ),
+        (
+            timeseries(
                 "Retries",
                 [
                     target(

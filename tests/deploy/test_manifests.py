@@ -275,6 +275,7 @@ def test_every_shipped_configuration_is_valid(
             config = load_config(path, env)
             if component == "bridge":
                 lake = config.exporters["lake"]
+                assert lake is not None
                 assert lake.get("warehouse") == f"s3://orasi-telemetry-{rendering.region}/warehouse"
                 assert lake["wal"]["directory"] == "/var/lib/orasi/wal"
     assert len(seen) >= 5

@@ -6,7 +6,8 @@
    samples on a gateway that finds orasi up's bridge in the shared test etcd; those of the
    optional receivers and of live settings on a gateway with a syslog receiver and the etcd
    extension, sent a malformed message and given a live setting it refuses. OTAP schema resets
-   are sampled on orasi up's gateway once a span of a new shape follows the first ones.
+   are sampled on orasi up's gateway once a span of a new shape follows the first ones, schema
+   violations on its bridge once spans.checkout has a schema with validation `flag`.
 2. A real Prometheus (Debian's, on a free port on 127.0.0.1) scrapes the three admin ports with the
    relabelling of scrape.yaml (the Kubernetes discovery replaced by static targets that carry the
    same ``__meta_kubernetes_*`` labels), loads rules.yaml and evaluates it: every rule healthy, the
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -55,6 +57,7 @@ from orasi_common.testing.service_process import (
     ServiceProcess,
     free_port,
     free_ports,
+    metric_value,
     stop_process,
 )
 from orasi_common.testing.up_process import UpProcess
@@ -190,11 +193,47 @@ def send_reshaped_span(up: UpProcess) -> None:
     )
 
 
+def flag_a_schema_violation(up: UpProcess) -> None:
+    """A schema for spans.checkout requiring attribute http.route, with validation `flag`, then
+    checkout spans without it (again until the bridge applied the mode, within a second or two):
+    the bridge counts them in orasi_schema_violations_total. They are sent to the bridge's own
+    OTLP/HTTP port: what reaches it as OTAP (orasi up's gateway) is not validated yet."""
+    schema = {
+        "properties": {
+            "attributes": {"properties": {"http.route": {"type": "string"}}, "required": ["http.route"]}
+        }
+    }
+    registry = f"{up.query_url}/registry"
+    with httpx.Client(timeout=30) as client:
+        registered = client.post(
+            f"{registry}/subjects/spans.checkout/versions",
+            json={"schemaType": "JSON", "schema": json.dumps(schema)},
+        )
+        assert registered.status_code == 200, registered.text
+        flagged = client.put(f"{registry}/config/spans.checkout", json={"validation": "flag"})
+        assert flagged.status_code == 200, flagged.text
+
+        def counted() -> bool | None:
+            response = client.post(
+                f"http://127.0.0.1:{up.ports['bridge.http']}/v1/traces",
+                content=_otlp_requests()["traces"],
+                headers={"content-type": "application/x-protobuf"},
+            )
+            assert response.status_code == 200, response.text
+            labels = {"signal": "traces", "service": "checkout", "action": "flag"}
+            admin = f"http://127.0.0.1:{up.ports['bridge.admin']}"
+            violations = metric_value(admin, "orasi_schema_violations_total", **labels)
+            return True if violations else None
+
+        eventually(counted, "the bridge to flag a span without http.route")
+
+
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     with UpProcess.launch(tmp_path_factory.mktemp("up")) as process:
         send_traffic(process)
         send_reshaped_span(process)
+        flag_a_schema_violation(process)
         yield process
 
 
