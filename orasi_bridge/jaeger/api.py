@@ -19,6 +19,9 @@ from ``end`` (default now) over ``lookback`` (``1h``, ``2d``, ...; Jaeger's unit
 without it, Jaeger's default of 2 days, so Grafana's searches (which may send no times) find
 recent traces; services and operations are those of the same default 2 days. A trace by id is
 looked up over all time (the trace index finds its row groups) unless ``start``/``end`` narrow it.
+A search reads its window back from the end in slices (5 minutes, then doubling) and stops once
+``limit`` traces are found, so a common tag reads the newest row groups only, not the whole window;
+the result is that of one query over the window (newest latest-matching span first).
 
 Everything is SQL over the lake through the one query engine, for the tenant of the request
 (``X-Orasi-Tenant`` / API key, as ``POST /api/v1/query``). String values are written into the
@@ -45,6 +48,8 @@ DEFAULT_LOOKBACK_US = 2 * 24 * 3600 * 10**6
 """Jaeger's default trace search lookback (``defaultTraceQueryLookbackDuration``): 2 days."""
 DEFAULT_LIMIT = 100
 ALL_TIME = (0, 2**62)  # ns: a trace by id, when no start/end narrows it
+FIRST_SLICE_NS = 5 * 60 * 10**9
+"""A search reads its window back from the end in slices, the first this long (module docstring)."""
 
 TenantOf = Callable[[Request], str]
 """A request → its tenant; raises Refused when its key or tenant is refused."""
@@ -183,6 +188,25 @@ def mount(app: FastAPI, engine: QueryEngine, tenant_of: TenantOf) -> None:
         sql = f"SELECT {', '.join(convert.SPAN_COLUMNS)} FROM spans WHERE trace_id IN ({listed})"
         return convert.traces(await rows(request, sql, window))
 
+    async def newest(request: Request, where: str, limit: int, window: tuple[int, int]) -> list[str]:
+        """The ``limit`` traces whose latest span matching ``where`` started last, newest first:
+        searched slice by slice back from the window's end (slices doubling from ``FIRST_SLICE_NS``),
+        stopping once ``limit`` traces are found. A trace first found in a slice has its latest
+        match there (``time`` is the start's µs), so the order is that of one query over the window."""
+        found: dict[str, None] = {}
+        start, high, width = window[0], window[1], FIRST_SLICE_NS
+        while high >= start and len(found) < limit:
+            low = max(start, (high - width) // 1000 * 1000 + 1000)
+            sql = (
+                f"SELECT trace_id FROM spans WHERE {where} GROUP BY trace_id "
+                f"ORDER BY max(start_time_unix_nano) DESC LIMIT {limit + len(found)}"
+            )
+            for row in await rows(request, sql, (low, high)):
+                if row["trace_id"] and len(found) < limit:
+                    found.setdefault(row["trace_id"])
+            high, width = low - 1, width * 2
+        return list(found)
+
     @answer
     async def trace(request: Request) -> JSONResponse:
         trace_id = parse_trace_id(request.path_params["trace_id"])
@@ -230,11 +254,7 @@ def mount(app: FastAPI, engine: QueryEngine, tenant_of: TenantOf) -> None:
         if len(durations) == 2 and durations["maxDuration"] < durations["minDuration"]:
             raise BadParameter("'maxDuration' should be greater than 'minDuration'")
         terms += [_tag_term(key, value) for key, value in _tags(request).items()]
-        sql = (
-            f"SELECT trace_id FROM spans WHERE {' AND '.join(terms)} "
-            f"GROUP BY trace_id ORDER BY max(start_time_unix_nano) DESC LIMIT {limit}"
-        )
-        ids = [row["trace_id"] for row in await rows(request, sql, window) if row["trace_id"]]
+        ids = await newest(request, " AND ".join(terms), limit, window)
         if not ids:
             return envelope([])
         found = await fetch(request, ids, window)
@@ -290,4 +310,9 @@ def _tag_term(key: str, value: str) -> str:
     if key == "otel.status_description":
         return f"status_message = {literal(value)}"
     k, v = literal(key), literal(value)
-    return f"(attributes[{k}] = {v} OR resource_attributes[{k}] = {v})"
+    # map_extract (the key's values, as a list) measured fastest over Arrow maps: about 0.6x the
+    # time of map[key] = v and of list_contains(map_entries(map), {key, value}).
+    return (
+        f"(list_contains(map_extract(attributes, {k}), {v})"
+        f" OR list_contains(map_extract(resource_attributes, {k}), {v}))"
+    )

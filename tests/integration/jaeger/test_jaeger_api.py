@@ -401,3 +401,31 @@ async def test_a_third_party_jaeger_client_reads_the_api(loaded: ServiceProcess)
     )
     assert trace.duration_us == 50 * MS
     assert [(s.trace_id, s.span_count) for s in summaries] == [(TRACE_B_JAEGER, 3)]
+
+
+def test_search_limit_keeps_the_newest_traces_across_the_window(bridge: ServiceProcess) -> None:
+    # A search reads its window back from the end in growing slices: traces whose latest matching
+    # span lies in different slices still come newest first, and the limit takes the newest.
+    ages_min = {"01": [1], "02": [30, 2000], "03": [200], "04": [45], "05": [1500]}  # minutes ago
+    for trace, ages in ages_min.items():
+        for number, age in enumerate(ages):
+            start_ns = (NOW_US - age * 60 * 10**6) * 1000
+            send(
+                bridge,
+                _span(
+                    {"service.name": "sliced"},
+                    ("", ""),
+                    trace_id=bytes.fromhex(trace * 16),
+                    span_id=bytes.fromhex(f"{number + 1:016x}"),
+                    start_time_unix_nano=start_ns,
+                    end_time_unix_nano=start_ns + 1000,
+                    name="work",
+                    attributes={"job": "batch"},
+                ),
+            )
+    jaeger_id = {trace: (trace * 16).lstrip("0") for trace in ages_min}
+    newest = [jaeger_id[t] for t in ("01", "02", "04", "03", "05")]
+    for limit in (1, 2, 3, 5, 20):
+        got = trace_ids(get(bridge, "/api/traces", service="sliced", tag="job:batch", limit=limit))
+        assert got == newest[:limit], f"limit {limit}"
+    assert trace_ids(get(bridge, "/api/traces", service="sliced", tag="job:other")) == []
