@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -16,11 +17,24 @@ from orasi_bridge.flightsql import FlightSqlServer
 from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine
 from orasi_bridge.registry.registry import Registry
-from orasi_common.errors import PermanentError
+from orasi_common.errors import OrasiError, PermanentError, PermissionDenied, Unauthenticated
+from orasi_common.extensions.auth import Authenticator, extension_config
+from orasi_common.extensions.auth.asgi import TokenGate
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
 from orasi_common.transport.tls import ServerTls
+
+AUTH_TIMEOUT = 30.0
+"""Seconds a Flight SQL call waits for its token's check (a database round trip at most)."""
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The token scope a REST request needs: `admin` to change the registry, `query` to read
+    (the query, Jaeger and registry routes); none for the console's pages."""
+    if path.startswith("/registry"):
+        return "query" if method in ("GET", "HEAD") else "admin"
+    return "query" if path.startswith("/api/") else None
 
 
 class QueryApi:
@@ -39,7 +53,15 @@ class QueryApi:
         self.federation = Federation(
             config.federation, self.engine, registry_of(host, config.federation.registry)
         )
-        app = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
+        app: Any = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
+        self.auth = (
+            Authenticator(extension_config(settings.extensions, config.auth, settings.id))
+            if config.auth is not None
+            else None
+        )
+        if self.auth is not None:
+            app = TokenGate(app, self.auth, required_scope, "x-orasi-tenant")
+        self._loop: asyncio.AbstractEventLoop | None = None
         tls = ServerTls(config.tls, settings.logger) if config.tls is not None else None
         self.server = HttpServer(app, config.endpoint, tls=tls)
         self._logger = settings.logger
@@ -64,6 +86,9 @@ class QueryApi:
         return found
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.auth is not None:
+            await self.auth.start()
         if self.registry is not None:
             await self.registry.start()
         await self.server.start()
@@ -86,7 +111,17 @@ class QueryApi:
         )
 
     def _tenant_of(self, headers: Mapping[str, str]) -> str:
-        """A Flight SQL call's tenant, from its headers as REST reads them."""
+        """A Flight SQL call's tenant, from its headers as REST reads them (on Flight's thread)."""
+        if self.auth is not None and self._loop is not None:
+            check = self.auth.tenant(headers.get("authorization"), "query", headers.get("x-orasi-tenant"))
+            try:
+                return asyncio.run_coroutine_threadsafe(check, self._loop).result(AUTH_TIMEOUT)
+            except Unauthenticated as error:
+                raise flight.FlightUnauthenticatedError(error.message) from None
+            except PermissionDenied as error:
+                raise flight.FlightUnauthorizedError(error.message) from None
+            except OrasiError as error:
+                raise flight.FlightUnavailableError(error.message) from None
         try:
             return resolve_tenant(
                 self._config,
@@ -109,4 +144,6 @@ class QueryApi:
         await self.federation.close()
         if self.registry is not None:
             await self.registry.shutdown()
+        if self.auth is not None:
+            await self.auth.shutdown()
         self.engine.close()
