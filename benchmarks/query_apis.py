@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, help="spans of the Jaeger/Flight lake (10M; --quick 1M)")
     parser.add_argument("--rounds", type=int, help="Flight SQL rounds (5; --quick 2)")
     parser.add_argument("--traces", type=int, help="trace lookups after the cold one (20; --quick 6)")
-    parser.add_argument("--searches", type=int, help="whole-lake searches after the cold one (1; --quick 2)")
+    parser.add_argument("--searches", type=int, help="whole-lake searches after the cold one (6; --quick 2)")
     parser.add_argument(
         "--searches-hour",
         type=int,
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         "spans": 1_000_000 if quick else 10_000_000,
         "rounds": 2 if quick else 5,
         "traces": 6 if quick else 20,
-        "searches": 2 if quick else 1,
+        "searches": 2 if quick else 6,
         "searches_hour": -1 if quick else 6,
         "federation_copies": 1 if quick else 6,
         "federation_runs": 5 if quick else 9,
