@@ -25,7 +25,7 @@ stop-servers:
 	scripts/test-servers.sh stop
 
 test: install servers
-	scripts/monitoring-tools.sh
+	scripts/test-packages.sh
 	scripts/deploy-tools.sh >/dev/null
 	$(PYTHON) -m pytest -q -p no:cacheprovider; status=$$?; scripts/test-servers.sh stop; exit $$status
 

@@ -37,10 +37,10 @@ _LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.*),\s*\w+\)\s*$")
 
 
 def tool(name: str) -> str:
-    """The path of ``name`` (scripts/monitoring-tools.sh installs it; `make test` runs that)."""
+    """The path of ``name`` (scripts/test-packages.sh installs it; `make test` runs that)."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run scripts/monitoring-tools.sh (Debian's prometheus)")
+        pytest.fail(f"{name} is not installed: run scripts/test-packages.sh (Debian's prometheus)")
     return path
 
 
