@@ -199,9 +199,11 @@ def test_etcd_outage_and_compaction_under_load(
             "both bridges to register again under new leases",
         )
         assert keys.keys() == {key("b1"), key("b2")}
+        # log lines are written just after what they report, so they may trail it a little
+        wait_until(lambda: discovery_logged(gw, RESUMED), 5, "the gateway to log that discovery resumed")
         assert len(discovery_logged(gw, RESUMED)) == 1 and len(discovery_logged(gw, UNREACHABLE)) == 1
         for b in (b1, b2):
-            assert b.logged("Registered in etcd."), f"{b.label} did not log its new registration"
+            wait_until(lambda b=b: b.logged("Registered in etcd."), 5, f"{b.label} to log its registration")
 
         # the watch resumed: a bridge started now is routed to within 2 s of being ready (it
         # registers as it starts, just before it answers /readyz)
