@@ -1,7 +1,9 @@
 """An HTTP endpoint that other protocols push to (Prometheus remote write, Zipkin), as a bare ASGI app.
 
 Each route is a path and a handler that turns the request's body into batches and consumes them
-through ``Ingest``; the app reads the body within the size limit, answers the route's success
+through ``Ingest``; the app finds the request's tenant first (``Ingest.tenant``: its tenant
+header, or its bearer token's when the receiver names an `auth` extension, so that 401 / 403 come
+before the body is read), reads the body within the size limit, answers the route's success
 status once the handler returns (that is, once every batch was accepted by the next consumer),
 and maps a classified error to its HTTP status (``transport.status``: 400 for bad data, never
 retried; 413, 415; 429 / 503 with Retry-After when the pipeline refuses for now) with the
@@ -19,8 +21,9 @@ from typing import Any
 from orasi_common.errors import MalformedData, MethodNotAllowed, NotFound, OrasiError, PayloadTooLarge
 from orasi_common.pdata.batch import derived_id
 from orasi_common.pipeline.component import Settings
+from orasi_common.receivers.ingest import Ingest
 from orasi_common.telemetry.metrics import Metrics
-from orasi_common.transport import headers, status
+from orasi_common.transport import status
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
 
@@ -31,10 +34,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a route's handler gets: lower-case header names → values, and the body as sent."""
+    """What a route's handler gets: lower-case header names → values, the body as sent, and whose
+    it is."""
 
     headers: Mapping[str, str]
     body: bytes
+    tenant: str
 
     def header(self, name: str) -> str:
         return self.headers.get(name, "")
@@ -45,6 +50,7 @@ class Request:
 
 
 Handler = Callable[[Request], Awaitable[None]]
+TenantOf = Callable[[Mapping[str, str]], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +60,20 @@ class Route:
 
 
 class PushApp:
-    """The ASGI application: ``POST`` to one of ``routes``; ``protocol`` labels its metrics."""
+    """The ASGI application: ``POST`` to one of ``routes``; ``tenant_of`` says whose a request is
+    (from its headers) or raises its refusal; ``protocol`` labels its metrics."""
 
-    def __init__(self, protocol: str, routes: Mapping[str, Route], body_limit: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        protocol: str,
+        routes: Mapping[str, Route],
+        body_limit: int,
+        metrics: Metrics,
+        tenant_of: TenantOf,
+    ) -> None:
         self._protocol = protocol
         self._routes = routes
+        self._tenant_of = tenant_of
         self._body_limit = body_limit
         self._duration = metrics.http_request_duration
 
@@ -75,10 +90,11 @@ class PushApp:
                 extra.append(("allow", "POST"))
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use POST")
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            tenant = await self._tenant_of(headers)
             body = await read_body(headers.get("content-length"), receive, self._body_limit)
             if not body:
                 raise MalformedData("the request body is empty")
-            await route.handler(Request(headers, body))
+            await route.handler(Request(headers, body, tenant))
             code, text = route.success, b""
         except OrasiError as error:
             code, text = status.http_status(error), error.message.encode()
@@ -122,7 +138,7 @@ async def read_body(content_length: str | None, receive: Receive, limit: int) ->
 class PushReceiver:
     """A receiver that serves one PushApp: its lifecycle, ``Listening`` and the batches' identity.
 
-    Subclasses name their ``protocol`` and ``title`` and pass their routes."""
+    Subclasses name their ``protocol`` and ``title`` and pass their ``Ingest`` and routes."""
 
     protocol = ""
     title = ""
@@ -130,24 +146,29 @@ class PushReceiver:
     def __init__(
         self,
         settings: Settings,
+        ingest: Ingest,
         endpoint: str,
         routes: Mapping[str, Route],
         body_limit: int,
         tenant_header: str,
     ) -> None:
         self.logger = settings.logger
+        self._ingest = ingest
         self._endpoint = endpoint
         self._tenant_header = tenant_header.lower()
-        self._server = HttpServer(PushApp(self.protocol, routes, body_limit, settings.metrics), endpoint)
+        app = PushApp(self.protocol, routes, body_limit, settings.metrics, self._tenant_of)
+        self._server = HttpServer(app, endpoint)
+
+    async def _tenant_of(self, request_headers: Mapping[str, str]) -> str:
+        return await self._ingest.tenant(
+            request_headers.get("authorization"), request_headers.get(self._tenant_header)
+        )
 
     def identity(self, request: Request) -> dict[str, str]:
-        """The tenant (from the tenant header) and the batch id, derived from the body: a request
-        the sender retries is the same batch, which the lake keeps once."""
+        """The tenant and the batch id, derived from the body: a request the sender retries is the
+        same batch, which the lake keeps once."""
         digest = hashlib.blake2b(request.body, digest_size=16).hexdigest()
-        return {
-            "tenant": headers.incoming_tenant(request.headers.get(self._tenant_header)),
-            "batch_id": derived_id(self.protocol, digest),
-        }
+        return {"tenant": request.tenant, "batch_id": derived_id(self.protocol, digest)}
 
     @property
     def port(self) -> int | None:
@@ -159,8 +180,12 @@ class PushReceiver:
         return {self.protocol: join_endpoint(split_endpoint(self._endpoint)[0], self._server.port)}
 
     async def start(self) -> None:
+        if self._ingest.auth is not None:
+            await self._ingest.auth.start()
         await self._server.start()
         self.logger.info(f"{self.title} receiver listening.", extra={"port": self._server.port})
 
     async def shutdown(self) -> None:
         await self._server.shutdown()
+        if self._ingest.auth is not None:
+            await self._ingest.auth.shutdown()

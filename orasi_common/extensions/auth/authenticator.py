@@ -1,6 +1,7 @@
 """Checking a request's bearer token: who it is (tenant), and whether it may (scope).
 
-    authorization: "Bearer orasi_<id>_<secret>"  → Principal(tenant, scopes)
+    authorization: "Bearer orasi_<id>_<secret>"  → Principal(tenant, scopes)   (the token store)
+    authorization: "Bearer <JWT>"                → Principal(tenant claim, scopes)   (``jwks.py``)
     none, malformed, unknown or revoked          → Unauthenticated   (401 / UNAUTHENTICATED)
     valid, without the scope asked for           → PermissionDenied  (403 / PERMISSION_DENIED)
     valid, but a tenant header naming another    → PermissionDenied
@@ -10,23 +11,28 @@ be sent, but must name the same tenant. One exception, for forwarding hops (an a
 carries many tenants' batches): a token holding both ``ingest`` and ``admin`` may ingest as the
 tenant its header names. Reads are always the token's tenant's.
 
-Answers are kept ``cache_seconds`` (by a hash of the token, never the token), so that a request
-costs no database round trip and no scrypt; the cache holds at most ``CACHE_ENTRIES`` answers.
+A token of a JWT's shape is checked by the `jwt` section, when set; any other by the store. Answers
+(a principal, or why not) are kept ``cache_seconds`` (by a hash of the token, never the token; a
+JWT's never past its ``exp``), so that a request costs no database round trip, scrypt or signature
+check; the cache holds at most ``CACHE_ENTRIES`` answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from orasi_common.errors import PermissionDenied, Unauthenticated
-from orasi_common.extensions.auth.config import Config, Principal
+from orasi_common.extensions.auth.config import AuthSettings, Config, Principal, extension_config
+from orasi_common.extensions.auth.jwks import JwtVerifier, looks_like_jwt
 
 if TYPE_CHECKING:
     from orasi_common.extensions.auth.store import TokenStore
+    from orasi_common.pipeline.component import Settings
 
 CACHE_ENTRIES = 10_000
 
@@ -38,16 +44,27 @@ def bearer(authorization: str | None) -> str | None:
     return None
 
 
+def authenticator(settings: Settings, auth: AuthSettings | None) -> Authenticator | None:
+    """The Authenticator of a component whose config says ``auth: {authenticator: <id>}`` (None
+    without ``auth``); ValueError when the id is not a listed `auth` extension."""
+    if auth is None:
+        return None
+    return Authenticator(extension_config(settings.extensions, auth, settings.id), settings.logger)
+
+
 class Authenticator:
     """The `auth` extension's checks, for one component (it owns its store connection)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, logger: logging.Logger | None = None) -> None:
         self._config = config
         self._store: TokenStore | None = None
-        self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        self.jwt = JwtVerifier(config.jwt, logger) if config.jwt is not None else None
+        self._cache: OrderedDict[bytes, tuple[float, Principal | str]] = OrderedDict()
 
     async def start(self) -> None:
-        if self._store is None:
+        if self.jwt is not None:
+            await self.jwt.start()
+        if self._store is None and self._config.store is not None:
             # Imported here: SQLAlchemy costs every service's start-up, and only token users need it.
             from orasi_common.extensions.auth.store import TokenStore
 
@@ -70,15 +87,29 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             found = cached[1]
         else:
-            assert self._store is not None, "Authenticator.start() was not called"
-            found = await asyncio.to_thread(self._store.verify, token)
-            self._cache[key] = (now + self._config.cache_seconds, found)
+            found, seconds = await self._verify(token)
+            self._cache[key] = (now + seconds, found)
             self._cache.move_to_end(key)
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
-        if found is None:
-            raise Unauthenticated("the bearer token is not known, or was revoked")
+        if isinstance(found, str):
+            raise Unauthenticated(found)
         return found
+
+    async def _verify(self, token: str) -> tuple[Principal | str, float]:
+        """(the token's principal, or why it has none; how many seconds the answer holds)."""
+        seconds = self._config.cache_seconds
+        if self.jwt is not None and looks_like_jwt(token):
+            try:
+                principal, expires = await self.jwt.verify(token)
+            except Unauthenticated as error:
+                return error.message, seconds
+            return principal, min(seconds, expires - time.time())
+        if self._config.store is None:
+            return "the bearer token is not a JWT, the only kind this server accepts", seconds
+        assert self._store is not None, "Authenticator.start() was not called"
+        found = await asyncio.to_thread(self._store.verify, token)
+        return (found if found is not None else "the bearer token is not known, or was revoked"), seconds
 
     async def tenant(self, authorization: str | None, scope: str, tenant_header: str | None) -> str:
         """The request's tenant: its token's, once the token is valid and holds ``scope`` and the
@@ -86,7 +117,7 @@ class Authenticator:
         principal = await self.principal(authorization)
         if scope not in principal.scopes:
             raise PermissionDenied(
-                f"this token may not {scope} (its scopes: {', '.join(sorted(principal.scopes))})"
+                f"this token may not {scope} (its scopes: {', '.join(sorted(principal.scopes)) or 'none'})"
             )
         if tenant_header and tenant_header != principal.tenant:
             if scope == "ingest" and "admin" in principal.scopes:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from orasi_common.config.model import ComponentConfig
 
 SCOPES = ("ingest", "query", "admin")
+Scope = Literal["ingest", "query", "admin"]
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+"""The JWT algorithms verified with a JWKS file's public keys (never ``none`` nor HMAC's HS*)."""
 
 
 @dataclass(frozen=True)
@@ -20,10 +24,76 @@ class Principal:
     scopes: frozenset[str]
 
 
+class JwtConfig(ComponentConfig):
+    """``jwt:`` of the `auth` extension: JWTs verified against a JWKS file (``jwks.py``)."""
+
+    jwks_file: str = Field(
+        description='JSON Web Key Set of the issuer\'s public keys (`{"keys": [...]}`: RSA, EC or '
+        "OKP keys); read again when it changes, as keys rotate.",
+    )
+    issuer: str = Field(description="The `iss` every token must carry (a cluster's service-account issuer).")
+    audience: str = Field(description="The `aud` every token must include (e.g. `orasi`).")
+    tenant_claim: str = Field(
+        default="tenant",
+        description="Claim holding the token's tenant: a top-level claim, or a `/`-separated path "
+        "of nested ones (`kubernetes.io/namespace` in a service-account token).",
+    )
+    scopes_claim: str | None = Field(
+        default=None,
+        description="Claim holding the token's scopes (a space-separated string, as OAuth's `scope`, "
+        "or a list; others than ingest/query/admin are ignored); unset: `default_scopes`.",
+    )
+    default_scopes: tuple[Scope, ...] = Field(
+        default=("ingest",),
+        min_length=1,
+        description="Scopes of every token when `scopes_claim` is unset.",
+    )
+    algorithms: tuple[str, ...] = Field(
+        default=ALGORITHMS,
+        min_length=1,
+        description="Signature algorithms accepted (each must also fit the key): "
+        + ", ".join(ALGORITHMS)
+        + ".",
+    )
+    leeway: float = Field(
+        default=30.0, ge=0, le=600, description="Seconds of clock skew allowed on `exp`, `nbf` and `iat`."
+    )
+    reload_interval: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds between checks of `jwks_file` for new keys, made on a request (0: load once).",
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _public_key_algorithms(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        for name in algorithms:
+            if name not in ALGORITHMS:
+                why = (
+                    "a JWKS file holds public keys, which HMAC would take as a shared secret"
+                    if name.upper().startswith("HS")
+                    else "an unsigned token proves nothing"
+                    if name.lower() == "none"
+                    else "it is not a public-key signature algorithm"
+                )
+                raise ValueError(f"{name!r} is refused: {why}; use some of {', '.join(ALGORITHMS)}")
+        return algorithms
+
+    @model_validator(mode="after")
+    def _scopes_from_one_place(self) -> JwtConfig:
+        if self.scopes_claim is not None and "default_scopes" in self.model_fields_set:
+            raise ValueError("set scopes_claim or default_scopes, not both")
+        return self
+
+
 class Config(ComponentConfig):
-    store: str = Field(
+    store: str | None = Field(
+        default=None,
         description="Database of the tokens: `postgresql://…` (the lake catalog's database) or "
-        "`sqlite:///path` (`orasi up`); the table `auth_tokens` is created there.",
+        "`sqlite:///path` (`orasi up`); the table `auth_tokens` is created there. Unset: JWTs only.",
+    )
+    jwt: JwtConfig | None = Field(
+        default=None, description="Also accept JWTs verified against a JWKS file (README, Security)."
     )
     cache_seconds: float = Field(
         default=10.0,
@@ -31,6 +101,12 @@ class Config(ComponentConfig):
         description="Seconds a verified (or refused) token's answer is reused without the database; "
         "a revoked token is refused at most this long after `orasi tokens revoke`.",
     )
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> Config:
+        if self.store is None and self.jwt is None:
+            raise ValueError("set store (bearer tokens), jwt (JWTs), or both")
+        return self
 
 
 class AuthSettings(ComponentConfig):

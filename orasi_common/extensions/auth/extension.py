@@ -16,6 +16,8 @@ class AuthExtension:
         self._logger = settings.logger
 
     async def start(self) -> None:
+        if self.config.store is None:
+            return  # JWTs only
         from orasi_common.extensions.auth.store import TokenStore  # lazily: see Authenticator.start
 
         store = TokenStore(self.config.store)

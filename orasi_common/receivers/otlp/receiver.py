@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import grpc
 
-from orasi_common.extensions.auth import Authenticator, extension_config
+from orasi_common.extensions.auth import authenticator
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -25,12 +25,7 @@ class OtlpReceiver:
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
         self.logger = settings.logger
         self._config = config
-        auth = (
-            Authenticator(extension_config(settings.extensions, config.auth, settings.id))
-            if config.auth is not None
-            else None
-        )
-        ingest = Ingest(settings, consumers, auth)
+        ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
         self._ingest = ingest
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc: OtlpGrpcServer | GrpcWorkers | None = None

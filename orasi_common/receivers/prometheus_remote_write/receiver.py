@@ -19,6 +19,7 @@ import cramjam
 from google.protobuf.message import DecodeError
 
 from orasi_common.errors import MalformedData, PayloadTooLarge, UnsupportedMediaType
+from orasi_common.extensions.auth import authenticator
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -68,7 +69,7 @@ class PrometheusRemoteWriteReceiver(PushReceiver):
     title = "Prometheus remote write"
 
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
-        self._ingest = Ingest(settings, consumers)
+        self._ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
         self._ingest.check_signal(Signal.METRICS)
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
         self._translator = Translator(config.metadata_cache_size, config.series_cache_size)
@@ -77,7 +78,7 @@ class PrometheusRemoteWriteReceiver(PushReceiver):
         )
         routes = {PATH: Route(self._write, success=204)}
         body_limit = int(config.max_request_body_size_mib * MIB)
-        super().__init__(settings, config.endpoint, routes, body_limit, config.tenant_header)
+        super().__init__(settings, self._ingest, config.endpoint, routes, body_limit, config.tenant_header)
 
     async def _write(self, request: Request) -> None:
         if "proto=io.prometheus.write.v2" in request.header("content-type"):

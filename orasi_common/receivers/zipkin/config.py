@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.extensions.auth import AuthSettings
 from orasi_common.receivers.otlp.config import Endpoint
 from orasi_common.transport import headers
 
@@ -24,4 +25,9 @@ class Config(ComponentConfig):
     )
     tenant_header: str = Field(
         default=headers.TENANT, description="Request header naming the tenant; absent = `default`."
+    )
+    auth: AuthSettings | None = Field(
+        default=None,
+        description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
+        "request's tenant is then the token's (README, Security).",
     )

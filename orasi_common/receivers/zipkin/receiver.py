@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orasi_common.errors import UnsupportedMediaType
+from orasi_common.extensions.auth import authenticator
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -35,12 +36,12 @@ class ZipkinReceiver(PushReceiver):
     title = "Zipkin"
 
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
-        self._ingest = Ingest(settings, consumers)
+        self._ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
         self._ingest.check_signal(Signal.TRACES)
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
         routes = {PATH: Route(self._spans, success=202)}
         body_limit = int(config.max_request_body_size_mib * MIB)
-        super().__init__(settings, config.endpoint, routes, body_limit, config.tenant_header)
+        super().__init__(settings, self._ingest, config.endpoint, routes, body_limit, config.tenant_header)
 
     async def _spans(self, request: Request) -> None:
         media_type = request.media_type or JSON

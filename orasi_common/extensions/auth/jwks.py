@@ -1,0 +1,234 @@
+"""JWTs verified against a JWKS file: Kubernetes service-account tokens, or any issuer's.
+
+    jwt:
+      jwks_file: /etc/orasi/jwks/jwks.json     # {"keys": [...]}: the issuer's public keys
+      issuer: https://kubernetes.default.svc.cluster.local
+      audience: orasi
+      tenant_claim: kubernetes.io/namespace    # a top-level claim, or a path of nested ones
+      default_scopes: [ingest]                 # or scopes_claim: scope
+      leeway: 30                               # seconds of clock skew
+      reload_interval: 30                      # seconds between checks of the file (0: never)
+
+A token ``header.payload.signature`` is checked in this order, and the first check that fails is
+an Unauthenticated whose message says which (never the token itself):
+
+    kid        the header's key id names a key of the file (no kid: the file's only key)
+    alg        one of ``algorithms``, and of the key's kind (RSA: RS*/PS*, EC: ES* of its curve,
+               OKP: EdDSA; a key's own ``alg`` alone when it has one)
+    signature  verifies with that key
+    exp, nbf   ``exp`` is required; both within ``leeway``
+    iss, aud   the configured issuer; an audience including the configured one
+    tenant     ``tenant_claim`` holds a tenant name (1 to 64 characters)
+
+``none`` and HMAC (HS*) never pass: the config refuses them, and symmetric (``oct``) keys of the
+file are ignored, since a public JWKS would make an HMAC secret public.
+
+Rotation: on a request at least ``reload_interval`` seconds after the last check, the file's
+identity (inode, size, mtime) is compared, and a changed file that parses replaces the keys; one
+that does not (e.g. written halfway) is logged and the loaded keys are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from orasi_common.errors import Unauthenticated
+from orasi_common.extensions.auth.config import SCOPES, JwtConfig, Principal
+
+_ALGORITHMS_OF_KEY = {
+    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    "OKP": ("EdDSA",),
+}
+_ALGORITHMS_OF_CURVE = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES512",)}
+TENANT_MAX = 64  # the token table's tenant column
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Whether a bearer token has a JWT's shape (three dot-separated parts); Orasi's own tokens
+    (``orasi_<id>_<secret>``, URL-safe base64) never have a dot."""
+    return token.count(".") == 2
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: Any  # a `cryptography` public key
+    algorithms: tuple[str, ...]
+
+
+def parse_jwks(text: str, where: str) -> dict[str | None, _Key]:
+    """The usable public keys of a JWKS document by ``kid``; ValueError naming ``where`` when it is
+    not a JWKS or holds no usable key."""
+    try:
+        document = json.loads(text)
+        entries = document["keys"]
+        if not isinstance(entries, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f'{where} is not a JWKS (JSON with a "keys" list)') from None
+    keys: dict[str | None, _Key] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") == "oct" or entry.get("use", "sig") != "sig":
+            continue
+        kind = _ALGORITHMS_OF_KEY.get(
+            entry.get("kty", ""), _ALGORITHMS_OF_CURVE.get(entry.get("crv", ""), ())
+        )
+        if "alg" in entry:
+            kind = tuple(a for a in kind if a == entry["alg"])
+        if not kind:
+            continue
+        try:
+            keys[entry.get("kid")] = _Key(jwt.PyJWK(entry, algorithm=kind[0]).key, kind)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, KeyError):
+            continue
+    if not keys:
+        raise ValueError(f"{where} holds no usable public key (RSA, EC P-256/384/521 or OKP Ed25519)")
+    return keys
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> Any:
+    """The claim ``name``: a top-level one, else a ``/``-separated path of nested ones; None."""
+    if name in claims:
+        return claims[name]
+    found: Any = claims
+    for part in name.split("/"):
+        if not isinstance(found, Mapping) or part not in found:
+            return None
+        found = found[part]
+    return found
+
+
+class JwtVerifier:
+    """The checks of one ``JwtConfig`` (see the module docstring), with its file's keys."""
+
+    def __init__(self, config: JwtConfig, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self._logger = logger or logging.getLogger("orasi.auth")
+        self._keys: dict[str | None, _Key] = {}
+        self._identity: tuple[int, int, int] | None = None
+        self._checked_at = 0.0
+        self.reloads = 0
+
+    def _stat(self) -> tuple[int, int, int]:
+        stat = os.stat(self.config.jwks_file)
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def load(self) -> None:
+        """Read the file; ValueError saying why it cannot serve (blocking: ``start`` runs it in a
+        thread)."""
+        try:
+            identity = self._stat()
+            text = Path(self.config.jwks_file).read_text()
+        except OSError as error:
+            raise ValueError(f"cannot read the JWKS file: {error}") from None
+        self._keys, self._identity = parse_jwks(text, self.config.jwks_file), identity
+
+    def reload_if_changed(self) -> bool:
+        """Load the file again if it changed since it was loaded; whether new keys were loaded."""
+        try:
+            changed = self._stat() != self._identity
+            if changed:
+                self.load()
+        except ValueError as error:
+            self._logger.warning(
+                "The JWKS file does not load; keeping its keys.", extra={"error": str(error)}
+            )
+            return False
+        except OSError as error:
+            self._logger.warning("The JWKS file is missing; keeping its keys.", extra={"error": str(error)})
+            return False
+        if changed:
+            self.reloads += 1
+            self._logger.info(
+                "JWKS reloaded.", extra={"jwks_file": self.config.jwks_file, "keys": len(self._keys)}
+            )
+        return changed
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.load)
+        self._checked_at = time.monotonic()
+
+    async def verify(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid ``token`` and the epoch second it expires; Unauthenticated
+        saying which check failed."""
+        interval = self.config.reload_interval
+        if interval > 0 and time.monotonic() - self._checked_at >= interval:
+            self._checked_at = time.monotonic()  # before the await: one check, however many requests
+            await asyncio.to_thread(self.reload_if_changed)
+        claims = self._claims(token)
+        tenant = _claim(claims, self.config.tenant_claim)
+        if tenant is None:
+            raise Unauthenticated(f"the JWT has no {self.config.tenant_claim!r} claim naming its tenant")
+        if not isinstance(tenant, str) or not 0 < len(tenant) <= TENANT_MAX:
+            raise Unauthenticated(
+                f"the JWT's {self.config.tenant_claim!r} claim is not a tenant name "
+                f"(a string of 1 to {TENANT_MAX} characters)"
+            )
+        if self.config.scopes_claim is None:
+            scopes: frozenset[str] = frozenset(self.config.default_scopes)
+        else:
+            held = _claim(claims, self.config.scopes_claim)
+            words = held.split() if isinstance(held, str) else held if isinstance(held, list) else []
+            scopes = frozenset(w for w in words if w in SCOPES)
+        subject = claims.get("sub") or claims.get("jti") or "?"
+        return Principal(f"jwt:{subject}", tenant, scopes), float(claims["exp"])
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        config = self.config
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        kid = header.get("kid")
+        key = (
+            self._keys.get(kid)
+            if kid is not None or len(self._keys) != 1
+            else next(iter(self._keys.values()))
+        )
+        if key is None:
+            raise Unauthenticated(
+                f"the JWT's key id (kid) is not a key of the JWKS file {config.jwks_file} "
+                "(signed by another issuer, or by a key not published yet)"
+                if kid is not None
+                else f"the JWT names no key id (kid) and the JWKS file {config.jwks_file} has several keys"
+            )
+        algorithm = header.get("alg")
+        if algorithm not in config.algorithms or algorithm not in key.algorithms:
+            fits = " or ".join(a for a in key.algorithms if a in config.algorithms) or "another key"
+            raise Unauthenticated(f"the JWT's algorithm (alg) is not accepted for its key; use {fits}")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway,
+                options={"require": ["exp"]},
+            )
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated("the JWT's signature does not verify with its key") from None
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated(
+                f"the JWT has expired (exp, beyond {config.leeway:g} s of leeway)"
+            ) from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("the JWT is not valid yet (nbf or iat is in the future)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated(f"the JWT's issuer (iss) is not {config.issuer!r}") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated(f"the JWT's audience (aud) does not include {config.audience!r}") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise Unauthenticated(f"the JWT has no {error.claim!r} claim") from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthenticated(f"the JWT is not valid: {error}") from None
+        return claims
