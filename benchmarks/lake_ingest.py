@@ -62,9 +62,9 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
     import pyarrow.parquet as pq
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+    from orasi_bridge.lake.buffer import CONVERT_ITEMS
     from orasi_bridge.lake.rows import otlp as rows
     from orasi_bridge.lake.schema import SPANS
-    from orasi_bridge.lake.writer import CONVERT_ITEMS
 
     out: dict[str, Any] = results.setdefault("ingest", {})
     requests = max(1, args.ingest_spans // 100)
@@ -323,7 +323,9 @@ async def _commit_alone(writer: Any, table: Any, out: dict[str, Any]) -> None:
         sort_rows(batches, SPANS)
         sort_s = time.perf_counter() - started
         started = time.perf_counter()
-        await asyncio.to_thread(writer._commit, "spans", {"default": batches}, [uuid.uuid4().hex])
+        batch_id = uuid.uuid4().hex
+        owners = {"default": [[(batch_id, batch.num_rows)] for batch in batches]}
+        await asyncio.to_thread(writer._commit, "spans", {"default": batches}, owners, [batch_id])
         commit_s = time.perf_counter() - started
     finally:
         await writer.shutdown()

@@ -10,7 +10,7 @@ written twice.
 Several bridges may write one table (behind a load balancer, a part whose bridge died is re-sent
 to another under the same id, and the first may replay it from its log when it comes back).
 Before each commit attempt a writer reads the batch ids of the snapshots committed since the last
-one it saw, remembers them, and leaves out of its append the rows of batches among them (``_Buffer``
+one it saw, remembers them, and leaves out of its append the rows of batches among them (``Buffer``
 keeps which batch each row belongs to), acknowledging their log records all the same. The append
 succeeds only if the table is still at the snapshot it checked (Iceberg's optimistic concurrency;
 pyiceberg's own retry on the refreshed table, which would skip the check, is turned off by the
@@ -43,7 +43,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -53,13 +53,16 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from orasi_bridge.lake import buffer as buffers
+from orasi_bridge.lake.buffer import Buffer, Chunk, Converted, Entry, Owners, holds_otap
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
+from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, batch_ids_since, without
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types, otlp_rows, rows_of
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows, rows_of
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -74,7 +77,6 @@ if TYPE_CHECKING:  # the registry imports the lake's schema, whose package impor
 
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
-BATCH_IDS_PROPERTY = "orasi.batch-ids"
 
 ISOLATION_CONVERSIONS = 256
 """The most conversions spent on the parts of one batch that does not convert as a whole."""
@@ -86,230 +88,10 @@ SHUTDOWN_RETRY_FIRST = 0.05
 SHUTDOWN_RETRY_MAX = 2.0
 """Seconds between the final flush's attempts at shutdown: doubled after each, with jitter."""
 
-CONVERT_ITEMS = 8192
-CONVERT_BACKLOG = 4 * CONVERT_ITEMS
-"""Items not yet converted past which ``consume`` waits for the converter before accepting more
-(backpressure): receiving holds the GIL most of the time, and a converter that must take turns
-with it falls ever further behind (measured: 20-50 µs per span instead of 3.5), so every flush
-would wait for it."""
-
-Entry = tuple[Batch, int | None]  # a batch and its write-ahead log position
-
-
-Owners = list[tuple[str, int]]
-"""The batches whose rows one buffered record batch holds, in row order: (batch id, rows)."""
-
-
-@dataclass
-class _Buffer:
-    """What one flush will commit, per table and tenant: batches waiting to be converted
-    (``pending``), then rows. A batch's id is listed for its table once its rows are; each record
-    batch of ``rows`` has its ``owners`` beside it, so a batch's rows can be left out of a commit."""
-
-    pending: dict[tuple[str, str], list[Entry]] = field(default_factory=lambda: defaultdict(list))
-    pending_items: int = 0
-    rows: dict[str, dict[str, list[pa.RecordBatch]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
-    owners: dict[str, dict[str, list[Owners]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
-    batch_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    lsns: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    known: set[str] = field(default_factory=set)
-    size_bytes: int = 0
-    table_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    started: float | None = None
-
-    def _grow(self, table: str, size: int) -> None:
-        self.size_bytes += size
-        self.table_bytes[table] += size
-
-    def add_pending(self, table: str, batch: Batch, lsn: int | None) -> None:
-        batch.release_message()
-        self.pending[(table, batch.tenant)].append((batch, lsn))
-        self.pending_items += batch.items
-        self.known.add(batch.batch_id)
-        self._grow(table, batch.size_bytes)
-        if self.started is None:
-            self.started = time.monotonic()
-
-    def forget(self, table: str, batch: Batch) -> None:
-        """Stop counting a waiting batch that was dropped."""
-        self.known.discard(batch.batch_id)
-        self._grow(table, -batch.size_bytes)
-
-    def take_pending(self) -> dict[tuple[str, str], list[Entry]]:
-        work, self.pending = self.pending, defaultdict(list)
-        self.pending_items = 0
-        return work
-
-    def restore_pending(self, work: dict[tuple[str, str], list[Entry]]) -> None:
-        """Put taken batches back in front of those that arrived since."""
-        for key, entries in work.items():
-            self.pending[key][:0] = entries
-            self.pending_items += sum(batch.items for batch, _ in entries)
-
-    def add_rows(
-        self,
-        table: str,
-        tenant: str,
-        rows: pa.RecordBatch,
-        entries: list[Entry],
-        counts: list[int],
-        counted_bytes: int,
-    ) -> None:
-        """Converted rows of ``entries`` (``counts[i]`` rows of the i-th, in order), which were
-        counted as ``counted_bytes`` until now."""
-        self.rows[table][tenant].append(rows)
-        self.owners[table][tenant].append(
-            [(batch.batch_id, count) for (batch, _), count in zip(entries, counts, strict=True)]
-        )
-        for batch, lsn in entries:
-            self.known.add(batch.batch_id)
-            self.batch_ids[table].append(batch.batch_id)
-            if lsn is not None:
-                self.lsns[table].append(lsn)
-        # Measured once (the buffers' total size is far cheaper than ``nbytes``) and kept per
-        # table, so a flush retires its table's bytes without measuring again.
-        self._grow(table, rows.get_total_buffer_size() - counted_bytes)
-        if self.started is None:
-            self.started = time.monotonic()
-
-    def move_pending(self, since: float) -> _Buffer:
-        """A new buffer holding the batches still waiting here (taken out of this one), which
-        arrived at ``since`` (monotonic time) or later: their age counts from then."""
-        moved = _Buffer()
-        for (table, _), entries in self.take_pending().items():
-            for batch, lsn in entries:
-                self.known.discard(batch.batch_id)
-                self._grow(table, -batch.size_bytes)
-                moved.add_pending(table, batch, lsn)
-        if moved.started is not None:
-            moved.started = since
-        return moved
-
-    def absorb(self, other: _Buffer) -> None:
-        """Take over everything ``other`` holds, after what this buffer holds."""
-        for key, entries in other.pending.items():
-            self.pending[key].extend(entries)
-        self.pending_items += other.pending_items
-        for name, tenants in other.rows.items():
-            for tenant, batches in tenants.items():
-                self.rows[name][tenant].extend(batches)
-                self.owners[name][tenant].extend(other.owners[name][tenant])
-        for name, ids in other.batch_ids.items():
-            self.batch_ids[name].extend(ids)
-        for name, lsns in other.lsns.items():
-            self.lsns[name].extend(lsns)
-        for name, size in other.table_bytes.items():
-            self.table_bytes[name] += size
-        self.known |= other.known
-        self.size_bytes += other.size_bytes
-        if self.started is None:
-            self.started = other.started
-
-
-Chunk = tuple[str, str, list[Entry]]  # table, tenant, and batches converted together
-
-
-def _chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
-    """Each table and tenant's waiting batches in runs of about ``CONVERT_ITEMS`` items (far
-    larger runs convert more slowly per item: their arrays no longer fit the caches)."""
-    chunks: list[Chunk] = []
-    for (table, tenant), entries in work.items():
-        run: list[Entry] = []
-        items = 0
-        for entry in entries:
-            run.append(entry)
-            items += entry[0].items
-            if items >= CONVERT_ITEMS:
-                chunks.append((table, tenant, run))
-                run, items = [], 0
-        if run:
-            chunks.append((table, tenant, run))
-    return chunks
-
-
-Converted = tuple[pa.RecordBatch, list[int]]  # rows, and how many of them each batch gave, in order
-
-
-def _convert(chunks: list[Chunk], region: str, inspect: Inspection | None = None) -> list[Converted]:
-    """The rows of each chunk, its batches converted together (and, with ``inspect``, checked
-    against the schema registry's policies, which may flag rows or drop attributes).
-
-    A batch gives one row per item (span, log record, metric data point), in order, so the rows of
-    the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
-    is converted batch by batch instead, which counts each batch's rows exactly."""
-    converted: list[Converted] = []
-    for table, tenant, entries in chunks:
-        batches = [batch for batch, _ in entries]
-        types: Types | None = {} if inspect is not None else None
-        rows = otlp_rows(batches, region, types)
-        counts = [batch.items for batch in batches]
-        if rows.num_rows != sum(counts):
-            parts = [otlp_rows([batch], region) for batch in batches]
-            rows = pa.concat_batches(parts)
-            counts = [part.num_rows for part in parts]
-        elif inspect is not None and types:
-            rows = inspect(table, tenant, rows, types)
-        converted.append((rows, counts))
-    return converted
-
-
-def _holds_otap(batch: Batch) -> bool:
-    return any(part.otap is not None for part in batch.parts)
-
 
 async def _record(batch: Batch) -> bytes:
     """The batch's write-ahead log record (OTAP tables are written as Arrow IPC in a thread)."""
-    return await asyncio.to_thread(batch.to_record) if _holds_otap(batch) else batch.to_record()
-
-
-def _without(
-    tenants: dict[str, list[pa.RecordBatch]], owners: dict[str, list[Owners]], skipped: set[str]
-) -> list[pa.RecordBatch]:
-    """Every tenant's record batches, without the rows of the batches in ``skipped``."""
-    kept: list[pa.RecordBatch] = []
-    for tenant, batches in tenants.items():
-        for rows, owned in zip(batches, owners[tenant], strict=True):
-            if not skipped.intersection(batch_id for batch_id, _ in owned):
-                kept.append(rows)
-                continue
-            offset = 0
-            for batch_id, count in owned:
-                if batch_id not in skipped and count:
-                    kept.append(rows.slice(offset, count))
-                offset += count
-    return kept
-
-
-def _batch_ids_since(table: Table, seen: int | None) -> tuple[list[tuple[float, list[str]]], int | None]:
-    """The commit time and batch ids of each snapshot of ``table`` after the snapshot ``seen``
-    (the current one's ancestors back to it, or to the first when it is gone), oldest first; and
-    the current snapshot's id."""
-    found: list[tuple[float, list[str]]] = []
-    current = snapshot = table.current_snapshot()
-    while snapshot is not None and snapshot.snapshot_id != seen:
-        ids = (snapshot.summary.additional_properties if snapshot.summary else {}).get(BATCH_IDS_PROPERTY)
-        if ids:
-            found.append((snapshot.timestamp_ms / 1000, ids.split(",")))
-        parent = snapshot.parent_snapshot_id
-        snapshot = None if parent is None else table.metadata.snapshot_by_id(parent)
-    found.reverse()
-    return found, None if current is None else current.snapshot_id
-
-
-@dataclass(frozen=True)
-class _Commit:
-    """What ``_commit`` did: the table's snapshot after it, the rows it added, the batch ids the
-    snapshots of other writers it read hold (with their commit times), and the batches it left
-    out because another writer had committed them."""
-
-    snapshot_id: int | None
-    rows: int
-    by_others: list[tuple[float, list[str]]]
-    skipped: set[str]
+    return await asyncio.to_thread(batch.to_record) if holds_otap(batch) else batch.to_record()
 
 
 @dataclass(frozen=True)
@@ -336,8 +118,8 @@ class LakeWriter:
         self.tables: dict[str, Table] = {}
         self._visible: dict[str, int | None] = {}
         self._seen: dict[str, int | None] = {}  # per table: the newest snapshot whose ids were read
-        self._buffer = _Buffer()
-        self._flushing: _Buffer | None = None
+        self._buffer = Buffer()
+        self._flushing: Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
         self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
@@ -449,7 +231,7 @@ class LakeWriter:
         )
 
     async def consume(self, batch: Batch) -> None:
-        while self._unconverted >= CONVERT_BACKLOG and not self._stopping:
+        while self._unconverted >= buffers.CONVERT_BACKLOG and not self._stopping:
             await self._converted.wait()
         if self._stopping:
             raise Unavailable("the lake writer is shutting down")
@@ -486,7 +268,7 @@ class LakeWriter:
 
     async def _buffer_rows(self, batch: Batch, lsn: int | None) -> None:
         table = TABLE_OF_SIGNAL[batch.signal]
-        if _holds_otap(batch):
+        if holds_otap(batch):
             # Rows straight from the Arrow tables (a big batch already): invalid tables raise
             # MalformedData to the sender now.
             rows = await asyncio.to_thread(rows_of, batch, self.config.region)
@@ -500,13 +282,13 @@ class LakeWriter:
 
     def _convert_soon(self) -> None:
         """Convert waiting batches in the background once there are ``CONVERT_ITEMS`` of them."""
-        if self._buffer.pending_items >= CONVERT_ITEMS and not (self._converting or self._stopping):
+        if self._buffer.pending_items >= buffers.CONVERT_ITEMS and not (self._converting or self._stopping):
             self._converting = True
             self._tasks.spawn(self._convert_in_background(), name="lake-converter")
 
     async def _convert_in_background(self) -> None:
         try:
-            while self._buffer.pending_items >= CONVERT_ITEMS:
+            while self._buffer.pending_items >= buffers.CONVERT_ITEMS:
                 async with self._convert_lock:
                     await self._convert_pending()
         finally:
@@ -518,7 +300,7 @@ class LakeWriter:
         work = buffer.take_pending()
         if not work:
             return
-        chunks = _chunks(work)
+        chunks = buffers.chunks(work)
         items = sum(batch.items for entries in work.values() for batch, _ in entries)
         converted: list[Converted | None]
         try:
@@ -526,9 +308,9 @@ class LakeWriter:
                 inspect = self._inspection() if self._inspection is not None else None
                 region = self.config.region
                 converted = list(
-                    await asyncio.to_thread(_convert, chunks, region, inspect)
+                    await asyncio.to_thread(buffers.convert, chunks, region, inspect)
                     if inspect is not None
-                    else await asyncio.to_thread(_convert, chunks, region)
+                    else await asyncio.to_thread(buffers.convert, chunks, region)
                 )
                 if inspect is not None:
                     for tenant, seen in inspect.seen.items():
@@ -678,7 +460,7 @@ class LakeWriter:
         moved = {}
         for name, table in self.tables.items():
             table.refresh()
-            found, current = _batch_ids_since(table, seen.get(name))
+            found, current = batch_ids_since(table, seen.get(name))
             if current != seen.get(name):
                 moved[name] = (current, found)
         return moved
@@ -758,7 +540,7 @@ class LakeWriter:
                     extra={"tenant": tenant, "error": error.message},
                 )
 
-    async def _put_back(self, buffer: _Buffer) -> None:
+    async def _put_back(self, buffer: Buffer) -> None:
         """Put a failed flush's rows back in front of what arrived since."""
         async with self._convert_lock:  # no conversion may publish into the newer buffer now
             buffer.absorb(self._buffer)
@@ -771,7 +553,7 @@ class LakeWriter:
         owners: dict[str, list[Owners]],
         batch_ids: list[str],
         known: set[str] | None = None,
-    ) -> _Commit:
+    ) -> Commit:
         """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
 
         Rows are sorted and written by us (``files``: zstd Parquet, one file per tenant x day or
@@ -781,7 +563,7 @@ class LakeWriter:
 
         Exactly-once across the writers that share the table (bridges behind one load balancer):
         before each attempt, the batch ids of the snapshots committed since the one this writer
-        last saw (``_batch_ids_since``) are read, and the rows of batches among them are left
+        last saw (``batch_ids_since``) are read, and the rows of batches among them are left
         out (their files written again without them), as are those of ``known`` (committed
         before that snapshot). The commit succeeds only if nobody committed after the metadata
         that was read, so a batch is never in two commits.
@@ -797,7 +579,7 @@ class LakeWriter:
         try:
             for attempt in range(self.config.commit_retries + 1):
                 while True:
-                    found, seen = _batch_ids_since(table, seen)
+                    found, seen = batch_ids_since(table, seen)
                     by_others += found
                     newly = ours.intersection(i for _, ids in found for i in ids) - skipped
                     if not newly and data_files is not None:
@@ -805,7 +587,7 @@ class LakeWriter:
                     skipped |= newly
                     if data_files:
                         delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
-                    kept = _without(tenants, owners, skipped)
+                    kept = without(tenants, owners, skipped)
                     data_files = []
                     if not kept:
                         break
@@ -840,7 +622,7 @@ class LakeWriter:
         snapshot_id = None if snapshot is None else int(snapshot.snapshot_id)
         self._seen[name] = snapshot_id  # only now: a failed flush reads the same snapshots again
         rows = sum(batch.num_rows for batch in kept) if data_files else 0
-        return _Commit(snapshot_id, rows, by_others, skipped)
+        return Commit(snapshot_id, rows, by_others, skipped)
 
     async def shutdown(self) -> None:
         """Commit what is buffered, then stop.

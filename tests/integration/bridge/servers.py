@@ -31,7 +31,7 @@ import sqlalchemy
 from pyiceberg.catalog.sql import SqlCatalog
 from sqlalchemy.engine import make_url
 
-from orasi_bridge.lake.writer import BATCH_IDS_PROPERTY
+from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
 from orasi_common.testing.servers import (
     AWS_ENV,
     BUCKET,
