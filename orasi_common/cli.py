@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orasi_common import plugins, schema_cli
+from orasi_common import lake_cli, plugins, schema_cli
 from orasi_common.allocator import tune_allocators
 from orasi_common.bench import cli as bench
 from orasi_common.config import ConfigError, load_config
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(commands)
     bench.add_parser(commands)
     schema_cli.add_parser(commands)
+    lake_cli.add_parser(commands)
     tokens_cli.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "schema":
             return schema_cli.run(args)
+        if args.command == "lake":
+            return lake_cli.run(args)
         if args.command == "tokens":
             return tokens_cli.run(args)
         if args.command == "bench":

@@ -91,20 +91,25 @@ def configs(
     return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
 
 
-def _documents(
-    data_dir: Path, ports: Mapping[str, int], host: str, lake_region: str
-) -> dict[str, dict[str, Any]]:
-    """``configs``'s documents before registration: one chain whose lake's rows say ``lake_region``."""
-    wal = data_dir / "wal"
-    lake = {
-        "region": lake_region,
+def lake_section(data_dir: Path, region: str) -> dict[str, Any]:
+    """The `lake` exporter's configuration of the chain under ``data_dir``; its rows say ``region``."""
+    return {
+        "region": region,
         "catalog_uri": f"sqlite:///{data_dir / 'catalog.db'}",
         "warehouse": f"file://{data_dir / 'warehouse'}",
         "flush_interval": 5,
         "flush_size_mib": LAKE_FLUSH_MIB,
         "max_buffer_mib": LAKE_BUFFER_MIB,
-        "wal": {"directory": str(wal / "bridge")},
+        "wal": {"directory": str(data_dir / "wal" / "bridge")},
     }
+
+
+def _documents(
+    data_dir: Path, ports: Mapping[str, int], host: str, lake_region: str
+) -> dict[str, dict[str, Any]]:
+    """``configs``'s documents before registration: one chain whose lake's rows say ``lake_region``."""
+    wal = data_dir / "wal"
+    lake = lake_section(data_dir, lake_region)
     documents = chain(
         Ports.of(ports, "agent", host),
         Ports.of(ports, "gateway", host),
