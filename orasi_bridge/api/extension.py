@@ -18,7 +18,7 @@ from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine
 from orasi_bridge.registry.registry import Registry
 from orasi_common.errors import OrasiError, PermanentError, PermissionDenied, Unauthenticated
-from orasi_common.extensions.auth import Authenticator, extension_config
+from orasi_common.extensions.auth import authenticator
 from orasi_common.extensions.auth.asgi import TokenGate
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
@@ -54,11 +54,7 @@ class QueryApi:
             config.federation, self.engine, registry_of(host, config.federation.registry)
         )
         app: Any = create_app(config, self.engine, settings.metrics, self.registry, self.federation)
-        self.auth = (
-            Authenticator(extension_config(settings.extensions, config.auth, settings.id))
-            if config.auth is not None
-            else None
-        )
+        self.auth = authenticator(settings, config.auth)
         if self.auth is not None:
             app = TokenGate(app, self.auth, required_scope, "x-orasi-tenant")
         self._loop: asyncio.AbstractEventLoop | None = None

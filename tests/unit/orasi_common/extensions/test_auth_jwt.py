@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
@@ -30,59 +28,23 @@ from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Kind, Settings
 from orasi_common.receivers import zipkin
 from orasi_common.telemetry.metrics import Metrics
+from orasi_common.testing.jwks import AUDIENCE, ISSUER, Issuer
 
 from ...doubles import RecordingConsumer, make_settings
 
-ISSUER = "https://kubernetes.default.svc.cluster.local"
-AUDIENCE = "orasi"
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
 
 @pytest.fixture(scope="module")
-def keys() -> dict[str, PrivateKey]:
-    return {
-        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        "ec": ec.generate_private_key(ec.SECP256R1()),
-        "ed": ed25519.Ed25519PrivateKey.generate(),
-        "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    }
-
-
-def public_jwk(key: PrivateKey, kid: str | None) -> dict[str, Any]:
-    public = key.public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        jwk: dict[str, Any] = jwt.algorithms.RSAAlgorithm.to_jwk(public, as_dict=True)
-    elif isinstance(public, ec.EllipticCurvePublicKey):
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(public, as_dict=True)
-    else:
-        jwk = jwt.algorithms.OKPAlgorithm.to_jwk(public, as_dict=True)
-    return {**jwk, **({"kid": kid} if kid is not None else {})}
-
-
-def write_jwks(path: Path, *entries: dict[str, Any]) -> Path:
-    """Write the JWKS as a rotation does: a new file renamed over the old one."""
-    staged = path.with_suffix(".tmp")
-    staged.write_text(json.dumps({"keys": list(entries)}))
-    os.replace(staged, path)
-    return path
-
-
-def mint(key: PrivateKey, kid: str | None, algorithm: str, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, "iat": now, "sub": "svc", **claims}
-    payload = {k: v for k, v in payload.items() if v is not None}
-    return jwt.encode(payload, key, algorithm=algorithm, headers={"kid": kid} if kid else None)
+def issuer() -> Issuer:
+    made = Issuer()
+    for kid, kind in (("r1", "rsa"), ("e1", "ec"), ("d1", "ed"), ("r2", "rsa")):
+        made.add(kid, kind)
+    return made
 
 
 @pytest.fixture
-def jwks_file(tmp_path: Path, keys: dict[str, PrivateKey]) -> Path:
-    return write_jwks(
-        tmp_path / "jwks.json",
-        public_jwk(keys["rsa"], "r1"),
-        public_jwk(keys["ec"], "e1"),
-        public_jwk(keys["ed"], "d1"),
-        {"kty": "oct", "k": "c2VjcmV0", "kid": "h1"},  # symmetric: ignored
-    )
+def jwks_file(tmp_path: Path, issuer: Issuer) -> Path:
+    symmetric = {"kty": "oct", "k": "c2VjcmV0", "kid": "h1"}  # ignored
+    return issuer.publish(tmp_path / "jwks.json", "r1", "e1", "d1", extra=(symmetric,))
 
 
 def jwt_config(jwks_file: Path, **overrides: Any) -> Config:
@@ -104,7 +66,7 @@ def sa_claims(namespace: str) -> dict[str, Any]:
 
 
 async def test_rs256_es256_and_eddsa_tokens_give_the_claims_tenant(
-    auth: Authenticator, keys: dict[str, PrivateKey]
+    auth: Authenticator, issuer: Issuer
 ) -> None:
     for kid, key, algorithm in (
         ("r1", "rsa", "RS256"),
@@ -112,7 +74,7 @@ async def test_rs256_es256_and_eddsa_tokens_give_the_claims_tenant(
         ("e1", "ec", "ES256"),
         ("d1", "ed", "EdDSA"),
     ):
-        token = mint(keys[key], kid, algorithm, **sa_claims(f"team-{key}"))
+        token = issuer.token(kid, algorithm, **sa_claims(f"team-{key}"))
         assert await auth.tenant(f"Bearer {token}", "ingest", None) == f"team-{key}", algorithm
         assert await auth.tenant(f"Bearer {token}", "ingest", f"team-{key}") == f"team-{key}"
         with pytest.raises(PermissionDenied, match="not 'other''s"):
@@ -129,26 +91,30 @@ def hand_signed(header: dict[str, Any], claims: dict[str, Any], secret: bytes | 
     return (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
 
 
-async def test_each_refusal_says_which_check_failed(auth: Authenticator, keys: dict[str, PrivateKey]) -> None:
-    rsa_key, now = keys["rsa"], int(time.time())
+async def test_each_refusal_says_which_check_failed(auth: Authenticator, issuer: Issuer) -> None:
+    now = int(time.time())
     ns = sa_claims("acme")
-    valid = mint(rsa_key, "r1", "RS256", **ns)
-    forged = valid.rsplit(".", 1)[0] + "." + mint(keys["other"], "r1", "RS256", **ns).rsplit(".", 1)[1]
-    public_pem = rsa_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    valid = issuer.token("r1", **ns)
+    forged = valid.rsplit(".", 1)[0] + "." + issuer.token("r2", header={"kid": "r1"}, **ns).rsplit(".", 1)[1]
+    public_pem = (
+        issuer.keys["r1"][0].public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
     claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, **ns}
     cases = {
-        "has expired": mint(rsa_key, "r1", "RS256", exp=now - 5, **ns),
-        "not valid yet": mint(rsa_key, "r1", "RS256", nbf=now + 300, **ns),
-        "issuer \\(iss\\) is not 'https://kubernetes": mint(rsa_key, "r1", "RS256", iss="https://x", **ns),
-        "audience \\(aud\\) does not include 'orasi'": mint(rsa_key, "r1", "RS256", aud="kube", **ns),
-        "has no 'aud' claim": mint(rsa_key, "r1", "RS256", aud=None, **ns),
-        "has no 'exp' claim": mint(rsa_key, "r1", "RS256", exp=None, **ns),
-        "key id \\(kid\\) is not a key of the JWKS file": mint(keys["other"], "r9", "RS256", **ns),
+        "has expired": issuer.token("r1", exp=now - 5, **ns),
+        "not valid yet": issuer.token("r1", nbf=now + 300, **ns),
+        "issuer \\(iss\\) is not 'https://kubernetes": issuer.token("r1", iss="https://x", **ns),
+        "audience \\(aud\\) does not include 'orasi'": issuer.token("r1", aud="kube", **ns),
+        "has no 'aud' claim": issuer.token("r1", aud=None, **ns),
+        "has no 'exp' claim": issuer.token("r1", exp=None, **ns),
+        "key id \\(kid\\) is not a key of the JWKS file": issuer.token("r2", header={"kid": "r9"}, **ns),
         "signature does not verify": forged,
-        "algorithm \\(alg\\) is not accepted for its key; use ES256": mint(rsa_key, "e1", "RS256", **ns),
-        "names no key id \\(kid\\)": mint(rsa_key, None, "RS256", **ns),
-        "has no 'kubernetes.io/namespace' claim naming its tenant": mint(rsa_key, "r1", "RS256"),
-        "is not a tenant name": mint(rsa_key, "r1", "RS256", **{"kubernetes.io": {"namespace": 7}}),
+        "algorithm \\(alg\\) is not accepted for its key; use ES256": issuer.token(
+            "r1", header={"kid": "e1"}, **ns
+        ),
+        "names no key id \\(kid\\)": issuer.token("r1", header={}, **ns),
+        "has no 'kubernetes.io/namespace' claim naming its tenant": issuer.token("r1"),
+        "is not a tenant name": issuer.token("r1", **{"kubernetes.io": {"namespace": 7}}),
         "not a well-formed JWT": "a.b.c",
         # algorithm confusion: HMAC keyed with the published public key; an unsigned token
         "alg\\) is not accepted for its key; use RS256 or RS384": hand_signed(
@@ -168,20 +134,18 @@ async def test_each_refusal_says_which_check_failed(auth: Authenticator, keys: d
     assert await auth.tenant(f"Bearer {valid}", "ingest", None) == "acme"
 
 
-async def test_a_rotated_jwks_is_picked_up_without_a_restart(
-    jwks_file: Path, keys: dict[str, PrivateKey]
-) -> None:
+async def test_a_rotated_jwks_is_picked_up_without_a_restart(jwks_file: Path, issuer: Issuer) -> None:
     auth = Authenticator(jwt_config(jwks_file, reload_interval=0.01))
     await auth.start()
     old, new = (
-        mint(keys["rsa"], "r1", "RS256", tenant="acme"),
-        mint(keys["other"], "r2", "RS256", tenant="acme"),
+        issuer.token("r1", tenant="acme"),
+        issuer.token("r2", tenant="acme"),
     )
     try:
         assert await auth.tenant(f"Bearer {old}", "ingest", None) == "acme"
         with pytest.raises(Unauthenticated, match="kid"):
             await auth.tenant(f"Bearer {new}", "ingest", None)
-        write_jwks(jwks_file, public_jwk(keys["other"], "r2"))  # r1 retired, r2 published
+        issuer.publish(jwks_file, "r2")  # r1 retired, r2 published
         deadline = time.monotonic() + 5
         while True:  # picked up at the first check after reload_interval
             try:
@@ -200,16 +164,16 @@ async def test_a_rotated_jwks_is_picked_up_without_a_restart(
 
 
 async def test_scopes_from_a_claim_and_answers_cached_until_exp_at_most(
-    jwks_file: Path, keys: dict[str, PrivateKey]
+    jwks_file: Path, issuer: Issuer
 ) -> None:
     auth = Authenticator(
         jwt_config(jwks_file, scopes_claim="scope").model_copy(update={"cache_seconds": 3600})
     )
     await auth.start()
-    reader = mint(keys["ec"], "e1", "ES256", tenant="acme", scope="query openid")
-    listed = mint(keys["ec"], "e1", "ES256", tenant="acme", scope=["ingest", "admin"])
-    bare = mint(keys["ec"], "e1", "ES256", tenant="acme")
-    short = mint(keys["ec"], "e1", "ES256", tenant="acme", scope="query", exp=int(time.time()) + 2)
+    reader = issuer.token("e1", tenant="acme", scope="query openid")
+    listed = issuer.token("e1", tenant="acme", scope=["ingest", "admin"])
+    bare = issuer.token("e1", tenant="acme")
+    short = issuer.token("e1", tenant="acme", scope="query", exp=int(time.time()) + 2)
     try:
         assert await auth.tenant(f"Bearer {reader}", "query", None) == "acme"
         with pytest.raises(PermissionDenied, match=r"may not ingest \(its scopes: query\)"):
@@ -230,9 +194,7 @@ async def test_scopes_from_a_claim_and_answers_cached_until_exp_at_most(
         await auth.shutdown()
 
 
-async def test_tokens_and_jwts_side_by_side(
-    jwks_file: Path, tmp_path: Path, keys: dict[str, PrivateKey]
-) -> None:
+async def test_tokens_and_jwts_side_by_side(jwks_file: Path, tmp_path: Path, issuer: Issuer) -> None:
     uri = f"sqlite:///{tmp_path / 'tokens.db'}"
     store = TokenStore(uri)
     store.migrate()
@@ -242,7 +204,7 @@ async def test_tokens_and_jwts_side_by_side(
     both = Authenticator(jwt_config(jwks_file).model_copy(update={"store": uri}))
     await jwt_only.start()
     await both.start()
-    signed = mint(keys["rsa"], "r1", "RS256", tenant="globex")
+    signed = issuer.token("r1", tenant="globex")
     try:
         with pytest.raises(Unauthenticated, match="not a JWT, the only kind this server accepts"):
             await jwt_only.tenant(f"Bearer {token}", "ingest", None)
@@ -285,7 +247,7 @@ async def test_a_jwks_that_cannot_serve_fails_start(tmp_path: Path) -> None:
 
 
 async def test_push_receivers_check_tokens_before_the_body(
-    jwks_file: Path, keys: dict[str, PrivateKey], metrics: Metrics
+    jwks_file: Path, issuer: Issuer, metrics: Metrics
 ) -> None:
     consumer = RecordingConsumer()
     auth_config = jwt_config(jwks_file)
@@ -305,7 +267,7 @@ async def test_push_receivers_check_tokens_before_the_body(
         "duration": 1,
     }
     body = json.dumps([span]).encode()
-    writer = mint(keys["rsa"], "r1", "RS256", tenant="acme")
+    writer = issuer.token("r1", tenant="acme")
     try:
         async with httpx.AsyncClient() as client:
             refused = await client.post(url, content=body)
@@ -313,7 +275,7 @@ async def test_push_receivers_check_tokens_before_the_body(
                 401,
                 "a bearer token is required (Authorization: Bearer <token>)",
             )
-            expired = mint(keys["rsa"], "r1", "RS256", tenant="acme", exp=int(time.time()) - 5)
+            expired = issuer.token("r1", tenant="acme", exp=int(time.time()) - 5)
             refused = await client.post(url, content=body, headers={"authorization": f"Bearer {expired}"})
             assert refused.status_code == 401 and "has expired" in refused.text
             other = await client.post(
