@@ -167,14 +167,25 @@ class LoadBalancingExporter:
             group.updater = task
             self._updates.add(task)
             task.add_done_callback(self._updates.discard)
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # logged in _update
 
     async def _update(self, group: _Group) -> None:
-        """Apply the newest reported set until the ring holds it (one task per group at a time)."""
+        """Apply the newest reported set until the ring holds it (one task per group at a time).
+
+        A set that cannot be applied (an endpoint's channel does not open: a TLS file is missing,
+        say) is logged and leaves the ring as it was; the next reported set is tried afresh. At
+        start the failure also fails ``start``, which awaits this task."""
         try:
             while group.applied != group.reported:
                 number, names = group.reported, group.wanted
                 await self._sync(group, names)
                 group.applied = number
+        except Exception:
+            self._settings.logger.exception(
+                "Upstream endpoints could not be applied; the previous ones stay in use.",
+                extra={"group": group.name, "endpoints": group.wanted},
+            )
+            raise
         finally:
             group.updater = None
 

@@ -125,3 +125,36 @@ async def test_sets_reported_while_one_is_applied_end_on_the_last(channels: Chan
     finally:
         await lb.shutdown()
     assert channels.closed == {A: 1, B: 2, SLOW: 1, C: 1}
+
+
+async def test_a_set_whose_channel_does_not_open_is_logged_and_the_ring_kept(
+    channels: Channels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TLS file that went missing after start (say) fails one update: the error is logged with
+    the group and the set, the ring stays as it was, and the next reported set is applied."""
+    bad = "127.0.0.1:5"
+
+    async def opening(config: Any, endpoint: str | None = None) -> grpc.aio.Channel:
+        if (endpoint or config.endpoint) == bad:
+            raise FileNotFoundError(2, "No such file or directory", "/etc/orasi/ca.pem")
+        return await channels.open(config, endpoint)
+
+    monkeypatch.setattr(exporter_module, "open_channel", opening)
+    lb = exporter()
+    await lb.start()
+    primary = lb._groups[0]
+    try:
+        lb._on_change(primary, [A, bad])
+        await settled(lb)
+        assert primary.ring.endpoints == [A, B]
+        [record] = [r for r in caplog.records if "could not be applied" in r.getMessage()]
+        assert record.levelname == "ERROR"
+        assert record.__dict__["group"] == "primary" and record.__dict__["endpoints"] == [A, bad]
+        assert "ca.pem" in caplog.text  # the traceback names the missing file
+
+        lb._on_change(primary, [A, C])
+        await settled(lb)
+        assert primary.ring.endpoints == [A, C]
+        assert sorted(primary.endpoints) == [A, C]
+    finally:
+        await lb.shutdown()
