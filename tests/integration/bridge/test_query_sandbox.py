@@ -303,6 +303,27 @@ async def test_tenant_header_isolates_tenants(two_tenants: LakeWriter, client: h
     assert "X-Orasi-Tenant" in error_of(response)
 
 
+async def test_a_query_slot_keeps_nothing_of_the_tenant_before(two_tenants: LakeWriter) -> None:
+    """One query slot (its DuckDB database is reused) serving tenant A then tenant B: B's query
+    sees none of what A's registered, by the lake's names or the engine's internal ones."""
+    engine = QueryEngine(two_tenants, QueryLimits(max_concurrent=1))
+    await two_tenants.flush()  # committed files and hot rows: the tables are unions of parts
+    await two_tenants.consume(
+        data.batch(Signal.TRACES, data.span_request(data.T0, "tenant-a-hot", "svc-a"), tenant="tenant-a")
+    )
+    seen = await engine.execute("SELECT count(*) FROM spans", "tenant-a", **WINDOW)
+    assert seen.rows == [(4,)]
+    views = await engine.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE NOT internal", "tenant-b", **WINDOW
+    )
+    assert views.rows == [(0,)], "a view of the tenant before is still there"
+    for name in ("__orasi_spans_0", "__orasi_spans_1"):
+        with pytest.raises(QueryRefused, match=name):
+            await engine.execute(f"SELECT count(*) FROM {name}", "tenant-b", **WINDOW)
+    names = await engine.execute("SELECT DISTINCT name FROM spans ORDER BY name", "tenant-b", **WINDOW)
+    assert names.rows == [(f"tenant-b-op-{n}",) for n in range(3)]
+
+
 async def test_api_keys_choose_the_tenant(two_tenants: LakeWriter, engine: QueryEngine) -> None:
     keys = {"key-of-a-0123456789": "tenant-a", "key-of-b-0123456789": "tenant-b"}
     async with rest_client(engine, api_keys=keys) as client:
