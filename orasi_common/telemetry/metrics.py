@@ -166,6 +166,25 @@ class Metrics:
             ["exporter"],
             registry=r,
         )
+        self.stream_dropped = Counter(
+            "orasi_stream_dropped_rows",
+            "Lake rows a stream processor (filter, sample) left out, by processor and table.",
+            ["exporter", "processor", "table"],
+            registry=r,
+        )
+        self.stream_redactions = Counter(
+            "orasi_stream_redactions",
+            "Values the stream's redact processors replaced, by rule (never the values).",
+            ["exporter", "processor", "rule"],
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "orasi_stream_errors",
+            "Record batches a stream processor failed on, by the on_error action taken (pass: the "
+            "rows kept as they were; drop: the rows left out).",
+            ["exporter", "processor", "action"],
+            registry=r,
+        )
         self.schema_violations = Counter(
             "orasi_schema_violations",
             "Items or attributes that violated their subject's schema at ingest, by the action taken "
