@@ -23,9 +23,11 @@ an Unauthenticated whose message says which (never the token itself):
 ``none`` and HMAC (HS*) never pass: the config refuses them, and symmetric (``oct``) keys of the
 file are ignored, since a public JWKS would make an HMAC secret public.
 
-Rotation: on a request at least ``reload_interval`` seconds after the last check, the file's
-identity (inode, size, mtime) is compared, and a changed file that parses replaces the keys; one
-that does not (e.g. written halfway) is logged and the loaded keys are kept.
+Rotation: on a request at least ``reload_interval`` seconds after the last check (or
+``UNKNOWN_KEY_CHECK`` seconds, for a token naming a key not loaded: new keys are taken as soon as
+the file has them), the file's identity (inode, size, mtime) is compared, and a changed file that
+parses replaces the keys; one that does not (e.g. written halfway) is logged and the loaded keys
+are kept.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ _ALGORITHMS_OF_KEY = {
 }
 _ALGORITHMS_OF_CURVE = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES512",)}
 TENANT_MAX = 64  # the token table's tenant column
+UNKNOWN_KEY_CHECK = 1.0
+"""Seconds after which a token naming an unknown key has the file checked at once."""
+
+
+class _UnknownKey(Unauthenticated):
+    """A token names a key the file does not hold (yet): a reason to look at the file again."""
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -157,14 +165,24 @@ class JwtVerifier:
         await asyncio.to_thread(self.load)
         self._checked_at = time.monotonic()
 
+    def _due(self, seconds: float) -> bool:
+        return self.config.reload_interval > 0 and time.monotonic() - self._checked_at >= seconds
+
+    async def _check(self) -> bool:
+        self._checked_at = time.monotonic()  # before the await: one check, however many requests
+        return await asyncio.to_thread(self.reload_if_changed)
+
     async def verify(self, token: str) -> tuple[Principal, float]:
         """The principal of a valid ``token`` and the epoch second it expires; Unauthenticated
         saying which check failed."""
-        interval = self.config.reload_interval
-        if interval > 0 and time.monotonic() - self._checked_at >= interval:
-            self._checked_at = time.monotonic()  # before the await: one check, however many requests
-            await asyncio.to_thread(self.reload_if_changed)
-        claims = self._claims(token)
+        if self._due(self.config.reload_interval):
+            await self._check()
+        try:
+            claims = self._claims(token)
+        except _UnknownKey:
+            if not (self._due(min(self.config.reload_interval, UNKNOWN_KEY_CHECK)) and await self._check()):
+                raise
+            claims = self._claims(token)
         tenant = _claim(claims, self.config.tenant_claim)
         if tenant is None:
             raise Unauthenticated(f"the JWT has no {self.config.tenant_claim!r} claim naming its tenant")
@@ -194,12 +212,14 @@ class JwtVerifier:
             if kid is not None or len(self._keys) != 1
             else next(iter(self._keys.values()))
         )
-        if key is None:
+        if key is None and kid is None:
             raise Unauthenticated(
+                f"the JWT names no key id (kid) and the JWKS file {config.jwks_file} has several keys"
+            )
+        if key is None:
+            raise _UnknownKey(
                 f"the JWT's key id (kid) is not a key of the JWKS file {config.jwks_file} "
                 "(signed by another issuer, or by a key not published yet)"
-                if kid is not None
-                else f"the JWT names no key id (kid) and the JWKS file {config.jwks_file} has several keys"
             )
         algorithm = header.get("alg")
         if algorithm not in config.algorithms or algorithm not in key.algorithms:

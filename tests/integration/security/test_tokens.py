@@ -28,13 +28,17 @@ from orasi_common.topology import forwarder, service
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def bridge_with_auth(processes: Processes, receiver: str = "otlp") -> ServiceProcess:
+def bridge_with_auth(
+    processes: Processes, receiver: str = "otlp", auth: dict[str, Any] | None = None
+) -> ServiceProcess:
+    """A bridge whose receiver and query APIs name the `auth` extension ``auth`` (default: tokens in
+    the catalog's database)."""
     lake = processes.lake.lake_config(region=AWS_ENV["AWS_REGION"], flush_interval=0.5)
     lake["wal"] = {"directory": str(processes.workdir / f"bridge-wal-{uuid.uuid4().hex}")}
     config = service(
         free_ports(), receiver, MEMORY_LIMITER, "lake", lake, signals=("traces",), query_api=True
     )
-    config["extensions"]["auth"] = {"store": processes.lake.catalog_uri, "cache_seconds": 0.5}
+    config["extensions"]["auth"] = auth or {"store": processes.lake.catalog_uri, "cache_seconds": 0.5}
     config["extensions"]["query_api"]["auth"] = {"authenticator": "auth"}
     config["extensions"]["query_api"]["flight_sql"] = f"127.0.0.1:{free_port()}"
     config["receivers"][receiver]["auth"] = {"authenticator": "auth"}

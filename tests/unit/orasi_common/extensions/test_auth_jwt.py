@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
 from orasi_common.errors import PermissionDenied, Unauthenticated
-from orasi_common.extensions.auth import Authenticator, Config, JwtConfig
+from orasi_common.extensions.auth import Authenticator, Config, JwtConfig, jwks
 from orasi_common.extensions.auth.jwks import JwtVerifier
 from orasi_common.extensions.auth.store import TokenStore
 from orasi_common.pdata import Signal
@@ -159,6 +159,22 @@ async def test_a_rotated_jwks_is_picked_up_without_a_restart(jwks_file: Path, is
         await asyncio.to_thread(jwks_file.write_text, '{"keys": [')  # written halfway: keys kept
         assert not auth.jwt.reload_if_changed() and auth.jwt.reloads == 1
         assert await auth.tenant(f"Bearer {new}", "ingest", None) == "acme"
+    finally:
+        await auth.shutdown()
+
+
+async def test_a_token_of_an_unknown_key_has_the_file_checked_at_once(
+    jwks_file: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jwks, "UNKNOWN_KEY_CHECK", 0.0)
+    auth = Authenticator(jwt_config(jwks_file, reload_interval=3600))
+    await auth.start()
+    try:
+        new = issuer.token("r2", tenant="acme")
+        with pytest.raises(Unauthenticated, match="kid"):
+            await auth.tenant(f"Bearer {new}", "ingest", None)
+        issuer.publish(jwks_file, "r1", "r2")
+        assert await auth.tenant(f"Bearer {new}", "ingest", None) == "acme"  # no wait for the hour
     finally:
         await auth.shutdown()
 

@@ -1,0 +1,111 @@
+"""JWTs against a real bridge whose `auth` extension has no token store, only a JWKS file: spans
+sent by the OpenTelemetry SDK's OTLP exporter with a service-account-like JWT land in the tenant
+its namespace claim names, read back with a query-scoped JWT over REST and Flight SQL; an
+expired token is refused with a message saying so; a rotated JWKS file is taken without a
+restart."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from integration.receivers.conftest import Processes
+from integration.security.test_tokens import (
+    bearer,
+    bridge_with_auth,
+    flight_rows,
+    post_http,
+    query,
+    rows_of,
+    spans,
+)
+from orasi_common.testing.jwks import AUDIENCE, ISSUER, Issuer
+
+
+def namespace(tenant: str, scope: str) -> dict[str, Any]:
+    """A Kubernetes service-account token's claims (the namespace nested), with a scope claim."""
+    return {"kubernetes.io": {"namespace": tenant, "serviceaccount": {"name": "app"}}, "scope": scope}
+
+
+def recorded_spans(run: str, count: int) -> tuple[ReadableSpan, ...]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "jwt-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for i in range(count):
+        with provider.get_tracer("jwt-test").start_as_current_span(f"op {i}", attributes={"run": run}):
+            pass
+    provider.shutdown()
+    return memory.get_finished_spans()
+
+
+def export(bridge: Any, token: str, recorded: tuple[ReadableSpan, ...]) -> SpanExportResult:
+    """``recorded`` sent by the SDK's OTLP/gRPC exporter with ``token`` as its bearer."""
+    exporter = OTLPSpanExporter(
+        endpoint=bridge.grpc_endpoint, insecure=True, headers={"authorization": f"Bearer {token}"}, timeout=10
+    )
+    try:
+        return exporter.export(recorded)
+    finally:
+        exporter.shutdown()
+
+
+def test_jwts_from_a_real_exporter_land_in_the_claims_tenant(processes: Processes, tmp_path: Path) -> None:
+    issuer = Issuer()
+    issuer.add("k1", "rsa")
+    issuer.add("k2", "ec")
+    jwks = issuer.publish(tmp_path / "jwks.json", "k1")
+    auth = {
+        "jwt": {
+            "jwks_file": str(jwks),
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "tenant_claim": "kubernetes.io/namespace",
+            "scopes_claim": "scope",
+            "reload_interval": 0.2,
+        },
+        "cache_seconds": 0.5,
+    }
+    bridge = bridge_with_auth(processes, auth=auth)
+    tenant, other = f"team-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    run = uuid.uuid4().hex
+    recorded = recorded_spans(run, 3)
+
+    expired = issuer.token("k1", exp=int(time.time()) - 60, **namespace(tenant, "ingest"))
+    assert export(bridge, expired, recorded) == SpanExportResult.FAILURE
+    refused = post_http(bridge, spans(run, 1), **bearer(expired))
+    assert refused.status_code == 401 and "the JWT has expired" in refused.text
+    assert expired.rsplit(".", 1)[1] not in refused.text  # the token is never echoed
+    reader_only = issuer.token("k1", **namespace(tenant, "query"))
+    assert post_http(bridge, spans(run, 1), **bearer(reader_only)).status_code == 403
+
+    writer = issuer.token("k1", **namespace(tenant, "ingest"))
+    assert export(bridge, writer, recorded) == SpanExportResult.SUCCESS
+    sql = f"SELECT tenant, count(*) FROM spans WHERE attributes['run'] = '{run}' GROUP BY tenant"
+    assert rows_of(bridge, sql, reader_only, 1) == [[tenant, 3]]
+    assert flight_rows(bridge, sql, reader_only) == [[tenant, 3]]
+    assert rows_of(bridge, sql, issuer.token("k1", **namespace(other, "query")), 0) == []
+
+    # Rotation: k2 published, k1 retired; the running bridge takes k2's tokens within reload_interval.
+    issuer.publish(jwks, "k2")
+    rotated = issuer.token("k2", **namespace(tenant, "ingest query"))
+    deadline = time.monotonic() + 10
+    while post_http(bridge, spans(run, 1), **bearer(rotated)).status_code != 200:
+        assert time.monotonic() < deadline, "the rotated key was not taken"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while True:  # the query API's own check of the file
+        found = query(bridge, sql, **bearer(rotated))
+        if found.status_code == 200 and found.json()["rows"] == [[tenant, 4]]:
+            break
+        assert time.monotonic() < deadline, found.text
+        time.sleep(0.2)
+    retired = post_http(bridge, spans(run, 1), **bearer(issuer.token("k1", **namespace(tenant, "ingest"))))
+    assert retired.status_code == 401 and "key id (kid)" in retired.text
