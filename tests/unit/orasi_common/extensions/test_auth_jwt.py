@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cramjam
 import httpx
 import jwt
 import pytest
@@ -26,7 +27,8 @@ from orasi_common.extensions.auth.jwks import JwtVerifier
 from orasi_common.extensions.auth.store import TokenStore
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Kind, Settings
-from orasi_common.receivers import zipkin
+from orasi_common.receivers import prometheus_remote_write, zipkin
+from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 import WriteRequest
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.testing.jwks import AUDIENCE, ISSUER, Issuer
 
@@ -262,47 +264,63 @@ async def test_a_jwks_that_cannot_serve_fails_start(tmp_path: Path) -> None:
             await verifier.start()
 
 
+ZIPKIN_SPAN = {"traceId": "463ac35c9f6413ad", "id": "a2fb4a1d1a96d312", "name": "op", "timestamp": 1}
+WRITE = WriteRequest(
+    timeseries=[{"labels": [{"name": "__name__", "value": "up"}], "samples": [{"value": 1, "timestamp": 1}]}]
+)
+PUSHES = {  # receiver: (its package, signal, path, a valid body, its headers, its success)
+    "zipkin": (zipkin, Signal.TRACES, "/api/v2/spans", json.dumps([ZIPKIN_SPAN]).encode(), {}, 202),
+    "prometheus_remote_write": (
+        prometheus_remote_write,
+        Signal.METRICS,
+        "/api/v1/write",
+        bytes(cramjam.snappy.compress_raw(WRITE.SerializeToString())),
+        {"content-encoding": "snappy", "content-type": "application/x-protobuf"},
+        204,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PUSHES)
 async def test_push_receivers_check_tokens_before_the_body(
-    jwks_file: Path, issuer: Issuer, metrics: Metrics
+    name: str, jwks_file: Path, issuer: Issuer, metrics: Metrics
 ) -> None:
+    package, signal, path, body, headers, success = PUSHES[name]
     consumer = RecordingConsumer()
-    auth_config = jwt_config(jwks_file)
-    base = make_settings("zipkin", Kind.RECEIVER, metrics)
+    base = make_settings(name, Kind.RECEIVER, metrics)
     settings = Settings(
-        base.id, base.kind, base.service, base.metrics, base.logger, extensions={"auth": auth_config}
+        base.id,
+        base.kind,
+        base.service,
+        base.metrics,
+        base.logger,
+        extensions={"auth": jwt_config(jwks_file)},
     )
-    config = zipkin.Config.model_validate({"endpoint": "127.0.0.1:0", "auth": {"authenticator": "auth"}})
-    receiver = zipkin.FACTORY.create(settings, config, {Signal.TRACES: consumer})
+    config = package.Config.model_validate({"endpoint": "127.0.0.1:0", "auth": {"authenticator": "auth"}})
+    receiver: Any = package.FACTORY.create(settings, config, {signal: consumer})
     await receiver.start()
-    url = f"http://127.0.0.1:{receiver.port}/api/v2/spans"
-    span = {
-        "traceId": "463ac35c9f6413ad",
-        "id": "a2fb4a1d1a96d312",
-        "name": "op",
-        "timestamp": 1,
-        "duration": 1,
+    url = f"http://127.0.0.1:{receiver.port}{path}"
+    writer = {**headers, "authorization": f"Bearer {issuer.token('r1', tenant='acme')}"}
+    expired = {
+        **headers,
+        "authorization": f"Bearer {issuer.token('r1', tenant='acme', exp=int(time.time()) - 5)}",
     }
-    body = json.dumps([span]).encode()
-    writer = issuer.token("r1", tenant="acme")
     try:
         async with httpx.AsyncClient() as client:
-            refused = await client.post(url, content=body)
+            refused = await client.post(url, content=body, headers=headers)
             assert (refused.status_code, refused.text) == (
                 401,
                 "a bearer token is required (Authorization: Bearer <token>)",
             )
-            expired = issuer.token("r1", tenant="acme", exp=int(time.time()) - 5)
-            refused = await client.post(url, content=body, headers={"authorization": f"Bearer {expired}"})
+            refused = await client.post(url, content=body, headers=expired)
             assert refused.status_code == 401 and "has expired" in refused.text
-            other = await client.post(
-                url, content=body, headers={"authorization": f"Bearer {writer}", "x-orasi-tenant": "globex"}
-            )
-            assert other.status_code == 403
-            # refused before the body: a body past the size limit still gets the 401
-            huge = await client.post(url, content=b"x" * (5 * 1024 * 1024))
+            other = await client.post(url, content=body, headers={**writer, "x-orasi-tenant": "globex"})
+            assert other.status_code == 403 and "not 'globex''s" in other.text
+            # refused before the body is read: a body past the size limit still gets the 401
+            huge = await client.post(url, content=b"x" * (5 * 1024 * 1024), headers=headers)
             assert huge.status_code == 401
-            ok = await client.post(url, content=body, headers={"authorization": f"Bearer {writer}"})
-            assert ok.status_code == 202, ok.text
+            ok = await client.post(url, content=body, headers=writer)
+            assert ok.status_code == success, ok.text
         assert [(b.tenant, b.items) for b in consumer.batches] == [("acme", 1)]
     finally:
         await receiver.shutdown()
