@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from orasi_common.extensions.auth import Authenticator, Config, JwtConfig, jwks
 from orasi_common.extensions.auth.jwks import JwtVerifier
 from orasi_common.extensions.auth.store import TokenStore
 from orasi_common.pdata import Signal
-from orasi_common.pipeline.component import Kind, Settings
+from orasi_common.pipeline.component import Kind
 from orasi_common.receivers import prometheus_remote_write, zipkin
 from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 import WriteRequest
 from orasi_common.telemetry.metrics import Metrics
@@ -287,15 +288,8 @@ async def test_push_receivers_check_tokens_before_the_body(
 ) -> None:
     package, signal, path, body, headers, success = PUSHES[name]
     consumer = RecordingConsumer()
-    base = make_settings(name, Kind.RECEIVER, metrics)
-    settings = Settings(
-        base.id,
-        base.kind,
-        base.service,
-        base.metrics,
-        base.logger,
-        extensions={"auth": jwt_config(jwks_file)},
-    )
+    extensions = {"auth": jwt_config(jwks_file)}
+    settings = replace(make_settings(name, Kind.RECEIVER, metrics), extensions=extensions)
     config = package.Config.model_validate({"endpoint": "127.0.0.1:0", "auth": {"authenticator": "auth"}})
     receiver: Any = package.FACTORY.create(settings, config, {signal: consumer})
     await receiver.start()
