@@ -3,6 +3,7 @@
 Every failure that crosses a component boundary is one of these, classified once::
 
     OrasiError
+    ├── PartialSuccess            accepted but ``rejected`` items: OTLP partial success / OTAP OK
     ├── PermanentError            bad data or bad request: never retried
     │   ├── MalformedData         INVALID_ARGUMENT / 400
     │   ├── PayloadTooLarge       RESOURCE_EXHAUSTED (no RetryInfo) / 413
@@ -16,6 +17,8 @@ Every failure that crosses a component boundary is one of these, classified once
         └── Throttled             RESOURCE_EXHAUSTED with RetryInfo / 429 + Retry-After
 
 ``orasi_common.transport.status`` is the one place that maps these to gRPC, HTTP and OTAP.
+``PartialSuccess`` is no failure of the request: it is raised past a consumer that kept the
+batch but some items, so that the answer travels back hop by hop (``transport.partial``).
 Messages say what was wrong and, where it helps, how to fix it.
 """
 
@@ -30,6 +33,21 @@ class OrasiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class PartialSuccess(OrasiError):
+    """The batch was accepted except ``rejected`` of its items, refused for good (never retried,
+    never written); the message says why (for the schema registry: the subject, key and rule).
+    Everything else of the batch is kept, as after a plain return."""
+
+    def __init__(self, message: str, rejected: int) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+    @staticmethod
+    def combine(outcomes: list[PartialSuccess]) -> PartialSuccess:
+        """One outcome for the parts of one batch: their rejections summed, the first message."""
+        return PartialSuccess(outcomes[0].message, sum(o.rejected for o in outcomes))
 
 
 class PermanentError(OrasiError):

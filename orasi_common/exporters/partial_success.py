@@ -4,26 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from orasi_common.pdata import SPECS, Batch
+from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
+from orasi_common.transport import partial
 
 
 def report_partial_success(settings: Settings, batch: Batch, response: Any) -> None:
-    """Count and log items the peer accepted the request but rejected (they are not retried)."""
-    if not response.HasField("partial_success"):
-        return
-    partial = response.partial_success
-    rejected = getattr(partial, SPECS[batch.signal].rejected_field)
-    if rejected or partial.error_message:
-        if rejected:
-            settings.metrics.exporter_send_failed.labels(
-                batch.signal.value, settings.id, "partial_success"
-            ).inc(rejected)
+    """Raise the ``PartialSuccess`` of a peer that accepted the request but rejected items (the
+    exporter helper counts and logs it, and passes it back to the sender when it can); a message
+    without rejected items is a warning, logged."""
+    outcome = partial.of_otlp_response(batch.signal, response)
+    if outcome is not None:
+        raise outcome
+    if response.HasField("partial_success") and response.partial_success.error_message:
         settings.logger.warning(
-            "The peer accepted a batch only in part.",
-            extra={
-                "rejected_items": rejected,
-                "batch_id": batch.batch_id,
-                "peer_message": partial.error_message,
-            },
+            "The peer accepted a batch with a warning.",
+            extra={"batch_id": batch.batch_id, "peer_message": response.partial_success.error_message},
         )

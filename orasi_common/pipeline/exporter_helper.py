@@ -3,7 +3,10 @@
 An exporter supplies one ``send(batch)`` that delivers a batch once or raises a classified
 error; the helper queues, retries, counts and drains. ``consume`` returns once the batch is
 queued in memory, or durable in the write-ahead log when ``sending_queue.storage`` is set, or,
-with the queue disabled, once the peer accepted it.
+with the queue disabled, once the peer accepted it. A peer's partial success (``send`` raises
+``PartialSuccess``) delivered the rest: its rejected items are counted (reason
+``partial_success``) and logged, never retried, and with the queue disabled it is raised to the
+sender, so that the answer travels back hop by hop.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
-from orasi_common.errors import MalformedData, OrasiError, PermanentError, RetryableError, Unavailable
+from orasi_common.errors import (
+    MalformedData,
+    OrasiError,
+    PartialSuccess,
+    PermanentError,
+    RetryableError,
+    Unavailable,
+)
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.persistent_queue import PersistentQueue
@@ -25,6 +35,9 @@ from orasi_common.pipeline.tasks import TaskScope
 
 ISOLATION_SENDS = 256
 """The most sends spent on the parts of one batch while isolating items refused as malformed."""
+
+PARTIAL_SUCCESS = "partial_success"
+"""The failure reason of items a peer rejected in a partial success."""
 
 SHUTDOWN = "shutdown"
 """The failure reason of items an in-memory queue still held when shutdown's deadline passed."""
@@ -46,6 +59,7 @@ class _Isolation:
     sends_left: int
     sent_items: int = 0
     refused: list[tuple[Batch, MalformedData]] = field(default_factory=list)
+    partial: list[PartialSuccess] = field(default_factory=list)  # the peer's partial successes
 
     @property
     def refused_items(self) -> int:
@@ -158,6 +172,8 @@ class ExporterHelper:
         self._report_refused(isolation)
         if raise_errors and isolation.refused and not isolation.sent_items:
             raise isolation.refused[0][1]  # nothing delivered: the sender learns why
+        if raise_errors and isolation.partial:
+            raise PartialSuccess.combine(isolation.partial)
 
     async def _send_isolating(self, batch: Batch, isolation: _Isolation) -> None:
         """Send ``batch`` (with retries); when it is refused as malformed, send its halves the same
@@ -168,6 +184,20 @@ class ExporterHelper:
         failure raises."""
         try:
             await self._send_with_retry(batch)
+        except PartialSuccess as outcome:
+            rejected = min(outcome.rejected, batch.items)
+            isolation.sent_items += batch.items - rejected
+            isolation.partial.append(outcome)
+            self._failed.labels(batch.signal.value, self._settings.id, PARTIAL_SUCCESS).inc(rejected)
+            self._settings.logger.warning(
+                "The peer accepted a batch only in part.",
+                extra={
+                    "rejected_items": rejected,
+                    "batch_id": batch.batch_id,
+                    "peer_message": outcome.message,
+                },
+            )
+            return
         except MalformedData as error:
             halves = (
                 batch.split((batch.items + 1) // 2) if batch.items > 1 and isolation.sends_left >= 2 else []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orasi_common.errors import NotFound, OrasiError
+from orasi_common.errors import NotFound, OrasiError, PartialSuccess
 from orasi_common.extensions.auth import Authenticator
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
@@ -58,13 +58,20 @@ class Ingest:
     async def consume(self, batch: Batch, transport: str) -> None:
         """Consume ``batch``; on refusal count it and re-raise the classified error.
 
-        A request without items (valid, but empty) is answered with success and not forwarded.
+        A request without items (valid, but empty) is answered with success and not forwarded. A
+        ``PartialSuccess`` counts its rejected items as refused, the others as accepted, and is
+        re-raised for the receiver's answer (``transport.partial``).
         """
         consumer = self.check_signal(batch.signal)
         if batch.items == 0:
             return
         try:
             await consumer.consume(batch)
+        except PartialSuccess as outcome:
+            rejected = min(outcome.rejected, batch.items)
+            self._refused[batch.signal, transport].inc(rejected)
+            self._accepted[batch.signal, transport].inc(batch.items - rejected)
+            raise
         except OrasiError:
             self._refused[batch.signal, transport].inc(batch.items)
             raise

@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from orasi_common.errors import MalformedData, MethodNotAllowed, NotFound, OrasiError, PayloadTooLarge
+from orasi_common.errors import (
+    MalformedData,
+    MethodNotAllowed,
+    NotFound,
+    OrasiError,
+    PartialSuccess,
+    PayloadTooLarge,
+)
 from orasi_common.pdata.batch import derived_id
 from orasi_common.pipeline.component import Settings
 from orasi_common.receivers.ingest import Ingest
@@ -96,6 +103,9 @@ class PushApp:
                 raise MalformedData("the request body is empty")
             await route.handler(Request(headers, body, tenant))
             code, text = route.success, b""
+        except PartialSuccess as outcome:  # no partial answer in these protocols: a success
+            assert route is not None
+            code, text = route.success, outcome.message.encode()
         except OrasiError as error:
             code, text = status.http_status(error), error.message.encode()
             extra.extend(status.http_headers(error))

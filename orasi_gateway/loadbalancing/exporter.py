@@ -39,7 +39,7 @@ import grpc
 
 from orasi_common.discovery.etcd import EtcdDefaults
 from orasi_common.discovery.resolvers import Resolver, ResolverConfig
-from orasi_common.errors import OrasiError, PermanentError, RetryableError, Unavailable
+from orasi_common.errors import OrasiError, PartialSuccess, PermanentError, RetryableError, Unavailable
 from orasi_common.exporters.otap.client import OtapClient
 from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import OtlpGrpcClient, open_channel
@@ -267,12 +267,17 @@ class LoadBalancingExporter:
             *(self._deliver(part, group) for part in parts), return_exceptions=True
         )
         failed = [
-            part for part, outcome in zip(parts, outcomes, strict=True) if isinstance(outcome, BaseException)
+            part
+            for part, outcome in zip(parts, outcomes, strict=True)
+            if isinstance(outcome, BaseException) and not isinstance(outcome, PartialSuccess)
         ]
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        errors = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, PartialSuccess)]
         for error in errors:
             if not isinstance(error, OrasiError):
                 raise error
+        partial = [o for o in outcomes if isinstance(o, PartialSuccess)]
+        if partial and not errors:  # the parts delivered, some items of them rejected
+            raise PartialSuccess.combine(partial)
         if errors:
             if any(isinstance(e, RetryableError) for e in errors):
                 self._unfinished[batch.batch_id] = failed
@@ -310,7 +315,7 @@ class LoadBalancingExporter:
                 endpoint.breaker.record_failure()
                 last = error
                 continue
-            except PermanentError:
+            except (PermanentError, PartialSuccess):
                 endpoint.breaker.record_success()  # the endpoint works; the data is refused
                 raise
             endpoint.breaker.record_success()

@@ -14,10 +14,10 @@ from typing import Protocol
 
 import grpc
 
-from orasi_common.errors import OrasiError
+from orasi_common.errors import OrasiError, PartialSuccess
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.receivers.otlp.config import MIB, GrpcConfig
-from orasi_common.transport import headers, status
+from orasi_common.transport import headers, partial, status
 from orasi_common.transport.tls import ServerTls
 
 TRANSPORT = "grpc"
@@ -72,6 +72,8 @@ class OtlpGrpcServer:
                     batch_id=headers.incoming_batch_id(metadata.get(headers.BATCH_ID)),
                 )
                 await sink.consume(batch, TRANSPORT)
+            except PartialSuccess as outcome:
+                return bytes(partial.otlp_response(signal, outcome).SerializeToString())
             except OrasiError as error:
                 await abort(context, error)
             return b""  # an empty Export*ServiceResponse: full success

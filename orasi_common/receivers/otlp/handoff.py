@@ -9,7 +9,8 @@ or the classified error the pipelines raised. Frames on the Unix socket, little-
     worker → owner   id 0: hello, JSON {"pid", "token", "port"} or {"pid", "token", "error"} (first;
                      the token is the one the owner started the worker with)
     worker → owner   id n: a batch record
-    owner → worker   id n: its verdict: empty (accepted) or a JSON error (``encode_error``)
+    owner → worker   id n: its verdict: empty (accepted) or a JSON error (``encode_error``; a
+                     partial success is one too, with its ``rejected`` count)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def encode_error(error: errors.OrasiError) -> bytes:
             "type": type(error).__name__,
             "message": error.message,
             "retry_after": getattr(error, "retry_after", None),
+            "rejected": getattr(error, "rejected", None),
         }
     ).encode()
 
@@ -65,4 +67,6 @@ def decode_error(body: bytes) -> errors.OrasiError:
         return errors.OrasiError(message)
     if issubclass(kind, errors.RetryableError):
         return kind(message, retry_after=fields.get("retry_after"))
+    if issubclass(kind, errors.PartialSuccess):
+        return kind(message, int(fields.get("rejected") or 0))
     return kind(message)

@@ -20,6 +20,7 @@ from orasi_common.errors import (
     MethodNotAllowed,
     NotFound,
     OrasiError,
+    PartialSuccess,
     UnsupportedMediaType,
 )
 from orasi_common.pdata import SPEC_BY_HTTP_PATH, Batch
@@ -27,7 +28,7 @@ from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.otlp.config import MIB, HttpConfig
 from orasi_common.receivers.push import read_body
 from orasi_common.telemetry.metrics import Metrics
-from orasi_common.transport import headers, status
+from orasi_common.transport import headers, partial, status
 from orasi_common.transport.compression import decompress
 
 Scope = MutableMapping[str, Any]
@@ -121,7 +122,13 @@ class OtlpHttpApp:
             batch = Batch.from_serialized(spec.signal, body, **identity)
         else:
             batch = Batch.from_json(spec.signal, body, **identity)
-        await self._ingest.consume(batch, TRANSPORT)
+        try:
+            await self._ingest.consume(batch, TRANSPORT)
+        except PartialSuccess as outcome:
+            response = partial.otlp_response(spec.signal, outcome)
+            if content_type == PROTOBUF:
+                return bytes(response.SerializeToString()), []
+            return json_format.MessageToJson(response, indent=None).encode(), []
         return (b"" if content_type == PROTOBUF else b"{}"), []
 
     @staticmethod

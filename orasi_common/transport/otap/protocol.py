@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orasi_common.errors import OrasiError
+from orasi_common.errors import OrasiError, PartialSuccess
 from orasi_common.pdata import Signal
-from orasi_common.transport import status
+from orasi_common.transport import partial, status
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 
 PACKAGE = "opentelemetry.proto.experimental.arrow.v1"
@@ -35,9 +35,14 @@ def method_path(signal: Signal) -> str:
 
 
 def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.BatchStatus:
-    """The answer to batch ``batch_id``: OK, or the code and message of the error it was refused with."""
+    """The answer to batch ``batch_id``: OK, or the code and message of the error it was refused
+    with (a partial success: OK with its message, ``transport.partial``)."""
     if error is None:
         return otap_pb2.BatchStatus(batch_id=batch_id, status_code=otap_pb2.OK)
+    if isinstance(error, PartialSuccess):
+        return otap_pb2.BatchStatus(
+            batch_id=batch_id, status_code=otap_pb2.OK, status_message=partial.otap_message(error)
+        )
     return otap_pb2.BatchStatus(
         batch_id=batch_id,
         status_code=status.otap_code(error),  # type: ignore[arg-type]
@@ -46,7 +51,10 @@ def batch_status(batch_id: int, error: OrasiError | None = None) -> otap_pb2.Bat
 
 
 def error_of(answer: otap_pb2.BatchStatus) -> OrasiError | None:
-    """The classified error of a peer's BatchStatus; None for OK."""
+    """The classified error of a peer's BatchStatus: None for OK, a ``PartialSuccess`` for an OK
+    that says so."""
+    if answer.status_code == otap_pb2.OK:
+        return partial.of_otap_message(answer.status_message)
     return status.from_otap(answer.status_code, answer.status_message)
 
 
