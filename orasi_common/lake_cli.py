@@ -9,6 +9,8 @@ names it when the file has several), or `orasi up`'s (``--data-dir``, default .o
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,26 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     lake: argparse.ArgumentParser = commands.add_parser(
         "lake", help="maintain and replicate a bridge's lake (orasi lake -h)"
     )
-    lake.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = lake.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = common_options()
+    verify = actions.add_parser(
+        "verify",
+        parents=[common],
+        help="check that every data file reads, no batch was committed twice and row counts add up "
+        "(exit 1 if not)",
+    )
+    verify.add_argument("--deep", action="store_true", help="also read every row group of every file")
+    verify.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+    restore = actions.add_parser(
+        "restore",
+        parents=[common],
+        help="roll tables back to a snapshot or a time (stop their bridges first)",
+    )
+    restore.add_argument("--table", action="append", default=[], help="a table, repeatable (default: all)")
+    target = restore.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-snapshot", type=int, metavar="ID", help="a snapshot id of the one --table")
+    target.add_argument("--to-time", metavar="T", help="RFC 3339 or Unix ns: the last snapshot by then")
+    restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     return lake
 
 
@@ -66,7 +87,69 @@ def lake_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.action == "verify":
+            return _verify(args)
+        if args.action == "restore":
+            return _restore(args)
         raise Failed(f"unknown action {args.action!r}")
     except Failed as error:
         print(f"orasi lake {args.action}: {error}", file=sys.stderr)
         return 1
+
+
+def _lake(args: argparse.Namespace) -> Any:
+    """The lake exporter's validated configuration (``orasi_bridge.lake.config.Config``)."""
+    from pydantic import ValidationError
+
+    from orasi_bridge.lake.config import Config
+
+    try:
+        return Config.model_validate(lake_config(args))
+    except ValidationError as error:
+        raise Failed(f"the lake's configuration is not valid: {error}") from None
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from orasi_bridge.lake.verify import verify_lake
+
+    reports = verify_lake(_lake(args), deep=args.deep)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(report) for report in reports], indent=2))
+    else:
+        for report in reports:
+            state = "ok" if not report.problems else f"{len(report.problems)} problems"
+            counts = f"{report.files} files, {report.rows} rows, {len(report.snapshots)} snapshots"
+            print(f"{report.name}: {counts}: {state}")
+            for problem in report.problems:
+                print(f"  - {problem}")
+    return 1 if any(report.problems for report in reports) else 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from orasi_bridge.lake.restore import RestoreRefused, restore
+    from orasi_bridge.query.timerange import to_nanos
+    from orasi_common.errors import MalformedData
+
+    try:
+        at_ns = to_nanos(args.to_time, "--to-time") if args.to_time else None
+        rollbacks = restore(
+            _lake(args),
+            args.table,
+            to_snapshot=args.to_snapshot,
+            to_time_ms=None if at_ns is None else at_ns // 1_000_000,
+            dry_run=args.dry_run,
+        )
+    except (RestoreRefused, MalformedData) as error:
+        raise Failed(str(error)) from None
+    verb = "would roll back" if args.dry_run else "rolled back"
+    for rollback in rollbacks:
+        if not rollback.snapshots_undone:
+            print(f"{rollback.table}: already at snapshot {rollback.target_id}")
+            continue
+        print(
+            f"{rollback.table}: {verb} {rollback.snapshots_undone} snapshots, {rollback.current_id} "
+            f"({rollback.current_rows} rows) -> {rollback.target_id} ({rollback.target_rows} rows)"
+        )
+    if not args.dry_run:
+        print("start the tables' bridges now: each replays its write-ahead log onto the restored tables")
+    return 0
