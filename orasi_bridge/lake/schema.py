@@ -128,4 +128,31 @@ METRIC_POINTS = _schema(
     *_CONTEXT,
 )
 
-TABLES: dict[str, pa.Schema] = {"spans": SPANS, "logs": LOGS, "metric_points": METRIC_POINTS}
+SPAN_METRICS_1M = pa.schema(
+    [
+        pa.field(name, kind, nullable=name != "tenant")
+        for name, kind in (
+            *_HEAD,
+            ("name", pa.string()),
+            ("kind", pa.string()),
+            ("status_code", pa.string()),
+            ("span_count", pa.int64()),
+            ("error_count", pa.int64()),
+            ("duration_sum_ns", pa.int64()),
+            ("duration_min_ns", pa.int64()),
+            ("duration_max_ns", pa.int64()),
+            ("duration_buckets", pa.list_(pa.int32())),
+            ("duration_bucket_counts", pa.list_(pa.int64())),
+            ("late", pa.bool_()),
+            ("time", TIME),
+        )
+    ]
+)
+"""Derived from the spans at each flush (``spanmetrics``): partial aggregates per minute."""
+
+TABLES: dict[str, pa.Schema] = {
+    "spans": SPANS,
+    "logs": LOGS,
+    "metric_points": METRIC_POINTS,
+    "span_metrics_1m": SPAN_METRICS_1M,
+}

@@ -1,0 +1,235 @@
+"""The derived table ``span_metrics_1m`` (ARCHITECTURE §5): RED metrics of the spans, per minute.
+
+One row holds the spans of one tenant, region, service (``service_name``), operation (``name``,
+the span name), ``kind`` and ``status_code`` whose start falls in one minute (``time``, the
+minute's start): ``span_count``, ``error_count`` (status ``ERROR``), ``duration_sum_ns``,
+``duration_min_ns``, ``duration_max_ns``, and a duration histogram over the fixed exponential
+buckets of ``BOUNDS_NS`` (the same for every row), stored sparse: ``duration_buckets`` lists the
+buckets that hold spans (ascending) and ``duration_bucket_counts`` how many each holds. Bucket
+``i`` holds the durations d with ``BOUNDS_NS[i-1] < d <= BOUNDS_NS[i]`` (bucket 0: d <= 1 µs; the
+last, ``len(BOUNDS_NS)``: longer than the last bound).
+
+Rows are partial aggregates, computed from the spans rows of each flush (``aggregate``, vectorised)
+and committed by the writer before those spans, with the same batch-id rule: a minute's spans may
+be in several rows (flushes, bridges), so queries merge with GROUP BY and SUM, and the histogram
+by unnesting and summing per bucket; the query engine's macros (``MACROS``) turn the merged
+buckets into percentiles::
+
+    flush: spans rows of the batches to commit ─ without those already in span_metrics_1m
+        ├─ aggregate → commit span_metrics_1m (summary: the batch ids)     ┐ a crash between the two:
+        └─ commit spans (summary: the same batch ids)                       ┘ the replay skips, per table,
+                                                                              what each one holds
+
+Event time: each writer keeps, per tenant, the latest minute it committed (bounded by its clock);
+the watermark is that minute minus ``allowed_lateness``. Rows of minutes behind it are written all
+the same (never lost) with ``late`` true: corrections of minutes already reported, whose spans
+are counted in ``orasi_span_metrics_late_spans_total``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from prometheus_client import Counter
+from pydantic import Field
+
+from orasi_bridge.lake.schema import SPAN_METRICS_1M, SPANS
+from orasi_common.config.model import ComponentConfig
+
+SPAN_METRICS = "span_metrics_1m"
+SOURCE = "spans"
+"""The table whose rows ``span_metrics_1m`` aggregates."""
+
+BOUNDS_NS: tuple[int, ...] = tuple(round(1000 * 2 ** (i / 2)) for i in range(64))
+"""Upper bounds of the duration buckets in ns: 1 µs x √2^i, to 3.04e12 ns (about 51 minutes)."""
+BUCKETS = len(BOUNDS_NS) + 1
+
+MINUTE_US = 60_000_000
+GROUP_KEYS = ("tenant", "region", "service_name", "name", "kind", "status_code")
+ERROR = "ERROR"
+
+
+class SpanMetricsConfig(ComponentConfig):
+    enabled: bool = Field(
+        default=True,
+        description="Write span_metrics_1m from the spans at each flush (off: the table stays empty).",
+    )
+    allowed_lateness: float = Field(
+        default=120.0,
+        ge=0,
+        description="Seconds a minute stays open after the latest minute seen: rows of older "
+        "minutes are written as corrections (late = true), never dropped.",
+    )
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """``span_metrics_1m`` rows of some spans, the latest minute (µs) per tenant among them, and
+    the spans counted in late rows."""
+
+    rows: pa.RecordBatch
+    latest: dict[str, int] = field(default_factory=dict)
+    late_spans: int = 0
+
+
+def aggregate(
+    spans: list[pa.RecordBatch], watermarks: Mapping[str, int], lateness_us: int, now_us: int
+) -> Aggregate:
+    """The ``span_metrics_1m`` rows of ``spans`` (rows of the spans table): one per group
+    (``GROUP_KEYS`` and minute), computed with numpy over whole columns.
+
+    ``watermarks`` is per tenant the latest minute (µs) committed before; with this call's own
+    latest minute (no later than ``now_us``'s), minus ``lateness_us``, it is the watermark that
+    rows of older minutes are late behind.
+    """
+    table = pa.Table.from_batches(spans, schema=SPANS).select([*GROUP_KEYS, "duration_ns", "time"])
+    if table.num_rows == 0:
+        return Aggregate(pa.RecordBatch.from_pylist([], schema=SPAN_METRICS_1M))
+    table = table.combine_chunks()
+    rows = table.num_rows
+    minute = np.asarray(table.column("time").cast(pa.int64()).fill_null(0))
+    minute = minute - np.mod(minute, MINUTE_US)
+    codes = [_codes(table.column(name)) for name in GROUP_KEYS]
+    minutes, minute_code = np.unique(minute, return_inverse=True)
+    key = np.zeros(rows, dtype=np.int64)
+    span = 1
+    for code, cardinality in [*codes, (minute_code, len(minutes))]:
+        if span * cardinality >= 2**62:  # compact the key so far before it would overflow
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1
+        key = key * cardinality + code
+        span *= cardinality
+    _, group = np.unique(key, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    grouped = group[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    first = order[starts]
+    groups = len(starts)
+
+    counts = np.diff(np.r_[starts, rows])
+    errors = np.asarray(pc.equal(table.column("status_code"), ERROR).fill_null(False))[order]
+    duration = np.maximum(np.asarray(table.column("duration_ns").fill_null(0)), 0)
+    by_group = duration[order]
+    bucket = np.searchsorted(np.asarray(BOUNDS_NS), duration, side="left")
+    pairs, pair_counts = np.unique(group * BUCKETS + bucket, return_counts=True)
+    offsets = np.searchsorted(pairs // BUCKETS, np.arange(groups + 1)).astype(np.int32)
+
+    tenant_code, tenants = codes[0][0][first], _values(table.column("tenant"))
+    start = minute[first]
+    latest: dict[str, int] = {}
+    watermark = np.empty(groups, dtype=np.int64)
+    now_minute = now_us - now_us % MINUTE_US
+    for code in np.unique(tenant_code):
+        tenant = tenants[code]
+        mine = tenant_code == code
+        latest[tenant] = min(int(start[mine].max()), now_minute)
+        watermark[mine] = max(latest[tenant], watermarks.get(tenant, latest[tenant])) - lateness_us
+    late = start < watermark
+
+    taken = pa.array(first)
+    columns: dict[str, pa.Array] = {
+        name: table.column(name).take(taken).combine_chunks() for name in GROUP_KEYS
+    }
+    columns |= {
+        "span_count": pa.array(counts, pa.int64()),
+        "error_count": pa.array(np.add.reduceat(errors.astype(np.int64), starts), pa.int64()),
+        "duration_sum_ns": pa.array(np.add.reduceat(by_group, starts), pa.int64()),
+        "duration_min_ns": pa.array(np.minimum.reduceat(by_group, starts), pa.int64()),
+        "duration_max_ns": pa.array(np.maximum.reduceat(by_group, starts), pa.int64()),
+        "duration_buckets": pa.ListArray.from_arrays(
+            pa.array(offsets), pa.array((pairs % BUCKETS).astype(np.int32))
+        ),
+        "duration_bucket_counts": pa.ListArray.from_arrays(
+            pa.array(offsets), pa.array(pair_counts, pa.int64())
+        ),
+        "late": pa.array(late),
+        "time": pa.array(start, pa.int64()).cast(SPAN_METRICS_1M.field("time").type),
+    }
+    batch = pa.RecordBatch.from_arrays(
+        [columns[name] for name in SPAN_METRICS_1M.names], schema=SPAN_METRICS_1M
+    )
+    return Aggregate(batch, latest, int(counts[late].sum()))
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Each row's index among the column's distinct values (null: one more), and their number."""
+    encoded = column.combine_chunks().dictionary_encode()
+    distinct = len(encoded.dictionary)
+    return np.asarray(encoded.indices.fill_null(distinct)), distinct + 1
+
+
+def _values(column: pa.ChunkedArray) -> list[str | None]:
+    """The distinct values in the order of ``_codes``' indices, null last."""
+    return [*column.combine_chunks().dictionary_encode().dictionary.to_pylist(), None]
+
+
+class SpanMetrics:
+    """A writer's span metrics: the rows of a flush's spans (``derive``, in the commit's thread),
+    the watermarks they advance once committed (``committed``), and the rows of hot spans for
+    queries (``hot``)."""
+
+    def __init__(self, config: SpanMetricsConfig, late_spans: Counter) -> None:
+        self.config = config
+        self._late_spans = late_spans
+        self._watermarks: dict[str, int] = {}  # per tenant: the latest minute committed (µs)
+        self._derived: Aggregate | None = None
+
+    def _aggregate(self, spans: list[pa.RecordBatch]) -> Aggregate:
+        lateness = round(self.config.allowed_lateness * 1_000_000)
+        return aggregate(spans, dict(self._watermarks), lateness, time.time_ns() // 1000)
+
+    def derive(self, spans: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """The rows to commit for ``spans`` (the flush's, without batches committed before)."""
+        self._derived = self._aggregate(spans)
+        return [self._derived.rows] if self._derived.rows.num_rows else []
+
+    def committed(self) -> None:
+        """The last derived rows were committed: advance the watermarks, count the late spans."""
+        derived, self._derived = self._derived, None
+        if derived is None:
+            return
+        for tenant, minute in derived.latest.items():
+            self._watermarks[tenant] = max(minute, self._watermarks.get(tenant, minute))
+        if derived.late_spans:
+            self._late_spans.inc(derived.late_spans)
+
+    def hot(self, spans: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """Rows of buffered spans for a query (late marked against the committed watermarks)."""
+        rows = self._aggregate(spans).rows
+        return [rows] if rows.num_rows else []
+
+
+def _macros() -> tuple[str, ...]:
+    bounds = ", ".join(map(str, BOUNDS_NS))
+    histogram = ", ".join(f"coalesce(sum(n) FILTER (WHERE bucket = {i}), 0)::BIGINT" for i in range(BUCKETS))
+    return (
+        f"CREATE MACRO span_metrics_bounds() AS [{bounds}]::BIGINT[]",
+        f"CREATE MACRO span_metrics_histogram(bucket, n) AS [{histogram}]",
+        # k: the 1-based bucket holding the rank-th duration; linear interpolation within it (the
+        # first bucket from 0; the last, unbounded, answers its lower bound).
+        "CREATE MACRO __span_metrics_at(h, cum, rank, k, bounds) AS CASE "
+        "WHEN k IS NULL OR k = 0 THEN NULL "
+        "WHEN k > len(bounds) THEN bounds[len(bounds)]::DOUBLE "
+        "ELSE coalesce(bounds[k - 1], 0) + (bounds[k] - coalesce(bounds[k - 1], 0)) "
+        "* (rank - coalesce(cum[k - 1], 0)) / h[k] END",
+        "CREATE MACRO __span_metrics_rank(h, cum, rank) AS __span_metrics_at(h, cum, rank, "
+        "list_position(list_transform(cum, lambda c: c > 0 AND c >= rank), true), span_metrics_bounds())",
+        "CREATE MACRO span_metrics_quantile(h, q) AS __span_metrics_rank(h, "
+        "list_transform(range(1, len(h) + 1), lambda i: list_sum(h[1:i])), q * list_sum(h))",
+    )
+
+
+MACROS = _macros()
+"""The query engine's SQL macros over ``span_metrics_1m`` (created in every query database):
+
+- ``span_metrics_bounds()``: ``BOUNDS_NS`` (bucket i's upper bound is element i + 1);
+- ``span_metrics_histogram(bucket, n)``, an aggregate: the dense histogram (``BUCKETS`` counts,
+  element i + 1 for bucket i) of rows of (bucket, count), e.g. the buckets summed per group;
+- ``span_metrics_quantile(histogram, q)``: the q-quantile (0..1) of the durations in a dense
+  histogram, in ns, interpolated linearly within its bucket (null when it is empty).
+"""
