@@ -148,6 +148,47 @@ def test_an_optional_receiver_joins_its_pipeline_with_its_ports(
     assert cli.main(["validate-config", str(path), "--service", service]) == 0, capsys.readouterr().err
 
 
+def test_jwt_values_mount_the_jwks_and_gate_each_listed_service(
+    tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auth.jwt` (off by default): the JWKS from a ConfigMap or Secret mounted read-only, the `auth`
+    extension first in each listed service, gating the agent's and gateway's OTLP and push receivers
+    and the bridge's query API; configurations the services accept."""
+    plain, _ = _configs_and_objects(tools)
+    assert all("auth" not in (c.get("extensions") or {}) for c in plain.values())
+    on = ("--set", "auth.jwt.enabled=true", "--set", "auth.jwt.services={agent,gateway,bridge}")
+    configs, objects = _configs_and_objects(
+        tools, *on, "--set", "auth.jwt.configMap=jwks", "--set", "gateway.receivers.zipkin.enabled=true"
+    )
+    gated = {"agent": ["otlp"], "gateway": ["otlp", "zipkin"], "bridge": []}
+    for service, receivers in gated.items():
+        config = configs[service]
+        assert config["service"]["extensions"][0] == "auth"
+        assert config["extensions"]["auth"]["jwt"]["jwks_file"] == "/etc/orasi-jwks/jwks.json"
+        assert [r for r, c in config["receivers"].items() if "auth" in c] == receivers, service
+        assert ("auth" in config["extensions"].get("query_api", {})) == (service == "bridge")
+        kind, name = WORKLOAD[service]
+        (workload,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+        pod = workload["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "jwks"]
+        assert volume["configMap"] == {"name": "jwks", "items": [{"key": "jwks.json", "path": "jwks.json"}]}
+        (container,) = pod["containers"]
+        assert {"name": "jwks", "mountPath": "/etc/orasi-jwks", "readOnly": True} in container["volumeMounts"]
+        for variable in container["env"]:
+            monkeypatch.setenv(variable["name"], variable.get("value", "from-elsewhere"))
+        path = tmp_path / f"{service}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert cli.main(["validate-config", str(path), "--service", service]) == 0, capsys.readouterr().err
+    _, objects = _configs_and_objects(tools, *on, "--set", "auth.jwt.secret=jwks")
+    (gateway,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "orasi-gateway"
+    ]
+    (volume,) = [v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == "jwks"]
+    assert volume["secret"]["secretName"] == "jwks"
+    done = subprocess.run([tools.helm, "template", "orasi", CHART, *on], capture_output=True, text=True)
+    assert done.returncode != 0 and "set auth.jwt.configMap or auth.jwt.secret" in done.stderr
+
+
 def test_filelog_can_be_turned_off(tools: Tools) -> None:
     configs, objects = _configs_and_objects(tools, "--set", "agent.filelog.enabled=false")
     assert "filelog" not in configs["agent"]["receivers"]

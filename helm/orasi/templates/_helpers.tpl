@@ -69,6 +69,21 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- range $name, $receiver := $optional -}}
 {{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $name $receiver.config)) -}}
 {{- end -}}
+{{- if include "orasi.jwt" (list $root $component) -}}
+{{- $jwt := $root.Values.auth.jwt -}}
+{{- $auth := dict "jwt" (dict "jwks_file" (printf "/etc/orasi-jwks/%s" $jwt.key) "issuer" $jwt.issuer "audience" $jwt.audience "tenant_claim" $jwt.tenantClaim "default_scopes" $jwt.defaultScopes) -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "auth" $auth)) -}}
+{{- $gate := dict "auth" (dict "authenticator" "auth") -}}
+{{- if eq $component "bridge" -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" $gate)) -}}
+{{- else -}}
+{{- range $name := list "otlp" "prometheus_remote_write" "zipkin" -}}
+{{- if or (eq $name "otlp") (hasKey $optional $name) -}}
+{{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $name (deepCopy $gate))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $config = mustMergeOverwrite $config $derived (deepCopy $values.config) -}}
 {{- range $name, $receiver := $optional -}}
 {{- $pipeline := index $config.service.pipelines $receiver.signal -}}
@@ -79,11 +94,46 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- if and (eq $component "gateway") (not $values.failoverBridgeHostname) -}}
 {{- $_ := unset $config.exporters.loadbalancing "failover" -}}
 {{- end -}}
+{{- if include "orasi.jwt" (list $root $component) -}}
+{{- /* The auth extension is listed first: the receivers and the query API name it. */ -}}
+{{- $_ := set $config.service "extensions" (prepend (without (default list $config.service.extensions) "auth") "auth") -}}
+{{- end -}}
 {{- if $etcd.endpoints -}}
 {{- /* The etcd extension registers what the others listen on: it is listed last. */ -}}
 {{- $_ := set $config.service "extensions" (append (without (default list $config.service.extensions) "etcd") "etcd") -}}
 {{- end -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+"true" when a service checks JWTs (auth.jwt: enabled, and the service in `services`); fails when
+no ConfigMap or Secret holds the JWKS.
+*/}}
+{{- define "orasi.jwt" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $jwt := $root.Values.auth.jwt -}}
+{{- if and $jwt.enabled (has $component $jwt.services) -}}
+{{- if not (or $jwt.configMap $jwt.secret) -}}
+{{- fail "auth.jwt.enabled: set auth.jwt.configMap or auth.jwt.secret (where the JWKS file is)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* The JWKS volume and its mount, when the service checks JWTs ("volume" or "mount"). */}}
+{{- define "orasi.jwksVolume" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $part := index . 2 -}}
+{{- if include "orasi.jwt" (list $root $component) -}}
+{{- $jwt := $root.Values.auth.jwt -}}
+{{- $items := list (dict "key" $jwt.key "path" $jwt.key) -}}
+{{- if eq $part "mount" -}}
+{{- toYaml (list (dict "name" "jwks" "mountPath" "/etc/orasi-jwks" "readOnly" true)) -}}
+{{- else if $jwt.secret -}}
+{{- toYaml (list (dict "name" "jwks" "secret" (dict "secretName" $jwt.secret "items" $items))) -}}
+{{- else -}}
+{{- toYaml (list (dict "name" "jwks" "configMap" (dict "name" $jwt.configMap "items" $items))) -}}
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{/*
