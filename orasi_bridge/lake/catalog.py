@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import sqlalchemy.exc
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
@@ -57,12 +60,20 @@ would retry an append on the refreshed table without the check of the batch ids 
 committed meanwhile that the writer makes before each attempt (``writer.LakeWriter._commit``)."""
 
 
-def ensure_table(catalog: Catalog, name: str) -> Table:
+def ensure_table(
+    catalog: Catalog,
+    name: str,
+    set_up: Callable[[Table], None] | None = None,
+    schema: pa.Schema | Schema | None = None,
+) -> Table:
     """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service,
     time, with ``commit.retry.num-retries`` 0. Creation takes two commits (pyiceberg assigns field
     ids when it creates the table), so a table found without its partitioning (a first start that
     died between them) gets it now. Bridges sharing a lake may start together: a table or a
-    change another one made first is taken as it is (and checked again)."""
+    change another one made first is taken as it is (and checked again).
+
+    Another layout (the global lake's, ``replica_tables``) passes its own ``set_up`` and, for a
+    table not in ``TABLES``, its ``schema``."""
     identifier = f"{NAMESPACE}.{name}"
     attempt = 1
     while True:
@@ -71,8 +82,8 @@ def ensure_table(catalog: Catalog, name: str) -> Table:
             try:
                 table = catalog.load_table(identifier)
             except NoSuchTableError:
-                table = catalog.create_table(identifier, schema=TABLES[name])
-            _set_up(table)
+                table = catalog.create_table(identifier, schema=TABLES[name] if schema is None else schema)
+            (set_up or _set_up)(table)
             return table
         except (TableAlreadyExistsError, CommitFailedException, sqlalchemy.exc.IntegrityError):
             if attempt == SETUP_ATTEMPTS:

@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 
 from orasi_bridge.lake.global_dedup import GlobalDedupConfig
 from orasi_bridge.lake.localcache import LocalCacheConfig
+from orasi_bridge.lake.spanmetrics import SpanMetricsConfig
+from orasi_bridge.lake.maintenance.config import MaintenanceConfig
+from orasi_bridge.stream.config import StreamProcessor
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.wal import WalConfig
 
@@ -20,6 +23,27 @@ class S3Config(ComponentConfig):
     region: str | None = Field(default=None, description="Bucket region (default: the AWS chain's).")
     # Credentials are deliberately not configurable here: the standard AWS chain (environment,
     # shared config, web identity / IRSA, instance profile) supplies them.
+
+
+def warehouse_url(value: str) -> str:
+    """``value`` without a trailing slash; ValueError unless it is an s3:// or file:// URL."""
+    if not value.startswith(("s3://", "file://")):
+        raise ValueError("the warehouse must be an s3:// or file:// URL")
+    return value.rstrip("/")
+
+
+class ReplicateConfig(ComponentConfig):
+    to: str = Field(description="The global warehouse: s3://bucket/prefix or file:///dir.")
+    catalog_uri: str = Field(description="The global lake's catalog, as the lake's catalog_uri.")
+    interval: float = Field(
+        default=300.0, gt=0, description="Seconds between two replications (by the elected leader)."
+    )
+    s3: S3Config | None = Field(default=None, description="S3 access to `to` (unset: the lake's).")
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str) -> str:
+        return warehouse_url(value)
 
 
 class Config(ComponentConfig):
@@ -58,18 +82,36 @@ class Config(ComponentConfig):
         description="Claims of batch ids shared by every region's lake, so that a batch sent to two "
         "regions (a failover) is committed in one (lake/global_dedup.py; unset: this lake's rule only).",
     )
+    replicate: ReplicateConfig | None = Field(
+        default=None,
+        description="Copy this lake's new snapshots into a global lake every `interval` seconds "
+        "(lake/replicate.py; unset: only `orasi lake replicate` does).",
+    )
+    stream: list[StreamProcessor] = Field(
+        default_factory=list,
+        description="Processors run in order on the rows before they are buffered: filter, "
+        "transform, redact, sample (orasi_bridge/stream; reloadable: SIGHUP, live settings).",
+    )
+    span_metrics: SpanMetricsConfig = Field(
+        default_factory=SpanMetricsConfig,
+        description="The derived table span_metrics_1m, written from the spans at each flush "
+        "(lake/spanmetrics.py).",
+    )
     wal: WalConfig | None = Field(
         default=None,
         description="Log every batch durably before acknowledging it and replay it after a crash "
         "(unset: rows wait for their commit in memory only).",
     )
+    maintenance: MaintenanceConfig = Field(
+        default_factory=MaintenanceConfig,
+        description="Compaction, snapshot expiry and retention jobs on a schedule (lake/maintenance; "
+        "every interval unset: none scheduled).",
+    )
 
     @field_validator("warehouse")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("s3://", "file://")):
-            raise ValueError("the warehouse must be an s3:// or file:// URL")
-        return value.rstrip("/")
+        return warehouse_url(value)
 
     def local_directories(self) -> dict[str, str]:
         """The directories on this machine the lake writes, by what they hold (for

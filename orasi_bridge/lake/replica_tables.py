@@ -1,0 +1,70 @@
+"""The global lake's tables: a region's tables partitioned by `region` first (``replicate``)."""
+
+from __future__ import annotations
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+from pyiceberg.table.sorting import SortDirection
+from pyiceberg.transforms import IdentityTransform
+
+from orasi_bridge.lake.catalog import COMMIT_NUM_RETRIES, ensure_table
+from orasi_bridge.lake.schema import TABLES
+
+
+def ensure_replica(catalog: Catalog, name: str, source: Table) -> Table:
+    """Load ``orasi.<name>`` of the global lake, creating it with the source table's schema
+    (``TABLES``' when it is one of them), partitioned by identity(region) then as ``source`` is,
+    sorted as ``source`` is, with pyiceberg's commit retries off (``replicate.commit`` retries,
+    carrying every lake's position forward). Columns ``source`` has and the table lacks are added.
+    A table partitioned otherwise is refused: its files could not be registered as they are."""
+    schema = TABLES.get(name, source.schema())
+    return ensure_table(catalog, name, lambda table: _set_up(table, source), schema)
+
+
+def partitioning(source: Table) -> list[tuple[str, str, str]]:
+    """The global table's partition fields as (source column, transform, name): region, then the
+    source table's."""
+    return [("region", str(IdentityTransform()), "region"), *_fields(source)]
+
+
+def _fields(table: Table) -> list[tuple[str, str, str]]:
+    """``table``'s partition fields as (source column, transform, name)."""
+    return [(_column(table, f.source_id), str(f.transform), f.name) for f in table.spec().fields]
+
+
+def _column(table: Table, field_id: int) -> str:
+    name = table.schema().find_column_name(field_id)
+    if name is None:
+        raise ValueError(f"{'.'.join(table.name())} has no column of field id {field_id}")
+    return name
+
+
+def _set_up(table: Table, source: Table) -> None:
+    names = {field.name for field in table.schema().fields}
+    missing = [field.name for field in source.schema().fields if field.name not in names]
+    partitioned = not table.spec().is_unpartitioned()
+    sorted_ = not table.sort_order().is_unsorted or source.sort_order().is_unsorted
+    retries_off = table.properties.get(COMMIT_NUM_RETRIES) == "0"
+    if partitioned and _fields(table) != partitioning(source):
+        raise ValueError(
+            f"the global table {'.'.join(table.name())} is partitioned as {_fields(table)}, not as "
+            f"{partitioning(source)}: replicate into another warehouse or catalog"
+        )
+    if not missing and partitioned and sorted_ and retries_off:
+        return
+    with table.transaction() as transaction:
+        if missing:
+            with transaction.update_schema() as update:
+                update.union_by_name(source.schema())
+        if not partitioned:
+            with transaction.update_spec() as spec:
+                spec.add_identity("region")
+                for field in source.spec().fields:
+                    spec.add_field(_column(source, field.source_id), field.transform, field.name)
+        if not sorted_:
+            with transaction.update_sort_order() as order:
+                for sort_field in source.sort_order().fields:
+                    add = order.asc if sort_field.direction == SortDirection.ASC else order.desc
+                    add(_column(source, sort_field.source_id), sort_field.transform, sort_field.null_order)
+        if not retries_off:
+            transaction.set_properties({COMMIT_NUM_RETRIES: "0"})

@@ -1,0 +1,229 @@
+"""Replication of regional lakes into a global lake (lake/replicate.py).
+
+Two regional lakes as `orasi up --regions` makes them (SQLite catalog, file warehouse), written
+as the lake writer writes (``files``, one fast append per flush with its batch ids); the global
+lake a real one (PostgreSQL catalog schema, SeaweedFS warehouse prefix: ``lake_space``), or a
+local one where a test counts the files on disk. Expected counts are the rows each test wrote.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+from integration.bridge.servers import LakeSpace
+from orasi_bridge.lake import replicate as replication
+from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
+from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
+from orasi_bridge.lake.config import Config, ReplicateConfig
+from orasi_bridge.lake.files import sort_rows, write_data_files
+from orasi_bridge.lake.schema import TABLES
+
+DAY_US = 86_400_000_000
+START_US = 1_780_000_000_000_000
+_serial = itertools.count()
+
+
+def regional_lake(root: Path, region: str) -> Config:
+    return Config(
+        region=region,
+        catalog_uri=f"sqlite:///{root / region / 'catalog.db'}",
+        warehouse=f"file://{root / region / 'warehouse'}",
+    )
+
+
+def rows(name: str, regions: dict[str, int], days: int = 2, tenant: str = "acme") -> pa.Table:
+    """``regions[r]`` rows with region ``r`` (spread over ``days`` days), unique ``service_name``s
+    by row; every other column null."""
+    count = sum(regions.values())
+    serial = [next(_serial) for _ in range(count)]
+    values: dict[str, Any] = {
+        "tenant": [tenant] * count,
+        "region": [region for region, n in regions.items() for _ in range(n)],
+        "service_name": [f"svc-{i}" for i in serial],
+        "time": pa.array([START_US + (i % days) * DAY_US + i for i in range(count)], pa.int64()).cast(
+            TABLES[name].field("time").type
+        ),
+    }
+    schema = TABLES[name]
+    columns = [
+        pa.array(values[f.name], f.type) if f.name in values else pa.nulls(count, f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def append(lake: Config, name: str, table_rows: pa.Table) -> int:
+    """Commit ``table_rows`` to the lake's table as one flush of the writer does; the snapshot id."""
+    catalog = open_catalog(lake)
+    try:
+        table = ensure_table(catalog, name)
+        fs, prefix = filesystem(lake)
+        ordered, partitions = sort_rows(table_rows.to_batches(), TABLES[name])
+        data_files = write_data_files(table, name, ordered, partitions, fs, prefix)
+        properties = {BATCH_IDS_PROPERTY: f"batch-{next(_serial)}"}
+        with (
+            table.transaction() as transaction,
+            transaction.update_snapshot(snapshot_properties=properties).fast_append() as fast,
+        ):
+            for data_file in data_files:
+                fast.append_data_file(data_file)
+        snapshot = table.current_snapshot()
+        assert snapshot is not None
+        return snapshot.snapshot_id
+    finally:
+        catalog.close()
+
+
+def global_counts(target: ReplicateConfig, name: str, source: Config) -> dict[str, int]:
+    """Rows per region of the global table, counted by DuckDB over pyiceberg's scan."""
+    catalog = open_catalog(replication.global_config(source, target))
+    try:
+        scanned = catalog.load_table(f"orasi.{name}").scan().to_arrow()
+    finally:
+        catalog.close()
+    with duckdb.connect() as database:
+        database.register("scanned", scanned)
+        result = database.sql("SELECT region, count(*) FROM scanned GROUP BY region")
+        assert result is not None
+        return {region: count for region, count in result.fetchall()}
+
+
+def global_files(target: ReplicateConfig, name: str, source: Config) -> list[Any]:
+    catalog = open_catalog(replication.global_config(source, target))
+    try:
+        return [task.file for task in catalog.load_table(f"orasi.{name}").scan().plan_files()]
+    finally:
+        catalog.close()
+
+
+@pytest.fixture
+def global_lake(lake_space: LakeSpace) -> ReplicateConfig:
+    config = lake_space.lake_config()
+    return ReplicateConfig(to=config["warehouse"], catalog_uri=config["catalog_uri"], s3=config["s3"])
+
+
+def test_two_regions_replicate_incrementally(tmp_path: Path, global_lake: ReplicateConfig) -> None:
+    east, west = regional_lake(tmp_path, "us-east-1"), regional_lake(tmp_path, "us-west-2")
+    for name in TABLES:
+        append(east, name, rows(name, {"us-east-1": 30}))
+        append(east, name, rows(name, {"us-east-1": 12}))
+    append(west, "spans", rows("spans", {"us-west-2": 25}))
+
+    first = {lake.region: replication.replicate(lake, global_lake) for lake in (east, west)}
+
+    assert {r.table: r.rows for r in first["us-east-1"]} == {name: 42 for name in TABLES}
+    assert [(r.table, r.rows) for r in first["us-west-2"]] == [("spans", 25)]  # no other table there
+    assert all(r.rewritten == 0 for reports in first.values() for r in reports)  # bytes copied
+    assert global_counts(global_lake, "spans", east) == {"us-east-1": 42, "us-west-2": 25}
+    assert global_counts(global_lake, "logs", east) == {"us-east-1": 42}
+    # partitioned by region first, then as the regional table (day(time), tenant)
+    files = global_files(global_lake, "spans", east)
+    assert sorted({(f.partition[0], f.partition[2]) for f in files}) == [
+        ("us-east-1", "acme"),
+        ("us-west-2", "acme"),
+    ]
+
+    # a second run copies nothing (and commits nothing)
+    again = replication.replicate(east, global_lake) + replication.replicate(west, global_lake)
+    assert [(r.files, r.commits) for r in again] == [(0, 0)] * len(again)
+
+    # new rows: only they are copied
+    append(west, "spans", rows("spans", {"us-west-2": 7}))
+    latest = append(east, "spans", rows("spans", {"us-east-1": 5}))
+    east_spans = next(r for r in replication.replicate(east, global_lake) if r.table == "spans")
+    assert (east_spans.rows, east_spans.snapshots, east_spans.position) == (5, 1, latest)
+    assert [r.rows for r in replication.replicate(west, global_lake)] == [7]
+    assert global_counts(global_lake, "spans", east) == {"us-east-1": 47, "us-west-2": 32}
+
+
+def test_dry_run_reports_without_writing(tmp_path: Path, global_lake: ReplicateConfig) -> None:
+    east = regional_lake(tmp_path, "us-east-1")
+    snapshot = append(east, "spans", rows("spans", {"us-east-1": 9}))
+    planned = replication.replicate(east, global_lake, dry_run=True)
+    assert [(r.table, r.rows, r.commits, r.position) for r in planned] == [("spans", 9, 0, snapshot)]
+    done = replication.replicate(east, global_lake)
+    assert [(r.rows, r.commits) for r in done] == [(9, 1)]
+    assert global_counts(global_lake, "spans", east) == {"us-east-1": 9}
+
+
+def test_crash_between_files_and_commit(
+    tmp_path: Path, global_lake: ReplicateConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    east = regional_lake(tmp_path, "us-east-1")
+    target = ReplicateConfig(to=f"file://{tmp_path / 'global'}", catalog_uri=f"sqlite:///{tmp_path / 'g.db'}")
+    append(east, "spans", rows("spans", {"us-east-1": 20}))
+    replication.replicate(east, target)
+    append(east, "spans", rows("spans", {"us-east-1": 6}))
+    append(east, "spans", rows("spans", {"us-east-1": 4}))
+
+    real = replication._append
+    calls = []
+
+    def crash_once(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("killed between the files and the commit")
+        real(*args)
+
+    monkeypatch.setattr(replication, "_append", crash_once)
+    with pytest.raises(RuntimeError, match="killed"):
+        replication.replicate(east, target)
+    assert global_counts(target, "spans", east) == {"us-east-1": 20}  # nothing of the crashed run
+
+    resumed = replication.replicate(east, target)
+    assert [(r.rows, r.snapshots) for r in resumed] == [(10, 2)]
+    assert global_counts(target, "spans", east) == {"us-east-1": 30}
+    # the resumed run wrote the crashed run's files again, at the same names: no orphans left
+    on_disk = sorted(str(p) for p in (tmp_path / "global").rglob("*.parquet"))
+    referenced = sorted(f.file_path.removeprefix("file://") for f in global_files(target, "spans", east))
+    assert on_disk == referenced
+
+
+def test_compaction_is_not_copied_again(tmp_path: Path, global_lake: ReplicateConfig) -> None:
+    west = regional_lake(tmp_path, "us-west-2")
+    append(west, "logs", rows("logs", {"us-west-2": 15}))
+    append(west, "logs", rows("logs", {"us-west-2": 10}))
+    replication.replicate(west, global_lake)
+
+    # a compaction: one overwrite snapshot deletes every file and adds the same rows in new ones
+    catalog = open_catalog(west)
+    try:
+        table = catalog.load_table("orasi.logs")
+        inputs = [task.file for task in table.scan().plan_files()]
+        outputs = list(_dataframe_to_data_files(table.metadata, table.scan().to_arrow(), table.io))
+        with table.transaction() as transaction, transaction.update_snapshot().overwrite() as overwrite:
+            for data_file in inputs:
+                overwrite.delete_data_file(data_file)
+            for data_file in outputs:
+                overwrite.append_data_file(data_file)
+        snapshot = table.current_snapshot()
+        assert snapshot is not None and snapshot.summary is not None
+        assert snapshot.summary.operation.value == "overwrite"
+        assert table.scan().to_arrow().num_rows == 25
+    finally:
+        catalog.close()
+    append(west, "logs", rows("logs", {"us-west-2": 3}))
+
+    reports = replication.replicate(west, global_lake)
+    assert [(r.snapshots, r.rows) for r in reports] == [(2, 3)]  # the overwrite, and the new append
+    assert global_counts(global_lake, "logs", west) == {"us-west-2": 28}
+
+
+def test_files_of_several_regions_are_rewritten_by_region(tmp_path: Path) -> None:
+    """A regional lake holding rows of another region (no single-region statistics): its files'
+    rows are copied in Arrow batches, partitioned by each row's region."""
+    west = regional_lake(tmp_path, "us-west-2")
+    target = ReplicateConfig(to=f"file://{tmp_path / 'global'}", catalog_uri=f"sqlite:///{tmp_path / 'g.db'}")
+    append(west, "metric_points", rows("metric_points", {"us-west-2": 11, "us-east-1": 4}, days=1))
+    [report] = replication.replicate(west, target)
+    assert (report.rows, report.rewritten) == (15, 1)
+    assert global_counts(target, "metric_points", west) == {"us-west-2": 11, "us-east-1": 4}
+    regions = sorted(f.partition[0] for f in global_files(target, "metric_points", west))
+    assert regions == ["us-east-1", "us-west-2"]
+    assert replication.replicate(west, target)[0].files == 0
