@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "schema":
             return schema_cli.run(args)
-        if args.command == "lake":
+        if args.command in ("lake", "catalog"):
             return lake_cli.run(args)
         if args.command == "tokens":
             return tokens_cli.run(args)

@@ -46,7 +46,43 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     target.add_argument("--to-snapshot", type=int, metavar="ID", help="a snapshot id of the one --table")
     target.add_argument("--to-time", metavar="T", help="RFC 3339 or Unix ns: the last snapshot by then")
     restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    _add_replicate(actions, common)
+    _add_catalog(commands, common)
     return lake
+
+
+def _add_replicate(actions: Any, common: argparse.ArgumentParser) -> None:
+    replicate = actions.add_parser(
+        "replicate",
+        parents=[common],
+        help="copy the lake's new snapshots into the global lake (partitioned by region)",
+    )
+    replicate.add_argument("--to", metavar="WAREHOUSE", help="the global warehouse: s3://… or file://…")
+    replicate.add_argument("--catalog", metavar="URI", help="the global lake's catalog URI")
+    replicate.add_argument("--dry-run", action="store_true", help="print what would be copied, copy nothing")
+
+
+def _add_catalog(commands: Any, common: argparse.ArgumentParser) -> None:
+    catalog = commands.add_parser("catalog", help="back up and restore a lake's Iceberg catalog")
+    actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
+    backup = actions.add_parser(
+        "backup", parents=[common], help="print (or write) the tables' metadata pointers"
+    )
+    backup.add_argument("--output", metavar="FILE", help="write the backup here instead of stdout")
+    restore = actions.add_parser(
+        "restore", parents=[common], help="register the tables of a backup, or found in the warehouse"
+    )
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "backup", nargs="?", metavar="FILE", help="a file of orasi catalog backup (- for stdin)"
+    )
+    source.add_argument(
+        "--from-warehouse", action="store_true", help="each table's newest metadata file in the warehouse"
+    )
+    restore.add_argument(
+        "--overwrite", action="store_true", help="replace the pointer of a table that exists"
+    )
+    restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -87,13 +123,17 @@ def lake_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.command == "catalog":
+            return _catalog_backup(args) if args.action == "backup" else _catalog_restore(args)
         if args.action == "verify":
             return _verify(args)
         if args.action == "restore":
             return _restore(args)
+        if args.action == "replicate":
+            return _replicate(args)
         raise Failed(f"unknown action {args.action!r}")
     except Failed as error:
-        print(f"orasi lake {args.action}: {error}", file=sys.stderr)
+        print(f"orasi {args.command} {args.action}: {error}", file=sys.stderr)
         return 1
 
 
@@ -152,4 +192,69 @@ def _restore(args: argparse.Namespace) -> int:
         )
     if not args.dry_run:
         print("start the tables' bridges now: each replays its write-ahead log onto the restored tables")
+    return 0
+
+
+def _replicate(args: argparse.Namespace) -> int:
+    """``--to``/``--catalog``, or else the lake's own `replicate` section, name the global lake."""
+    from orasi_bridge.lake.config import ReplicateConfig
+    from orasi_bridge.lake.replicate import ReplicationError, replicate
+
+    lake = _lake(args)
+    if args.to and args.catalog:
+        target = ReplicateConfig(to=args.to, catalog_uri=args.catalog)
+    elif lake.replicate is not None and not (args.to or args.catalog):
+        target = lake.replicate
+    else:
+        raise Failed("give --to and --catalog (or a replicate section in the lake's configuration)")
+    try:
+        reports = replicate(lake, target, dry_run=args.dry_run)
+    except (ReplicationError, ValueError) as error:
+        raise Failed(str(error)) from None
+    for report in reports:
+        print(("would copy " if args.dry_run else "") + report.line())
+    return 0
+
+
+def _catalog_backup(args: argparse.Namespace) -> int:
+    from orasi_bridge.lake.catalog_backup import backup
+
+    text = json.dumps(backup(_lake(args)), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _catalog_restore(args: argparse.Namespace) -> int:
+    from orasi_bridge.lake.catalog_backup import (
+        CatalogRestoreRefused,
+        pointers_in_warehouse,
+        pointers_of,
+        restore,
+    )
+
+    config = _lake(args)
+    try:
+        if args.from_warehouse:
+            pointers = pointers_in_warehouse(config)
+        else:
+            try:
+                text = sys.stdin.read() if args.backup == "-" else Path(args.backup).read_text()
+                document = json.loads(text)
+            except (OSError, ValueError) as error:
+                raise Failed(f"cannot read the backup {args.backup}: {error}") from None
+            pointers = pointers_of(document if isinstance(document, dict) else {})
+        done = restore(config, pointers, overwrite=args.overwrite, dry_run=args.dry_run)
+    except CatalogRestoreRefused as error:
+        raise Failed(str(error)) from None
+    for entry in done:
+        action = (
+            f"would be {entry.action}"
+            if args.dry_run and entry.action in ("registered", "replaced")
+            else entry.action
+        )
+        note = " (exists at another metadata file: --overwrite replaces it)" if entry.action == "kept" else ""
+        print(f"{entry.table}: {action} {entry.metadata_location}{note}")
     return 0

@@ -118,3 +118,55 @@ async def test_restore_to_a_snapshot_or_a_time(
         restore(config, ["spans"], to_snapshot=third)  # rolled back: no longer an ancestor
     assert cli.main(["lake", "restore", "--config", str(path), "--to-snapshot", str(first)]) == 1
     assert "name it with --table" in capsys.readouterr().err
+
+
+async def test_catalog_backup_and_restore_after_the_catalog_is_lost(
+    make_writer: MakeWriter, lake_space: LakeSpace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await three_commits(make_writer)
+    config = Config.model_validate(lake_space.lake_config())
+    path = config_file(lake_space, tmp_path)
+    saved = tmp_path / "catalog.json"
+    assert cli.main(["catalog", "backup", "--config", str(path), "--output", str(saved)]) == 0
+    document = json.loads(saved.read_text())
+    assert {table["name"]: table["rows"] for table in document["tables"]}["spans"] == 3
+
+    def lose_the_catalog() -> None:
+        catalog = open_catalog(config)
+        for identifier in catalog.list_tables(NAMESPACE):
+            catalog.drop_table(identifier)  # the catalog's rows only: the warehouse keeps every file
+        catalog.close()
+
+    def rows_of_spans() -> int:
+        [spans] = [report for report in verify_lake(config) if report.name == "spans"]
+        assert spans.problems == []
+        return spans.rows
+
+    lose_the_catalog()
+    assert verify_lake(config) == []
+    assert cli.main(["catalog", "restore", "--config", str(path), str(saved), "--dry-run"]) == 0
+    assert "spans: would be registered" in capsys.readouterr().out
+    assert verify_lake(config) == []
+    assert cli.main(["catalog", "restore", "--config", str(path), str(saved)]) == 0
+    assert "spans: registered" in capsys.readouterr().out
+    assert rows_of_spans() == 3
+
+    # Without a backup: the newest metadata file of each table, found in the warehouse.
+    writer = await make_writer()
+    await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0 + 9, "span-9")))
+    await writer.flush()
+    await writer.shutdown()
+    lose_the_catalog()
+    assert cli.main(["catalog", "restore", "--config", str(path), "--from-warehouse"]) == 0
+    assert rows_of_spans() == 4
+
+    # An older backup over an existing table: kept unless --overwrite (which rolls it back).
+    assert cli.main(["catalog", "restore", "--config", str(path), str(saved)]) == 0
+    assert "exists at another metadata file" in capsys.readouterr().out
+    assert rows_of_spans() == 4
+    assert cli.main(["catalog", "restore", "--config", str(path), str(saved), "--overwrite"]) == 0
+    assert "spans: replaced" in capsys.readouterr().out
+    assert rows_of_spans() == 3
+    saved.write_text(json.dumps({"format": "something else"}))
+    assert cli.main(["catalog", "restore", "--config", str(path), str(saved)]) == 1
+    assert "not a catalog backup" in capsys.readouterr().err
