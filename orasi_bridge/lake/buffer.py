@@ -1,6 +1,8 @@
 """What one flush of the lake writer will commit: batches waiting for conversion, then Arrow rows
 per table and tenant with the batches they came from (``Buffer``), and the conversion of waiting
-batches into rows, many at a time (``chunks``, ``convert``)."""
+batches into rows, many at a time (``chunks``, ``convert``), or of an OTAP batch at once
+(``otap_rows``); both run the lake's stream processors (``orasi_bridge.stream.Chain``) on the rows
+they made, before the rows are buffered."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from orasi_bridge.lake.rows import Types, otlp_rows
+from orasi_bridge.lake.rows import Types, otlp_rows, rows_of
 from orasi_common.pdata import Batch
 
 if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports the writer
     from orasi_bridge.registry.ingest import Inspection
+    from orasi_bridge.stream import Chain
 
 CONVERT_ITEMS = 8192
 CONVERT_BACKLOG = 4 * CONVERT_ITEMS
@@ -91,11 +94,14 @@ class Buffer:
         counted_bytes: int,
     ) -> None:
         """Converted rows of ``entries`` (``counts[i]`` rows of the i-th, in order), which were
-        counted as ``counted_bytes`` until now."""
-        self.rows[table][tenant].append(rows)
-        self.owners[table][tenant].append(
-            [(batch.batch_id, count) for (batch, _), count in zip(entries, counts, strict=True)]
-        )
+        counted as ``counted_bytes`` until now. Batches whose rows were all left out (by the
+        stream's processors) have no rows, but are committed like the others."""
+        tenants = self.rows[table]  # listed even without rows, so that a flush commits its ids
+        if rows.num_rows:
+            tenants[tenant].append(rows)
+            self.owners[table][tenant].append(
+                [(batch.batch_id, count) for (batch, _), count in zip(entries, counts, strict=True)]
+            )
         for batch, lsn in entries:
             self.known.add(batch.batch_id)
             self.batch_ids[table].append(batch.batch_id)
@@ -165,9 +171,12 @@ def chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
 Converted = tuple[pa.RecordBatch, list[int]]  # rows, and how many of them each batch gave, in order
 
 
-def convert(chunks: list[Chunk], region: str, inspect: Inspection | None = None) -> list[Converted]:
+def convert(
+    chunks: list[Chunk], region: str, inspect: Inspection | None = None, stream: Chain | None = None
+) -> list[Converted]:
     """The rows of each chunk, its batches converted together (and, with ``inspect``, checked
-    against the schema registry's policies, which may flag rows or drop attributes).
+    against the schema registry's policies, which may flag rows or drop attributes), through
+    ``stream``'s processors.
 
     A batch gives one row per item (span, log record, metric data point), in order, so the rows of
     the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
@@ -184,8 +193,14 @@ def convert(chunks: list[Chunk], region: str, inspect: Inspection | None = None)
             counts = [part.num_rows for part in parts]
         elif inspect is not None and types:
             rows = inspect(table, tenant, rows, types)
-        converted.append((rows, counts))
+        converted.append(stream.process(table, tenant, rows, counts) if stream else (rows, counts))
     return converted
+
+
+def otap_rows(batch: Batch, table: str, region: str, stream: Chain | None = None) -> Converted:
+    """The rows of a batch that arrived as OTAP (``rows_of``), through ``stream``'s processors."""
+    rows = rows_of(batch, region)
+    return stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
 
 
 def holds_otap(batch: Batch) -> bool:

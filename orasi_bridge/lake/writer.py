@@ -44,7 +44,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -62,8 +62,9 @@ from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows, rows_of
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
@@ -104,6 +105,10 @@ class TableView:
 
 
 class LakeWriter:
+    reloadable_keys: ClassVar[frozenset[str]] = frozenset({"stream"})
+    """The stream processors change without a restart (SIGHUP, live settings): batches converted
+    from then on go through the new ones."""
+
     def __init__(self, settings: Settings, config: Config) -> None:
         self.config = config
         self._settings = settings
@@ -138,6 +143,7 @@ class LakeWriter:
         self._violations = settings.metrics.schema_violations
         self._observed: dict[str, Observed] = defaultdict(set)  # per tenant, since the last flush
         self._warm_after: dict[str, float] = {}  # per tenant: when loading its policies may be retried
+        self._stream: Chain | None = None  # built at start (a redact salt may be read from a file)
         self._follow_failed = False
         self._wal = (
             WriteAheadLog.from_config(
@@ -149,6 +155,7 @@ class LakeWriter:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
+        self._stream = await asyncio.to_thread(self._chain, self.config)
         # The tasks first: a replay of more than CONVERT_ITEMS items starts the background
         # converter, and a long one needs flushes (by size) before it ends.
         await self._tasks.open()
@@ -198,6 +205,15 @@ class LakeWriter:
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
                     self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
+
+    def _chain(self, config: Config) -> Chain | None:
+        return Chain.build(config.stream, self._settings) if config.stream else None
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a new ``stream`` (``Reconfigurable``); raises, keeping the current one, when a
+        redact salt cannot be read."""
+        self._stream = self._chain(config)
+        self.config = config
 
     def use_registry(self, registry: Registry) -> None:
         """Check ingest against ``registry``'s policies and record the attribute types seen
@@ -271,8 +287,10 @@ class LakeWriter:
         if holds_otap(batch):
             # Rows straight from the Arrow tables (a big batch already): invalid tables raise
             # MalformedData to the sender now.
-            rows = await asyncio.to_thread(rows_of, batch, self.config.region)
-            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], [rows.num_rows], 0)
+            rows, counts = await asyncio.to_thread(
+                buffers.otap_rows, batch, table, self.config.region, self._stream
+            )
+            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], counts, 0)
         else:
             self._buffer.add_pending(table, batch, lsn)
             self._unconverted += batch.items
@@ -307,11 +325,10 @@ class LakeWriter:
             try:
                 inspect = self._inspection() if self._inspection is not None else None
                 region = self.config.region
-                converted = list(
-                    await asyncio.to_thread(buffers.convert, chunks, region, inspect)
-                    if inspect is not None
-                    else await asyncio.to_thread(buffers.convert, chunks, region)
-                )
+                options: dict[str, Any] = {} if inspect is None else {"inspect": inspect}
+                if self._stream is not None:
+                    options["stream"] = self._stream
+                converted = list(await asyncio.to_thread(buffers.convert, chunks, region, **options))
                 if inspect is not None:
                     for tenant, seen in inspect.seen.items():
                         self._observed[tenant] |= seen
@@ -367,9 +384,12 @@ class LakeWriter:
                 else:
                     dropped.append((table, batch, lsn))
             entries[:] = kept
-            converted.append(
-                (pa.Table.from_batches(parts).combine_chunks().to_batches()[0], counts) if parts else None
-            )
+            if parts:
+                rows = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+                stream = self._stream
+                converted.append(stream.process(table, tenant, rows, counts) if stream else (rows, counts))
+            else:
+                converted.append(None)
         return converted, dropped
 
     def _rows_of(self, batch: Batch, budget: list[int]) -> tuple[list[pa.RecordBatch], int, Exception | None]:

@@ -1,0 +1,27 @@
+"""The lake exporter's stream processors (its ``stream`` section): ``filter``, ``transform``,
+``redact`` and ``sample``, run by a ``Chain`` on the lake's Arrow rows before they are buffered.
+
+One module per processor kind; ``config`` holds what users write (expressions checked when the
+configuration loads), ``expressions`` the DuckDB evaluation, ``chain`` the order, the row
+accounting per batch and ``on_error``.
+"""
+
+from orasi_bridge.stream.chain import Chain
+from orasi_bridge.stream.config import (
+    FilterConfig,
+    PatternConfig,
+    RedactConfig,
+    SampleConfig,
+    StreamProcessor,
+    TransformConfig,
+)
+
+__all__ = [
+    "Chain",
+    "FilterConfig",
+    "PatternConfig",
+    "RedactConfig",
+    "SampleConfig",
+    "StreamProcessor",
+    "TransformConfig",
+]

@@ -1,0 +1,79 @@
+"""The stream processors' SQL expressions: DuckDB's dialect (the query API's), over one lake row's
+columns (``name``, ``attributes['http.route']``, ``body``, …).
+
+``check`` compiles an expression against the empty table of each lake table it applies to, when
+the configuration loads, and names what is wrong (an unknown column, a type error); ``evaluate``
+computes expressions over a record batch's Arrow columns (DuckDB reads only the columns they
+name). Both run in the query sandbox (``query.sandbox``: no files, network or extensions), on a
+connection per thread, and refuse anything but an expression over the row (a subquery reading
+another table, a second statement).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pyarrow as pa
+
+from orasi_bridge.query.sandbox import QueryRefused, check_statement, connect, referenced_tables
+
+ROWS = "rows"
+"""The name the record batch has in an expression's query."""
+
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    connection: duckdb.DuckDBPyConnection | None = getattr(_local, "connection", None)
+    if connection is None:
+        connection = _local.connection = connect(1, "1GB")
+    return connection
+
+
+def lake_tables() -> dict[str, pa.Schema]:
+    """The lake's table schemas (imported here, not at the top: the lake's config imports the
+    stream's, and the lake package imports its config before its schema)."""
+    from orasi_bridge.lake.schema import TABLES
+
+    return TABLES
+
+
+def _query(expressions: list[str]) -> str:
+    columns = ", ".join(f"({expression}) AS e{i}" for i, expression in enumerate(expressions))
+    return f"SELECT {columns} FROM {ROWS}"
+
+
+def _run(rows: pa.RecordBatch | pa.Table, sql: str) -> pa.Table:
+    connection = _connection()
+    connection.register(ROWS, rows)
+    try:
+        return connection.sql(sql).to_arrow_table()
+    finally:
+        connection.unregister(ROWS)
+
+
+def result_type(expression: str, table: str) -> pa.DataType:
+    """The Arrow type of ``expression`` over ``table``'s rows; ValueError saying what is wrong
+    (its first line of DuckDB's message, e.g. the column that does not exist) otherwise."""
+    sql = _query([expression])
+    try:
+        check_statement(sql)
+        if referenced_tables(sql) - {ROWS}:
+            raise QueryRefused("an expression reads the row's columns only, not other tables")
+        schema = _run(lake_tables()[table].empty_table(), sql).schema
+    except QueryRefused as error:
+        raise ValueError(error.message) from None
+    except duckdb.Error as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"{first} (over the {table} table)") from None
+    return schema.field(0).type
+
+
+def evaluate(rows: pa.RecordBatch, expressions: list[str]) -> list[pa.Array]:
+    """Each expression's value per row of ``rows``, in row order (blocking: DuckDB, one thread)."""
+    result = _run(rows, _query(expressions))
+    return [column.combine_chunks() for column in result.columns]
+
+
+__all__ = ["ROWS", "evaluate", "result_type"]

@@ -1,0 +1,207 @@
+"""The ``redact`` processor: replaces what its rules match in attribute values (both maps) and log
+bodies, with a mask or a salted hash; counts replacements per rule (never the values).
+
+Vectorised over a record batch's values (a map's values are one flat string array): a rule that
+masks is one Arrow regex kernel to count and one to replace. A rule that needs Python per match
+(``card``'s Luhn check, or any rule of action ``hash``) runs Python's ``re`` on the distinct
+values the kernel found it in, and puts the results back with one ``take``.
+
+``deny_keys`` replace a whole value, ``allow_keys`` are left alone. The hash is SHA-256 of the
+tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay
+equal, hence joinable, within a tenant, and differ between tenants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from orasi_bridge.stream.config import BUILTIN_PATTERNS, RedactConfig
+
+DENY_RULE = "deny_keys"
+HASH_HEX = 32
+"""Hex digits of the hash kept (128 bits)."""
+
+Count = Callable[[str, int], None]  # rule, replacements
+
+
+def luhn(text: str) -> bool:
+    """Whether the digits of ``text`` pass the Luhn check (payment card numbers do)."""
+    digits = [int(c) for c in text if c.isdigit()]
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        if i % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    regex: str
+    compiled: re.Pattern[str]
+    check: Callable[[str], bool] | None = None  # a match not passing it is left as it is
+
+
+def read_salt(config: RedactConfig) -> bytes | None:
+    """The secret salt of action ``hash`` (reads the environment or the file: at start or reload)."""
+    if config.action != "hash":
+        return None
+    if config.salt_env is not None:
+        value = os.environ.get(config.salt_env)
+        if not value:
+            raise ValueError(f"the environment variable {config.salt_env} holding the redact salt is not set")
+        return value.encode()
+    assert config.salt_file is not None
+    with open(config.salt_file, "rb") as file:
+        salt = file.read().strip()
+    if not salt:
+        raise ValueError(f"the redact salt file {config.salt_file} is empty")
+    return salt
+
+
+def _key_pattern(keys: list[str]) -> str | None:
+    """One RE2 pattern matching any of ``keys`` (shell-style wildcards allowed) exactly."""
+    if not keys:
+        return None
+    return "|".join(re.escape(key).replace("\\*", ".*") for key in keys)
+
+
+class Redact:
+    def __init__(self, config: RedactConfig, salt: bytes | None, count: Count) -> None:
+        self._config = config
+        self._salt = salt
+        self._tenant_salts: dict[str, bytes] = {}
+        self._count = count
+        self._rules = [
+            Rule(
+                name,
+                BUILTIN_PATTERNS[name],
+                re.compile(BUILTIN_PATTERNS[name]),
+                luhn if name == "card" else None,
+            )
+            for name in BUILTIN_PATTERNS
+            if name in config.builtins
+        ] + [Rule(p.name, p.regex, re.compile(p.regex)) for p in config.patterns]
+        self._allow = _key_pattern(config.allow_keys)
+        self._deny = _key_pattern(config.deny_keys)
+
+    def _tenant_salt(self, tenant: str) -> bytes:
+        salt = self._tenant_salts.get(tenant)
+        if salt is None:
+            assert self._salt is not None
+            salt = self._tenant_salts[tenant] = hashlib.sha256(self._salt + b"\0" + tenant.encode()).digest()
+        return salt
+
+    def _replacement(self, rule: str, tenant: str) -> Callable[[str], str]:
+        if self._config.action == "hash":
+            salt = self._tenant_salt(tenant)
+            return lambda text: "sha256:" + hashlib.sha256(salt + text.encode()).hexdigest()[:HASH_HEX]
+        mask = self._config.mask.replace("{rule}", rule)
+        return lambda _: mask
+
+    def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
+        for name in self._config.fields:
+            index = rows.schema.get_field_index(name)
+            if index < 0:
+                continue  # body: logs only
+            column = rows.column(index)
+            new = self._map(column, tenant) if pa.types.is_map(column.type) else self._values(column, tenant)
+            if new is not column:
+                rows = rows.set_column(index, rows.schema.field(index), new)
+        return rows, None
+
+    def _map(self, column: pa.MapArray, tenant: str) -> pa.Array:
+        entries = column.values
+        keys, values = entries.field(0), entries.field(1)
+        allowed = pc.match_substring_regex(keys, f"^(?:{self._allow})$") if self._allow else None
+        denied = pc.match_substring_regex(keys, f"^(?:{self._deny})$") if self._deny else None
+        new = self._values(values, tenant, allowed, denied)
+        if new is values:
+            return column
+        rebuilt = pa.StructArray.from_arrays(
+            [keys, new], fields=[column.type.key_field, column.type.item_field]
+        )
+        return pa.Array.from_buffers(
+            column.type,
+            len(column),
+            column.buffers()[:2],
+            null_count=column.null_count,
+            offset=column.offset,
+            children=[rebuilt],
+        )
+
+    def _values(
+        self, values: pa.Array, tenant: str, allowed: pa.Array | None = None, denied: pa.Array | None = None
+    ) -> pa.Array:
+        """``values`` redacted (the same object when nothing matched)."""
+        if denied is not None:
+            denied = pc.and_(denied, pc.is_valid(values))
+            if allowed is not None:
+                denied = pc.and_(denied, pc.invert(allowed))
+            if pc.any(denied).as_py():
+                values = self._rewrite(values, denied, DENY_RULE, tenant)
+            else:
+                denied = None
+        skip = allowed if denied is None else denied if allowed is None else pc.or_(allowed, denied)
+        subject = values if skip is None else pc.if_else(skip, pa.scalar(None, pa.string()), values)
+        changed = False
+        for rule in self._rules:
+            if rule.check is None and self._config.action == "mask":
+                found = pc.sum(pc.count_substring_regex(subject, rule.regex)).as_py() or 0
+                if not found:
+                    continue
+                mask = self._config.mask.replace("{rule}", rule.name).replace("\\", "\\\\")
+                subject = pc.replace_substring_regex(subject, rule.regex, mask)
+                self._count(rule.name, found)
+                changed = True
+            else:
+                hit = pc.fill_null(pc.match_substring_regex(subject, rule.regex), False)
+                if pc.any(hit).as_py():
+                    subject = self._rewrite(subject, hit, rule.name, tenant, rule)
+                    changed = True
+        if not changed:
+            return values
+        return subject if skip is None else pc.coalesce(subject, values)
+
+    def _rewrite(
+        self, values: pa.Array, hit: pa.Array, name: str, tenant: str, rule: Rule | None = None
+    ) -> pa.Array:
+        """``values`` where ``hit``, rewritten in Python once per distinct value: wholly (no
+        ``rule``) or each match of ``rule`` that passes its check."""
+        replace = self._replacement(name, tenant)
+        distinct = pc.unique(values.filter(hit))
+        rewritten: list[str] = []
+        counts: list[int] = []
+        for text in distinct.to_pylist():
+            if rule is None:
+                rewritten.append(replace(text))
+                counts.append(1)
+                continue
+            found = [0]
+
+            def one(match: re.Match[str], rule: Rule = rule, found: list[int] = found) -> str:
+                if rule.check is not None and not rule.check(match.group(0)):
+                    return match.group(0)
+                found[0] += 1
+                return replace(match.group(0))
+
+            rewritten.append(rule.compiled.sub(one, text))
+            counts.append(found[0])
+        positions = pc.index_in(values, distinct)
+        taken = pc.if_else(hit, pa.array(rewritten, pa.string()).take(positions), values)
+        occurrences = np.bincount(positions.filter(hit).to_numpy(), minlength=len(distinct))
+        total = int(np.dot(occurrences, np.asarray(counts, dtype=np.int64)))
+        if total:
+            self._count(name, total)
+        return taken
