@@ -64,6 +64,7 @@ from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
 from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -126,6 +127,14 @@ class LakeWriter:
         self._buffer = Buffer()
         self._flushing: Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
+        # span_metrics_1m's batch ids apart: it is committed before the spans, so a batch it holds
+        # may still have to be committed to the spans (spanmetrics.py)
+        self._derived = CommittedIds(config.dedup_window)
+        self._span_metrics = (
+            SpanMetrics(config.span_metrics, settings.metrics.span_metrics_late_spans.labels(settings.id))
+            if config.span_metrics.enabled
+            else None
+        )
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
         self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
         self._in_progress: dict[str, asyncio.Future[None]] = {}
@@ -204,7 +213,7 @@ class LakeWriter:
             for past in sorted(table.snapshots(), key=lambda snapshot: snapshot.timestamp_ms):
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
-                    self._committed.add(ids.split(","), committed_at=past.timestamp_ms / 1000)
+                    self._ids_of(name).add(ids.split(","), committed_at=past.timestamp_ms / 1000)
 
     def _chain(self, config: Config) -> Chain | None:
         return Chain.build(config.stream, self._settings) if config.stream else None
@@ -237,6 +246,10 @@ class LakeWriter:
                 "The schema registry's policies could not be loaded; ingest is not validated until they are.",
                 extra={"tenant": tenant, "error": error.message, "retry_in": POLICY_RETRY},
             )
+
+    def _ids_of(self, table: str) -> CommittedIds:
+        """The batch ids committed to ``table`` that this writer remembers."""
+        return self._derived if table == SPAN_METRICS else self._committed
 
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit."""
@@ -417,13 +430,25 @@ class LakeWriter:
     async def snapshot_view(self, table: str, tenant: str) -> TableView:
         """Committed snapshot and hot rows of one table and tenant, consistent with each other;
         every batch acknowledged before the call is in one or the other."""
+        source = SOURCE if table == SPAN_METRICS else table
         async with self._convert_lock:
             await self._convert_pending()
             hot: list[pa.RecordBatch] = []
+            owners: list[Owners] = []
             for buffer in (self._flushing, self._buffer):
                 if buffer is not None:
-                    hot.extend(buffer.rows.get(table, {}).get(tenant, []))
-            return TableView(self.tables[table], self._visible.get(table), hot)
+                    hot.extend(buffer.rows.get(source, {}).get(tenant, []))
+                    owners.extend(buffer.owners.get(source, {}).get(tenant, []))
+            snapshot_id = self._visible.get(table)
+            # Spans of batches span_metrics_1m holds (replayed after a crash) are in its snapshot.
+            held = (
+                {i for owned in owners for i, _ in owned if i in self._derived} if source != table else None
+            )
+            if held:
+                hot = without({tenant: hot}, {tenant: owners}, held)
+        if source != table:  # the hot spans' metrics, as the next flush will commit them
+            hot = await asyncio.to_thread(self._span_metrics.hot, hot) if self._span_metrics and hot else []
+        return TableView(self.tables[table], snapshot_id, hot)
 
     async def _flusher(self) -> None:
         """Flush by age or size (``_flush_now``), or follow the other writers while idle; ends,
@@ -468,7 +493,7 @@ class LakeWriter:
             idle = self._buffer.started is None and not self._in_progress
             for name, (snapshot_id, by_others) in found.items():
                 for committed_at, ids in by_others:
-                    self._committed.add(ids, committed_at=committed_at)
+                    self._ids_of(name).add(ids, committed_at=committed_at)
                 self._seen[name] = snapshot_id
                 if idle:
                     self._visible[name] = snapshot_id
@@ -508,6 +533,10 @@ class LakeWriter:
                         known |= await asyncio.to_thread(
                             self._claims.claimed_elsewhere, buffer.batch_ids[name]
                         )
+                    if name == SOURCE and self._span_metrics is not None:
+                        await self._commit_span_metrics(
+                            tenants, buffer.owners[name], buffer.batch_ids[name], known
+                        )
                     done = await asyncio.to_thread(
                         self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name], known
                     )
@@ -546,6 +575,30 @@ class LakeWriter:
                 self._flushing = None
             await self._record_observed()
 
+    async def _commit_span_metrics(
+        self,
+        spans: dict[str, list[pa.RecordBatch]],
+        owners: dict[str, list[Owners]],
+        batch_ids: list[str],
+        known: set[str],
+    ) -> None:
+        """Commit span_metrics_1m's rows of the spans a flush is about to commit, leaving out the
+        batches it holds already (``_derived``: committed before a crash or a failed spans
+        commit), and publish its snapshot: queries leave the hot spans of the batches it holds
+        out of its hot rows (``snapshot_view``)."""
+        assert self._span_metrics is not None
+        known = known | {i for i in batch_ids if i in self._derived}
+        done = await asyncio.to_thread(
+            self._commit, SPAN_METRICS, spans, owners, batch_ids, known, self._span_metrics.derive
+        )
+        for committed_at, ids in done.by_others:
+            self._derived.add(ids, committed_at=committed_at)
+        self._derived.add(i for i in batch_ids if i not in done.skipped)
+        self._visible[SPAN_METRICS] = done.snapshot_id
+        self._span_metrics.committed()
+        if done.rows:
+            self._commits.inc()
+
     async def _record_observed(self) -> None:
         """Hand the keys and types seen since the last flush to the registry's store."""
         if self._registry is None or not self._observed:
@@ -573,6 +626,7 @@ class LakeWriter:
         owners: dict[str, list[Owners]],
         batch_ids: list[str],
         known: set[str] | None = None,
+        derive: Callable[[list[pa.RecordBatch]], list[pa.RecordBatch]] | None = None,
     ) -> Commit:
         """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
 
@@ -587,6 +641,9 @@ class LakeWriter:
         out (their files written again without them), as are those of ``known`` (committed
         before that snapshot). The commit succeeds only if nobody committed after the metadata
         that was read, so a batch is never in two commits.
+
+        With ``derive``, ``tenants`` are the rows of another table, and the rows written are
+        ``derive``'s of those kept (span_metrics_1m's of the spans).
         """
         table = self.tables[name]
         fs, prefix = self._fs
@@ -608,6 +665,8 @@ class LakeWriter:
                     if data_files:
                         delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
                     kept = without(tenants, owners, skipped)
+                    if derive is not None:
+                        kept = derive(kept)
                     data_files = []
                     if not kept:
                         break

@@ -42,6 +42,7 @@ from orasi_bridge.lake import traceindex
 from orasi_bridge.lake.catalog import filesystem
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.spanmetrics import MACROS
 from orasi_bridge.lake.writer import LakeWriter, TableView
 from orasi_bridge.query import pushdown, sandbox
 from orasi_bridge.query.files import DataFiles, Lru
@@ -153,11 +154,7 @@ class QueryEngine:
         with the per-query threads and memory limit) in a thread, within the concurrency and time
         limits."""
         async with self._slots:
-            database = (
-                self._databases.pop()
-                if self._databases
-                else sandbox.connect(self._limits.threads, self._limits.memory_limit)
-            )
+            database = self._databases.pop() if self._databases else self._connect()
             connection = database.cursor()
             loop = asyncio.get_running_loop()
             task = loop.run_in_executor(None, work, connection)
@@ -175,6 +172,13 @@ class QueryEngine:
             finally:
                 connection.close()
                 self._databases.append(database)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A new sandboxed database with the lake's SQL macros (``spanmetrics.MACROS``)."""
+        database = sandbox.connect(self._limits.threads, self._limits.memory_limit)
+        for macro in MACROS:
+            database.execute(macro)
+        return database
 
     def _register(
         self,

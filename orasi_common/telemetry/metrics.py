@@ -185,6 +185,13 @@ class Metrics:
             ["exporter", "processor", "action"],
             registry=r,
         )
+        self.span_metrics_late_spans = Counter(
+            "orasi_span_metrics_late_spans",
+            "Spans that reached span_metrics_1m behind its watermark (rows written with late = true: "
+            "corrections of minutes already reported).",
+            ["exporter"],
+            registry=r,
+        )
         self.schema_violations = Counter(
             "orasi_schema_violations",
             "Items or attributes that violated their subject's schema at ingest, by the action taken "
