@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from orasi_bridge.lake.global_dedup import GlobalDedupConfig
 from orasi_bridge.lake.localcache import LocalCacheConfig
+from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.lake.spanmetrics import SpanMetricsConfig
 from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.stream.config import StreamProcessor
@@ -101,6 +102,11 @@ class Config(ComponentConfig):
         default=None,
         description="Log every batch durably before acknowledging it and replay it after a crash "
         "(unset: rows wait for their commit in memory only).",
+    )
+    maintenance: MaintenanceConfig = Field(
+        default_factory=MaintenanceConfig,
+        description="Compaction, snapshot expiry and retention jobs on a schedule (lake/maintenance; "
+        "every interval unset: none scheduled).",
     )
     maintenance: MaintenanceConfig = Field(
         default_factory=MaintenanceConfig,

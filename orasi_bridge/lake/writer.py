@@ -62,6 +62,7 @@ from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
+from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
@@ -154,6 +155,7 @@ class LakeWriter:
         self._warm_after: dict[str, float] = {}  # per tenant: when loading its policies may be retried
         self._stream: Chain | None = None  # built at start (a redact salt may be read from a file)
         self._follow_failed = False
+        self._maintenance = Scheduler(settings, config)  # its jobs, when config.maintenance sets intervals
         self._wal = (
             WriteAheadLog.from_config(
                 config.wal, settings.id, settings.metrics.wal_corrupt_segments.labels(settings.id).inc
@@ -171,6 +173,7 @@ class LakeWriter:
         self._tasks.spawn(self._flusher(), name="lake-flusher")
         if self._wal is not None:
             await self._replay(await self._wal.open())
+        await self._maintenance.start()
 
     async def _replay(self, recovered: Recovered) -> None:
         """Buffer what the log kept from before a crash, except batches already committed."""
@@ -713,6 +716,7 @@ class LakeWriter:
         if self._shut:
             return
         self._shut = self._stopping = True
+        await self._maintenance.shutdown()
         self._converted.set()  # senders waiting for the converter are refused now
         self._flush_now.set()  # the flusher ends after its flush in flight
         try:

@@ -166,6 +166,33 @@ class Metrics:
             ["exporter"],
             registry=r,
         )
+        self.lake_maintenance_runs = Counter(
+            "orasi_lake_maintenance_runs",
+            "Lake maintenance jobs run on a schedule, by action (compact, expire, retention) and "
+            "outcome (success, failure).",
+            ["exporter", "action", "outcome"],
+            registry=r,
+        )
+        self.lake_maintenance_files = Counter(
+            "orasi_lake_maintenance_files",
+            "Files lake maintenance rewrote (compact), removed as orphans (expire) or deleted with "
+            "their partitions (retention).",
+            ["exporter", "action"],
+            registry=r,
+        )
+        self.lake_maintenance_bytes = Counter(
+            "orasi_lake_maintenance_bytes",
+            "Bytes lake maintenance wrote (compact), removed (expire) or deleted (retention).",
+            ["exporter", "action"],
+            registry=r,
+        )
+        self.lake_maintenance_duration = Histogram(
+            "orasi_lake_maintenance_duration_seconds",
+            "Duration of lake maintenance jobs.",
+            ["exporter", "action"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+            registry=r,
+        )
         self.stream_dropped = Counter(
             "orasi_stream_dropped_rows",
             "Lake rows a stream processor (filter, sample) left out, by processor and table.",

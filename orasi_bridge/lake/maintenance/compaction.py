@@ -1,0 +1,179 @@
+"""Compaction: a partition's small files merged into files near ``target_file_mib``.
+
+Per table and partition (tenant x day), the files under three quarters of the target are
+candidates; with at least ``min_input_files`` of them they are packed, in the order of their
+first row's time, into bins of at most the target's size (a bin of one file is left alone). Each
+bin's rows are read, sorted and written as one file by the writer's own code (``files``:
+``sort_rows`` and ``write_data_files``, so the file is sorted by service_name, time, in the same
+row groups, and a spans file gets its trace index), and the partition's bins are committed as one
+snapshot that removes the inputs and adds the outputs (``tables.replace_files``). Each output's
+row count is checked against its inputs' before anything is committed.
+
+The inputs stay on storage, referenced by the older snapshots (queries reading one keep working),
+until snapshot expiry lets the orphan-file removal take them (``expiry``). A partition whose files
+another job removed meanwhile is left for the next run, its new files deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+
+from orasi_bridge.lake.files import Partition, delete_data_files, sort_rows, write_data_files
+from orasi_bridge.lake.maintenance.config import MaintenanceConfig
+from orasi_bridge.lake.maintenance.tables import Lake, PartitionKey, live_files, replace_files
+from orasi_bridge.lake.schema import TABLES
+
+MIB = 1024 * 1024
+SMALL = 0.75
+"""A file under this fraction of the target size is a compaction candidate."""
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """One partition's compaction: files and bytes before (the inputs) and after (the outputs)."""
+
+    table: str
+    partition: PartitionKey
+    files_before: int
+    files_after: int
+    bytes_before: int
+    bytes_after: int
+    rows: int
+    committed: bool
+
+    def line(self, dry_run: bool) -> str:
+        state = "would merge" if dry_run else ("merged" if self.committed else "skipped (changed meanwhile)")
+        return (
+            f"{self.table} {self.partition}: {state} {self.files_before} files "
+            f"({self.bytes_before / MIB:.1f} MiB) into {self.files_after} ({self.rows} rows)"
+        )
+
+
+@dataclass
+class CompactionReport:
+    dry_run: bool
+    partitions: list[Compacted] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        """Input files rewritten (committed)."""
+        return sum(p.files_before for p in self.partitions if p.committed)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes written (committed)."""
+        return sum(p.bytes_after for p in self.partitions if p.committed)
+
+    def lines(self) -> list[str]:
+        if not self.partitions:
+            return ["nothing to compact"]
+        return [p.line(self.dry_run) for p in self.partitions]
+
+
+def plan(files: list[DataFile], config: MaintenanceConfig, time_id: int) -> list[list[DataFile]]:
+    """The bins of a partition's files to merge (two files each at least), in time order
+    (``time_id``: the field id of the table's `time` column)."""
+    target = config.target_file_mib * MIB
+    small = [f for f in files if f.file_size_in_bytes < SMALL * target]
+    if len(small) < config.min_input_files:
+        return []
+    small.sort(key=lambda f: _lower_micros(f, time_id))
+    bins: list[list[DataFile]] = [[]]
+    size = 0
+    for data_file in small:
+        if bins[-1] and size + data_file.file_size_in_bytes > target:
+            bins.append([])
+            size = 0
+        bins[-1].append(data_file)
+        size += data_file.file_size_in_bytes
+    return [merged for merged in bins if len(merged) > 1]
+
+
+def _lower_micros(data_file: DataFile, time_id: int) -> int:
+    bound = (data_file.lower_bounds or {}).get(time_id)
+    return int.from_bytes(bound, "little", signed=True) if bound else 0
+
+
+def compact(
+    lake: Lake, config: MaintenanceConfig, dry_run: bool = False, stop: threading.Event | None = None
+) -> CompactionReport:
+    """Compact every table of ``lake`` (blocking); ``stop`` set ends it between partitions."""
+    report = CompactionReport(dry_run)
+    for name, table in lake.tables().items():
+        time_id = table.schema().find_field("time").field_id
+        for partition, files in sorted(live_files(table).items(), key=lambda item: str(item[0])):
+            if stop is not None and stop.is_set():
+                return report
+            bins = plan(files, config, time_id)
+            if not bins:
+                continue
+            inputs = [f for merged in bins for f in merged]
+            rows = sum(f.record_count for f in inputs)
+            before = sum(f.file_size_in_bytes for f in inputs)
+            if dry_run:
+                report.partitions.append(
+                    Compacted(name, partition, len(inputs), len(bins), before, 0, rows, False)
+                )
+                continue
+            outputs: list[DataFile] = []
+            try:
+                for merged in bins:
+                    outputs.append(_rewrite(lake, table, name, partition, merged))
+                committed = replace_files(table, inputs, outputs, "compact", config.commit_retries)
+            except BaseException:
+                delete_data_files(lake.fs, lake.prefix, [f.file_path for f in outputs])
+                raise
+            if not committed:
+                delete_data_files(lake.fs, lake.prefix, [f.file_path for f in outputs])
+            after = sum(f.file_size_in_bytes for f in outputs)
+            report.partitions.append(
+                Compacted(name, partition, len(inputs), len(outputs), before, after, rows, committed)
+            )
+    return report
+
+
+def _rewrite(
+    lake: Lake, table: Table, name: str, partition: PartitionKey, merged: list[DataFile]
+) -> DataFile:
+    """One file of the rows of ``merged``, sorted and written as the writer writes its files."""
+    schema = TABLES[name]
+    batches = [batch for f in merged for batch in _read(lake, f.file_path, schema).to_batches()]
+    rows, runs = sort_rows(batches, schema)
+    expected = sum(f.record_count for f in merged)
+    if rows.num_rows != expected or any(
+        (run.tenant, run.day) != (partition.tenant, partition.day) for run in runs
+    ):
+        raise RuntimeError(
+            f"{name} {partition}: the files read hold {rows.num_rows} rows of other "
+            f"partitions or counts than their metadata's {expected}; nothing rewritten"
+        )
+    (written,) = write_data_files(
+        table,
+        name,
+        rows,
+        [Partition(partition.tenant, partition.day, 0, rows.num_rows)],
+        lake.fs,
+        lake.prefix,
+    )
+    if written.record_count != expected:
+        delete_data_files(lake.fs, lake.prefix, [written.file_path])
+        raise RuntimeError(f"{name} {partition}: wrote {written.record_count} rows of {expected}")
+    return written
+
+
+def _read(lake: Lake, path: str, schema: pa.Schema) -> pa.Table:
+    """A data file's rows in ``schema`` (columns added to the table since it was written: nulls)."""
+    found = pq.read_table(path.removeprefix(lake.prefix), filesystem=lake.fs)
+    columns = [
+        found.column(f.name).cast(f.type)
+        if f.name in found.column_names
+        else pa.nulls(found.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,121 @@
+"""The lake as the maintenance jobs see it: its tables, their live files by partition, and the one
+way a job changes a table (``replace_files``).
+
+A job's commit removes and adds whole data files in one snapshot (pyiceberg's overwrite producer:
+pyiceberg 0.12 cannot write Iceberg's ``replace`` operation), marked with ``JOB_PROPERTY`` and
+without the writer's ``orasi.batch-ids``; its parent is the snapshot it read, so the writer's
+``batch_ids_since`` still walks through it to the writers' snapshots. Like the writer's, the
+commit succeeds only on the snapshot it read (pyiceberg's own retries are off on these tables,
+``catalog.COMMIT_NUM_RETRIES``): on a conflict the table is read again and the same files are
+committed on top of the new snapshot, unless a file to remove is gone from it (another job removed
+it first), which ``replace_files`` reports so that the job plans again. Data files are immutable and
+the writers only add files, so a commit can neither lose a row a writer added meanwhile nor hold
+one twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+
+from orasi_bridge.lake.catalog import filesystem, open_catalog
+from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.schema import NAMESPACE, TABLES
+
+JOB_PROPERTY = "orasi.maintenance"
+"""Snapshot summary property naming the job that made the snapshot (``compact``, ``retention``)."""
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class PartitionKey:
+    """One partition of a lake table: a tenant's day (``day``: days since 1970-01-01; None for rows
+    without a time)."""
+
+    tenant: str
+    day: int | None
+
+    def __str__(self) -> str:
+        day = (
+            "no-time"
+            if self.day is None
+            else time.strftime("%Y-%m-%d", time.gmtime(self.day * SECONDS_PER_DAY))
+        )
+        return f"tenant={self.tenant}/day={day}"
+
+
+class Lake:
+    """A lake's catalog, tables and filesystem, opened for maintenance (blocking; ``close`` it)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.catalog: Catalog = open_catalog(config)
+        self.fs, self.prefix = filesystem(config)
+
+    def tables(self) -> dict[str, Table]:
+        """The lake's tables that exist (maintenance never creates one)."""
+        found = {}
+        for name in TABLES:
+            try:
+                found[name] = self.catalog.load_table(f"{NAMESPACE}.{name}")
+            except NoSuchTableError:
+                continue
+        return found
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def live_files(table: Table) -> dict[PartitionKey, list[DataFile]]:
+    """The data files of ``table``'s current snapshot, by partition."""
+    spec = table.spec()
+    names = [table.schema().find_field(field.source_id).name for field in spec.fields]
+    day_at, tenant_at = names.index("time"), names.index("tenant")
+    partitions: dict[PartitionKey, list[DataFile]] = defaultdict(list)
+    for task in table.scan().plan_files():
+        record = task.file.partition
+        partitions[PartitionKey(record[tenant_at], record[day_at])].append(task.file)
+    return dict(partitions)
+
+
+def replace_files(
+    table: Table, removed: list[DataFile], added: list[DataFile], job: str, retries: int
+) -> bool:
+    """Remove ``removed`` and add ``added`` in one snapshot of ``table`` (blocking). False when a
+    file of ``removed`` is no longer in the current snapshot (nothing committed); a conflict with
+    other commits is retried ``retries`` times, with a growing jittered pause, then raised."""
+    for attempt in range(retries + 1):
+        try:
+            with (
+                table.transaction() as transaction,
+                transaction.update_snapshot(snapshot_properties={JOB_PROPERTY: job}).overwrite() as overwrite,
+            ):
+                for data_file in removed:
+                    overwrite.delete_data_file(data_file)
+                for data_file in added:
+                    overwrite.append_data_file(data_file)
+            return True
+        except ValidationException:
+            table.refresh()
+            return False
+        except CommitFailedException:
+            table.refresh()
+            if attempt == retries:
+                raise
+            time.sleep(random.uniform(0.02, 0.1) * 2 ** min(attempt, 5))
+    raise AssertionError("unreachable")
+
+
+def listed_files(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
+    """Every file under ``directory`` (a path without the URL scheme), with its modification time."""
+    selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+    return [info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File]
