@@ -34,7 +34,7 @@ def _run_service(service: str, config_path: str) -> int:
 
     try:
         config = load_config(config_path)
-        instance = Service(service, config, plugin.load_factories())
+        instance = Service(service, config, plugin.load_factories(), config_path)
     except ConfigError as error:
         print(f"orasi {service}: {error}", file=sys.stderr)
         return 2

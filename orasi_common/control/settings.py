@@ -57,6 +57,16 @@ class Reconfigurable(Protocol):
         on the event loop, without blocking; the next item sees it."""
 
 
+@runtime_checkable
+class FileFollower(Protocol):
+    """Something that keeps values over components' file configurations (live settings)."""
+
+    def file_changed(self, component_id: str, file_config: ComponentConfig) -> ComponentConfig:
+        """The configuration ``component_id`` runs with now that its file's is ``file_config``
+        (SIGHUP): the values it keeps over it, if any, else ``file_config``."""
+        ...
+
+
 class SettingsError(MalformedData):
     """A stored object that is not a valid change of a component's reloadable keys."""
 
@@ -165,6 +175,7 @@ def changed_keys(old: ComponentConfig, new: ComponentConfig) -> list[str]:
 
 
 __all__ = [
+    "FileFollower",
     "Reconfigurable",
     "SettingsError",
     "changed_keys",

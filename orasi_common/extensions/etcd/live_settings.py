@@ -46,6 +46,7 @@ class LiveSettings:
         self._file: dict[str, ComponentConfig] = {}  # the file configuration of each component touched
         self._seen: dict[str, int] = {}  # component id → the mod revision last handled (put or delete)
         self._stored: set[str] = set()  # components running with a stored value
+        self._values: dict[str, dict[str, object]] = {}  # the stored value each of them runs with
         self._watch = PrefixWatch(
             endpoints,
             self.prefix.encode(),
@@ -100,6 +101,7 @@ class LiveSettings:
             return
         self._apply(component_id, targets, config, entry.mod_revision, "Applied live settings.")
         self._stored.add(component_id)
+        self._values[component_id] = stored
 
     def delete(self, key: bytes, revision: int) -> None:
         component_id = self._component(key)
@@ -108,8 +110,28 @@ class LiveSettings:
         if component_id not in self._stored or file_config is None:
             return  # nothing was applied: nothing to revert
         self._stored.discard(component_id)
+        self._values.pop(component_id, None)
         message = "Live settings deleted; the component runs with its file configuration again."
         self._apply(component_id, self._targets(component_id), file_config, revision, message)
+
+    def file_changed(self, component_id: str, file_config: ComponentConfig) -> ComponentConfig:
+        """``FileFollower``: the stored value stays over the new file configuration (a deletion
+        reverts to it); the file's alone when the stored value does not fit it any more."""
+        targets = self._targets(component_id)
+        self._file[component_id] = file_config
+        stored = self._values.get(component_id)
+        if stored is None or not targets:
+            return file_config
+        try:
+            return settings.resolve(
+                component_id, file_config, stored, settings.reloadable_keys(type(targets[0]))
+            )
+        except SettingsError as error:
+            self._log.warning(
+                "Live settings do not fit the reloaded configuration file; its values apply.",
+                extra={"component": component_id, "problems": error.problems},
+            )
+            return file_config
 
     def _apply(
         self,
