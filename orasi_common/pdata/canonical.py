@@ -245,17 +245,32 @@ def typed_wire_attribute_maps(
     values = scanned_values(
         buf, fields.start[occurrences], fields.end[occurrences], fields.msg[occurrences], m
     )
-    maps, source = _key_value_maps(keys, values.render(), kvs.parent, n_parents)
     if not typed:
-        return maps, None
-    codes = values.types if source is None else values.types[source]
-    return maps, pa.MapArray.from_arrays(maps.offsets, maps.keys, pa.array(codes, pa.uint8()), type=TYPES)
+        return key_value_maps(keys, values.render(), kvs.parent, n_parents), None
+    return typed_key_value_maps(keys, values.render(), values.types, kvs.parent, n_parents)
 
 
 def key_value_maps(keys: pa.Array, values: pa.Array, parents: I64, n_parents: int) -> pa.Array:
     """``MAP(VARCHAR, VARCHAR)`` of each parent's pairs (``parents`` ascending); a repeated key
     keeps its last value, at its first position."""
     return _key_value_maps(keys, values, parents, n_parents)[0]
+
+
+def typed_key_value_maps(
+    keys: pa.Array, values: pa.Array, codes: U8, parents: I64, n_parents: int
+) -> tuple[pa.Array, pa.Array]:
+    """``key_value_maps``, and beside them the maps of each value's original type (``codes``:
+    one per pair, OTAP type codes) with the same keys in the same places (``TYPES``)."""
+    maps, source = _key_value_maps(keys, values, parents, n_parents)
+    chosen = codes if source is None else codes[source]
+    return maps, pa.MapArray.from_arrays(maps.offsets, maps.keys, pa.array(chosen, pa.uint8()), type=TYPES)
+
+
+def empty_types(n: int) -> pa.Array:
+    """``TYPES`` maps of ``n`` rows without attributes."""
+    no_pairs = pa.array([], pa.string())
+    offsets = pa.array(np.zeros(n + 1, dtype=np.int32))
+    return pa.MapArray.from_arrays(offsets, no_pairs, pa.array([], pa.uint8()), type=TYPES)
 
 
 def _key_value_maps(

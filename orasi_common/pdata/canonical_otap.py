@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from orasi_common.pdata.canonical import ATTRIBUTES, Values, key_value_maps
+from orasi_common.pdata.canonical import ATTRIBUTES, TYPES, Values, empty_types, typed_key_value_maps
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.attributes import attribute_table, check_value_types, nested_value
 from orasi_common.pdata.otap.common import Keys, Table, to_numpy
@@ -77,13 +77,34 @@ def table_attribute_maps(
     tables: Mapping[ArrowPayloadType, pa.RecordBatch], payload: ArrowPayloadType, width_bits: int, keys: Keys
 ) -> pa.Array:
     """The canonical attribute map of each row of a parent table (``keys``) from its attribute table."""
+    return typed_table_attribute_maps(tables, payload, width_bits, keys)[0]
+
+
+def typed_table_attribute_maps(
+    tables: Mapping[ArrowPayloadType, pa.RecordBatch],
+    payload: ArrowPayloadType,
+    width_bits: int,
+    keys: Keys,
+    typed: bool = False,
+) -> tuple[pa.Array, pa.Array | None]:
+    """``table_attribute_maps``, and (``typed``) beside them each value's original type, from the
+    table's ``type`` column (``canonical.TYPES``, as ``typed_wire_attribute_maps`` gives for OTLP)."""
     empty = pa.array([[]], ATTRIBUTES)
     batch = tables.get(payload)
     if batch is None or batch.num_rows == 0:
-        return pa.repeat(empty[0], keys.n) if keys.n else empty.slice(0, 0)
+        maps = pa.repeat(empty[0], keys.n) if keys.n else empty.slice(0, 0)
+        return maps, empty_types(keys.n) if typed else None
     table, parents, names, types = attribute_table(batch, payload, width_bits)
     owner = keys.of(parents, payload.name)
-    order = pa.array(np.argsort(owner, kind="stable"))
-    values = table_values(table, types).render()
-    per_key = key_value_maps(names.take(order), values.take(order), np.sort(owner), len(keys.unique))
-    return keys.spread(per_key, empty)
+    by_owner = np.argsort(owner, kind="stable")
+    order = pa.array(by_owner)
+    values = table_values(table, types)
+    per_key, kinds = typed_key_value_maps(
+        names.take(order),
+        values.render().take(order),
+        values.types[by_owner],
+        np.sort(owner),
+        len(keys.unique),
+    )
+    maps = keys.spread(per_key, empty)
+    return maps, keys.spread(kinds, pa.array([[]], TYPES)) if typed else None

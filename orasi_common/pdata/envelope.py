@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from orasi_common.pdata.batch import Batch
 from orasi_common.pdata.canonical import ATTRIBUTES, service_names, typed_wire_attribute_maps
-from orasi_common.pdata.canonical_otap import table_attribute_maps
+from orasi_common.pdata.canonical_otap import typed_table_attribute_maps
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.common import Keys, Table
 from orasi_common.pdata.otap.envelope import Groups
@@ -141,8 +141,16 @@ class OtapEnvelope(Envelope):
 
     @cached_property
     def resource_attributes(self) -> pa.Array:
+        return self._resource_maps[0]
+
+    @cached_property
+    def resource_attribute_types(self) -> pa.Array | None:
+        return self._resource_maps[1]
+
+    @cached_property
+    def _resource_maps(self) -> tuple[pa.Array, pa.Array | None]:
         keys = Keys(*self.groups.resource_keys(self.tables))
-        return table_attribute_maps(self.tables, P.RESOURCE_ATTRS, 16, keys)
+        return typed_table_attribute_maps(self.tables, P.RESOURCE_ATTRS, 16, keys, typed=True)
 
     @cached_property
     def scope_names(self) -> tuple[pa.Array, pa.Array]:

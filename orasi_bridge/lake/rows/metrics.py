@@ -36,8 +36,8 @@ from orasi_bridge.lake.rows.columns import (
 )
 from orasi_bridge.lake.rows.otlp import Types, attribute_maps, field_text, ids, numbers, walk
 from orasi_common.errors import MalformedData
-from orasi_common.pdata.canonical import F64, typed_wire_attribute_maps
-from orasi_common.pdata.canonical_otap import table_attribute_maps
+from orasi_common.pdata.canonical import F64, empty_types, typed_wire_attribute_maps
+from orasi_common.pdata.canonical_otap import table_attribute_maps, typed_table_attribute_maps
 from orasi_common.pdata.envelope import Envelope, OtapEnvelope, optional_strings
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, decode_ids, to_numpy
@@ -482,8 +482,10 @@ _POINT_COLUMNS = {
 }
 
 
-def otap_batch(tables: Mapping[Any, pa.RecordBatch], tenant: str, region: str) -> pa.RecordBatch:
-    """The ``metric_points`` rows of one OTAP metrics batch."""
+def otap_batch(
+    tables: Mapping[Any, pa.RecordBatch], tenant: str, region: str, typed: Types | None = None
+) -> pa.RecordBatch:
+    """The ``metric_points`` rows of one OTAP metrics batch (``typed``: as ``otlp_batch``'s)."""
     checked, root = root_table(tables, METRICS_PAYLOAD_TYPES, P.UNIVARIATE_METRICS, "metrics")
     if root is None:
         return pa.RecordBatch.from_pylist([], schema.METRIC_POINTS)
@@ -501,12 +503,14 @@ def otap_batch(tables: Mapping[Any, pa.RecordBatch], tenant: str, region: str) -
         owners.append(keys.of(parents, kind.points.name))
         point_keys = Keys(*decode_ids(table, "id", "u32", DELTA))
         values = _VALUES[id(kind)](table)
+        attributes, kinds = typed_table_attribute_maps(checked, kind.attrs, 32, point_keys, typed is not None)
         parts.append(
             {
                 "start": pa.array(table.np("start_time_unix_nano", "timestamp", np.int64)),
                 "time": pa.array(table.np("time_unix_nano", "timestamp", np.int64)),
                 "flags": pa.array(table.np("flags", "u32", np.int64)),
-                "attributes": table_attribute_maps(checked, kind.attrs, 32, point_keys),
+                "attributes": attributes,
+                **({} if kinds is None else {"attribute_types": kinds}),
                 "exemplars": _table_exemplars(kind, checked, point_keys, table.n),
                 **values,
             }
@@ -529,11 +533,19 @@ def otap_batch(tables: Mapping[Any, pa.RecordBatch], tenant: str, region: str) -
         for name, kind in {**_POINT_COLUMNS, "start": pa.int64(), "time": pa.int64()}.items()
     }
     start, time = columns.pop("start"), columns.pop("time")
+    envelope = OtapEnvelope(root, checked)
+    metric_of_point = np.repeat(np.arange(m, dtype=np.int64), counts)
+    if typed is not None:
+        kinds = [part["attribute_types"] for part in parts]
+        typed["attributes"] = pa.concat_arrays(kinds).take(order) if kinds else empty_types(0)
+        resource = envelope.item_resource_types()
+        if resource is not None:
+            typed["resource_attributes"] = resource.take(pa.array(metric_of_point))
     return point_rows(
         tenant,
         region,
         {
-            **OtapEnvelope(root, checked).item_columns(),
+            **envelope.item_columns(),
             "metric_name": text(root.need("name", "utf8"), m, False),
             "description": text(root.get("description", "utf8"), m, True),
             "unit": text(root.get("unit", "utf8"), m, True),
@@ -541,7 +553,7 @@ def otap_batch(tables: Mapping[Any, pa.RecordBatch], tenant: str, region: str) -
             "temporality": root.np("aggregation_temporality", "i32", np.int64),
             "monotonic": root.np("is_monotonic", "bool", np.bool_),
         },
-        np.repeat(np.arange(m, dtype=np.int64), counts),
+        metric_of_point,
         start=to_numpy(start, np.int64),
         time=to_numpy(time, np.int64),
         **columns,

@@ -4,7 +4,8 @@ Every column is read from the Arrow columns: attribute values and log bodies fro
 value columns (``canonical_otap.table_values``), rendered by the same canonicaliser as OTLP
 ingest, and the envelope from :class:`orasi_common.pdata.envelope.OtapEnvelope`, so both forms
 give equal rows. Tables that do not decode raise :class:`MalformedData`, as the OTAP decoder
-does.
+does. With ``types``, the original type of each attribute value is read from the attribute
+tables' ``type`` column, as ``otlp.Types`` says (what the schema registry checks).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pyarrow as pa
 
 from orasi_bridge.lake import schema
 from orasi_bridge.lake.rows.columns import children, hex_ids, log_rows, span_rows, text
-from orasi_common.pdata.canonical_otap import table_attribute_maps, table_values
+from orasi_bridge.lake.rows.otlp import Types
+from orasi_common.pdata.canonical_otap import table_attribute_maps, table_values, typed_table_attribute_maps
 from orasi_common.pdata.envelope import OtapEnvelope
 from orasi_common.pdata.otap import wire
 from orasi_common.pdata.otap.common import DELTA, Keys, Table, child_table, decode_ids, string_codes, to_numpy
@@ -69,7 +71,20 @@ def _link_columns(table: Table, m: int) -> list[pa.Array]:
     ]
 
 
-def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
+def item_attributes(
+    tables: Tables, payload: P, keys: Keys, envelope: OtapEnvelope, types: Types | None
+) -> pa.Array:
+    """The items' attribute maps; with ``types``, their types and the resources' too."""
+    maps, typed = typed_table_attribute_maps(tables, payload, 16, keys, types is not None)
+    if types is not None and typed is not None:
+        types["attributes"] = typed
+        resource = envelope.item_resource_types()
+        if resource is not None:
+            types["resource_attributes"] = resource
+    return maps
+
+
+def spans_batch(tables: Tables, tenant: str, region: str, types: Types | None = None) -> pa.RecordBatch:
     """The ``spans`` rows of one OTAP traces batch."""
     checked, root = root_table(tables, TRACES_PAYLOAD_TYPES, P.SPANS, "traces")
     if root is None:
@@ -81,10 +96,11 @@ def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
     start = root.np("start_time_unix_nano", "timestamp", np.int64)
     duration = to_numpy(root.need("duration_time_unix_nano", "duration"), np.int64)
     status = root.struct("status")
+    envelope = OtapEnvelope(root, checked)
     return span_rows(
         tenant,
         region,
-        OtapEnvelope(root, checked).item_columns(),
+        envelope.item_columns(),
         start=start,
         end=(start.view(np.uint64) + duration.view(np.uint64)).view(np.int64),
         name=text(root.need("name", "utf8"), n, False),
@@ -96,7 +112,7 @@ def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
         flags=root.np("flags", "u32", np.int64),
         status_code=np.zeros(n, dtype=np.int64) if status is None else status.np("code", "i32", np.int64),
         status_message=text(None if status is None else status.get("status_message", "utf8"), n, True),
-        attributes=table_attribute_maps(checked, P.SPAN_ATTRS, 16, keys),
+        attributes=item_attributes(checked, P.SPAN_ATTRS, keys, envelope, types),
         events=_span_children(
             checked, keys, schema.EVENT, (P.SPAN_EVENTS, P.SPAN_EVENT_ATTRS), ("name", "utf8"), _event_columns
         ),
@@ -107,7 +123,9 @@ def spans_batch(tables: Tables, tenant: str, region: str) -> pa.RecordBatch:
     )
 
 
-def logs_batch(tables: Tables, tenant: str, region: str, received: I64 | int = 0) -> pa.RecordBatch:
+def logs_batch(
+    tables: Tables, tenant: str, region: str, received: I64 | int = 0, types: Types | None = None
+) -> pa.RecordBatch:
     """The ``logs`` rows of one OTAP logs batch (``received``: see ``columns.log_rows``)."""
     checked, root = root_table(tables, LOGS_PAYLOAD_TYPES, P.LOGS, "logs")
     if root is None:
@@ -124,10 +142,11 @@ def logs_batch(tables: Tables, tenant: str, region: str, received: I64 | int = 0
             body_struct, np.where(present, to_numpy(types_arr, np.uint8), 0).astype(np.uint8)
         )
         body, body_type = values.render(body=True), values.types
+    envelope = OtapEnvelope(root, checked)
     return log_rows(
         tenant,
         region,
-        OtapEnvelope(root, checked).item_columns(),
+        envelope.item_columns(),
         time=root.np("time_unix_nano", "timestamp", np.int64),
         observed=root.np("observed_time_unix_nano", "timestamp", np.int64),
         received=received,
@@ -139,7 +158,7 @@ def logs_batch(tables: Tables, tenant: str, region: str, received: I64 | int = 0
         trace_id=hex_ids(root.get("trace_id", "id16"), n),
         span_id=hex_ids(root.get("span_id", "id8"), n),
         flags=root.np("flags", "u32", np.int64),
-        attributes=table_attribute_maps(
-            checked, P.LOG_ATTRS, 16, Keys(*decode_ids(root, "id", "u16", DELTA))
+        attributes=item_attributes(
+            checked, P.LOG_ATTRS, Keys(*decode_ids(root, "id", "u16", DELTA)), envelope, types
         ),
     )

@@ -28,7 +28,7 @@ def value(v: Any) -> AnyValue:
     return AnyValue(string_value=v)
 
 
-def rows_of(spans: list[tuple[str, dict[str, Any]]], resource: dict[str, Any]) -> tuple[Any, Types]:
+def request_of(spans: list[tuple[str, dict[str, Any]]], resource: dict[str, Any]) -> bytes:
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.extend(KeyValue(key=k, value=value(v)) for k, v in resource.items())
@@ -38,12 +38,16 @@ def rows_of(spans: list[tuple[str, dict[str, Any]]], resource: dict[str, Any]) -
             trace_id=b"\x01" * 16, span_id=(index + 1).to_bytes(8, "big"), name=name, start_time_unix_nano=1
         )
         span.attributes.extend(KeyValue(key=k, value=value(v)) for k, v in attributes.items())
+    return request.SerializeToString()
+
+
+def rows_of(spans: list[tuple[str, dict[str, Any]]], resource: dict[str, Any]) -> tuple[Any, Types]:
     types: Types = {}
-    rows = otlp_rows([Batch.from_serialized(Signal.TRACES, request.SerializeToString())], "r", types)
+    rows = otlp_rows([Batch.from_serialized(Signal.TRACES, request_of(spans, resource))], "r", types)
     return rows, types
 
 
-SPANS = [
+SPANS: list[tuple[str, dict[str, Any]]] = [
     ("a", {"code": 200, "ratio": 1, "kind": "x", "blob": b"\x00"}),
     ("b", {"code": 200.5, "ratio": 0.5, "kind": "y", "other": True}),
     ("c", {"code": None, "kind": "xz"}),
