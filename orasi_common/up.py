@@ -40,6 +40,10 @@ the peaks stay near 540 MiB."""
 LAKE_BUFFER_MIB = 256
 """Rows held not yet committed, MiB, past which the lake refuses (retryably) more: the agent's
 log keeps the data meanwhile."""
+LAKE_MAINTENANCE = {"compact_interval": 600, "expire_interval": 3600}
+"""The lake's maintenance in `orasi up` (its one bridge runs it, under a lock in the process):
+small files compacted every 10 minutes, snapshots older than a week expired and orphan files
+removed every hour; no retention (a `retention` section and interval keep less)."""
 
 GATEWAY_SEND_TIMEOUT = 5.0
 """Seconds the gateway gives the bridge to take a batch (one attempt, no retries of its own)."""
@@ -101,6 +105,9 @@ def lake_section(data_dir: Path, region: str) -> dict[str, Any]:
         "flush_size_mib": LAKE_FLUSH_MIB,
         "max_buffer_mib": LAKE_BUFFER_MIB,
         "wal": {"directory": str(data_dir / "wal" / "bridge")},
+        "maintenance": dict(LAKE_MAINTENANCE),
+        # span_metrics_1m from the spans at each flush (the default, spelled out)
+        "span_metrics": {"enabled": True, "allowed_lateness": 120},
     }
 
 
