@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -26,7 +26,7 @@ SETUP_ATTEMPTS = 10
 
 def open_catalog(config: Config) -> Catalog:
     """Connect to the SQL catalog (creating its tables on first use, safe when several bridges
-    start at once). Blocking."""
+    start at once), or to AWS Glue's for a ``glue://`` URI (``_glue``). Blocking."""
     properties: dict[str, str] = {"uri": config.catalog_uri, "warehouse": config.warehouse}
     if config.warehouse.startswith("file://"):
         Path(urlparse(config.warehouse).path).mkdir(parents=True, exist_ok=True)
@@ -35,6 +35,8 @@ def open_catalog(config: Config) -> Catalog:
     region = _region(config)
     if region:
         properties["s3.region"] = region  # else pyiceberg asks AWS for the bucket's region
+    if config.catalog_uri.startswith(GLUE):
+        return _glue(config.catalog_uri, properties)
     # The catalog's own tables are created here rather than by pyiceberg, which fails when
     # another bridge starting at the same time creates them between its check and its creation.
     catalog = SqlCatalog("orasi", init_catalog_tables="false", **properties)
@@ -48,6 +50,25 @@ def open_catalog(config: Config) -> Catalog:
                 catalog.close()
                 raise
             attempt += 1
+
+
+GLUE = "glue://"
+
+
+def _glue(uri: str, properties: dict[str, str]) -> Catalog:
+    """pyiceberg's Glue catalog for ``glue://[REGION][?KEY=VALUE&…]``: each KEY is a ``glue.KEY``
+    property of pyiceberg's (``endpoint``, ``id`` the catalog's account, ``profile-name``, …);
+    credentials come from the AWS chain. Needs boto3 (the ``glue`` extra)."""
+    try:
+        from pyiceberg.catalog.glue import GlueCatalog  # imports boto3
+    except ImportError as error:
+        raise RuntimeError(f"{uri}: the Glue catalog needs boto3: pip install 'orasi[glue]'") from error
+    parsed = urlparse(uri)
+    glue = {f"glue.{key}": value for key, value in parse_qsl(parsed.query)}
+    if parsed.netloc:
+        glue["glue.region"] = parsed.netloc
+    del properties["uri"]
+    return GlueCatalog("orasi", **properties, **glue)
 
 
 def _region(config: Config) -> str | None:

@@ -9,12 +9,14 @@ local one where a test counts the files on disk. Expected counts are the rows ea
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pytest
+from moto.server import ThreadedMotoServer
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from integration.bridge.servers import LakeSpace
@@ -24,6 +26,8 @@ from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
 from orasi_bridge.lake.config import Config, ReplicateConfig
 from orasi_bridge.lake.files import sort_rows, write_data_files
 from orasi_bridge.lake.schema import TABLES
+from orasi_common.cli import main
+from orasi_common.testing.service_process import free_port
 
 DAY_US = 86_400_000_000
 START_US = 1_780_000_000_000_000
@@ -227,3 +231,53 @@ def test_files_of_several_regions_are_rewritten_by_region(tmp_path: Path) -> Non
     regions = sorted(f.partition[0] for f in global_files(target, "metric_points", west))
     assert regions == ["us-east-1", "us-west-2"]
     assert replication.replicate(west, target)[0].files == 0
+
+
+def test_command_replicates_an_up_region(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`orasi lake replicate` on a region of `orasi up --regions` (its lake under <data-dir>/<region>)."""
+    east = regional_lake(tmp_path, "us-east-1")  # where orasi up --regions keeps us-east-1's lake
+    append(east, "spans", rows("spans", {"us-east-1": 8}))
+    to = ["--to", f"file://{tmp_path / 'global'}", "--catalog", f"sqlite:///{tmp_path / 'global.db'}"]
+    command = ["lake", "replicate", "--data-dir", str(tmp_path), "--region", "us-east-1", *to]
+
+    assert main([*command, "--dry-run"]) == 0
+    assert "would copy spans: 1 snapshots, 2 files (0 rewritten), 8 rows" in capsys.readouterr().out
+    assert main(command) == 0
+    assert "spans: 1 snapshots, 2 files (0 rewritten), 8 rows" in capsys.readouterr().out
+    assert main(command) == 0
+    assert "spans: 0 snapshots, 0 files" in capsys.readouterr().out
+    target = ReplicateConfig(to=to[1], catalog_uri=to[3])
+    assert global_counts(target, "spans", east) == {"us-east-1": 8}
+
+    assert main(["lake", "replicate", "--data-dir", str(tmp_path), "--region", "us-east-1"]) == 1
+    assert "give --to and --catalog" in capsys.readouterr().err
+
+
+@pytest.fixture
+def glue_endpoint() -> Iterator[str]:
+    """A Glue API stand-in (moto's server: AWS is not reachable here), on a free port."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_global_lake_in_a_glue_catalog(tmp_path: Path, lake_space: LakeSpace, glue_endpoint: str) -> None:
+    """The global lake's catalog is AWS Glue's (glue://REGION?endpoint=…), its warehouse S3's, as
+    Athena would read it."""
+    east = regional_lake(tmp_path, "us-east-1")
+    append_id = append(east, "spans", rows("spans", {"us-east-1": 13}))
+    s3 = lake_space.lake_config()["s3"]
+    target = ReplicateConfig(
+        to=lake_space.warehouse, catalog_uri=f"glue://us-east-1?endpoint={glue_endpoint}", s3=s3
+    )
+    assert [r.rows for r in replication.replicate(east, target)] == [13]
+    catalog = open_catalog(replication.global_config(east, target))
+    assert type(catalog).__name__ == "GlueCatalog"
+    table = catalog.load_table("orasi.spans")
+    assert table.metadata_location.startswith(lake_space.warehouse)
+    assert replication.positions(table) == {"us-east-1": append_id}
+    assert table.scan().to_arrow().column("region").to_pylist() == ["us-east-1"] * 13
