@@ -47,6 +47,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     target.add_argument("--to-time", metavar="T", help="RFC 3339 or Unix ns: the last snapshot by then")
     restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     _add_replicate(actions, common)
+    _add_maintenance(actions, common)
     _add_catalog(commands, common)
     return lake
 
@@ -60,6 +61,20 @@ def _add_replicate(actions: Any, common: argparse.ArgumentParser) -> None:
     replicate.add_argument("--to", metavar="WAREHOUSE", help="the global warehouse: s3://… or file://…")
     replicate.add_argument("--catalog", metavar="URI", help="the global lake's catalog URI")
     replicate.add_argument("--dry-run", action="store_true", help="print what would be copied, copy nothing")
+
+
+MAINTENANCE = {
+    "compact": "merge each partition's small files into files near the target size",
+    "expire": "expire old snapshots (never within the dedup window) and remove orphan files",
+    "retention": "delete the day partitions past each tenant's retention",
+}
+"""The lake maintenance jobs (orasi_bridge/lake/maintenance), run once with the lake's settings."""
+
+
+def _add_maintenance(actions: Any, common: argparse.ArgumentParser) -> None:
+    for action, what in MAINTENANCE.items():
+        job = actions.add_parser(action, parents=[common], help=what)
+        job.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
 
 def _add_catalog(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -131,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             return _restore(args)
         if args.action == "replicate":
             return _replicate(args)
+        if args.action in MAINTENANCE:
+            return _maintain(args)
         raise Failed(f"unknown action {args.action!r}")
     except Failed as error:
         print(f"orasi {args.command} {args.action}: {error}", file=sys.stderr)
@@ -213,6 +230,22 @@ def _replicate(args: argparse.Namespace) -> int:
         raise Failed(str(error)) from None
     for report in reports:
         print(("would copy " if args.dry_run else "") + report.line())
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    """Run one maintenance job of the lake's `maintenance` settings and print its report."""
+    from orasi_bridge.lake.maintenance.jobs import JOBS
+    from orasi_bridge.lake.maintenance.tables import Lake
+
+    config = _lake(args)
+    lake = Lake(config)
+    try:
+        report = JOBS[args.action](lake, config.maintenance, args.dry_run, None)
+    finally:
+        lake.close()
+    for line in report.lines():
+        print(line)
     return 0
 
 

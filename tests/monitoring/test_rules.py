@@ -22,6 +22,7 @@ ALERTS = {
     "OrasiCircuitBreakerOpen",
     "OrasiWalCorruptSegment",
     "OrasiLakeCommitsFailing",
+    "OrasiLakeMaintenanceFailing",
     "OrasiNoDataReceived",
     "OrasiMalformedInput",
     "OrasiOtapSchemaResets",

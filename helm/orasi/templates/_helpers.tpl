@@ -50,6 +50,12 @@ are replaced).
 {{- $derived := dict -}}
 {{- if eq $component "bridge" -}}
 {{- $derived = dict "exporters" (dict "lake" (dict "warehouse" "s3://${env:ORASI_BUCKET}/warehouse" "wal" (dict "directory" "${env:ORASI_WAL_DIR}"))) -}}
+{{- $m := $root.Values.bridge.maintenance -}}
+{{- $maintenance := dict "target_file_mib" $m.targetFileMib "retention" $m.retention -}}
+{{- range $key, $value := dict "compact_interval" $m.compactInterval "expire_interval" $m.expireInterval "retention_interval" $m.retentionInterval -}}
+{{- if $value }}{{ $_ := set $maintenance $key $value }}{{ end -}}
+{{- end -}}
+{{- $_ := set $derived.exporters.lake "maintenance" $maintenance -}}
 {{- end -}}
 {{- $etcd := $root.Values.etcd -}}
 {{- if $etcd.endpoints -}}
