@@ -27,7 +27,8 @@ the spec ignore ``ser`` on type-0 rows, and this decoder gives the unset field b
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,7 @@ from orasi_common.pdata.otap.value_scan import (
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 Bools = npt.NDArray[np.bool_]
+KeySet = tuple[tuple[str, bool], ...]
 
 UNSET_MARKER = b"\xf7"
 _VARIED = 2
@@ -142,9 +144,10 @@ def _positions(parents: I64) -> I64:
     return index - np.maximum.accumulate(np.where(first, index, 0))
 
 
-def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
-    """For the first ``n`` rows: (value code, key code, the rows of keys with varied values),
-    the last None when those rows are too many to group the table by value (see ``_ordered``).
+def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]:
+    """For the first ``n`` rows: (value code, key code, the rows of keys with varied values,
+    the keys, sorted, each with whether its values vary), the third None when those rows are
+    too many to group the table by value (see ``_ordered``).
 
     Value codes are equal exactly when key, type and value are (-1 for types never
     delta-encoded); codes count in order of first appearance.
@@ -153,7 +156,8 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
     delta = IS_DELTA_TYPE[types]
     pair = _codes(kv.canonical.slice(0, n))
     pair[~delta] = -1
-    key = _codes(kv.key.slice(0, n))
+    keys_seen = pc.dictionary_encode(kv.key.slice(0, n))
+    key: I64 = to_numpy(keys_seen.indices, np.int64, -1).astype(np.int64, copy=True)
     # a row brings a new value when its code exceeds every code before it
     seen = np.maximum.accumulate(pair)
     first = np.empty(n, dtype=np.bool_)
@@ -163,9 +167,11 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None]:
     distinct = np.bincount(key[first], minlength=keys)
     varied = distinct * _VARIED > np.bincount(key[delta], minlength=keys)
     varied_rows = varied[key]
+    names = keys_seen.dictionary.to_pylist()
+    key_names = tuple(sorted(zip(names, varied.tolist(), strict=True)))
     if int(varied_rows.sum()) * _VARIED_SHARE > n:
-        return pair, key, None
-    return pair, key, varied_rows
+        return pair, key, None, key_names
+    return pair, key, varied_rows, key_names
 
 
 _ZSTD = zstandard.ZstdCompressor(level=1)
@@ -191,7 +197,28 @@ def _cost(order: I64 | None, parents: I64, key: I64, pair: I64, dtype: Any) -> i
     return sum(len(_ZSTD.compress(column.tobytes())) for column in columns)
 
 
-def _ordered(kv: KeyValues, parents: I64, parent_type: pa.DataType) -> tuple[I64 | None, Bools]:
+# The order chosen for a table is kept, in this process, for the next tables of the same payload
+# type and keys, and candidates are estimated again only every REVIEW_EVERY-th such table: a
+# stream's tables keep their keys and value mix from batch to batch, while estimating every
+# candidate costs a fifth of encoding a batch. (A decoder accepts any order; the choice moves
+# bytes only.) At most CHOICES_KEPT choices are kept, the oldest dropped first.
+REVIEW_EVERY = 16
+CHOICES_KEPT = 256
+_BY_VALUE, _BY_KEY, _OTLP = "by value", "by key", "otlp"
+
+
+@dataclass
+class _Choice:
+    kind: str
+    left: int  # tables that take ``kind`` before the candidates are estimated again
+
+
+_CHOICES: dict[Hashable, _Choice] = {}
+
+
+def _ordered(
+    kv: KeyValues, parents: I64, parent_type: pa.DataType, stream: Hashable | None = None
+) -> tuple[I64 | None, Bools]:
     """The row order of the table, None to keep OTLP's, and its quasi-delta rule in that order.
 
     Every candidate keeps each parent's rows in their OTLP order (rows are ordered by their
@@ -205,25 +232,47 @@ def _ordered(kv: KeyValues, parents: I64, parent_type: pa.DataType) -> tuple[I64
     - by position, key and parent: each key's rows together, parents ascending;
     - OTLP's order: each parent's rows together, parent ids ascending.
 
-    The one whose quasi-delta parent ids, key and value codes compress smallest is chosen.
+    The one whose quasi-delta parent ids, key and value codes compress smallest is chosen;
+    tables of the same ``stream`` (a payload type) and keys reuse it, see ``REVIEW_EVERY``.
     """
     n = len(parents)
     if n < 2:
         return None, np.zeros(n, dtype=np.bool_)
-    pair, key, varied_rows = _varied_rows(kv, n)
+    pair, key, varied_rows, key_names = _varied_rows(kv, n)
     positions = _positions(parents)
-    candidates: list[I64 | None] = [np.lexsort((parents, key, positions)), None]
-    if varied_rows is not None:
-        by_value = np.lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
-        candidates.insert(0, by_value)
-    if n < _TRIAL_ROWS:
-        best = candidates[0]  # nothing to compare
-        return best, _same_value(pair if best is None else pair[best])
-    dtype = parent_type.to_pandas_dtype()
-    # each later candidate must win by _SLACK bytes per rank: on small tables the estimates
-    # differ by noise
-    costs = [_cost(order, parents, key, pair, dtype) + rank * _SLACK for rank, order in enumerate(candidates)]
-    best = candidates[costs.index(min(costs))]
+
+    def order(kind: str) -> I64 | None:
+        if kind == _OTLP:
+            return None
+        if kind == _BY_KEY:
+            return np.lexsort((parents, key, positions))
+        assert varied_rows is not None
+        return np.lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
+
+    kinds = [_BY_KEY, _OTLP] if varied_rows is None else [_BY_VALUE, _BY_KEY, _OTLP]
+    memo = None if stream is None or n < _TRIAL_ROWS else (stream, key_names)
+    choice = None if memo is None else _CHOICES.get(memo)
+    if choice is not None and choice.left > 0 and choice.kind in kinds:
+        choice.left -= 1
+        best = order(choice.kind)
+    elif n < _TRIAL_ROWS:
+        best = order(kinds[0])  # nothing to compare: estimates would be noise
+    else:
+        candidates = [order(kind) for kind in kinds]
+        dtype = parent_type.to_pandas_dtype()
+        # each later candidate must win by _SLACK bytes per rank: on small tables the estimates
+        # differ by noise
+        costs = [
+            _cost(candidate, parents, key, pair, dtype) + rank * _SLACK
+            for rank, candidate in enumerate(candidates)
+        ]
+        rank = costs.index(min(costs))
+        best = candidates[rank]
+        if memo is not None:
+            _CHOICES.pop(memo, None)
+            while len(_CHOICES) >= CHOICES_KEPT:
+                del _CHOICES[next(iter(_CHOICES))]
+            _CHOICES[memo] = _Choice(kinds[rank], REVIEW_EVERY - 1)
     return best, _same_value(pair if best is None else pair[best])
 
 
@@ -232,14 +281,18 @@ def _take(arr: pa.Array | None, order: pa.Array) -> pa.Array | None:
 
 
 def encode_attributes(
-    raws: pa.Array | list[bytes], parents: I64, parent_type: pa.DataType
+    raws: pa.Array | list[bytes],
+    parents: I64,
+    parent_type: pa.DataType,
+    payload: ArrowPayloadType | None = None,
 ) -> pa.RecordBatch | None:
-    """The attribute table of serialized KeyValues (``parents``: each one's parent id)."""
+    """The attribute table of serialized KeyValues (``parents``: each one's parent id);
+    ``payload`` names the table's type, whose earlier tables' row order it may reuse."""
     if len(raws) == 0:
         return None
     kv = parse_key_values(raws)
     cols, keys, unset = kv.values, kv.key, kv.unset
-    order, eq = _ordered(kv, parents, parent_type)
+    order, eq = _ordered(kv, parents, parent_type, payload)
     if order is not None:
         take = pa.array(order, pa.int64())
         cols = AnyColumns(
@@ -275,7 +328,9 @@ def add_attribute_table(
     if not counts.any():
         return False
     raws = list(itertools.chain.from_iterable(lists))
-    batch = encode_attributes(raws, np.repeat(np.arange(len(lists), dtype=np.int64), counts), parent_type)
+    batch = encode_attributes(
+        raws, np.repeat(np.arange(len(lists), dtype=np.int64), counts), parent_type, payload
+    )
     if batch is not None:
         tables[payload] = batch
     return True

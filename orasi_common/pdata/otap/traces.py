@@ -223,7 +223,7 @@ def _scanned_attributes(
     """The attribute table of the ``KeyValue`` fields at ``rows`` (parents: their messages)."""
     if not len(rows):
         return
-    batch = encode_attributes(_binary(buf, f.start[rows], f.end[rows]), f.msg[rows], parent_type)
+    batch = encode_attributes(_binary(buf, f.start[rows], f.end[rows]), f.msg[rows], parent_type, payload)
     if batch is not None:
         tables[payload] = batch
 

@@ -30,7 +30,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from orasi_common.errors import MalformedData
-from orasi_common.pdata.otap import cbor, value_scan
+from orasi_common.pdata.otap import attributes, cbor, value_scan
 from orasi_common.pdata.otap.attributes import decode_attributes
 from orasi_common.pdata.otap.logs import decode_logs, encode_logs
 from orasi_common.pdata.otap.metrics import decode_metrics, encode_metrics
@@ -503,6 +503,26 @@ def test_sorted_attribute_tables_give_back_every_list_in_order(lists: list[list[
         span.attributes.extend(attrs)
     tables = _check(request, encode_traces, decode_traces)
     assert decode_traces(_dictionary_tables(tables)) == request
+    assert decode_traces(_without_metadata(tables)) == request
+
+
+@pytest.mark.parametrize("kind", [attributes._BY_VALUE, attributes._BY_KEY, attributes._OTLP])
+def test_a_remembered_attribute_order_gives_back_every_list(kind: str) -> None:
+    """A row order remembered for a payload type and key set (see ``REVIEW_EVERY``) is used for
+    the next table with those keys, whatever that table holds, and loses nothing."""
+    rng = random.Random(7)
+    request = _request(120)
+    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        span.attributes.append(_kv("http.method", string_value=rng.choice(["GET", "POST"])))
+        if i % 12 == 0:  # a key of varied values on a few rows: every candidate order applies
+            span.attributes.append(_kv("id", int_value=rng.randrange(10**9)))
+    memo = (P.SPAN_ATTRS, (("http.method", False), ("id", True)))
+    attributes._CHOICES.pop(memo, None)
+    encode_traces(request)  # the first table with these keys estimates the candidates
+    assert attributes._CHOICES[memo].left == attributes.REVIEW_EVERY - 1
+    attributes._CHOICES[memo].kind = kind
+    tables = _check(request, encode_traces, decode_traces)
+    assert attributes._CHOICES[memo] == attributes._Choice(kind, attributes.REVIEW_EVERY - 2)
     assert decode_traces(_without_metadata(tables)) == request
 
 
