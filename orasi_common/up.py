@@ -182,6 +182,19 @@ def region_ports(ports: Mapping[str, int], count: int) -> list[dict[str, int]]:
     return tables
 
 
+GLOBAL_LAKE_INTERVAL = 60.0
+"""Seconds between two replications of each region's lake into the global lake of ``--regions``."""
+
+
+def global_lake(data_dir: Path) -> dict[str, Any]:
+    """The `replicate` section of ``--regions``' lakes: the global lake under ``<data_dir>/global``."""
+    return {
+        "to": f"file://{data_dir / 'global' / 'warehouse'}",
+        "catalog_uri": f"sqlite:///{data_dir / 'global' / 'catalog.db'}",
+        "interval": GLOBAL_LAKE_INTERVAL,
+    }
+
+
 def region_configs(
     data_dir: Path, ports: Mapping[str, int], host: str, regions: Sequence[str], etcd: str | None = None
 ) -> dict[tuple[str, str], ServiceConfig]:
@@ -191,7 +204,9 @@ def region_configs(
     Every region runs an agent and a gateway; the first ``BRIDGE_REGIONS`` a bridge too, each with
     a lake, a catalog, a schema registry and logs of its own under ``<data_dir>/<region>/`` (the
     lake's ``region`` column is that region: where the row is stored); both lakes share the claims
-    of batch ids (``<data_dir>/batch-claims.db``), so a batch that reached both is committed once.
+    of batch ids (``<data_dir>/batch-claims.db``), so a batch that reached both is committed once,
+    and each bridge copies its lake into the global lake every ``GLOBAL_LAKE_INTERVAL`` seconds
+    (``global_lake``: ``<data_dir>/global``, partitioned by region; `orasi lake replicate`).
     Each agent stamps ``cloud.region`` on what it forwards (its resource processor), so a row also
     says where it was produced (``resource_attributes['cloud.region']``), whichever lake it reached.
 
@@ -223,6 +238,8 @@ def region_configs(
                 documents["bridge"]["extensions"]["query_api"]["federation"] = {"peers": peers}
             # one batch, one lake: the claims of batch ids both lakes share (lake/global_dedup.py)
             documents["bridge"]["exporters"]["lake"]["global_dedup"] = {"store": claims}
+            # each lake copied into the global lake by its bridge (lake/replicate_schedule.py)
+            documents["bridge"]["exporters"]["lake"]["replicate"] = global_lake(data_dir)
             _register(documents["bridge"], etcd, region)
             out[(region, "bridge")] = ServiceConfig.model_validate(documents["bridge"])
         primary = region if region in homes else homes[0]
