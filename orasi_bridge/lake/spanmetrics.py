@@ -46,7 +46,8 @@ SOURCE = "spans"
 """The table whose rows ``span_metrics_1m`` aggregates."""
 
 BOUNDS_NS: tuple[int, ...] = tuple(round(1000 * 2 ** (i / 2)) for i in range(64))
-"""Upper bounds of the duration buckets in ns: 1 µs x √2^i, to 3.04e12 ns (about 51 minutes)."""
+"""Upper bounds of the duration buckets in ns: 1 µs x √2^i, to 3.04e12 ns (about 51 minutes);
+the SQL macro ``span_metrics_bound`` computes the same (a unit test holds them equal)."""
 BUCKETS = len(BOUNDS_NS) + 1
 
 MINUTE_US = 60_000_000
@@ -205,31 +206,38 @@ class SpanMetrics:
 
 
 def _macros() -> tuple[str, ...]:
-    bounds = ", ".join(map(str, BOUNDS_NS))
-    histogram = ", ".join(f"coalesce(sum(n) FILTER (WHERE bucket = {i}), 0)::BIGINT" for i in range(BUCKETS))
+    # Small expressions on purpose: DuckDB expands macros where they are called, and binding a
+    # 65-aggregate or bounds-literal expansion took longer than the query it was part of.
+    last = len(BOUNDS_NS) - 1
     return (
-        f"CREATE MACRO span_metrics_bounds() AS [{bounds}]::BIGINT[]",
-        f"CREATE MACRO span_metrics_histogram(bucket, n) AS [{histogram}]",
-        # k: the 1-based bucket holding the rank-th duration; linear interpolation within it (the
-        # first bucket from 0; the last, unbounded, answers its lower bound).
-        "CREATE MACRO __span_metrics_at(h, cum, rank, k, bounds) AS CASE "
-        "WHEN k IS NULL OR k = 0 THEN NULL "
-        "WHEN k > len(bounds) THEN bounds[len(bounds)]::DOUBLE "
-        "ELSE coalesce(bounds[k - 1], 0) + (bounds[k] - coalesce(bounds[k - 1], 0)) "
-        "* (rank - coalesce(cum[k - 1], 0)) / h[k] END",
-        "CREATE MACRO __span_metrics_rank(h, cum, rank) AS __span_metrics_at(h, cum, rank, "
-        "list_position(list_transform(cum, lambda c: c > 0 AND c >= rank), true), span_metrics_bounds())",
-        "CREATE MACRO span_metrics_quantile(h, q) AS __span_metrics_rank(h, "
-        "list_transform(range(1, len(h) + 1), lambda i: list_sum(h[1:i])), q * list_sum(h))",
+        f"CREATE MACRO span_metrics_bound(i) AS CASE WHEN i BETWEEN 0 AND {last} "
+        "THEN round(1000 * pow(2, i / 2))::BIGINT END",
+        f"CREATE MACRO span_metrics_bounds() AS "
+        f"list_transform(range({last + 1}), lambda i: span_metrics_bound(i))",
+        f"CREATE MACRO __span_metrics_dense(buckets, counts) AS list_transform(range({BUCKETS}), "
+        "lambda i: coalesce(list_sum(list_filter(counts, lambda c, j: buckets[j] = i)), 0)::BIGINT)",
+        "CREATE MACRO span_metrics_histogram(bucket, n) AS __span_metrics_dense(list(bucket), list(n))",
+        # The first bucket k (1-based: bucket k - 1) whose cumulative count reaches the rank, and
+        # the rank's place in it, linearly from its lower bound (0 for the first; the last,
+        # unbounded, answers its lower bound).
+        "CREATE MACRO __span_metrics_at(h, k, rank, low, high) AS "
+        "low + (high - low) * greatest(rank - coalesce(list_sum(h[1:k - 1]), 0), 0) / h[k]",
+        "CREATE MACRO __span_metrics_quantile(h, rank) AS list_min(list_transform(range(1, len(h) + 1), "
+        "lambda k: CASE WHEN h[k] > 0 AND list_sum(h[1:k]) >= rank THEN __span_metrics_at(h, k, rank, "
+        "coalesce(span_metrics_bound(k - 2), 0), "
+        "coalesce(span_metrics_bound(k - 1), span_metrics_bound(k - 2))) END))",
+        "CREATE MACRO span_metrics_quantile(h, q) AS __span_metrics_quantile(h, q * list_sum(h))",
     )
 
 
 MACROS = _macros()
 """The query engine's SQL macros over ``span_metrics_1m`` (created in every query database):
 
-- ``span_metrics_bounds()``: ``BOUNDS_NS`` (bucket i's upper bound is element i + 1);
+- ``span_metrics_bound(i)``: bucket i's upper bound in ns (``BOUNDS_NS[i]``; null for the last);
+  ``span_metrics_bounds()``: ``BOUNDS_NS`` as a list;
 - ``span_metrics_histogram(bucket, n)``, an aggregate: the dense histogram (``BUCKETS`` counts,
-  element i + 1 for bucket i) of rows of (bucket, count), e.g. the buckets summed per group;
+  element i + 1 for bucket i) of rows of (bucket, count); sum the counts per bucket first (a
+  GROUP BY), it then has at most ``BUCKETS`` rows per group to read;
 - ``span_metrics_quantile(histogram, q)``: the q-quantile (0..1) of the durations in a dense
   histogram, in ns, interpolated linearly within its bucket (null when it is empty).
 """

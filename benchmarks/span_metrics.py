@@ -1,0 +1,213 @@
+"""Benchmark of ``span_metrics_1m``: RED per service over 30 days (target ≤ 100 ms).
+
+Run from the repository root, with the test servers up (SeaweedFS S3 on 127.0.0.1:8333,
+PostgreSQL on 127.0.0.1:5432)::
+
+    python -m benchmarks.span_metrics              # 6 services x 4 operations, 30 days
+    python -m benchmarks.span_metrics --quick      # 2 days, a smoke run
+    python -m benchmarks.span_metrics --services 20 --operations 10 --runs 15
+
+Thirty days of ``span_metrics_1m`` rows (every minute, per service and operation, a SERVER row
+with status UNSET and, for one group in four, an ERROR row; 20-400 spans a row whose durations
+fall in five neighbouring buckets around the operation's own) are built with numpy and committed
+through the writer's commit path (``LakeWriter._commit``: one commit per day, as compaction
+leaves them). A fresh writer (as a bridge started now) then answers ``RED_SQL`` through
+``QueryEngine.execute``: one cold run, then the median of ``--runs``; the counts-only query
+(no percentiles) is measured beside it. Results go to ``benchmarks/results/span_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from benchmarks.lake_rig import QUERY_TIMEOUT_S, Lab, check_servers, env, lake_config, make_writer
+from benchmarks.report import RESULTS, machine, say, stats_of, verdict, write_json
+
+TARGET_MS = 100.0
+DAY_S = 86_400
+MINUTE_US = 60_000_000
+
+RED_SQL = """
+WITH m AS (SELECT service_name, span_count, error_count, duration_sum_ns, duration_buckets,
+                  duration_bucket_counts
+           FROM span_metrics_1m WHERE kind = 'SERVER'),
+red AS (SELECT service_name, sum(span_count) AS spans, sum(error_count) AS errors,
+               sum(duration_sum_ns) AS duration_ns
+        FROM m GROUP BY service_name),
+buckets AS (SELECT service_name, bucket, sum(n) AS n
+            FROM (SELECT service_name, unnest(duration_buckets) AS bucket,
+                         unnest(duration_bucket_counts) AS n FROM m)
+            GROUP BY ALL),
+h AS (SELECT service_name, span_metrics_histogram(bucket, n) AS h FROM buckets GROUP BY service_name)
+SELECT service_name,
+       spans / {seconds}.0 AS spans_per_s,
+       errors / spans AS error_ratio,
+       duration_ns / spans AS mean_ns,
+       span_metrics_quantile(h, 0.5) AS p50_ns,
+       span_metrics_quantile(h, 0.95) AS p95_ns,
+       span_metrics_quantile(h, 0.99) AS p99_ns
+FROM red JOIN h USING (service_name)
+ORDER BY service_name
+""".strip()
+COUNTS_SQL = """
+SELECT service_name, sum(span_count) AS spans, sum(error_count) / sum(span_count) AS error_ratio
+FROM span_metrics_1m WHERE kind = 'SERVER' GROUP BY service_name ORDER BY service_name
+""".strip()
+
+
+def day_rows(day_start_us: int, services: int, operations: int, rng: np.random.Generator) -> pa.RecordBatch:
+    """One day of rows: per minute, each service x operation's UNSET row and, for a quarter of
+    them, an ERROR row."""
+    from orasi_bridge.lake.schema import SPAN_METRICS_1M
+    from orasi_bridge.lake.spanmetrics import BUCKETS
+
+    groups = [
+        (s, o, status) for s in range(services) for o in range(operations) for status in ("UNSET", "ERROR")
+    ]
+    groups = [g for g in groups if g[2] == "UNSET" or (g[0] + g[1]) % 4 == 0]
+    minutes = DAY_S // 60
+    n = minutes * len(groups)
+    group = np.tile(np.arange(len(groups)), minutes)
+    minute = np.repeat(np.arange(minutes), len(groups))
+    service = np.array([g[0] for g in groups])[group]
+    operation = np.array([g[1] for g in groups])[group]
+    error = np.array([g[2] == "ERROR" for g in groups])[group]
+    centre = 20 + (service * 3 + operation * 2) % (BUCKETS - 30)  # 1 µs x √2^centre
+    spread = rng.integers(1, 80, size=(n, 5)) * np.where(error, 1, 5)[:, None]
+    buckets = centre[:, None] + np.arange(-2, 3)[None, :]
+    count = spread.sum(axis=1)
+    bounds = 1000 * 2 ** (buckets / 2)
+    duration_sum = (spread * bounds * 0.85).sum(axis=1).astype(np.int64)
+    offsets = pa.array(np.arange(0, 5 * n + 1, 5, dtype=np.int32))
+    columns = {
+        "tenant": pa.array(["default"] * n),
+        "region": pa.array(["us-east-1"] * n),
+        "service_name": pa.array([f"service-{s}" for s in range(services)]).take(pa.array(service)),
+        "name": pa.array([f"GET /api/v1/op-{o}" for o in range(operations)]).take(pa.array(operation)),
+        "kind": pa.array(["SERVER"] * n),
+        "status_code": pa.array(np.where(error, "ERROR", "UNSET")),
+        "span_count": pa.array(count),
+        "error_count": pa.array(np.where(error, count, 0)),
+        "duration_sum_ns": pa.array(duration_sum),
+        "duration_min_ns": pa.array((bounds[:, 0] * 0.75).astype(np.int64)),
+        "duration_max_ns": pa.array(bounds[:, -1].astype(np.int64)),
+        "duration_buckets": pa.ListArray.from_arrays(offsets, pa.array(buckets.ravel().astype(np.int32))),
+        "duration_bucket_counts": pa.ListArray.from_arrays(
+            offsets, pa.array(spread.ravel().astype(np.int64))
+        ),
+        "late": pa.array(np.zeros(n, dtype=bool)),
+        "time": pa.array(day_start_us + minute * MINUTE_US + 0, pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        ),
+    }
+    return pa.RecordBatch.from_arrays(
+        [columns[name] for name in SPAN_METRICS_1M.names], schema=SPAN_METRICS_1M
+    )
+
+
+async def run(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
+    from orasi_bridge.query.engine import QueryEngine, QueryLimits
+
+    lake = lake_config(lab.database("span_metrics"), lab.warehouse("span_metrics"), flush_interval=3600)
+    end_us = time.time_ns() // 1000 // (DAY_S * 1_000_000) * (DAY_S * 1_000_000)  # today, 00:00 UTC
+    start_us = end_us - args.days * DAY_S * 1_000_000
+    rng = np.random.default_rng(5)
+    loader = make_writer(lake)
+    await loader.start()
+    rows = 0
+    try:
+        for day in range(args.days):
+            batch = day_rows(start_us + day * DAY_S * 1_000_000, args.services, args.operations, rng)
+            batch_id = uuid.uuid4().hex
+            owners = {"default": [[(batch_id, batch.num_rows)]]}
+            await asyncio.to_thread(
+                loader._commit, "span_metrics_1m", {"default": [batch]}, owners, [batch_id]
+            )
+            rows += batch.num_rows
+            say(f"span_metrics: day {day + 1}/{args.days} committed ({rows:,} rows)")
+    finally:
+        await loader.shutdown()
+    reader = make_writer(lake)  # a bridge started now: it reads the latest snapshot
+    await reader.start()
+    engine = QueryEngine(reader, QueryLimits(timeout=QUERY_TIMEOUT_S))
+    window = {"start": start_us * 1000, "end": end_us * 1000 - 1}
+    out: dict[str, Any] = {
+        "workload": {
+            "days": args.days,
+            "services": args.services,
+            "operations": args.operations,
+            "rows": rows,
+            "files": args.days,
+            "red_sql": RED_SQL.format(seconds=args.days * DAY_S),
+        },
+        "machine": machine(),
+    }
+    try:
+        for name, sql in (("red", RED_SQL.format(seconds=args.days * DAY_S)), ("counts", COUNTS_SQL)):
+            started = time.perf_counter()
+            result = await engine.execute(sql, "default", **window)
+            cold_ms = (time.perf_counter() - started) * 1000
+            warm = []
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                result = await engine.execute(sql, "default", **window)
+                warm.append((time.perf_counter() - started) * 1000)
+            assert result.rows is not None and len(result.rows) == args.services, result.rows
+            out[name] = {"cold_ms": round(cold_ms, 1), "warm_ms": stats_of(warm), "stats": result.stats}
+            median = out[name]["warm_ms"]["median"]
+            say(f"span_metrics: {name}: cold {cold_ms:.0f} ms, warm median {median:.0f} ms")
+        out["answer"] = [list(row) for row in result.rows or []]
+        red = (
+            await engine.execute(RED_SQL.format(seconds=args.days * DAY_S), "default", **window)
+        ).rows or []
+        out["red_answer"] = [list(row) for row in red]
+    finally:
+        engine.close()
+        await reader.shutdown()
+    out["target_ms"] = TARGET_MS
+    out["verdict"] = verdict(out["red"]["warm_ms"]["median"] <= TARGET_MS, "MISS")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--services", type=int, default=6)
+    parser.add_argument("--operations", type=int, default=4)
+    parser.add_argument(
+        "--runs", type=int, default=9, help="warm runs of each query (the median is reported)"
+    )
+    parser.add_argument("--quick", action="store_true", help="2 days, 3 runs")
+    parser.add_argument("--keep", action="store_true", help="leave the databases and S3 prefix")
+    args = parser.parse_args()
+    if args.quick:
+        args.days, args.runs = 2, 3
+    for name, value in env().items():  # the S3 credentials of the test servers
+        os.environ.setdefault(name, value)
+    check_servers()
+    lab = Lab()
+    lab.keep = args.keep
+    try:
+        out = asyncio.run(run(lab, args))
+    finally:
+        lab.close()
+    red = out["red"]["warm_ms"]["median"]
+    say(
+        f"span_metrics: RED per service over {args.days} days of {out['workload']['rows']:,} rows: "
+        f"{red:.0f} ms median (counts only {out['counts']['warm_ms']['median']:.0f} ms); "
+        f"target {TARGET_MS:.0f} ms: {out['verdict']}"
+    )
+    if not args.quick:
+        write_json(RESULTS / "span_metrics.json", out)
+
+
+if __name__ == "__main__":
+    main()
