@@ -9,9 +9,8 @@ from pydantic import Field, field_validator
 
 from orasi_bridge.lake.global_dedup import GlobalDedupConfig
 from orasi_bridge.lake.localcache import LocalCacheConfig
-from orasi_bridge.lake.maintenance.config import MaintenanceConfig
+from orasi_bridge.lake.maintenance.config import Duration, MaintenanceConfig
 from orasi_bridge.lake.spanmetrics import SpanMetricsConfig
-from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.stream.config import StreamProcessor
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.wal import WalConfig
@@ -36,8 +35,9 @@ def warehouse_url(value: str) -> str:
 class ReplicateConfig(ComponentConfig):
     to: str = Field(description="The global warehouse: s3://bucket/prefix or file:///dir.")
     catalog_uri: str = Field(description="The global lake's catalog, as the lake's catalog_uri.")
-    interval: float = Field(
-        default=300.0, gt=0, description="Seconds between two replications (by the elected leader)."
+    interval: Duration = Field(
+        default=300.0,
+        description="Time between two replications by the lake's elected bridge (seconds, or 90s, 5m, 1h).",
     )
     s3: S3Config | None = Field(default=None, description="S3 access to `to` (unset: the lake's).")
 
@@ -50,7 +50,8 @@ class ReplicateConfig(ComponentConfig):
 class Config(ComponentConfig):
     region: str = Field(default="local", description="Value of the `region` column of every row.")
     catalog_uri: str = Field(
-        description="SQLAlchemy URL of the Iceberg SQL catalog: postgresql+psycopg://… or sqlite:///…"
+        description="The Iceberg catalog: a SQL catalog's SQLAlchemy URL, postgresql+psycopg://… or "
+        "sqlite:///…, or AWS Glue's, glue://REGION?endpoint=…&id=… (lake/catalog.py; the glue extra)."
     )
     warehouse: str = Field(description="Where data files go: s3://bucket/prefix or file:///dir.")
     s3: S3Config = Field(default_factory=S3Config, description="S3 access for an s3:// warehouse.")
@@ -102,11 +103,6 @@ class Config(ComponentConfig):
         default=None,
         description="Log every batch durably before acknowledging it and replay it after a crash "
         "(unset: rows wait for their commit in memory only).",
-    )
-    maintenance: MaintenanceConfig = Field(
-        default_factory=MaintenanceConfig,
-        description="Compaction, snapshot expiry and retention jobs on a schedule (lake/maintenance; "
-        "every interval unset: none scheduled).",
     )
     maintenance: MaintenanceConfig = Field(
         default_factory=MaintenanceConfig,
