@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orasi_bridge.lake.config import ReplicateConfig
 from orasi_common import cli
 from orasi_common.ports import PORTS
 from orasi_common.receivers.prometheus_remote_write import config as remote_write_config
@@ -197,6 +198,18 @@ def test_filelog_can_be_turned_off(tools: Tools) -> None:
     pod = agent["spec"]["template"]["spec"]
     assert "supplementalGroups" not in pod["securityContext"]
     assert {v["name"] for v in pod["volumes"]} == {"config", "wal", "tmp"}
+
+
+def test_replicate_values_schedule_replication_to_the_global_lake(tools: Tools) -> None:
+    """Off by default; with bridge.replicate.to the lake exporter's replicate section, a valid one."""
+    configs, _ = _configs_and_objects(tools)
+    assert "replicate" not in configs["bridge"]["exporters"]["lake"]
+    to, catalog = "s3://orasi-telemetry-global/warehouse", "glue://us-east-1"
+    values = f"bridge.replicate.to={to},bridge.replicate.catalogUri={catalog},bridge.replicate.interval=10m"
+    configs, _ = _configs_and_objects(tools, "--set", values)
+    section = configs["bridge"]["exporters"]["lake"]["replicate"]
+    assert section == {"to": to, "catalog_uri": catalog, "interval": "10m"}
+    assert ReplicateConfig.model_validate(section).interval == 600
 
 
 def test_redis_values_wire_the_registry_cache(tools: Tools) -> None:

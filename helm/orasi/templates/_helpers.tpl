@@ -56,6 +56,9 @@ are replaced).
 {{- if $value }}{{ $_ := set $maintenance $key $value }}{{ end -}}
 {{- end -}}
 {{- $_ := set $derived.exporters.lake "maintenance" $maintenance -}}
+{{- with $root.Values.bridge.replicate -}}{{- if .to -}}
+{{- $_ := set $derived.exporters.lake "replicate" (dict "to" .to "catalog_uri" .catalogUri "interval" .interval) -}}
+{{- end -}}{{- end -}}
 {{- end -}}
 {{- $etcd := $root.Values.etcd -}}
 {{- if $etcd.endpoints -}}
