@@ -1,8 +1,8 @@
 """What one flush of the lake writer will commit: batches waiting for conversion, then Arrow rows
 per table and tenant with the batches they came from (``Buffer``), and the conversion of waiting
-batches into rows, many at a time (``chunks``, ``convert``), or of an OTAP batch at once
-(``otap_rows``); both run the lake's stream processors (``orasi_bridge.stream.Chain``) on the rows
-they made, before the rows are buffered."""
+batches into rows, many at a time (``chunks``, ``convert``), or of one batch at once
+(``batch_rows``: OTAP, or what a subject may reject); both run the lake's stream processors
+(``orasi_bridge.stream.Chain``) on the rows they made, before the rows are buffered."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from orasi_bridge.lake.rows import Types, otlp_rows, rows_of
@@ -18,7 +20,10 @@ from orasi_common.pdata import Batch
 
 if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports the writer
     from orasi_bridge.registry.ingest import Inspection
+    from orasi_bridge.registry.validate import Outcome
     from orasi_bridge.stream import Chain
+
+Bools = npt.NDArray[np.bool_]
 
 CONVERT_ITEMS = 8192
 CONVERT_BACKLOG = 4 * CONVERT_ITEMS
@@ -197,10 +202,29 @@ def convert(
     return converted
 
 
-def otap_rows(batch: Batch, table: str, region: str, stream: Chain | None = None) -> Converted:
-    """The rows of a batch that arrived as OTAP (``rows_of``), through ``stream``'s processors."""
-    rows = rows_of(batch, region)
-    return stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
+def batch_rows(
+    batch: Batch,
+    table: str,
+    region: str,
+    stream: Chain | None = None,
+    inspect: Inspection | None = None,
+    kept: Bools | None = None,
+) -> tuple[Converted, Outcome | None]:
+    """The rows of one batch converted at once (``rows_of``: a batch that arrived as OTAP, or one
+    a subject may reject), through ``stream``'s processors. With ``inspect``, checked first with
+    ``reject`` applied (the outcome says which rows were kept, and why not the others); with
+    ``kept`` (the replay of a batch accepted in part, ``kept.py``), only those rows."""
+    types: Types | None = {} if inspect is not None else None
+    rows = rows_of(batch, region, types)
+    outcome = None
+    if inspect is not None and types:
+        outcome = inspect.check(table, batch.tenant, rows, types, refuse=True)
+        rows = outcome.rows
+    elif kept is not None:
+        rows = rows.filter(pa.array(kept))
+    return (
+        stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
+    ), outcome
 
 
 def holds_otap(batch: Batch) -> bool:

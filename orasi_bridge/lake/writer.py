@@ -25,9 +25,13 @@ committed are skipped) through the same path, and the same converters, as live b
 OTLP batches wait as received and become Arrow rows many at a time (``CONVERT_ITEMS`` items, or
 when a query or a flush needs them: the converter's cost is mostly per call); a batch that
 arrived as OTAP becomes rows at once, straight from its tables (``rows``), so invalid tables
-fail its sender. While ``CONVERT_BACKLOG`` items wait for conversion, ``consume`` waits before
-accepting more. A batch is stamped with the time it was accepted (``received_ns``, kept in its
-record): the observed time of log records that have neither time.
+fail its sender. So does an OTLP batch of a tenant with a subject in validation ``reject``: its
+rows are checked before it is acknowledged, the violating ones left out, and the sender gets a
+``PartialSuccess`` naming them once the rest is durable (the log record says which rows were
+kept, ``kept.py``, so a replay writes exactly those). While ``CONVERT_BACKLOG`` items wait for
+conversion, ``consume`` waits before accepting more. A batch is stamped with the time it was
+accepted (``received_ns``, kept in its record): the observed time of log records that have
+neither time.
 
 Queries see committed data at the snapshot the writer last published plus every buffered row,
 captured together (``snapshot_view``) so a row is never seen twice or missed during a flush. A
@@ -54,6 +58,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from orasi_bridge.lake import buffer as buffers
+from orasi_bridge.lake import kept as wal_records
 from orasi_bridge.lake.buffer import Buffer, Chunk, Converted, Entry, Owners, holds_otap
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, batch_ids_since, without
@@ -63,11 +68,12 @@ from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_fil
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
+from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
 from orasi_bridge.stream import Chain
-from orasi_common.errors import OrasiError, Throttled, Unavailable
+from orasi_common.errors import OrasiError, PartialSuccess, Throttled, Unavailable
 from orasi_common.pdata import Batch
 from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.exporter_helper import SHUTDOWN, failure_reason
@@ -156,6 +162,7 @@ class LakeWriter:
         self._stream: Chain | None = None  # built at start (a redact salt may be read from a file)
         self._follow_failed = False
         self._maintenance = Scheduler(settings, config)  # its jobs, when config.maintenance sets intervals
+        self._replication = ReplicationSchedule(settings, config)  # when config.replicate is set
         self._wal = (
             WriteAheadLog.from_config(
                 config.wal, settings.id, settings.metrics.wal_corrupt_segments.labels(settings.id).inc
@@ -174,19 +181,21 @@ class LakeWriter:
         if self._wal is not None:
             await self._replay(await self._wal.open())
         await self._maintenance.start()
+        await self._replication.start()
 
     async def _replay(self, recovered: Recovered) -> None:
         """Buffer what the log kept from before a crash, except batches already committed."""
         assert self._wal is not None
         replayed = skipped = 0
         for lsn, location in recovered.pending:
-            batch = Batch.from_record(await asyncio.to_thread(read_payload, location))
+            record, kept = wal_records.parse(await asyncio.to_thread(read_payload, location))
+            batch = Batch.from_record(record)
             if self.is_known(batch.batch_id):
                 self._wal.ack(lsn)
                 skipped += 1
                 continue
             try:
-                await self._buffer_rows(batch, lsn)
+                await self._buffer_rows(batch, lsn, kept=kept)
             except OrasiError as error:  # it can never be written: count it, never replay it again
                 self._failed.labels(batch.signal.value, self._settings.id, failure_reason(error)).inc(
                     batch.items
@@ -285,27 +294,60 @@ class LakeWriter:
         if not batch.received_ns:
             batch.received_ns = time.time_ns()
         try:
-            lsn = None
-            if self._wal is not None:
-                lsn, _ = await self._wal.append(await _record(batch))
-            try:
-                await self._buffer_rows(batch, lsn)
-            except OrasiError:
-                if lsn is not None and self._wal is not None:
-                    self._wal.ack(lsn)  # refused: the sender knows; never replay it
-                raise
+            converted, kept, refused = await self._convert_now(batch)
+            if kept is None or kept.any():
+                lsn = None
+                if self._wal is not None:  # with the rows kept, when a subject rejected some
+                    lsn, _ = await self._wal.append(wal_records.record(await _record(batch), kept))
+                try:
+                    await self._buffer_rows(batch, lsn, converted)
+                except OrasiError:
+                    if lsn is not None and self._wal is not None:
+                        self._wal.ack(lsn)  # refused: the sender knows; never replay it
+                    raise
         finally:
             del self._in_progress[batch.batch_id]
             attempt.set_result(None)
+        if refused is not None:
+            raise refused  # the rest is kept: the sender gets a partial success
 
-    async def _buffer_rows(self, batch: Batch, lsn: int | None) -> None:
+    async def _convert_now(
+        self, batch: Batch
+    ) -> tuple[Converted | None, buffers.Bools | None, PartialSuccess | None]:
+        """The rows of a batch converted before it is acknowledged, which rows of it are kept, and
+        the refusal of the others: a batch that arrived as OTAP (rows straight from its tables,
+        a big batch already; invalid tables raise MalformedData to the sender now), or one of a
+        tenant with a subject in reject mode (checked with reject applied, ``Inspection.check``).
+        Other batches wait to be converted many at a time (None, None, None)."""
         table = TABLE_OF_SIGNAL[batch.signal]
-        if holds_otap(batch):
-            # Rows straight from the Arrow tables (a big batch already): invalid tables raise
-            # MalformedData to the sender now.
-            rows, counts = await asyncio.to_thread(
-                buffers.otap_rows, batch, table, self.config.region, self._stream
+        inspect = self._inspection() if self._inspection is not None else None
+        if not holds_otap(batch) and (inspect is None or not inspect.rejects(table, batch.tenant)):
+            return None, None, None
+        converted, outcome = await asyncio.to_thread(
+            buffers.batch_rows, batch, table, self.config.region, self._stream, inspect
+        )
+        if inspect is None or outcome is None:
+            return converted, None, None
+        for tenant, seen in inspect.seen.items():
+            self._observed[tenant] |= seen
+        return converted, outcome.kept, inspect.refusal(table, outcome)
+
+    async def _buffer_rows(
+        self,
+        batch: Batch,
+        lsn: int | None,
+        converted: Converted | None = None,
+        kept: buffers.Bools | None = None,
+    ) -> None:
+        """Buffer a batch's rows (``converted`` already), or the batch for a later conversion;
+        ``kept``: a replayed batch accepted in part (``kept.py``)."""
+        table = TABLE_OF_SIGNAL[batch.signal]
+        if converted is None and (holds_otap(batch) or kept is not None):
+            converted, _ = await asyncio.to_thread(
+                buffers.batch_rows, batch, table, self.config.region, self._stream, None, kept
             )
+        if converted is not None:
+            rows, counts = converted
             self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], counts, 0)
         else:
             self._buffer.add_pending(table, batch, lsn)
@@ -716,6 +758,7 @@ class LakeWriter:
         if self._shut:
             return
         self._shut = self._stopping = True
+        await self._replication.shutdown()
         await self._maintenance.shutdown()
         self._converted.set()  # senders waiting for the converter are refused now
         self._flush_now.set()  # the flusher ends after its flush in flight

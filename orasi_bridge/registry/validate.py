@@ -73,7 +73,7 @@ class Outcome:
     rows: pa.RecordBatch
     kept: Bools | None = None  # reject: which of the input rows were kept (None: all)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, action) → count
-    first: list[str] = field(default_factory=list)  # reject: the first few messages, for its answer
+    first: list[tuple[str, str]] = field(default_factory=list)  # reject: the first (service, message)s
 
 
 @dataclass
@@ -160,7 +160,7 @@ def validate(
             outcome.counts[(service, "flag")] = len(violation_rows)
         if policy.mode == "reject" and len(outcome.first) < 5:
             order = np.argsort(violation_rows, kind="stable")[: 5 - len(outcome.first)]
-            outcome.first += [texts[int(c)] for c in violation_codes[order]]
+            outcome.first += [(service, texts[int(c)]) for c in violation_codes[order]]
         if policy.mode != "reject" and len(violation_rows):
             flagged.append((violation_rows, violation_codes + len(messages_all)))
             messages_all += texts

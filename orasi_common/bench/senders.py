@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 
 from orasi_common.bench import PROTOCOLS
 from orasi_common.bench.engine import Outcome, Payload
-from orasi_common.errors import OrasiError
+from orasi_common.errors import OrasiError, PartialSuccess
 from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.transport import status
 
@@ -150,6 +150,8 @@ class OtapSender:
             await asyncio.wait_for(self._client.send(batch), self._timeout)
         except TimeoutError:
             return Outcome(0, payload.items, "DEADLINE_EXCEEDED")
+        except PartialSuccess as outcome:
+            return Outcome(payload.items - outcome.rejected, outcome.rejected, PARTIAL)
         except OrasiError as error:
             if "does not serve OTAP" in error.message:  # the client's FallBack, fallback off
                 return Outcome(0, payload.items, grpc.StatusCode.UNIMPLEMENTED.name)

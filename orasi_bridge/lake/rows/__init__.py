@@ -40,21 +40,29 @@ def otlp_rows(batches: Sequence[Batch], region: str, types: Types | None = None)
     return metrics.otlp_batch(data, first.tenant, region, types)
 
 
-def rows_of(batch: Batch, region: str) -> pa.RecordBatch:
-    """The rows of one batch, in whatever form (or forms, merged) it holds."""
-    parts = [_rows_of_part(part, region) for part in batch.parts]
-    return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+def rows_of(batch: Batch, region: str, types: Types | None = None) -> pa.RecordBatch:
+    """The rows of one batch, in whatever form (or forms, merged) it holds (``types``: as
+    ``otlp_rows``'s; a section is given when every part gives it)."""
+    if len(batch.parts) == 1:
+        return _rows_of_part(batch.parts[0], region, types)
+    typed: list[Types | None] = [None if types is None else {} for _ in batch.parts]
+    parts = [_rows_of_part(part, region, kinds) for part, kinds in zip(batch.parts, typed, strict=True)]
+    if types is not None:
+        for name in typed[0] or {}:
+            if all(kinds is not None and name in kinds for kinds in typed):
+                types[name] = pa.concat_arrays([kinds[name] for kinds in typed if kinds is not None])
+    return pa.concat_batches(parts)
 
 
-def _rows_of_part(part: Batch, region: str) -> pa.RecordBatch:
+def _rows_of_part(part: Batch, region: str, types: Types | None) -> pa.RecordBatch:
     tables = part.otap
     if tables is None:
-        return otlp_rows([part], region)
+        return otlp_rows([part], region, types)
     if part.signal is Signal.TRACES:
-        return otap.spans_batch(tables, part.tenant, region)
+        return otap.spans_batch(tables, part.tenant, region, types)
     if part.signal is Signal.LOGS:
-        return otap.logs_batch(tables, part.tenant, region, part.received_ns)
-    return metrics.otap_batch(tables, part.tenant, region)
+        return otap.logs_batch(tables, part.tenant, region, part.received_ns, types)
+    return metrics.otap_batch(tables, part.tenant, region, types)
 
 
 __all__ = ["TABLE_OF_SIGNAL", "Types", "otlp_rows", "rows_of"]

@@ -53,6 +53,21 @@ VIOLATIONS: dict[str, list[str]] = {
     "POST enum": ["attributes.http.status: not one of the enum's values", "name: does not match '^GET '"],
 }
 
+# drop_attribute: attributes of the wrong type or outside the enum are removed; what is no
+# attribute (a missing key, the name) is flagged instead
+DROPPED_VIOLATIONS: dict[str, list[str]] = {
+    "GET ok": [],
+    "GET bad type": [],
+    "GET missing": ["attributes.http.route: required key missing"],
+    "POST enum": ["name: does not match '^GET '"],
+}
+DROPPED_KEYS: dict[str, list[str]] = {
+    "GET ok": ["http.route", "http.status"],
+    "GET bad type": ["http.route"],
+    "GET missing": ["extra", "http.status"],
+    "POST enum": ["http.route"],
+}
+
 
 def spans_request(start: int, spans: dict[str, dict[str, Any]], service: str = "checkout") -> bytes:
     request = ExportTraceServiceRequest()
@@ -152,20 +167,8 @@ def test_each_mode_applies_at_ingest(bridges: tuple[Bridge, Bridge], mode: str) 
         }, "flag keeps every attribute"
         assert metric_value(b.process.admin_url, "orasi_schema_violations_total", action="flag") == 4
         return
-    # drop_attribute: attributes of the wrong type or outside the enum are removed; what is no
-    # attribute (a missing key, the name) is flagged instead
-    assert {name: sorted(v or []) for name, v in violations.items()} == {
-        "GET ok": [],
-        "GET bad type": [],
-        "GET missing": ["attributes.http.route: required key missing"],
-        "POST enum": ["name: does not match '^GET '"],
-    }
-    assert {name: sorted(k) for name, k in keys.items()} == {
-        "GET ok": ["http.route", "http.status"],
-        "GET bad type": ["http.route"],
-        "GET missing": ["extra", "http.status"],
-        "POST enum": ["http.route"],
-    }
+    assert {name: sorted(v or []) for name, v in violations.items()} == DROPPED_VIOLATIONS
+    assert {name: sorted(k) for name, k in keys.items()} == DROPPED_KEYS
     admin = b.process.admin_url
     labels = {"signal": "traces", "service": "checkout"}
     assert metric_value(admin, "orasi_schema_violations_total", action="drop_attribute", **labels) == 2

@@ -133,7 +133,7 @@ def test_reject_leaves_out_every_violating_row() -> None:
     outcome = validate(rows, types, {"svc": Policy("reject", schema)})
     assert outcome.rows.column("name").to_pylist() == ["ok"]
     assert outcome.kept is not None and outcome.kept.tolist() == [True, False]
-    assert outcome.first == ["attributes.code: string, not integer"]
+    assert outcome.first == [("svc", "attributes.code: string, not integer")]
     assert outcome.counts == {("svc", "reject"): 1}
 
 
