@@ -26,8 +26,14 @@ line fills a whole block). ``Parsed.end`` is the offset just past the last recor
 commits it once the records are accepted, so a block always starts where a record starts, and
 reading the same bytes again gives the same records.
 
-Records are written straight into OTLP's LogRecord encoding (``wire.py``), a few byte joins per
-record; a message is made valid UTF-8 (invalid bytes replaced) when its block is not.
+Two readings give the same records. The per-line one (:func:`parse_lines`) reads every
+format and rule, writing each record into OTLP's LogRecord encoding (``wire.py``) with a few
+byte joins, and makes a message valid UTF-8 (invalid bytes replaced) when its block is not.
+The columnar one reads the common case — a `cri` block that is valid UTF-8, without
+``line_start_pattern`` — a block at a time: lines, fields and times as numpy columns
+(``cri.py``; a line outside containerd's and CRI-O's layout is read per line), partial runs
+joined per line when the block has any, and every record written in one native pass
+(:meth:`Encoder.encode_columns`); severity rules are applied per message on that path too.
 """
 
 from __future__ import annotations
@@ -37,8 +43,13 @@ import json
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
+from orasi_common.pdata import _wirescan
+from orasi_common.receivers.filelog import cri
 from orasi_common.receivers.wire import field as wire_field
 from orasi_common.receivers.wire import key_values, varint
 
@@ -62,6 +73,9 @@ SEVERITIES: dict[str, tuple[int, str]] = {
 _TIMES = struct.Struct("<BQBQ")  # time_unix_nano (1), observed_time_unix_nano (11), fixed64 both
 _CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) [PF]")
 _STREAMS = {name: key_values([("log.iostream", name)], 6) for name in ("stdout", "stderr")}
+_VARINT, _FIXED, _BYTES, _RAW = 0, 1, 2, 3  # the part kinds of _wirescan.join
+_NO_STREAM = -1  # the stream code of a line that is not CRI
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,8 @@ class Rules:
 
 @dataclass(slots=True)
 class Parsed:
-    records: list[bytes] = field(default_factory=list)  # each a LogRecord field of ScopeLogs, encoded
+    records: bytes = b""  # the LogRecord fields of ScopeLogs (log_records), encoded, back to back
+    count: int = 0  # records in ``records``
     end: int = 0  # offset (in the block) just past the last record in ``records``
     too_long: int = 0  # lines cut to max_line_bytes
 
@@ -94,8 +109,9 @@ _seconds_cache: dict[bytes, int] = {}
 
 
 def rfc3339_ns(stamp: bytes) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits (0 if not one).
-    The whole-second part is cached: lines of one second share it."""
+    """Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits (0 if not one,
+    or if a fixed64 cannot hold it: before 1970 or after 2554). The whole-second part is cached:
+    lines of one second share it."""
     head = stamp[:19]
     seconds = _seconds_cache.get(head)
     rest = stamp[19:]
@@ -119,7 +135,8 @@ def rfc3339_ns(stamp: bytes) -> int:
         except (ValueError, UnicodeDecodeError):
             return 0
         seconds -= int(offset.total_seconds()) if offset else 0
-    return seconds * 1_000_000_000 + fraction
+    time_ns = seconds * 1_000_000_000 + fraction
+    return time_ns if 0 <= time_ns < 2**64 else 0
 
 
 class Encoder:
@@ -141,6 +158,47 @@ class Encoder:
             parts.append(_STREAMS.get(stream) or key_values([("log.iostream", stream)], 6))
         record = b"".join(parts)
         return b"\x12" + varint(len(record)) + record  # ScopeLogs.log_records
+
+    def encode_columns(
+        self, source: bytes, starts: I64, ends: I64, times: I64, streams: I64, names: list[str]
+    ) -> bytes:
+        """What ``encode`` gives for each message ``source[starts[i]:ends[i]]`` (valid UTF-8),
+        time ``times[i]`` (0 to 2**63) and stream ``names[streams[i]]`` (none for -1), back to
+        back: the lengths computed for all records, then the records written in one native pass."""
+        n = len(starts)
+        lengths = ends - starts
+        tails = [self._attributes] + [
+            self._attributes + (_STREAMS.get(name) or key_values([("log.iostream", name)], 6))
+            for name in names
+        ]
+        bounds = np.cumsum([0, *map(len, tails)])
+        tail_starts, tail_ends = bounds[:-1][streams + 1], bounds[1:][streams + 1]
+        severities = b""
+        severity_lengths = np.zeros(n, dtype=np.int64)
+        if self._severity is not None:
+            found = [self._severity(source[s:e]) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+            severities = b"".join(found)
+            severity_lengths = np.fromiter(map(len, found), dtype=np.int64, count=n)
+        body = 1 + _varint_size(lengths) + lengths  # AnyValue{string_value}
+        size = 19 + _varint_size(body) + body + severity_lengths + (tail_ends - tail_starts)
+        emit = np.ones(n, dtype=np.bool_)
+        parts = [
+            (_VARINT, b"\x12", emit, size.astype(np.uint64), b"", 0),  # ScopeLogs.log_records
+            (_FIXED, b"\x09", emit, times.astype("<u8"), b"", 8),
+            (_FIXED, b"\x59", emit, np.full(n, self._observed, dtype="<u8"), b"", 8),
+            (_VARINT, b"\x2a", emit, body.astype(np.uint64), b"", 0),
+            (_BYTES, b"\x0a", emit, _offsets(lengths), _wirescan.gather(source, starts, ends), 0),
+            (_RAW, b"", emit, _offsets(severity_lengths), severities, 0),
+            (
+                _RAW,
+                b"",
+                emit,
+                _offsets(tail_ends - tail_starts),
+                _wirescan.gather(b"".join(tails), tail_starts, tail_ends),
+                0,
+            ),
+        ]
+        return _wirescan.join(n, parts)[1]
 
     def _severity_of(self, message: bytes) -> bytes:
         text: str | None = None
@@ -169,18 +227,24 @@ def parse_block(
 ) -> Parsed:
     """The complete records at the start of ``block`` (see the module's rules); ``final``: the
     last record and open parts are complete; ``tail``: so is a last line without its newline."""
+    cut = _complete(block, tail)
+    if fmt == "cri" and rules.line_start is None and cut and _is_utf8(block, cut):
+        parsed = _parse_cri(block, cut, rules, encoder, final)
+        if parsed is not None:
+            return parsed
+    return parse_lines(block, fmt, rules, encoder, final, tail)
+
+
+def parse_lines(
+    block: bytes, fmt: str, rules: Rules, encoder: Encoder, final: bool, tail: bool = False
+) -> Parsed:
+    """``parse_block``, a line at a time (every format and rule)."""
     out = Parsed()
-    cut = block.rfind(b"\n") + 1
-    if tail and cut < len(block):
-        cut = len(block)
+    cut = _complete(block, tail)
     if not cut:
         return out
     text = block[:cut]
-    try:
-        text.decode("utf-8")
-        clean: Callable[[bytes], bytes] = _same
-    except UnicodeDecodeError:
-        clean = _valid_utf8
+    clean: Callable[[bytes], bytes] = _same if _is_utf8(text, cut) else _valid_utf8
     lines = text.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -261,6 +325,128 @@ def parse_block(
 Entry = tuple[bytes, int, "str | None", int]
 
 
+def _complete(block: bytes, tail: bool) -> int:
+    """The length of the lines of ``block`` that may be read: up to its last newline (or all)."""
+    cut = block.rfind(b"\n") + 1
+    return len(block) if tail and cut < len(block) else cut
+
+
+def _is_utf8(block: bytes, cut: int) -> bool:
+    """Whether ``block[:cut]`` is valid UTF-8 (ASCII checked without a copy)."""
+    if np.frombuffer(block, dtype=np.uint8, count=cut).max(initial=0) < 0x80:
+        return True
+    try:
+        block[:cut].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _varint_size(values: I64) -> I64:
+    size: I64 = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21) + (values >= 1 << 28)
+    return size
+
+
+def _offsets(lengths: I64) -> npt.NDArray[np.int32]:
+    """Arrow-style offsets of pieces of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:], dtype=np.int32)
+    return offsets
+
+
+def _parse_cri(block: bytes, cut: int, rules: Rules, encoder: Encoder, final: bool) -> Parsed | None:
+    """``parse_lines`` for the lines ``block[:cut]`` of a `cri` block, valid UTF-8, without
+    multiline rules, by columns; None when a time does not fit the int64 columns (after 2262)."""
+    found = cri.lines(block, cut, rules.max_line_bytes)
+    starts, ends, offsets = found.starts, found.ends, found.offsets
+    columns = cri.fields(block, starts, ends)
+    message, stream, partial, times = columns.message, columns.stream, columns.partial, columns.time
+    names = ["stdout", "stderr"]
+    codes = {name.encode(): code for code, name in enumerate(names)}
+    for row in np.flatnonzero(~columns.regular).tolist():  # read as the per-line reading does
+        start, end = int(starts[row]), int(ends[row])
+        pieces = block[start:end].split(b" ", 3)
+        if len(pieces) < 3:  # not CRI: the line is the message
+            message[row], stream[row], partial[row], times[row] = start, _NO_STREAM, False, 0
+            continue
+        time_ns = rfc3339_ns(pieces[0])
+        if time_ns >= 2**63:
+            return None
+        if pieces[1] not in codes:
+            codes[pieces[1]] = len(names)
+            names.append(pieces[1].decode("ascii", "replace"))
+        message[row] = end - len(pieces[3]) if len(pieces) == 4 else end
+        stream[row], partial[row], times[row] = codes[pieces[1]], pieces[2] == b"P", time_ns
+    source = block
+    if partial.any():
+        source, message, ends, times, stream, offsets = _join_partials(
+            block, message, ends, times, stream, partial, offsets, final
+        )
+    out = Parsed(too_long=found.too_long, count=len(message))
+    if out.count:
+        out.records = encoder.encode_columns(source, message, ends, times, stream, names)
+        out.end = int(offsets[-1])
+        if final and out.end > cut:  # the last line had no newline
+            out.end = cut
+    return out
+
+
+def _join_partials(
+    block: bytes,
+    message: I64,
+    ends: I64,
+    times: I64,
+    stream: I64,
+    partial: npt.NDArray[np.bool_],
+    offsets: I64,
+    final: bool,
+) -> tuple[bytes, I64, I64, I64, I64, I64]:
+    """The entries of lines with partial (P) ones among them, a line at a time as ``parse_lines``
+    joins them: (source, message starts, ends, times, streams, offsets) with each joined
+    message appended to ``block`` in ``source``."""
+    starts_l, ends_l, times_l = message.tolist(), ends.tolist(), times.tolist()
+    streams_l, partial_l, offsets_l = stream.tolist(), partial.tolist(), offsets.tolist()
+    entries: list[tuple[int, int, int, int]] = []  # message start and end in source, time, stream
+    settled: list[int] = []  # the offset of each entry that has its end
+    pending: dict[int, tuple[int, list[int]]] = {}  # stream → its first part's row, its parts' rows
+    joined: list[bytes] = []
+    at = len(block)
+
+    def join(code: int, first: int, rows: list[int]) -> None:
+        nonlocal at
+        part = b"".join([block[starts_l[r] : ends_l[r]] for r in rows])
+        joined.append(part)
+        entries.append((at, at + len(part), times_l[first], code))
+        at += len(part)
+
+    for row, code in enumerate(streams_l):
+        if code == _NO_STREAM:
+            entries.append((starts_l[row], ends_l[row], 0, code))
+        elif partial_l[row]:
+            pending.setdefault(code, (row, []))[1].append(row)
+        else:
+            started = pending.pop(code, None)
+            if started is None:
+                entries.append((starts_l[row], ends_l[row], times_l[row], code))
+            else:
+                join(code, started[0], [*started[1], row])
+        if not pending:
+            settled.extend([offsets_l[row]] * (len(entries) - len(settled)))
+    if pending and final:
+        for code, (first, rows) in pending.items():
+            join(code, first, rows)
+        settled.extend([offsets_l[-1]] * (len(entries) - len(settled)))
+    columns = np.ascontiguousarray(np.array(entries[: len(settled)], dtype=np.int64).reshape(-1, 4).T)
+    return (
+        block + b"".join(joined),
+        columns[0],
+        columns[1],
+        columns[2],
+        columns[3],
+        np.array(settled, dtype=np.int64),
+    )
+
+
 def _settle(entries: list[Entry], settled: int, offset: int) -> int:
     """Every entry from ``settled`` on ends at ``offset`` (no part is open any more)."""
     for index in range(settled, len(entries)):
@@ -286,29 +472,30 @@ def _emit(
     final: bool,
 ) -> None:
     encode = encoder.encode
-    records = out.records
+    records: list[bytes] = []
     start = rules.line_start
     if start is None:
         for message, time_ns, stream, end in entries:
             records.append(encode(time_ns, clean(message), stream))
             out.end = end
-        return
-    group: list[Entry] = []
-    for entry in entries:
-        if group and start.match(entry[0].decode("utf-8", "replace")):
-            _emit_group(out, group, encode, clean)
-            group = []
-        group.append(entry)
-    if group and final:
-        _emit_group(out, group, encode, clean)
+    else:
+        group: list[Entry] = []
+        for entry in entries:
+            if group and start.match(entry[0].decode("utf-8", "replace")):
+                records.append(_encode_group(out, group, encode, clean))
+                group = []
+            group.append(entry)
+        if group and final:
+            records.append(_encode_group(out, group, encode, clean))
+    out.records, out.count = b"".join(records), len(records)
 
 
-def _emit_group(
+def _encode_group(
     out: Parsed,
     group: list[Entry],
     encode: Callable[[int, bytes, str | None], bytes],
     clean: Callable[[bytes], bytes],
-) -> None:
+) -> bytes:
     message = b"\n".join(entry[0] for entry in group)
-    out.records.append(encode(group[0][1], clean(message), group[0][2]))
     out.end = group[-1][3]
+    return encode(group[0][1], clean(message), group[0][2])

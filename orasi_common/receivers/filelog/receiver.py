@@ -14,7 +14,8 @@ and one batch. A file is known by its device and inode, plus a fingerprint of it
 
 At least once, and once in the lake: before a block's batch is offered, its end is written to
 the checkpoint as pending; once the next consumer (the sending queue's WAL) accepts it, the
-offset moves to that end. The batch id is derived from the file, its fingerprint and the block's
+offset moves to that end, written with the next block's pending end (one checkpoint write per
+block) or when the file's turn ends. The batch id is derived from the file, its fingerprint and the block's
 range, so a block offered again — after a refusal, or after a crash between the acceptance and
 the checkpoint — is the same batch, which the lake keeps once; a restart reads a pending block
 again exactly before reading on.
@@ -42,7 +43,7 @@ from orasi_common.receivers.filelog.checkpoint import Checkpoints, Entry
 from orasi_common.receivers.filelog.config import Config
 from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block
 from orasi_common.receivers.ingest import Ingest
-from orasi_common.receivers.wire import field, key_values
+from orasi_common.receivers.wire import field, key_values, varint
 from orasi_common.version import __version__
 
 SCOPE_NAME = "orasi/receiver/filelog"
@@ -239,6 +240,7 @@ class FileLogReceiver:
     # --- one file ---------------------------------------------------------------------------
 
     async def _read(self, file: _File) -> None:
+        committed = False  # an offset moved that the checkpoint file does not hold yet
         for _ in range(_BLOCKS_PER_SCAN):
             try:
                 batch = await asyncio.to_thread(self._next_block, file)
@@ -250,7 +252,6 @@ class FileLogReceiver:
                 return
             if batch is None:
                 break
-            await asyncio.to_thread(self._checkpoints.save)  # the block is pending
             try:
                 await self._ingest.consume(batch, TRANSPORT)
             except RetryableError:
@@ -263,6 +264,8 @@ class FileLogReceiver:
             assert file.pending is not None
             file.offset, file.pending = file.pending, None
             self._remember(file)
+            committed = True
+        if committed:  # (each block's pending end was saved with the commits before it)
             await asyncio.to_thread(self._checkpoints.save)
         if file.gone and file.pending is None and file.offset >= file.size and self._idle(file):
             self._close(file)
@@ -283,7 +286,8 @@ class FileLogReceiver:
         self._files.pop(file.key, None)
 
     def _next_block(self, file: _File) -> Batch | None:
-        """The next block of ``file`` as a batch (its end made pending), or None (blocking)."""
+        """The next block of ``file`` as a batch, its end made pending and the checkpoint saved,
+        or None (blocking)."""
         size = os.fstat(file.fd).st_size
         if size != file.size:
             file.size, file.idle_since = size, time.monotonic()
@@ -317,14 +321,27 @@ class FileLogReceiver:
         parsed = parse_block(block, file.format, self._rules, encoder, final, tail)
         if parsed.too_long:
             self._too_long.inc(parsed.too_long)
-        if not parsed.records:
+        if not parsed.count:
             if parsed.end:  # nothing but skipped bytes
                 file.offset += parsed.end
             return None
         start, end = file.offset, file.offset + parsed.end
         file.pending = end
         self._remember(file)
-        data = field(1, file.resource + field(2, _SCOPE + b"".join(parsed.records)))
+        self._checkpoints.save()
+        scope_logs = len(_SCOPE) + len(parsed.records)
+        resource_logs = len(file.resource) + 1 + len(varint(scope_logs)) + scope_logs
+        data = b"".join(  # field(1, resource + field(2, _SCOPE + records)) with one copy of the records
+            [
+                b"\x0a",
+                varint(resource_logs),
+                file.resource,
+                b"\x12",
+                varint(scope_logs),
+                _SCOPE,
+                parsed.records,
+            ]
+        )
         return Batch.from_serialized(
             Signal.LOGS,
             data,
