@@ -101,6 +101,13 @@ def _fleet(args: argparse.Namespace) -> int:
     return run_fleet(args.etcd or default_endpoints(os.environ), args.region, args.json)
 
 
+def _dr(args: argparse.Namespace) -> int:
+    from orasi_common.control.fleet import default_endpoints  # aetcd only for this command
+    from orasi_common.control.roles import run_promote
+
+    return run_promote(args.etcd or default_endpoints(os.environ), args.region, args.dry_run)
+
+
 def _config(args: argparse.Namespace) -> int:
     from orasi_common.control.fleet import default_endpoints  # aetcd only for this command
     from orasi_common.control.settings_cli import DEFAULT_REGION, run_config
@@ -181,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fleet.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
     _add_config(commands)
+    dr = commands.add_parser("dr", help="disaster recovery: region roles in etcd (orasi dr -h)")
+    dr_actions = dr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    promote = dr_actions.add_parser(
+        "promote", help="make a region the primary (the former primary becomes the secondary)"
+    )
+    promote.add_argument("--region", required=True, help="the region to promote, e.g. us-west-2")
+    promote.add_argument("--etcd", action="append", metavar="URL", help="an etcd endpoint, repeatable")
+    promote.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
     bench.add_parser(commands)
     schema_cli.add_parser(commands)
     lake_cli.add_parser(commands)
@@ -202,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _query(args)
         if args.command == "fleet":
             return _fleet(args)
+        if args.command == "dr":
+            return _dr(args)
         if args.command == "config":
             return _config(args)
         if args.command == "schema":

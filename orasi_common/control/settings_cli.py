@@ -107,7 +107,8 @@ class Settings:
         self._endpoints = list(endpoints)
         self._timeout = timeout
 
-    async def _run(self, work: Any) -> Any:
+    async def run(self, work: Any) -> Any:
+        """``work(client)`` on the first endpoint that answers (``EtcdUnreachable`` if none does)."""
         import aetcd
 
         problems = []
@@ -127,20 +128,20 @@ class Settings:
             found = await client.get(key.encode())
             return None if found is None else bytes(found.value)
 
-        result: bytes | None = await self._run(work)
+        result: bytes | None = await self.run(work)
         return result
 
     async def put(self, key: str, value: bytes) -> None:
         async def work(client: Any) -> None:
             await client.put(key.encode(), value)
 
-        await self._run(work)
+        await self.run(work)
 
     async def delete(self, key: str) -> bool:
         async def work(client: Any) -> bool:
             return (await client.delete(key.encode())) is not None
 
-        deleted: bool = await self._run(work)
+        deleted: bool = await self.run(work)
         return deleted
 
     async def history(self, key: str, limit: int = 100) -> History:
@@ -169,7 +170,7 @@ class Settings:
                 revision = kv.mod_revision - 1
             return History(versions, None, created)
 
-        result: History = await self._run(work)
+        result: History = await self.run(work)
         return result
 
 

@@ -19,6 +19,7 @@ whose record turns malformed leaves the set. No etcd error ends the resolver's t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from pydantic import Field, field_validator
 from orasi_common.config.model import ComponentConfig
 from orasi_common.control.registration import MalformedRecord, decode, parse_key, prefix
 from orasi_common.control.registry import parse_endpoint
+from orasi_common.control.roles import ROLES_KEY, MalformedRoles, Role, Roles
 from orasi_common.control.watch import Entry, PrefixWatch
 from orasi_common.extensions.etcd.config import Config as EtcdExtensionConfig
+from orasi_common.pipeline.tasks import TaskScope
 
 log = logging.getLogger("orasi.discovery")
 
@@ -48,6 +51,11 @@ class EtcdResolverConfig(ComponentConfig):
         default=None,
         min_length=1,
         description="etcd client URLs, http://host:port (default: the `etcd` extension's).",
+    )
+    role: Role | None = Field(
+        default=None,
+        description="Follow the region holding this role in /orasi/global/roles (control/roles.py; "
+        "`orasi dr promote`); `region` is used while the key is absent.",
     )
     protocol: RecordEndpoint | None = Field(
         default=None,
@@ -175,25 +183,55 @@ class EtcdWatch:
                 "(service.extensions) with etcd endpoints"
             )
         self._name = name
-        self._prefix = prefix(region, config.service).encode()
+        self._config = config
         self._targets = list(urls)
-        self._membership = Membership(config.service, config.protocol or protocol)
+        self._protocol = config.protocol or protocol
         self._on_change = on_change
+        self._on_up = on_up
         self._on_malformed = on_malformed
+        self.region = region
+        self._generation = 0
+        self._watch = self._watch_region(region)
+        self._roles: PrefixWatch | None = None
+        if config.role is not None:
+            self._roles = PrefixWatch(
+                self._targets,
+                ROLES_KEY,
+                _RolesHandler(self, config.role, region),
+                name=f"{name} roles",
+                timeout=config.timeout,
+                retry_interval=config.retry_interval,
+                logger=log,
+            )
+        self._switching = asyncio.Lock()
+        self._started = False
+        self._tasks = TaskScope()
+
+    def _watch_region(self, region: str) -> PrefixWatch:
+        """A watch of ``region``'s instances, feeding a fresh membership (a new generation: events
+        of an earlier region's watch that arrive late are ignored)."""
+        self._generation += 1
+        self._watched = region
+        self._membership = Membership(self._config.service, self._protocol)
         self._listed = False
-        self._watch = PrefixWatch(
+        return PrefixWatch(
             self._targets,
-            self._prefix,
-            self,
-            name=name,
-            timeout=config.timeout,
-            retry_interval=config.retry_interval,
-            on_up=on_up,
+            prefix(region, self._config.service).encode(),
+            _Current(self, self._generation),
+            name=self._name,
+            timeout=self._config.timeout,
+            retry_interval=self._config.retry_interval,
+            on_up=self._on_up,
             down_message="etcd is unreachable; keeping the last known endpoints until it answers again.",
             up_message="etcd answers; discovery resumes.",
             extra=lambda: {"resolver": self._name, "endpoints": len(self._membership.endpoints())},
             logger=log,
         )
+
+    @property
+    def prefix(self) -> bytes:
+        """The etcd prefix of the instances watched now."""
+        return prefix(self._watched, self._config.service).encode()
 
     @property
     def revision(self) -> int | None:
@@ -205,11 +243,43 @@ class EtcdWatch:
 
     async def start(self) -> None:
         """One listing attempt (so a reachable etcd's set is known when start returns), then the
-        watch runs in a task; an unreachable etcd is retried there, never raised."""
-        await self._watch.start()
+        watch runs in a task; an unreachable etcd is retried there, never raised. With a ``role``,
+        the roles key is read first, so the set is that of the region holding the role."""
+        await self._tasks.open()
+        if self._roles is not None:
+            await self._roles.start()
+        async with self._switching:
+            if self.region != self._watched:
+                self._watch = self._watch_region(self.region)
+            await self._watch.start()
+            self._started = True
 
     async def stop(self) -> None:
-        await self._watch.stop()
+        if self._roles is not None:
+            await self._roles.stop()
+        await self._tasks.close(cancel=True)
+        async with self._switching:
+            await self._watch.stop()
+
+    def follow_region(self, region: str) -> None:
+        """Watch ``region``'s instances from now on (the roles changed); switched in a task."""
+        if region == self.region:
+            return
+        self.region = region
+        if self._started:
+            self._tasks.spawn(self._follow(), name=f"etcd-roles {self._name}")
+
+    async def _follow(self) -> None:
+        async with self._switching:
+            if self.region == self._watched:
+                return
+            await self._watch.stop()
+            log.info(
+                "Following the region that holds the role now.",
+                extra={"resolver": self._name, "region": self.region, "role": self._config.role},
+            )
+            self._watch = self._watch_region(self.region)
+            await self._watch.start()
 
     def _changed(self, changed: bool, malformed_before: int) -> None:
         if self._membership.malformed > malformed_before:
@@ -229,6 +299,60 @@ class EtcdWatch:
 
     def delete(self, key: bytes, revision: int) -> None:
         self._changed(self._membership.delete(key), self._membership.malformed)
+
+
+class _Current:
+    """Hands a region watch's events to its resolver while that watch is the current one."""
+
+    def __init__(self, owner: EtcdWatch, generation: int) -> None:
+        self._owner = owner
+        self._generation = generation
+
+    def _current(self) -> bool:
+        return self._owner._generation == self._generation
+
+    def listed(self, entries: Sequence[Entry], revision: int) -> None:
+        if self._current():
+            self._owner.listed(entries, revision)
+
+    def put(self, entry: Entry) -> None:
+        if self._current():
+            self._owner.put(entry)
+
+    def delete(self, key: bytes, revision: int) -> None:
+        if self._current():
+            self._owner.delete(key, revision)
+
+
+class _RolesHandler:
+    """Turns the roles key into the region a resolver follows (``fallback`` while it is absent; a
+    malformed value is logged and changes nothing)."""
+
+    def __init__(self, owner: EtcdWatch, role: Role, fallback: str) -> None:
+        self._owner = owner
+        self._role = role
+        self._fallback = fallback
+
+    def _apply(self, value: bytes | None) -> None:
+        region = self._fallback
+        if value is not None:
+            try:
+                region = Roles.decode(value).region(self._role) or self._fallback
+            except MalformedRoles as error:
+                log.warning("Ignored malformed region roles.", extra={"error": str(error)})
+                return
+        self._owner.follow_region(region)
+
+    def listed(self, entries: Sequence[Entry], revision: int) -> None:
+        self._apply(next((entry.value for entry in entries if entry.key == ROLES_KEY), None))
+
+    def put(self, entry: Entry) -> None:
+        if entry.key == ROLES_KEY:
+            self._apply(entry.value)
+
+    def delete(self, key: bytes, revision: int) -> None:
+        if key == ROLES_KEY:
+            self._apply(None)
 
 
 __all__ = [

@@ -64,11 +64,11 @@ def test_region_and_endpoints_come_from_the_extension_when_unset() -> None:
         EtcdWatch(config, "otlp_grpc", lambda _: None, name="lb/primary")
     defaults = EtcdDefaults(["http://127.0.0.1:23790", "127.0.0.2:23791"], "eu-west-1")
     watch = EtcdWatch(config, "otlp_grpc", lambda _: None, name="lb/primary", defaults=defaults)
-    assert watch._prefix == b"/orasi/eu-west-1/services/bridge/"
+    assert watch.prefix == b"/orasi/eu-west-1/services/bridge/"
     assert [parse_endpoint(url) for url in watch._targets] == [("127.0.0.1", 23790), ("127.0.0.2", 23791)]
     own = EtcdResolverConfig(service="gateway", region="us-east-1", endpoints=["http://h:1"])
     watch = EtcdWatch(own, "otlp_grpc", lambda _: None, name="x", defaults=defaults)
-    assert watch._prefix == b"/orasi/us-east-1/services/gateway/" and watch._targets == ["http://h:1"]
+    assert watch.prefix == b"/orasi/us-east-1/services/gateway/" and watch._targets == ["http://h:1"]
 
 
 def test_record_endpoint_picks_the_protocols_endpoint() -> None:
