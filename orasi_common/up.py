@@ -21,13 +21,16 @@ import logging
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from orasi_common import plugins
 from orasi_common.config.model import ServiceConfig
 from orasi_common.ports import PORTS as PORTS
 from orasi_common.service import Service
 from orasi_common.topology import Ports, chain, service
+
+if TYPE_CHECKING:
+    from orasi_common.control.roles import Role
 
 _MEMORY_LIMITER = {"limit_mib": 2048, "spike_limit_mib": 512}
 
@@ -243,17 +246,20 @@ def region_configs(
             _register(documents["bridge"], etcd, region)
             out[(region, "bridge")] = ServiceConfig.model_validate(documents["bridge"])
         primary = region if region in homes else homes[0]
+
+        bridgeless = region not in homes  # its gateways follow the roles (orasi dr promote)
         failover = [other for other in homes if other != primary]
 
-        def group(home: str) -> dict[str, Any]:
+        def group(home: str, role: Role | None) -> dict[str, Any]:
             if etcd:
-                return {"etcd": {"service": "bridge", "region": home}}
+                resolver = {"service": "bridge", "region": home}
+                return {"etcd": resolver if role is None else {**resolver, "role": role}}
             bridge = Ports.of(tables[regions.index(home)], "bridge", host)
             return {"static": {"endpoints": [f"{bridge.dial_host}:{bridge.grpc}"]}}
 
         balancer: dict[str, Any] = {
             "protocol": "otap",
-            "resolver": group(primary),
+            "resolver": group(primary, "primary" if bridgeless else None),
             "tls": {"insecure": True},
             "compression": "none",
             "endpoint_timeout": GATEWAY_SEND_TIMEOUT,
@@ -262,7 +268,7 @@ def region_configs(
             "sending_queue": {"enabled": False},
         }
         if failover:
-            balancer["failover"] = group(failover[0])
+            balancer["failover"] = group(failover[0], "secondary" if bridgeless else None)
         gateway_ports = Ports.of(table, "gateway", host)
         gateways[region] = service(
             gateway_ports, "otap", {"memory_limiter": _MEMORY_LIMITER}, "loadbalancing", balancer

@@ -51,13 +51,16 @@ def test_bridges_in_the_first_two_regions_with_lakes_of_their_own(tmp_path: Path
 def test_gateways_send_to_their_region_or_the_first_and_fail_over_to_the_other(tmp_path: Path) -> None:
     configs = region_configs(tmp_path, PORTS, "127.0.0.1", REGIONS, etcd="http://127.0.0.1:2379")
 
-    def groups(region: str) -> tuple[str, str]:
+    def groups(region: str) -> tuple[tuple[str, str | None], tuple[str, str | None]]:
+        """(region, role) of the resolver and of the failover group of ``region``'s gateway."""
         balancer = section(configs[(region, "gateway")].exporters, "loadbalancing")
-        return balancer["resolver"]["etcd"]["region"], balancer["failover"]["etcd"]["region"]
+        resolver, failover = balancer["resolver"]["etcd"], balancer["failover"]["etcd"]
+        return (resolver["region"], resolver.get("role")), (failover["region"], failover.get("role"))
 
-    assert groups("us-east-1") == ("us-east-1", "us-west-2")
-    assert groups("us-west-2") == ("us-west-2", "us-east-1")
-    assert groups("eu-west-1") == ("us-east-1", "us-west-2")
+    assert groups("us-east-1") == (("us-east-1", None), ("us-west-2", None))
+    assert groups("us-west-2") == (("us-west-2", None), ("us-east-1", None))
+    # the region without bridges follows the roles (orasi dr promote), these regions until it is set
+    assert groups("eu-west-1") == (("us-east-1", "primary"), ("us-west-2", "secondary"))
     agent = configs[("eu-west-1", "agent")]
     assert agent.processors["resource"] == {"attributes": {"cloud.region": "eu-west-1"}}
 
