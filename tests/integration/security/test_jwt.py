@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -92,6 +93,18 @@ def test_jwts_from_a_real_exporter_land_in_the_claims_tenant(processes: Processe
     assert rows_of(bridge, sql, reader_only, 1) == [[tenant, 3]]
     assert flight_rows(bridge, sql, reader_only) == [[tenant, 3]]
     assert rows_of(bridge, sql, issuer.token("k1", **namespace(other, "query")), 0) == []
+    for path in ("/api/services", "/registry/subjects"):  # Jaeger and registry reads: scope query
+        assert httpx.get(bridge.query_url + path, timeout=30).status_code == 401, path
+        assert httpx.get(bridge.query_url + path, headers=bearer(reader_only), timeout=30).status_code == 200
+    registry_config = bridge.query_url + "/registry/config"
+
+    def change(token: str) -> int:  # a registry change: scope admin
+        return httpx.put(
+            registry_config, json={"compatibility": "NONE"}, headers=bearer(token), timeout=30
+        ).status_code
+
+    assert change(reader_only) == 403
+    assert change(issuer.token("k1", **namespace(tenant, "query admin"))) == 200
 
     # Rotation: k2 published, k1 retired; the running bridge takes k2's tokens within reload_interval.
     issuer.publish(jwks, "k2")
