@@ -11,7 +11,8 @@ Thirty days of ``span_metrics_1m`` rows (every minute, per service and operation
 with status UNSET and, for one group in four, an ERROR row; 20-400 spans a row whose durations
 fall in five neighbouring buckets around the operation's own) are built with numpy and committed
 through the writer's commit path (``LakeWriter._commit``: one commit per day, as compaction
-leaves them). A fresh writer (as a bridge started now) then answers ``RED_SQL`` through
+leaves them; kept in the writer's local cache too, as a deployment configures it). A fresh writer
+(as a bridge started now) then answers ``spanmetrics.RED_SQL`` through
 ``QueryEngine.execute``: one cold run, then the median of ``--runs``; the counts-only query
 (no percentiles) is measured beside it. Results go to ``benchmarks/results/span_metrics.json``.
 """
@@ -30,33 +31,12 @@ import pyarrow as pa
 
 from benchmarks.lake_rig import QUERY_TIMEOUT_S, Lab, check_servers, env, lake_config, make_writer
 from benchmarks.report import RESULTS, machine, say, stats_of, verdict, write_json
+from orasi_bridge.lake.spanmetrics import RED_SQL
 
 TARGET_MS = 100.0
 DAY_S = 86_400
 MINUTE_US = 60_000_000
 
-RED_SQL = """
-WITH m AS (SELECT service_name, span_count, error_count, duration_sum_ns, duration_buckets,
-                  duration_bucket_counts
-           FROM span_metrics_1m WHERE kind = 'SERVER'),
-red AS (SELECT service_name, sum(span_count) AS spans, sum(error_count) AS errors,
-               sum(duration_sum_ns) AS duration_ns
-        FROM m GROUP BY service_name),
-buckets AS (SELECT service_name, bucket, sum(n) AS n
-            FROM (SELECT service_name, unnest(duration_buckets) AS bucket,
-                         unnest(duration_bucket_counts) AS n FROM m)
-            GROUP BY ALL),
-h AS (SELECT service_name, span_metrics_histogram(bucket, n) AS h FROM buckets GROUP BY service_name)
-SELECT service_name,
-       spans / {seconds}.0 AS spans_per_s,
-       errors / spans AS error_ratio,
-       duration_ns / spans AS mean_ns,
-       span_metrics_quantile(h, 0.5) AS p50_ns,
-       span_metrics_quantile(h, 0.95) AS p95_ns,
-       span_metrics_quantile(h, 0.99) AS p99_ns
-FROM red JOIN h USING (service_name)
-ORDER BY service_name
-""".strip()
 COUNTS_SQL = """
 SELECT service_name, sum(span_count) AS spans, sum(error_count) / sum(span_count) AS error_ratio
 FROM span_metrics_1m WHERE kind = 'SERVER' GROUP BY service_name ORDER BY service_name
@@ -116,7 +96,13 @@ def day_rows(day_start_us: int, services: int, operations: int, rng: np.random.G
 async def run(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
     from orasi_bridge.query.engine import QueryEngine, QueryLimits
 
-    lake = lake_config(lab.database("span_metrics"), lab.warehouse("span_metrics"), flush_interval=3600)
+    lake = lake_config(
+        lab.database("span_metrics"),
+        lab.warehouse("span_metrics"),
+        flush_interval=3600,
+        # The bridge keeps copies of the files it wrote (as a deployment would configure it).
+        local_cache={"directory": str(lab.tmp / "lake-cache"), "max_mib": 4096},
+    )
     end_us = time.time_ns() // 1000 // (DAY_S * 1_000_000) * (DAY_S * 1_000_000)  # today, 00:00 UTC
     start_us = end_us - args.days * DAY_S * 1_000_000
     rng = np.random.default_rng(5)

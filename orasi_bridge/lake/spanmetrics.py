@@ -241,3 +241,22 @@ MACROS = _macros()
 - ``span_metrics_quantile(histogram, q)``: the q-quantile (0..1) of the durations in a dense
   histogram, in ns, interpolated linearly within its bucket (null when it is empty).
 """
+
+RED_SQL = """
+WITH b AS (SELECT service_name, bucket, sum(n) AS n,
+                  coalesce(sum(n) FILTER (WHERE status_code = 'ERROR'), 0) AS errors
+           FROM (SELECT service_name, status_code, unnest(duration_buckets) AS bucket,
+                        unnest(duration_bucket_counts) AS n
+                 FROM span_metrics_1m WHERE kind = 'SERVER')
+           GROUP BY ALL)
+SELECT service_name, spans / {seconds}.0 AS spans_per_s, errors / spans AS error_ratio,
+       span_metrics_quantile(h, 0.5) AS p50_ns, span_metrics_quantile(h, 0.95) AS p95_ns,
+       span_metrics_quantile(h, 0.99) AS p99_ns
+FROM (SELECT service_name, sum(n) AS spans, sum(errors) AS errors, span_metrics_histogram(bucket, n) AS h
+      FROM b GROUP BY service_name)
+ORDER BY service_name
+""".strip()
+"""RED per service (rate over ``{seconds}``, error ratio, p50/p95/p99 in ns) in one pass over the
+rows, as the README shows it: a row's bucket counts add up to its ``span_count``, and its status
+says whether they are errors. Bound the rows by ``time`` (``start``/``end`` or a predicate).
+"""

@@ -18,6 +18,7 @@ from integration.bridge.conftest import MakeWriter
 from integration.bridge.servers import AWS_ENV, LakeSpace
 from integration.bridge.test_lake_writer import TESTS_DIR, WINDOW, batch_ids_in_summaries
 from orasi_bridge.lake import LakeWriter
+from orasi_bridge.lake.spanmetrics import RED_SQL
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pdata import Signal
 from orasi_common.telemetry.metrics import Metrics
@@ -61,20 +62,18 @@ async def test_span_metrics_count_the_spans_hot_and_committed(writer: LakeWriter
     # Committed with the spans' batch ids, in one snapshot.
     assert sorted(batch_ids_in_summaries(writer, "span_metrics_1m")) == sorted(b.batch_id for b in batches)
     assert len(writer.tables["span_metrics_1m"].snapshots()) == 1
-    # RED from the stored buckets: the macros run in the query sandbox.
-    [(count, p50, p99, slowest)] = await rows(
+    # RED from the stored buckets (the README's query): the macros run in the query sandbox.
+    red = await rows(engine, RED_SQL.format(seconds=3600))
+    exact = await rows(
         engine,
-        """
-        WITH b AS (SELECT unnest(duration_buckets) AS bucket, unnest(duration_bucket_counts) AS n
-                   FROM span_metrics_1m),
-             h AS (SELECT span_metrics_histogram(bucket, n) AS h
-                   FROM (SELECT bucket, sum(n) AS n FROM b GROUP BY bucket))
-        SELECT (SELECT sum(span_count) FROM span_metrics_1m), span_metrics_quantile(h, 0.5),
-               span_metrics_quantile(h, 0.99), (SELECT max(duration_ns) FROM spans)
-        FROM h
-        """,
+        "SELECT service_name, count(*) / 3600.0, count_if(status_code = 'ERROR') / count(*), "
+        "quantile_cont(duration_ns, 0.5), quantile_cont(duration_ns, 0.99) FROM spans "
+        "WHERE kind = 'SERVER' GROUP BY ALL ORDER BY ALL",
     )
-    assert count == 2 * SPANS and 0 < p50 <= p99 and p99 <= 1.5 * slowest
+    assert [row[:3] for row in red] == [row[:3] for row in exact] and red
+    for (_, _, _, p50, _, p99), (_, _, _, exact_p50, exact_p99) in zip(red, exact, strict=True):
+        # at most one bucket off: a factor of √2 either way
+        assert exact_p50 / 1.42 <= p50 <= exact_p50 * 1.42 and exact_p99 / 1.42 <= p99 <= exact_p99 * 1.42
 
 
 CRASH_BETWEEN_COMMITS = """
