@@ -921,6 +921,26 @@ def data_flow() -> dict[str, Any]:
             8,
             8,
         ),
+        (
+            timeseries(
+                "Lake maintenance runs per hour",
+                [
+                    target(
+                        f"sum by (pod, action, outcome) ({rate('orasi_lake_maintenance_runs_total')}) * 3600",
+                        "{{action}} {{outcome}} {{pod}}",
+                    ),
+                    target(
+                        f"sum by (action) ({rate('orasi_lake_maintenance_files_total')}) * 3600",
+                        "{{action}} files",
+                    ),
+                ],
+                "short",
+                "Compaction, expiry and retention runs of the elected bridge (OrasiLakeMaintenanceFailing), "
+                "and the files they rewrote or removed.",
+            ),
+            8,
+            8,
+        ),
     ]
     signal = {
         "name": "signal",

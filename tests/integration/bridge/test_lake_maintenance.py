@@ -13,10 +13,12 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
+import yaml
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter, close_writer, writer_settings
@@ -32,6 +34,7 @@ from orasi_bridge.lake.maintenance.retention import apply_retention
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.maintenance.tables import JOB_PROPERTY, Lake, PartitionKey, live_files
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
+from orasi_common import cli
 from orasi_common.extensions.etcd.config import Config as EtcdConfig
 from orasi_common.pdata import Signal
 from orasi_common.telemetry.metrics import Metrics
@@ -106,20 +109,20 @@ def run(
 
 async def test_compaction_merges_small_files_keeps_rows_order_index_and_batch_ids(writer: LakeWriter) -> None:
     engine = QueryEngine(writer, QueryLimits())
-    await ingest(writer, range(12))
-    assert set(partition_files(writer.config).values()) == {12}
+    await ingest(writer, range(6))
+    assert set(partition_files(writer.config).values()) == {6}
     before = await counts(engine)
-    assert before == {table: 12 * n for table, n in PER_BATCH.items()}
+    assert before == {table: 6 * n for table, n in PER_BATCH.items()}
     committed_ids = {name: batch_ids_since(table, None)[0] for name, table in writer.tables.items()}
     trace_sql = f"SELECT count(*) FROM spans WHERE trace_id = '{data.TRACE_HEX}'"
     traced = (await engine.execute(trace_sql, "default", **WINDOW)).rows
-    assert traced is not None and traced[0][0] % 12 == 0 and traced[0][0] > 0
+    assert traced is not None and traced[0][0] % 6 == 0 and traced[0][0] > 0
 
     report = await asyncio.to_thread(run, compact, writer.config, MaintenanceConfig())
 
     merged = [(p.table, p.files_before, p.files_after, p.rows, p.committed) for p in report.partitions]
     assert sorted(m for m in merged if m[0] in PER_BATCH) == sorted(
-        (table, 12, 1, 12 * n, True) for table, n in PER_BATCH.items()
+        (table, 6, 1, 6 * n, True) for table, n in PER_BATCH.items()
     )
     assert set(partition_files(writer.config).values()) == {1}
     assert scanned(writer.config) == before
@@ -148,15 +151,15 @@ async def test_compaction_merges_small_files_keeps_rows_order_index_and_batch_id
 
     # The writer commits on top of the compaction (its append conflicts once and is retried), and
     # queries see every row once, a trace lookup included.
-    await ingest(writer, range(12, 13))
-    assert await counts(engine) == {table: 13 * n for table, n in PER_BATCH.items()}
+    await ingest(writer, range(6, 7))
+    assert await counts(engine) == {table: 7 * n for table, n in PER_BATCH.items()}
     trace = (await engine.execute(trace_sql, "default", **WINDOW)).rows
-    assert trace is not None and trace[0][0] == traced[0][0] // 12 * 13
+    assert trace is not None and trace[0][0] == traced[0][0] // 6 * 7
 
 
 async def test_jobs_with_concurrent_ingest_and_queries_lose_and_duplicate_no_row(writer: LakeWriter) -> None:
     engine = QueryEngine(writer, QueryLimits())
-    await ingest(writer, range(20))
+    await ingest(writer, range(8))
     done = asyncio.Event()
     seen: list[dict[str, int]] = []
 
@@ -175,13 +178,13 @@ async def test_jobs_with_concurrent_ingest_and_queries_lose_and_duplicate_no_row
             done.set()
 
     querying = asyncio.create_task(query())
-    await asyncio.gather(jobs(), ingest(writer, range(20, 26)))
+    await asyncio.gather(jobs(), ingest(writer, range(8, 12)))
     await querying
     assert seen and all(
         seen[i][table] <= seen[i + 1][table] for i in range(len(seen) - 1) for table in PER_BATCH
     )
-    await ingest(writer, range(26, 27))
-    expected = {table: 27 * n for table, n in PER_BATCH.items()}
+    await ingest(writer, range(12, 13))
+    expected = {table: 13 * n for table, n in PER_BATCH.items()}
     assert await counts(engine) == expected
     assert scanned(writer.config) == expected
 
@@ -327,7 +330,7 @@ async def test_retention_deletes_exactly_the_old_partitions_of_each_tenant(write
 
 
 async def test_scheduled_jobs_run_on_one_writer_of_a_lake_at_a_time(make_writer: MakeWriter) -> None:
-    schedule = {"compact_interval": 0.2, "expire_interval": 0.3}
+    schedule = {"compact_interval": 0.2, "expire_interval": 1}
     metrics = [Metrics("bridge"), Metrics("bridge")]
     first = await make_writer(metrics[0], maintenance=schedule)
     await make_writer(metrics[1], maintenance=schedule)  # a second bridge of the lake
@@ -337,10 +340,21 @@ async def test_scheduled_jobs_run_on_one_writer_of_a_lake_at_a_time(make_writer:
         labels = {"exporter": "lake", "action": action, "outcome": outcome}
         return metrics[index].registry.get_sample_value("orasi_lake_maintenance_runs_total", labels) or 0.0
 
-    await _eventually(lambda: set(partition_files(first.config).values()) == {1}, "scheduled compaction")
+    lake = Lake(first.config)
+    try:
+        tables = {name: table for name, table in lake.tables().items() if name in PER_BATCH}
+
+        def compacted() -> bool:
+            for table in tables.values():
+                table.refresh()
+            return all(len(files) == 1 for table in tables.values() for files in live_files(table).values())
+
+        await _eventually(compacted, "scheduled compaction")
+    finally:
+        lake.close()
     await _eventually(lambda: runs(0, "expire") >= 1, "a scheduled expiry")
     assert runs(1, "compact") == runs(1, "expire") == 0
-    assert runs(0, "compact", "failure") == 0
+    assert runs(0, "compact", "failure") == runs(0, "expire", "failure") == 0
     files = metrics[0].registry.get_sample_value(
         "orasi_lake_maintenance_files_total", {"exporter": "lake", "action": "compact"}
     )
@@ -384,4 +398,51 @@ async def _eventually(condition: Any, what: str, within: float = 30.0) -> None:
     while not await asyncio.to_thread(condition):
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {within} s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+
+
+async def test_orasi_lake_commands_print_what_they_would_do_then_do_it(
+    writer: LakeWriter, lake_space: LakeSpace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await ingest(writer, range(3))
+    await ingest(writer, range(1), tenant="old", base=int(time.time() * 1e9) - 40 * DAY)
+    lake = lake_space.lake_config(maintenance={"retention": {"tenants": {"old": "30d"}}, "keep_snapshots": 1})
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+                "exporters": {"lake": lake},
+                "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["lake"]}}},
+            }
+        )
+    )
+    files = stored_files(lake_space)
+
+    def orasi_lake(*args: str) -> list[str]:
+        assert cli.main(["lake", *args, "--config", str(path)]) == 0
+        return [
+            line
+            for line in capsys.readouterr().out.splitlines()
+            if line.split(" ", 1)[0].rstrip(":") in PER_BATCH
+        ]
+
+    planned = orasi_lake("compact", "--dry-run")
+    assert len(planned) == 3 and all(
+        "tenant=default/day=2024-05-31: would merge 3 files" in line for line in planned
+    )
+    retention = orasi_lake("retention", "--dry-run")
+    assert len(retention) == 3 and all(
+        "tenant=old" in line and "would delete (1 files" in line for line in retention
+    )
+    assert stored_files(lake_space) == files
+
+    merged = await asyncio.to_thread(orasi_lake, "compact")
+    assert len(merged) == 3 and all("merged 3 files" in line and "into 1" in line for line in merged)
+    deleted = await asyncio.to_thread(orasi_lake, "retention")
+    assert len(deleted) == 3 and all("tenant=old" in line and "deleted (1 files" in line for line in deleted)
+    assert scanned(writer.config) == {table: 3 * n for table, n in PER_BATCH.items()}
+    expired = await asyncio.to_thread(orasi_lake, "expire")
+    assert len(expired) == 3 and all(
+        "expired 0 snapshots" in line for line in expired
+    )  # all within the window
