@@ -44,6 +44,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -91,8 +92,8 @@ class Rules:
 
 @dataclass(slots=True)
 class Parsed:
-    records: bytes = b""  # the LogRecord fields of ScopeLogs (log_records), encoded, back to back
-    count: int = 0  # records in ``records``
+    data: bytes = b""  # the encoder's frame, then the records (ScopeLogs.log_records fields)
+    count: int = 0  # records in ``data``
     end: int = 0  # offset (in the block) just past the last record in ``records``
     too_long: int = 0  # lines cut to max_line_bytes
 
@@ -140,13 +141,22 @@ def rfc3339_ns(stamp: bytes) -> int:
 
 
 class Encoder:
-    """LogRecords of one file: its fixed attribute bytes, the observed time, the severity rules."""
+    """LogRecords of one file: its fixed attribute bytes, the observed time, the severity rules,
+    and ``frame``: the bytes put before records of a given length (a request's headers, its
+    resource and scope; none by default)."""
 
-    def __init__(self, rules: Rules, attributes: bytes, observed_ns: int) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        attributes: bytes,
+        observed_ns: int,
+        frame: Callable[[int], bytes] | None = None,
+    ) -> None:
         self._rules = rules
         self._attributes = attributes
         self._observed = observed_ns
         self._severity = self._severity_of if rules.severity_regex or rules.severity_field else None
+        self.frame: Callable[[int], bytes] = frame or _no_frame
 
     def encode(self, time_ns: int, message: bytes, stream: str | None) -> bytes:
         body = wire_field(1, message)  # AnyValue.string_value
@@ -162,17 +172,17 @@ class Encoder:
     def encode_columns(
         self, source: bytes, starts: I64, ends: I64, times: I64, streams: I64, names: list[str]
     ) -> bytes:
-        """What ``encode`` gives for each message ``source[starts[i]:ends[i]]`` (valid UTF-8),
-        time ``times[i]`` (0 to 2**63) and stream ``names[streams[i]]`` (none for -1), back to
-        back: the lengths computed for all records, then the records written in one native pass."""
+        """The frame, then what ``encode`` gives for each message ``source[starts[i]:ends[i]]``
+        (valid UTF-8), time ``times[i]`` (0 to 2**63) and stream ``names[streams[i]]`` (none for
+        -1): the lengths computed for all records, then everything written in one native pass
+        straight from ``source`` (no copy of the messages before it)."""
         n = len(starts)
         lengths = ends - starts
         tails = [self._attributes] + [
             self._attributes + (_STREAMS.get(name) or key_values([("log.iostream", name)], 6))
             for name in names
         ]
-        bounds = np.cumsum([0, *map(len, tails)])
-        tail_starts, tail_ends = bounds[:-1][streams + 1], bounds[1:][streams + 1]
+        tail_lengths = np.array([len(tail) for tail in tails], dtype=np.int64)[streams + 1]
         severities = b""
         severity_lengths = np.zeros(n, dtype=np.int64)
         if self._severity is not None:
@@ -180,24 +190,20 @@ class Encoder:
             severities = b"".join(found)
             severity_lengths = np.fromiter(map(len, found), dtype=np.int64, count=n)
         body = 1 + _varint_size(lengths) + lengths  # AnyValue{string_value}
-        size = 19 + _varint_size(body) + body + severity_lengths + (tail_ends - tail_starts)
-        emit = np.ones(n, dtype=np.bool_)
+        size = 19 + _varint_size(body) + body + severity_lengths + tail_lengths
+        every = np.ones(n, dtype=np.bool_)
+        frame = self.frame(int((1 + _varint_size(size) + size).sum()))
         parts = [
-            (_VARINT, b"\x12", emit, size.astype(np.uint64), b"", 0),  # ScopeLogs.log_records
-            (_FIXED, b"\x09", emit, times.astype("<u8"), b"", 8),
-            (_FIXED, b"\x59", emit, np.full(n, self._observed, dtype="<u8"), b"", 8),
-            (_VARINT, b"\x2a", emit, body.astype(np.uint64), b"", 0),
-            (_BYTES, b"\x0a", emit, _offsets(lengths), _wirescan.gather(source, starts, ends), 0),
-            (_RAW, b"", emit, _offsets(severity_lengths), severities, 0),
-            (
-                _RAW,
-                b"",
-                emit,
-                _offsets(tail_ends - tail_starts),
-                _wirescan.gather(b"".join(tails), tail_starts, tail_ends),
-                0,
-            ),
+            *_slices(_RAW, b"", frame, every & (np.arange(n) == 0), 0, len(frame)),
+            (_VARINT, b"\x12", every, size.astype(np.uint64), b"", 0),  # ScopeLogs.log_records
+            (_FIXED, b"\x09", every, times.astype("<u8"), b"", 8),
+            (_FIXED, b"\x59", every, np.full(n, self._observed, dtype="<u8"), b"", 8),
+            (_VARINT, b"\x2a", every, body.astype(np.uint64), b"", 0),
+            *_slices(_BYTES, b"\x0a", source, every, starts, ends),
+            (_RAW, b"", every, _offsets(severity_lengths), severities, 0),
         ]
+        for code, tail in enumerate(tails, start=-1):
+            parts.extend(_slices(_RAW, b"", tail, streams == code, 0, len(tail)))
         return _wirescan.join(n, parts)[1]
 
     def _severity_of(self, message: bytes) -> bytes:
@@ -347,6 +353,33 @@ def _varint_size(values: I64) -> I64:
     return size
 
 
+_Part = tuple[int, bytes, npt.NDArray[np.bool_], npt.NDArray[Any], bytes, int]
+
+
+def _slices(
+    kind: int, tag: bytes, data: bytes, rows: npt.NDArray[np.bool_], starts: I64 | int, ends: I64 | int
+) -> list[_Part]:
+    """``_wirescan.join`` parts writing ``data[starts[i]:ends[i]]`` (a field ``tag`` of ``kind``
+    _BYTES or _RAW) for each of the ``rows``. Join reads row i's slice between offsets i and i + 1,
+    so one part takes the even rows and one the odd rows: the slices need not be adjacent (nor
+    distinct: the same bytes for every row)."""
+    n = len(rows)
+    starts, ends = np.broadcast_to(starts, n), np.broadcast_to(ends, n)
+    parts = []
+    for parity in (0, 1):
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        offsets[parity:n:2] = starts[parity::2]
+        offsets[parity + 1 :: 2] = ends[parity::2]
+        emit = rows.copy()
+        emit[1 - parity :: 2] = False
+        parts.append((kind, tag, emit, offsets, data, 0))
+    return parts
+
+
+def _no_frame(length: int) -> bytes:
+    return b""
+
+
 def _offsets(lengths: I64) -> npt.NDArray[np.int32]:
     """Arrow-style offsets of pieces of these lengths."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
@@ -384,7 +417,7 @@ def _parse_cri(block: bytes, cut: int, rules: Rules, encoder: Encoder, final: bo
         )
     out = Parsed(too_long=found.too_long, count=len(message))
     if out.count:
-        out.records = encoder.encode_columns(source, message, ends, times, stream, names)
+        out.data = encoder.encode_columns(source, message, ends, times, stream, names)
         out.end = int(offsets[-1])
         if final and out.end > cut:  # the last line had no newline
             out.end = cut
@@ -487,7 +520,8 @@ def _emit(
             group.append(entry)
         if group and final:
             records.append(_encode_group(out, group, encode, clean))
-    out.records, out.count = b"".join(records), len(records)
+    if records:
+        out.data, out.count = b"".join([encoder.frame(sum(map(len, records))), *records]), len(records)
 
 
 def _encode_group(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import glob
 import hashlib
 import os
@@ -67,6 +68,14 @@ def kubernetes_attributes(path: str) -> list[tuple[str, str]]:
         ("k8s.container.name", match["container"]),
         ("k8s.container.restart_count", match["restart"]),
     ]
+
+
+def _frame(resource: bytes, records: int) -> bytes:
+    """What an ExportLogsServiceRequest holds before its records: one ResourceLogs (``resource``:
+    its resource field) with one ScopeLogs (this receiver's scope) of ``records`` bytes of records."""
+    scope_logs = len(_SCOPE) + records
+    resource_logs = len(resource) + 1 + len(varint(scope_logs)) + scope_logs
+    return b"\x0a" + varint(resource_logs) + resource + b"\x12" + varint(scope_logs) + _SCOPE
 
 
 def _fingerprint(fd: int, size: int) -> tuple[str, int]:
@@ -317,7 +326,9 @@ class FileLogReceiver:
         if file.format is None:
             first = os.pread(file.fd, 4096, 0).split(b"\n", 1)[0]
             file.format = detect(first)
-        encoder = Encoder(self._rules, file.attributes, time.time_ns())
+        encoder = Encoder(
+            self._rules, file.attributes, time.time_ns(), functools.partial(_frame, file.resource)
+        )
         parsed = parse_block(block, file.format, self._rules, encoder, final, tail)
         if parsed.too_long:
             self._too_long.inc(parsed.too_long)
@@ -329,22 +340,9 @@ class FileLogReceiver:
         file.pending = end
         self._remember(file)
         self._checkpoints.save()
-        scope_logs = len(_SCOPE) + len(parsed.records)
-        resource_logs = len(file.resource) + 1 + len(varint(scope_logs)) + scope_logs
-        data = b"".join(  # field(1, resource + field(2, _SCOPE + records)) with one copy of the records
-            [
-                b"\x0a",
-                varint(resource_logs),
-                file.resource,
-                b"\x12",
-                varint(scope_logs),
-                _SCOPE,
-                parsed.records,
-            ]
-        )
         return Batch.from_serialized(
             Signal.LOGS,
-            data,
+            parsed.data,
             tenant=self._config.tenant,
             batch_id=derived_id("filelog", file.key, file.fingerprint, str(start), str(end)),
         )

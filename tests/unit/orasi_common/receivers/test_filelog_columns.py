@@ -1,9 +1,11 @@
-"""The columnar reading of CRI blocks against the per-line one: the same record bytes, count, end
-and cut lines on edge cases and on generated blocks (hypothesis), block after block; and the
-common layout is read by the columns (not left to the per-line reading)."""
+"""The columnar reading of CRI blocks against the per-line one: the same request bytes (the
+receiver's frame, the records), count, end and cut lines on edge cases and on generated blocks
+(hypothesis), block after block; and the common layout is read by the columns (not left to the
+per-line reading)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +16,13 @@ from hypothesis import strategies as st
 
 from orasi_common.receivers.filelog import cri
 from orasi_common.receivers.filelog.parse import Encoder, Parsed, Rules, parse_block, parse_lines, rfc3339_ns
-from orasi_common.receivers.wire import key_values
+from orasi_common.receivers.filelog.receiver import _frame, kubernetes_attributes
+from orasi_common.receivers.wire import field, key_values
 
 ATTRIBUTES = key_values([("log.file.name", "0.log"), ("log.file.path", "/var/log/pods/a_b_c/d/0.log")], 6)
+FRAME = functools.partial(
+    _frame, field(1, key_values(kubernetes_attributes("/var/log/pods/a_b_c/d/0.log"), 1))
+)
 RULES = [
     Rules(format="cri", max_line_bytes=64 * 1024),
     Rules(format="cri", max_line_bytes=60),
@@ -26,7 +32,7 @@ RULES = [
 
 
 def both(block: bytes, rules: Rules, final: bool, tail: bool) -> tuple[Parsed, Parsed]:
-    encoder = Encoder(rules, ATTRIBUTES, 1_700_000_000_123_456_789)
+    encoder = Encoder(rules, ATTRIBUTES, 1_700_000_000_123_456_789, FRAME)
     return (
         parse_block(block, "cri", rules, encoder, final, tail),
         parse_lines(block, "cri", rules, encoder, final, tail),
@@ -37,8 +43,8 @@ def assert_same(block: bytes) -> None:
     for rules in RULES:
         for final, tail in ((False, False), (True, False), (True, True)):
             columns, lines = both(block, rules, final, tail)
-            assert (columns.records, columns.count, columns.end, columns.too_long) == (
-                lines.records,
+            assert (columns.data, columns.count, columns.end, columns.too_long) == (
+                lines.data,
                 lines.count,
                 lines.end,
                 lines.too_long,
@@ -48,13 +54,13 @@ def assert_same(block: bytes) -> None:
 def read_all(data: bytes, size: int, parse: Callable[..., Parsed], rules: Rules) -> list[bytes]:
     """Every record of ``data`` read block after block from each block's end, as the receiver reads
     a file (the last block final, as for an idle file)."""
-    encoder = Encoder(rules, ATTRIBUTES, 5)
+    encoder = Encoder(rules, ATTRIBUTES, 5, FRAME)
     out, offset, grow = [], 0, 0
     while offset < len(data):
         block = data[offset : offset + size + grow]
         last = offset + len(block) >= len(data)
         parsed = parse(block, "cri", rules, encoder, last, last)
-        out.append(parsed.records)
+        out.append(parsed.data)
         if not parsed.end:
             grow += size  # nothing complete in this block yet: a longer one
             continue

@@ -22,7 +22,7 @@ def records(
 ) -> tuple[list[Any], int]:
     encoder = Encoder(Rules(**rules), b"", 7)
     parsed = parse_block(block, fmt, Rules(format=fmt, **rules), encoder, final, tail)
-    scope = logs_pb2.ScopeLogs.FromString(parsed.records)
+    scope = logs_pb2.ScopeLogs.FromString(parsed.data)
     return list(scope.log_records), parsed.end
 
 
