@@ -95,9 +95,12 @@ def parse_jwks(text: str, where: str) -> dict[str | None, _Key]:
         if not kind:
             continue
         try:
-            keys[entry.get("kid")] = _Key(jwt.PyJWK(entry, algorithm=kind[0]).key, kind)
+            key = jwt.PyJWK(entry, algorithm=kind[0]).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, KeyError):
             continue
+        if hasattr(key, "private_bytes"):  # a private JWK published by mistake: its public half
+            key = key.public_key()
+        keys[entry.get("kid")] = _Key(key, kind)
     if not keys:
         raise ValueError(f"{where} holds no usable public key (RSA, EC P-256/384/521 or OKP Ed25519)")
     return keys
@@ -204,8 +207,8 @@ class JwtVerifier:
         config = self.config
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        except jwt.PyJWTError as error:  # PyJWT's messages name the part, never hold the token
+            raise Unauthenticated(f"the bearer token is not a well-formed JWT ({error})") from None
         kid = header.get("kid")
         key = (
             self._keys.get(kid)
@@ -249,6 +252,6 @@ class JwtVerifier:
             raise Unauthenticated(f"the JWT's audience (aud) does not include {config.audience!r}") from None
         except jwt.MissingRequiredClaimError as error:
             raise Unauthenticated(f"the JWT has no {error.claim!r} claim") from None
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:
             raise Unauthenticated(f"the JWT is not valid: {error}") from None
         return claims

@@ -119,6 +119,9 @@ async def test_each_refusal_says_which_check_failed(auth: Authenticator, issuer:
         "has no 'kubernetes.io/namespace' claim naming its tenant": issuer.token("r1"),
         "is not a tenant name": issuer.token("r1", **{"kubernetes.io": {"namespace": 7}}),
         "not a well-formed JWT": "a.b.c",
+        "Key ID header parameter must be a string": hand_signed(
+            {"alg": "RS256", "kid": ["r1"]}, claims, None
+        ),
         # algorithm confusion: HMAC keyed with the published public key; an unsigned token
         "alg\\) is not accepted for its key; use RS256 or RS384": hand_signed(
             {"alg": "HS256", "typ": "JWT", "kid": "r1"}, claims, public_pem
@@ -249,6 +252,20 @@ def test_config_refuses_none_hmac_and_ambiguous_scopes(jwks_file: Path) -> None:
         Config.model_validate({})
     with pytest.raises(ValidationError, match="audience"):
         JwtConfig.model_validate({"jwks_file": "x", "issuer": ISSUER})
+
+
+async def test_a_private_jwk_published_by_mistake_serves_as_its_public_half(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    private = {**jwt.algorithms.RSAAlgorithm.to_jwk(issuer.keys["r2"][0], as_dict=True), "kid": "r2"}
+    path = tmp_path / "jwks.json"
+    await asyncio.to_thread(path.write_text, json.dumps({"keys": [private]}))
+    auth = Authenticator(jwt_config(path))
+    await auth.start()
+    try:
+        assert await auth.tenant(f"Bearer {issuer.token('r2', tenant='acme')}", "ingest", None) == "acme"
+    finally:
+        await auth.shutdown()
 
 
 async def test_a_jwks_that_cannot_serve_fails_start(tmp_path: Path) -> None:
