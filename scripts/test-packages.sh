@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages whose programs the tests drive (SERVERS.md), in one apt run and only
 # those missing: `prometheus` (promtool checks and tests the rules; prometheus is a real scraper),
-# `chromium` (the web console's browser tests, through Playwright) and `rsyslog` (a real syslog
-# sender). Idempotent. The packages' own services are not started (no init system here; Debian's
+# `chromium` (the web console's browser tests, through Playwright), `rsyslog` (a real syslog
+# sender) and `rsyslog-gnutls` (its TLS stream driver, for syslog over TLS). Idempotent. The packages' own services are not started (no init system here; Debian's
 # policy-rc.d protocol: 101 = action forbidden); tests run their own processes on free ports on
 # 127.0.0.1 and stop them by PID.
 set -euo pipefail
@@ -10,6 +10,7 @@ lean=() missing=()
 { command -v promtool && command -v prometheus; } >/dev/null || lean+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 if [ $((${#lean[@]} + ${#missing[@]})) -eq 0 ]; then
   exit 0
 fi

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from orasi_common.config.model import ComponentConfig
+from orasi_common.config.model import ComponentConfig, TlsServerConfig
 from orasi_common.pdata import DEFAULT_TENANT
 from orasi_common.receivers.otlp.config import Endpoint
 from orasi_common.receivers.syslog.parse import zone_of
@@ -16,6 +16,11 @@ class TcpConfig(ComponentConfig):
     endpoint: Endpoint = Field(default="0.0.0.0:5514", description="host:port to accept TCP syslog on.")
     max_connections: int = Field(
         default=1024, ge=1, description="Open connections at most; more are closed at once, logged."
+    )
+    tls: TlsServerConfig | None = Field(
+        default=None,
+        description="Serve syslog over TLS (RFC 5425; port 6514 by convention), mutual with "
+        "client_ca_file; the certificate is reloaded from disk without a restart.",
     )
 
 

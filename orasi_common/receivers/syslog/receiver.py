@@ -1,4 +1,5 @@
-"""The `syslog` receiver: RFC 5424 / RFC 3164 messages over TCP and UDP into OTLP log records.
+"""The `syslog` receiver: RFC 5424 / RFC 3164 messages over TCP (TLS with ``tcp.tls``: RFC 5425)
+and UDP into OTLP log records.
 
 Messages are parsed as they arrive (``parse.py``) and gathered per transport; a batch is handed
 on when it holds ``send_batch_size`` messages or every ``flush_interval``. Syslog has no
@@ -34,6 +35,7 @@ from orasi_common.receivers.syslog.config import Config
 from orasi_common.receivers.syslog.parse import Framer, FramingError, MalformedMessage, Record, parse, zone_of
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import bind_tcp
+from orasi_common.transport.tls import ServerTls
 from orasi_common.version import __version__
 
 SCOPE_NAME = "orasi/receiver/syslog"
@@ -88,6 +90,7 @@ class SyslogReceiver:
         self._flush_lock = asyncio.Lock()
         self._scope = TaskScope()
         self._tcp: asyncio.Server | None = None
+        self._tls: ServerTls | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
@@ -105,7 +108,11 @@ class SyslogReceiver:
         if config.tcp is not None:
             sock = bind_tcp(config.tcp.endpoint)
             self.tcp_port = sock.getsockname()[1]
-            self._tcp = await asyncio.start_server(self._accept, sock=sock, limit=_READ_BYTES)
+            if config.tcp.tls is not None:
+                self._tls = ServerTls(config.tcp.tls, self.logger)
+                await self._tls.start()
+            context = self._tls.context if self._tls is not None else None
+            self._tcp = await asyncio.start_server(self._accept, sock=sock, limit=_READ_BYTES, ssl=context)
         if config.udp is not None:
             host, port = split_endpoint(config.udp.endpoint)
             transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
@@ -131,6 +138,8 @@ class SyslogReceiver:
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
         self._tcp = self._udp = None
+        if self._tls is not None:
+            await self._tls.shutdown()
         for transport in ("tcp", "udp"):
             await self._flush(transport, retry=False)
 
