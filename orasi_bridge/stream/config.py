@@ -161,7 +161,7 @@ class TransformConfig(ProcessorConfig):
 
 
 BUILTIN_PATTERNS: dict[str, str] = {
-    "bearer": r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*",
+    "bearer": r"\b(?i:bearer)\s+[A-Za-z0-9\-._~+/]+=*",
     "aws_access_key": r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
     "email": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
     "card": r"\b(?:\d[ \-]?){12,18}\d\b",

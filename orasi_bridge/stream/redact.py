@@ -1,10 +1,11 @@
 """The ``redact`` processor: replaces what its rules match in attribute values (both maps) and log
 bodies, with a mask or a salted hash; counts replacements per rule (never the values).
 
-Vectorised over a record batch's values (a map's values are one flat string array): a rule that
-masks is one Arrow regex kernel to count and one to replace. A rule that needs Python per match
-(``card``'s Luhn check, or any rule of action ``hash``) runs Python's ``re`` on the distinct
-values the kernel found it in, and puts the results back with one ``take``.
+Vectorised over a record batch's distinct values (a map's values are one flat string array,
+dictionary-encoded: attribute values repeat a lot): one Arrow regex kernel finds the distinct
+values any rule matches, and only those go through the rules. A rule that masks is one kernel to
+count and one to replace; one that needs Python per match (``card``'s Luhn check, or any rule of
+action ``hash``) runs Python's ``re`` on them. The results go back with one ``take``.
 
 ``deny_keys`` replace a whole value, ``allow_keys`` are left alone. The hash is SHA-256 of the
 tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay
@@ -30,6 +31,7 @@ HASH_HEX = 32
 """Hex digits of the hash kept (128 bits)."""
 
 Count = Callable[[str, int], None]  # rule, replacements
+Replace = Callable[[str], str]
 
 
 def luhn(text: str) -> bool:
@@ -93,6 +95,8 @@ class Redact:
             for name in BUILTIN_PATTERNS
             if name in config.builtins
         ] + [Rule(p.name, p.regex, re.compile(p.regex)) for p in config.patterns]
+        self._any = "|".join(f"(?:{rule.regex})" for rule in self._rules) or None
+        """What any rule matches: the distinct values no rule matches are left at once."""
         self._allow = _key_pattern(config.allow_keys)
         self._deny = _key_pattern(config.deny_keys)
 
@@ -103,7 +107,7 @@ class Redact:
             salt = self._tenant_salts[tenant] = hashlib.sha256(self._salt + b"\0" + tenant.encode()).digest()
         return salt
 
-    def _replacement(self, rule: str, tenant: str) -> Callable[[str], str]:
+    def _replacement(self, rule: str, tenant: str) -> Replace:
         if self._config.action == "hash":
             salt = self._tenant_salt(tenant)
             return lambda text: "sha256:" + hashlib.sha256(salt + text.encode()).hexdigest()[:HASH_HEX]
@@ -145,63 +149,77 @@ class Redact:
         self, values: pa.Array, tenant: str, allowed: pa.Array | None = None, denied: pa.Array | None = None
     ) -> pa.Array:
         """``values`` redacted (the same object when nothing matched)."""
+        result = values
+        skip = allowed
         if denied is not None:
             denied = pc.and_(denied, pc.is_valid(values))
             if allowed is not None:
                 denied = pc.and_(denied, pc.invert(allowed))
             if pc.any(denied).as_py():
-                values = self._rewrite(values, denied, DENY_RULE, tenant)
-            else:
-                denied = None
-        skip = allowed if denied is None else denied if allowed is None else pc.or_(allowed, denied)
+                result = self._whole(values, denied, tenant)
+                skip = denied if allowed is None else pc.or_(allowed, denied)
         subject = values if skip is None else pc.if_else(skip, pa.scalar(None, pa.string()), values)
-        changed = False
+        indices, distinct, occurrences = _distinct(subject)
+        hit = pc.fill_null(pc.match_substring_regex(distinct, self._any), False) if self._any else None
+        if hit is None or not pc.any(hit).as_py():
+            return result
+        found = hit.to_numpy(zero_copy_only=False)
+        candidates = self._redact(distinct.filter(hit), occurrences[found], tenant)
+        redacted = pc.replace_with_mask(distinct, hit, candidates).take(indices)
+        return redacted if skip is None else pc.coalesce(redacted, result)
+
+    def _whole(self, values: pa.Array, denied: pa.Array, tenant: str) -> pa.Array:
+        """``values`` with those ``denied`` replaced wholly."""
+        indices, distinct, occurrences = _distinct(pc.if_else(denied, values, pa.scalar(None, pa.string())))
+        replace = self._replacement(DENY_RULE, tenant)
+        replaced = pa.array([replace(text) for text in distinct.to_pylist()], pa.string())
+        self._count(DENY_RULE, int(occurrences.sum()))
+        return pc.coalesce(replaced.take(indices), values)
+
+    def _redact(self, candidates: pa.Array, occurrences: np.ndarray, tenant: str) -> pa.Array:
+        """Distinct values some rule matches, through every rule in order; ``occurrences``: how
+        often each stands in the batch (what the counts count)."""
         for rule in self._rules:
             if rule.check is None and self._config.action == "mask":
-                found = pc.sum(pc.count_substring_regex(subject, rule.regex)).as_py() or 0
-                if not found:
-                    continue
-                mask = self._config.mask.replace("{rule}", rule.name).replace("\\", "\\\\")
-                subject = pc.replace_substring_regex(subject, rule.regex, mask)
-                self._count(rule.name, found)
-                changed = True
-            else:
-                hit = pc.fill_null(pc.match_substring_regex(subject, rule.regex), False)
-                if pc.any(hit).as_py():
-                    subject = self._rewrite(subject, hit, rule.name, tenant, rule)
-                    changed = True
-        if not changed:
-            return values
-        return subject if skip is None else pc.coalesce(subject, values)
-
-    def _rewrite(
-        self, values: pa.Array, hit: pa.Array, name: str, tenant: str, rule: Rule | None = None
-    ) -> pa.Array:
-        """``values`` where ``hit``, rewritten in Python once per distinct value: wholly (no
-        ``rule``) or each match of ``rule`` that passes its check."""
-        replace = self._replacement(name, tenant)
-        distinct = pc.unique(values.filter(hit))
-        rewritten: list[str] = []
-        counts: list[int] = []
-        for text in distinct.to_pylist():
-            if rule is None:
-                rewritten.append(replace(text))
-                counts.append(1)
+                per_value = pc.count_substring_regex(candidates, rule.regex).to_numpy(zero_copy_only=False)
+                total = int(np.dot(per_value, occurrences))
+                if total:
+                    mask = self._config.mask.replace("{rule}", rule.name).replace("\\", "\\\\")
+                    candidates = pc.replace_substring_regex(candidates, rule.regex, mask)
+                    self._count(rule.name, total)
                 continue
-            found = [0]
+            hit = pc.fill_null(pc.match_substring_regex(candidates, rule.regex), False)
+            if not pc.any(hit).as_py():
+                continue
+            replace = self._replacement(rule.name, tenant)
+            rewritten, total = [], 0
+            found = hit.to_numpy(zero_copy_only=False)
+            for text, times in zip(candidates.filter(hit).to_pylist(), occurrences[found], strict=True):
+                count = [0]
+                rewritten.append(rule.compiled.sub(_substitute(rule, replace, count), text))
+                total += count[0] * int(times)
+            candidates = pc.replace_with_mask(candidates, hit, pa.array(rewritten, pa.string()))
+            if total:
+                self._count(rule.name, total)
+        return candidates
 
-            def one(match: re.Match[str], rule: Rule = rule, found: list[int] = found) -> str:
-                if rule.check is not None and not rule.check(match.group(0)):
-                    return match.group(0)
-                found[0] += 1
-                return replace(match.group(0))
 
-            rewritten.append(rule.compiled.sub(one, text))
-            counts.append(found[0])
-        positions = pc.index_in(values, distinct)
-        taken = pc.if_else(hit, pa.array(rewritten, pa.string()).take(positions), values)
-        occurrences = np.bincount(positions.filter(hit).to_numpy(), minlength=len(distinct))
-        total = int(np.dot(occurrences, np.asarray(counts, dtype=np.int64)))
-        if total:
-            self._count(name, total)
-        return taken
+def _substitute(rule: Rule, replace: Replace, count: list[int]) -> Callable[[re.Match[str]], str]:
+    """What ``re.sub`` puts for a match of ``rule``: its replacement when it passes the rule's
+    check (counted in ``count[0]``), else the match itself."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if rule.check is not None and not rule.check(match.group(0)):
+            return match.group(0)
+        count[0] += 1
+        return replace(match.group(0))
+
+    return substitute
+
+
+def _distinct(values: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """``values`` as indices into its distinct values (nulls: null), and how often each stands."""
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary
+    occurrences = np.bincount(pc.drop_null(encoded.indices).to_numpy(), minlength=len(distinct))
+    return encoded.indices, distinct, occurrences

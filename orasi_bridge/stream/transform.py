@@ -1,59 +1,91 @@
 """The ``transform`` processor: sets columns and attribute keys from expressions, deletes
-attribute keys; one DuckDB query per record batch computes every new column."""
+attribute keys.
+
+One DuckDB query per record batch computes every expression (a column's new value, an attribute
+key's new value as VARCHAR); the attribute maps are then rebuilt in Arrow: entries of set or
+deleted keys removed, the set keys appended after a row's remaining entries (in the order of
+``set``), a null value setting nothing (so ``NULL`` deletes a key).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import MAPS, TransformConfig, target
 from orasi_bridge.stream.expressions import evaluate
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _map_expression(column: str, sets: dict[str, str], deleted: list[str]) -> str:
-    """The new value of an attribute map: ``sets`` (key → expression) over it, null values and
-    ``deleted`` keys removed."""
-    merged = column
-    if sets:
-        entries = ", ".join(f"{_literal(key)}: CAST(({value}) AS VARCHAR)" for key, value in sets.items())
-        merged = f"map_concat({column}, MAP {{{entries}}})"
-    keep = "kv.value IS NOT NULL"
-    if deleted:
-        keep += f" AND kv.key NOT IN ({', '.join(_literal(key) for key in deleted)})"
-    return f"map_from_entries(list_filter(map_entries({merged}), lambda kv: {keep}))"
+def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
+    """``column`` without the keys of ``sets`` and ``deleted``, then each key of ``sets`` whose
+    value is not null appended to its row (vectorised: entries gathered by row, stably)."""
+    rows = len(column)
+    offsets = column.offsets.to_numpy()
+    first, last = int(offsets[0]), int(offsets[-1])
+    offsets = offsets - first
+    keys = column.values.field(0).slice(first, last - first)
+    items = column.values.field(1).slice(first, last - first)
+    removed = pc.is_in(keys, value_set=pa.array([*sets, *deleted], pa.string()))
+    keep = ~removed.to_numpy(zero_copy_only=False)
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
+    row_ids = [np.repeat(np.arange(rows), kept_per_row)]
+    all_keys, all_items = [keys.filter(pa.array(keep))], [items.filter(pa.array(keep))]
+    for key, values in sets.items():
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        row_ids.append(np.flatnonzero(valid))
+        all_keys.append(pa.repeat(pa.scalar(key, pa.string()), int(valid.sum())))
+        all_items.append(values.filter(pa.array(valid)))
+    row_of = np.concatenate(row_ids)
+    order = pa.array(np.argsort(row_of, kind="stable"))
+    per_row = np.bincount(row_of, minlength=rows)
+    new_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    null = column.is_null().to_numpy(zero_copy_only=False) & (per_row == 0)
+    return pa.MapArray.from_arrays(
+        new_offsets,
+        pa.concat_arrays(all_keys).take(order),
+        pa.concat_arrays(all_items).take(order),
+        type=column.type,
+        mask=pa.array(null) if null.any() else None,
+    )
 
 
 class Transform:
     def __init__(self, config: TransformConfig) -> None:
-        columns: dict[str, str] = {}
-        sets: dict[str, dict[str, str]] = defaultdict(dict)
-        deleted: dict[str, list[str]] = defaultdict(list)
+        self._columns: list[str] = []  # columns set from expressions, then attribute keys set
+        self._keys: list[tuple[str, str]] = []
+        expressions: list[str] = []
+        key_expressions: list[str] = []
         for key, expression in config.set.items():
             named = target(key)
             if named.key is None:
-                columns[named.column] = expression
+                self._columns.append(named.column)
+                expressions.append(expression)
             else:
-                sets[named.column][named.key] = expression
+                self._keys.append((named.column, named.key))
+                key_expressions.append(f"CAST(({expression}) AS VARCHAR)")
+        self._expressions = expressions + key_expressions
+        self._deleted: dict[str, list[str]] = defaultdict(list)
         for key in config.delete:
             named = target(key)
             if named.column in MAPS and named.key is not None:
-                deleted[named.column].append(named.key)
+                self._deleted[named.column].append(named.key)
             else:
-                deleted["attributes"].append(key)
-        for column in MAPS:
-            if column in sets or column in deleted:
-                columns[column] = _map_expression(column, sets[column], deleted[column])
-        self._columns = list(columns)
-        self._expressions = list(columns.values())
+                self._deleted["attributes"].append(key)
+        self._maps = [m for m in MAPS if m in self._deleted or any(column == m for column, _ in self._keys)]
 
     def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
-        values = evaluate(rows, self._expressions)
-        for column, value in zip(self._columns, values, strict=True):
+        values = evaluate(rows, self._expressions) if self._expressions else []
+        new: dict[str, pa.Array] = dict(zip(self._columns, values, strict=False))
+        sets: dict[str, dict[str, pa.Array]] = defaultdict(dict)
+        for (column, key), value in zip(self._keys, values[len(self._columns) :], strict=True):
+            sets[column][key] = value
+        for column in self._maps:
+            new[column] = edit_map(rows.column(column), sets[column], self._deleted.get(column, []))
+        for column, value in new.items():
             index = rows.schema.get_field_index(column)
             field = rows.schema.field(index)
             rows = rows.set_column(index, field, value.cast(field.type))

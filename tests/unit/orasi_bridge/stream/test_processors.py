@@ -79,7 +79,7 @@ def test_transform_sets_columns_and_keys_and_deletes_keys() -> None:
         [("keep", "k"), ("env", "prod"), ("duration_ms", "2")],
         [("env", "prod"), ("duration_ms", "0")],
     ]
-    assert column(out, "resource_attributes") == [[("host", "H1")], []]  # upper(NULL): no key
+    assert column(out, "resource_attributes") == [[("host", "H1")], None]  # upper(NULL): no key
 
 
 MASK = [
@@ -234,3 +234,24 @@ def test_a_processor_failing_at_run_time_follows_on_error(
 def test_keep_counts() -> None:
     mask = np.array([True, False, False, False, True, True])
     assert keep_counts([2, 0, 2, 2], mask) == [1, 0, 0, 2]
+
+
+def test_maps_of_a_sliced_batch_are_edited_in_place_of_their_rows() -> None:
+    rows = spans(
+        {"attributes": [("a", "x@example.com")]},
+        {"attributes": [("a", "y@example.com"), ("b", "1")]},
+        {"attributes": None},
+        {"attributes": [("b", "2")]},
+    ).slice(1, 3)
+    stream = chain(
+        {"type": "redact", "builtins": ["email"]},
+        {
+            "type": "transform",
+            "signals": ["traces"],
+            "set": {"attributes['c']": "attributes['b']"},
+            "delete": ["b"],
+        },
+    )
+    out, counts = stream.process("spans", "acme", rows, [3])
+    assert counts == [3]
+    assert column(out, "attributes") == [[("a", "[REDACTED:email]"), ("c", "1")], None, [("c", "2")]]
