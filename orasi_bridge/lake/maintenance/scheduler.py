@@ -32,6 +32,8 @@ from orasi_common.pipeline.tasks import TaskScope
 
 FIRST_RUN = 300.0
 """Seconds a new leader waits at most before each job's first run."""
+CAMPAIGN_RETRY = 5.0
+"""Seconds between attempts at joining the election while etcd cannot be reached."""
 
 
 class Leadership(Protocol):
@@ -99,11 +101,20 @@ class Scheduler:
         if not self._intervals:
             return
         self._leadership = self._make_leadership()
-        await self._leadership.campaign()
         await self._tasks.open()
         self._tasks.spawn(self._schedule(self._leadership), name="lake-maintenance")
 
     async def _schedule(self, leadership: Leadership) -> None:
+        while True:  # etcd may be down when the bridge starts: it runs without maintenance meanwhile
+            try:
+                await leadership.campaign()
+                break
+            except Exception as error:
+                self._logger.warning(
+                    "Cannot run for the lake's maintenance yet; trying again.",
+                    extra={"error": repr(error), "retry_in": CAMPAIGN_RETRY},
+                )
+                await asyncio.sleep(CAMPAIGN_RETRY)
         while True:
             await leadership.wait_until(True)
             self._logger.info("Leading the lake's maintenance.", extra={"jobs": sorted(self._intervals)})
