@@ -775,7 +775,18 @@ def data_flow() -> dict[str, Any]:
                 "Items or attributes/s the bridges found violating their subject's schema in the registry: "
                 "flag (stored with schema_violations), drop_attribute (attribute removed), reject.",
             ),
-            24,
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Late spans in span_metrics_1m",
+                [target(f"sum by (pod) ({rate('orasi_span_metrics_late_spans_total')})", "{{pod}}")],
+                "short",
+                "Spans/s that reached span_metrics_1m behind its watermark (allowed_lateness): written as "
+                "correction rows (late = true) of minutes already reported, never dropped.",
+            ),
+            12,
             8,
         ),
         (
