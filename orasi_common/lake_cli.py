@@ -218,13 +218,10 @@ def _replicate(args: argparse.Namespace) -> int:
     from orasi_bridge.lake.replicate import ReplicationError, replicate
 
     lake = _lake(args)
-    if args.to and args.catalog:
-        target = ReplicateConfig(to=args.to, catalog_uri=args.catalog)
-    elif lake.replicate is not None and not (args.to or args.catalog):
-        target = lake.replicate
-    else:
+    if not (args.to and args.catalog) and (lake.replicate is None or args.to or args.catalog):
         raise Failed("give --to and --catalog (or a replicate section in the lake's configuration)")
     try:
+        target = ReplicateConfig(to=args.to, catalog_uri=args.catalog) if args.to else lake.replicate
         reports = replicate(lake, target, dry_run=args.dry_run)
     except (ReplicationError, ValueError) as error:
         raise Failed(str(error)) from None

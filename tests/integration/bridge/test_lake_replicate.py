@@ -8,7 +8,9 @@ local one where a test counts the files on disk. Expected counts are the rows ea
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 from moto.server import ThreadedMotoServer
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
+from integration.bridge import otlp_data as data
+from integration.bridge.conftest import MakeWriter
 from integration.bridge.servers import LakeSpace
 from orasi_bridge.lake import replicate as replication
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
@@ -27,6 +32,7 @@ from orasi_bridge.lake.config import Config, ReplicateConfig
 from orasi_bridge.lake.files import sort_rows, write_data_files
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.cli import main
+from orasi_common.pdata import Signal
 from orasi_common.testing.service_process import free_port
 
 DAY_US = 86_400_000_000
@@ -281,3 +287,26 @@ def test_global_lake_in_a_glue_catalog(tmp_path: Path, lake_space: LakeSpace, gl
     assert table.metadata_location.startswith(lake_space.warehouse)
     assert replication.positions(table) == {"us-east-1": append_id}
     assert table.scan().to_arrow().column("region").to_pylist() == ["us-east-1"] * 13
+
+
+async def test_the_lake_exporter_replicates_on_its_schedule(make_writer: MakeWriter, tmp_path: Path) -> None:
+    """A `replicate` section: the lake's new commits reach the global lake without a command, copied
+    by one of the lake's two exporters (a lock in this process; the etcd election with etcd)."""
+    section = {"to": f"file://{tmp_path / 'global'}", "catalog_uri": f"sqlite:///{tmp_path / 'g.db'}"}
+    first = await make_writer(replicate={**section, "interval": 0.2})
+    await make_writer(replicate={**section, "interval": 0.2})  # a second bridge of the same lake
+    await first.consume(data.batch(Signal.TRACES, data.traces_request()))
+    await first.flush()
+    target = ReplicateConfig.model_validate(section)
+    spans = len(data.expected_spans())
+
+    def replicated() -> bool:
+        try:
+            return global_counts(target, "spans", first.config) == {"test-region-1": spans}
+        except NoSuchTableError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while not await asyncio.to_thread(replicated):
+        assert time.monotonic() < deadline, "the spans did not reach the global lake within 30 s"
+        await asyncio.sleep(0.1)
