@@ -86,9 +86,11 @@ class EnvelopeEncoder:
         self.scope_resource.append(resource_index)
         self.scope_rows.append(n_items)
 
-    def gather(self, resources: Any, scope_field: str, item_field: str) -> list[Any]:
-        """Every item of a request, registering the resources and scopes that hold items."""
-        gathered: list[Any] = []
+    def gather(self, resources: Any, scope_field: str, item_field: str, into: list[Any] | None) -> int:
+        """Register the resources and scopes of a request that hold items; the items are
+        appended to ``into`` unless it is None (a caller that scans them natively need not
+        have a Python object made for each). Returns how many items there are."""
+        count = 0
         for rx in resources:
             resource_index = -1
             for sx in getattr(rx, scope_field):
@@ -98,8 +100,10 @@ class EnvelopeEncoder:
                 if resource_index < 0:
                     resource_index = self.add_resource(rx)
                 self.add_scope(sx, resource_index, len(items))
-                gathered.extend(items)
-        return gathered
+                count += len(items)
+                if into is not None:
+                    into.extend(items)
+        return count
 
     def add_to(self, columns: Columns, tables: dict[ArrowPayloadType, pa.RecordBatch]) -> None:
         """Add ``resource``, ``scope`` and ``schema_url`` to a root table, and the attribute tables."""
@@ -391,10 +395,24 @@ def gather_request(
     lazy_type: Any, data: bytes, resource_field: str, scope_field: str, item_field: str
 ) -> tuple[EnvelopeEncoder, list[Any]]:
     """Parse a serialized export request lazily and gather its items and their envelopes."""
+    items: list[Any] = []
+    envelope = EnvelopeEncoder()
+    envelope.gather(getattr(_parsed(lazy_type, data), resource_field), scope_field, item_field, items)
+    return envelope, items
+
+
+def count_request(
+    lazy_type: Any, data: bytes, resource_field: str, scope_field: str, item_field: str
+) -> tuple[EnvelopeEncoder, int]:
+    """Like :func:`gather_request`, but only the number of items (for natively scanned items)."""
+    envelope = EnvelopeEncoder()
+    n = envelope.gather(getattr(_parsed(lazy_type, data), resource_field), scope_field, item_field, None)
+    return envelope, n
+
+
+def _parsed(lazy_type: Any, data: bytes) -> Any:
     try:
-        request = lazy_type.FromString(data)
+        return lazy_type.FromString(data)
     except DecodeError as exc:
         name = lazy_type.DESCRIPTOR.name.rsplit("_", 1)[-1]  # the lazy twin's name ends in the real one
         raise MalformedData(f"the body is not a valid {name}: {exc}") from None
-    envelope = EnvelopeEncoder()
-    return envelope, envelope.gather(getattr(request, resource_field), scope_field, item_field)

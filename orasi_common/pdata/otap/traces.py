@@ -65,7 +65,7 @@ from orasi_common.pdata.otap.envelope import (
     EnvelopeEncoder,
     attributes_for,
     children_by_key,
-    gather_request,
+    count_request,
     root_table,
 )
 from orasi_common.pdata.otap.lazy import LazyTracesRequest
@@ -83,8 +83,7 @@ def encode_traces(request: ExportTraceServiceRequest) -> dict[ArrowPayloadType, 
 
 def encode_traces_bytes(data: bytes) -> dict[ArrowPayloadType, pa.RecordBatch]:
     """OTAP tables of a serialized traces export request (the receiver's bytes, unparsed)."""
-    envelope, spans = gather_request(LazyTracesRequest, data, "resource_spans", "scope_spans", "spans")
-    n = len(spans)
+    envelope, n = count_request(LazyTracesRequest, data, "resource_spans", "scope_spans", "spans")
     if n == 0:
         return {}
     check_count(n, U16_MAX, "spans")
