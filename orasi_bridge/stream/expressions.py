@@ -11,12 +11,14 @@ another table, a second statement).
 
 from __future__ import annotations
 
+import functools
 import threading
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from orasi_bridge.query.sandbox import QueryRefused, check_statement, connect, referenced_tables
+from orasi_bridge.query.sandbox import QueryRefused, check_statement, connect, parse, referenced_tables
 
 ROWS = "rows"
 """The name the record batch has in an expression's query."""
@@ -70,9 +72,28 @@ def result_type(expression: str, table: str) -> pa.DataType:
     return schema.field(0).type
 
 
+@functools.lru_cache(maxsize=256)
+def _columns(sql: str, names: tuple[str, ...]) -> list[str]:
+    """The columns of ``names`` the query reads (at least one, so that the rows are counted)."""
+    found: set[str] = set()
+    stack: list[Any] = [parse(sql)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "COLUMN_REF":
+                found.update(part for part in node.get("column_names", ()) if isinstance(part, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return [name for name in names if name in found] or [names[0]]
+
+
 def evaluate(rows: pa.RecordBatch, expressions: list[str]) -> list[pa.Array]:
-    """Each expression's value per row of ``rows``, in row order (blocking: DuckDB, one thread)."""
-    result = _run(rows, _query(expressions))
+    """Each expression's value per row of ``rows``, in row order (blocking: DuckDB, one thread).
+    Only the columns the expressions name are handed to DuckDB (converting the others, nested
+    ones above all, would cost more than the expressions)."""
+    sql = _query(expressions)
+    result = _run(rows.select(_columns(sql, tuple(rows.schema.names))), sql)
     return [column.combine_chunks() for column in result.columns]
 
 
