@@ -952,6 +952,27 @@ def data_flow() -> dict[str, Any]:
             8,
             8,
         ),
+        (
+            timeseries(
+                "Stream processors: rows dropped, values redacted, failures per second",
+                [
+                    target(
+                        f"sum by (processor, table) ({rate('orasi_stream_dropped_rows_total')})",
+                        "dropped {{processor}} {{table}}",
+                    ),
+                    target(f"sum by (rule) ({rate('orasi_stream_redactions_total')})", "redacted {{rule}}"),
+                    target(
+                        f"sum by (processor, action) ({rate('orasi_stream_errors_total')})",
+                        "failed {{processor}} ({{action}})",
+                    ),
+                ],
+                "short",
+                "The lake's stream section: rows left out by filter and sample, values replaced per "
+                "redact rule, record batches a processor failed on (by on_error).",
+            ),
+            8,
+            8,
+        ),
     ]
     signal = {
         "name": "signal",
