@@ -212,24 +212,19 @@ class Flat:
         encoded = pc.dictionary_encode(self.keys)
         self.key_names: dict[str, int] = {k: i for i, k in enumerate(encoded.dictionary.to_pylist())}
         self.key_codes = np.asarray(encoded.indices, dtype=np.int64)
-        self._groups: tuple[I64, I64, I64] | None = None
 
     def check(self, section: str, shape: ObjectShape, in_subject: Bools, found: _Found) -> None:
         item_in = in_subject[self.parent] if len(self.parent) else np.zeros(0, dtype=np.bool_)
+        groups = self.items_of(list(dict.fromkeys([*shape.properties, *shape.required])), item_in)
         for key, spec in shape.properties.items():
-            code = self.key_names.get(key)
-            if code is None:
-                continue
-            at = self.items_of(code)
-            at = at[item_in[at]]
-            if len(at):
+            at = groups.get(key)
+            if at is not None and len(at):
                 self._check_field(section, key, spec, at, found)
         for key in shape.required:
             has = np.zeros(len(in_subject), dtype=np.bool_)
-            code = self.key_names.get(key)
-            if code is not None:
-                at = self.items_of(code)
-                has[self.parent[at[item_in[at]]]] = True
+            at = groups.get(key)
+            if at is not None:
+                has[self.parent[at]] = True
             found.add(np.flatnonzero(in_subject & ~has), f"{section}.{key}: required key missing")
         if not shape.additional:
             allowed = [self.key_names[k] for k in shape.properties if k in self.key_names]
@@ -243,24 +238,30 @@ class Flat:
                         section, at, self.parent[at], f"{section}.{names[int(code)]}: key not allowed"
                     )
 
-    def items_of(self, code: int) -> I64:
-        """The items of the key ``code``, in order (one sort of the codes for all keys: a
-        schema's keys are not each a pass over every item)."""
-        if self._groups is None:
-            narrow = self.key_codes.astype(np.int16) if len(self.key_names) < 2**15 else self.key_codes
-            counts = np.bincount(self.key_codes, minlength=len(self.key_names))
-            ends = np.cumsum(counts)
-            self._groups = (np.argsort(narrow, kind="stable"), ends - counts, ends)
-        order, starts, ends = self._groups
-        found: I64 = order[starts[code] : ends[code]]
-        return found
+    def items_of(self, keys: list[str], item_in: Bools) -> dict[str, I64]:
+        """The items of each of ``keys`` that ``item_in`` selects, in order: the selected items
+        of those keys only (a schema's keys among all services' items are few), found by one
+        lookup of every item's key code and sorted once by key (a radix sort of 16-bit codes)."""
+        present = [(index, self.key_names[key]) for index, key in enumerate(keys) if key in self.key_names]
+        if not present:
+            return {}
+        lookup = np.full(len(self.key_names), -1, dtype=np.int16)
+        for index, code in present:
+            lookup[code] = index
+        wanted = lookup[self.key_codes]
+        selected = np.flatnonzero((wanted >= 0) & item_in)
+        codes = wanted[selected]
+        order = selected[np.argsort(codes, kind="stable")]
+        ends = np.cumsum(np.bincount(codes, minlength=len(keys)))
+        return {keys[index]: order[ends[index - 1] if index else 0 : ends[index]] for index, _ in present}
 
     def _check_field(self, section: str, key: str, spec: Field, at: I64, found: _Found) -> None:
         where = f"{section}.{key}"
         if spec.types is not None and self.types is not None:
-            allowed = [code for name in spec.types for code in TYPE_CODES.get(name, ())]
+            admitted = np.zeros(len(TYPE_NAMES), dtype=np.bool_)  # by type code: a lookup, no isin
+            admitted[[code for name in spec.types for code in TYPE_CODES.get(name, ())]] = True
             kinds = self.types[at]
-            wrong = ~np.isin(kinds, allowed)
+            wrong = ~admitted[kinds]
             if wrong.any():
                 expected = " or ".join(sorted(spec.types))
                 for kind in np.unique(kinds[wrong]):
