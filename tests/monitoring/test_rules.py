@@ -23,6 +23,7 @@ ALERTS = {
     "OrasiWalCorruptSegment",
     "OrasiLakeCommitsFailing",
     "OrasiLakeMaintenanceFailing",
+    "OrasiStreamProcessorFailing",
     "OrasiNoDataReceived",
     "OrasiMalformedInput",
     "OrasiOtapSchemaResets",
