@@ -1,7 +1,7 @@
 """Every component the bridge can be built from."""
 
 from orasi_bridge import api, lake
-from orasi_common.extensions import auth, etcd
+from orasi_common.extensions import auth, etcd, ratelimit
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otap as otap_receiver
@@ -19,4 +19,5 @@ FACTORIES = Factories.of(
     api.FACTORY,
     etcd.FACTORY,
     auth.FACTORY,
+    ratelimit.FACTORY,
 )

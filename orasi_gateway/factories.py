@@ -3,7 +3,7 @@
 from orasi_common.exporters import otap as otap_exporter
 from orasi_common.exporters import otlp as otlp_exporter
 from orasi_common.exporters import otlphttp
-from orasi_common.extensions import auth, etcd
+from orasi_common.extensions import auth, etcd, ratelimit
 from orasi_common.pipeline.component import Factories
 from orasi_common.processors import batch, memory_limiter
 from orasi_common.receivers import otap as otap_receiver
@@ -25,4 +25,5 @@ FACTORIES = Factories.of(
     loadbalancing.FACTORY,
     etcd.FACTORY,
     auth.FACTORY,
+    ratelimit.FACTORY,
 )

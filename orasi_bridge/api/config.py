@@ -9,6 +9,7 @@ from orasi_bridge.query.engine import QueryLimits
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_common.config.model import ComponentConfig
 from orasi_common.extensions.auth import AuthSettings
+from orasi_common.extensions.ratelimit import RateLimitSettings
 from orasi_common.transport.endpoint import validate_endpoint
 from orasi_common.transport.tls import TlsServerConfig
 
@@ -38,6 +39,11 @@ class Config(ComponentConfig):
         default=None,
         description="Require a bearer token checked by this `auth` extension (scope `query`; "
         "`admin` for registry changes); the caller reads its token's tenant only (README, Security).",
+    )
+    rate_limit: RateLimitSettings | None = Field(
+        default=None,
+        description="Limit each tenant's queries running at once (REST, Jaeger, Flight SQL) with this "
+        "`ratelimit` extension; over the limit: 429 with Retry-After (README, Security).",
     )
     tls: TlsServerConfig | None = Field(
         default=None,

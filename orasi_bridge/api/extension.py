@@ -20,6 +20,7 @@ from orasi_bridge.registry.registry import Registry
 from orasi_common.errors import OrasiError, PermanentError, PermissionDenied, Unauthenticated
 from orasi_common.extensions.auth import authenticator
 from orasi_common.extensions.auth.asgi import TokenGate
+from orasi_common.extensions.ratelimit import rate_limiter
 from orasi_common.pipeline.component import Host, Settings
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
@@ -42,7 +43,8 @@ class QueryApi:
         writer = host.exporter(config.lake)
         if not isinstance(writer, LakeWriter):
             raise TypeError(f"exporter {config.lake!r} is not a `lake` exporter")
-        self.engine = QueryEngine(writer, config.limits)
+        self.limiter = rate_limiter(settings, config.rate_limit)
+        self.engine = QueryEngine(writer, config.limits, self.limiter)
         self.registry = (
             Registry(config.registry, writer.config.catalog_uri, settings.logger.getChild("registry"))
             if config.registry.enabled
@@ -85,6 +87,8 @@ class QueryApi:
         self._loop = asyncio.get_running_loop()
         if self.auth is not None:
             await self.auth.start()
+        if self.limiter is not None:
+            await self.limiter.start()
         if self.registry is not None:
             await self.registry.start()
         await self.server.start()
@@ -138,6 +142,8 @@ class QueryApi:
             self.flight = None
         await self.server.shutdown()
         await self.federation.close()
+        if self.limiter is not None:
+            await self.limiter.shutdown()
         if self.registry is not None:
             await self.registry.shutdown()
         if self.auth is not None:

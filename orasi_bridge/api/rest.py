@@ -54,8 +54,8 @@ class Forbidden(PermanentError):
     """The key may not read the tenant asked for."""
 
 
-def _error(code: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=code)
+def _error(code: int, message: str, headers: list[tuple[str, str]] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=code, headers=dict(headers or ()))
 
 
 def resolve_tenant(config: Config, tenant: str | None, authorization: str | None, api_key: str | None) -> str:
@@ -106,7 +106,12 @@ def create_app(
     @app.post(
         "/api/v1/query",
         summary="Run one SELECT over the caller's tenant's lake tables",
-        responses={400: {"description": "Refused or failed query"}, 401: {}, 403: {}},
+        responses={
+            400: {"description": "Refused or failed query"},
+            401: {},
+            403: {},
+            429: {"description": "The tenant's concurrent queries are at its rate limit (Retry-After)"},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -146,7 +151,7 @@ def create_app(
         except Forbidden as error:
             return _error(403, error.message)
         except OrasiError as error:
-            return _error(status.http_status(error), error.message)
+            return _error(status.http_status(error), error.message, status.http_headers(error))
         if body.format == "arrow":
             return Response(
                 encoding.to_arrow_stream(result), media_type="application/vnd.apache.arrow.stream"

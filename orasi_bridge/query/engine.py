@@ -15,6 +15,10 @@ query's transaction, so ``now()`` there is the query's ``now()``); without ``sta
 SQL's predicates alone (a side they leave open is open); a reference with neither reads the
 default window, the last hour. A table named several times is read over the union of its
 references' windows.
+
+Every entry point (REST, Jaeger, Flight SQL, a federated query's regional part) runs a tenant's
+query through ``execute``, which holds one of the tenant's query slots of the `ratelimit`
+extension meanwhile, when the query API names one (Throttled / 429 when they are all taken).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from orasi_bridge.query.files import DataFiles, Lru
 from orasi_bridge.query.sandbox import QueryRefused
 from orasi_bridge.query.timerange import resolve_range
 from orasi_common.config.model import ComponentConfig
+from orasi_common.extensions.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
@@ -70,9 +75,10 @@ class QueryResult:
 
 
 class QueryEngine:
-    def __init__(self, writer: LakeWriter, limits: QueryLimits) -> None:
+    def __init__(self, writer: LakeWriter, limits: QueryLimits, limiter: RateLimiter | None = None) -> None:
         self._writer = writer
         self._limits = limits
+        self._limiter = limiter
         self._slots = asyncio.Semaphore(limits.max_concurrent)
         self._files: tuple[DataFiles, str] | None = None
         self._plans: Lru[list[DataFile]] = Lru(64)
@@ -94,6 +100,14 @@ class QueryEngine:
         as_arrow: bool = False,
     ) -> QueryResult:
         """Run one SELECT for ``tenant``; each table is read over its window (module docstring)."""
+        if self._limiter is not None:
+            async with self._limiter.query(tenant):
+                return await self._execute(sql, tenant, start, end, as_arrow)
+        return await self._execute(sql, tenant, start, end, as_arrow)
+
+    async def _execute(
+        self, sql: str, tenant: str, start: str | int | None, end: str | int | None, as_arrow: bool
+    ) -> QueryResult:
         sandbox.check_statement(sql)
         explicit = resolve_range(start, end) if start is not None or end is not None else None
         default = resolve_range(None, None)

@@ -6,7 +6,10 @@ files) all call ``Ingest.consume``, which hands the batch to the signal's pipeli
 it as accepted or refused under its transport's label. ``Ingest.tenant`` says whose a request
 is: its tenant header's, or, when the receiver names an `auth` extension, its bearer token's
 (``Authenticator.tenant``, scope ``ingest``), refusing it with UNAUTHENTICATED / 401 or
-PERMISSION_DENIED / 403 before it is read.
+PERMISSION_DENIED / 403 before it is read. When the receiver names a `ratelimit` extension, a
+batch is admitted by its tenant's rate limits before it is handed on (``RateLimiter.admit``):
+refused, it is answered RESOURCE_EXHAUSTED / 429 with the retry delay, and counted as refused —
+nothing refused was acknowledged.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 
 from orasi_common.errors import NotFound, OrasiError, PartialSuccess
 from orasi_common.extensions.auth import Authenticator
+from orasi_common.extensions.ratelimit import RateLimiter
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.transport import headers
@@ -26,10 +30,15 @@ class Ingest:
     """The receiver's side of its pipelines: one consume per request, metrics per outcome."""
 
     def __init__(
-        self, settings: Settings, consumers: Mapping[Signal, Consumer], auth: Authenticator | None = None
+        self,
+        settings: Settings,
+        consumers: Mapping[Signal, Consumer],
+        auth: Authenticator | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._consumers = consumers
         self.auth = auth
+        self.limiter = limiter
         self._id = settings.id
         metrics = settings.metrics
         self._accepted = {
@@ -42,6 +51,20 @@ class Ingest:
             for signal in Signal
             for transport in TRANSPORTS
         }
+
+    async def start(self) -> None:
+        """Start the `auth` and `ratelimit` clients the receiver names (before it listens)."""
+        if self.auth is not None:
+            await self.auth.start()
+        if self.limiter is not None:
+            await self.limiter.start()
+
+    async def shutdown(self) -> None:
+        """After the receiver stopped listening."""
+        if self.limiter is not None:
+            await self.limiter.shutdown()
+        if self.auth is not None:
+            await self.auth.shutdown()
 
     async def tenant(self, authorization: str | None, tenant_header: str | None) -> str:
         """The request's tenant (see the module docstring); raises the classified refusal."""
@@ -66,6 +89,8 @@ class Ingest:
         if batch.items == 0:
             return
         try:
+            if self.limiter is not None:
+                await self.limiter.admit(batch.tenant, batch.items, batch.size_bytes)
             await consumer.consume(batch)
         except PartialSuccess as outcome:
             rejected = min(outcome.rejected, batch.items)

@@ -6,7 +6,7 @@ header, or its bearer token's when the receiver names an `auth` extension, so th
 before the body is read), reads the body within the size limit, answers the route's success
 status once the handler returns (that is, once every batch was accepted by the next consumer),
 and maps a classified error to its HTTP status (``transport.status``: 400 for bad data, never
-retried; 413, 415; 429 / 503 with Retry-After when the pipeline refuses for now) with the
+retried; 413, 415; 429 / 503 with Retry-After when the pipeline or a rate limit refuses for now) with the
 error's message as a plain-text body, which is what these protocols' senders log.
 """
 
@@ -190,12 +190,10 @@ class PushReceiver:
         return {self.protocol: join_endpoint(split_endpoint(self._endpoint)[0], self._server.port)}
 
     async def start(self) -> None:
-        if self._ingest.auth is not None:
-            await self._ingest.auth.start()
+        await self._ingest.start()
         await self._server.start()
         self.logger.info(f"{self.title} receiver listening.", extra={"port": self._server.port})
 
     async def shutdown(self) -> None:
         await self._server.shutdown()
-        if self._ingest.auth is not None:
-            await self._ingest.auth.shutdown()
+        await self._ingest.shutdown()

@@ -227,6 +227,20 @@ class Metrics:
             ["signal", "service", "action"],
             registry=r,
         )
+        self.ratelimit_backend_up = Gauge(
+            "orasi_ratelimit_backend_up",
+            "1 while a component's rate limits are shared through Redis (or need no Redis), 0 while "
+            "Redis does not answer and the component enforces them alone.",
+            ["component"],
+            registry=r,
+        )
+        self.ratelimit_refused = Counter(
+            "orasi_ratelimit_refused",
+            "Requests refused by a tenant's rate limit, by kind (items, bytes, queries); tenant is "
+            "`_default` for tenants without their own limits.",
+            ["component", "tenant", "kind"],
+            registry=r,
+        )
         self.memory_rss_bytes = Gauge(
             "orasi_process_memory_rss_bytes",
             "Resident memory of the process as the memory limiter last measured it.",

@@ -46,6 +46,7 @@ MINIMAL: dict[tuple[Kind, str], dict[str, Any]] = {
     (Kind.EXTENSION, "query_api"): {"endpoint": "127.0.0.1:0"},
     (Kind.EXTENSION, "etcd"): {"endpoints": []},  # the in-process registry (etcd: integration tests)
     (Kind.EXTENSION, "auth"): {"store": "sqlite:///{tmp}/tokens.db"},
+    (Kind.EXTENSION, "ratelimit"): {},
 }
 
 

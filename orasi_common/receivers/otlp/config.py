@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.extensions.auth import AuthSettings
+from orasi_common.extensions.ratelimit import RateLimitSettings
 from orasi_common.transport import headers
 from orasi_common.transport.endpoint import validate_endpoint
 from orasi_common.transport.tls import TlsServerConfig
@@ -64,6 +65,11 @@ class Config(ComponentConfig):
         default=None,
         description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
         "request's tenant is then the token's (README, Security).",
+    )
+    rate_limit: RateLimitSettings | None = Field(
+        default=None,
+        description="Limit each tenant's items/s and bytes/s with this `ratelimit` extension; over "
+        "the limit: RESOURCE_EXHAUSTED / 429 with a retry delay (README, Security).",
     )
 
     @model_validator(mode="after")

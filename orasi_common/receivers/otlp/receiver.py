@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import grpc
 
 from orasi_common.extensions.auth import authenticator
+from orasi_common.extensions.ratelimit import rate_limiter
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -25,7 +26,12 @@ class OtlpReceiver:
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
         self.logger = settings.logger
         self._config = config
-        ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
+        ingest = Ingest(
+            settings,
+            consumers,
+            authenticator(settings, config.auth),
+            rate_limiter(settings, config.rate_limit),
+        )
         self._ingest = ingest
         grpc_config, http_config = config.protocols.grpc, config.protocols.http
         self.grpc: OtlpGrpcServer | GrpcWorkers | None = None
@@ -69,8 +75,7 @@ class OtlpReceiver:
         return endpoints
 
     async def start(self) -> None:
-        if self._ingest.auth is not None:
-            await self._ingest.auth.start()
+        await self._ingest.start()
         if self.grpc:
             await self.grpc.start()
         if self.http:
@@ -84,5 +89,4 @@ class OtlpReceiver:
             await self.http.shutdown()
         if self.grpc:
             await self.grpc.shutdown()
-        if self._ingest.auth is not None:
-            await self._ingest.auth.shutdown()
+        await self._ingest.shutdown()

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.extensions.auth import AuthSettings
+from orasi_common.extensions.ratelimit import RateLimitSettings
 from orasi_common.receivers.otlp.config import Endpoint
 from orasi_common.transport import headers
 
@@ -46,4 +47,9 @@ class Config(ComponentConfig):
         default=None,
         description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
         "request's tenant is then the token's (README, Security).",
+    )
+    rate_limit: RateLimitSettings | None = Field(
+        default=None,
+        description="Limit each tenant's items/s and bytes/s with this `ratelimit` extension; over "
+        "the limit: RESOURCE_EXHAUSTED / 429 with a retry delay (README, Security).",
     )

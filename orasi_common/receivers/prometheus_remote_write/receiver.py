@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from orasi_common.errors import MalformedData, PayloadTooLarge, UnsupportedMediaType
 from orasi_common.extensions.auth import authenticator
+from orasi_common.extensions.ratelimit import rate_limiter
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -69,7 +70,12 @@ class PrometheusRemoteWriteReceiver(PushReceiver):
     title = "Prometheus remote write"
 
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
-        self._ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
+        self._ingest = Ingest(
+            settings,
+            consumers,
+            authenticator(settings, config.auth),
+            rate_limiter(settings, config.rate_limit),
+        )
         self._ingest.check_signal(Signal.METRICS)
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
         self._translator = Translator(config.metadata_cache_size, config.series_cache_size)

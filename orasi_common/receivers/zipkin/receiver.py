@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from orasi_common.errors import UnsupportedMediaType
 from orasi_common.extensions.auth import authenticator
+from orasi_common.extensions.ratelimit import rate_limiter
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.receivers.ingest import Ingest
@@ -36,7 +37,12 @@ class ZipkinReceiver(PushReceiver):
     title = "Zipkin"
 
     def __init__(self, settings: Settings, config: Config, consumers: Mapping[Signal, Consumer]) -> None:
-        self._ingest = Ingest(settings, consumers, authenticator(settings, config.auth))
+        self._ingest = Ingest(
+            settings,
+            consumers,
+            authenticator(settings, config.auth),
+            rate_limiter(settings, config.rate_limit),
+        )
         self._ingest.check_signal(Signal.TRACES)
         self._decompressed_limit = int(config.max_decompressed_body_size_mib * MIB)
         routes = {PATH: Route(self._spans, success=202)}
