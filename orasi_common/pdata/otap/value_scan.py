@@ -209,7 +209,6 @@ class KeyValues:
     key: pa.Array
     values: AnyColumns
     unset: Bools
-    equal_to_previous: Bools  # the attribute quasi-delta rule, row by row
     # each row as a KeyValue in canonical form: equal bytes <=> equal key, type and value (for
     # the delta types; rows of other types may be null)
     canonical: pa.Array
@@ -260,9 +259,6 @@ def _key_values_python(raws: list[bytes]) -> KeyValues:
         if code:
             columns[_COLUMN_OF_TYPE[code]][row] = value
         canonical.append(_canonical(key, code, value))
-    eq = np.zeros(n, dtype=np.bool_)
-    for row in range(1, n):
-        eq[row] = canonical[row] is not None and canonical[row] == canonical[row - 1]
     arrays = {
         name: pa.array(values, _ARROW_TYPES[name]) if any(v is not None for v in values) else None
         for name, values in columns.items()
@@ -270,7 +266,7 @@ def _key_values_python(raws: list[bytes]) -> KeyValues:
     cols = AnyColumns(
         codes, arrays["str"], arrays["int"], arrays["double"], arrays["bool"], arrays["bytes"], arrays["ser"]
     )
-    return KeyValues(pa.array(keys, pa.string()), cols, unset, eq, pa.array(canonical, pa.binary()))
+    return KeyValues(pa.array(keys, pa.string()), cols, unset, pa.array(canonical, pa.binary()))
 
 
 def _cut_values(arr: pa.Array, scan: _Scan, value_end: I64) -> tuple[pa.Array | None, pa.Array | None]:
@@ -343,10 +339,7 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
         mask = pa.array(slow, pa.bool_())
         keys = pc.replace_with_mask(keys, mask, pa.array(slow_keys, pa.string()))
         canonical = pc.replace_with_mask(arr, mask, pa.array(slow_canonical, pa.binary()))
-    eq = np.zeros(n, dtype=np.bool_)
-    same = pc.equal(canonical.slice(1), canonical.slice(0, n - 1)).fill_null(False)
-    eq[1:] = np.asarray(same.to_numpy(zero_copy_only=False), dtype=np.bool_) & IS_DELTA_TYPE[cols.type[1:]]
-    return KeyValues(keys, cols, unset, eq, canonical)
+    return KeyValues(keys, cols, unset, canonical)
 
 
 def parse_any_values(raws: pa.Array, present: Bools) -> AnyColumns:

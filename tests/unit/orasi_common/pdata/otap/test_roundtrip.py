@@ -556,7 +556,16 @@ def _kv_view(kv: value_scan.KeyValues) -> list[Any]:
         others,
         double,
         kv.unset.tolist(),
-        kv.equal_to_previous.tolist(),
+        _equal_to_previous(kv),
+    ]
+
+
+def _equal_to_previous(kv: value_scan.KeyValues) -> list[bool]:
+    """The quasi-delta rule from the parser's canonical rows: same key, type and value."""
+    canonical, types = kv.canonical.to_pylist(), kv.values.type
+    return [
+        i > 0 and bool(value_scan.IS_DELTA_TYPE[types[i]]) and canonical[i] == canonical[i - 1]
+        for i in range(len(canonical))
     ]
 
 
