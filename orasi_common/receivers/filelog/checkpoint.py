@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -52,7 +52,17 @@ class Checkpoints:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"files": {key: asdict(entry) for key, entry in self.entries.items()}}))
+        files = {
+            key: {
+                "path": e.path,
+                "fingerprint": e.fingerprint,
+                "fingerprint_bytes": e.fingerprint_bytes,
+                "offset": e.offset,
+                "pending": e.pending,
+            }
+            for key, e in self.entries.items()
+        }  # (what dataclasses.asdict gives, without its deep copies: once per block read)
+        tmp.write_text(json.dumps({"files": files}))
         os.replace(tmp, self._path)
 
     def forget(self, key: str) -> None:

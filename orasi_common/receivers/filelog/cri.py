@@ -20,18 +20,22 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from orasi_common.pdata import _wirescan
+
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 
 STDOUT, STDERR = 0, 1  # stream codes of regular lines
-_HEAD = 45  # bytes from a line's start read: the longest time (35), " stdout F "
-_WHITESPACE = np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)  # what bytes.rstrip() drops
+_REACH = 48  # bytes after a line's start that fields() reads: 32, and 16 from a zone at 19-29
+_WHITESPACE = np.isin(np.arange(256), list(b" \t\n\r\x0b\x0c"))  # the bytes bytes.rstrip() drops
 _STRIP_ROUNDS = 4  # trailing whitespace bytes dropped vectorised; longer runs per line
-_DATE_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
 _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000  # times in ns that fit in int64
-_POW10 = 10 ** np.arange(8, -1, -1, dtype=np.int64)  # the weight of each fraction digit
+_U = np.uint64
+_ALL = _U(2**64 - 1)
+_LOW_NIBBLES = _U(0x0F0F0F0F0F0F0F0F)
+_STDOUT, _STDERR = (_U(int.from_bytes(name, "little")) for name in (b" stdout ", b" stderr "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +63,13 @@ def lines(block: bytes, cut: int, limit: int) -> Lines:
     ends = np.where(long, starts + limit, newlines)
     for _ in range(_STRIP_ROUNDS):
         rows = np.flatnonzero(ends > starts)
-        rows = rows[np.isin(u8[ends[rows] - 1], _WHITESPACE)]
+        rows = rows[_WHITESPACE[u8[ends[rows] - 1]]]
         if not len(rows):
             break
         ends[rows] -= 1
     else:
         rows = np.flatnonzero(ends > starts)
-        for row in rows[np.isin(u8[ends[rows] - 1], _WHITESPACE)].tolist():
+        for row in rows[_WHITESPACE[u8[ends[rows] - 1]]].tolist():
             ends[row] = starts[row] + len(block[starts[row] : ends[row]].rstrip())
     return Lines(starts, ends, newlines + 1, int(np.count_nonzero(long)))
 
@@ -83,63 +87,60 @@ class Fields:
 
 
 def fields(block: bytes, starts: I64, ends: I64) -> Fields:
-    """The fields of the lines ``block[starts[i]:ends[i]]`` (cut and stripped by :func:`lines`)."""
-    n = len(starts)
-    rows = _Rows(block)
-    ok = ends - starts >= 29  # the shortest regular line: "<20-byte time> stdout F"
-    head = rows.at(starts, 30)
-    digit = [column - np.uint8(48) for column in head]  # a digit's value, or more than 9
-    for column in _DATE_DIGITS:
-        ok &= digit[column] <= 9
-    for column, byte in _SEPARATORS.items():
-        ok &= head[column] == byte
+    """The fields of the lines ``block[starts[i]:ends[i]]`` (cut and stripped by :func:`lines`).
+
+    Each line's first 32 bytes and the 16 from its zone on are copied out (two native gathers)
+    and read as little-endian 64-bit words, eight bytes per operation: a template check of the
+    digits and separators, digit pairs and the fraction's digits combined in place (SWAR)."""
+    length = ends - starts
+    ok = (length >= 29) & (starts + _REACH <= len(block))  # "<20-byte time> stdout F"; bytes to read
+    if len(block) < _REACH:  # a line within _REACH of the end is left to the per-line reading
+        ok[:] = False
+        block = bytes(_REACH)
+    at = np.where(ok, starts, 0)
+    head = _words(block, at, 32)  # "YYYY-MM-" "DDTHH:MM" ":SS.ffff" "fffffZ s"
+    ok &= _matches(head[0], "dddd-dd-") & _matches(head[1], "ddTdd:dd") & _matches(head[2], ":dd?????")
     # the fraction: "." and 1-9 digits, or none
-    dot = head[19] == ord(".")
-    count = np.full(n, 10, dtype=np.int64)  # digits after the dot
-    for column in range(29, 19, -1):
-        count[digit[column] > 9] = column - 20
+    dot = _byte(head[2], 3) == ord(".")
+    fraction_bytes: U64 = (head[2] >> _U(32)) | (head[3] << _U(32))  # bytes 20-27
+    leading = _leading_digits(fraction_bytes)
+    ninth, tenth = _byte(head[3], 4) - _U(48) <= 9, _byte(head[3], 5) - _U(48) <= 9
+    count = np.where(leading < 8, leading, 8 + ninth + (ninth & tenth)).astype(np.int64)
     ok &= ~dot | ((count >= 1) & (count <= 9))
     count[~dot] = 0
-    fraction = np.zeros(n, dtype=np.int64)
-    for k in range(9):
-        fraction = fraction * 10 + np.where(count > k, digit[20 + k], 0)
-    # the zone: Z, or ±HH:MM; then the space, the stream, the tag and the message
-    zone = 19 + dot + count
-    zone_bytes = rows.at(starts + zone, 6)
-    utc = zone_bytes[0] == ord("Z")
-    minus = zone_bytes[0] == ord("-")
-    signed = minus | (zone_bytes[0] == ord("+"))
-    hours = (zone_bytes[1] - np.uint8(48)).astype(np.int64) * 10 + (zone_bytes[2] - np.uint8(48))
-    minutes = (zone_bytes[4] - np.uint8(48)).astype(np.int64) * 10 + (zone_bytes[5] - np.uint8(48))
-    for column in (1, 2, 4, 5):
-        signed &= zone_bytes[column] - np.uint8(48) <= 9
-    signed &= (zone_bytes[3] == ord(":")) & (hours <= 23) & (minutes <= 59)
-    ok &= utc | signed
-    offset = np.where(signed, np.where(minus, -60, 60) * (hours * 60 + minutes), 0)
-    space = zone + np.where(signed, 6, 1)
-    tail = rows.at(starts + space, 10)  # " stdout F " or " stderr P"
-    out = tail[4] == ord("o")
-    ok &= (tail[0] == 32) & (tail[1] == ord("s")) & (tail[2] == ord("t")) & (tail[3] == ord("d"))
-    ok &= np.where(
-        out,
-        (tail[5] == ord("u")) & (tail[6] == ord("t")),
-        (tail[4] == ord("e")) & (tail[5] == ord("r")) & (tail[6] == ord("r")),
+    kept: U64 = np.where(
+        count >= 8, _ALL, (_U(1) << (np.minimum(count, 7).astype(np.uint64) * _U(8))) - _U(1)
     )
-    partial = tail[8] == ord("P")
-    ok &= (tail[7] == 32) & (partial | (tail[8] == ord("F")))
-    length = ends - starts
+    fraction = _eight_digits(fraction_bytes & kept).astype(np.int64) * 10
+    fraction += np.where(count >= 9, _byte(head[3], 4).astype(np.int64) - 48, 0)
+    # the zone (Z, or ±HH:MM), then " stdout " or " stderr ", the tag and a space
+    zone = np.where(dot, 20 + count, 19)
+    after = _words(block, at + zone, 16)
+    sign = _byte(after[0], 0)
+    utc = sign == ord("Z")
+    pairs = _pairs(after[0])
+    hours, minutes = _byte(pairs, 1).astype(np.int64), _byte(pairs, 4).astype(np.int64)
+    signed = ((sign == ord("+")) | (sign == ord("-"))) & _matches(after[0], "?dd:dd??")
+    signed &= (hours <= 23) & (minutes <= 59)
+    ok &= utc | signed
+    offset = np.where(signed, np.where(sign == ord("-"), -60, 60) * (hours * 60 + minutes), 0)
+    stream = np.where(
+        utc, (after[0] >> _U(8)) | (after[1] << _U(56)), (after[0] >> _U(48)) | (after[1] << _U(16))
+    )
+    tag = np.where(utc, _byte(after[1], 1), _byte(after[1], 6))
+    space_after = np.where(utc, _byte(after[1], 2), _byte(after[1], 7))
+    out = stream == _STDOUT
+    partial = tag == ord("P")
+    ok &= (out | (stream == _STDERR)) & (partial | (tag == ord("F")))
+    space = zone + np.where(utc, 1, 6)
     bare = length == space + 9  # "time stream F" and nothing after it
-    ok &= (bare | (tail[9] == 32)) & (space + 9 <= length)
-
+    ok &= (bare | (space_after == 32)) & (space + 9 <= length)
     # the date and the time of day, in range as datetime takes them
-    def number(*columns: int) -> I64:
-        value: I64 = digit[columns[0]].astype(np.int64)
-        for column in columns[1:]:
-            value = value * 10 + digit[column]
-        return value
-
-    year, month, day = number(0, 1, 2, 3), number(5, 6), number(8, 9)
-    hour, minute, second = number(11, 12), number(14, 15), number(17, 18)
+    date, clock, second_pair = _pairs(head[0]), _pairs(head[1]), _pairs(head[2])
+    year = _byte(date, 0).astype(np.int64) * 100 + _byte(date, 2).astype(np.int64)
+    month, day = _byte(date, 5).astype(np.int64), _byte(clock, 0).astype(np.int64)
+    hour, minute = _byte(clock, 3).astype(np.int64), _byte(clock, 6).astype(np.int64)
+    second = _byte(second_pair, 1).astype(np.int64)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_ok = (month >= 1) & (month <= 12)
     days_in_month = _MONTH_DAYS[np.where(month_ok, month - 1, 0)] + ((month == 2) & leap)
@@ -156,25 +157,63 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
     )
 
 
-class _Rows:
-    """Bytes of a text from given offsets, a row per column; bytes past its end read as 0."""
+def _words(block: bytes, offsets: I64, width: int) -> list[U64]:
+    """The ``width`` bytes at each offset as width / 8 little-endian words (an array each)."""
+    copied = _wirescan.gather(block, offsets, offsets + width)
+    return list(np.frombuffer(copied, dtype="<u8").reshape(-1, width // 8).T.copy())
 
-    def __init__(self, text: bytes) -> None:
-        u8 = np.frombuffer(text, dtype=np.uint8)
-        self._last = len(u8) - _HEAD  # the last offset the text holds a whole head from
-        self._body = np.lib.stride_tricks.sliding_window_view(u8, _HEAD) if self._last >= 0 else None
-        self._end = np.concatenate((u8[max(self._last, 0) :], np.zeros(2 * _HEAD, dtype=np.uint8)))
-        self._end_rows = np.lib.stride_tricks.sliding_window_view(self._end, _HEAD)
 
-    def at(self, offsets: I64, width: int) -> npt.NDArray[np.uint8]:
-        """(width, n): row k holds the byte at ``offsets + k`` of each."""
-        near = offsets > self._last
-        if self._body is None or near.all():
-            return np.ascontiguousarray(self._end_rows[offsets - max(self._last, 0), :width].T)
-        out = self._body[np.minimum(offsets, self._last), :width]
-        if near.any():
-            out[near] = self._end_rows[offsets[near] - self._last, :width]
-        return np.ascontiguousarray(out.T)
+def _template(pattern: str) -> tuple[np.uint64, np.uint64, np.uint64]:
+    """(mask, value, digits) of 8 bytes: d a digit, ? any byte, anything else itself; digits
+    has 0xF0 at the digits' bytes."""
+    mask = value = digits = 0
+    for k, char in enumerate(pattern):
+        if char == "d":
+            mask, value, digits = mask | 0xF0 << 8 * k, value | 0x30 << 8 * k, digits | 0xF0 << 8 * k
+        elif char != "?":
+            mask, value = mask | 0xFF << 8 * k, value | ord(char) << 8 * k
+    return _U(mask), _U(value), _U(digits)
+
+
+_TEMPLATES = {pattern: _template(pattern) for pattern in ("dddd-dd-", "ddTdd:dd", ":dd?????", "?dd:dd??")}
+
+
+def _matches(words: U64, pattern: str) -> Bools:
+    """Whether each word's bytes fit the pattern: literal bytes equal, digits 0x30-0x39 (high
+    nibble 3, and still 3 once 6 is added: no carry out of the low nibble)."""
+    mask, value, digits = _TEMPLATES[pattern]
+    six = digits >> _U(4) & _U(0x0606060606060606)
+    result: Bools = ((words & mask) == value) & (((words + six) & digits) == (value & digits))
+    return result
+
+
+def _byte(words: U64, k: int) -> U64:
+    result: U64 = (words >> _U(8 * k)) & _U(0xFF)
+    return result
+
+
+def _pairs(words: U64) -> U64:
+    """Byte k becomes 10 * digit k + digit k + 1: the two-digit number starting there."""
+    digits = words & _LOW_NIBBLES
+    result: U64 = digits * _U(10) + (digits >> _U(8))
+    return result
+
+
+def _leading_digits(words: U64) -> U64:
+    """How many of each word's bytes, from the first, are ASCII digits (0-8)."""
+    x = words ^ _U(0x3030303030303030)
+    not_digit = (((x & _U(0x7F7F7F7F7F7F7F7F)) + _U(0x7676767676767676)) | x) & _U(0x8080808080808080)
+    lowest = not_digit & (~not_digit + _U(1))
+    result: U64 = np.bitwise_count(lowest - _U(1)).astype(np.uint64) >> _U(3)  # 8 when none
+    return result
+
+
+def _eight_digits(words: U64) -> U64:
+    """The number the 8 digit bytes of each word spell (the first the most significant)."""
+    value = _pairs(words) & _U(0x00FF00FF00FF00FF)
+    value = (value * _U(100) + (value >> _U(16))) & _U(0x0000FFFF0000FFFF)
+    result: U64 = (value * _U(10000) + (value >> _U(32))) & _U(0xFFFFFFFF)
+    return result
 
 
 def _days_since_epoch(year: I64, month: I64, day: I64) -> I64:

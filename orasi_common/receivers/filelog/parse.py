@@ -364,12 +364,11 @@ def _slices(
     so one part takes the even rows and one the odd rows: the slices need not be adjacent (nor
     distinct: the same bytes for every row)."""
     n = len(rows)
-    starts, ends = np.broadcast_to(starts, n), np.broadcast_to(ends, n)
     parts = []
     for parity in (0, 1):
         offsets = np.zeros(n + 1, dtype=np.int32)
-        offsets[parity:n:2] = starts[parity::2]
-        offsets[parity + 1 :: 2] = ends[parity::2]
+        offsets[parity:n:2] = starts if isinstance(starts, int) else starts[parity::2]
+        offsets[parity + 1 :: 2] = ends if isinstance(ends, int) else ends[parity::2]
         emit = rows.copy()
         emit[1 - parity :: 2] = False
         parts.append((kind, tag, emit, offsets, data, 0))

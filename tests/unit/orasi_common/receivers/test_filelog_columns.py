@@ -127,16 +127,17 @@ def test_the_common_layout_is_read_by_columns() -> None:
         b"2023-06-01T14:00:00.25+02:00 stdout F",
         b"1970-01-01T00:00:00-00:01 stderr F x y z",
     ]
-    text = b"\n".join(lines) + b"\n"
+    text = b"\n".join(lines) + b"\n" + b"-" * 60 + b"\n"  # (a line near the end is read per line)
     found = cri.lines(text, len(text), 1024)
     columns = cri.fields(text, found.starts, found.ends)
-    assert columns.regular.all()
-    assert columns.time.tolist() == [rfc3339_ns(line.split(b" ")[0]) for line in lines]
-    assert columns.stream.tolist() == [cri.STDOUT, cri.STDERR, cri.STDOUT, cri.STDOUT, cri.STDERR]
-    assert columns.partial.tolist() == [False, True, False, False, False]
-    messages = [text[s:e] for s, e in zip(columns.message.tolist(), found.ends.tolist(), strict=True)]
+    assert columns.regular.tolist() == [True] * len(lines) + [False]
+    assert columns.time.tolist()[:-1] == [rfc3339_ns(line.split(b" ")[0]) for line in lines]
+    assert columns.stream.tolist()[:-1] == [cri.STDOUT, cri.STDERR, cri.STDOUT, cri.STDOUT, cri.STDERR]
+    assert columns.partial.tolist()[:-1] == [False, True, False, False, False]
+    bounds = zip(columns.message.tolist()[:-1], found.ends.tolist(), strict=False)
+    messages = [text[s:e] for s, e in bounds]
     assert messages == [b"hello", b"part", b"leap", b"", b"x y z"]
-    bad = b"2023-02-29T12:00:00Z stdout F x\n2023-06-01T12:00:00Z stdin F x\nplain\n"
+    bad = b"2023-02-29T12:00:00Z stdout F x\n2023-06-01T12:00:00Z stdin F x\nplain\n" + b"-" * 60
     found = cri.lines(bad, len(bad), 1024)
     assert not cri.fields(bad, found.starts, found.ends).regular.any()
 
