@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orasi_bridge.lake.config import Config as LakeConfig
 from orasi_bridge.lake.config import ReplicateConfig
 from orasi_common import cli
 from orasi_common.ports import PORTS
@@ -357,3 +358,17 @@ def test_github_workflow() -> None:
             assert ("uses" in step) != ("run" in step), f"{name}: a step has both or neither of uses/run"
     regions = jobs["deploy"]["strategy"]["matrix"]["region"]
     assert regions == list(REGIONS)
+
+
+def test_stream_values_become_the_lake_exporters_stream(tools: Tools) -> None:
+    """No processors by default; bridge.stream is the lake exporter's stream section, a valid one."""
+    configs, _ = _configs_and_objects(tools)
+    assert "stream" not in configs["bridge"]["exporters"]["lake"]
+    stream = [
+        {"type": "filter", "signals": ["traces"], "drop_where": "name = 'GET /healthz'"},
+        {"type": "redact", "action": "hash", "salt_env": "ORASI_REDACT_SALT"},
+    ]
+    configs, _ = _configs_and_objects(tools, "--set-json", f"bridge.stream={json.dumps(stream)}")
+    lake = configs["bridge"]["exporters"]["lake"]
+    assert lake["stream"] == stream
+    assert [processor.type for processor in LakeConfig.model_validate(lake).stream] == ["filter", "redact"]

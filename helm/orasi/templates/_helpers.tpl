@@ -59,6 +59,7 @@ are replaced).
 {{- with $root.Values.bridge.replicate -}}{{- if .to -}}
 {{- $_ := set $derived.exporters.lake "replicate" (dict "to" .to "catalog_uri" .catalogUri "interval" .interval) -}}
 {{- end -}}{{- end -}}
+{{- with $root.Values.bridge.stream }}{{ $_ := set $derived.exporters.lake "stream" . }}{{ end -}}
 {{- end -}}
 {{- $etcd := $root.Values.etcd -}}
 {{- if $etcd.endpoints -}}
