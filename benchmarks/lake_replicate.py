@@ -85,6 +85,23 @@ def replicate_lake(config: dict[str, Any], target: dict[str, Any]) -> tuple[floa
         catalog.close()
 
 
+def lakes(lab: Lab, local: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The regional lake's configuration and the global lake's `replicate` section: both in the
+    run's temporary directory (``local``), or each in a PostgreSQL database and S3 prefix."""
+    if not local:
+        os.environ.update(env())  # the in-process lakes' S3 credentials (the test servers')
+        check_servers()
+        global_uri = lab.database("replicate_global")
+        region = lake_config(lab.database("replicate_region"), lab.warehouse("region"))
+        return region, {"to": lab.warehouse("global"), "catalog_uri": global_uri}
+    where = {name: lab.tmp / name for name in ("region", "global")}
+    for directory in where.values():
+        directory.mkdir()
+    region = {"region": "us-east-1", "catalog_uri": f"sqlite:///{where['region'] / 'c.db'}"}
+    region["warehouse"] = f"file://{where['region']}"
+    return region, {"to": f"file://{where['global']}", "catalog_uri": f"sqlite:///{where['global'] / 'c.db'}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,21 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     lab = Lab()
     try:
-        if args.local:
-            config: dict[str, Any] = {
-                "region": "us-east-1",
-                "catalog_uri": f"sqlite:///{lab.tmp / 'catalog.db'}",
-                "warehouse": f"file://{lab.tmp / 'warehouse'}",
-            }
-            target = {
-                "to": f"file://{lab.tmp / 'global'}",
-                "catalog_uri": f"sqlite:///{lab.tmp / 'global.db'}",
-            }
-        else:
-            os.environ.update(env())  # the in-process lakes' S3 credentials (the test servers')
-            check_servers()
-            config = lake_config(lab.database("replicate_region"), lab.warehouse("region"))
-            target = {"to": lab.warehouse("global"), "catalog_uri": lab.database("replicate_global")}
+        config, target = lakes(lab, args.local)
         spans, write_s, files = write_snapshot(config, args.spans, args.mixed_regions)
         say(f"write: {spans:,} spans in {files} files, {write_s:.2f} s")
         replicate_s, copied = replicate_lake(config, target)
