@@ -11,6 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -209,6 +210,46 @@ def test_a_request_rejected_whole_stores_nothing(bridge: Bridge) -> None:
     )
     assert response.partial_success.rejected_spans == 2
     assert bridge.stored(tenant, start) == {}
+
+
+def test_a_gateway_forwarding_to_the_bridge_passes_its_partial_success_back(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    """app ─OTLP/HTTP─▶ gateway (loadbalancing over OTAP, no sending queue) ─▶ bridge."""
+    tenant, _ = bridge.tenant("reject")
+    configs: list[dict[str, Any]] = []
+
+    def make() -> ServiceProcess:
+        exporter = {
+            "protocol": "otap",
+            "resolver": {"static": {"endpoints": [bridge.grpc]}},
+            "tls": {"insecure": True},
+            "retry_on_failure": {"enabled": False},
+            "sending_queue": {"enabled": False},
+        }
+        config = service(free_ports(), "otlp", {}, "loadbalancing", exporter, signals=["traces"])
+        configs.append(config)
+        return ServiceProcess.from_config("gateway", config, tmp_path, label="gateway")
+
+    gateway = start_on_free_ports(make)
+    try:
+        start = now_ns()
+        http = "http://" + configs[-1]["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+        answer = httpx.post(
+            http + "/v1/traces",
+            content=spans_request(start, SPANS),
+            headers={"content-type": "application/x-protobuf", "x-orasi-tenant": tenant},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        response = trace_service_pb2.ExportTraceServiceResponse.FromString(answer.content)
+        assert response.partial_success.rejected_spans == 3
+        _assert_refusal(response.partial_success.error_message)
+        assert bridge.stored(tenant, start) == {VALID: VALID}
+        labels = {"signal": "traces", "reason": "partial_success"}
+        assert gateway.metric("orasi_exporter_send_failed_items_total", **labels) == 3
+    finally:
+        gateway.stop()
 
 
 def test_after_a_crash_the_log_gives_back_the_accepted_spans_only(bridge: Bridge) -> None:
