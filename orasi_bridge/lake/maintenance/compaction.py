@@ -7,7 +7,9 @@ bin's rows are read, sorted and written as one file by the writer's own code (``
 ``sort_rows`` and ``write_data_files``, so the file is sorted by service_name, time, in the same
 row groups, and a spans file gets its trace index), and the partition's bins are committed as one
 snapshot that removes the inputs and adds the outputs (``tables.replace_files``). Each output's
-row count is checked against its inputs' before anything is committed.
+row count is checked against its inputs' before anything is committed. A bin's rows are in memory
+while they are sorted and written (as Arrow, several times their zstd size): ``target_file_mib``
+bounds the job's memory too.
 
 The inputs stay on storage, referenced by the older snapshots (queries reading one keep working),
 until snapshot expiry lets the orphan-file removal take them (``expiry``). A partition whose files
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
@@ -126,8 +129,11 @@ def compact(
                 for merged in bins:
                     outputs.append(_rewrite(lake, table, name, partition, merged))
                 committed = replace_files(table, inputs, outputs, "compact", config.commit_retries)
-            except BaseException:
-                delete_data_files(lake.fs, lake.prefix, [f.file_path for f in outputs])
+            except Exception as error:
+                # Certainly not committed, unless the commit's outcome is unknown (a lost
+                # connection): then the files stay, for the orphan-file removal if unreferenced.
+                if isinstance(error, CommitFailedException) or len(outputs) < len(bins):
+                    delete_data_files(lake.fs, lake.prefix, [f.file_path for f in outputs])
                 raise
             if not committed:
                 delete_data_files(lake.fs, lake.prefix, [f.file_path for f in outputs])

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from orasi_bridge.lake import traceindex
@@ -77,8 +78,7 @@ def expire(
             break
         expired = expired_snapshots(table, config, lake.config.dedup_window, clock)
         if expired and not dry_run:
-            table.maintenance.expire_snapshots().by_ids(expired).commit()
-            table.refresh()
+            expired = _expire(table, config, lake.config.dedup_window, clock)
         report.expired[name] = len(expired)
         report.kept[name] = len(table.snapshots()) - (len(expired) if dry_run else 0)
         orphans = _orphans(lake, table, set(expired) if dry_run else set(), clock - config.orphan_age)
@@ -88,6 +88,22 @@ def expire(
             for path in orphans:
                 lake.fs.delete_file(path)
     return report
+
+
+def _expire(table: Table, config: MaintenanceConfig, dedup_window: float, now: float) -> list[int]:
+    """Expire ``table``'s old snapshots, planned again on the new metadata after a conflict."""
+    for attempt in range(config.commit_retries + 1):
+        expired = expired_snapshots(table, config, dedup_window, now)
+        try:
+            if expired:
+                table.maintenance.expire_snapshots().by_ids(expired).commit()
+            table.refresh()
+            return expired
+        except CommitFailedException:
+            table.refresh()
+            if attempt == config.commit_retries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _orphans(lake: Lake, table: Table, expiring: set[int], before: float) -> dict[str, int]:
