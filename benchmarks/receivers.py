@@ -11,7 +11,9 @@ Run from the repository root::
   rounds, two plain Python loops over the same files: one that only reads 1 MiB blocks and
   splits them into lines (iterating them), one that also splits each line into its four CRI
   fields; the receiver's figure relative to each (ratios inside one run hold up under machine
-  load, absolute figures drift).
+  load, absolute figures drift). And the parse alone over the same files' 1 MiB blocks, by
+  columns (``parse_block``: the common case the receiver takes here) and a line at a time
+  (``parse_lines``, the reference reading), each making the same request bytes.
 * remote write: snappy-compressed WriteRequests of 2,000 series (counters, gauges and histogram
   buckets with six labels, the same series in every request with new samples, as a scraper
   sends them) decoded, translated and validated as the receiver does (``decode_body`` →
@@ -39,9 +41,11 @@ import cramjam
 from orasi_common.pdata import Batch, Signal
 from orasi_common.pipeline.component import Kind, Settings
 from orasi_common.receivers import filelog, prometheus_remote_write
+from orasi_common.receivers.filelog.parse import Encoder, Rules, parse_block, parse_lines
 from orasi_common.receivers.prometheus_remote_write.proto.remote_write_pb2 import WriteRequest
 from orasi_common.receivers.prometheus_remote_write.receiver import decode_body
 from orasi_common.receivers.prometheus_remote_write.translate import Translator
+from orasi_common.receivers.wire import key_values
 from orasi_common.telemetry.metrics import Metrics
 
 LINE_BYTES = 200
@@ -122,6 +126,24 @@ def plain_loop(directory: Path, fields: bool) -> float:
                         line.split(b" ", 3)
                     count += 1
     return count / (time.process_time() - started)
+
+
+def parse_rates(directory: Path) -> tuple[float, float]:
+    """Lines per CPU-second of parsing every 1 MiB block into a request: (by columns, per line)."""
+    rules = Rules(format="cri")
+    encoder = Encoder(rules, key_values([("log.file.name", "0.log")], 6), time.time_ns())
+    rates = []
+    for parse in (parse_block, parse_lines):
+        started, count = time.process_time(), 0
+        for path in sorted(directory.glob("*.log")):
+            data, offset = path.read_bytes(), 0
+            while offset < len(data):
+                parsed = parse(data[offset : offset + BLOCK], "cri", rules, encoder, False)
+                offset, count = offset + parsed.end, count + parsed.count
+                if not parsed.end:
+                    break
+        rates.append(count / (time.process_time() - started))
+    return rates[0], rates[1]
 
 
 # --- remote write -----------------------------------------------------------------------------
@@ -231,11 +253,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         total = write_cri_files(directory, files, lines)
-        receiver_rates, read_split, read_split_fields = [], [], []
+        receiver_rates, read_split, read_split_fields, parses = [], [], [], []
         for _ in range(rounds):
             receiver_rates.append(await filelog_round(directory, total))
             read_split.append(plain_loop(directory, fields=False))
             read_split_fields.append(plain_loop(directory, fields=True))
+            parses.append(parse_rates(directory))
         best = max(receiver_rates)
         print(f"filelog: {total:,} CRI lines of {LINE_BYTES} bytes in {files} files")
         print(f"  receiver                         {best:>12,.0f} lines/s per core")
@@ -247,6 +270,9 @@ async def main() -> None:
             print(
                 f"  plain loop: {label:<28} {max(rates):>12,.0f} lines/s per core  (receiver: {ratio:.3f}x)"
             )
+        columns, per_line = max(rate for rate, _ in parses), max(rate for _, rate in parses)
+        print(f"  parse only, by columns                {columns:>12,.0f} lines/s per core")
+        print(f"  parse only, a line at a time          {per_line:>12,.0f} lines/s per core")
     series = 2000
     bodies = write_requests(11 if args.quick else 51, series)
     first, steady = max(remote_write_round(bodies, series) for _ in range(rounds))

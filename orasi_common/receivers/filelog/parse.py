@@ -200,8 +200,9 @@ class Encoder:
             (_FIXED, b"\x59", every, np.full(n, self._observed, dtype="<u8"), b"", 8),
             (_VARINT, b"\x2a", every, body.astype(np.uint64), b"", 0),
             *_slices(_BYTES, b"\x0a", source, every, starts, ends),
-            (_RAW, b"", every, _offsets(severity_lengths), severities, 0),
         ]
+        if self._severity is not None:
+            parts.append((_RAW, b"", every, _offsets(severity_lengths), severities, 0))
         for code, tail in enumerate(tails, start=-1):
             parts.extend(_slices(_RAW, b"", tail, streams == code, 0, len(tail)))
         return _wirescan.join(n, parts)[1]
@@ -371,7 +372,8 @@ def _slices(
         offsets[parity + 1 :: 2] = ends if isinstance(ends, int) else ends[parity::2]
         emit = rows.copy()
         emit[1 - parity :: 2] = False
-        parts.append((kind, tag, emit, offsets, data, 0))
+        if emit.any():
+            parts.append((kind, tag, emit, offsets, data, 0))
     return parts
 
 
