@@ -97,6 +97,8 @@ class Chain:
                 changed, keep = step.processor.apply(table, tenant, rows)
                 if changed.num_rows != rows.num_rows or not changed.schema.equals(rows.schema):
                     raise ValueError("a processor changed the rows' number or schema")
+                if keep is not None and len(keep) != rows.num_rows:
+                    raise ValueError("a processor kept rows by a mask of another length")
             except Exception as error:
                 self._failed(step, table, error)
                 if step.on_error == "pass":

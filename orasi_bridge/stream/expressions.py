@@ -63,7 +63,10 @@ def result_type(expression: str, table: str) -> pa.DataType:
         check_statement(sql)
         if referenced_tables(sql) - {ROWS}:
             raise QueryRefused("an expression reads the row's columns only, not other tables")
-        schema = _run(lake_tables()[table].empty_table(), sql).schema
+        result = _run(lake_tables()[table].empty_table(), sql)
+        if result.num_rows:  # an aggregate: one value for all rows, even none
+            raise QueryRefused("an expression gives one value per row (no aggregates)")
+        schema = result.schema
     except QueryRefused as error:
         raise ValueError(error.message) from None
     except duckdb.Error as error:

@@ -29,7 +29,9 @@ def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str])
     keys = column.values.field(0).slice(first, last - first)
     items = column.values.field(1).slice(first, last - first)
     removed = pc.is_in(keys, value_set=pa.array([*sets, *deleted], pa.string()))
-    keep = ~removed.to_numpy(zero_copy_only=False)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    # entries of a null row (Arrow allows them) are not the row's: left out with it
+    keep = ~removed.to_numpy(zero_copy_only=False) & np.repeat(valid, np.diff(offsets))
     kept_before = np.concatenate([[0], np.cumsum(keep)])
     kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
     row_ids = [np.repeat(np.arange(rows), kept_per_row)]
@@ -43,7 +45,7 @@ def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str])
     order = pa.array(np.argsort(row_of, kind="stable"))
     per_row = np.bincount(row_of, minlength=rows)
     new_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
-    null = column.is_null().to_numpy(zero_copy_only=False) & (per_row == 0)
+    null = ~valid & (per_row == 0)
     return pa.MapArray.from_arrays(
         new_offsets,
         pa.concat_arrays(all_keys).take(order),

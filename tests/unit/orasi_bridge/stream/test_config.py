@@ -74,6 +74,10 @@ def test_a_valid_stream_loads() -> None:
             "exporters.lake.stream[2].drop_where: send exactly one statement (got 3)",
         ),
         (
+            {"type": "filter", "signals": ["traces"], "drop_where": "count(*) > 0"},
+            "exporters.lake.stream[2].drop_where: an expression gives one value per row (no aggregates)",
+        ),
+        (
             {"type": "redact", "patterns": [{"name": "x", "regex": "a(b"}]},
             "exporters.lake.stream[2].patterns[0].regex: not a valid regular expression: "
             "missing ), unterminated subpattern at position 1",
