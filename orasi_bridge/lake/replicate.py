@@ -254,20 +254,17 @@ def _is_data(data_file: DataFile) -> bool:
 
 def _steps(todo: list[Pending]) -> Iterator[list[Pending]]:
     """``todo`` in consecutive runs of at most ``FILES_PER_COMMIT`` files (a larger snapshot alone),
-    each ending with a snapshot that added files (trailing snapshots without any: not committed)."""
+    the snapshots without files riding along; a last run without files is not committed (its
+    snapshots are walked again next time, and copy nothing again)."""
     step: list[Pending] = []
     count = 0
     for snapshot in todo:
-        if step and count + len(snapshot.files) > FILES_PER_COMMIT and count:
-            while step and not step[-1].files:
-                step.pop()  # kept for the next step
+        if count and count + len(snapshot.files) > FILES_PER_COMMIT:
             yield step
             step, count = [], 0
         step.append(snapshot)
         count += len(snapshot.files)
-    while step and not step[-1].files:
-        step.pop()
-    if step:
+    if count:
         yield step
 
 
