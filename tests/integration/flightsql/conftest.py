@@ -8,7 +8,7 @@ the clients in a thread (``asyncio.to_thread``), never on the loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from integration.bridge.conftest import MakeWriter, lake_servers, lake_space, ma
 from orasi_bridge import api
 from orasi_bridge.api.extension import QueryApi
 from orasi_bridge.lake import LakeWriter
+from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.component import Exporter, Kind, Settings
 from orasi_common.telemetry.metrics import Metrics
 
@@ -27,17 +28,25 @@ StartApi = Callable[..., Awaitable[QueryApi]]
 
 @pytest.fixture
 async def start_api() -> AsyncIterator[StartApi]:
-    """``start_api(writer, **config)``: a started `query_api` extension serving Flight SQL."""
+    """``start_api(writer, extensions=None, **config)``: a started `query_api` extension serving
+    Flight SQL (``extensions``: the service's extensions' configs by id, as ``Settings`` holds them)."""
     started: list[QueryApi] = []
 
-    async def start(writer: LakeWriter, **overrides: Any) -> QueryApi:
+    async def start(
+        writer: LakeWriter, extensions: Mapping[str, ComponentConfig] | None = None, **overrides: Any
+    ) -> QueryApi:
         class Host:
             def exporter(self, exporter_id: str) -> Exporter:
                 assert exporter_id == "lake"
                 return writer
 
         settings = Settings(
-            "query_api", Kind.EXTENSION, "bridge", Metrics("bridge"), logging.getLogger("orasi.test")
+            "query_api",
+            Kind.EXTENSION,
+            "bridge",
+            Metrics("bridge"),
+            logging.getLogger("orasi.test"),
+            extensions=dict(extensions or {}),
         )
         config = api.FACTORY.config_type.model_validate(
             {"endpoint": "127.0.0.1:0", "flight_sql": "127.0.0.1:0", **overrides}
