@@ -26,6 +26,8 @@ from orasi_common.pipeline.component import Settings
 from orasi_common.pipeline.tasks import TaskScope
 
 ELECTION = "lake-replicate"
+ACTION = "replicate"
+"""The ``action`` label of the maintenance metrics that count replication runs."""
 FIRST_RUN = 30.0
 """Seconds a new leader waits at most before its first run."""
 
@@ -78,21 +80,30 @@ class ReplicationSchedule:
         return self._config.replicate.to if self._config.replicate else ""
 
     async def run_once(self) -> bool:
-        """One replication (in a thread); whether it succeeded (a failure is logged)."""
+        """One replication (in a thread); whether it succeeded (a failure is logged). Counted as
+        the maintenance jobs are, with ``action="replicate"``: runs by outcome, duration, and the
+        files and bytes copied (``OrasiLakeMaintenanceFailing`` covers it)."""
         config, target = self._config, self._config.replicate
         assert target is not None
-        logger = self._settings.logger
+        logger, metrics, exporter = self._settings.logger, self._settings.metrics, self._settings.id
+        started = time.monotonic()
         self._running = asyncio.get_running_loop().run_in_executor(None, replicate, config, target)
         try:
             reports = await asyncio.shield(self._running)
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            metrics.lake_maintenance_runs.labels(exporter, ACTION, "failure").inc()
             logger.warning(
                 "Replication to the global lake failed; it runs again at its next turn.",
                 extra={"to": self._to, "error": repr(error)},
             )
             return False
+        finally:
+            metrics.lake_maintenance_duration.labels(exporter, ACTION).observe(time.monotonic() - started)
+        metrics.lake_maintenance_runs.labels(exporter, ACTION, "success").inc()
+        metrics.lake_maintenance_files.labels(exporter, ACTION).inc(sum(report.files for report in reports))
+        metrics.lake_maintenance_bytes.labels(exporter, ACTION).inc(sum(report.bytes for report in reports))
         copied = {report.table: report.rows for report in reports if report.rows}
         if copied:
             logger.info("Replicated the lake to the global lake.", extra={"to": self._to, "rows": copied})

@@ -168,21 +168,22 @@ class Metrics:
         )
         self.lake_maintenance_runs = Counter(
             "orasi_lake_maintenance_runs",
-            "Lake maintenance jobs run on a schedule, by action (compact, expire, retention) and "
-            "outcome (success, failure).",
+            "Lake maintenance jobs run on a schedule, by action (compact, expire, retention, "
+            "replicate) and outcome (success, failure).",
             ["exporter", "action", "outcome"],
             registry=r,
         )
         self.lake_maintenance_files = Counter(
             "orasi_lake_maintenance_files",
-            "Files lake maintenance rewrote (compact), removed as orphans (expire) or deleted with "
-            "their partitions (retention).",
+            "Files lake maintenance rewrote (compact), removed as orphans (expire), deleted with "
+            "their partitions (retention) or copied into the global lake (replicate).",
             ["exporter", "action"],
             registry=r,
         )
         self.lake_maintenance_bytes = Counter(
             "orasi_lake_maintenance_bytes",
-            "Bytes lake maintenance wrote (compact), removed (expire) or deleted (retention).",
+            "Bytes lake maintenance wrote (compact), removed (expire), deleted (retention) or copied "
+            "(replicate).",
             ["exporter", "action"],
             registry=r,
         )

@@ -33,6 +33,7 @@ from orasi_bridge.lake.files import sort_rows, write_data_files
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.cli import main
 from orasi_common.pdata import Signal
+from orasi_common.telemetry.metrics import Metrics
 from orasi_common.testing.service_process import free_port
 
 DAY_US = 86_400_000_000
@@ -293,8 +294,9 @@ async def test_the_lake_exporter_replicates_on_its_schedule(make_writer: MakeWri
     """A `replicate` section: the lake's new commits reach the global lake without a command, copied
     by one of the lake's two exporters (a lock in this process; the etcd election with etcd)."""
     section = {"to": f"file://{tmp_path / 'global'}", "catalog_uri": f"sqlite:///{tmp_path / 'g.db'}"}
-    first = await make_writer(replicate={**section, "interval": 0.2})
-    await make_writer(replicate={**section, "interval": 0.2})  # a second bridge of the same lake
+    metrics = [Metrics("bridge"), Metrics("bridge")]
+    first = await make_writer(metrics[0], replicate={**section, "interval": 0.2})
+    await make_writer(metrics[1], replicate={**section, "interval": 0.2})  # a second bridge of the lake
     await first.consume(data.batch(Signal.TRACES, data.traces_request()))
     await first.flush()
     target = ReplicateConfig.model_validate(section)
@@ -310,3 +312,11 @@ async def test_the_lake_exporter_replicates_on_its_schedule(make_writer: MakeWri
     while not await asyncio.to_thread(replicated):
         assert time.monotonic() < deadline, "the spans did not reach the global lake within 30 s"
         await asyncio.sleep(0.1)
+
+    def runs(registry: Metrics, outcome: str) -> float:
+        labels = {"exporter": "lake", "action": "replicate", "outcome": outcome}
+        return registry.registry.get_sample_value("orasi_lake_maintenance_runs_total", labels) or 0.0
+
+    # counted as a maintenance job, on the one exporter that leads
+    assert sorted(runs(m, "success") > 0 for m in metrics) == [False, True]
+    assert sum(runs(m, "failure") for m in metrics) == 0
