@@ -44,6 +44,12 @@ def test_bridges_in_the_first_two_regions_with_lakes_of_their_own(tmp_path: Path
         assert lake["catalog_uri"] == f"sqlite:///{tmp_path / region / 'catalog.db'}"
         assert lake["wal"]["directory"] == str(tmp_path / region / "wal" / "bridge")
         assert lake["global_dedup"] == {"store": f"sqlite:///{tmp_path / 'batch-claims.db'}"}
+        # both lakes replicated into the one global lake beside them
+        assert lake["replicate"] == {
+            "to": f"file://{tmp_path / 'global' / 'warehouse'}",
+            "catalog_uri": f"sqlite:///{tmp_path / 'global' / 'catalog.db'}",
+            "interval": 60.0,
+        }
     for (region, _), config in configs.items():
         assert section(config.extensions, "etcd")["region"] == region
 
