@@ -87,6 +87,8 @@ UP = {
                 "flush_size_mib": 48,
                 "max_buffer_mib": 256,
                 "wal": {"directory": "/srv/orasi-data/wal/bridge"},
+                "maintenance": {"compact_interval": 600, "expire_interval": 3600, "target_file_mib": 32},
+                "span_metrics": {"enabled": True, "allowed_lateness": 120},
             }
         },
         "extensions": {
