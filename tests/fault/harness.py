@@ -395,6 +395,19 @@ def balancer_config(ports: Ports, *, wal_dir: Path, protocol: str = "otlp") -> d
     return service(ports, "otlp", MEMORY_LIMITER, "loadbalancing", exporter, signals=TRACES, log_level="info")
 
 
+def routed(gateway: ServiceProcess, endpoint: str) -> float:
+    """The items ``gateway``'s load balancer has delivered to ``endpoint``."""
+    samples = gateway.metric_samples()
+    return float(sum(v for name, labels, v in samples if name == ROUTED and labels["endpoint"] == endpoint))
+
+
+def steady(gateway: ServiceProcess, endpoint: str, seconds: float) -> bool:
+    """Nothing was routed to ``endpoint`` during ``seconds``."""
+    before = routed(gateway, endpoint)
+    time.sleep(seconds)
+    return routed(gateway, endpoint) == before
+
+
 def etcd_call(url: str, work: Callable[[Any], Any]) -> Any:
     """``await work(client)`` with a client of the etcd at ``url``, from synchronous code."""
 

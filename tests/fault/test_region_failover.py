@@ -39,7 +39,6 @@ from integration.bridge.servers import AWS_ENV, LakeSpace
 from fault.conftest import Services
 from fault.harness import (
     QUEUED,
-    ROUTED,
     FleetWatch,
     LakeCount,
     Load,
@@ -49,6 +48,8 @@ from fault.harness import (
     bridge_config,
     delete_region,
     lake_count,
+    routed,
+    steady,
     wait_for_commits,
     wait_until,
     with_etcd,
@@ -74,14 +75,6 @@ def lake_section(bridge: ServiceProcess) -> dict[str, Any]:
     return section
 
 
-def routed(gateway: ServiceProcess, endpoint: str) -> float:
-    return sum(
-        value
-        for name, labels, value in gateway.metric_samples()
-        if name == ROUTED and labels["endpoint"] == endpoint
-    )
-
-
 def opened(gateway: ServiceProcess, endpoint: str) -> int:
     """How many times the gateway's breaker of ``endpoint`` opened."""
     return sum(
@@ -94,13 +87,6 @@ def opened(gateway: ServiceProcess, endpoint: str) -> int:
 def wal_bytes(directory: str) -> int:
     """Bytes in the log's files (written at each sync: the log buffers frames until then)."""
     return sum(path.stat().st_size for path in Path(directory).rglob("*") if path.is_file())
-
-
-def steady(gateway: ServiceProcess, endpoint: str, seconds: float) -> bool:
-    """Nothing was routed to ``endpoint`` during ``seconds``."""
-    before = routed(gateway, endpoint)
-    time.sleep(seconds)
-    return routed(gateway, endpoint) == before
 
 
 @pytest.mark.timeout(240)
