@@ -87,7 +87,9 @@ class Config(ComponentConfig):
         default=256, ge=1, description="Files open at once; more wait for a later scan (oldest first)."
     )
     max_line_bytes: int = Field(
-        default=64 * 1024, ge=256, description="Longer lines are cut to this length, counted (too_long)."
+        default=64 * 1024,
+        ge=256,
+        description="Longer lines are cut to this length (at a UTF-8 character's start), counted (too_long).",
     )
     max_batch_bytes: int = Field(
         default=1024 * 1024,

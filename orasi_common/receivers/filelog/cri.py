@@ -51,7 +51,8 @@ class Lines:
 
 def lines(block: bytes, cut: int, limit: int) -> Lines:
     """The lines of ``block[:cut]`` as ``bytes.split(b"\\n")`` gives them (without a last empty
-    one), each cut to ``limit`` bytes and then right-stripped as ``bytes.rstrip`` does."""
+    one), each cut to ``limit`` bytes (:func:`whole_characters`) and then right-stripped as
+    ``bytes.rstrip`` does."""
     u8 = np.frombuffer(block, dtype=np.uint8, count=cut)
     newlines = np.flatnonzero(u8 == 10)
     if cut and block[cut - 1] != 10:
@@ -61,6 +62,8 @@ def lines(block: bytes, cut: int, limit: int) -> Lines:
     starts[1:] = newlines[:-1] + 1
     long = newlines - starts > limit
     ends = np.where(long, starts + limit, newlines)
+    for row in np.flatnonzero(long).tolist():
+        ends[row] = starts[row] + len(whole_characters(block[starts[row] : ends[row]]))
     for _ in range(_STRIP_ROUNDS):
         rows = np.flatnonzero(ends > starts)
         rows = rows[_WHITESPACE[u8[ends[rows] - 1]]]
@@ -72,6 +75,18 @@ def lines(block: bytes, cut: int, limit: int) -> Lines:
         for row in rows[_WHITESPACE[u8[ends[rows] - 1]]].tolist():
             ends[row] = starts[row] + len(block[starts[row] : ends[row]].rstrip())
     return Lines(starts, ends, newlines + 1, int(np.count_nonzero(long)))
+
+
+def whole_characters(cut: bytes) -> bytes:
+    """``cut`` (the start of a longer line) without the bytes of a UTF-8 character that the cut
+    split, so that a valid line stays valid (at most 3 bytes dropped)."""
+    for back in range(1, min(4, len(cut)) + 1):
+        byte = cut[-back]
+        if byte < 0x80:  # ASCII: nothing split
+            return cut
+        if byte >= 0xC0:  # the first byte of a character of 2, 3 or 4 bytes
+            return cut if back >= (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) else cut[:-back]
+    return cut
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,7 +265,7 @@ def parse_lines(
         for line in lines:
             offset += len(line) + 1
             if len(line) > limit:
-                line = line[:limit]
+                line = cri.whole_characters(line[:limit])
                 out.too_long += 1
             pieces = line.rstrip().split(b" ", 3)
             if len(pieces) < 3:
@@ -299,26 +299,26 @@ def parse_lines(
                 document = json.loads(line)
                 log, stream, stamp = document["log"], document.get("stream"), document.get("time")
             except (ValueError, KeyError, TypeError):
-                entries.append((line[:limit], 0, None, -1))
+                entries.append((cri.whole_characters(line[:limit]), 0, None, -1))
             else:
                 if not joined:
                     joined_stamp = stamp
                 joined.append(log if isinstance(log, str) else str(log))
                 if joined[-1].endswith("\n"):
-                    message = "".join(joined).encode()[:limit]  # its newline kept, as the Collector does
+                    message = cri.whole_characters("".join(joined).encode()[:limit])  # its newline kept
                     joined = []
                     time_ns = rfc3339_ns(joined_stamp.encode()) if isinstance(joined_stamp, str) else 0
                     entries.append((message, time_ns, stream if isinstance(stream, str) else None, -1))
             if not joined:
                 settled = _settle(entries, settled, offset)
         if joined and final:
-            entries.append(("".join(joined).encode()[:limit], 0, None, -1))
+            entries.append((cri.whole_characters("".join(joined).encode()[:limit]), 0, None, -1))
             settled = _settle(entries, settled, offset)
     else:
         for line in lines:
             offset += len(line) + 1
             if len(line) > limit:
-                line = line[:limit]
+                line = cri.whole_characters(line[:limit])
                 out.too_long += 1
             entries.append((line.rstrip(), 0, None, offset))
         settled = len(entries)

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from orasi_common.pdata import Batch, Signal
 from orasi_common.receivers.filelog import cri
 from orasi_common.receivers.filelog.parse import Encoder, Parsed, Rules, parse_block, parse_lines, rfc3339_ns
 from orasi_common.receivers.filelog.receiver import _frame, kubernetes_attributes
@@ -104,6 +106,11 @@ EDGES = [
     b"2023-06-01T12:00:00Z stdout F " + b"x" * 200 + b"\n",
     b"2023-06-01T12:00:00Z stdout F " + b"y" * 30 + b" " * 40 + b"\n",
     b"2023-06-01T12:00:00Z stdout F bad \xff\xfe utf-8\n",
+    b"2023-06-01T12:00:00Z stdout F "
+    + b"y" * 29
+    + "\u00e9\u20ac\U0001f600 cut inside characters".encode()
+    + b"\n",
+    b"2023-06-01T12:00:00Z stdout F " + b"y" * 28 + "\u20ac\u20ac cut inside a character".encode() + b"\n",
     b"\n\n",
     b"plain text\n",
     b"2023-06-01T12:00:00Z stdout F no newline at the end",
@@ -117,6 +124,21 @@ def test_edge_cases_read_alike() -> None:
     for block in EDGES:
         assert_same(block)
     assert_same(b"".join(EDGES))
+
+
+def test_a_cut_line_keeps_whole_characters() -> None:
+    # a character split by max_line_bytes is dropped: the request stays valid UTF-8
+    line = b"2023-06-01T12:00:00Z stdout F " + b"y" * 28 + "\u20ac!".encode() + b"\n"  # the euro: bytes 58-60
+    rules = Rules(format="cri", max_line_bytes=60)
+    for parse in (parse_block, parse_lines):
+        parsed = parse(line * 3, "cri", rules, Encoder(rules, ATTRIBUTES, 5, FRAME), False)
+        Batch.from_serialized(Signal.LOGS, parsed.data)  # valid, as a received request is checked
+        request = ExportLogsServiceRequest.FromString(parsed.data)
+        bodies = [r.body.string_value for r in request.resource_logs[0].scope_logs[0].log_records]
+        assert (bodies, parsed.too_long) == (["y" * 28] * 3, 3)
+    assert cri.whole_characters("a\u00e9".encode()[:2]) == b"a"
+    assert cri.whole_characters("a\U0001f600".encode()) == "a\U0001f600".encode()
+    assert cri.whole_characters(b"ab\x80") == b"ab\x80"  # not UTF-8 to begin with: left as it is
 
 
 def test_the_common_layout_is_read_by_columns() -> None:
