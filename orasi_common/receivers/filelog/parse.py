@@ -11,7 +11,8 @@ with ``bytes.split`` and each line read by its format::
     none    the line is the message
     auto    cri or docker from the file's first line (none when it is neither)
 
-Trailing whitespace of each line is dropped and a joined record takes its first part's time, as
+A line longer than ``max_line_bytes`` is cut there (at a UTF-8 character's start, counted),
+trailing whitespace of each line is dropped, and a joined record takes its first part's time, as
 the Collector's filelog receiver and container parser do (its reference test holds the two
 together). Then, with ``line_start_pattern``, messages that do not match it are appended (``\\n``-joined)
 to the record before them. A record's time is the runtime's (the line's time; none for `none`),
@@ -32,8 +33,9 @@ byte joins, and makes a message valid UTF-8 (invalid bytes replaced) when its bl
 The columnar one reads the common case — a `cri` block that is valid UTF-8, without
 ``line_start_pattern`` — a block at a time: lines, fields and times as numpy columns
 (``cri.py``; a line outside containerd's and CRI-O's layout is read per line), partial runs
-joined per line when the block has any, and every record written in one native pass
-(:meth:`Encoder.encode_columns`); severity rules are applied per message on that path too.
+joined per line when the block has any, and the encoder's frame and every record written in
+one native pass straight from the block (:meth:`Encoder.encode_columns`); severity rules are
+applied per message on that path too. ``Parsed.data`` is the same bytes from either.
 """
 
 from __future__ import annotations
