@@ -17,6 +17,7 @@ the snapshots before it until those expire. Queries read the current snapshot, w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ def expire(
         report.bytes += sum(orphans.values())
         if not dry_run:
             for path in orphans:
-                lake.fs.delete_file(path)
+                with contextlib.suppress(FileNotFoundError):  # another run took it first
+                    lake.fs.delete_file(path)
     return report
 
 

@@ -5,7 +5,10 @@ Jobs run on one bridge per region at a time: the leader of the control plane's e
 (the bridges sharing a lake take turns as leadership moves), otherwise the first lake exporter of
 this process for that lake (``orasi up``). A new leader runs each job after ``min(interval,
 FIRST_RUN)`` seconds, then every interval; one job at a time, in a thread, on its own catalog
-connection. A job that fails is logged and counted and runs again at its next turn.
+connection. A job that fails is logged and counted and runs again at its next turn. Leadership
+only keeps the jobs from repeating each other's work: a job still running when its bridge lost
+the election (or run by `orasi lake` meanwhile) is safe, its commits conflict and are planned
+again like any other (``tables``).
 ``shutdown`` stops between partitions and waits for the job in flight.
 
 Every run counts ``orasi_lake_maintenance_runs_total{action,outcome}``, its duration, and the
