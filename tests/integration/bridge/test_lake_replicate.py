@@ -9,8 +9,10 @@ local one where a test counts the files on disk. Expected counts are the rows ea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,20 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from integration.bridge import otlp_data as data
-from integration.bridge.conftest import MakeWriter
+from integration.bridge.conftest import MakeWriter, writer_settings
 from integration.bridge.servers import LakeSpace
 from orasi_bridge.lake import replicate as replication
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
 from orasi_bridge.lake.config import Config, ReplicateConfig
 from orasi_bridge.lake.files import sort_rows, write_data_files
+from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.schema import TABLES
 from orasi_common.cli import main
+from orasi_common.extensions.etcd.config import Config as EtcdConfig
 from orasi_common.pdata import Signal
 from orasi_common.telemetry.metrics import Metrics
+from orasi_common.testing.servers import ETCD
 from orasi_common.testing.service_process import free_port
 
 DAY_US = 86_400_000_000
@@ -320,3 +325,44 @@ async def test_the_lake_exporter_replicates_on_its_schedule(make_writer: MakeWri
     # counted as a maintenance job, on the one exporter that leads
     assert sorted(runs(m, "success") > 0 for m in metrics) == [False, True]
     assert sum(runs(m, "failure") for m in metrics) == 0
+
+
+async def test_the_election_picks_one_replicator_and_a_follower_resumes(tmp_path: Path) -> None:
+    """With etcd, the lake's bridges elect one replicator (/orasi/<region>/leader/lake-replicate);
+    when it stops, another takes over from the position the global lake records."""
+    east = regional_lake(tmp_path, "us-east-1")
+    append(east, "logs", rows("logs", {"us-east-1": 21}))
+    target = ReplicateConfig(
+        to=f"file://{tmp_path / 'global'}", catalog_uri=f"sqlite:///{tmp_path / 'g.db'}", interval=0.2
+    )
+    config = east.model_copy(update={"replicate": target})
+    etcd = {"etcd": EtcdConfig(endpoints=[ETCD], region=f"test-{uuid.uuid4().hex[:8]}")}
+    metrics = [Metrics("bridge"), Metrics("bridge")]
+    schedules = [
+        ReplicationSchedule(dataclasses.replace(writer_settings(m), extensions=etcd), config) for m in metrics
+    ]
+
+    def runs(index: int) -> float:
+        labels = {"exporter": "lake", "action": "replicate", "outcome": "success"}
+        return metrics[index].registry.get_sample_value("orasi_lake_maintenance_runs_total", labels) or 0.0
+
+    async def until(condition: Any, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not await asyncio.to_thread(condition):
+            assert time.monotonic() < deadline, f"{what} did not happen within 30 s"
+            await asyncio.sleep(0.1)
+
+    try:
+        for schedule in schedules:
+            await schedule.start()
+        await until(lambda: runs(0) + runs(1) >= 2, "two scheduled replications")
+        assert min(runs(0), runs(1)) == 0
+        leader = 0 if runs(0) else 1
+        assert global_counts(target, "logs", east) == {"us-east-1": 21}
+        await schedules[leader].shutdown()  # resigns: the other one leads
+        append(east, "logs", rows("logs", {"us-east-1": 4}))
+        await until(lambda: global_counts(target, "logs", east) == {"us-east-1": 25}, "the follower's copy")
+        assert runs(1 - leader) >= 1
+    finally:
+        for schedule in schedules:
+            await schedule.shutdown()
