@@ -15,6 +15,8 @@ that is not CRI — is marked irregular and left to the per-line reading.
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,12 @@ STDOUT, STDERR = 0, 1  # stream codes of regular lines
 _REACH = 48  # bytes after a line's start that fields() reads: 32, and 16 from a zone at 19-29
 _WHITESPACE = np.isin(np.arange(256), list(b" \t\n\r\x0b\x0c"))  # the bytes bytes.rstrip() drops
 _STRIP_ROUNDS = 4  # trailing whitespace bytes dropped vectorised; longer runs per line
-_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_FIRST_YEAR = 1970  # months from 1970 to 2262 (times in ns past int64 are left to the per-line reading)
+_MONTH_STARTS = np.array(  # days from 1970-01-01 to the first of each month
+    [(dt.date(y, m, 1) - dt.date(1970, 1, 1)).days for y in range(1970, 2263) for m in range(1, 13)],
+    dtype=np.int64,
+)
+_MONTH_LENGTHS = np.array([calendar.monthrange(y, m)[1] for y in range(1970, 2263) for m in range(1, 13)])
 _MAX_SECONDS = (2**63 - 1) // 1_000_000_000  # times in ns that fit in int64
 _U = np.uint64
 _ALL = _U(2**64 - 1)
@@ -106,7 +113,8 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
 
     Each line's first 32 bytes and the 16 from its zone on are copied out (two native gathers)
     and read as little-endian 64-bit words, eight bytes per operation: a template check of the
-    digits and separators, digit pairs and the fraction's digits combined in place (SWAR)."""
+    digits and separators, digit pairs and the fraction's digits combined in place (SWAR); the
+    days to a month's start, and its length, come from a table (1970 to 2262)."""
     length = ends - starts
     ok = (length >= 29) & (starts + _REACH <= len(block))  # "<20-byte time> stdout F"; bytes to read
     if len(block) < _REACH:  # a line within _REACH of the end is left to the per-line reading
@@ -154,14 +162,15 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
     date, clock, second_pair = _pairs(head[0]), _pairs(head[1]), _pairs(head[2])
     year = _byte(date, 0).astype(np.int64) * 100 + _byte(date, 2).astype(np.int64)
     month, day = _byte(date, 5).astype(np.int64), _byte(clock, 0).astype(np.int64)
+    months = (year - _FIRST_YEAR) * 12 + month - 1  # since January 1970
     hour, minute = _byte(clock, 3).astype(np.int64), _byte(clock, 6).astype(np.int64)
     second = _byte(second_pair, 1).astype(np.int64)
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_ok = (month >= 1) & (month <= 12)
-    days_in_month = _MONTH_DAYS[np.where(month_ok, month - 1, 0)] + ((month == 2) & leap)
-    ok &= (year >= 1) & month_ok & (day >= 1) & (day <= days_in_month)
+    known = (months >= 0) & (months < len(_MONTH_STARTS)) & (month >= 1) & (month <= 12)
+    months[~known] = 0
+    ok &= known & (day >= 1) & (day <= _MONTH_LENGTHS[months])
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    seconds = _days_since_epoch(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
+    days = _MONTH_STARTS[months] + day - 1
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
     ok &= (seconds >= 0) & (seconds < _MAX_SECONDS)
     return Fields(
         regular=ok,
@@ -228,15 +237,4 @@ def _eight_digits(words: U64) -> U64:
     value = _pairs(words) & _U(0x00FF00FF00FF00FF)
     value = (value * _U(100) + (value >> _U(16))) & _U(0x0000FFFF0000FFFF)
     result: U64 = (value * _U(10000) + (value >> _U(32))) & _U(0xFFFFFFFF)
-    return result
-
-
-def _days_since_epoch(year: I64, month: I64, day: I64) -> I64:
-    """Days from 1970-01-01 to the (proleptic Gregorian) date: Howard Hinnant's days_from_civil."""
-    year = year - (month <= 2)
-    era = year // 400
-    year_of_era = year - era * 400
-    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    result: I64 = era * 146097 + day_of_era - 719468
     return result
