@@ -17,8 +17,8 @@ Guarantees:
 - Incremental and idempotent: a run copies only the `append` snapshots after the recorded
   position; a second run copies nothing.
 - Resumable: a crash (or a failed commit) between writing files and committing leaves files no
-  snapshot references, at the same names the next run writes again (named after the source file
-  and the lake), never a duplicate row: the position did not move. A run that finds another run
+  snapshot references, at the same names the next run writes again (named after the source
+  file), never a duplicate row: the position did not move. A run that finds another run
   of the same lake committed meanwhile stops without committing.
 - A lake's first run copies the current snapshot's live files and records the current snapshot.
 - Snapshots that do not add data (`replace`, `overwrite`, `delete`: compaction, retention) are
@@ -28,7 +28,8 @@ Guarantees:
   position the source's history no longer holds is an error, not a guess.
 - Global-lake maintenance must keep the positions: they are read from the newest snapshot of the
   global table that has any (``positions``), so its compaction should carry the
-  ``orasi.replicated.*`` properties forward, and its expiry keep a snapshot that has them.
+  ``orasi.replicated.*`` properties forward, and its expiry keep a snapshot that has them (the
+  maintenance jobs' expiry keeps the newest ones; their compaction refuses the region partition).
 
 Blocking; run in a thread.
 """
