@@ -99,7 +99,7 @@ def aggregate(
     minutes, minute_code = np.unique(minute, return_inverse=True)
     key = np.zeros(rows, dtype=np.int64)
     span = 1
-    for code, cardinality in [*codes, (minute_code, len(minutes))]:
+    for code, cardinality, _ in [*codes, (minute_code, len(minutes), None)]:
         if span * cardinality >= 2**62:  # compact the key so far before it would overflow
             _, key = np.unique(key, return_inverse=True)
             span = int(key.max()) + 1
@@ -120,13 +120,13 @@ def aggregate(
     pairs, pair_counts = np.unique(group * BUCKETS + bucket, return_counts=True)
     offsets = np.searchsorted(pairs // BUCKETS, np.arange(groups + 1)).astype(np.int32)
 
-    tenant_code, tenants = codes[0][0][first], _values(table.column("tenant"))
+    tenant_code, tenants = codes[0][0][first], codes[0][2]
     start = minute[first]
     latest: dict[str, int] = {}
     watermark = np.empty(groups, dtype=np.int64)
     now_minute = now_us - now_us % MINUTE_US
     for code in np.unique(tenant_code):
-        tenant = tenants[code]
+        tenant = str(tenants[code])  # never null: the column is required
         mine = tenant_code == code
         latest[tenant] = min(int(start[mine].max()), now_minute)
         watermark[mine] = max(latest[tenant], watermarks.get(tenant, latest[tenant])) - lateness_us
@@ -157,16 +157,12 @@ def aggregate(
     return Aggregate(batch, latest, int(counts[late].sum()))
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    """Each row's index among the column's distinct values (null: one more), and their number."""
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int, list[str | None]]:
+    """Each row's index among the column's distinct values (null: one more), their number (with
+    null), and the values in that order."""
     encoded = column.combine_chunks().dictionary_encode()
-    distinct = len(encoded.dictionary)
-    return np.asarray(encoded.indices.fill_null(distinct)), distinct + 1
-
-
-def _values(column: pa.ChunkedArray) -> list[str | None]:
-    """The distinct values in the order of ``_codes``' indices, null last."""
-    return [*column.combine_chunks().dictionary_encode().dictionary.to_pylist(), None]
+    values = [*encoded.dictionary.to_pylist(), None]
+    return np.asarray(encoded.indices.fill_null(len(values) - 1)), len(values), values
 
 
 class SpanMetrics:
