@@ -103,6 +103,13 @@ class Scheduler:
     async def start(self) -> None:
         if not self._intervals:
             return
+        metrics, exporter = self._settings.metrics, self._settings.id
+        for action in self._intervals:  # every series at 0 from the start, as rates and alerts need
+            for outcome in ("success", "failure"):
+                metrics.lake_maintenance_runs.labels(exporter, action, outcome)
+            for family in (metrics.lake_maintenance_files, metrics.lake_maintenance_bytes):
+                family.labels(exporter, action)
+            metrics.lake_maintenance_duration.labels(exporter, action)
         self._leadership = self._make_leadership()
         await self._tasks.open()
         self._tasks.spawn(self._schedule(self._leadership), name="lake-maintenance")
