@@ -21,7 +21,8 @@ from orasi_bridge.stream.expressions import evaluate
 
 def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
     """``column`` without the keys of ``sets`` and ``deleted``, then each key of ``sets`` whose
-    value is not null appended to its row (vectorised: entries gathered by row, stably)."""
+    value is not null appended to its row (vectorised: every entry's place in the new map is
+    computed with numpy, then one ``take`` gathers them)."""
     rows = len(column)
     offsets = column.offsets.to_numpy()
     first, last = int(offsets[0]), int(offsets[-1])
@@ -34,22 +35,29 @@ def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str])
     keep = ~removed.to_numpy(zero_copy_only=False) & np.repeat(valid, np.diff(offsets))
     kept_before = np.concatenate([[0], np.cumsum(keep)])
     kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
-    row_ids = [np.repeat(np.arange(rows), kept_per_row)]
+    added = [values.is_valid().to_numpy(zero_copy_only=False) for values in sets.values()]
+    per_row = kept_per_row + sum((a.astype(np.int64) for a in added), np.zeros(rows, np.int64))
+    starts = np.concatenate([[0], np.cumsum(per_row)])
+    kept = int(kept_before[-1])
+    row_of_kept = np.repeat(np.arange(rows), kept_per_row)
+    first_kept = np.concatenate([[0], np.cumsum(kept_per_row)])[:-1]
+    places = [starts[row_of_kept] + np.arange(kept) - np.repeat(first_kept, kept_per_row)]
+    filled = kept_per_row.copy()
     all_keys, all_items = [keys.filter(pa.array(keep))], [items.filter(pa.array(keep))]
-    for key, values in sets.items():
-        valid = values.is_valid().to_numpy(zero_copy_only=False)
-        row_ids.append(np.flatnonzero(valid))
-        all_keys.append(pa.repeat(pa.scalar(key, pa.string()), int(valid.sum())))
-        all_items.append(values.filter(pa.array(valid)))
-    row_of = np.concatenate(row_ids)
-    order = pa.array(np.argsort(row_of, kind="stable"))
-    per_row = np.bincount(row_of, minlength=rows)
-    new_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    for (key, values), valid_value in zip(sets.items(), added, strict=True):
+        at = np.flatnonzero(valid_value)
+        places.append(starts[at] + filled[at])
+        filled[at] += 1
+        all_keys.append(pa.repeat(pa.scalar(key, pa.string()), len(at)))
+        all_items.append(values.filter(pa.array(valid_value)))
+    order = np.empty(int(starts[-1]), np.int64)
+    order[np.concatenate(places)] = np.arange(len(order))
+    gather = pa.array(order)
     null = ~valid & (per_row == 0)
     return pa.MapArray.from_arrays(
-        new_offsets,
-        pa.concat_arrays(all_keys).take(order),
-        pa.concat_arrays(all_items).take(order),
+        pa.array(starts.astype(np.int32)),
+        pa.concat_arrays(all_keys).take(gather),
+        pa.concat_arrays(all_items).take(gather),
         type=column.type,
         mask=pa.array(null) if null.any() else None,
     )
