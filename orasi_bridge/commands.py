@@ -1,9 +1,12 @@
-"""`orasi lake`: jobs on a bridge's lake from the command line, run in this process.
+"""The bridge's own `orasi` commands, `orasi lake` and `orasi catalog`: jobs on a bridge's lake
+from the command line, run in this process (``COMMANDS``, which the bridge's ``ServicePlugin``
+names: the shared package imports no service).
 
 The lake is the `lake` exporter of a bridge configuration file (``--config``; ``--exporter``
 names it when the file has several), or `orasi up`'s (``--data-dir``, default .orasi; with
 ``--region`` one region of `orasi up --regions`). Each action adds its subparser to
-``add_parser``'s group and its branch to ``run``; this module imports no service until one runs.
+``add_parsers``' groups and its branch to ``run``; this module imports nothing of the lake (nor
+pyarrow) until one runs.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from orasi_common.config import ConfigError, load_config
+from orasi_common.plugins import Commands
 
 
 class Failed(Exception):
     """What the command prints on stderr before exiting 1."""
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
+def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
+    """Add `orasi lake` and `orasi catalog` to ``commands`` (argparse subparsers); the parsers."""
     lake: argparse.ArgumentParser = commands.add_parser(
         "lake", help="maintain and replicate a bridge's lake (orasi lake -h)"
     )
@@ -48,8 +53,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     _add_replicate(actions, common)
     _add_maintenance(actions, common)
-    _add_catalog(commands, common)
-    return lake
+    return [lake, _add_catalog(commands, common)]
 
 
 def _add_replicate(actions: Any, common: argparse.ArgumentParser) -> None:
@@ -77,8 +81,10 @@ def _add_maintenance(actions: Any, common: argparse.ArgumentParser) -> None:
         job.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
 
-def _add_catalog(commands: Any, common: argparse.ArgumentParser) -> None:
-    catalog = commands.add_parser("catalog", help="back up and restore a lake's Iceberg catalog")
+def _add_catalog(commands: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    catalog: argparse.ArgumentParser = commands.add_parser(
+        "catalog", help="back up and restore a lake's Iceberg catalog"
+    )
     actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
     backup = actions.add_parser(
         "backup", parents=[common], help="print (or write) the tables' metadata pointers"
@@ -98,6 +104,7 @@ def _add_catalog(commands: Any, common: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace the pointer of a table that exists"
     )
     restore.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    return catalog
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -288,3 +295,6 @@ def _catalog_restore(args: argparse.Namespace) -> int:
         note = " (exists at another metadata file: --overwrite replaces it)" if entry.action == "kept" else ""
         print(f"{entry.table}: {action} {entry.metadata_location}{note}")
     return 0
+
+
+COMMANDS = Commands(names=("lake", "catalog"), add_parsers=add_parsers, run=run)

@@ -7,4 +7,5 @@ SERVICE = ServicePlugin(
     help="run the regional bridge (lake writer and query API)",
     factories="orasi_bridge.factories:FACTORIES",
     tune_allocators=True,  # it converts telemetry to lake rows and writes Parquet
+    commands="orasi_bridge.commands:COMMANDS",  # orasi lake, orasi catalog
 )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orasi_common import lake_cli, plugins, schema_cli
+from orasi_common import plugins, schema_cli
 from orasi_common.allocator import tune_allocators
 from orasi_common.bench import cli as bench
 from orasi_common.config import ConfigError, load_config
@@ -147,9 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orasi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     services = _services()
+    own: list[plugins.Commands] = []  # the services' own commands (the bridge's orasi lake, ...)
     for service in services:
         try:
-            text = plugins.load(service).help
+            plugin = plugins.load(service)
+            text = plugin.help
+            found = plugin.load_commands()
+            own.extend([found] if found is not None else [])
         except plugins.ServiceNotFound:
             text = "not installed (run it to see what to reinstall)"
         command = commands.add_parser(service, help=text)
@@ -198,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
     bench.add_parser(commands)
     schema_cli.add_parser(commands)
-    lake_cli.add_parser(commands)
+    for declared in own:
+        for command in declared.add_parsers(commands):
+            command.set_defaults(run_own=declared.run)
     tokens_cli.add_parser(commands)
     validate = commands.add_parser("validate-config", help="check a configuration file and exit")
     validate.add_argument("file", metavar="FILE")
@@ -223,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "schema":
             return schema_cli.run(args)
-        if args.command in ("lake", "catalog"):
-            return lake_cli.run(args)
+        if getattr(args, "run_own", None) is not None:
+            return int(args.run_own(args))
         if args.command == "tokens":
             return tokens_cli.run(args)
         if args.command == "bench":

@@ -17,9 +17,11 @@ its pool once, when pyarrow is first imported).
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orasi_common.pipeline.component import Factories
@@ -30,6 +32,16 @@ GROUP = "orasi.services"
 
 class ServiceNotFound(LookupError):
     """A service's entry point is missing or cannot be loaded; the message says what to reinstall."""
+
+
+@dataclass(frozen=True)
+class Commands:
+    """A service's own `orasi` commands: ``add_parsers(subparsers)`` adds the parsers of the
+    commands ``names`` and returns them; ``run(args)`` runs the one parsed (exit status)."""
+
+    names: tuple[str, ...]
+    add_parsers: Callable[[Any], list[argparse.ArgumentParser]]
+    run: Callable[[argparse.Namespace], int]
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,19 @@ class ServicePlugin:
     """``module:attribute`` of the service's :class:`Factories`, imported only when needed."""
     tune_allocators: bool = False
     """Converts telemetry to Arrow in bulk, and so starts with ``allocator.tune_allocators``."""
+    commands: str | None = None
+    """``module:attribute`` of the service's own `orasi` commands (:class:`Commands`; e.g. the
+    bridge's `orasi lake`), in a module that imports nothing heavy: it is loaded to build the
+    parser."""
+
+    def load_commands(self) -> Commands | None:
+        """The service's own commands, if it declares any."""
+        if self.commands is None:
+            return None
+        commands = metadata.EntryPoint(self.name, self.commands, GROUP).load()
+        if not isinstance(commands, Commands):
+            raise TypeError(f"{self.commands} is {type(commands).__name__}, not Commands")
+        return commands
 
     def load_factories(self) -> Factories:
         """Every component the service can be built from (imports the service's components)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orasi_common import plugins
-from orasi_common.cli import main
+from orasi_common.cli import build_parser, main
 from orasi_common.pipeline.component import Factories
 from orasi_common.ports import SERVICES
 
@@ -50,8 +50,19 @@ def test_loading_every_service_and_the_command_line_imports_no_pyarrow() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     loaded = json.loads(done.stdout.splitlines()[-1])
-    # Only the modules that declare the services (and their packages' __init__): no factories.
-    assert loaded == sorted(f"orasi_{name}{module}" for name in SERVICES for module in ("", ".service"))
+    # Only the modules that declare the services (and their packages' __init__) and the bridge's
+    # own commands: no factories.
+    declared = [f"orasi_{name}{module}" for name in SERVICES for module in ("", ".service")]
+    assert loaded == sorted([*declared, "orasi_bridge.commands"])
+
+
+def test_the_bridge_declares_its_own_commands_and_the_command_line_runs_them() -> None:
+    own = {name: plugins.load(name).load_commands() for name in SERVICES}
+    assert own["agent"] is None and own["gateway"] is None
+    bridge = own["bridge"]
+    assert bridge is not None and bridge.names == ("lake", "catalog")
+    args = build_parser().parse_args(["lake", "verify", "--data-dir", "/nonexistent"])
+    assert args.run_own is bridge.run
 
 
 def _declared(monkeypatch: pytest.MonkeyPatch, *entries: metadata.EntryPoint) -> None:
