@@ -72,14 +72,13 @@ def lines(block: bytes, cut: int, limit: int) -> Lines:
     for row in np.flatnonzero(long).tolist():
         ends[row] = starts[row] + len(whole_characters(block[starts[row] : ends[row]]))
     for _ in range(_STRIP_ROUNDS):
-        rows = np.flatnonzero(ends > starts)
-        rows = rows[_WHITESPACE[u8[ends[rows] - 1]]]
-        if not len(rows):
+        strip = _WHITESPACE[u8[np.maximum(ends - 1, 0)]] & (ends > starts)
+        if not strip.any():
             break
-        ends[rows] -= 1
+        ends -= strip
     else:
-        rows = np.flatnonzero(ends > starts)
-        for row in rows[_WHITESPACE[u8[ends[rows] - 1]]].tolist():
+        rows = np.flatnonzero(_WHITESPACE[u8[np.maximum(ends - 1, 0)]] & (ends > starts))
+        for row in rows.tolist():
             ends[row] = starts[row] + len(block[starts[row] : ends[row]].rstrip())
     return Lines(starts, ends, newlines + 1, int(np.count_nonzero(long)))
 

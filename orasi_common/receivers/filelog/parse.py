@@ -194,9 +194,13 @@ class Encoder:
         body = 1 + _varint_size(lengths) + lengths  # AnyValue{string_value}
         size = 19 + _varint_size(body) + body + severity_lengths + tail_lengths
         every = np.ones(n, dtype=np.bool_)
+        first = np.zeros(n, dtype=np.bool_)
+        first[0] = True
         frame = self.frame(int((1 + _varint_size(size) + size).sum()))
+        frame_offsets = np.full(n + 1, len(frame), dtype=np.int32)
+        frame_offsets[0] = 0
         parts = [
-            *_slices(_RAW, b"", frame, every & (np.arange(n) == 0), 0, len(frame)),
+            (_RAW, b"", first, frame_offsets, frame, 0),  # row 0 only
             (_VARINT, b"\x12", every, size.astype(np.uint64), b"", 0),  # ScopeLogs.log_records
             (_FIXED, b"\x09", every, times.astype("<u8"), b"", 8),
             (_FIXED, b"\x59", every, np.full(n, self._observed, dtype="<u8"), b"", 8),
@@ -205,8 +209,8 @@ class Encoder:
         ]
         if self._severity is not None:
             parts.append((_RAW, b"", every, _offsets(severity_lengths), severities, 0))
-        for code, tail in enumerate(tails, start=-1):
-            parts.extend(_slices(_RAW, b"", tail, streams == code, 0, len(tail)))
+        for index in np.flatnonzero(np.bincount(streams + 1, minlength=len(tails))).tolist():
+            parts.extend(_slices(_RAW, b"", tails[index], streams == index - 1, 0, len(tails[index])))
         return _wirescan.join(n, parts)[1]
 
     def _severity_of(self, message: bytes) -> bytes:
@@ -352,6 +356,7 @@ def _is_utf8(block: bytes, cut: int) -> bool:
 
 
 def _varint_size(values: I64) -> I64:
+    """The bytes of each value's varint (values below 2**35: lengths)."""
     size: I64 = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21) + (values >= 1 << 28)
     return size
 
