@@ -202,7 +202,7 @@ def cri_lines(draw: Any) -> bytes:
     return line + end
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(cri_lines(), min_size=1, max_size=30), st.booleans())
 def test_generated_blocks_read_alike(lines: list[bytes], cut_last: bool) -> None:
     block = b"".join(lines)
