@@ -372,3 +372,51 @@ def test_stream_values_become_the_lake_exporters_stream(tools: Tools) -> None:
     lake = configs["bridge"]["exporters"]["lake"]
     assert lake["stream"] == stream
     assert [processor.type for processor in LakeConfig.model_validate(lake).stream] == ["filter", "redact"]
+
+
+def test_rate_limit_values_limit_each_listed_service(
+    tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rateLimits` (off by default): the `ratelimit` extension in each listed service, limiting the
+    agent's and gateway's OTLP and push receivers and the bridge's query API, shared through
+    `redis` when it is set (ORASI_REDIS_URL and an egress to redis.cidrs); configurations the
+    services accept."""
+    plain, _ = _configs_and_objects(tools)
+    assert all("ratelimit" not in (c.get("extensions") or {}) for c in plain.values())
+    limits = {"default": {"items_per_second": 1000, "concurrent_queries": 4}, "tenants": {"acme": {}}}
+    on = ["--set-json", f"rateLimits={json.dumps({'enabled': True, **limits})}"]
+    configs, objects = _configs_and_objects(tools, *on, "--set", "gateway.receivers.zipkin.enabled=true")
+    assert "ratelimit" not in configs["agent"].get("extensions", {})  # services: gateway, bridge
+    for service, receivers in {"gateway": ["otlp", "zipkin"], "bridge": []}.items():
+        config = configs[service]
+        assert config["extensions"]["ratelimit"] == limits  # no redis: in each pod
+        assert config["service"]["extensions"][0] == "ratelimit"
+        assert [r for r, c in config["receivers"].items() if "rate_limit" in c] == receivers, service
+        assert ("rate_limit" in config["extensions"].get("query_api", {})) == (service == "bridge")
+        path = tmp_path / f"{service}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        kind, name = WORKLOAD[service]
+        (workload,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+        for variable in workload["spec"]["template"]["spec"]["containers"][0]["env"]:
+            monkeypatch.setenv(variable["name"], variable.get("value", "from-elsewhere"))
+        assert cli.main(["validate-config", str(path), "--service", service]) == 0, capsys.readouterr().err
+    shared = ("--set", "redis.url=redis://redis.orasi-system:6379/0,redis.cidrs={10.9.0.0/16}")
+    configs, objects = _configs_and_objects(tools, *on, *shared)
+    assert configs["gateway"]["extensions"]["ratelimit"]["redis"] == {"url": "${env:ORASI_REDIS_URL}"}
+    (gateway,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "orasi-gateway"
+    ]
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    assert {"name": "ORASI_REDIS_URL", "value": "redis://redis.orasi-system:6379/0"} in container["env"]
+    (policy,) = [
+        o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "orasi-gateway-redis"
+    ]
+    assert policy["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 6379}]}
+    ]
+    done = subprocess.run(
+        [tools.helm, "template", "orasi", CHART, "--set", "rateLimits.default.items_per_second=0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "items_per_second" in done.stderr, done.stderr

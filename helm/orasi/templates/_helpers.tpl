@@ -94,6 +94,24 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if include "orasi.rateLimits" (list $root $component) -}}
+{{- $limits := $root.Values.rateLimits -}}
+{{- $ratelimit := dict "default" $limits.default "tenants" $limits.tenants -}}
+{{- if include "orasi.redis" $root -}}
+{{- $_ := set $ratelimit "redis" (dict "url" "${env:ORASI_REDIS_URL}") -}}
+{{- end -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "ratelimit" $ratelimit)) -}}
+{{- $limited := dict "rate_limit" (dict "limiter" "ratelimit") -}}
+{{- if eq $component "bridge" -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" $limited)) -}}
+{{- else -}}
+{{- range $name := list "otlp" "prometheus_remote_write" "zipkin" -}}
+{{- if or (eq $name "otlp") (hasKey $optional $name) -}}
+{{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $name (deepCopy $limited))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $config = mustMergeOverwrite $config $derived (deepCopy $values.config) -}}
 {{- range $name, $receiver := $optional -}}
 {{- $pipeline := index $config.service.pipelines $receiver.signal -}}
@@ -107,6 +125,9 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- if include "orasi.jwt" (list $root $component) -}}
 {{- /* The auth extension is listed first: the receivers and the query API name it. */ -}}
 {{- $_ := set $config.service "extensions" (prepend (without (default list $config.service.extensions) "auth") "auth") -}}
+{{- end -}}
+{{- if include "orasi.rateLimits" (list $root $component) -}}
+{{- $_ := set $config.service "extensions" (prepend (without (default list $config.service.extensions) "ratelimit") "ratelimit") -}}
 {{- end -}}
 {{- if $etcd.endpoints -}}
 {{- /* The etcd extension registers what the others listen on: it is listed last. */ -}}
@@ -385,6 +406,28 @@ Zipkin), read from its merged configuration: a list of {name, port, protocol}.
 {{- range include "orasi.receiverPorts" . | fromYamlArray }}
 - {protocol: {{ .protocol }}, port: {{ .port }}}
 {{- end }}
+{{- end }}
+
+{{/* "true" when a service enforces rate limits (rateLimits: enabled, and the service in `services`). */}}
+{{- define "orasi.rateLimits" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if and $root.Values.rateLimits.enabled (has $component $root.Values.rateLimits.services) }}true{{ end -}}
+{{- end }}
+
+{{/* ORASI_REDIS_URL, for a service that uses Redis: the bridges (the registry's cache) and any
+service with rate limits, when redis.url or secretName is set. */}}
+{{- define "orasi.redisEnv" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if and (include "orasi.redis" $root) (or (eq $component "bridge") (include "orasi.rateLimits" (list $root $component))) -}}
+{{- if $root.Values.redis.secretName }}
+- name: ORASI_REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ $root.Values.redis.secretName }}, key: {{ $root.Values.redis.secretKey }}}
+{{- else }}
+- name: ORASI_REDIS_URL
+  value: {{ $root.Values.redis.url | quote }}
+{{- end }}
+{{- end -}}
 {{- end }}
 
 {{/* "true" when the bridges share the schema registry's cache in Redis (redis.url or secretName). */}}
