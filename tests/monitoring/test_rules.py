@@ -32,6 +32,7 @@ ALERTS = {
     "OrasiMalformedRegistrations",
     "OrasiNoUpstreamEndpoints",
     "OrasiLiveSettingRefused",
+    "OrasiRateLimitBackendDown",
 }
 
 
