@@ -103,17 +103,34 @@ async def red(config: dict[str, Any], window: tuple[int, int], runs: int) -> dic
         await reader.shutdown()
 
 
-def compact_lake(config: dict[str, Any]) -> tuple[float, list[str]]:
+def compact_lake(config: dict[str, Any]) -> tuple[float, list[str], float]:
+    """Run the compaction job in a child process: its seconds, report and peak RSS (MiB, imports
+    included), what a bridge's own process adds to its memory while the job runs."""
+    import multiprocessing
+    import resource
+
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    child = context.Process(target=_compact_child, args=(config, answers))
+    child.start()
+    seconds, lines = answers.get()
+    child.join()
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, lines, peak_mib
+
+
+def _compact_child(config: dict[str, Any], answers: Any) -> None:
     from orasi_bridge.lake.config import Config
     from orasi_bridge.lake.maintenance.compaction import compact
     from orasi_bridge.lake.maintenance.tables import Lake
 
+    os.environ.update(env())
     validated = Config.model_validate(config)
     lake = Lake(validated)
     try:
         started = time.perf_counter()
         report = compact(lake, validated.maintenance)
-        return time.perf_counter() - started, report.lines()
+        answers.put((time.perf_counter() - started, report.lines()))
     finally:
         lake.close()
 
@@ -146,9 +163,9 @@ def main() -> None:
             f"before: {before['files']} files, "
             f"RED cold {before['cold_s']:.3f} s, warm {before['median_s']:.3f} s"
         )
-        compaction_s, lines = compact_lake(config)
+        compaction_s, lines, compaction_rss_mib = compact_lake(config)
         for line in lines:
-            say(f"compaction: {line}")
+            say(f"compaction: {line} in {compaction_s:.1f} s, peak RSS {compaction_rss_mib:.0f} MiB")
         after = asyncio.run(red(config, window, args.runs))
         say(
             f"after: {after['files']} files, RED cold {after['cold_s']:.3f} s, warm {after['median_s']:.3f} s"
@@ -174,6 +191,7 @@ def main() -> None:
                 "before": before,
                 "after": after,
                 "compaction_s": compaction_s,
+                "compaction_peak_rss_mib": compaction_rss_mib,
                 "file_ratio": file_ratio,
                 "red_speedup_warm": speedup,
                 "red_speedup_cold": cold_speedup,

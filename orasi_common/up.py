@@ -43,12 +43,12 @@ the peaks stay near 540 MiB."""
 LAKE_BUFFER_MIB = 256
 """Rows held not yet committed, MiB, past which the lake refuses (retryably) more: the agent's
 log keeps the data meanwhile."""
-LAKE_MAINTENANCE = {"compact_interval": 600, "expire_interval": 3600, "target_file_mib": 32}
+LAKE_MAINTENANCE = {"compact_interval": 600, "expire_interval": 3600, "max_file_rows": 65_536}
 """The lake's maintenance in `orasi up` (its one bridge runs it, under a lock in the process):
-small files compacted every 10 minutes into files of about 32 MiB (a compaction holds one
-output file's rows in memory, as Arrow: several times its size on disk; 32 MiB keeps that
-within the memory one process serves everything with), snapshots older than a week expired and
-orphan files removed every hour; no retention (a `retention` section and interval keep less)."""
+small files compacted every 10 minutes into files of 65,536 rows at most (a compaction holds a
+file's rows in memory, as Arrow: about 5 times their Arrow size at its peak, some 400 MiB for
+spans at this size), snapshots older than a week expired and orphan files removed every hour; no
+retention (a `retention` section and interval keep less)."""
 
 GATEWAY_SEND_TIMEOUT = 5.0
 """Seconds the gateway gives the bridge to take a batch (one attempt, no retries of its own)."""

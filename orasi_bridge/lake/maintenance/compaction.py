@@ -8,8 +8,9 @@ bin's rows are read, sorted and written as one file by the writer's own code (``
 row groups, and a spans file gets its trace index), and the partition's bins are committed as one
 snapshot that removes the inputs and adds the outputs (``tables.replace_files``). Each output's
 row count is checked against its inputs' before anything is committed. A bin's rows are in memory
-while they are sorted and written (as Arrow, several times their zstd size): ``target_file_mib``
-bounds the job's memory too.
+while they are sorted and written (as Arrow: tens of times their zstd size for spans, whose
+attributes compress well): ``max_file_rows`` bounds the job's memory where ``target_file_mib``
+would not.
 
 The inputs stay on storage, referenced by the older snapshots (queries reading one keep working),
 until snapshot expiry lets the orphan-file removal take them (``expiry``). A partition whose files
@@ -80,21 +81,26 @@ class CompactionReport:
 
 
 def plan(files: list[DataFile], config: MaintenanceConfig, time_id: int) -> list[list[DataFile]]:
-    """The bins of a partition's files to merge (two files each at least), in time order
-    (``time_id``: the field id of the table's `time` column)."""
+    """The bins of a partition's files to merge (two files each at least, ``target_file_mib`` and
+    ``max_file_rows`` at most), in time order (``time_id``: the field id of the table's `time`
+    column)."""
     target = config.target_file_mib * MIB
     small = [f for f in files if f.file_size_in_bytes < SMALL * target]
     if len(small) < config.min_input_files:
         return []
     small.sort(key=lambda f: _lower_micros(f, time_id))
     bins: list[list[DataFile]] = [[]]
-    size = 0
+    size = rows = 0
     for data_file in small:
-        if bins[-1] and size + data_file.file_size_in_bytes > target:
+        if bins[-1] and (
+            size + data_file.file_size_in_bytes > target
+            or rows + data_file.record_count > config.max_file_rows
+        ):
             bins.append([])
-            size = 0
+            size = rows = 0
         bins[-1].append(data_file)
         size += data_file.file_size_in_bytes
+        rows += data_file.record_count
     return [merged for merged in bins if len(merged) > 1]
 
 
@@ -149,8 +155,13 @@ def _rewrite(
 ) -> DataFile:
     """One file of the rows of ``merged``, sorted and written as the writer writes its files."""
     schema = TABLES[name]
-    batches = [batch for f in merged for batch in _read(lake, f.file_path, schema).to_batches()]
+    # One contiguous copy of the inputs (the files' own tables freed as it is made), so that the
+    # sort gathers from it directly: two copies of the rows at most, the inputs and the sorted.
+    combined = pa.concat_tables([_read(lake, f.file_path, schema) for f in merged]).combine_chunks()
+    batches = combined.to_batches(max_chunksize=max(combined.num_rows, 1))
+    del combined
     rows, runs = sort_rows(batches, schema)
+    del batches
     expected = sum(f.record_count for f in merged)
     if rows.num_rows != expected or any(
         (run.tenant, run.day) != (partition.tenant, partition.day) for run in runs

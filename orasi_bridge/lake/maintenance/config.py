@@ -57,6 +57,14 @@ class MaintenanceConfig(ComponentConfig):
     target_file_mib: float = Field(
         default=128, gt=0, description="Size compaction aims at for each file it writes (MiB)."
     )
+    max_file_rows: int = Field(
+        default=131_072,
+        ge=1,
+        description="Rows per file compaction writes at most: it holds one file's rows in memory as "
+        "Arrow while it reads, sorts and writes them (measured: about 5 times the rows' Arrow size at "
+        "the peak, and a span takes 1-2 KB as Arrow), so this bounds the job's memory when "
+        "`target_file_mib` of zstd would not.",
+    )
     min_input_files: int = Field(
         default=2,
         ge=2,

@@ -93,3 +93,12 @@ def test_retention_keeps_whole_days_and_each_tenant_its_own_limit() -> None:
     assert first_kept_day(retention, "acme", now) == 19_910
     assert first_kept_day(RetentionConfig(), "other", now) is None
     assert first_kept_day(RetentionConfig(tenants={"acme": DAY}), "other", now) is None
+
+
+def test_compaction_bins_hold_max_file_rows_at_most() -> None:
+    files = [data_file(name, 1, at) for at, name in enumerate("abcde")]  # 10 rows each
+    bins = plan(files, MaintenanceConfig(max_file_rows=25), TIME_ID)
+    assert [[f.file_path.rsplit("/", 1)[1] for f in merged] for merged in bins] == [
+        ["a.parquet", "b.parquet"],
+        ["c.parquet", "d.parquet"],  # e alone is left
+    ]

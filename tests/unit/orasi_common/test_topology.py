@@ -87,7 +87,7 @@ UP = {
                 "flush_size_mib": 48,
                 "max_buffer_mib": 256,
                 "wal": {"directory": "/srv/orasi-data/wal/bridge"},
-                "maintenance": {"compact_interval": 600, "expire_interval": 3600, "target_file_mib": 32},
+                "maintenance": {"compact_interval": 600, "expire_interval": 3600, "max_file_rows": 65_536},
                 "span_metrics": {"enabled": True, "allowed_lateness": 120},
             }
         },
