@@ -63,7 +63,12 @@ def _validate(path: str, service: str) -> int:
 
 
 def _up(
-    data_dir: str, host: str, overrides: list[str], etcd: str | None = None, regions: str | None = None
+    data_dir: str,
+    host: str,
+    overrides: list[str],
+    etcd: str | None = None,
+    regions: str | None = None,
+    rate_limits: str | None = None,
 ) -> int:
     from orasi_common.telemetry.logs import configure_logging
     from orasi_common.up import run_up
@@ -75,6 +80,18 @@ def _up(
             print(f"orasi up: --port takes NAME=PORT with NAME one of {', '.join(PORTS)}", file=sys.stderr)
             return 2
         ports[name] = int(value)
+    limits = None
+    if rate_limits is not None:
+        if regions:
+            print("orasi up: --rate-limits applies to one region; leave out --regions", file=sys.stderr)
+            return 2
+        import yaml  # here: the other commands do without it
+
+        try:
+            limits = yaml.safe_load(Path(rate_limits).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            print(f"orasi up: cannot read --rate-limits: {error}", file=sys.stderr)
+            return 2
     configure_logging("warning")
     tune_allocators()  # before the services import pyarrow
     try:
@@ -82,7 +99,7 @@ def _up(
 
         region = os.environ.get("ORASI_REGION", "us-east-1")
         names = [name.strip() for name in regions.split(",")] if regions else []
-        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region, names))
+        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region, names, limits))
     except (OSError, ValueError) as error:
         print(f"orasi up: cannot start: {error}", file=sys.stderr)
         return 1
@@ -173,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run several regions in this process: an agent and a gateway in each, a bridge and a lake in "
         "the first two; region i on the ports + 10*i (README, Regions)",
     )
+    up.add_argument(
+        "--rate-limits",
+        metavar="FILE",
+        help="YAML of the `ratelimit` extension: per-tenant limits on the agent's OTLP receiver and "
+        "the query API, in this process (README, Rate limits); default: none",
+    )
     query = commands.add_parser("query", help="run SQL against a bridge's query API")
     query.add_argument("sql", help="one SELECT over spans, logs, metric_points")
     query.add_argument("--start", help="RFC 3339 or Unix ns (default: end - 1 h)")
@@ -218,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":
-            return _up(args.data_dir, args.host, args.port, args.etcd, args.regions)
+            return _up(args.data_dir, args.host, args.port, args.etcd, args.regions, args.rate_limits)
         if args.command == "query":
             return _query(args)
         if args.command == "fleet":

@@ -66,9 +66,18 @@ AGENT_QUEUE_MEMORY_MIB = 16
 
 
 def configs(
-    data_dir: Path, ports: Mapping[str, int], host: str, etcd: str | None = None, region: str = "us-east-1"
+    data_dir: Path,
+    ports: Mapping[str, int],
+    host: str,
+    etcd: str | None = None,
+    region: str = "us-east-1",
+    rate_limits: Mapping[str, Any] | None = None,
 ) -> dict[str, ServiceConfig]:
     """The three services' configurations: agent → (OTLP) → gateway → (OTAP) → bridge.
+
+    With ``rate_limits`` (the `ratelimit` extension's configuration: in this process unless it
+    names a Redis), the agent's OTLP receiver, where the tenants' data enters, and the bridge's
+    query API are limited by it; without, nothing is.
 
     Each registers itself in the control plane (the `etcd` extension, last): in the etcd at
     ``etcd`` when given, otherwise in this process's registry (``control.registry.LOCAL``).
@@ -95,6 +104,14 @@ def configs(
       agent sends again after a crash is recognised by its id too.
     """
     documents = _documents(data_dir, ports, host, "local")
+    if rate_limits is not None:
+        limited = {"agent": documents["agent"]["receivers"]["otlp"]}
+        limited["bridge"] = documents["bridge"]["extensions"]["query_api"]
+        for kind, component in limited.items():
+            documents[kind].setdefault("extensions", {})["ratelimit"] = dict(rate_limits)
+            listed = documents[kind]["service"].get("extensions") or []
+            documents[kind]["service"]["extensions"] = ["ratelimit", *listed]
+            component["rate_limit"] = {"limiter": "ratelimit"}
     for document in documents.values():
         _register(document, etcd, region)
     return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
@@ -369,15 +386,17 @@ async def run_up(
     etcd: str | None = None,
     region: str = "us-east-1",
     regions: Sequence[str] = (),
+    rate_limits: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the services until SIGTERM or SIGINT (the caller tunes the allocators first): one
-    region's three (``configs``), or with ``regions`` every region's (``region_configs``)."""
+    region's three (``configs``, limited by ``rate_limits`` when given), or with ``regions`` every
+    region's (``region_configs``)."""
     if regions:
         by_region = region_configs(data_dir, ports, host, regions, etcd)
         service_configs = [(kind, config) for (_, kind), config in by_region.items()]
         ready = regions_banner(by_region, ports, host, data_dir, etcd)
     else:
-        service_configs = list(configs(data_dir, ports, host, etcd, region).items())
+        service_configs = list(configs(data_dir, ports, host, etcd, region, rate_limits).items())
         ready = banner(ports, host, data_dir)
     factories = {kind: plugins.load(kind).load_factories() for kind, _ in service_configs}
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)

@@ -1,18 +1,26 @@
 """The `ratelimit` extension without Redis: the bucket arithmetic (expected waits written by hand
 from ``buckets``' contract), a tenant's limits merged over the default, the in-process limiter,
-and ``Ingest`` refusing a throttled batch before its pipeline sees it."""
+``Ingest`` refusing a throttled batch before its pipeline sees it, and `orasi up`'s option."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from orasi_agent.factories import FACTORIES as AGENT
+from orasi_bridge import api
+from orasi_bridge.factories import FACTORIES as BRIDGE
 from orasi_common.errors import Throttled
-from orasi_common.extensions.ratelimit import Config, RateLimiter
+from orasi_common.extensions.ratelimit import Config, RateLimiter, RateLimitSettings
 from orasi_common.extensions.ratelimit.buckets import Bucket, LocalBackend, take
 from orasi_common.pdata import Signal
 from orasi_common.pipeline.component import Kind
+from orasi_common.pipeline.graph import resolve
+from orasi_common.receivers import otlp
 from orasi_common.receivers.ingest import Ingest
 from orasi_common.telemetry.metrics import Metrics
+from orasi_common.up import PORTS, configs
 
 from ...builders import batch_with
 from ...doubles import RecordingConsumer, make_settings, sample
@@ -116,3 +124,24 @@ async def test_ingest_refuses_a_throttled_batch_before_its_pipeline_sees_it() ->
     accepted = sample(metrics, "orasi_receiver_accepted_items_total", receiver="otlp", transport="grpc")
     assert (accepted, refused) == (8, 8)
     await ingest.shutdown()
+
+
+def test_orasi_up_limits_only_when_given_limits() -> None:
+    """`orasi up --rate-limits FILE`: the agent's OTLP receiver and the query API name the extension,
+    in this process; without the option nothing is limited."""
+    data = Path("/srv/orasi-data")
+    plain = configs(data, PORTS, "127.0.0.1")
+    assert all("ratelimit" not in (config.extensions or {}) for config in plain.values())
+    limits = {"default": {"items_per_second": 1000, "concurrent_queries": 2}}
+    limited = configs(data, PORTS, "127.0.0.1", rate_limits=limits)
+    agent = resolve(limited["agent"], AGENT)
+    bridge = resolve(limited["bridge"], BRIDGE)
+    for resolved in (agent, bridge):
+        extension = resolved.extensions["ratelimit"]
+        assert isinstance(extension, Config) and extension.redis is None
+        assert extension.limits("acme").items_per_second == 1000
+    receiver = agent.receivers["otlp"]
+    assert isinstance(receiver, otlp.Config) and receiver.rate_limit == RateLimitSettings(limiter="ratelimit")
+    query_api = bridge.extensions["query_api"]
+    assert isinstance(query_api, api.Config) and query_api.rate_limit is not None
+    assert "ratelimit" not in (limited["gateway"].extensions or {})
