@@ -83,6 +83,11 @@ ONLY_IN_OTHER_SETUPS = {
     "orasi_exporter_send_failed_items_total": "an exporter giving up on items",
     "orasi_exporter_enqueue_failed_items_total": "a full queue with policy drop_newest",
     "orasi_processor_refused_items_total": "the memory limiter above its soft limit",
+    # The lake's stream processors: orasi up's lake has none (tests/integration/bridge/
+    # test_lake_stream.py samples the first two, the stream's unit tests the third).
+    "orasi_stream_dropped_rows_total": "a lake with a filter or sample processor",
+    "orasi_stream_redactions_total": "a lake with a redact processor",
+    "orasi_stream_errors_total": "a stream processor failing on a record batch",
 }
 T = TypeVar("T")
 
