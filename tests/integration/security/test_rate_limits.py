@@ -316,3 +316,29 @@ async def test_redis_down_means_local_limits_never_an_outage(
                 pass
     assert not closed.shared
     await closed.shutdown()
+
+
+async def test_a_redis_slower_than_its_timeout_is_gone_around() -> None:
+    """A server that accepts and never answers: each check waits the timeout (0.2 s) once, then
+    the limiter limits locally without asking it until retry_interval has passed."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    metrics = Metrics("gateway")
+    limiter = await started(config("rl", f"redis://127.0.0.1:{port}/0", items_per_second=10), "otlp", metrics)
+    started_at = time.perf_counter()
+    await limiter.admit("acme", 10, 1)  # waits for the timeout, then the local bucket
+    first = time.perf_counter() - started_at
+    with pytest.raises(Throttled):
+        await limiter.admit("acme", 10, 1)
+    assert 0.2 <= first < 1.0 and time.perf_counter() - started_at - first < 0.1  # not asked again
+    assert backend_up(metrics, "otlp") == 0
+    await limiter.shutdown()
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
