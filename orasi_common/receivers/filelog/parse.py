@@ -78,6 +78,7 @@ _CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)
 _STREAMS = {name: key_values([("log.iostream", name)], 6) for name in ("stdout", "stderr")}
 _VARINT, _FIXED, _BYTES, _RAW = 0, 1, 2, 3  # the part kinds of _wirescan.join
 _NO_STREAM = -1  # the stream code of a line that is not CRI
+_COLUMNS_MAX_BYTES = 2**30  # blocks read by columns: their offsets (and joined parts') fit int32
 I64 = npt.NDArray[np.int64]
 
 
@@ -241,7 +242,7 @@ def parse_block(
     """The complete records at the start of ``block`` (see the module's rules); ``final``: the
     last record and open parts are complete; ``tail``: so is a last line without its newline."""
     cut = _complete(block, tail)
-    if fmt == "cri" and rules.line_start is None and cut and _is_utf8(block, cut):
+    if fmt == "cri" and rules.line_start is None and 0 < cut < _COLUMNS_MAX_BYTES and _is_utf8(block, cut):
         parsed = _parse_cri(block, cut, rules, encoder, final)
         if parsed is not None:
             return parsed
