@@ -15,6 +15,11 @@ observed types, so ``off`` is today's ingest plus that; ``no registry`` is print
 many at a time as the other modes do, and answers the requests with frontend spans with a
 partial success.
 
+The conversion alone (what ``consume`` and the converter run in their thread: rows with their
+types, then the registry's inspection; ``reject`` as ``consume`` does it) is measured apart, as
+the CPU time of that thread, ``--convert-runs`` times per mode, modes interleaved: the figure
+the ingest ratio is made of, without the event loop and the other threads.
+
 The schema is the corpus's observed one (``orasi schema observe --as-schema``) with one key
 made ``required`` that no span has and one type narrowed: every span violates it twice, the
 worst case for flag (a message list per row), for drop_attribute (an attribute removed per row)
@@ -37,11 +42,14 @@ from typing import Any
 from benchmarks.corpus import read_requests
 from benchmarks.lake_rig import make_writer
 from benchmarks.report import say
+from orasi_bridge.lake import buffer as buffers
 from orasi_bridge.registry.config import RegistryConfig
+from orasi_bridge.registry.ingest import Inspection
 from orasi_bridge.registry.registry import Registry
 from orasi_common.errors import PartialSuccess
 from orasi_common.pdata import Batch, Signal
 from orasi_common.schema_cli import as_schema
+from orasi_common.telemetry.metrics import Metrics
 
 TENANT = "bench"
 SUBJECT = "spans.frontend"
@@ -111,6 +119,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     times[mode].append(seconds)
                     cpu[mode].append(cpu_seconds)
                     say(f"run {run + 1} {mode}: {spans / seconds:,.0f} spans/s ({cpu_seconds:.2f} s CPU)")
+            conversion = await _conversion(payloads, registry, args.convert_runs)
             lookups = await _lookups(registry)
         finally:
             await registry.shutdown()
@@ -122,10 +131,37 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_to_off": {mode: round(median["off"] / median[mode], 3) for mode in CHECKED},
         "cpu_seconds": {mode: round(seconds, 3) for mode, seconds in median_cpu.items()},
         "cpu_ratio_to_off": {mode: round(median_cpu["off"] / median_cpu[mode], 3) for mode in CHECKED},
+        "conversion_cpu_ms": {mode: round(ms, 1) for mode, ms in conversion.items()},
+        "conversion_cpu_ratio_to_off": {
+            mode: round(conversion["off"] / conversion[mode], 3) for mode in CHECKED
+        },
         "cached_lookup_us": lookups,
     }
     say(json.dumps(result, indent=2))
     return result
+
+
+async def _conversion(payloads: list[bytes], registry: Registry, runs: int) -> dict[str, float]:
+    """Median CPU milliseconds of the conversion thread's work on the corpus, per mode."""
+    violations = Metrics("bench").schema_violations
+    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(runs):
+        for mode in MODES:
+            await registry.set_validation(TENANT, SUBJECT, "off" if mode == "no registry" else mode)
+            await registry.warm(TENANT)
+            inspect = None if mode == "no registry" else Inspection(registry, violations)
+            batch = Batch.from_serialized(Signal.TRACES, payloads[0], tenant=TENANT)
+            samples[mode].append(await asyncio.to_thread(_convert_cpu, batch, inspect, mode == "reject"))
+    return {mode: statistics.median(values) * 1000 for mode, values in samples.items()}
+
+
+def _convert_cpu(batch: Batch, inspect: Inspection | None, reject: bool) -> float:
+    started = time.thread_time()
+    if reject:
+        buffers.batch_rows(batch, "spans", "bench", None, inspect)
+    else:
+        buffers.convert([("spans", TENANT, [(batch, None)])], "bench", inspect)
+    return time.thread_time() - started
 
 
 async def _observed(directory: Path, payloads: list[bytes], registry: Registry) -> dict[str, Any]:
@@ -169,4 +205,7 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per mode (median reported)")
+    parser.add_argument(
+        "--convert-runs", type=int, default=15, help="conversion-only runs per mode (median reported)"
+    )
     asyncio.run(main(parser.parse_args()))
