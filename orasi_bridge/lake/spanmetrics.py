@@ -96,19 +96,9 @@ def aggregate(
     minute = np.asarray(table.column("time").cast(pa.int64()).fill_null(0))
     minute = minute - np.mod(minute, MINUTE_US)
     codes = [_codes(table.column(name)) for name in GROUP_KEYS]
-    minutes, minute_code = np.unique(minute, return_inverse=True)
-    key = np.zeros(rows, dtype=np.int64)
-    span = 1
-    for code, cardinality, _ in [*codes, (minute_code, len(minutes), None)]:
-        if span * cardinality >= 2**62:  # compact the key so far before it would overflow
-            _, key = np.unique(key, return_inverse=True)
-            span = int(key.max()) + 1
-        key = key * cardinality + code
-        span *= cardinality
-    _, group = np.unique(key, return_inverse=True)
-    order = np.argsort(group, kind="stable")
-    grouped = group[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    group, order, starts = _groups(
+        [(code, cardinality) for code, cardinality, _ in codes] + [_int_codes(minute, MINUTE_US)]
+    )
     first = order[starts]
     groups = len(starts)
 
@@ -117,8 +107,7 @@ def aggregate(
     duration = np.maximum(np.asarray(table.column("duration_ns").fill_null(0)), 0)
     by_group = duration[order]
     bucket = np.searchsorted(np.asarray(BOUNDS_NS), duration, side="left")
-    pairs, pair_counts = np.unique(group * BUCKETS + bucket, return_counts=True)
-    offsets = np.searchsorted(pairs // BUCKETS, np.arange(groups + 1)).astype(np.int32)
+    buckets, bucket_counts = _histograms(group, bucket, np.ones(rows, dtype=np.int64), groups)
 
     tenant_code, tenants = codes[0][0][first], codes[0][2]
     start = minute[first]
@@ -142,12 +131,8 @@ def aggregate(
         "duration_sum_ns": pa.array(np.add.reduceat(by_group, starts), pa.int64()),
         "duration_min_ns": pa.array(np.minimum.reduceat(by_group, starts), pa.int64()),
         "duration_max_ns": pa.array(np.maximum.reduceat(by_group, starts), pa.int64()),
-        "duration_buckets": pa.ListArray.from_arrays(
-            pa.array(offsets), pa.array((pairs % BUCKETS).astype(np.int32))
-        ),
-        "duration_bucket_counts": pa.ListArray.from_arrays(
-            pa.array(offsets), pa.array(pair_counts, pa.int64())
-        ),
+        "duration_buckets": buckets,
+        "duration_bucket_counts": bucket_counts,
         "late": pa.array(late),
         "time": pa.array(start, pa.int64()).cast(SPAN_METRICS_1M.field("time").type),
     }
@@ -155,6 +140,104 @@ def aggregate(
         [columns[name] for name in SPAN_METRICS_1M.names], schema=SPAN_METRICS_1M
     )
     return Aggregate(batch, latest, int(counts[late].sum()))
+
+
+def merge(rows: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """Partial ``span_metrics_1m`` rows merged into one row per group, minute and ``late``
+    (corrections stay apart): counts and duration sums added, the least minimum and the greatest
+    maximum, histogram counts added per bucket. Queries answer the same over the merged rows as
+    over the partial ones, from fewer rows (what compacting the table may write instead)."""
+    table = pa.Table.from_batches(rows, schema=SPAN_METRICS_1M).combine_chunks()
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=SPAN_METRICS_1M)
+    codes = [(code, cardinality) for code, cardinality, _ in (_codes(table.column(k)) for k in GROUP_KEYS)]
+    codes.append(_int_codes(np.asarray(table.column("time").cast(pa.int64()).fill_null(0))))
+    codes.append((np.asarray(table.column("late").fill_null(False)).astype(np.int64), 2))
+    group, order, starts = _groups(codes)
+
+    def column(name: str, null: int) -> np.ndarray:
+        return np.take(np.asarray(table.column(name).fill_null(null)), order)
+
+    lists = table.column("duration_buckets")
+    lengths = np.asarray(pc.list_value_length(lists).fill_null(0))
+    buckets, bucket_counts = _histograms(
+        np.repeat(group, lengths),
+        np.asarray(pc.list_flatten(lists)),
+        np.asarray(pc.list_flatten(table.column("duration_bucket_counts"))),
+        len(starts),
+    )
+    taken = pa.array(order[starts])
+    columns = {
+        name: table.column(name).take(taken).combine_chunks() for name in (*GROUP_KEYS, "late", "time")
+    }
+    columns |= {
+        name: pa.array(np.add.reduceat(column(name, 0), starts), pa.int64())
+        for name in ("span_count", "error_count", "duration_sum_ns")
+    }
+    columns["duration_min_ns"] = pa.array(np.minimum.reduceat(column("duration_min_ns", 2**63 - 1), starts))
+    columns["duration_max_ns"] = pa.array(np.maximum.reduceat(column("duration_max_ns", 0), starts))
+    columns |= {"duration_buckets": buckets, "duration_bucket_counts": bucket_counts}
+    return pa.RecordBatch.from_arrays(
+        [columns[name] for name in SPAN_METRICS_1M.names], schema=SPAN_METRICS_1M
+    )
+
+
+def _groups(codes: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by the combination of their ``codes`` (each: codes below its cardinality):
+    each row's group (numbered in key order), the rows in group order, and where each group
+    starts in that order."""
+    key = np.zeros(len(codes[0][0]), dtype=np.int64)
+    span = 1
+    for code, cardinality in codes:
+        if span * cardinality >= 2**62:  # compact the key so far before it would overflow
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1
+        key = key * cardinality + code
+        span *= cardinality
+    order = np.argsort(key)  # one sort: rows of a group are alike, their order within it is free
+    ordered = key[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.empty(len(key), dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return group, order, np.flatnonzero(new)
+
+
+DENSE_HISTOGRAMS = 1 << 22
+"""Groups x buckets up to which histograms are summed in a dense table (32 MiB), not by a sort."""
+
+
+def _histograms(
+    group: np.ndarray, bucket: np.ndarray, count: np.ndarray, groups: int
+) -> tuple[pa.ListArray, pa.ListArray]:
+    """Per group, its non-empty buckets (ascending) and their summed counts, from (group, bucket,
+    count) items: through a dense groups x buckets table when it is small (no sort; float weights
+    are exact for counts far below 2^53), else by sorting the (group, bucket) pairs."""
+    pair = group * BUCKETS + bucket
+    if groups * BUCKETS <= DENSE_HISTOGRAMS:
+        dense = np.bincount(pair, weights=count, minlength=groups * BUCKETS)
+        distinct = np.flatnonzero(dense)
+        sums = dense[distinct].astype(np.int64)
+    else:
+        order = np.argsort(pair)
+        pairs = pair[order]
+        starts = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
+        distinct, sums = pairs[starts], np.add.reduceat(count[order].astype(np.int64), starts)
+    offsets = pa.array(np.searchsorted(distinct // BUCKETS, np.arange(groups + 1)).astype(np.int32))
+    return (
+        pa.ListArray.from_arrays(offsets, pa.array((distinct % BUCKETS).astype(np.int32))),
+        pa.ListArray.from_arrays(offsets, pa.array(sums, pa.int64())),
+    )
+
+
+def _int_codes(values: np.ndarray, step: int = 1) -> tuple[np.ndarray, int]:
+    """Codes of integers (multiples of ``step``): their offset from the least in steps while that
+    range is small, else their rank among the distinct values."""
+    low = int(values.min())
+    size = (int(values.max()) - low) // step + 1
+    if size <= 1 << 20:
+        return (values - low) // step, size
+    distinct, codes = np.unique(values, return_inverse=True)
+    return codes, len(distinct)
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int, list[str | None]]:

@@ -191,3 +191,39 @@ def test_quantile_edges(database: Any) -> None:
     ]
     assert database.execute("SELECT span_metrics_quantile($h, 0.5)", {"h": [0] * 65}).fetchall() == [(None,)]
     assert database.execute("SELECT span_metrics_bounds()").fetchall() == [(list(BOUNDS_NS),)]
+
+
+def test_merged_partial_rows_are_the_rows_of_all_the_spans_at_once() -> None:
+    rng = np.random.default_rng(3)
+    n = 3_000
+    rows = spans(
+        *(
+            {
+                "service_name": f"s{int(rng.integers(3))}",
+                "status_code": "ERROR" if rng.random() < 0.1 else "OK",
+                "duration_ns": int(rng.lognormal(14, 2)),
+                "time": T + int(rng.integers(0, 5 * MINUTE)),
+            }
+            for _ in range(n)
+        ),
+        {"status_code": "OK", "duration_ns": 7, "time": T - 10 * MINUTE},  # late in every part
+    )
+    whole = aggregate([rows], {"acme": T + 4 * MINUTE}, 2 * MINUTE, NOW).rows
+    parts = [
+        aggregate([rows.slice(i, 700)], {"acme": T + 4 * MINUTE}, 2 * MINUTE, NOW).rows
+        for i in range(0, n + 1, 700)
+    ]
+    assert sum(part.num_rows for part in parts) > whole.num_rows
+    merged = spanmetrics.merge(parts)
+    assert sorted(by_key(merged).items()) == sorted(by_key(whole).items())
+    assert (
+        spanmetrics.merge([merged]).to_pylist() == merged.to_pylist()
+    )  # merging merged rows changes nothing
+    assert spanmetrics.merge([]).num_rows == 0
+    # Past the dense table's size, the pairs are sorted instead: the same rows.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spanmetrics, "DENSE_HISTOGRAMS", 0)
+        assert (
+            aggregate([rows], {"acme": T + 4 * MINUTE}, 2 * MINUTE, NOW).rows.to_pylist() == whole.to_pylist()
+        )
+        assert spanmetrics.merge(parts).to_pylist() == merged.to_pylist()
