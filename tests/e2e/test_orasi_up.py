@@ -114,6 +114,9 @@ def test_orasi_up_serves_the_pipeline_and_stops_cleanly(up: UpProcess) -> None:
         for s in spans
     )
     assert rows == expected
+    # The derived span_metrics_1m counts them (from the buffered spans, or committed with them).
+    metrics_sql = f"SELECT sum(span_count) FROM span_metrics_1m WHERE service_name = '{service}'"
+    assert up.post(metrics_sql).json()["rows"] == [[len(spans)]]
 
     # `orasi query --url` gives the same answer, in each of its formats.
     answer = json.loads(orasi_query(up.query_url, sql, "json"))
