@@ -103,7 +103,7 @@ class RateLimiter:
             ("bytes", limits.bytes_per_second, size_bytes),
         ):
             if rate is not None:
-                takes.append((f"{tenant}:{kind}", rate, rate * limits.burst_seconds, float(cost)))
+                takes.append((f"{{{tenant}}}:{kind}", rate, rate * limits.burst_seconds, float(cost)))
                 kinds.append(kind)
         if not takes:
             return
@@ -136,7 +136,7 @@ class RateLimiter:
         if limit is None:
             yield
             return
-        key = f"{tenant}:queries"
+        key = f"{{{tenant}}}:queries"
         lease = uuid.uuid4().hex
         shared: bool | None = None  # which backend holds the slot
         if self._redis is not None and self._redis_down_until <= time.monotonic():

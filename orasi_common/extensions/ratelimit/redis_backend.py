@@ -8,7 +8,9 @@
 The scripts run atomically on Redis's clock (``TIME``), so replicas' clocks do not matter; the
 bucket arithmetic is ``buckets.take``'s. Every key expires once idle: a bucket once it would be
 full again, a lease set once its last lease would have expired — so a crashed replica's leases
-age out. Scripts are called with EVALSHA, loaded on first use (``register_script``).
+age out. Scripts are called with EVALSHA, loaded on first use (``register_script``). Keys are
+``<key_prefix>:{<tenant>}:<kind>``: the braces put a tenant's keys in one slot of a Redis Cluster,
+which a script taking several of them needs.
 """
 
 from __future__ import annotations

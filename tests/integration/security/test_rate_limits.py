@@ -89,7 +89,7 @@ async def test_two_replicas_enforce_one_shared_rate(prefix: str) -> None:
     await one.admit("globex", 100, 100)  # tenants have buckets of their own
     await asyncio.sleep(0.15)  # the refill the refusal asked to wait for
     await other.admit("acme", 10, 100)
-    ttl = redis.Redis.from_url(REDIS_URL).pttl(f"{prefix}:acme:items")
+    ttl = redis.Redis.from_url(REDIS_URL).pttl(f"{prefix}:{{acme}}:items")
     assert 0 < ttl <= 1000  # it expires once it would be full again
     assert one.shared and two.shared
     for limiter in (one, two):
@@ -114,7 +114,7 @@ async def test_the_redis_script_holds_the_bucket_arithmetic(prefix: str) -> None
 async def test_query_slots_are_shared_and_a_crashed_replicas_slot_ages_out(prefix: str) -> None:
     one, two = [await started(config(prefix, concurrent_queries=2)) for _ in range(2)]
     crashed = RedisBackend(REDIS_URL, prefix, 1.0)
-    assert await crashed.acquire("acme:queries", 2, "lost", 0.5)  # a replica that dies holding it
+    assert await crashed.acquire("{acme}:queries", 2, "lost", 0.5)  # a replica that dies holding it
     async with one.query("acme"):
         with pytest.raises(Throttled, match="2 queries at once"):
             async with two.query("acme"):
@@ -129,7 +129,7 @@ async def test_query_slots_are_shared_and_a_crashed_replicas_slot_ages_out(prefi
         except Throttled:
             assert time.monotonic() < deadline, "the crashed replica's slot never aged out"
             await asyncio.sleep(0.05)
-    assert redis.Redis.from_url(REDIS_URL).zcard(f"{prefix}:acme:queries") == 0
+    assert redis.Redis.from_url(REDIS_URL).zcard(f"{prefix}:{{acme}}:queries") == 0
     await crashed.close()
     for limiter in (one, two):
         await limiter.shutdown()
