@@ -374,6 +374,18 @@ def test_stream_values_become_the_lake_exporters_stream(tools: Tools) -> None:
     assert [processor.type for processor in LakeConfig.model_validate(lake).stream] == ["filter", "redact"]
 
 
+def test_span_metrics_values_become_the_lake_exporters_span_metrics(tools: Tools) -> None:
+    """span_metrics_1m on by default with 120 s of lateness; bridge.spanMetrics sets both."""
+    configs, _ = _configs_and_objects(tools)
+    lake = configs["bridge"]["exporters"]["lake"]
+    assert lake["span_metrics"] == {"enabled": True, "allowed_lateness": 120}
+    values = json.dumps({"enabled": False, "allowedLateness": 30})
+    configs, _ = _configs_and_objects(tools, "--set-json", f"bridge.spanMetrics={values}")
+    lake = configs["bridge"]["exporters"]["lake"]
+    assert lake["span_metrics"] == {"enabled": False, "allowed_lateness": 30}
+    assert LakeConfig.model_validate(lake).span_metrics.allowed_lateness == 30
+
+
 def test_rate_limit_values_limit_each_listed_service(
     tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

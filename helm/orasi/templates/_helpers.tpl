@@ -60,6 +60,9 @@ are replaced).
 {{- $_ := set $derived.exporters.lake "replicate" (dict "to" .to "catalog_uri" .catalogUri "interval" .interval) -}}
 {{- end -}}{{- end -}}
 {{- with $root.Values.bridge.stream }}{{ $_ := set $derived.exporters.lake "stream" . }}{{ end -}}
+{{- with $root.Values.bridge.spanMetrics -}}
+{{- $_ := set $derived.exporters.lake "span_metrics" (dict "enabled" .enabled "allowed_lateness" .allowedLateness) -}}
+{{- end -}}
 {{- end -}}
 {{- $etcd := $root.Values.etcd -}}
 {{- if $etcd.endpoints -}}
