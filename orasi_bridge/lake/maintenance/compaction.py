@@ -7,7 +7,9 @@ bin's rows are read, sorted and written as one file by the writer's own code (``
 ``sort_rows`` and ``write_data_files``, so the file is sorted by service_name, time, in the same
 row groups, and a spans file gets its trace index), and the partition's bins are committed as one
 snapshot that removes the inputs and adds the outputs (``tables.replace_files``). Each output's
-row count is checked against its inputs' before anything is committed. A bin's rows are in memory
+row count is checked against its inputs' before anything is committed; the partial aggregates of
+``span_metrics_1m`` are merged on the way (``MERGED``: one row per group and minute, the totals
+checked). A bin's rows are in memory
 while they are sorted and written (as Arrow: tens of times their zstd size for spans, whose
 attributes compress well): ``max_file_rows`` bounds the job's memory where ``target_file_mib``
 would not.
@@ -20,18 +22,22 @@ another job removed meanwhile is left for the next run, its new files deleted.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from orasi_bridge.lake import spanmetrics
 from orasi_bridge.lake.files import Partition, delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.lake.maintenance.tables import Lake, PartitionKey, live_files, replace_files
 from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.spanmetrics import SPAN_METRICS
 
 MIB = 1024 * 1024
 SMALL = 0.75
@@ -159,10 +165,18 @@ def _rewrite(
     # sort gathers from it directly: two copies of the rows at most, the inputs and the sorted.
     combined = pa.concat_tables([_read(lake, f.file_path, schema) for f in merged]).combine_chunks()
     batches = combined.to_batches(max_chunksize=max(combined.num_rows, 1))
+    merge = MERGED.get(name)
+    totals = _totals(combined) if merge is not None else {}
     del combined
+    if merge is not None:
+        batches = [merge(batches)]
     rows, runs = sort_rows(batches, schema)
     del batches
-    expected = sum(f.record_count for f in merged)
+    expected = sum(f.record_count for f in merged) if merge is None else rows.num_rows
+    if merge is not None and _totals(rows) != totals:
+        raise RuntimeError(
+            f"{name} {partition}: merging its partial rows changed their totals; nothing rewritten"
+        )
     if rows.num_rows != expected or any(
         (run.tenant, run.day) != (partition.tenant, partition.day) for run in runs
     ):
@@ -182,6 +196,16 @@ def _rewrite(
         delete_data_files(lake.fs, lake.prefix, [written.file_path])
         raise RuntimeError(f"{name} {partition}: wrote {written.record_count} rows of {expected}")
     return written
+
+
+MERGED: dict[str, Callable[[list[pa.RecordBatch]], pa.RecordBatch]] = {SPAN_METRICS: spanmetrics.merge}
+"""Tables of partial aggregates, whose rows compaction merges (the same answers from fewer rows):
+``span_metrics_1m`` gets one row per group, minute and ``late`` (its totals checked unchanged)."""
+_TOTALS = ("span_count", "error_count", "duration_sum_ns")
+
+
+def _totals(rows: pa.Table) -> dict[str, object]:
+    return {column: pc.sum(rows.column(column)).as_py() for column in _TOTALS}
 
 
 def _read(lake: Lake, path: str, schema: pa.Schema) -> pa.Table:

@@ -449,3 +449,29 @@ async def test_orasi_lake_commands_print_what_they_would_do_then_do_it(
     assert len(expired) == 3 and all(
         "expired 0 snapshots" in line for line in expired
     )  # all within the window
+
+
+async def test_compaction_merges_span_metrics_partial_rows_with_the_same_answers(writer: LakeWriter) -> None:
+    engine = QueryEngine(writer, QueryLimits())
+    for _ in range(3):  # the same minute's spans in three flushes: three partial rows per group
+        await writer.consume(data.batch(Signal.TRACES, data.traces_request(data.T0)))
+        await writer.flush()
+    red = (
+        "SELECT service_name, name, sum(span_count), sum(error_count), sum(duration_sum_ns) "
+        "FROM span_metrics_1m GROUP BY ALL ORDER BY ALL"
+    )
+    before = (await engine.execute(red, "default", **WINDOW)).rows
+    partial = await count(engine, "span_metrics_1m", **WINDOW)
+    assert before and partial % 3 == 0
+
+    report = await asyncio.to_thread(run, compact, writer.config, MaintenanceConfig())
+
+    merged = [p for p in report.partitions if p.table == "span_metrics_1m"]
+    assert [(p.files_before, p.files_after, p.committed) for p in merged] == [(3, 1, True)]
+    assert [(p.files_before, p.rows) for p in report.partitions if p.table == "spans"] == [
+        (3, 3 * PER_BATCH["spans"])
+    ]
+    await ingest(writer, range(5, 6))  # the writer publishes the compaction's snapshot with its own
+    narrow = {"start": data.T0 - MINUTE, "end": data.T0 + MINUTE}
+    assert (await engine.execute(red, "default", **narrow)).rows == before
+    assert await count(engine, "span_metrics_1m", **narrow) == partial // 3
