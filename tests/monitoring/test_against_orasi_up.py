@@ -88,6 +88,9 @@ ONLY_IN_OTHER_SETUPS = {
     "orasi_stream_dropped_rows_total": "a lake with a filter or sample processor",
     "orasi_stream_redactions_total": "a lake with a redact processor",
     "orasi_stream_errors_total": "a stream processor failing on a record batch",
+    # Rate limits: off in orasi up by default (tests/integration/security/test_rate_limits.py
+    # samples it, and the refusals, against a real Redis).
+    "orasi_ratelimit_backend_up": "a component with a `ratelimit` extension",
 }
 T = TypeVar("T")
 
