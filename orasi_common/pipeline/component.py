@@ -9,7 +9,9 @@ Lifecycle (the graph calls these; components never call each other's):
   Upstream components are shut down first, so a component can still flush downstream.
 - ``consume(batch)`` (processors and exporters) either accepts the batch — from then on the
   component owns it and is responsible for it — or raises an ``OrasiError`` that says whether the
-  sender may retry. It is never called before ``start()`` returns or after ``shutdown()``.
+  sender may retry; ``PartialSuccess`` means accepted but its ``rejected`` items (the rest is
+  owned as after a return), and passes up unchanged to the receiver, which answers it. It is
+  never called before ``start()`` returns or after ``shutdown()``.
 
 Extensions (e.g. the bridge's query API) are not in pipelines: they start after every pipeline
 component and shut down before them, and reach pipeline components through a ``Host``.
