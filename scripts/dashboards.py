@@ -764,6 +764,40 @@ def data_flow() -> dict[str, Any]:
         ),
         (
             timeseries(
+                "Rate limits: refusals, by tenant and kind",
+                [
+                    target(
+                        f"sum by (component, tenant, kind) ({rate('orasi_ratelimit_refused_total')})",
+                        "{{component}} {{tenant}} {{kind}}",
+                    )
+                ],
+                "reqps",
+                "Requests/s refused by a tenant's rate limit (items/s, bytes/s, concurrent queries), "
+                "answered 429 / RESOURCE_EXHAUSTED with a retry delay; tenant is _default for tenants "
+                "without limits of their own.",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
+                "Rate limits shared through Redis",
+                [
+                    target(
+                        f"min by (component, pod, exported_component) (orasi_ratelimit_backend_up{sel()})",
+                        "{{pod}} {{exported_component}}",
+                    )
+                ],
+                "short",
+                "1 while a component's limits are shared through Redis; 0 while Redis does not answer "
+                "and the component enforces them alone (the replicas together admit up to their number "
+                "times the limits).",
+            ),
+            12,
+            8,
+        ),
+        (
+            timeseries(
                 "Schema violations at ingest, by subject service and action",
                 [
                     target(

@@ -91,6 +91,7 @@ ONLY_IN_OTHER_SETUPS = {
     # Rate limits: off in orasi up by default (tests/integration/security/test_rate_limits.py
     # samples it, and the refusals, against a real Redis).
     "orasi_ratelimit_backend_up": "a component with a `ratelimit` extension",
+    "orasi_ratelimit_refused_total": "a request over a tenant's rate limit",
 }
 T = TypeVar("T")
 
