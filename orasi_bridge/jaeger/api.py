@@ -148,7 +148,9 @@ def mount(app: FastAPI, engine: QueryEngine, tenant_of: TenantOf) -> None:
             except Refused as error:
                 return _failure(error.code, error.message)
             except OrasiError as error:
-                return _failure(status.http_status(error), error.message)
+                failure = _failure(status.http_status(error), error.message)
+                failure.headers.update(dict(status.http_headers(error)))  # a rate limit's Retry-After
+                return failure
 
         return run
 

@@ -1,9 +1,9 @@
 """Rate limits on the real Redis (SERVERS.md), a key prefix per test: two limiters (two replicas)
 enforce one shared rate and one shared set of query slots, a crashed replica's slots age out,
 refused requests are answered RESOURCE_EXHAUSTED + RetryInfo (OTLP/gRPC) and 429 + Retry-After
-(OTLP/HTTP, Zipkin, the REST query API) by real clients, and a Redis that stops answering (a
-redis-server of the test's own, stopped by its pid, or a closed port) makes each limiter enforce
-the limits alone, never refuse."""
+(OTLP/HTTP, Zipkin, the REST query API and its Jaeger routes) by real clients, and a Redis that
+stops answering (a redis-server of the test's own, stopped by its pid, a closed port, or a
+server that never answers) makes each limiter enforce the limits alone, never refuse."""
 
 from __future__ import annotations
 
@@ -232,7 +232,11 @@ async def test_the_rest_api_refuses_a_query_over_the_tenants_slots(
         async with replica.query("acme"):  # another replica runs acme's one query
             refused = await client.post(url, json=body, headers={"x-orasi-tenant": "acme"})
             other = await client.post(url, json=body, headers={"x-orasi-tenant": "globex"})
+            jaeger = await client.get(
+                f"http://127.0.0.1:{server.port}/api/services", headers={"x-orasi-tenant": "acme"}
+            )
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert jaeger.status_code == 429 and jaeger.headers["retry-after"] == "1"
         assert "1 queries at once" in refused.json()["error"]
         assert other.status_code == 200
         done = await client.post(url, json=body, headers={"x-orasi-tenant": "acme"})
