@@ -9,7 +9,7 @@ connection. A job that fails is logged and counted and runs again at its next tu
 only keeps the jobs from repeating each other's work: a job still running when its bridge lost
 the election (or run by `orasi lake` meanwhile) is safe, its commits conflict and are planned
 again like any other (``tables``).
-``shutdown`` stops between partitions and waits for the job in flight.
+``shutdown`` stops the job in flight at its next partition, waiting ``SHUTDOWN_WAIT`` at most.
 
 Every run counts ``orasi_lake_maintenance_runs_total{action,outcome}``, its duration, and the
 files and bytes its report names.
@@ -35,6 +35,8 @@ from orasi_common.pipeline.tasks import TaskScope
 
 FIRST_RUN = 300.0
 """Seconds a new leader waits at most before each job's first run."""
+SHUTDOWN_WAIT = 5.0
+"""Seconds shutdown waits for the job in flight (it stops at its next partition or table)."""
 CAMPAIGN_RETRY = 5.0
 """Seconds between attempts at joining the election while etcd cannot be reached."""
 
@@ -181,15 +183,26 @@ class Scheduler:
             await asyncio.to_thread(lake.close)
 
     async def shutdown(self) -> None:
-        """Stop scheduling, let the job in flight end at its next partition, give up leadership."""
+        """Stop scheduling, give the job in flight ``SHUTDOWN_WAIT`` seconds to end at its next
+        partition (then it is left to finish in its thread: whatever it commits is safe), give up
+        leadership."""
         self._stop.set()
         await self._tasks.close(cancel=True)
+        finished = True
         if self._running is not None:
-            await _quietly(self._running)
+            try:
+                await asyncio.wait_for(_quietly(asyncio.shield(self._running)), SHUTDOWN_WAIT)
+            except TimeoutError:
+                finished = False
+                self._logger.warning(
+                    "A lake maintenance job is still running at shutdown; it is left to finish.",
+                    extra={"waited": SHUTDOWN_WAIT},
+                )
         if self._leadership is not None:
             await self._leadership.shutdown()
             self._leadership = None
-        await self._close_lake()
+        if finished:  # else its catalog stays open for the job's thread
+            await self._close_lake()
 
 
 async def _quietly(future: Awaitable[object]) -> None:
