@@ -162,7 +162,7 @@ def resolve(component_id: str, file_config: C, stored: Mapping[str, Any], reload
     try:
         config = type(file_config).model_validate(merged)
     except pydantic.ValidationError as error:
-        problems += format_validation_error(error, component_id)
+        problems += format_validation_error(error, component_id, merged)
     if problems:
         raise SettingsError(problems)
     return config

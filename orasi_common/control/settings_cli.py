@@ -63,7 +63,7 @@ def check(kind: str, component_id: str, stored: Mapping[str, Any]) -> None:
         try:
             pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
         except pydantic.ValidationError as error:
-            problems += format_validation_error(error, f"{component_id}.{key}")
+            problems += format_validation_error(error, f"{component_id}.{key}", value)
     if problems:
         raise Refused("\n".join(problems))
 
