@@ -50,7 +50,7 @@ Optional and last, so that lakes made before it get it appended (``catalog.ensur
 # every table starts with who sent a row and from where, and ends with the partition column
 # (then the columns added since the first release, in the order they were added)
 _HEAD = (("tenant", pa.string()), ("region", pa.string()), ("service_name", pa.string()))
-_TAIL = (("time", TIME), (VIOLATIONS, pa.list_(pa.string())))
+_TAIL = (("time", TIME), (VIOLATIONS, pa.list_(pa.string())), ("lake_region", pa.string()))
 # the item's attributes, its resource's attributes, and its instrumentation scope
 _CONTEXT = (
     ("attributes", ATTRIBUTES),

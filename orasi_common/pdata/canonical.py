@@ -35,6 +35,8 @@ from orasi_common.errors import MalformedData
 from orasi_common.pdata.protoscan import I64, LEN, Buffer, Items, pick, scan, strings
 
 SERVICE_NAME = "service.name"
+CLOUD_REGION = "cloud.region"
+"""The resource attribute naming the region an item was produced in (the lake's ``region``)."""
 UNKNOWN_SERVICE = "unknown_service"
 ATTRIBUTES = pa.map_(pa.string(), pa.string())
 TYPES = pa.map_(pa.string(), pa.uint8())
@@ -303,15 +305,21 @@ def _key_value_maps(
     return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=ATTRIBUTES), source
 
 
-def service_names(maps: pa.Array) -> pa.Array:
-    """The service name of each canonical attribute map (see the module docstring)."""
+def attribute_values(maps: pa.Array, key: str) -> pa.Array:
+    """The value of ``key`` in each canonical attribute map, its last when repeated (null where
+    the map has none; vectorised: meant for the few maps of a request's resources)."""
     n = len(maps)
     keys, values = maps.keys, maps.items
     offsets = np.asarray(maps.offsets, dtype=np.int64)
     owner = np.repeat(np.arange(n), np.diff(offsets))
-    hits = np.flatnonzero(np.asarray(pc.equal(keys, SERVICE_NAME).fill_null(False), dtype=np.bool_))
+    hits = np.flatnonzero(np.asarray(pc.equal(keys, key).fill_null(False), dtype=np.bool_))
     chosen = np.full(n, -1, dtype=np.int64)
     chosen[owner[hits]] = hits
     padded = pa.concat_arrays([values, pa.nulls(1, pa.string())])
-    names = padded.take(pa.array(np.where(chosen >= 0, chosen, len(values))))
+    return padded.take(pa.array(np.where(chosen >= 0, chosen, len(values))))
+
+
+def service_names(maps: pa.Array) -> pa.Array:
+    """The service name of each canonical attribute map (see the module docstring)."""
+    names = attribute_values(maps, SERVICE_NAME)
     return pc.if_else(pc.fill_null(pc.not_equal(names, ""), False), names, UNKNOWN_SERVICE)

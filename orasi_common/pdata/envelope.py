@@ -27,7 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_common.pdata.batch import Batch
-from orasi_common.pdata.canonical import ATTRIBUTES, service_names, typed_wire_attribute_maps
+from orasi_common.pdata.canonical import (
+    ATTRIBUTES,
+    CLOUD_REGION,
+    attribute_values,
+    service_names,
+    typed_wire_attribute_maps,
+)
 from orasi_common.pdata.canonical_otap import typed_table_attribute_maps
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.common import Keys, Table
@@ -36,6 +42,8 @@ from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.pdata.protoscan import I64, LEN, Buffer, Fields, Items, items, nested, scan, strings
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+PRODUCED_IN = "produced_in"
+"""The item column of its resource's ``cloud.region`` (not a lake column: the rows derive theirs)."""
 
 
 class Envelope:
@@ -67,11 +75,18 @@ class Envelope:
         """The service name of each resource."""
         return service_names(self.resource_attributes)
 
+    @cached_property
+    def produced_regions(self) -> pa.Array:
+        """The ``cloud.region`` of each resource (null where it has none)."""
+        return attribute_values(self.resource_attributes, CLOUD_REGION)
+
     def item_columns(self) -> dict[str, pa.Array]:
-        """``service_name``, ``resource_attributes``, ``scope_name`` and ``scope_version`` of each item."""
+        """``service_name``, ``resource_attributes``, ``scope_name`` and ``scope_version`` of each
+        item, and ``PRODUCED_IN``: its resource's ``cloud.region`` (null where none)."""
         by_resource, by_scope = pa.array(self.resource_of_item), pa.array(self.scope_of_item)
         name, version = self.scope_names
         return {
+            PRODUCED_IN: self.produced_regions.take(by_resource),
             "service_name": self.service_names.take(by_resource),
             "resource_attributes": self.resource_attributes.take(by_resource),
             "scope_name": name.take(by_scope),

@@ -3,7 +3,7 @@
 Regions of the test's own (``t<hex>-us-east-1``, ...) on the shared etcd. Spans sent to each
 region's agent land in the lake of their region's bridge, eu-west-1's (which has no bridge) in
 us-east-1's; a global query through either bridge sees both lakes, and every row says where it
-was stored (``region``) and where it was produced (``resource_attributes['cloud.region']``).
+was produced (``region``, from its resource's ``cloud.region``) and stored (``lake_region``).
 `orasi fleet` lists every region's services.
 """
 
@@ -86,7 +86,7 @@ def send_spans(endpoint: str, run: str, label: str) -> None:
 
 def global_rows(query_url: str, run: str) -> list[list[Any]]:
     sql = (
-        "SELECT region, resource_attributes['cloud.region'], attributes['sent_to'], count(*) "
+        "SELECT lake_region, region, attributes['sent_to'], count(*) "
         f"FROM spans WHERE attributes['run'] = '{run}' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
     response = httpx.post(f"{query_url}/api/v1/query", json={"sql": sql, "scope": "global"}, timeout=30)
@@ -108,7 +108,7 @@ def test_three_regions_store_each_row_in_its_lake_and_fleet_lists_them(
     for number, region in enumerate(regions):
         send_spans(f"127.0.0.1:{port(up, 'agent.grpc', number)}", run, region)
 
-    # stored in (region), produced in (cloud.region), sent to: eu-west-1's went to us-east-1
+    # stored in (lake_region), produced in (region), sent to: eu-west-1's went to us-east-1
     expected = sorted([[east, east, east, SPANS], [east, europe, europe, SPANS], [west, west, west, SPANS]])
     for number in (0, 1):  # either bridge answers the global query with both lakes
         url = f"http://127.0.0.1:{port(up, 'bridge.query', number)}"

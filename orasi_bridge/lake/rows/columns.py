@@ -3,7 +3,7 @@ helpers (enum names, ids as hex, times, lists of children).
 
 A converter reads each column from its form (``otlp``: the native field scan; ``otap``: the
 Arrow tables) and hands them to :func:`span_rows`, :func:`log_rows` or :func:`point_rows`,
-which derive the rest (durations, ``time``, enum names, tenant and region) the one way.
+which derive the rest (durations, ``time``, enum names, tenant and regions) the one way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from orasi_bridge.lake import schema
 from orasi_common.pdata.canonical import VALUE_TYPE_NAMES
+from orasi_common.pdata.envelope import PRODUCED_IN
 from orasi_common.pdata.otap.common import Keys
 from orasi_common.pdata.otap.wire import binary_buffers
 from orasi_common.pdata.protoscan import I64, U8, Buffer, hex_strings
@@ -45,6 +46,17 @@ def micros(nanos: I64) -> pa.Array:
 
 def constant(value: str, n: int) -> pa.Array:
     return pa.array(np.full(n, value, dtype=object), pa.string())
+
+
+def regions(columns: Mapping[str, pa.Array], lake_region: str, n: int) -> dict[str, pa.Array]:
+    """``region``: where each row was produced, its resource's ``cloud.region`` (``PRODUCED_IN``)
+    or, without one, the lake's region; ``lake_region``: the region of the lake storing it."""
+    produced = columns.get(PRODUCED_IN)
+    stored = constant(lake_region, n)
+    return {
+        "region": stored if produced is None else pc.fill_null(produced, lake_region),
+        "lake_region": stored,
+    }
 
 
 def hex_ids(arr: pa.Array | None, n: int) -> pa.Array:
@@ -98,7 +110,7 @@ def span_rows(tenant: str, region: str, envelope: Mapping[str, pa.Array], **c: A
             **c,
             **envelope,
             "tenant": constant(tenant, n),
-            "region": constant(region, n),
+            **regions(envelope, region, n),
             "kind": enum_names(c["kind"], SPAN_KIND),
             "flags": pa.array(c["flags"]),
             "start_time_unix_nano": pa.array(start),
@@ -125,7 +137,7 @@ def log_rows(tenant: str, region: str, envelope: Mapping[str, pa.Array], **c: An
             **c,
             **envelope,
             "tenant": constant(tenant, n),
-            "region": constant(region, n),
+            **regions(envelope, region, n),
             "time_unix_nano": pa.array(time_ns, mask=time_ns == 0),
             "observed_time_unix_nano": pa.array(observed, mask=observed == 0),
             "severity_number": pa.array(c["severity_number"].astype(np.int32)),

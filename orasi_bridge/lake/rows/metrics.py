@@ -32,6 +32,7 @@ from orasi_bridge.lake.rows.columns import (
     lists,
     micros,
     record_batch,
+    regions,
     text,
 )
 from orasi_bridge.lake.rows.otlp import Types, attribute_maps, field_text, ids, numbers, walk
@@ -102,13 +103,14 @@ def point_rows(
     codes, inverse = np.unique(temporality.astype(np.int32), return_inverse=True)
     temporality_names = np.array([TEMPORALITY.get(int(code)) for code in codes], dtype=object)
     temporal = (types == SUM) | (types == HIST) | (types == EXP)
+    per_point = {name: column.take(take) for name, column in metrics.items()}
     return record_batch(
         schema.METRIC_POINTS,
         {
             **points,
-            **{name: column.take(take) for name, column in metrics.items()},
+            **per_point,
             "tenant": constant(tenant, n),
-            "region": constant(region, n),
+            **regions(per_point, region, n),
             "metric_type": pa.array(_TYPE_NAMES[types], pa.string()),
             "is_monotonic": pa.array(monotonic, pa.bool_(), mask=types != SUM),
             "aggregation_temporality": pa.array(

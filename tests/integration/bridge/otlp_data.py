@@ -194,7 +194,8 @@ def expected_spans(
     """Every column of every span of traces_request(), by span id (times as Unix ns / µs)."""
     common = {
         "tenant": tenant,
-        "region": region,
+        "region": region,  # produced in: these resources have no cloud.region
+        "lake_region": region,
         "service_name": "checkout",
         "schema_violations": None,  # only the registry's validation (flag) fills it
         "trace_id": TRACE_HEX,
@@ -339,7 +340,8 @@ def expected_logs(
     """Every column of every record of logs_request(), ordered by `time_key` (ns)."""
     common = {
         "tenant": tenant,
-        "region": region,
+        "region": region,  # produced in: these resources have no cloud.region
+        "lake_region": region,
         "service_name": "checkout",
         "schema_violations": None,  # only the registry's validation (flag) fills it
         "observed_time_unix_nano": None,
@@ -523,7 +525,8 @@ def expected_metric_points(
     start = base - 60 * 10**9
     common: dict[str, Any] = {
         "tenant": tenant,
-        "region": region,
+        "region": region,  # produced in: these resources have no cloud.region
+        "lake_region": region,
         "service_name": "checkout",
         "schema_violations": None,  # only the registry's validation (flag) fills it
         "unit": None,

@@ -199,4 +199,18 @@ async def test_tenant_and_region_columns(make_writer: MakeWriter) -> None:
     rows = await hot_then_cold(
         writer, engine, "spans", "span_id", expected, plain_check({"attributes"}), tenant="acme"
     )
-    assert {(row["tenant"], row["region"]) for row in rows} == {("acme", "eu-west-9")}
+    assert {(row["tenant"], row["region"], row["lake_region"]) for row in rows} == {
+        ("acme", "eu-west-9", "eu-west-9")
+    }
+    # A resource's cloud.region says where its items were produced; lake_region stays the lake's.
+    request = data.span_request(data.T0, "produced-elsewhere")
+    stamp = request.resource_spans[0].resource.attributes.add()
+    stamp.key, stamp.value.string_value = "cloud.region", "ap-south-1"
+    await writer.consume(data.batch(Signal.TRACES, request, tenant="acme"))
+    result = await engine.execute(
+        "SELECT region, lake_region FROM spans WHERE name = 'produced-elsewhere'",
+        "acme",
+        data.T0 - data.HOUR,
+        data.T0 + data.HOUR,
+    )
+    assert result.rows == [("ap-south-1", "eu-west-9")]

@@ -98,7 +98,8 @@ def reference_metric_points(request: ExportMetricsServiceRequest, tenant: str, r
                 for point in data.data_points:
                     row = {
                         "tenant": tenant,
-                        "region": region,
+                        "region": next((v for k, v in reversed(pairs) if k == "cloud.region"), region),
+                        "lake_region": region,
                         "service_name": service,
                         "metric_name": metric.name,
                         "metric_type": metric_type,

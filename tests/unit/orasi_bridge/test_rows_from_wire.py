@@ -80,7 +80,11 @@ def _batch(
     table: pa.Schema, c: dict[str, list[Any]], times: list[int], tenant: str, region: str
 ) -> pa.RecordBatch:
     c["tenant"] = [tenant] * len(times)
-    c["region"] = [region] * len(times)
+    # produced in: the resource's last cloud.region, else the lake's region
+    c["region"] = [
+        next((v for k, v in reversed(p) if k == "cloud.region"), region) for p in c["resource_attributes"]
+    ]
+    c["lake_region"] = [region] * len(times)
     c["schema_violations"] = [None] * len(times)  # only validation fills it
     arrays = [_time(times) if f.name == "time" else pa.array(c[f.name], f.type) for f in table]
     return pa.RecordBatch.from_arrays(arrays, schema=table)
