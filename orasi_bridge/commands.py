@@ -20,6 +20,7 @@ from typing import Any
 
 from orasi_common.config import ConfigError, load_config
 from orasi_common.plugins import Commands
+from orasi_common.telemetry.audit import audit, local_user
 
 
 class Failed(Exception):
@@ -216,6 +217,11 @@ def _restore(args: argparse.Namespace) -> int:
         )
     if not args.dry_run:
         print("start the tables' bridges now: each replays its write-ahead log onto the restored tables")
+        audit(
+            "lake.restore",
+            actor=local_user(),
+            snapshots={r.table: [r.current_id, r.target_id] for r in rollbacks if r.snapshots_undone},
+        )
     return 0
 
 
@@ -294,6 +300,13 @@ def _catalog_restore(args: argparse.Namespace) -> int:
         )
         note = " (exists at another metadata file: --overwrite replaces it)" if entry.action == "kept" else ""
         print(f"{entry.table}: {action} {entry.metadata_location}{note}")
+    if not args.dry_run:
+        audit(
+            "catalog.restore",
+            actor=local_user(),
+            tables={entry.table: entry.action for entry in done},
+            from_warehouse=bool(args.from_warehouse),
+        )
     return 0
 
 

@@ -119,4 +119,8 @@ def run_promote(endpoints: Sequence[str], region: str, dry_run: bool) -> int:
         print(f"{region} is the primary already ({show(before)})")
     else:
         print(f"{'would change' if dry_run else 'changed'} the roles from {show(before)} to {show(after)}")
+    if not dry_run:
+        from orasi_common.telemetry.audit import audit, local_user
+
+        audit("dr.promote", actor=local_user(), region=region, before=show(before), after=show(after))
     return 0

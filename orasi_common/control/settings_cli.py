@@ -32,6 +32,7 @@ from orasi_common.control.fleet import EtcdUnreachable
 from orasi_common.control.registry import etcd_client
 from orasi_common.control.watch import close_client
 from orasi_common.pipeline.component import component_type
+from orasi_common.telemetry.audit import audit, local_user
 
 DEFAULT_REGION = "us-east-1"
 
@@ -198,6 +199,7 @@ async def _command(args: Any, endpoints: Sequence[str], region: str) -> int:
             print(f"orasi config: no live settings at {key}", file=sys.stderr)
             return 1
         print(f"deleted {key}; every {kind} runs {component_id} with its file configuration again")
+        audit("settings.delete", actor=local_user(), key=key)
         return 0
     if args.action == "history":
         history = await store.history(key)
@@ -236,6 +238,8 @@ async def _command(args: Any, endpoints: Sequence[str], region: str) -> int:
     check(kind, component_id, merged)
     await store.put(key, settings.encode(merged))
     print(f"set {key}:\n{_show(merged, args.json)}")
+    # the keys changed, not their values (a value may be a credential)
+    audit("settings.set", actor=local_user(), key=key, changed=sorted(change), replace=bool(args.replace))
     return 0
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from orasi_common.errors import PermissionDenied, Unauthenticated
 from orasi_common.extensions.auth.config import AuthSettings, Config, Principal, extension_config
 from orasi_common.extensions.auth.jwks import JwtVerifier, looks_like_jwt
+from orasi_common.telemetry.audit import ACTOR
 
 if TYPE_CHECKING:
     from orasi_common.extensions.auth.store import TokenStore
@@ -123,4 +124,5 @@ class Authenticator:
             if scope == "ingest" and "admin" in principal.scopes:
                 return tenant_header  # a forwarding hop's token
             raise PermissionDenied(f"this token is tenant {principal.tenant!r}'s, not {tenant_header!r}'s")
+        ACTOR.set(f"token:{principal.token_id}")  # the audit trail's actor of this request
         return principal.tenant

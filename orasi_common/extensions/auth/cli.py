@@ -6,7 +6,8 @@
 
 ``--store`` is the extension's `store` (`postgresql://…` or `sqlite:///path`; default
 $ORASI_TOKEN_STORE). `create` prints the token once, on its own line: only its salted hash is
-kept, so it cannot be shown again.
+kept, so it cannot be shown again. `create` and `revoke` are audited (``token.create|revoke``:
+the token's id, never its secret; ``orasi_common.telemetry.audit``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from typing import Any
 
 from orasi_common.extensions.auth.config import SCOPES
+from orasi_common.telemetry.audit import audit, local_user
 from orasi_common.transport.headers import incoming_tenant
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.store:
         print("orasi tokens: set --store or $ORASI_TOKEN_STORE", file=sys.stderr)
         return 2
-    from orasi_common.extensions.auth.store import TokenStore  # SQLAlchemy only when run
+    from orasi_common.extensions.auth.store import TokenStore, id_of  # SQLAlchemy only when run
 
     store = TokenStore(args.store)
     try:
@@ -58,12 +60,21 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             print(token)
+            audit(
+                "token.create",
+                actor=local_user(),
+                tenant=info.tenant,
+                token_id=info.id,
+                scopes=sorted(info.scopes),
+            )
         elif args.action == "list":
             for info in store.list(args.tenant):
                 print(json.dumps(info.__dict__))
         elif not store.revoke(args.id):
             print(f"orasi tokens: no active token {args.id!r}", file=sys.stderr)
             return 1
+        else:
+            audit("token.revoke", actor=local_user(), token_id=id_of(args.id))
         return 0
     finally:
         store.close()

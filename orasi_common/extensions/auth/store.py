@@ -80,6 +80,11 @@ def engine_url(uri: str) -> str:
     raise ValueError(f"the token store must be postgresql:// or sqlite:///, not {uri.split(':')[0]}")
 
 
+def id_of(token_or_id: str) -> str:
+    """A token's id, given the id or the whole token (never to be logged)."""
+    return token_or_id[len(PREFIX) :].split("_", 1)[0] if token_or_id.startswith(PREFIX) else token_or_id
+
+
 class TokenStore:
     def __init__(self, uri: str) -> None:
         self._engine = sa.create_engine(engine_url(uri), pool_pre_ping=True, pool_size=2)
@@ -142,8 +147,7 @@ class TokenStore:
 
     def revoke(self, token_id: str) -> bool:
         """Revoke the token ``token_id`` (its id, or the whole token); whether one was active."""
-        if token_id.startswith(PREFIX):
-            token_id = token_id[len(PREFIX) :].split("_", 1)[0]
+        token_id = id_of(token_id)
         with self._engine.begin() as connection:
             result = connection.execute(
                 TOKENS.update()
