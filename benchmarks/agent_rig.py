@@ -153,10 +153,12 @@ class Rig:
         send_end.close()
         return Sink(process, int(receive(receive_end, process, 30)["port"]), stats)
 
-    def start_agent(self, sink_port: int, tag: str, queue: str | None = None) -> Agent:
+    def start_agent(
+        self, sink_port: int, tag: str, queue: str | None = None, tls: dict[str, Any] | None = None
+    ) -> Agent:
         """An agent as examples/agent.yaml batches; with ``queue`` ("memory" or "wal") the
         durable-pipeline shape instead: no batch processor, the exporter's queue in memory or in
-        a write-ahead log (acknowledged after fsync)."""
+        a write-ahead log (acknowledged after fsync); ``tls``: its OTLP/gRPC receiver's ``tls``."""
         port = free_port()
         text = AGENT_CONFIG.format(
             host=HOST,
@@ -166,6 +168,8 @@ class Rig:
             compression=self.args.compression,
         )
         config = yaml.safe_load(text)
+        if tls is not None:
+            config["receivers"]["otlp"]["protocols"]["grpc"]["tls"] = tls
         if queue is not None:  # the durable pipeline shape: no batch processor before the queue
             del config["processors"]
             del config["service"]["pipelines"]["traces"]["processors"]
@@ -191,8 +195,10 @@ class Rig:
         duration: float,
         rate: float | None,
         profile_tag: str | None = None,
+        ca_file: Path | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run one generator process; sample ``watch`` (name → pid) during its window.
+        """Run one generator process; sample ``watch`` (name → pid) during its window; with
+        ``ca_file`` it sends over TLS, verifying the target against that CA.
 
         With ``--profile DIR`` and a ``profile_tag``, py-spy records the agent over the window.
         """
@@ -204,6 +210,7 @@ class Rig:
             warmup=self.args.warmup,
             concurrency=self.args.concurrency,
             rate=rate,
+            ca_file=ca_file,
         )
         receive_end, send_end = self.processes.mp.Pipe(duplex=False)
         process = self.processes.spawn(paced_main, send_end, options, os.getpid(), name="bench-load")

@@ -245,6 +245,7 @@ class Paced:
     concurrency: int
     rate: float | None  # requests/s; None = as fast as acknowledged
     timeout: float = 10.0
+    ca_file: Path | None = None  # set: TLS, verifying the target against this CA
 
 
 def paced_main(conn: multiprocessing.connection.Connection, options: Paced, parent_pid: int) -> None:
@@ -254,7 +255,11 @@ def paced_main(conn: multiprocessing.connection.Connection, options: Paced, pare
 
 
 async def _paced(conn: multiprocessing.connection.Connection, o: Paced) -> dict[str, Any]:
-    sender = GrpcSender(o.target, Signal.TRACES, timeout=o.timeout, options=[("grpc.so_reuseport", 0)])
+    import grpc
+
+    credentials = None if o.ca_file is None else grpc.ssl_channel_credentials(o.ca_file.read_bytes())
+    options = [("grpc.so_reuseport", 0)]
+    sender = GrpcSender(o.target, Signal.TRACES, timeout=o.timeout, options=options, credentials=credentials)
     try:
         await sender.ready()
         payloads = [Payload(data, o.spans_per_request) for data in read_payloads(o.payloads)]

@@ -47,11 +47,16 @@ class GrpcSender:
         metadata: Sequence[tuple[str, str]] = (),
         timeout: float = 10.0,
         options: Sequence[tuple[str, int]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """``credentials``: TLS (``grpc.ssl_channel_credentials``); None: plaintext."""
         spec = SPECS[signal]
         self.signal = signal
-        self._channel = grpc.aio.insecure_channel(
-            endpoint, options=[("grpc.max_send_message_length", 256 * MIB), *options]
+        channel_options = [("grpc.max_send_message_length", 256 * MIB), *options]
+        self._channel = (
+            grpc.aio.insecure_channel(endpoint, options=channel_options)
+            if credentials is None
+            else grpc.aio.secure_channel(endpoint, credentials, options=channel_options)
         )
         self._call = self._channel.unary_unary(spec.grpc_method)  # bytes in, bytes out
         self._metadata = tuple(metadata)
