@@ -5,7 +5,10 @@ Vectorised over a record batch's distinct values (a map's values are one flat st
 dictionary-encoded: attribute values repeat a lot): one Arrow regex kernel finds the distinct
 values any rule matches, and only those go through the rules. A rule that masks is one kernel to
 count and one to replace; one that needs Python per match (``card``'s Luhn check, or any rule of
-action ``hash``) runs Python's ``re`` on them. The results go back with one ``take``.
+action ``hash``) runs Python's ``re`` on them. The results go back with one ``take``. Where
+values repeat (attribute values; a resource's on every span) what each became, and its matches
+per rule, is cached across batches, so only values not seen yet reach the regex kernels (which
+compile their pattern on every call).
 
 ``deny_keys`` replace a whole value, ``allow_keys`` are left alone. The hash is SHA-256 of the
 tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay
@@ -29,9 +32,16 @@ from orasi_bridge.stream.config import BUILTIN_PATTERNS, RedactConfig
 DENY_RULE = "deny_keys"
 HASH_HEX = 32
 """Hex digits of the hash kept (128 bits)."""
+REPEATED = 4
+"""Values repeat when a column has at least this many per distinct value (attribute values do,
+log bodies seldom): then what each became is cached across batches."""
+CACHE_VALUES = 65_536
+"""Distinct values cached per tenant (the cache is emptied when full)."""
+UNCHANGED: tuple[None, None] = (None, None)
 
 Count = Callable[[str, int], None]  # rule, replacements
 Replace = Callable[[str], str]
+Cached = tuple[str, np.ndarray] | tuple[None, None]  # the value redacted, matches per rule; or none matched
 
 
 def luhn(text: str) -> bool:
@@ -84,6 +94,8 @@ class Redact:
         self._config = config
         self._salt = salt
         self._tenant_salts: dict[str, bytes] = {}
+        self._cache: dict[str, dict[str, Cached]] = {}
+        """Per tenant (hash) or for all (mask): what a value became, and its matches per rule."""
         self._count = count
         self._rules = [
             Rule(
@@ -160,13 +172,53 @@ class Redact:
                 skip = denied if allowed is None else pc.or_(allowed, denied)
         subject = values if skip is None else pc.if_else(skip, pa.scalar(None, pa.string()), values)
         indices, distinct, occurrences = _distinct(subject)
-        hit = pc.fill_null(pc.match_substring_regex(distinct, self._any), False) if self._any else None
-        if hit is None or not pc.any(hit).as_py():
+        if self._any is None:
             return result
-        found = hit.to_numpy(zero_copy_only=False)
-        candidates = self._redact(distinct.filter(hit), occurrences[found], tenant)
-        redacted = pc.replace_with_mask(distinct, hit, candidates).take(indices)
+        if len(distinct) * REPEATED <= len(values):
+            hit, rewritten, counts = self._cached(distinct, tenant)
+        else:
+            hit, rewritten, counts = self._fresh(distinct, tenant)
+        if rewritten is None:
+            return result
+        for rule, per_value in zip(self._rules, counts, strict=True):
+            total = int(np.dot(per_value, occurrences[hit]))
+            if total:
+                self._count(rule.name, total)
+        redacted = pc.replace_with_mask(distinct, pa.array(hit), rewritten).take(indices)
         return redacted if skip is None else pc.coalesce(redacted, result)
+
+    def _fresh(self, distinct: pa.Array, tenant: str) -> tuple[np.ndarray, pa.Array | None, np.ndarray]:
+        """Which ``distinct`` values any rule matches, those values through the rules (None:
+        none matched) and their replacements per rule (one row per rule, one column per value)."""
+        hit = pc.fill_null(pc.match_substring_regex(distinct, self._any), False)
+        found = hit.to_numpy(zero_copy_only=False)
+        if not found.any():
+            return found, None, np.zeros((len(self._rules), 0), np.int64)
+        rewritten, counts = self._redact(distinct.filter(hit), tenant)
+        return found, rewritten, counts
+
+    def _cached(self, distinct: pa.Array, tenant: str) -> tuple[np.ndarray, pa.Array | None, np.ndarray]:
+        """``_fresh`` through the cache of what each value became: only values not seen yet go
+        through the rules (and their regex kernels, which compile their pattern on every call)."""
+        cache = self._cache.setdefault(tenant if self._config.action == "hash" else "", {})
+        texts = distinct.to_pylist()
+        new = [i for i, text in enumerate(texts) if text is not None and text not in cache]
+        if len(cache) + len(new) > CACHE_VALUES:
+            cache.clear()
+            new = [i for i, text in enumerate(texts) if text is not None]
+        if new:
+            found, rewritten, counts = self._fresh(distinct.take(pa.array(new, pa.int64())), tenant)
+            replaced = iter(rewritten.to_pylist() if rewritten is not None else ())
+            per_value = iter(counts.T)
+            for i, matched in zip(new, found, strict=True):
+                cache[texts[i]] = (next(replaced), next(per_value)) if matched else UNCHANGED
+        known = [cache[text] if text is not None else UNCHANGED for text in texts]
+        hit = np.array([text is not None for text, _ in known], dtype=bool)
+        if not hit.any():
+            return hit, None, np.zeros((len(self._rules), 0), np.int64)
+        matched = [entry for entry in known if entry[0] is not None]
+        rewritten = pa.array([text for text, _ in matched], pa.string())
+        return hit, rewritten, np.stack([counts for _, counts in matched], axis=1)
 
     def _whole(self, values: pa.Array, denied: pa.Array, tenant: str) -> pa.Array:
         """``values`` with those ``denied`` replaced wholly."""
@@ -176,32 +228,30 @@ class Redact:
         self._count(DENY_RULE, int(occurrences.sum()))
         return pc.coalesce(replaced.take(indices), values)
 
-    def _redact(self, candidates: pa.Array, occurrences: np.ndarray, tenant: str) -> pa.Array:
-        """Distinct values some rule matches, through every rule in order; ``occurrences``: how
-        often each stands in the batch (what the counts count)."""
-        for rule in self._rules:
+    def _redact(self, candidates: pa.Array, tenant: str) -> tuple[pa.Array, np.ndarray]:
+        """Distinct values some rule matches, through every rule in order, and how many matches
+        each rule replaced in each value (one row per rule)."""
+        counts = np.zeros((len(self._rules), len(candidates)), np.int64)
+        for row, rule in enumerate(self._rules):
             if rule.check is None and self._config.action == "mask":
                 per_value = pc.count_substring_regex(candidates, rule.regex).to_numpy(zero_copy_only=False)
-                total = int(np.dot(per_value, occurrences))
-                if total:
+                if per_value.any():
                     mask = self._config.mask.replace("{rule}", rule.name).replace("\\", "\\\\")
                     candidates = pc.replace_substring_regex(candidates, rule.regex, mask)
-                    self._count(rule.name, total)
+                    counts[row] = per_value
                 continue
             hit = pc.fill_null(pc.match_substring_regex(candidates, rule.regex), False)
             if not pc.any(hit).as_py():
                 continue
             replace = self._replacement(rule.name, tenant)
-            rewritten, total = [], 0
+            rewritten = []
             found = hit.to_numpy(zero_copy_only=False)
-            for text, times in zip(candidates.filter(hit).to_pylist(), occurrences[found], strict=True):
+            for at, text in zip(np.flatnonzero(found), candidates.filter(hit).to_pylist(), strict=True):
                 count = [0]
                 rewritten.append(rule.compiled.sub(_substitute(rule, replace, count), text))
-                total += count[0] * int(times)
+                counts[row, at] = count[0]
             candidates = pc.replace_with_mask(candidates, hit, pa.array(rewritten, pa.string()))
-            if total:
-                self._count(rule.name, total)
-        return candidates
+        return candidates, counts
 
 
 def _substitute(rule: Rule, replace: Replace, count: list[int]) -> Callable[[re.Match[str]], str]:

@@ -179,6 +179,40 @@ def test_redact_hashes_with_a_salt_per_tenant(monkeypatch: pytest.MonkeyPatch) -
     assert hashed("globex", "alice@example.com") != alice
 
 
+def test_redact_of_repeated_values_caches_each_value_and_counts_every_occurrence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Values that repeat (a resource's attributes on every span) go through the rules once and
+    are cached: a second batch gives the same rows and counts again, and a hash stays per tenant."""
+    monkeypatch.setenv("ORASI_TEST_SALT", "s3cret")
+    metrics = Metrics("bridge")
+    masks, hashes = (
+        chain(*MASK, metrics=metrics),
+        chain({"type": "redact", "action": "hash", "salt_env": "ORASI_TEST_SALT", "builtins": ["email"]}),
+    )
+    resource = [("owner", "dave@example.net"), ("host.ip", "10.1.2.3"), ("card", "4111111111111112")]
+    rows = spans(*({"resource_attributes": resource, "attributes": [("n", str(i % 2))]} for i in range(8)))
+    expected = [("owner", "[REDACTED:email]"), ("host.ip", "[REDACTED:ipv4]"), ("card", "4111111111111112")]
+    for batch in (1, 2):
+        out, _ = masks.process("spans", "acme", rows, [8])
+        assert column(out, "resource_attributes") == [expected] * 8
+        assert column(out, "attributes") == column(rows, "attributes")
+        counted = [
+            sample_value(
+                metrics,
+                "orasi_stream_redactions_total",
+                {"exporter": "lake", "processor": "redact_0", "rule": rule},
+            )
+            for rule in ("email", "ipv4", "card")
+        ]
+        assert counted == [8 * batch, 8 * batch, 0]
+    for tenant in ("acme", "globex", "acme"):
+        salt = hashlib.sha256(b"s3cret\0" + tenant.encode()).digest()
+        owner = "sha256:" + hashlib.sha256(salt + b"dave@example.net").hexdigest()[:32]
+        out, _ = hashes.process("spans", tenant, rows, [8])
+        assert {row[0] for row in column(out, "resource_attributes")} == {("owner", owner)}
+
+
 def test_redact_with_hash_needs_its_salt() -> None:
     with pytest.raises(ValueError, match="ORASI_TEST_NO_SALT"):
         chain({"type": "redact", "action": "hash", "salt_env": "ORASI_TEST_NO_SALT"})
