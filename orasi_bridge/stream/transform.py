@@ -43,7 +43,10 @@ def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str])
     first_kept = np.concatenate([[0], np.cumsum(kept_per_row)])[:-1]
     places = [starts[row_of_kept] + np.arange(kept) - np.repeat(first_kept, kept_per_row)]
     filled = kept_per_row.copy()
-    all_keys, all_items = [keys.filter(pa.array(keep))], [items.filter(pa.array(keep))]
+    if kept == len(keep):  # nothing left out: the entries as they are (no copy before the take)
+        all_keys, all_items = [keys], [items]
+    else:
+        all_keys, all_items = [keys.filter(pa.array(keep))], [items.filter(pa.array(keep))]
     for (key, values), valid_value in zip(sets.items(), added, strict=True):
         at = np.flatnonzero(valid_value)
         places.append(starts[at] + filled[at])
