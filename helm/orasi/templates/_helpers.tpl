@@ -115,6 +115,22 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if include "orasi.tlsServes" (list $root $component) -}}
+{{- $server := include "orasi.tlsServer" $root | fromYaml -}}
+{{- $receiver := ternary "otap" "otlp" (eq $component "bridge") -}}
+{{- $protocols := dict "grpc" (dict "tls" (deepCopy $server)) "http" (dict "tls" (deepCopy $server)) -}}
+{{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $receiver (dict "protocols" $protocols))) -}}
+{{- if eq $component "bridge" -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" (dict "tls" (deepCopy $server)))) -}}
+{{- end -}}
+{{- end -}}
+{{- with include "orasi.tlsDials" (list $root $component) -}}
+{{- /* replaced, not merged: mergo keeps the default's `insecure: true` over a false */ -}}
+{{- $client := dict "insecure" false "ca_file" "/etc/orasi-tls/ca.crt" -}}
+{{- if $root.Values.tls.mutual }}{{ $_ := set $client "cert_file" "/etc/orasi-tls/tls.crt" }}{{ $_ := set $client "key_file" "/etc/orasi-tls/tls.key" }}{{ end -}}
+{{- if eq $component "gateway" }}{{ $_ := set $client "server_name_override" (include "orasi.bridgeHeadless" $root) }}{{ end -}}
+{{- $_ := set (index $config.exporters .) "tls" $client -}}
+{{- end -}}
 {{- $config = mustMergeOverwrite $config $derived (deepCopy $values.config) -}}
 {{- range $name, $receiver := $optional -}}
 {{- $pipeline := index $config.service.pipelines $receiver.signal -}}
@@ -151,6 +167,42 @@ no ConfigMap or Secret holds the JWKS.
 {{- fail "auth.jwt.enabled: set auth.jwt.configMap or auth.jwt.secret (where the JWKS file is)" -}}
 {{- end -}}
 true
+{{- end -}}
+{{- end }}
+
+{{/* "true" when a service's listeners serve TLS (tls: enabled, and the service in `services`). */}}
+{{- define "orasi.tlsServes" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if and $root.Values.tls.enabled (has $component $root.Values.tls.services) }}true{{ end -}}
+{{- end }}
+
+{{/* The exporter of a service that dials a service serving TLS (agent → gateway: otlp; gateway →
+bridges: loadbalancing), or "". */}}
+{{- define "orasi.tlsDials" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if and (eq $component "agent") (include "orasi.tlsServes" (list $root "gateway")) }}otlp
+{{- else if and (eq $component "gateway") (include "orasi.tlsServes" (list $root "bridge")) }}loadbalancing
+{{- end -}}
+{{- end }}
+
+{{/* A listener's `tls` section: the mounted Secret's files (README, TLS). */}}
+{{- define "orasi.tlsServer" -}}
+{{- $t := .Values.tls -}}
+{{- $server := dict "cert_file" "/etc/orasi-tls/tls.crt" "key_file" "/etc/orasi-tls/tls.key" "min_version" $t.minVersion "reload_interval" $t.reloadInterval -}}
+{{- if $t.mutual }}{{ $_ := set $server "client_ca_file" "/etc/orasi-tls/ca.crt" }}{{ end -}}
+{{- toYaml $server -}}
+{{- end }}
+
+{{/* The TLS Secret's volume and its mount ("volume" or "mount"), when a service serves or dials TLS. */}}
+{{- define "orasi.tlsVolume" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $part := index . 2 -}}
+{{- if or (include "orasi.tlsServes" (list $root $component)) (include "orasi.tlsDials" (list $root $component)) -}}
+{{- if eq $part "mount" -}}
+{{- toYaml (list (dict "name" "tls" "mountPath" "/etc/orasi-tls" "readOnly" true)) -}}
+{{- else -}}
+{{- /* 0440: the key readable by the pod's group (podSecurityContext.fsGroup), no one else */ -}}
+{{- toYaml (list (dict "name" "tls" "secret" (dict "secretName" $root.Values.tls.secretName "defaultMode" 288))) -}}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
