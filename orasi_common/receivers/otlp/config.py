@@ -7,8 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
-from orasi_common.extensions.auth import AuthSettings
-from orasi_common.extensions.ratelimit import RateLimitSettings
+from orasi_common.receivers.access import IngestAccess
 from orasi_common.transport import headers
 from orasi_common.transport.endpoint import validate_endpoint
 from orasi_common.transport.tls import TlsServerConfig
@@ -55,21 +54,11 @@ class Protocols(ComponentConfig):
     http: HttpConfig | None = Field(default=None, description="Serve OTLP/HTTP when set.")
 
 
-class Config(ComponentConfig):
+class Config(IngestAccess):
     protocols: Protocols = Field(description="Which transports to serve (at least one).")
     tenant_header: str = Field(
         default=headers.TENANT,
         description="Request header / gRPC metadata key naming the tenant; absent = `default`.",
-    )
-    auth: AuthSettings | None = Field(
-        default=None,
-        description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
-        "request's tenant is then the token's (README, Security).",
-    )
-    rate_limit: RateLimitSettings | None = Field(
-        default=None,
-        description="Limit each tenant's items/s and bytes/s with this `ratelimit` extension; over "
-        "the limit: RESOURCE_EXHAUSTED / 429 with a retry delay (README, Security).",
     )
 
     @model_validator(mode="after")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from orasi_common.config.model import ComponentConfig
-from orasi_common.extensions.auth import AuthSettings
-from orasi_common.extensions.ratelimit import RateLimitSettings
+from orasi_common.receivers.access import IngestAccess
 from orasi_common.receivers.otlp.config import Endpoint
 from orasi_common.transport import headers
 
 DEFAULT_ENDPOINT = "0.0.0.0:9201"
 
 
-class Config(ComponentConfig):
+class Config(IngestAccess):
     endpoint: Endpoint = Field(
         default=DEFAULT_ENDPOINT,
         description="host:port to serve `POST /api/v1/write` on (Prometheus's `remote_write.url` is "
@@ -42,14 +40,4 @@ class Config(ComponentConfig):
     )
     tenant_header: str = Field(
         default=headers.TENANT, description="Request header naming the tenant; absent = `default`."
-    )
-    auth: AuthSettings | None = Field(
-        default=None,
-        description="Require a bearer token (scope `ingest`) checked by this `auth` extension; the "
-        "request's tenant is then the token's (README, Security).",
-    )
-    rate_limit: RateLimitSettings | None = Field(
-        default=None,
-        description="Limit each tenant's items/s and bytes/s with this `ratelimit` extension; over "
-        "the limit: RESOURCE_EXHAUSTED / 429 with a retry delay (README, Security).",
     )
