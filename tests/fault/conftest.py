@@ -7,6 +7,7 @@ are attached to the report of a failing test (``service_process.LIVE_LOGS``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from integration.bridge.servers import AWS_ENV, LakeSpace
 
-from fault.harness import SpanSender, bridge_config, forwarder_config
+from fault.harness import SpanSender, bridge_config, forwarder_config, with_etcd
 from orasi_common.testing.disk import tmpfs
 from orasi_common.testing.servers import servers_missing
 from orasi_common.testing.service_process import ServiceProcess, free_ports
@@ -68,6 +69,29 @@ class Services:
         """An agent or gateway (not started) with a persistent queue in ``wal_dir`` (default: workdir)."""
         wal_dir = wal_dir or self.workdir / f"{kind}-wal-{len(self.processes)}"
         return self._add(kind, forwarder_config(upstream, ports or free_ports(), wal_dir=wal_dir, **kwargs))
+
+    @contextlib.contextmanager
+    def region_bridges(
+        self, etcd: str, east: str, west: str, lease_ttl: int, flush_interval: float
+    ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+        """Two bridges (not started), registered in ``etcd`` as ``bridge-east`` of region ``east``
+        (this test's lake) and ``bridge-west`` of ``west`` (a lake of its own for the block),
+        sharing their claims of batch ids (``global_dedup``, in the first lake's catalog)."""
+        claims = {"store": self.lake.catalog_uri}
+        primary = with_etcd(
+            self.bridge(flush_interval=flush_interval), etcd, east, lease_ttl, instance="bridge-east"
+        )
+        assert primary.config is not None
+        primary.config["exporters"]["lake"]["global_dedup"] = claims
+        with LakeSpace.made() as west_lake:
+            wal_dir = self.workdir / "bridge-west-wal"
+            config = bridge_config(west_lake, free_ports(), wal_dir=wal_dir, flush_interval=flush_interval)
+            config["exporters"]["lake"]["global_dedup"] = claims
+            secondary = ServiceProcess.from_config(
+                "bridge", config, self.workdir, label="bridge-us-west-2", env=AWS_ENV
+            )
+            self.processes.append(secondary)
+            yield primary, with_etcd(secondary, etcd, west, lease_ttl, instance="bridge-west")
 
     def close(self) -> None:
         for process in reversed(self.processes):

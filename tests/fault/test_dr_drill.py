@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from integration.bridge.servers import AWS_ENV, LakeSpace
 
 from fault.conftest import Services
 from fault.harness import (
@@ -35,7 +34,6 @@ from fault.harness import (
     SpanSender,
     assert_exactly_once,
     balancer_config,
-    bridge_config,
     delete_region,
     lake_count,
     steady,
@@ -64,7 +62,6 @@ def empty(gateway: ServiceProcess) -> bool:
 def test_losing_the_primary_region(services: Services) -> None:
     run = f"t{uuid.uuid4().hex[:8]}"
     east, west = f"{run}-us-east-1", f"{run}-us-west-2"
-    claims = {"store": services.lake.catalog_uri}
 
     def gateway(label: str, home: str, other: str, region: str) -> ServiceProcess:
         process = ServiceProcess.from_config(
@@ -85,20 +82,8 @@ def test_losing_the_primary_region(services: Services) -> None:
         "eu-west-1": gateway("gateway-eu-west-1", east, west, f"{run}-eu-west-1"),
         "us-west-2": gateway("gateway-us-west-2", west, east, west),
     }
-    primary = with_etcd(services.bridge(flush_interval=FLUSH), ETCD, east, LEASE_TTL, instance="bridge-east")
-    assert primary.config is not None
-    primary.config["exporters"]["lake"]["global_dedup"] = claims
     senders = {region: SpanSender() for region in gateways}  # a run id (hex) each
-    with LakeSpace.made() as west_lake:
-        config = bridge_config(
-            west_lake, free_ports(), wal_dir=services.workdir / "bridge-west-wal", flush_interval=FLUSH
-        )
-        config["exporters"]["lake"]["global_dedup"] = claims
-        secondary = ServiceProcess.from_config(
-            "bridge", config, services.workdir, label="bridge-us-west-2", env=AWS_ENV
-        )
-        services.processes.append(secondary)
-        with_etcd(secondary, ETCD, west, LEASE_TTL, instance="bridge-west")
+    with services.region_bridges(ETCD, east, west, LEASE_TTL, FLUSH) as (primary, secondary):
         try:
             primary.start()
             secondary.start()

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.bridge.servers import AWS_ENV, LakeSpace
 
 from fault.conftest import Services
 from fault.harness import (
@@ -45,7 +44,6 @@ from fault.harness import (
     SpanSender,
     assert_exactly_once,
     balancer_config,
-    bridge_config,
     delete_region,
     lake_count,
     routed,
@@ -95,7 +93,6 @@ def test_a_region_fails_over_and_back_and_each_span_is_in_one_lake_once(
 ) -> None:
     run = f"t{uuid.uuid4().hex[:8]}"
     east, west, europe = f"{run}-us-east-1", f"{run}-us-west-2", f"{run}-eu-west-1"
-    claims = {"store": services.lake.catalog_uri}
     gateway = ServiceProcess.from_config(
         "gateway",
         balancer_config(free_ports(), wal_dir=services.workdir / "gateway-wal"),
@@ -110,19 +107,8 @@ def test_a_region_fails_over_and_back_and_each_span_is_in_one_lake_once(
     services.processes.append(gateway)
     with_etcd(gateway, ETCD, europe, LEASE_TTL)
 
-    primary = with_etcd(services.bridge(flush_interval=FLUSH), ETCD, east, LEASE_TTL, instance="bridge-east")
-    lake_section(primary)["global_dedup"] = claims
-    wal = lake_section(primary)["wal"]
-    with LakeSpace.made() as west_lake:
-        config = bridge_config(
-            west_lake, free_ports(), wal_dir=services.workdir / "bridge-west-wal", flush_interval=FLUSH
-        )
-        config["exporters"]["lake"]["global_dedup"] = claims
-        secondary = ServiceProcess.from_config(
-            "bridge", config, services.workdir, label="bridge-us-west-2", env=AWS_ENV
-        )
-        services.processes.append(secondary)
-        with_etcd(secondary, ETCD, west, LEASE_TTL, instance="bridge-west")
+    with services.region_bridges(ETCD, east, west, LEASE_TTL, FLUSH) as (primary, secondary):
+        wal = lake_section(primary)["wal"]
         try:
             primary.start()
             secondary.start()
