@@ -76,18 +76,39 @@ def result_type(expression: str, table: str) -> pa.DataType:
 
 
 @functools.lru_cache(maxsize=256)
-def _columns(sql: str, names: tuple[str, ...]) -> list[str]:
-    """The columns of ``names`` the query reads (at least one, so that the rows are counted)."""
+def _referenced(sql: str) -> tuple[frozenset[str] | None, bool]:
+    """The names of the columns the query reads (None: all of them, through a ``*``), and whether
+    it reads other rows than each value's own (a window function)."""
     found: set[str] = set()
+    star = window = False
     stack: list[Any] = [parse(sql)]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class") == "COLUMN_REF":
+            kind = node.get("class")
+            star, window = star or kind == "STAR", window or kind == "WINDOW"
+            if kind == "COLUMN_REF":
                 found.update(part for part in node.get("column_names", ()) if isinstance(part, str))
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return (None if star else frozenset(found)), window
+
+
+def reads(expressions: list[str]) -> frozenset[str] | None:
+    """The columns of its own row that each value of ``expressions`` reads (None: every column,
+    or other rows too: a window function)."""
+    if not expressions:
+        return frozenset()
+    found, window = _referenced(_query(expressions))
+    return None if window else found
+
+
+def _columns(sql: str, names: tuple[str, ...]) -> list[str]:
+    """The columns of ``names`` the query reads (at least one, so that the rows are counted)."""
+    found, _ = _referenced(sql)
+    if found is None:
+        return list(names)
     return [name for name in names if name in found] or [names[0]]
 
 
@@ -100,4 +121,4 @@ def evaluate(rows: pa.RecordBatch, expressions: list[str]) -> list[pa.Array]:
     return [column.combine_chunks() for column in result.columns]
 
 
-__all__ = ["ROWS", "evaluate", "result_type"]
+__all__ = ["ROWS", "evaluate", "reads", "result_type"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pyarrow as pa
 
 from orasi_bridge.stream.config import FilterConfig
-from orasi_bridge.stream.expressions import evaluate
 
 
 class Filter:
-    def __init__(self, config: FilterConfig) -> None:
-        self._keep = f"NOT coalesce(({config.drop_where}), false)"
+    writes: frozenset[str] = frozenset()
 
-    def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
-        (keep,) = evaluate(rows, [self._keep])
+    def __init__(self, config: FilterConfig) -> None:
+        self.expressions = [f"NOT coalesce(({config.drop_where}), false)"]
+
+    def apply(
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+    ) -> tuple[pa.RecordBatch, pa.Array | None]:
+        (keep,) = values
         return rows, keep

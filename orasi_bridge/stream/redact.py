@@ -109,6 +109,8 @@ class Redact:
         ] + [Rule(p.name, p.regex, re.compile(p.regex)) for p in config.patterns]
         self._any = "|".join(f"(?:{rule.regex})" for rule in self._rules) or None
         """What any rule matches: the distinct values no rule matches are left at once."""
+        self.expressions: list[str] = []
+        self.writes: frozenset[str] = frozenset(config.fields)
         self._allow = _key_pattern(config.allow_keys)
         self._deny = _key_pattern(config.deny_keys)
 
@@ -126,7 +128,9 @@ class Redact:
         mask = self._config.mask.replace("{rule}", rule)
         return lambda _: mask
 
-    def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
+    def apply(
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+    ) -> tuple[pa.RecordBatch, pa.Array | None]:
         for name in self._config.fields:
             index = rows.schema.get_field_index(name)
             if index < 0:

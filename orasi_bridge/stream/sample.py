@@ -24,11 +24,16 @@ def threshold(probability: float) -> str | None:
 
 
 class Sample:
+    expressions: list[str] = []
+    writes: frozenset[str] = frozenset()
+
     def __init__(self, config: SampleConfig) -> None:
         self._threshold = threshold(config.probability)
         self._without_trace = config.keep_without_trace
 
-    def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
+    def apply(
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+    ) -> tuple[pa.RecordBatch, pa.Array | None]:
         trace_id = rows.column("trace_id")
         if self._threshold is None:
             keep = pc.is_null(trace_id)

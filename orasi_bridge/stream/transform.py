@@ -1,7 +1,7 @@
 """The ``transform`` processor: sets columns and attribute keys from expressions, deletes
 attribute keys.
 
-One DuckDB query per record batch computes every expression (a column's new value, an attribute
+One DuckDB query per record batch (the chain's) computes every expression (a column's new value, an attribute
 key's new value as VARCHAR); the attribute maps are then rebuilt in Arrow: entries of set or
 deleted keys removed, the set keys appended after a row's remaining entries (in the order of
 ``set``), a null value setting nothing (so ``NULL`` deletes a key).
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import MAPS, TransformConfig, target
-from orasi_bridge.stream.expressions import evaluate
 
 
 def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
@@ -80,7 +79,7 @@ class Transform:
             else:
                 self._keys.append((named.column, named.key))
                 key_expressions.append(f"CAST(({expression}) AS VARCHAR)")
-        self._expressions = expressions + key_expressions
+        self.expressions = expressions + key_expressions
         self._deleted: dict[str, list[str]] = defaultdict(list)
         for key in config.delete:
             named = target(key)
@@ -89,9 +88,11 @@ class Transform:
             else:
                 self._deleted["attributes"].append(key)
         self._maps = [m for m in MAPS if m in self._deleted or any(column == m for column, _ in self._keys)]
+        self.writes = frozenset([*self._columns, *self._maps])
 
-    def apply(self, table: str, tenant: str, rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
-        values = evaluate(rows, self._expressions) if self._expressions else []
+    def apply(
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+    ) -> tuple[pa.RecordBatch, pa.Array | None]:
         new: dict[str, pa.Array] = dict(zip(self._columns, values, strict=False))
         sets: dict[str, dict[str, pa.Array]] = defaultdict(dict)
         for (column, key), value in zip(self._keys, values[len(self._columns) :], strict=True):

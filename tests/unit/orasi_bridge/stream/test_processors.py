@@ -14,6 +14,8 @@ from orasi_common.telemetry.metrics import Metrics
 
 from .rows import chain, column, logs, sample_value, spans
 
+LAKE = {"exporter": "lake"}
+
 
 def test_filter_drops_matching_rows_and_recounts_each_batch() -> None:
     metrics = Metrics("bridge")
@@ -289,3 +291,55 @@ def test_maps_of_a_sliced_batch_are_edited_in_place_of_their_rows() -> None:
     out, counts = stream.process("spans", "acme", rows, [3])
     assert counts == [3]
     assert column(out, "attributes") == [[("a", "[REDACTED:email]"), ("c", "1")], None, [("c", "2")]]
+
+
+def test_expressions_are_computed_ahead_only_over_columns_unchanged_since() -> None:
+    """The first transform's expression of the name is computed in the first filter's query (on
+    the rows the filter then cuts), the second's of the redacted attributes after the redact, the
+    last filter's with it (after the name's transform: it sees the new name)."""
+    metrics = Metrics("bridge")
+    stream = chain(
+        {"type": "filter", "signals": ["traces"], "drop_where": "name = 'drop'"},
+        {"type": "redact", "signals": ["traces"], "builtins": ["email"]},
+        {"type": "transform", "signals": ["traces"], "set": {"name": "upper(name)"}},
+        {"type": "transform", "signals": ["traces"], "set": {"attributes['copy']": "attributes['user']"}},
+        {"type": "filter", "signals": ["traces"], "name": "again", "drop_where": "name = 'B'"},
+        metrics=metrics,
+    )
+    rows = spans(
+        {"name": "a", "attributes": [("user", "a@example.com")]},
+        {"name": "drop", "attributes": [("user", "d@example.com")]},
+        {"name": "b"},
+        {"name": "c", "attributes": [("user", "none")]},
+    )
+    out, kept = stream.process("spans", "acme", rows, [2, 2])
+    assert kept == [1, 1]
+    assert column(out, "name") == ["A", "C"]
+    assert column(out, "attributes") == [
+        [("user", "[REDACTED:email]"), ("copy", "[REDACTED:email]")],
+        [("user", "none"), ("copy", "none")],
+    ]
+    labels = {**LAKE, "processor": "redact_1", "rule": "email"}
+    assert sample_value(metrics, "orasi_stream_redactions_total", labels) == 1
+
+
+def test_a_later_expression_failing_on_rows_left_out_before_it_is_no_error() -> None:
+    """The query computing ahead fails on the row the filter leaves out: each processor then
+    computes its own, and nothing failed."""
+    metrics = Metrics("bridge")
+    stream = chain(
+        {"type": "filter", "signals": ["traces"], "drop_where": "name = 'x'"},
+        {
+            "type": "transform",
+            "signals": ["traces"],
+            "name": "cast",
+            "set": {"duration_ns": "CAST(name AS BIGINT)"},
+        },
+        metrics=metrics,
+    )
+    for _ in range(2):
+        out, kept = stream.process("spans", "acme", spans({"name": "7"}, {"name": "x"}), [1, 1])
+        assert (column(out, "duration_ns"), kept) == ([7], [1, 0])
+    for action in ("pass", "drop"):
+        labels = {**LAKE, "processor": "cast", "action": action}
+        assert sample_value(metrics, "orasi_stream_errors_total", labels) == 0
