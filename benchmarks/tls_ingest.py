@@ -3,7 +3,7 @@
 Run from the repository root (everything listens and sends on 127.0.0.1 only)::
 
     python -m benchmarks.tls_ingest              # 3 rounds of 12 s phases
-    python -m benchmarks.tls_ingest --quick      # one round of 4 s phases, about 30 s in all
+    python -m benchmarks.tls_ingest --quick      # one round of 4 s phases, about 40 s in all
 
 Target: TLS keeps ≥ 0.85 of the plaintext throughput (issue 20).
 
