@@ -78,6 +78,14 @@ def resolve_tenant(config: Config, tenant: str | None, authorization: str | None
     return tenant
 
 
+def _registry_change(method: str, path: str) -> bool:
+    """Whether a registry request writes: PUT and DELETE, and POST of a subject's versions (its
+    other POSTs, lookups and compatibility checks, read)."""
+    if not path.startswith(registry_api.PREFIX):
+        return False
+    return method in ("PUT", "DELETE") or (method == "POST" and path.endswith("/versions"))
+
+
 def create_app(
     config: Config,
     engine: QueryEngine,
@@ -185,6 +193,23 @@ def create_app(
                 raise registry_errors.Forbidden(error.message) from None
 
         registry_api.mount(app, registry, tenant_of, config.registry.max_request_bytes)
+
+        @app.middleware("http")
+        async def audit_registry(request: Request, call_next: Any) -> Response:
+            """Audit each registry change asked by an identified tenant (``registry.<method>``)."""
+            response: Response = await call_next(request)
+            if _registry_change(request.method, request.url.path):
+                try:
+                    tenant = request_tenant(request)
+                except OrasiError:  # refused before it could change anything
+                    return response
+                engine.audit.record(
+                    f"registry.{request.method.lower()}",
+                    tenant,
+                    path=request.url.path,
+                    outcome="ok" if response.status_code < 400 else f"http {response.status_code}",
+                )
+            return response
 
     def jaeger_tenant(request: Request) -> str:
         try:

@@ -150,9 +150,22 @@ SPAN_METRICS_1M = pa.schema(
 )
 """Derived from the spans at each flush (``spanmetrics``): partial aggregates per minute."""
 
+AUDIT = _schema(
+    ("event", pa.string()),
+    ("actor", pa.string()),
+    ("outcome", pa.string()),
+    ("sql_hash", pa.string()),
+    ("sql", pa.string()),
+    ("row_count", pa.int64()),
+    ("duration_ms", pa.float64()),
+    ("details", pa.string()),
+)
+"""The bridge's audit events (``lake/audit.py``): queries and registry changes; ``details`` is JSON."""
+
 TABLES: dict[str, pa.Schema] = {
     "spans": SPANS,
     "logs": LOGS,
     "metric_points": METRIC_POINTS,
     "span_metrics_1m": SPAN_METRICS_1M,
+    "audit": AUDIT,
 }

@@ -57,6 +57,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from orasi_bridge.lake import audit as audit_table
 from orasi_bridge.lake import buffer as buffers
 from orasi_bridge.lake import kept as wal_records
 from orasi_bridge.lake.buffer import Buffer, Chunk, Converted, Entry, Owners, holds_otap
@@ -145,6 +146,7 @@ class LakeWriter:
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
         self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
         self._in_progress: dict[str, asyncio.Future[None]] = {}
+        self.audit = audit_table.AuditRows(config.region)  # the bridge's audit events (lake/audit.py)
         self._flush_now = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = TaskScope()
@@ -475,6 +477,8 @@ class LakeWriter:
     async def snapshot_view(self, table: str, tenant: str) -> TableView:
         """Committed snapshot and hot rows of one table and tenant, consistent with each other;
         every batch acknowledged before the call is in one or the other."""
+        if table == audit_table.TABLE:
+            return TableView(self.tables[table], self._visible.get(table), self.audit.hot(tenant))
         source = SOURCE if table == SPAN_METRICS else table
         async with self._convert_lock:
             await self._convert_pending()
@@ -517,6 +521,8 @@ class LakeWriter:
                 await self.flush()
             else:
                 await self._follow()
+                if self.audit.pending:  # the audit rows alone: committed, and still following
+                    await self.flush()
 
     async def _follow(self) -> None:
         """While nothing is buffered, take in what other writers sharing the tables committed
@@ -566,6 +572,7 @@ class LakeWriter:
                 # after they arrived, not after this flush), and are converted while it commits.
                 self._buffer = buffer.move_pending(since=began)
             self._convert_soon()
+            await self._commit_audit()
             if buffer.started is None:
                 return
             self._flushing = buffer
@@ -643,6 +650,27 @@ class LakeWriter:
         self._span_metrics.committed()
         if done.rows:
             self._commits.inc()
+
+    async def _commit_audit(self) -> None:
+        """Commit the audit rows recorded since the last flush (kept for the next on failure)."""
+        if not self.audit.pending:
+            return
+        tenants = self.audit.take()
+        owners: dict[str, list[Owners]] = {tenant: [[] for _ in rows] for tenant, rows in tenants.items()}
+        try:
+            done = await asyncio.to_thread(self._commit, audit_table.TABLE, tenants, owners, [])
+        except Exception as error:
+            self.audit.put_back()
+            self._logger.warning(
+                "Committing the audit rows failed; they are retried at the next flush.",
+                extra={"error": repr(error)},
+            )
+            return
+        except asyncio.CancelledError:
+            self.audit.put_back()
+            raise
+        self._visible[audit_table.TABLE] = done.snapshot_id  # with retiring its hot rows, in one step
+        self.audit.committed()
 
     async def _record_observed(self) -> None:
         """Hand the keys and types seen since the last flush to the registry's store."""

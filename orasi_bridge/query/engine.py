@@ -43,6 +43,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
 from orasi_bridge.lake import traceindex
+from orasi_bridge.lake.audit import AuditRows
 from orasi_bridge.lake.catalog import filesystem
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.schema import TABLES
@@ -54,6 +55,7 @@ from orasi_bridge.query.sandbox import QueryRefused
 from orasi_bridge.query.timerange import resolve_range
 from orasi_common.config.model import ComponentConfig
 from orasi_common.extensions.ratelimit import RateLimiter
+from orasi_common.telemetry.audit import sql_fields
 
 T = TypeVar("T")
 
@@ -87,6 +89,11 @@ class QueryEngine:
         self._databases: list[duckdb.DuckDBPyConnection] = []
 
     @property
+    def audit(self) -> AuditRows:
+        """The bridge's audit trail (its lines, and rows of the lake's ``audit`` table)."""
+        return self._writer.audit
+
+    @property
     def region(self) -> str:
         """The region of the lake this engine reads (its rows' ``region``)."""
         return self._writer.config.region
@@ -99,11 +106,30 @@ class QueryEngine:
         end: str | int | None = None,
         as_arrow: bool = False,
     ) -> QueryResult:
-        """Run one SELECT for ``tenant``; each table is read over its window (module docstring)."""
-        if self._limiter is not None:
-            async with self._limiter.query(tenant):
-                return await self._execute(sql, tenant, start, end, as_arrow)
-        return await self._execute(sql, tenant, start, end, as_arrow)
+        """Run one SELECT for ``tenant``; each table is read over its window (module docstring).
+        Every query, answered or refused, is audited (``query``: its SQL, rows, duration)."""
+        started = time.perf_counter()
+        outcome, row_count = "ok", None
+        try:
+            if self._limiter is not None:
+                async with self._limiter.query(tenant):
+                    result = await self._execute(sql, tenant, start, end, as_arrow)
+            else:
+                result = await self._execute(sql, tenant, start, end, as_arrow)
+            row_count = result.arrow.num_rows if result.arrow is not None else len(result.rows or ())
+            return result
+        except Exception as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            self.audit.record(
+                "query",
+                tenant,
+                **sql_fields(sql),
+                outcome=outcome,
+                row_count=row_count,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
 
     async def _execute(
         self, sql: str, tenant: str, start: str | int | None, end: str | int | None, as_arrow: bool
