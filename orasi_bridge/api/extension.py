@@ -22,6 +22,7 @@ from orasi_common.extensions.auth import authenticator
 from orasi_common.extensions.auth.asgi import TokenGate
 from orasi_common.extensions.ratelimit import rate_limiter
 from orasi_common.pipeline.component import Host, Settings
+from orasi_common.telemetry.audit import ACTOR
 from orasi_common.transport.endpoint import join_endpoint, split_endpoint
 from orasi_common.transport.http_server import HttpServer
 from orasi_common.transport.tls import ServerTls
@@ -111,11 +112,22 @@ class QueryApi:
         )
 
     def _tenant_of(self, headers: Mapping[str, str]) -> str:
-        """A Flight SQL call's tenant, from its headers as REST reads them (on Flight's thread)."""
+        """A Flight SQL call's tenant, from its headers as REST reads them (on Flight's thread).
+        With `auth`, the token also becomes this thread's audit ``ACTOR``, which the call's query
+        task on the loop inherits (``run_coroutine_threadsafe`` copies the caller's context)."""
         if self.auth is not None and self._loop is not None:
-            check = self.auth.tenant(headers.get("authorization"), "query", headers.get("x-orasi-tenant"))
+            auth = self.auth
+
+            async def check() -> tuple[str, str | None]:
+                tenant = await auth.tenant(
+                    headers.get("authorization"), "query", headers.get("x-orasi-tenant")
+                )
+                return tenant, ACTOR.get()
+
             try:
-                return asyncio.run_coroutine_threadsafe(check, self._loop).result(AUTH_TIMEOUT)
+                tenant, actor = asyncio.run_coroutine_threadsafe(check(), self._loop).result(AUTH_TIMEOUT)
+                ACTOR.set(actor)
+                return tenant
             except Unauthenticated as error:
                 raise flight.FlightUnauthenticatedError(error.message) from None
             except PermissionDenied as error:
