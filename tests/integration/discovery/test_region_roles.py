@@ -5,6 +5,7 @@ resolver that names a role follows the region holding it, back to its `region` w
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +69,14 @@ async def test_promote_moves_the_resolvers_and_the_key_falls_back(
         await eventually(lambda: secondary[-1] == [BRIDGES[EAST]], 5, "the secondary's on us-east-1")
 
         assert await promote_command(EAST, url) == 0
-        out = capsys.readouterr().out
+        out, err = capsys.readouterr()
         assert "from primary us-west-2, secondary us-east-1 to primary us-east-1, secondary us-west-2" in out
+        [audited] = [json.loads(line) for line in err.splitlines() if '"logger": "orasi.audit"' in line]
+        assert (audited["event"], audited["region"], audited["after"]) == (
+            "dr.promote",
+            EAST,
+            "primary us-east-1, secondary us-west-2",
+        )
         await eventually(lambda: primary[-1] == [BRIDGES[EAST]], 5, "failback of the primary's resolver")
         await eventually(lambda: secondary[-1] == [BRIDGES[WEST]], 5, "failback of the secondary's")
         assert await promote_command(EAST, url) == 0
