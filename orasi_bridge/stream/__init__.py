@@ -2,8 +2,8 @@
 ``redact`` and ``sample``, run by a ``Chain`` on the lake's Arrow rows before they are buffered.
 
 One module per processor kind; ``config`` holds what users write (expressions checked when the
-configuration loads), ``expressions`` the DuckDB evaluation, ``chain`` the order, the row
-accounting per batch and ``on_error``.
+configuration loads), ``expressions`` the DuckDB evaluation, ``chain`` the order, which
+processors' expressions share a query, the row accounting per batch and ``on_error``.
 """
 
 from orasi_bridge.stream.chain import Chain
