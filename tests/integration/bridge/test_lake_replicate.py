@@ -322,7 +322,10 @@ async def test_the_lake_exporter_replicates_on_its_schedule(make_writer: MakeWri
         labels = {"exporter": "lake", "action": "replicate", "outcome": outcome}
         return registry.registry.get_sample_value("orasi_lake_maintenance_runs_total", labels) or 0.0
 
-    # counted as a maintenance job, on the one exporter that leads
+    # counted as a maintenance job (once the run that committed returns), on the one exporter that leads
+    while not any(runs(m, "success") for m in metrics):
+        assert time.monotonic() < deadline, "no replication run was counted within 30 s"
+        await asyncio.sleep(0.05)
     assert sorted(runs(m, "success") > 0 for m in metrics) == [False, True]
     assert sum(runs(m, "failure") for m in metrics) == 0
 
