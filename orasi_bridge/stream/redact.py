@@ -36,7 +36,9 @@ REPEATED = 4
 """Values repeat when a column has at least this many per distinct value (attribute values do,
 log bodies seldom): then what each became is cached across batches."""
 CACHE_VALUES = 65_536
-"""Distinct values cached per tenant (the cache is emptied when full)."""
+CACHE_CHARS = 8 << 20
+"""Distinct values, and their characters, cached per tenant (the cache is emptied when either is
+full: it holds at most these and one batch's new values)."""
 UNCHANGED: tuple[None, None] = (None, None)
 
 Count = Callable[[str, int], None]  # rule, replacements
@@ -95,6 +97,7 @@ class Redact:
         self._salt = salt
         self._tenant_salts: dict[str, bytes] = {}
         self._cache: dict[str, dict[str, Cached]] = {}
+        self._cache_chars: dict[str, int] = {}
         """Per tenant (hash) or for all (mask): what a value became, and its matches per rule."""
         self._count = count
         self._rules = [
@@ -204,12 +207,16 @@ class Redact:
     def _cached(self, distinct: pa.Array, tenant: str) -> tuple[np.ndarray, pa.Array | None, np.ndarray]:
         """``_fresh`` through the cache of what each value became: only values not seen yet go
         through the rules (and their regex kernels, which compile their pattern on every call)."""
-        cache = self._cache.setdefault(tenant if self._config.action == "hash" else "", {})
+        key = tenant if self._config.action == "hash" else ""
+        cache = self._cache.setdefault(key, {})
         texts = distinct.to_pylist()
         new = [i for i, text in enumerate(texts) if text is not None and text not in cache]
-        if len(cache) + len(new) > CACHE_VALUES:
+        chars = self._cache_chars.get(key, 0) + sum(len(texts[i]) for i in new)
+        if len(cache) + len(new) > CACHE_VALUES or chars > CACHE_CHARS:
             cache.clear()
             new = [i for i, text in enumerate(texts) if text is not None]
+            chars = sum(len(texts[i]) for i in new)
+        self._cache_chars[key] = chars
         if new:
             found, rewritten, counts = self._fresh(distinct.take(pa.array(new, pa.int64())), tenant)
             replaced = iter(rewritten.to_pylist() if rewritten is not None else ())

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from orasi_bridge.stream import redact
 from orasi_bridge.stream.chain import keep_counts
 from orasi_bridge.stream.redact import luhn
 from orasi_bridge.stream.sample import threshold
@@ -181,12 +182,15 @@ def test_redact_hashes_with_a_salt_per_tenant(monkeypatch: pytest.MonkeyPatch) -
     assert hashed("globex", "alice@example.com") != alice
 
 
+@pytest.mark.parametrize("cache_chars", [redact.CACHE_CHARS, 10])
 def test_redact_of_repeated_values_caches_each_value_and_counts_every_occurrence(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cache_chars: int
 ) -> None:
     """Values that repeat (a resource's attributes on every span) go through the rules once and
-    are cached: a second batch gives the same rows and counts again, and a hash stays per tenant."""
+    are cached: a second batch gives the same rows and counts again, and a hash stays per tenant;
+    the same when the cache is full at every batch."""
     monkeypatch.setenv("ORASI_TEST_SALT", "s3cret")
+    monkeypatch.setattr(redact, "CACHE_CHARS", cache_chars)
     metrics = Metrics("bridge")
     masks, hashes = (
         chain(*MASK, metrics=metrics),
