@@ -19,6 +19,12 @@ import yaml
 
 from orasi_common.config.model import ServiceConfig
 
+MAX_DEPTH = 100
+"""The deepest nesting of mappings and sequences a configuration document may have."""
+
+MAX_VALUES = 100_000
+"""The most values a document may hold with its aliases expanded (against "billion laughs")."""
+
 _REFERENCE = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -28,6 +34,38 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str], source: str = "configuration") -> None:
         self.problems = problems
         super().__init__(f"invalid {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document nested deeper than ``MAX_DEPTH`` or holding
+    more than ``MAX_VALUES`` values once its aliases are expanded. Both are checked while the
+    document is composed, before any expansion (PyYAML's scanner costs time quadratic in the
+    nesting of flow collections, so the walk stops at the first level too deep)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) → its number of values, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"the document nests deeper than {MAX_DEPTH} levels")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if (
+            node is not None and id(node) not in self._sizes
+        ):  # an alias returns the node it names, sized already
+            children = node.value if isinstance(node.value, list) else []
+            flat = [n for child in children for n in (child if isinstance(child, tuple) else (child,))]
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(n), 1) for n in flat)
+        if self._sizes.get(id(node), 0) > MAX_VALUES:
+            raise yaml.YAMLError(
+                f"the document holds more than {MAX_VALUES} values with its aliases expanded"
+            )
+        return node
 
 
 def _substitute(value: str, path: str, environ: Mapping[str, str]) -> Any:
@@ -103,7 +141,7 @@ def parse_config(
 ) -> ServiceConfig:
     """Parse and shape-check a configuration document (components are checked by the graph)."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_BoundedLoader)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(document, dict):

@@ -319,3 +319,20 @@ def test_shipped_example_validates() -> None:
     assert set(resolved.service.service.pipelines) == {"traces", "metrics", "logs"}
     assert resolved.processors["memory_limiter"].limit_mib == 400  # type: ignore[attr-defined]
     assert resolved.exporters["otlp"].endpoint == "127.0.0.1:4417"  # type: ignore[attr-defined]
+
+
+def test_a_document_nested_too_deep_is_refused_quickly() -> None:
+    """PyYAML's scanner takes time quadratic in flow nesting, and its composer recursion ends in
+    RecursionError: the loader stops at the first level past MAX_DEPTH (found by fuzzing)."""
+    from orasi_common.config.loader import MAX_DEPTH
+
+    with pytest.raises(ConfigError, match=f"deeper than {MAX_DEPTH} levels"):
+        parse_config("service: " + "[" * 20_000 + "]" * 20_000)
+
+
+def test_aliases_expanding_past_the_limit_are_refused() -> None:
+    """A "billion laughs" document (nine levels of ten aliases) is refused before expansion."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    with pytest.raises(ConfigError, match="more than 100000 values"):
+        parse_config("\n".join(lines) + "\nservice: {pipelines: {}}\n")

@@ -1,0 +1,1 @@
+"""Fuzzing of every decoder of hostile input (targets.py: the targets and their contract)."""

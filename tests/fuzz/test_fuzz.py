@@ -1,0 +1,39 @@
+"""The bounded fuzzing campaign CI runs: every target under its structure-aware inputs.
+
+Each target runs ``EXAMPLES[name]`` hypothesis examples (about 40 s in all on two cores); the
+longer campaign is ``python -m tests.fuzz TARGET --seconds N`` (README, Security). The explicit
+cases pin the hostile inputs found so far, each a regression test of its fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzz.inputs import STRATEGIES
+from tests.fuzz.targets import TARGETS, check, peak_rss_mb
+
+EXAMPLES = {"otlp_protobuf": 300, "otlp_json": 200, "otap": 80, "wirescan": 400, "config": 150}
+_SETTINGS = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_target_keeps_its_contract(name: str) -> None:
+    target, baseline = TARGETS[name], peak_rss_mb()
+
+    @settings(_SETTINGS, max_examples=EXAMPLES[name])
+    @given(STRATEGIES[name]())
+    def run(data: bytes) -> None:
+        check(target, data, baseline)
+
+    run()
+
+
+def test_the_long_campaign_offers_every_target() -> None:
+    from tests.fuzz.__main__ import _NAMES
+
+    assert sorted(TARGETS) == _NAMES
