@@ -37,3 +37,28 @@ def test_the_long_campaign_offers_every_target() -> None:
     from tests.fuzz.__main__ import _NAMES
 
     assert sorted(TARGETS) == _NAMES
+
+
+def test_an_otap_field_name_that_is_not_utf8_is_malformed() -> None:
+    """Found by atheris: a schema whose field name is not UTF-8 raised UnicodeDecodeError when
+    the receiver read its columns (a 'fault of ours' answer, not INVALID_ARGUMENT)."""
+    import pyarrow as pa
+
+    from orasi_common.errors import MalformedData
+    from orasi_common.pdata.otap.payload_types import ArrowPayloadType
+    from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
+
+    table = pa.record_batch({"zq": pa.array([1], pa.uint16())})
+    payload = StreamProducer(compression=None).encode({ArrowPayloadType.SPANS: table})[0]
+    assert payload.record.count(b"zq") == 1
+    payload.record = payload.record.replace(b"zq", b"\xd3\x28")
+    with pytest.raises(MalformedData, match="not a valid Arrow IPC stream"):
+        StreamConsumer().decode([payload])
+    with pytest.raises(MalformedData):
+        TARGETS["otap"].run(_records(payload))
+
+
+def _records(payload: object) -> bytes:
+    from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
+
+    return otap_pb2.BatchArrowRecords(batch_id=1, arrow_payloads=[payload]).SerializeToString()

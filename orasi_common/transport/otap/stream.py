@@ -393,6 +393,16 @@ class _PayloadReader:
     reader: pa.ipc.RecordBatchStreamReader | None = None
 
 
+def _utf8_names(schema: pa.Schema) -> None:
+    """UnicodeDecodeError unless every field name (nested ones too) is UTF-8: pyarrow decodes a
+    name only when it is read, which later code does everywhere."""
+    fields = list(schema)
+    while fields:
+        field = fields.pop()
+        field.name  # noqa: B018 (decoded when read)
+        fields += [field.type.field(i) for i in range(field.type.num_fields)]
+
+
 class StreamConsumer:
     """Decodes ``ArrowPayload``s of one gRPC stream back into record batches."""
 
@@ -417,7 +427,15 @@ class StreamConsumer:
                     )
                 batch = current.reader.read_next_batch()
                 batch.validate(full=True)  # offsets and indices inside their buffers, before use
-            except (pa.ArrowInvalid, pa.ArrowException, StopIteration, OSError, MemoryError) as exc:
+                _utf8_names(batch.schema)
+            except (
+                pa.ArrowInvalid,
+                pa.ArrowException,
+                StopIteration,
+                OSError,
+                MemoryError,
+                UnicodeDecodeError,
+            ) as exc:
                 del self._readers[payload.type]
                 raise MalformedData(
                     f"payload type {payload.type} (schema {payload.schema_id!r}) is not a valid "
