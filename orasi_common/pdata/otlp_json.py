@@ -47,7 +47,8 @@ def _too_deep() -> MalformedData:
 
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
     """Rewrite hex id fields in place into the base64 that protobuf's JSON parser expects; raise
-    MalformedData past ``MAX_DEPTH`` levels (walked with a stack, not recursion)."""
+    MalformedData past ``MAX_DEPTH`` levels (walked with a stack, not recursion) or for a key that
+    is not UTF-8."""
     stack: list[tuple[Any, str, int]] = [(document, "", 1)]
     while stack:
         node, path, depth = stack.pop()
@@ -55,6 +56,8 @@ def _hex_ids_to_base64(document: dict[str, Any]) -> None:
             raise _too_deep()
         if isinstance(node, dict):
             for key, value in node.items():
+                if not key.isascii() and not _encodable(key):  # upb fails on it with SystemError
+                    raise MalformedData(f"{path.lstrip('.') or 'the body'} has a key that is not UTF-8")
                 size = _ID_FIELDS.get(key)
                 if size is not None and isinstance(value, str):
                     node[key] = _hex_id_as_base64(value, size, f"{path}.{key}")
@@ -64,6 +67,15 @@ def _hex_ids_to_base64(document: dict[str, Any]) -> None:
             for index, value in enumerate(node):
                 if isinstance(value, dict | list):
                     stack.append((value, f"{path}[{index}]", depth + 1))
+
+
+def _encodable(text: str) -> bool:
+    """Whether the string is UTF-8 (JSON's escapes can spell a lone surrogate, which is not)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _hex_id_as_base64(value: str, size: int, path: str) -> str:

@@ -268,3 +268,11 @@ def test_nesting_within_the_depth_limit_is_parsed() -> None:
 def test_nesting_past_the_depth_limit_is_malformed_and_names_it(levels: int) -> None:
     with pytest.raises(MalformedData, match=f"deeper than {MAX_DEPTH} levels"):
         parse_json(LOGS, _nested_body(levels))
+
+
+def test_a_key_that_is_not_utf8_is_malformed() -> None:
+    """Found by atheris: a key spelling a lone surrogate (``"\\udc3e"``) made upb's field lookup
+    raise SystemError inside ParseDict."""
+    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"d874\\udc3e":""}]}]}]}'
+    with pytest.raises(MalformedData, match="a key that is not UTF-8"):
+        parse_json(TRACES, body)
