@@ -27,6 +27,7 @@ stop-servers:
 test: install servers
 	scripts/test-packages.sh
 	scripts/deploy-tools.sh >/dev/null
+	scripts/fuzz-asan.sh 10  # the native scanner under AddressSanitizer (gcc: it builds the extension too)
 	$(PYTHON) -m pytest -q -p no:cacheprovider; status=$$?; scripts/test-servers.sh stop; exit $$status
 
 check:
