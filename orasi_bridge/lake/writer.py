@@ -572,9 +572,11 @@ class LakeWriter:
                 # after they arrived, not after this flush), and are converted while it commits.
                 self._buffer = buffer.move_pending(since=began)
             self._convert_soon()
-            await self._commit_audit()
             if buffer.started is None:
+                await self._commit_audit()
                 return
+            # From here queries see the buffer's rows as _flushing until each table's commit
+            # retires them: nothing may be awaited between taking the buffer and this line.
             self._flushing = buffer
             try:
                 for name, tenants in buffer.rows.items():
@@ -625,6 +627,7 @@ class LakeWriter:
                 raise
             finally:
                 self._flushing = None
+            await self._commit_audit()
             await self._record_observed()
 
     async def _commit_span_metrics(

@@ -568,3 +568,35 @@ async def test_a_flush_logs_no_third_party_warnings(
         await writer.flush()
     assert writer.tables["spans"].current_snapshot() is not None
     assert [r.getMessage() for r in caplog.records if not r.name.startswith("orasi")] == []
+
+
+async def test_a_query_during_a_flush_sees_every_row_while_the_audit_rows_commit(
+    make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush commits the audit rows too (a query records one): while that commit runs, the
+    buffer being flushed must stay visible to queries (it is ``_flushing`` before anything is
+    awaited), or a query between two commits misses every hot row."""
+    writer = await make_writer()
+    engine = QueryEngine(writer, QueryLimits())
+    await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "seen-throughout")))
+    sql = "SELECT count(*) FROM spans WHERE name = 'seen-throughout'"
+    window = (data.T0 - data.HOUR, data.T0 + data.HOUR)
+    assert (await engine.execute(sql, "default", *window)).rows == [(1,)]  # and an audit row waits
+    entered, release = asyncio.Event(), asyncio.Event()
+    commit_audit = writer._commit_audit
+
+    async def held() -> None:
+        entered.set()
+        await release.wait()
+        await commit_audit()
+
+    monkeypatch.setattr(writer, "_commit_audit", held)
+    flushing = asyncio.create_task(writer.flush())
+    async with asyncio.timeout(10):
+        await entered.wait()
+    try:
+        assert (await engine.execute(sql, "default", *window)).rows == [(1,)]
+    finally:
+        release.set()
+        await flushing
+    assert (await engine.execute(sql, "default", *window)).rows == [(1,)]
