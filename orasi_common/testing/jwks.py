@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,20 @@ class Issuer:
         self, kid: str, algorithm: str | None = None, header: dict[str, Any] | None = None, **claims: Any
     ) -> str:
         """A token signed with key ``kid`` (its header naming it, unless ``header`` is given): iss,
-        aud, iat, sub and exp (10 minutes) unless ``claims`` says otherwise (None: left out)."""
+        aud, iat, sub, exp (10 minutes) and a unique jti unless ``claims`` says otherwise (None:
+        left out). The jti makes every token distinct, as a real issuer's are: two tokens of equal
+        claims issued in one second would otherwise be one string, and share an authenticator's
+        cached verdict."""
         key, default_algorithm = self.keys[kid]
         now = int(time.time())
-        payload = {"iss": self.issuer, "aud": self.audience, "exp": now + 600, "iat": now, "sub": "test"}
+        payload = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "exp": now + 600,
+            "iat": now,
+            "sub": "test",
+            "jti": uuid.uuid4().hex,
+        }
         payload = {k: v for k, v in {**payload, **claims}.items() if v is not None}
         headers = {"kid": kid} if header is None else header
         return jwt.encode(payload, key, algorithm=algorithm or default_algorithm, headers=headers)
