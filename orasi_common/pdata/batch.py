@@ -98,6 +98,23 @@ class Batch:
         return cls(signal, check_request(signal, data), tenant, _raw=data, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
+    def from_own_encoding(
+        cls, signal: Signal, data: bytes, items: int, *, tenant: str = DEFAULT_TENANT, **kwargs: object
+    ) -> Batch:
+        """A batch from OTLP protobuf bytes that Orasi's own code encoded in this process, taken
+        without ``from_serialized``'s validating walk.
+
+        The contract is the caller's: ``data`` is a serialized export request of ``signal`` that
+        ``check_request`` would accept (protobuf that upb parses, strings valid UTF-8, every value
+        within ``validate.RULES``: ids of their length, times below 2^63 ns), holding exactly
+        ``items`` items, built by an encoder that guarantees this by construction and whose tests
+        hold its output against ``check_request``. Bytes from outside the process — a request, a
+        WAL or queue record, another service's payload, anything copied through unchanged — take
+        ``from_serialized``. A batch that broke the contract would be acknowledged and fail at a
+        later hop, where its sender no longer learns of it."""
+        return cls(signal, items, tenant, _raw=data, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
     def from_json(
         cls, signal: Signal, body: bytes, *, tenant: str = DEFAULT_TENANT, **kwargs: object
     ) -> Batch:
