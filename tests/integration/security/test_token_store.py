@@ -1,24 +1,33 @@
-"""The `auth` extension on SQLite: tokens stored as salted hashes, verified, listed, revoked; the
-Authenticator's answers (401 / 403), its tenant rule and its cache."""
+"""The `auth` extension's token store, each test on both of its databases (PostgreSQL, a schema of
+the test's own in the catalog's database; and SQLite, as `orasi up --auth` keeps it): tokens stored
+as salted hashes, verified, listed, revoked; the Authenticator's answers (401 / 403), its tenant
+rule and its cache."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from integration.registry.conftest import pg_uri
 from orasi_common.errors import PermissionDenied, Unauthenticated
 from orasi_common.extensions.auth import Authenticator, Config
-from orasi_common.extensions.auth.store import TokenStore
+from orasi_common.extensions.auth.store import TokenStore, engine_url
+
+__all__ = ["pg_uri"]
 
 
-@pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'tokens.db'}"
+@pytest.fixture(params=["postgresql", "sqlite"])
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs on both backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tokens.db'}"
+    found: str = request.getfixturevalue("pg_uri")
+    return found
 
 
-def test_tokens_are_kept_as_salted_hashes_and_verified(uri: str, tmp_path: Path) -> None:
+def test_tokens_are_kept_as_salted_hashes_and_verified(uri: str) -> None:
     store = TokenStore(uri)
     assert store.migrate() == [1]
     assert store.migrate() == []  # once
@@ -28,8 +37,10 @@ def test_tokens_are_kept_as_salted_hashes_and_verified(uri: str, tmp_path: Path)
     principal = store.verify(token)
     assert principal is not None and principal.tenant == "acme" and principal.scopes == {"ingest", "query"}
     secret = token.split("_", 2)[2]
-    with sqlite3.connect(tmp_path / "tokens.db") as raw:
-        rows = raw.execute("SELECT salt, hash FROM auth_tokens").fetchall()
+    raw = sa.create_engine(engine_url(uri))
+    with raw.connect() as connection:
+        rows = connection.execute(sa.text("SELECT salt, hash FROM auth_tokens")).all()
+    raw.dispose()
     assert len({salt for salt, _ in rows}) == 2  # a salt per token
     assert all(secret.encode() not in bytes(h) and secret.encode() not in bytes(s) for s, h in rows)
     assert store.verify(token[:-1] + ("A" if token[-1] != "A" else "B")) is None  # a wrong secret
