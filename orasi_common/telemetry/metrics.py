@@ -213,6 +213,26 @@ class Metrics:
             ["exporter", "processor", "action"],
             registry=r,
         )
+        self.stream_tail_decisions = Counter(
+            "orasi_stream_tail_decisions",
+            "Traces a tail_sample processor decided, by the policy that kept the trace (error, "
+            "duration, expression, probability; none: dropped) and the decision (kept, dropped).",
+            ["exporter", "processor", "policy", "decision"],
+            registry=r,
+        )
+        self.stream_tail_early = Counter(
+            "orasi_stream_tail_early_decisions",
+            "Traces a tail_sample processor decided before their decision_wait had passed, by why "
+            "(max_traces, max_spans: its memory bound; shutdown, reload).",
+            ["exporter", "processor", "reason"],
+            registry=r,
+        )
+        self.stream_tail_held = Gauge(
+            "orasi_stream_tail_held",
+            "Traces and spans a tail_sample processor holds for its decisions (unit: traces, spans).",
+            ["exporter", "processor", "unit"],
+            registry=r,
+        )
         self.span_metrics_late_spans = Counter(
             "orasi_span_metrics_late_spans",
             "Spans that reached span_metrics_1m behind its watermark (rows written with late = true: "
