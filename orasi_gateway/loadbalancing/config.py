@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.discovery.resolvers import ResolverConfig
+from orasi_common.exporters.bearer import BearerAuthConfig, check_one_authorization
 from orasi_common.exporters.otap.config import ArrowConfig
 from orasi_common.exporters.otlp.config import TlsConfig
 from orasi_common.pipeline.breaker import BreakerConfig
@@ -37,5 +38,15 @@ class Config(ExporterConfig):
     tls: TlsConfig = Field(default_factory=TlsConfig, description="Transport security to every upstream.")
     compression: Literal["gzip", "none"] = Field(default="none", description="gRPC compression (otlp).")
     headers: dict[str, str] = Field(default_factory=dict, description="Metadata sent with each call.")
+    auth: BearerAuthConfig | None = Field(
+        default=None,
+        description="Send `authorization: Bearer <token>` read from a file, re-read as it rotates "
+        "(exporters/bearer.py); unset: no token, unless `headers` holds one.",
+    )
     max_send_msg_size_mib: float = Field(default=64, gt=0, description="Largest message sent, MiB.")
     arrow: ArrowConfig = Field(default_factory=ArrowConfig, description="OTAP streams (protocol otap).")
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Config:
+        check_one_authorization(self.auth, self.headers)
+        return self

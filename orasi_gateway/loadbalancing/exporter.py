@@ -136,6 +136,7 @@ class LoadBalancingExporter:
             tls=c.tls,
             compression=c.compression,
             headers=c.headers,
+            auth=c.auth,
             max_send_msg_size_mib=c.max_send_msg_size_mib,
             arrow=c.arrow,
         )

@@ -17,7 +17,8 @@ import time
 import grpc
 import hpack
 
-from orasi_common.errors import PermanentError, Unavailable
+from orasi_common.errors import PermanentError, Unauthenticated, Unavailable
+from orasi_common.exporters.bearer import BearerToken
 from orasi_common.exporters.otap.config import ArrowClientConfig
 from orasi_common.exporters.otlp.client import OtlpGrpcClient, compression_of
 from orasi_common.pdata import Batch, Signal
@@ -55,14 +56,22 @@ def _stream_error(exc: grpc.aio.AioRpcError) -> BaseException:
 
 class _Stream:
     def __init__(
-        self, channel: grpc.aio.Channel, signal: Signal, config: ArrowClientConfig, settings: Settings
+        self,
+        channel: grpc.aio.Channel,
+        signal: Signal,
+        config: ArrowClientConfig,
+        settings: Settings,
+        authorization: str | None = None,
     ) -> None:
         arrow = config.arrow
+        metadata = list(config.headers.items())
+        if authorization is not None:  # each batch carries the current one too (``send``)
+            metadata.append(("authorization", authorization))
         self._call = channel.stream_stream(
             method_path(signal),
             request_serializer=otap_pb2.BatchArrowRecords.SerializeToString,
             response_deserializer=otap_pb2.BatchStatus.FromString,
-        )(metadata=list(config.headers.items()), compression=compression_of(config))
+        )(metadata=metadata, compression=compression_of(config))
         resets = settings.metrics.otap_schema_resets
         self._producer = StreamProducer(
             None if arrow.payload_compression == "none" else arrow.payload_compression,
@@ -107,7 +116,12 @@ class _Stream:
                 waiter.set_exception(error)
         self._waiting.clear()
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch, authorization: str | None = None) -> None:
+        """Send ``batch``; ``authorization`` (a rotating token's current value) goes in its
+        headers, never indexed by HPACK (RFC 7541 §7.1.3: a secret stays out of the table)."""
+        hop: list[tuple[str, str] | hpack.NeverIndexedHeaderTuple] = [*headers.hop_headers(batch)]
+        if authorization is not None:
+            hop.append(hpack.NeverIndexedHeaderTuple("authorization", authorization))
         async with self._slots:
             tables = await asyncio.to_thread(codec.encode, batch)
             async with self._write_lock:  # the IPC and HPACK encoder states follow the write order
@@ -118,7 +132,7 @@ class _Stream:
                     records = otap_pb2.BatchArrowRecords(
                         batch_id=batch_id,
                         arrow_payloads=self._producer.encode(tables),
-                        headers=self._encoder.encode(headers.hop_headers(batch)),
+                        headers=self._encoder.encode(hop),
                     )
                 except Exception as exc:
                     # The IPC and HPACK states may be half-updated: no later batch may use them.
@@ -162,9 +176,10 @@ class OtapClient:
         self._turn = itertools.count()
         self._retiring: set[asyncio.Task[None]] = set()
         self._otlp = OtlpGrpcClient(settings, config, channel)
+        self._token = BearerToken.of(config.auth, settings.logger)
         self.fell_back = False
 
-    def _stream(self, signal: Signal) -> _Stream:
+    def _stream(self, signal: Signal, authorization: str | None) -> _Stream:
         streams = self._streams[signal]
         for stream in [s for s in streams if not s.usable]:
             streams.remove(stream)
@@ -172,26 +187,31 @@ class OtapClient:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         if len(streams) < self._config.arrow.num_streams:
-            streams.append(_Stream(self._channel, signal, self._config, self._settings))
+            streams.append(_Stream(self._channel, signal, self._config, self._settings, authorization))
         return streams[next(self._turn) % len(streams)]
 
     async def send(self, batch: Batch) -> None:
         if self.fell_back:
             await self._otlp.send(batch)
             return
+        authorization = await self._token.authorization() if self._token is not None else None
         try:
-            stream = self._stream(batch.signal)
+            stream = self._stream(batch.signal, authorization)
             try:
-                await stream.send(batch)
+                await stream.send(batch, authorization)
             except Unavailable:
                 if stream.answered:
                     raise
                 # The stream died before answering anything: perhaps a peer without OTAP refused
                 # it while the first write was on its way, which grpc may report as INTERNAL.
                 # Once more on a fresh stream, written to only if the peer does not refuse it.
-                fresh = self._stream(batch.signal)
+                fresh = self._stream(batch.signal, authorization)
                 await fresh.settle()
-                await fresh.send(batch)
+                await fresh.send(batch, authorization)
+        except Unauthenticated as refusal:
+            if self._token is None:
+                raise
+            raise self._token.refused(refusal) from None
         except FallBack as exc:
             if not self._config.arrow.fallback_to_otlp:
                 raise PermanentError(f"the peer does not serve OTAP ({exc})") from None

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 
+from orasi_common.errors import Unauthenticated
+from orasi_common.exporters.bearer import BearerToken
 from orasi_common.exporters.otlp.config import GrpcClientConfig, TlsConfig
 from orasi_common.exporters.partial_success import report_partial_success
 from orasi_common.pdata import SPECS, Batch, Signal
@@ -67,6 +69,7 @@ class OtlpGrpcClient:
     def __init__(self, settings: Settings, config: GrpcClientConfig, channel: grpc.aio.Channel) -> None:
         self._settings = settings
         self._extra_metadata = list(config.headers.items())
+        self._token = BearerToken.of(config.auth, settings.logger)
         self._compression = compression_of(config)
         self._calls: dict[Signal, grpc.aio.UnaryUnaryMultiCallable] = {
             signal: channel.unary_unary(spec.grpc_method, response_deserializer=spec.response_type.FromString)
@@ -76,13 +79,18 @@ class OtlpGrpcClient:
     async def send(self, batch: Batch) -> None:
         """Deliver ``batch`` once, or raise the classified error."""
         metadata = [*self._extra_metadata, *headers.hop_headers(batch)]
+        if self._token is not None:
+            metadata.append(("authorization", await self._token.authorization()))
         try:
             response = await self._calls[batch.signal](
                 batch.raw, metadata=metadata, compression=self._compression
             )
         except grpc.aio.AioRpcError as error:
             details = explain_failure(error.details())
-            raise status.from_grpc(error.code(), details, error.trailing_metadata()) from None
+            refusal = status.from_grpc(error.code(), details, error.trailing_metadata())
+            if self._token is not None and isinstance(refusal, Unauthenticated):
+                raise self._token.refused(refusal) from None
+            raise refusal from None
         report_partial_success(self._settings, batch, response)
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
 from orasi_common.discovery.resolvers import ResolverConfig
+from orasi_common.exporters.bearer import BearerAuthConfig, check_one_authorization
 from orasi_common.pipeline.exporter_helper import ExporterConfig
 
 
@@ -49,7 +50,17 @@ class GrpcClientConfig(ComponentConfig):
         default="gzip", description="gRPC message compression (grpcio offers gzip, not zstd)."
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Metadata sent with each call.")
+    auth: BearerAuthConfig | None = Field(
+        default=None,
+        description="Send `authorization: Bearer <token>` read from a file, re-read as it rotates "
+        "(exporters/bearer.py); unset: no token, unless `headers` holds one.",
+    )
     max_send_msg_size_mib: float = Field(default=64, gt=0, description="Largest message sent, MiB.")
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> GrpcClientConfig:
+        check_one_authorization(self.auth, self.headers)
+        return self
 
 
 class PeerConfig(GrpcClientConfig):

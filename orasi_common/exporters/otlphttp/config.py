@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orasi_common.config.model import ComponentConfig
+from orasi_common.exporters.bearer import BearerAuthConfig, check_one_authorization
 from orasi_common.pipeline.exporter_helper import ExporterConfig
 
 
@@ -27,3 +28,13 @@ class Config(ExporterConfig):
     tls: TlsConfig = Field(default_factory=TlsConfig, description="Transport security for https.")
     compression: Literal["gzip", "zstd", "none"] = Field(default="gzip", description="Body encoding.")
     headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with each request.")
+    auth: BearerAuthConfig | None = Field(
+        default=None,
+        description="Send `Authorization: Bearer <token>` read from a file, re-read as it rotates "
+        "(exporters/bearer.py); unset: no token, unless `headers` holds one.",
+    )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Config:
+        check_one_authorization(self.auth, self.headers)
+        return self

@@ -8,7 +8,8 @@ import httpx
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
-from orasi_common.errors import PermanentError, Unavailable
+from orasi_common.errors import PermanentError, Unauthenticated, Unavailable
+from orasi_common.exporters.bearer import BearerToken
 from orasi_common.exporters.otlphttp.config import Config
 from orasi_common.exporters.partial_success import report_partial_success
 from orasi_common.pdata import SPECS, Batch, Signal
@@ -40,6 +41,7 @@ class OtlpHttpExporter:
         self._headers = {"content-type": "application/x-protobuf", **config.headers}
         if config.compression != "none":
             self._headers["content-encoding"] = config.compression
+        self._token = BearerToken.of(config.auth, settings.logger)
         self._client: httpx.AsyncClient | None = None
         self._helper = ExporterHelper(settings, config, self._send)
 
@@ -62,18 +64,20 @@ class OtlpHttpExporter:
         body = batch.raw
         if self._config.compression != "none":
             body = await asyncio.to_thread(compress, self._config.compression, body)
+        sent = {**self._headers, **dict(headers.hop_headers(batch))}
+        if self._token is not None:
+            sent["authorization"] = await self._token.authorization()
         try:
-            response = await self._client.post(
-                self._urls[batch.signal],
-                content=body,
-                headers={**self._headers, **dict(headers.hop_headers(batch))},
-            )
+            response = await self._client.post(self._urls[batch.signal], content=body, headers=sent)
         except httpx.TransportError as error:
             raise Unavailable(f"cannot reach {self._urls[batch.signal]}: {error!r}") from None
         if response.status_code // 100 != 2:
-            raise status.from_http(
+            refusal = status.from_http(
                 response.status_code, response.headers.get("retry-after"), _error_message(response)
             )
+            if self._token is not None and isinstance(refusal, Unauthenticated):
+                raise self._token.refused(refusal) from None
+            raise refusal
         try:
             answer = SPECS[batch.signal].response_type.FromString(response.content)
         except DecodeError:
