@@ -1,4 +1,4 @@
-"""Building blocks of Grafana dashboards for Orasi's metrics (used by scripts/dashboards.py).
+"""Building blocks of Grafana dashboards for Orasi's metrics (used by scripts/dashboards/).
 
 Panels (time series, stat, table, row) and their placement on the 24-column grid, the template
 variables (data source, `region`, label values), the dashboard document, and the PromQL that
