@@ -11,7 +11,7 @@ from orasi_bridge.lake.global_dedup import GlobalDedupConfig
 from orasi_bridge.lake.localcache import LocalCacheConfig
 from orasi_bridge.lake.maintenance.config import Duration, MaintenanceConfig
 from orasi_bridge.lake.spanmetrics import SpanMetricsConfig
-from orasi_bridge.stream.config import StreamProcessor
+from orasi_bridge.stream.config import Stream
 from orasi_common.config.model import ComponentConfig
 from orasi_common.pipeline.wal import WalConfig
 
@@ -89,10 +89,11 @@ class Config(ComponentConfig):
         description="Copy this lake's new snapshots into a global lake every `interval` seconds "
         "(lake/replicate.py; unset: only `orasi lake replicate` does).",
     )
-    stream: list[StreamProcessor] = Field(
+    stream: Stream = Field(
         default_factory=list,
         description="Processors run in order on the rows before they are buffered: filter, "
-        "transform, redact, sample (orasi_bridge/stream; reloadable: SIGHUP, live settings).",
+        "transform, redact, sample, tail_sample (last) (orasi_bridge/stream; reloadable: SIGHUP, "
+        "live settings).",
     )
     span_metrics: SpanMetricsConfig = Field(
         default_factory=SpanMetricsConfig,

@@ -1,5 +1,6 @@
 """The lake exporter's stream processors (its ``stream`` section): ``filter``, ``transform``,
-``redact`` and ``sample``, run by a ``Chain`` on the lake's Arrow rows before they are buffered.
+``redact``, ``sample`` and ``tail_sample`` (``tail``: whole traces, decided after a wait), run by
+a ``Chain`` on the lake's Arrow rows before they are buffered.
 
 One module per processor kind; ``config`` holds what users write (expressions checked when the
 configuration loads), ``expressions`` the DuckDB evaluation, ``chain`` the order, which
@@ -13,15 +14,20 @@ from orasi_bridge.stream.config import (
     RedactConfig,
     SampleConfig,
     StreamProcessor,
+    TailSampleConfig,
     TransformConfig,
 )
+from orasi_bridge.stream.tail import Released, TailSampler
 
 __all__ = [
     "Chain",
     "FilterConfig",
     "PatternConfig",
     "RedactConfig",
+    "Released",
     "SampleConfig",
     "StreamProcessor",
+    "TailSampleConfig",
+    "TailSampler",
     "TransformConfig",
 ]

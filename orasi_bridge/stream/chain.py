@@ -16,6 +16,12 @@ its rows. The values computed ahead are cut with the rows left out on the way; w
 fails (one processor's expression, say), each processor computes its own, so that the error is
 its own processor's.
 
+A ``tail_sample`` (last in the stream) is not a step: the chain keeps its ``TailSampler``, to which
+the lake writer hands the spans the steps let through (``hold``), and from which it takes them back
+once their traces are decided (``release``, ``released``); the sampler outlives a reload (``build``
+with ``previous``): what it holds stays held under the new rules, or is decided at once when the
+new stream has no ``tail_sample`` (``tail.py``).
+
 A processor that fails on a record batch follows its ``on_error``: ``pass`` (the rows go on as they
 were before it) or ``drop`` (all of them are left out); either is counted in
 ``orasi_stream_errors_total`` and logged once per processor; ingest never stops for it.
@@ -25,17 +31,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from orasi_bridge.stream.config import FilterConfig, RedactConfig, SampleConfig, StreamProcessor, label
+from orasi_bridge.stream.config import (
+    FilterConfig,
+    RedactConfig,
+    SampleConfig,
+    StreamProcessor,
+    TailSampleConfig,
+    label,
+)
 from orasi_bridge.stream.expressions import evaluate, reads
 from orasi_bridge.stream.filter import Filter
 from orasi_bridge.stream.redact import Redact, read_salt
 from orasi_bridge.stream.sample import Sample
+from orasi_bridge.stream.tail import TABLE as TAIL_TABLE
+from orasi_bridge.stream.tail import Counters, Entry, Released, TailSampler
 from orasi_bridge.stream.transform import Transform
 from orasi_common.pipeline.component import Settings
 
@@ -71,8 +87,9 @@ def keep_counts(counts: Sequence[int], keep: np.ndarray) -> list[int]:
 class Chain:
     """The processors of one ``stream`` section (build it with ``Chain.build``)."""
 
-    def __init__(self, steps: list[Step], settings: Settings) -> None:
+    def __init__(self, steps: list[Step], settings: Settings, tail: TailSampler | None = None) -> None:
         self.steps = steps
+        self.tail = tail
         self._settings = settings
         metrics = settings.metrics
         self._dropped = metrics.stream_dropped
@@ -80,13 +97,28 @@ class Chain:
         self._groups: dict[tuple[int, str], list[int]] = {}  # _together's answers
 
     @classmethod
-    def build(cls, configs: Sequence[StreamProcessor], settings: Settings) -> Chain:
-        """The chain of ``configs`` (reads the salts of redact processors that hash: call it at
-        start or on reload, not per batch)."""
+    def build(
+        cls,
+        configs: Sequence[StreamProcessor],
+        settings: Settings,
+        previous: Chain | None = None,
+        directory: Path | None = None,
+    ) -> Chain:
+        """The chain of ``configs`` (reads the salts of redact processors that hash, and a tail
+        sampler's decisions kept in ``directory``: call it at start or on reload, not per batch);
+        ``previous``: the chain it replaces, whose tail sampler it takes over."""
         steps = []
+        tail = previous.tail if previous is not None else None
         for index, config in enumerate(configs):
             name = label(config, index)
             processor: Processor
+            if isinstance(config, TailSampleConfig):
+                counters = cls._tail_counters(settings, name)
+                if tail is None:
+                    tail = TailSampler(config, counters, directory)
+                else:
+                    tail.configure(config, counters)
+                continue
             if isinstance(config, FilterConfig):
                 processor = Filter(config)
             elif isinstance(config, SampleConfig):
@@ -96,7 +128,53 @@ class Chain:
             else:
                 processor = Transform(config)
             steps.append(Step(name, frozenset(config.tables()), config.on_error, processor))
-        return cls(steps, settings)
+        if tail is not None and not any(isinstance(config, TailSampleConfig) for config in configs):
+            tail.retire()
+        return cls(steps, settings, tail)
+
+    @staticmethod
+    def _tail_counters(settings: Settings, name: str) -> Counters:
+        metrics, exporter = settings.metrics, settings.id
+        decided, early = metrics.stream_tail_decisions, metrics.stream_tail_early
+        dropped = metrics.stream_dropped.labels(exporter, name, TAIL_TABLE)
+        held = metrics.stream_tail_held
+
+        def hold(traces: int, spans: int) -> None:
+            held.labels(exporter, name, "traces").set(traces)
+            held.labels(exporter, name, "spans").set(spans)
+
+        return Counters(
+            decided=lambda policy, decision, n: decided.labels(exporter, name, policy, decision).inc(n),
+            early=lambda reason, n: early.labels(exporter, name, reason).inc(n),
+            dropped=dropped.inc,
+            held=hold,
+        )
+
+    # The tail sampler, for the lake writer (tail.py says when each is called).
+
+    def holds(self, table: str) -> bool:
+        """Whether converted rows of ``table`` go to the tail sampler (``hold``), not the buffer."""
+        return self.tail is not None and not self.tail.retiring and table == TAIL_TABLE
+
+    def hold(self, tenant: str, rows: pa.RecordBatch, entries: list[Entry], counts: list[int]) -> bool:
+        """Hand spans and their batches to the tail sampler; True: release soon (over a bound)."""
+        assert self.tail is not None
+        return self.tail.hold(tenant, rows, entries, counts)
+
+    def held(self, batch_id: str) -> bool:
+        return self.tail is not None and self.tail.held(batch_id)
+
+    def due(self) -> float | None:
+        """When the tail sampler has something to decide (monotonic; None: never)."""
+        return self.tail.due() if self.tail is not None else None
+
+    def release(self, now: float, everything: str | None = None) -> list[Released]:
+        """The held groups whose traces are decided (blocking)."""
+        return self.tail.release(now, everything) if self.tail is not None else []
+
+    def released(self, groups: Sequence[Released]) -> None:
+        if self.tail is not None:
+            self.tail.released(groups)
 
     @staticmethod
     def _redactions(settings: Settings, name: str) -> Callable[[str, int], None]:

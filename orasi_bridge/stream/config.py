@@ -1,6 +1,6 @@
 """What users write in the lake exporter's ``stream`` section: a list of processors, each with a
-``type`` (``filter``, ``transform``, ``redact``, ``sample``), the ``signals`` it applies to and its
-``on_error``.
+``type`` (``filter``, ``transform``, ``redact``, ``sample``, ``tail_sample``: last), the
+``signals`` it applies to and its ``on_error``.
 
 Every expression is compiled against the empty table of each signal's lake table when the
 configuration loads (``expressions.result_type``), so a typo is an error naming its path
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from orasi_bridge.stream.expressions import lake_tables, result_type
@@ -262,9 +262,89 @@ class SampleConfig(ProcessorConfig):
         return self
 
 
+class TailSampleConfig(ProcessorConfig):
+    type: Literal["tail_sample"]
+    signals: list[Signal] = Field(
+        default_factory=lambda: [Signal.TRACES],
+        min_length=1,
+        description="traces (the spans table) only: a decision keeps or drops a whole trace.",
+    )
+    decision_wait: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds after a trace's last span arrived before it is decided (its spans are "
+        "held, unwritten and unseen by queries, until then).",
+    )
+    errors: bool = Field(default=True, description="Keep traces with a span whose status is ERROR.")
+    min_duration_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Keep traces with a span lasting at least this (unset: no such policy).",
+    )
+    keep_where: str | None = Field(
+        default=None,
+        description="Keep traces with a span for which this SQL expression is true, e.g. "
+        "\"attributes['http.route'] = '/checkout'\" (unset: no such policy).",
+    )
+    probability: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the other traces kept, by trace id (the rule of `sample`).",
+    )
+    max_traces: int = Field(
+        default=50_000,
+        ge=1,
+        description="Traces held at most; past it the oldest held are decided early (counted in "
+        "orasi_stream_tail_early_decisions_total).",
+    )
+    max_spans: int = Field(
+        default=500_000, ge=1, description="Spans held at most; past it the oldest are decided early."
+    )
+    decision_cache: int = Field(
+        default=200_000,
+        ge=1,
+        description="Decisions remembered (and, with the lake's wal, kept on disk beside it): later "
+        "spans of a decided trace, and spans replayed after a crash, get the same decision.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TailSampleConfig:
+        problems: list[InitErrorDetails] = []
+        if self.signals != [Signal.TRACES]:
+            problems.append(_problem(("signals",), "tail sampling decides traces: signals is [traces]", None))
+        if self.keep_where is not None:
+            problems += self._expression(("keep_where",), self.keep_where)
+            if not problems and not pa.types.is_boolean(result_type(self.keep_where, "spans")):
+                problems.append(
+                    _problem(("keep_where",), "the expression must be a boolean", self.keep_where)
+                )
+        if not (self.errors or self.min_duration_ms or self.keep_where or self.probability):
+            problems.append(_problem((), "a tail_sample keeps something: errors, min_duration_ms, ...", None))
+        _raise("tail_sample", problems)
+        return self
+
+
 StreamProcessor = Annotated[
-    FilterConfig | TransformConfig | RedactConfig | SampleConfig, Field(discriminator="type")
+    FilterConfig | TransformConfig | RedactConfig | SampleConfig | TailSampleConfig,
+    Field(discriminator="type"),
 ]
+
+
+def check_stream(processors: list[Any]) -> list[Any]:
+    """A ``stream`` list's own rule: one ``tail_sample`` at most, and last (it holds the rows that
+    every processor before it let through until its decisions)."""
+    tails = [i for i, config in enumerate(processors) if isinstance(config, TailSampleConfig)]
+    if tails and tails != [len(processors) - 1]:
+        _raise(
+            "stream",
+            [_problem((tails[0],), "one tail_sample at most, and last in the stream", "tail_sample")],
+        )
+    return processors
+
+
+Stream = Annotated[list[StreamProcessor], AfterValidator(check_stream)]
+"""The type of the lake exporter's ``stream`` section."""
 
 
 def label(config: Any, index: int) -> str:
@@ -280,9 +360,12 @@ __all__ = [
     "PatternConfig",
     "RedactConfig",
     "SampleConfig",
+    "Stream",
     "StreamProcessor",
+    "TailSampleConfig",
     "Target",
     "TransformConfig",
+    "check_stream",
     "label",
     "target",
 ]
