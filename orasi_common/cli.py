@@ -69,6 +69,7 @@ def _up(
     etcd: str | None = None,
     regions: str | None = None,
     rate_limits: str | None = None,
+    auth: bool = False,
 ) -> int:
     from orasi_common.telemetry.logs import configure_logging
     from orasi_common.up import run_up
@@ -81,6 +82,9 @@ def _up(
             return 2
         ports[name] = int(value)
     limits = None
+    if auth and regions:
+        print("orasi up: --auth applies to one region; leave out --regions", file=sys.stderr)
+        return 2
     if rate_limits is not None:
         if regions:
             print("orasi up: --rate-limits applies to one region; leave out --regions", file=sys.stderr)
@@ -99,7 +103,7 @@ def _up(
 
         region = os.environ.get("ORASI_REGION", "us-east-1")
         names = [name.strip() for name in regions.split(",")] if regions else []
-        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region, names, limits))
+        uvloop.run(run_up(Path(data_dir).resolve(), ports, host, etcd, region, names, limits, auth))
     except (OSError, ValueError) as error:
         print(f"orasi up: cannot start: {error}", file=sys.stderr)
         return 1
@@ -196,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML of the `ratelimit` extension: per-tenant limits on the agent's OTLP receiver and "
         "the query API, in this process (README, Rate limits); default: none",
     )
+    up.add_argument(
+        "--auth",
+        action="store_true",
+        help="require bearer tokens on every receiver and the query API, kept in <data-dir>/tokens.db "
+        "(orasi tokens --store sqlite:///<data-dir>/tokens.db); the first start prints a first token "
+        "once (README, Tokens)",
+    )
     query = commands.add_parser("query", help="run SQL against a bridge's query API")
     query.add_argument("sql", help="one SELECT over spans, logs, metric_points")
     query.add_argument("--start", help="RFC 3339 or Unix ns (default: end - 1 h)")
@@ -241,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":
-            return _up(args.data_dir, args.host, args.port, args.etcd, args.regions, args.rate_limits)
+            return _up(
+                args.data_dir, args.host, args.port, args.etcd, args.regions, args.rate_limits, args.auth
+            )
         if args.command == "query":
             return _query(args)
         if args.command == "fleet":

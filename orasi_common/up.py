@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from orasi_common import plugins
 from orasi_common.config.model import ServiceConfig
+from orasi_common.extensions.auth import local as auth_local
 from orasi_common.ports import PORTS as PORTS
 from orasi_common.service import Service
 from orasi_common.topology import Ports, chain, service
@@ -72,12 +73,17 @@ def configs(
     etcd: str | None = None,
     region: str = "us-east-1",
     rate_limits: Mapping[str, Any] | None = None,
+    auth: bool = False,
 ) -> dict[str, ServiceConfig]:
     """The three services' configurations: agent → (OTLP) → gateway → (OTAP) → bridge.
 
     With ``rate_limits`` (the `ratelimit` extension's configuration: in this process unless it
     names a Redis), the agent's OTLP receiver, where the tenants' data enters, and the bridge's
     query API are limited by it; without, nothing is.
+
+    With ``auth``, every receiver and the query API take bearer tokens kept in
+    ``<data_dir>/tokens.db``, and each hop sends the forwarding token to the next
+    (``extensions.auth.local``; ``run_up`` prepares the tokens).
 
     Each registers itself in the control plane (the `etcd` extension, last): in the etcd at
     ``etcd`` when given, otherwise in this process's registry (``control.registry.LOCAL``).
@@ -112,6 +118,8 @@ def configs(
             listed = documents[kind]["service"].get("extensions") or []
             documents[kind]["service"]["extensions"] = ["ratelimit", *listed]
             component["rate_limit"] = {"limiter": "ratelimit"}
+    if auth:
+        auth_local.with_auth(documents, data_dir)
     for document in documents.values():
         _register(document, etcd, region)
     return {name: ServiceConfig.model_validate(document) for name, document in documents.items()}
@@ -387,20 +395,28 @@ async def run_up(
     region: str = "us-east-1",
     regions: Sequence[str] = (),
     rate_limits: Mapping[str, Any] | None = None,
+    auth: bool = False,
 ) -> None:
     """Run the services until SIGTERM or SIGINT (the caller tunes the allocators first): one
-    region's three (``configs``, limited by ``rate_limits`` when given), or with ``regions`` every
-    region's (``region_configs``)."""
+    region's three (``configs``, limited by ``rate_limits`` when given, behind tokens with
+    ``auth``), or with ``regions`` every region's (``region_configs``)."""
     if regions:
         by_region = region_configs(data_dir, ports, host, regions, etcd)
         service_configs = [(kind, config) for (_, kind), config in by_region.items()]
         ready = regions_banner(by_region, ports, host, data_dir, etcd)
     else:
-        service_configs = list(configs(data_dir, ports, host, etcd, region, rate_limits).items())
+        service_configs = list(configs(data_dir, ports, host, etcd, region, rate_limits, auth).items())
         ready = banner(ports, host, data_dir)
     factories = {kind: plugins.load(kind).load_factories() for kind, _ in service_configs}
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     with await asyncio.to_thread(lock_data_dir, data_dir):
+        if auth:
+            first = await asyncio.to_thread(auth_local.prepare, data_dir)
+            at = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+            lines = auth_local.banner_lines(
+                data_dir, first, f"http://{at}:{ports['agent.http']}", f"http://{at}:{ports['bridge.query']}"
+            )
+            ready = "\n".join([ready, *lines])
         services = [Service(kind, config, factories[kind]) for kind, config in service_configs]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
