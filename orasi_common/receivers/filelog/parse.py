@@ -78,6 +78,7 @@ _CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)
 _STREAMS = {name: key_values([("log.iostream", name)], 6) for name in ("stdout", "stderr")}
 _VARINT, _FIXED, _BYTES, _RAW = 0, 1, 2, 3  # the part kinds of _wirescan.join
 _NO_STREAM = -1  # the stream code of a line that is not CRI
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _COLUMNS_MAX_BYTES = 2**30  # blocks read by columns: their offsets (and joined parts') fit int32
 I64 = npt.NDArray[np.int64]
 
@@ -109,13 +110,27 @@ def detect(first_line: bytes) -> str:
     return "none"
 
 
+def valid_text(value: str) -> str:
+    """``value`` as UTF-8 can encode it: a lone surrogate (a JSON escape such as ``\\ud800``, or a
+    byte of a file name that is not UTF-8) becomes U+FFFD, as Go's JSON decoder makes it."""
+    return _SURROGATES.sub("\ufffd", value)
+
+
+def utf8(value: str) -> bytes:
+    """``value`` encoded as UTF-8 (see :func:`valid_text`)."""
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        return valid_text(value).encode()
+
+
 _seconds_cache: dict[bytes, int] = {}
 
 
 def rfc3339_ns(stamp: bytes) -> int:
     """Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits (0 if not one,
-    or if a fixed64 cannot hold it: before 1970 or after 2554). The whole-second part is cached:
-    lines of one second share it."""
+    or if Orasi cannot store it: before 1970, or at or past 2^63 ns — 2262 —, which a request's
+    validation refuses). The whole-second part is cached: lines of one second share it."""
     head = stamp[:19]
     seconds = _seconds_cache.get(head)
     rest = stamp[19:]
@@ -140,7 +155,7 @@ def rfc3339_ns(stamp: bytes) -> int:
             return 0
         seconds -= int(offset.total_seconds()) if offset else 0
     time_ns = seconds * 1_000_000_000 + fraction
-    return time_ns if 0 <= time_ns < 2**64 else 0
+    return time_ns if 0 <= time_ns < 2**63 else 0
 
 
 class Encoder:
@@ -232,7 +247,7 @@ class Encoder:
         if not text:
             return b""
         number, _ = SEVERITIES.get(text.lower(), (0, ""))
-        encoded_text = text.encode()
+        encoded_text = utf8(text)
         return b"\x10" + varint(number) + b"\x1a" + varint(len(encoded_text)) + encoded_text
 
 
@@ -243,9 +258,7 @@ def parse_block(
     last record and open parts are complete; ``tail``: so is a last line without its newline."""
     cut = _complete(block, tail)
     if fmt == "cri" and rules.line_start is None and 0 < cut < _COLUMNS_MAX_BYTES and _is_utf8(block, cut):
-        parsed = _parse_cri(block, cut, rules, encoder, final)
-        if parsed is not None:
-            return parsed
+        return _parse_cri(block, cut, rules, encoder, final)
     return parse_lines(block, fmt, rules, encoder, final, tail)
 
 
@@ -312,14 +325,15 @@ def parse_lines(
                     joined_stamp = stamp
                 joined.append(log if isinstance(log, str) else str(log))
                 if joined[-1].endswith("\n"):
-                    message = cri.whole_characters("".join(joined).encode()[:limit])  # its newline kept
+                    message = cri.whole_characters(utf8("".join(joined))[:limit])  # its newline kept
                     joined = []
-                    time_ns = rfc3339_ns(joined_stamp.encode()) if isinstance(joined_stamp, str) else 0
-                    entries.append((message, time_ns, stream if isinstance(stream, str) else None, -1))
+                    time_ns = rfc3339_ns(utf8(joined_stamp)) if isinstance(joined_stamp, str) else 0
+                    name = valid_text(stream) if isinstance(stream, str) else None
+                    entries.append((message, time_ns, name, -1))
             if not joined:
                 settled = _settle(entries, settled, offset)
         if joined and final:
-            entries.append((cri.whole_characters("".join(joined).encode()[:limit]), 0, None, -1))
+            entries.append((cri.whole_characters(utf8("".join(joined))[:limit]), 0, None, -1))
             settled = _settle(entries, settled, offset)
     else:
         for line in lines:
@@ -396,9 +410,9 @@ def _offsets(lengths: I64) -> npt.NDArray[np.int32]:
     return offsets
 
 
-def _parse_cri(block: bytes, cut: int, rules: Rules, encoder: Encoder, final: bool) -> Parsed | None:
+def _parse_cri(block: bytes, cut: int, rules: Rules, encoder: Encoder, final: bool) -> Parsed:
     """``parse_lines`` for the lines ``block[:cut]`` of a `cri` block, valid UTF-8, without
-    multiline rules, by columns; None when a time does not fit the int64 columns (after 2262)."""
+    multiline rules, by columns."""
     found = cri.lines(block, cut, rules.max_line_bytes)
     starts, ends, offsets = found.starts, found.ends, found.offsets
     columns = cri.fields(block, starts, ends)
@@ -412,8 +426,6 @@ def _parse_cri(block: bytes, cut: int, rules: Rules, encoder: Encoder, final: bo
             message[row], stream[row], partial[row], times[row] = start, _NO_STREAM, False, 0
             continue
         time_ns = rfc3339_ns(pieces[0])
-        if time_ns >= 2**63:
-            return None
         if pieces[1] not in codes:
             codes[pieces[1]] = len(names)
             names.append(pieces[1].decode("ascii", "replace"))

@@ -13,12 +13,17 @@ and one batch. A file is known by its device and inode, plus a fingerprint of it
   idle for ``force_flush_period``; a file that appears is read from its beginning.
 
 At least once, and once in the lake: before a block's batch is offered, its end is written to
-the checkpoint as pending; once the next consumer (the sending queue's WAL) accepts it, the
-offset moves to that end, written with the next block's pending end (one checkpoint write per
-block) or when the file's turn ends. The batch id is derived from the file, its fingerprint and the block's
-range, so a block offered again — after a refusal, or after a crash between the acceptance and
-the checkpoint — is the same batch, which the lake keeps once; a restart reads a pending block
-again exactly before reading on.
+the checkpoint as pending (durably: ``checkpoint.py``); once the next consumer (the sending
+queue's WAL) accepts it, the offset moves to that end, written with the next block's pending end
+(one checkpoint write per block) or when the file's turn ends. The batch id is derived from the
+file, its fingerprint and the block's range, so a block offered again — after a refusal, or
+after a crash between the acceptance and the checkpoint — is the same batch, which the lake
+keeps once; a restart reads a pending block again exactly before reading on.
+
+The batch is made from the encoder's bytes without validating them again
+(``Batch.from_own_encoding``): ``parse.py`` writes every request itself, from values it checked
+— messages valid UTF-8 (replaced where a block is not), strings without lone surrogates, times
+below 2^63 ns (0 otherwise) — and its tests hold every output against ``check_request``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from orasi_common.pipeline.component import Consumer, Settings
 from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.receivers.filelog.checkpoint import Checkpoints, Entry
 from orasi_common.receivers.filelog.config import Config
-from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block
+from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block, valid_text
 from orasi_common.receivers.ingest import Ingest
 from orasi_common.receivers.wire import field, key_values, varint
 from orasi_common.version import __version__
@@ -118,7 +123,7 @@ class FileLogReceiver:
         )
         directory = config.checkpoint_directory
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.id)
-        self._checkpoints = Checkpoints(Path(directory) / f"{name}.json" if directory else None)
+        self._checkpoints = Checkpoints(Path(directory) / f"{name}.checkpoint" if directory else None)
         self._files: dict[str, _File] = {}
         self._opened_at: dict[str, float] = {}  # when each file was last opened (monotonic)
         self._scope = TaskScope()
@@ -143,6 +148,7 @@ class FileLogReceiver:
                 os.close(file.fd)
         self._files.clear()
         await asyncio.to_thread(self._checkpoints.save)
+        self._checkpoints.close()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -222,8 +228,9 @@ class FileLogReceiver:
             # the file it was: its offsets, and its fingerprint as batch ids were derived from it
             offset, pending = entry.offset, entry.pending
             fingerprint, fingerprint_bytes = entry.fingerprint, entry.fingerprint_bytes
-        resource = key_values(kubernetes_attributes(path) if self._config.kubernetes_metadata else [], 1)
-        attributes = key_values([("log.file.name", os.path.basename(path)), ("log.file.path", path)], 6)
+        shown = valid_text(path)  # (a name that is not UTF-8 holds surrogates)
+        resource = key_values(kubernetes_attributes(shown) if self._config.kubernetes_metadata else [], 1)
+        attributes = key_values([("log.file.name", os.path.basename(shown)), ("log.file.path", shown)], 6)
         file = _File(
             key,
             path,
@@ -339,10 +346,11 @@ class FileLogReceiver:
         start, end = file.offset, file.offset + parsed.end
         file.pending = end
         self._remember(file)
-        self._checkpoints.save()
-        return Batch.from_serialized(
+        self._checkpoints.save(sync=True)  # durable before the batch can be in the WAL
+        return Batch.from_own_encoding(
             Signal.LOGS,
             parsed.data,
+            parsed.count,
             tenant=self._config.tenant,
             batch_id=derived_id("filelog", file.key, file.fingerprint, str(start), str(end)),
         )

@@ -5,7 +5,8 @@ log path and Docker json-file lines — through its WAL to a real bridge; the la
   (copytruncate, once the agent has read it: lines written after a copy are lost to any tailer),
   while lines keep coming; every line is in the lake once, with the pod's metadata.
 - kill -9 of the agent in the middle of a file, and a restart on its checkpoint and WAL: every
-  line is in the lake exactly once.
+  line is in the lake exactly once; and kill -9 twice while lines keep coming (the checkpoint's
+  slots written in place at every block), each restart reading on from the slot it finds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from fault.harness import wait_until
 
 from integration.receivers.conftest import Processes, rows, wait_rows
+from orasi_common.receivers.filelog import checkpoint
 
 POD = "shop_cart-7d9f_0f1e2d3c-aaaa-bbbb"
 PADDING = "x" * 120
@@ -48,12 +50,23 @@ def receiver_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
 def committed(tmp: Path, path: Path) -> int:
     """The agent's committed offset of ``path``'s current inode (0 when it has none yet)."""
     try:
-        document = json.loads((tmp / "checkpoints" / "filelog.json").read_text())
-    except (OSError, ValueError):
+        entries, _ = checkpoint.read(tmp / "checkpoints" / "filelog.checkpoint")
+    except FileNotFoundError:
         return 0
     stat = path.stat()
-    entry = document["files"].get(f"{stat.st_dev}:{stat.st_ino}")
-    return int(entry["offset"]) if entry else 0
+    entry = entries.get(f"{stat.st_dev}:{stat.st_ino}")
+    return entry.offset if entry else 0
+
+
+def agent_on_a_pod_log(processes: Processes, tmp: Path, max_batch_bytes: int) -> tuple[str, Path, Any, Any]:
+    """(run, the pod log's path, a bridge, an agent tailing it in blocks of ``max_batch_bytes``)."""
+    container = tmp / "var/log/pods" / POD / "cart"
+    container.mkdir(parents=True)
+    (tmp / "docker").mkdir()
+    bridge = processes.bridge_with({}, ("logs",))
+    config = receiver_config(tmp, max_batch_bytes=max_batch_bytes, max_line_bytes=4096)
+    agent = processes.forwarder_with("agent", bridge, {"filelog": config}, ("logs",))
+    return uuid.uuid4().hex[:10], container / "0.log", bridge, agent
 
 
 def seqs_in_lake(bridge: Any, run: str, expected: int) -> Counter[str]:
@@ -138,14 +151,7 @@ def test_rotation_under_load_every_line_once(processes: Processes, tmp_path: Pat
 
 
 def test_kill9_mid_file_and_restart_every_line_exactly_once(processes: Processes, tmp_path: Path) -> None:
-    run = uuid.uuid4().hex[:10]
-    container = tmp_path / "var/log/pods" / POD / "cart"
-    container.mkdir(parents=True)
-    (tmp_path / "docker").mkdir()
-    bridge = processes.bridge_with({}, ("logs",))
-    config = receiver_config(tmp_path, max_batch_bytes=16 * 1024, max_line_bytes=4096)
-    agent = processes.forwarder_with("agent", bridge, {"filelog": config}, ("logs",))
-    log = container / "0.log"
+    run, log, bridge, agent = agent_on_a_pod_log(processes, tmp_path, 16 * 1024)
     total = 20_000
     with log.open("ab") as handle:
         for seq in range(total // 2):
@@ -160,6 +166,44 @@ def test_kill9_mid_file_and_restart_every_line_exactly_once(processes: Processes
         for seq in range(total // 2, total):
             handle.write(cri_line(run, seq))
     agent.start()
+
+    counts = seqs_in_lake(bridge, run, total)
+    assert set(counts) == {f"{seq:06d}" for seq in range(total)}
+    assert [seq for seq, n in counts.items() if n != 1] == []
+
+
+def test_kill9_twice_under_load_every_line_exactly_once(processes: Processes, tmp_path: Path) -> None:
+    run, log, bridge, agent = agent_on_a_pod_log(processes, tmp_path, 8 * 1024)
+    total = 24_000
+    stop = threading.Event()
+
+    def write() -> None:
+        with log.open("ab") as handle:
+            for seq in range(total):
+                handle.write(cri_line(run, seq, "stderr" if seq % 5 == 0 else "stdout"))
+                if seq % 50 == 0:
+                    handle.flush()
+                    if stop.wait(0.04):  # about 1,200 lines/s, for some 20 s
+                        return
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        accepted = "orasi_receiver_accepted_items_total"
+        for kill in range(2):  # while the writer writes and the agent reads, block after block
+            wait_until(lambda: agent.metric(accepted, receiver="filelog") >= 3000, 60, "the agent to read on")
+            assert not stop.is_set(), "the writer finished before the kill: write more slowly"
+            agent.kill9()
+            at_kill = committed(tmp_path, log)  # the slot file reads (a valid slot)
+            assert 0 < at_kill < log.stat().st_size, kill
+            agent.start()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        writer.join(timeout=120)
+    assert not writer.is_alive()
 
     counts = seqs_in_lake(bridge, run, total)
     assert set(counts) == {f"{seq:06d}" for seq in range(total)}

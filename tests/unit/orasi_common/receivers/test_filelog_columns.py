@@ -1,6 +1,7 @@
 """The columnar reading of CRI blocks against the per-line one: the same request bytes (the
 receiver's frame, the records), count, end and cut lines on edge cases and on generated blocks
-(hypothesis), block after block; and the common layout is read by the columns (not left to the
+(hypothesis), block after block, each request one that ``check_request`` accepts (the receiver
+trusts its encoder's bytes); and the common layout is read by the columns (not left to the
 per-line reading)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.validate import check_request
 from orasi_common.receivers.filelog import cri
 from orasi_common.receivers.filelog.parse import Encoder, Parsed, Rules, parse_block, parse_lines, rfc3339_ns
 from orasi_common.receivers.filelog.receiver import _frame, kubernetes_attributes
@@ -51,6 +53,8 @@ def assert_same(block: bytes) -> None:
                 lines.end,
                 lines.too_long,
             ), (block, rules, final, tail)
+            if columns.count:
+                assert check_request(Signal.LOGS, columns.data) == columns.count, (block, rules)
 
 
 def read_all(data: bytes, size: int, parse: Callable[..., Parsed], rules: Rules) -> list[bytes]:

@@ -1,6 +1,8 @@
 """The filelog parser: CRI and Docker lines, partial and multiline joining, severity, what stays
 for the next block, and the Kubernetes metadata of a pod log's path (expected records written
-by hand from the formats)."""
+by hand from the formats). Every request it writes passes ``check_request`` (the receiver does
+not validate its own encoder's bytes again), also from lines that once broke that: lone
+surrogates in JSON, times past 2262."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from typing import Any
 
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block, rfc3339_ns
+from orasi_common.pdata import Signal
+from orasi_common.pdata.validate import check_request
+from orasi_common.receivers.filelog.parse import Encoder, Rules, detect, parse_block, parse_lines, rfc3339_ns
 from orasi_common.receivers.filelog.receiver import kubernetes_attributes
-from orasi_common.receivers.wire import key_values
+from orasi_common.receivers.wire import field, key_values
 
 T = 1_685_620_800_000_000_000  # 2023-06-01T12:00:00Z
 
@@ -22,6 +26,7 @@ def records(
 ) -> tuple[list[Any], int]:
     encoder = Encoder(Rules(**rules), b"", 7)
     parsed = parse_block(block, fmt, Rules(format=fmt, **rules), encoder, final, tail)
+    assert check_request(Signal.LOGS, field(1, field(2, parsed.data))) == parsed.count
     scope = logs_pb2.ScopeLogs.FromString(parsed.data)
     return list(scope.log_records), parsed.end
 
@@ -100,6 +105,26 @@ def test_severity_from_a_regex_or_a_json_field() -> None:
     assert [(r.severity_number, r.severity_text) for r in found] == [(13, "warning"), (0, "bogus"), (0, "")]
     found, _ = records(b'{"level": "ERROR", "msg": "x"}\n', "none", severity_field="level")
     assert (found[0].severity_number, found[0].severity_text) == (17, "ERROR")
+
+
+def test_what_a_request_cannot_hold_is_written_as_it_can() -> None:
+    # each of these once made a block that check_request refused or that failed to encode: the
+    # block failed again at every scan and its file stopped being read
+    found, _ = records(b"2300-01-01T00:00:00Z stdout F past 2262\n", "cri")
+    assert (found[0].body.string_value, found[0].time_unix_nano) == ("past 2262", 0)
+    assert rfc3339_ns(b"2262-04-11T23:47:16.854775807Z") == 2**63 - 1
+    assert rfc3339_ns(b"2262-04-11T23:47:16.854775808Z") == 0
+    docker = b'{"log": "a\\ud800b\\n", "stream": "std\\udfffout", "time": "2023-06-01T12:00:00\\ud800Z"}\n'
+    found, _ = records(docker, "docker")
+    assert [summary(r) for r in found] == [("a\ufffdb\n", 0, {"log.iostream": "std\ufffdout"})]
+    found, _ = records(b'{"level": "\\udc00err"}\n', "none", severity_field="level")
+    assert (found[0].severity_number, found[0].severity_text) == (0, "\ufffderr")
+    rules = Rules(format="cri")
+    for parse in (parse_block, parse_lines):  # the per-line reading too
+        parsed = parse(
+            b"2400-01-01T00:00:00.5+01:00 stdout F x\n", "cri", rules, Encoder(rules, b"", 7), False
+        )
+        assert check_request(Signal.LOGS, field(1, field(2, parsed.data))) == parsed.count == 1
 
 
 def test_long_lines_are_cut_and_bad_utf8_replaced() -> None:

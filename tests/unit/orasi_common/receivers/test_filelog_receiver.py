@@ -1,10 +1,13 @@
 """The filelog receiver on real files: a block offered again is the same batch (after a refusal,
 and after a restart that finds it pending), files that disappear or are truncated, the bound on
-open files."""
+open files, a former JSON checkpoint read on, a file name that is not UTF-8. Every batch it
+hands on is one that ``check_request`` accepts, with the items it says."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from orasi_common.errors import Unavailable
 from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.validate import check_request
 from orasi_common.pipeline.component import Kind
 from orasi_common.receivers import filelog
 from orasi_common.telemetry.metrics import Metrics
@@ -28,6 +32,7 @@ def write_lines(path: Path, start: int, count: int) -> None:
 def bodies(batches: list[Batch]) -> list[str]:
     out = []
     for batch in batches:
+        assert check_request(Signal.LOGS, batch.raw) == batch.items  # taken without validation
         request = ExportLogsServiceRequest.FromString(batch.raw)
         out.extend(
             r.body.string_value
@@ -147,3 +152,52 @@ async def test_open_files_are_bounded(tmp_path: Path) -> None:
     assert sorted(bodies(consumer.batches)) == sorted(
         [f"line {seq:05d}" for seq in [*(i * 100 + n for i in range(5) for n in range(10)), 1000, 1001, 1002]]
     )
+
+
+async def test_a_former_json_checkpoint_is_read_on_from_its_offset(tmp_path: Path) -> None:
+    logs, checkpoints = tmp_path / "logs", tmp_path / "checkpoints"
+    logs.mkdir()
+    checkpoints.mkdir()
+    path = logs / "a.log"
+    write_lines(path, 0, 200)
+    stat = path.stat()
+    head = path.read_bytes()[:64]
+    offset = len(b"".join(f"line {seq:05d}\n".encode() for seq in range(150)))
+    entry = {
+        "path": str(path),
+        "fingerprint": hashlib.blake2b(head, digest_size=8).hexdigest(),
+        "fingerprint_bytes": 64,
+        "offset": offset,
+        "pending": None,
+    }  # as the receiver wrote it before the slot file
+    (checkpoints / "filelog.json").write_text(json.dumps({"files": {f"{stat.st_dev}:{stat.st_ino}": entry}}))
+    consumer = RecordingConsumer()
+    tailer = receiver(tmp_path, consumer)
+    await tailer.start()
+    try:
+        await consumer.wait_until(lambda: consumer.items == 50)
+    finally:
+        await tailer.shutdown()
+    assert bodies(consumer.batches) == [f"line {seq:05d}" for seq in range(150, 200)]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["filelog.checkpoint"]
+
+
+async def test_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    name = os.fsdecode(b"caf\xe9.log")  # Latin-1: a surrogate in Python's str
+    write_lines(tmp_path / "logs" / name, 0, 3)
+    write_lines(tmp_path / "logs" / "b.log", 10, 2)
+    consumer = RecordingConsumer()
+    tailer = receiver(tmp_path, consumer)
+    await tailer.start()
+    try:
+        await consumer.wait_until(lambda: consumer.items == 5)
+    finally:
+        await tailer.shutdown()
+    request = ExportLogsServiceRequest.FromString(next(b for b in consumer.batches if b.items == 3).raw)
+    attributes = {
+        kv.key: kv.value.string_value
+        for kv in request.resource_logs[0].scope_logs[0].log_records[0].attributes
+    }
+    assert attributes["log.file.name"] == "caf\ufffd.log"
+    assert sorted(bodies(consumer.batches)) == [f"line {seq:05d}" for seq in (0, 1, 2, 10, 11)]
