@@ -1,8 +1,9 @@
 """What one flush of the lake writer will commit: batches waiting for conversion, then Arrow rows
 per table and tenant with the batches they came from (``Buffer``), and the conversion of waiting
 batches into rows, many at a time (``chunks``, ``convert``), or of one batch at once
-(``batch_rows``: OTAP, or what a subject may reject); both run the lake's stream processors
-(``orasi_bridge.stream.Chain``) on the rows they made, before the rows are buffered."""
+(``batch_rows``; before it is acknowledged, ``convert_now``: OTAP, or what a subject may reject);
+both run the lake's stream processors (``orasi_bridge.stream.Chain``) on the rows they made,
+before the rows are buffered."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from orasi_bridge.lake.rows import Types, otlp_rows, rows_of
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types, otlp_rows, rows_of
+from orasi_common.errors import PartialSuccess
 from orasi_common.pdata import Batch
 
 if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports the writer
@@ -225,6 +227,29 @@ def batch_rows(
     return (
         stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
     ), outcome
+
+
+def converts_now(batch: Batch, inspect: Inspection | None) -> bool:
+    """Whether ``batch`` becomes rows before it is acknowledged (``convert_now``) rather than
+    waiting to be converted many at a time (``convert``)."""
+    return holds_otap(batch) or (
+        inspect is not None and inspect.rejects(TABLE_OF_SIGNAL[batch.signal], batch.tenant)
+    )
+
+
+def convert_now(
+    batch: Batch, region: str, stream: Chain | None, inspect: Inspection | None
+) -> tuple[Converted, Bools | None, PartialSuccess | None]:
+    """The rows of a batch converted before it is acknowledged (``converts_now``), which rows of it
+    are kept, and the refusal of the others: a batch that arrived as OTAP (rows straight from its
+    tables, a big batch already; invalid tables raise MalformedData to the sender now), or one of
+    a tenant with a subject in reject mode (checked with reject applied, ``Inspection.check``;
+    what it saw is in ``inspect.seen``)."""
+    table = TABLE_OF_SIGNAL[batch.signal]
+    converted, outcome = batch_rows(batch, table, region, stream, inspect)
+    if inspect is None or outcome is None:
+        return converted, None, None
+    return converted, outcome.kept, inspect.refusal(table, outcome)
 
 
 def holds_otap(batch: Batch) -> bool:

@@ -38,6 +38,10 @@ captured together (``snapshot_view``) so a row is never seen twice or missed dur
 commit's snapshot holds every commit before it, other writers' too; a writer with nothing to
 commit looks at the tables each ``flush_interval`` instead (``_follow``), remembers the batch ids
 the others committed, and publishes their snapshot while it stays idle.
+
+The derived tables are committed within each flush through the same commit path
+(``derived.DerivedTables``): ``span_metrics_1m`` just before the spans, the audit rows after
+the data.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, batch_ids_since, without
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.derived import DerivedTables
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
@@ -72,7 +77,7 @@ from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
-from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
+from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS
 from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, PartialSuccess, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -135,19 +140,14 @@ class LakeWriter:
         self._buffer = Buffer()
         self._flushing: Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
-        # span_metrics_1m's batch ids apart: it is committed before the spans, so a batch it holds
-        # may still have to be committed to the spans (spanmetrics.py)
-        self._derived = CommittedIds(config.dedup_window)
-        self._span_metrics = (
-            SpanMetrics(config.span_metrics, settings.metrics.span_metrics_late_spans.labels(settings.id))
-            if config.span_metrics.enabled
-            else None
-        )
+        # span_metrics_1m and audit, committed through _commit (derived.py)
+        self.derived = DerivedTables(settings, config, self._commit, self._visible)
+        self.audit = self.derived.audit  # the bridge's audit events (lake/audit.py)
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
         self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
         self._in_progress: dict[str, asyncio.Future[None]] = {}
-        self.audit = audit_table.AuditRows(config.region)  # the bridge's audit events (lake/audit.py)
         self._flush_now = asyncio.Event()
+        self._tail_wake = asyncio.Event()  # the tail sampler holds more, or shutdown began
         self._flush_lock = asyncio.Lock()
         self._tasks = TaskScope()
         self._convert_lock = asyncio.Lock()
@@ -180,6 +180,7 @@ class LakeWriter:
         # converter, and a long one needs flushes (by size) before it ends.
         await self._tasks.open()
         self._tasks.spawn(self._flusher(), name="lake-flusher")
+        self._tasks.spawn(self._tail_releaser(), name="lake-tail-sampler")
         if self._wal is not None:
             await self._replay(await self._wal.open())
         await self._maintenance.start()
@@ -230,13 +231,20 @@ class LakeWriter:
                     self._ids_of(name).add(ids.split(","), committed_at=past.timestamp_ms / 1000)
 
     def _chain(self, config: Config) -> Chain | None:
-        return Chain.build(config.stream, self._settings) if config.stream else None
+        """The stream's chain; it takes over the tail sampler of the one it replaces, and keeps its
+        decisions beside the write-ahead log (``stream/tail.py``)."""
+        if not config.stream and self._stream is None:
+            return None
+        wal = self._wal.directory if self._wal is not None else None
+        decisions = wal.with_name(f"{wal.name}.tail") if wal is not None else None
+        return Chain.build(config.stream, self._settings, self._stream, decisions)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a new ``stream`` (``Reconfigurable``); raises, keeping the current one, when a
         redact salt cannot be read."""
         self._stream = self._chain(config)
         self.config = config
+        self._tail_wake.set()  # its decisions may be due sooner
 
     def use_registry(self, registry: Registry) -> None:
         """Check ingest against ``registry``'s policies and record the attribute types seen
@@ -263,15 +271,15 @@ class LakeWriter:
 
     def _ids_of(self, table: str) -> CommittedIds:
         """The batch ids committed to ``table`` that this writer remembers."""
-        return self._derived if table == SPAN_METRICS else self._committed
+        return self.derived.ids if table == SPAN_METRICS else self._committed
 
     def is_known(self, batch_id: str) -> bool:
-        """Committed already, or buffered for the next commit."""
+        """Committed already, or buffered for the next commit (or held by the tail sampler)."""
         return any(
             batch_id in known
             for known in (self._committed, self._buffer.known, self._flushing and self._flushing.known)
             if known
-        )
+        ) or (self._stream is not None and self._stream.held(batch_id))
 
     async def consume(self, batch: Batch) -> None:
         while self._unconverted >= buffers.CONVERT_BACKLOG and not self._stopping:
@@ -316,23 +324,18 @@ class LakeWriter:
     async def _convert_now(
         self, batch: Batch
     ) -> tuple[Converted | None, buffers.Bools | None, PartialSuccess | None]:
-        """The rows of a batch converted before it is acknowledged, which rows of it are kept, and
-        the refusal of the others: a batch that arrived as OTAP (rows straight from its tables,
-        a big batch already; invalid tables raise MalformedData to the sender now), or one of a
-        tenant with a subject in reject mode (checked with reject applied, ``Inspection.check``).
-        Other batches wait to be converted many at a time (None, None, None)."""
-        table = TABLE_OF_SIGNAL[batch.signal]
+        """The rows of a batch converted before it is acknowledged, the rows of it kept and the
+        refusal of the others (``buffers.convert_now``), or (None, None, None): converted later."""
         inspect = self._inspection() if self._inspection is not None else None
-        if not holds_otap(batch) and (inspect is None or not inspect.rejects(table, batch.tenant)):
+        if not buffers.converts_now(batch, inspect):
             return None, None, None
-        converted, outcome = await asyncio.to_thread(
-            buffers.batch_rows, batch, table, self.config.region, self._stream, inspect
+        converted = await asyncio.to_thread(
+            buffers.convert_now, batch, self.config.region, self._stream, inspect
         )
-        if inspect is None or outcome is None:
-            return converted, None, None
-        for tenant, seen in inspect.seen.items():
-            self._observed[tenant] |= seen
-        return converted, outcome.kept, inspect.refusal(table, outcome)
+        if inspect is not None:
+            for tenant, seen in inspect.seen.items():
+                self._observed[tenant] |= seen
+        return converted
 
     async def _buffer_rows(
         self,
@@ -349,8 +352,7 @@ class LakeWriter:
                 buffers.batch_rows, batch, table, self.config.region, self._stream, None, kept
             )
         if converted is not None:
-            rows, counts = converted
-            self._buffer.add_rows(table, batch.tenant, rows, [(batch, lsn)], counts, 0)
+            self._add_rows(self._buffer, table, batch.tenant, converted, [(batch, lsn)], 0)
         else:
             self._buffer.add_pending(table, batch, lsn)
             self._unconverted += batch.items
@@ -406,9 +408,55 @@ class LakeWriter:
         self._converted = asyncio.Event()
         for (table, tenant, entries), result in zip(chunks, converted, strict=True):
             if result is not None:
-                rows, counts = result
                 size = sum(batch.size_bytes for batch, _ in entries)
-                buffer.add_rows(table, tenant, rows, entries, counts, size)
+                self._add_rows(buffer, table, tenant, result, entries, size)
+
+    def _add_rows(
+        self, buffer: Buffer, table: str, tenant: str, converted: Converted, entries: list[Entry], size: int
+    ) -> None:
+        """Buffer converted rows (their batches counted as ``size`` bytes while waiting), or hand
+        them to the stream's tail sampler, which holds them and their batches (whose log records
+        stay) until its decisions (``_tail_releaser``)."""
+        rows, counts = converted
+        stream = self._stream
+        if stream is None or not stream.holds(table):
+            buffer.add_rows(table, tenant, rows, entries, counts, size)
+            return
+        for batch, _ in entries if size else ():
+            buffer.forget(table, batch)  # the sampler's now (``held``)
+        stream.hold(tenant, rows, entries, counts)
+        self._tail_wake.set()
+
+    async def _tail_releaser(self) -> None:
+        """Buffer the tail sampler's groups whose traces are decided, when its decisions are due."""
+        while not self._stopping:
+            due = self._stream.due() if self._stream is not None else None
+            try:
+                async with asyncio.timeout(None if due is None else max(0.0, due - time.monotonic())):
+                    await self._tail_wake.wait()
+            except TimeoutError:
+                pass
+            self._tail_wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._release_held()
+            except Exception:
+                self._logger.exception("The tail sampler's decisions failed; retried in a second.")
+                await asyncio.sleep(1.0)
+
+    async def _release_held(self, everything: str | None = None) -> None:
+        """Buffer what the tail sampler decided (``everything``: decide it all now, for that reason)."""
+        stream = self._stream
+        due = stream.due() if stream is not None else None
+        if stream is None or due is None or (everything is None and due > time.monotonic()):
+            return
+        released = await asyncio.to_thread(stream.release, time.monotonic(), everything)
+        for group in released:
+            self._buffer.add_rows(group.table, group.tenant, group.rows, group.entries, group.counts, 0)
+        stream.released(released)  # in the same step: their ids are known throughout
+        if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
+            self._flush_now.set()
 
     def _convert_one_by_one(
         self, chunks: list[Chunk]
@@ -479,7 +527,7 @@ class LakeWriter:
         every batch acknowledged before the call is in one or the other."""
         if table == audit_table.TABLE:
             return TableView(self.tables[table], self._visible.get(table), self.audit.hot(tenant))
-        source = SOURCE if table == SPAN_METRICS else table
+        source = self.derived.source_of(table)
         async with self._convert_lock:
             await self._convert_pending()
             hot: list[pa.RecordBatch] = []
@@ -489,14 +537,10 @@ class LakeWriter:
                     hot.extend(buffer.rows.get(source, {}).get(tenant, []))
                     owners.extend(buffer.owners.get(source, {}).get(tenant, []))
             snapshot_id = self._visible.get(table)
-            # Spans of batches span_metrics_1m holds (replayed after a crash) are in its snapshot.
-            held = (
-                {i for owned in owners for i, _ in owned if i in self._derived} if source != table else None
-            )
-            if held:
-                hot = without({tenant: hot}, {tenant: owners}, held)
-        if source != table:  # the hot spans' metrics, as the next flush will commit them
-            hot = await asyncio.to_thread(self._span_metrics.hot, hot) if self._span_metrics and hot else []
+            if source != table:  # spans of batches span_metrics_1m holds are in its snapshot
+                hot = self.derived.unheld(tenant, hot, owners)
+        if source != table:
+            hot = await self.derived.hot_span_metrics(hot)
         return TableView(self.tables[table], snapshot_id, hot)
 
     async def _flusher(self) -> None:
@@ -573,7 +617,7 @@ class LakeWriter:
                 self._buffer = buffer.move_pending(since=began)
             self._convert_soon()
             if buffer.started is None:
-                await self._commit_audit()
+                await self.derived.commit_audit()
                 return
             # From here queries see the buffer's rows as _flushing until each table's commit
             # retires them: nothing may be awaited between taking the buffer and this line.
@@ -587,8 +631,8 @@ class LakeWriter:
                         known |= await asyncio.to_thread(
                             self._claims.claimed_elsewhere, buffer.batch_ids[name]
                         )
-                    if name == SOURCE and self._span_metrics is not None:
-                        await self._commit_span_metrics(
+                    if name == SOURCE:
+                        await self.derived.commit_span_metrics(
                             tenants, buffer.owners[name], buffer.batch_ids[name], known
                         )
                     done = await asyncio.to_thread(
@@ -627,53 +671,8 @@ class LakeWriter:
                 raise
             finally:
                 self._flushing = None
-            await self._commit_audit()
+            await self.derived.commit_audit()  # after the data (see above)
             await self._record_observed()
-
-    async def _commit_span_metrics(
-        self,
-        spans: dict[str, list[pa.RecordBatch]],
-        owners: dict[str, list[Owners]],
-        batch_ids: list[str],
-        known: set[str],
-    ) -> None:
-        """Commit span_metrics_1m's rows of the spans a flush is about to commit, leaving out the
-        batches it holds already (``_derived``: committed before a crash or a failed spans
-        commit), and publish its snapshot: queries leave the hot spans of the batches it holds
-        out of its hot rows (``snapshot_view``)."""
-        assert self._span_metrics is not None
-        known = known | {i for i in batch_ids if i in self._derived}
-        done = await asyncio.to_thread(
-            self._commit, SPAN_METRICS, spans, owners, batch_ids, known, self._span_metrics.derive
-        )
-        for committed_at, ids in done.by_others:
-            self._derived.add(ids, committed_at=committed_at)
-        self._derived.add(i for i in batch_ids if i not in done.skipped)
-        self._visible[SPAN_METRICS] = done.snapshot_id
-        self._span_metrics.committed()
-        if done.rows:
-            self._commits.inc()
-
-    async def _commit_audit(self) -> None:
-        """Commit the audit rows recorded since the last flush (kept for the next on failure)."""
-        if not self.audit.pending:
-            return
-        tenants = self.audit.take()
-        owners: dict[str, list[Owners]] = {tenant: [[] for _ in rows] for tenant, rows in tenants.items()}
-        try:
-            done = await asyncio.to_thread(self._commit, audit_table.TABLE, tenants, owners, [])
-        except Exception as error:
-            self.audit.put_back()
-            self._logger.warning(
-                "Committing the audit rows failed; they are retried at the next flush.",
-                extra={"error": repr(error)},
-            )
-            return
-        except asyncio.CancelledError:
-            self.audit.put_back()
-            raise
-        self._visible[audit_table.TABLE] = done.snapshot_id  # with retiring its hot rows, in one step
-        self.audit.committed()
 
     async def _record_observed(self) -> None:
         """Hand the keys and types seen since the last flush to the registry's store."""
@@ -793,6 +792,7 @@ class LakeWriter:
         await self._maintenance.shutdown()
         self._converted.set()  # senders waiting for the converter are refused now
         self._flush_now.set()  # the flusher ends after its flush in flight
+        self._tail_wake.set()
         try:
             async with asyncio.timeout(self.config.shutdown_timeout):
                 await self._tasks.close()
@@ -813,6 +813,8 @@ class LakeWriter:
         delay = SHUTDOWN_RETRY_FIRST
         while True:
             await self.flush()
+            if self._wal is None:  # nothing else keeps what the tail sampler holds: decided now
+                await self._release_held(everything="shutdown")
             if self._buffer.started is None:
                 return
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: writers stopping together

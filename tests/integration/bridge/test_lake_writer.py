@@ -583,14 +583,14 @@ async def test_a_query_during_a_flush_sees_every_row_while_the_audit_rows_commit
     window = (data.T0 - data.HOUR, data.T0 + data.HOUR)
     assert (await engine.execute(sql, "default", *window)).rows == [(1,)]  # and an audit row waits
     entered, release = asyncio.Event(), asyncio.Event()
-    commit_audit = writer._commit_audit
+    commit_audit = writer.derived.commit_audit
 
     async def held() -> None:
         entered.set()
         await release.wait()
         await commit_audit()
 
-    monkeypatch.setattr(writer, "_commit_audit", held)
+    monkeypatch.setattr(writer.derived, "commit_audit", held)
     flushing = asyncio.create_task(writer.flush())
     async with asyncio.timeout(10):
         await entered.wait()

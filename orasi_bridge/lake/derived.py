@@ -1,0 +1,119 @@
+"""The lake writer's derived tables: ``span_metrics_1m`` (RED metrics of the spans of each flush,
+``spanmetrics.py``) and ``audit`` (the bridge's audit events, ``audit.py``), committed through the
+writer's own commit path (``LakeWriter._commit``) and published in its snapshots (``visible``).
+
+Within a flush (``LakeWriter.flush``)::
+
+    buffer → _flushing (before anything is awaited: queries see its rows throughout)
+      ├─ span_metrics_1m: ``commit_span_metrics`` (the spans' rows derived; the batches it holds
+      │                    already, ``ids``, left out)                                    ┐ same
+      ├─ spans and the other tables                                                       ┘ batch ids
+      └─ audit: ``commit_audit``, after the data (and alone when nothing else is buffered)
+
+``span_metrics_1m`` keeps its batch ids apart from the other tables' (``ids``): it is committed
+before the spans, so a batch it holds may still have to be committed to the spans (a crash or a
+failed spans commit in between); queries then leave the hot spans of the batches it holds out of
+its hot rows (``unheld``), which are derived from the buffered spans as the next flush will
+commit them (``hot_span_metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from orasi_bridge.lake import audit as audit_table
+from orasi_bridge.lake.buffer import Owners
+from orasi_bridge.lake.commits import Commit, without
+from orasi_bridge.lake.committed import CommittedIds
+from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
+from orasi_common.pipeline.component import Settings
+
+CommitRows = Callable[..., Commit]
+"""``LakeWriter._commit``: (table, rows per tenant, owners per tenant, batch ids, known, derive)."""
+
+
+class DerivedTables:
+    """A writer's ``span_metrics_1m`` and ``audit`` commits and hot rows."""
+
+    def __init__(
+        self, settings: Settings, config: Config, commit: CommitRows, visible: dict[str, int | None]
+    ) -> None:
+        self._logger = settings.logger
+        self._commits = settings.metrics.lake_commits.labels(settings.id)
+        self._commit = commit
+        self._visible = visible  # the writer's published snapshot per table
+        self.ids = CommittedIds(config.dedup_window)  # the batch ids span_metrics_1m holds
+        self.span_metrics = (
+            SpanMetrics(config.span_metrics, settings.metrics.span_metrics_late_spans.labels(settings.id))
+            if config.span_metrics.enabled
+            else None
+        )
+        self.audit = audit_table.AuditRows(config.region)  # the bridge's audit events
+
+    @staticmethod
+    def source_of(table: str) -> str:
+        """The table whose buffered rows make ``table``'s hot rows."""
+        return SOURCE if table == SPAN_METRICS else table
+
+    async def commit_span_metrics(
+        self,
+        spans: dict[str, list[pa.RecordBatch]],
+        owners: dict[str, list[Owners]],
+        batch_ids: list[str],
+        known: set[str],
+    ) -> None:
+        """Commit span_metrics_1m's rows of the spans a flush is about to commit, leaving out the
+        batches it holds already (``ids``: committed before a crash or a failed spans commit),
+        and publish its snapshot: queries leave the hot spans of the batches it holds out of its
+        hot rows (``unheld``)."""
+        if self.span_metrics is None:
+            return
+        known = known | {i for i in batch_ids if i in self.ids}
+        done = await asyncio.to_thread(
+            self._commit, SPAN_METRICS, spans, owners, batch_ids, known, self.span_metrics.derive
+        )
+        for committed_at, ids in done.by_others:
+            self.ids.add(ids, committed_at=committed_at)
+        self.ids.add(i for i in batch_ids if i not in done.skipped)
+        self._visible[SPAN_METRICS] = done.snapshot_id
+        self.span_metrics.committed()
+        if done.rows:
+            self._commits.inc()
+
+    def unheld(self, tenant: str, spans: list[pa.RecordBatch], owners: list[Owners]) -> list[pa.RecordBatch]:
+        """Hot spans without those of batches span_metrics_1m holds (replayed after a crash between
+        its commit and the spans'): their metrics are in its snapshot. Call it in the same step
+        of the event loop as reading that snapshot."""
+        held = {i for owned in owners for i, _ in owned if i in self.ids}
+        return without({tenant: spans}, {tenant: owners}, held) if held else spans
+
+    async def hot_span_metrics(self, spans: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """The hot spans' span_metrics_1m rows, as the next flush will commit them."""
+        if self.span_metrics is None or not spans:
+            return []
+        return await asyncio.to_thread(self.span_metrics.hot, spans)
+
+    async def commit_audit(self) -> None:
+        """Commit the audit rows recorded since the last flush (kept for the next on failure)."""
+        if not self.audit.pending:
+            return
+        tenants = self.audit.take()
+        owners: dict[str, list[Owners]] = {tenant: [[] for _ in rows] for tenant, rows in tenants.items()}
+        try:
+            done = await asyncio.to_thread(self._commit, audit_table.TABLE, tenants, owners, [])
+        except Exception as error:
+            self.audit.put_back()
+            self._logger.warning(
+                "Committing the audit rows failed; they are retried at the next flush.",
+                extra={"error": repr(error)},
+            )
+            return
+        except asyncio.CancelledError:
+            self.audit.put_back()
+            raise
+        self._visible[audit_table.TABLE] = done.snapshot_id  # with retiring its hot rows, in one step
+        self.audit.committed()
