@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from typing import Any
 from benchmarks import agent_steady
 from benchmarks.agent_rig import AGENT_CONFIG, Agent, Rig, phase
 from benchmarks.load import corpus_payloads, trace_request
-from benchmarks.processes import pid_of
+from benchmarks.processes import Stopped, pid_of, watchdog
 from benchmarks.report import MIB, RESULTS, fmt, machine, median_ratio, verdict, write_json
 
 RESULTS_FILE = RESULTS / "agent_throughput.json"
@@ -311,23 +310,13 @@ def _budget(args: argparse.Namespace) -> int:
     return int(total + 30)
 
 
-class _Abort(Exception):
-    pass
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.data == "corpus":
         payloads = corpus_payloads(args.spans)
     else:
         payloads = [trace_request(7, args.spans, services=3, now_ns=1_764_000_000_000_000_000, marker=True)]
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise _Abort(f"stopped by {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(_budget(args))
+    budget = _budget(args)
     rig = Rig(args, payloads, args.spans, Path(tempfile.mkdtemp(prefix="orasi-bench-")))
     result: dict[str, Any] = {
         "benchmark": "agent_throughput",
@@ -352,17 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": [],
     }
     try:
-        if args.wal:
-            run_wal(rig, result)
-        elif not args.skip_throughput:
-            run_throughput(rig, result)
-        if not args.skip_steady and not args.wal:
-            agent_steady.run(rig, result)
-    except _Abort as stop:
+        with watchdog(budget):
+            if args.wal:
+                run_wal(rig, result)
+            elif not args.skip_throughput:
+                run_throughput(rig, result)
+            if not args.skip_steady and not args.wal:
+                agent_steady.run(rig, result)
+    except Stopped as stop:
         print(f"agent_throughput: {stop}; stopping every process it started", file=sys.stderr)
         return 1
     finally:
-        signal.alarm(0)
         rig.processes.stop_all()
         shutil.rmtree(rig.workdir, ignore_errors=True)
     if not args.wal:

@@ -67,6 +67,7 @@ from typing import Any
 
 from benchmarks import lake_freshness, lake_ingest, lake_query
 from benchmarks.lake_rig import BUCKET, Lab, check_servers, env
+from benchmarks.processes import Stopped, watchdog
 from benchmarks.report import RESULTS, say, write_json
 from orasi_common.allocator import tune_allocators
 
@@ -171,10 +172,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Budget(Exception):
-    """The run went over --budget seconds."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for name, value in env().items():
@@ -182,13 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocators()  # as `orasi` services do, so in-process figures match theirs
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     check_servers()
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise Budget(f"the run took longer than --budget {args.budget:g} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.budget))
-    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
     lab = Lab()
     lab.keep = args.keep
     started = time.time()
@@ -209,23 +199,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: BaseException | None = None
     ingest_bridge = None
     try:
-        if "ingest" in args.only:
-            results["machine"]["loadavg_ingest"] = os.getloadavg()
-            ingest_bridge = lake_ingest.bench_ingest(lab, args, results)
-        if "freshness" in args.only:
-            results["machine"]["loadavg_freshness"] = os.getloadavg()
-            lake_freshness.bench_freshness(lab, args, results, ingest_bridge)
-        if ingest_bridge is not None:
-            lab.processes.stop(ingest_bridge.service)
-            ingest_bridge = None
-        if "query" in args.only:
-            results["machine"]["loadavg_query"] = os.getloadavg()
-            lake_query.bench_query(lab, args, results)
+        with watchdog(args.budget, f"the run took longer than --budget {args.budget:g} s"):
+            if "ingest" in args.only:
+                results["machine"]["loadavg_ingest"] = os.getloadavg()
+                ingest_bridge = lake_ingest.bench_ingest(lab, args, results)
+            if "freshness" in args.only:
+                results["machine"]["loadavg_freshness"] = os.getloadavg()
+                lake_freshness.bench_freshness(lab, args, results, ingest_bridge)
+            if ingest_bridge is not None:
+                lab.processes.stop(ingest_bridge.service)
+                ingest_bridge = None
+            if "query" in args.only:
+                results["machine"]["loadavg_query"] = os.getloadavg()
+                lake_query.bench_query(lab, args, results)
     except BaseException as error:
         failed = error
         results["error"] = f"{type(error).__name__}: {error}"
     finally:
-        signal.alarm(0)
         say("cleaning up")
         lab.close()
     results["machine"]["loadavg_end"] = os.getloadavg()
@@ -236,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed is not None:
         if isinstance(failed, KeyboardInterrupt):
             return 130
+        if isinstance(failed, Stopped) and failed.signal is signal.SIGTERM:
+            return 143  # as the shell reports a process SIGTERM ended
         raise failed
     return 0
 

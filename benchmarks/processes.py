@@ -8,7 +8,9 @@
 * Any other program (``py-spy``, a Collector) goes through ``Processes.popen``.
 
 ``Processes`` records them all; ``stop(process)`` stops one (SIGTERM, SIGKILL after a grace
-period) and ``stop_all()`` the rest in reverse order.
+period) and ``stop_all()`` the rest in reverse order. ``watchdog(seconds)`` bounds a run:
+past its time, or on SIGTERM, it raises ``Stopped`` wherever the run is, so that the ``finally``
+that stops those processes runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,42 @@ class Processes:
                 self.stop(process, grace=10.0)
 
 
+class Stopped(Exception):
+    """What ``watchdog`` raises: the run went past its time (SIGALRM) or was sent SIGTERM."""
+
+    def __init__(self, reason: str, signum: signal.Signals) -> None:
+        super().__init__(reason)
+        self.signal = signum
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float, overrun: str | None = None) -> Iterator[None]:
+    """Bound the block to ``seconds`` (whole, at least 1): past them, and on SIGTERM, raise
+    ``Stopped`` (``overrun``, by default "the run took longer than N s"; or "stopped by SIGTERM")
+    in the main thread, wherever it is.
+
+    Leaving the block cancels the alarm and puts the previous handlers back: put the cleanup
+    (``Processes.stop_all`` in a ``finally``) outside the block, so that the alarm cannot
+    interrupt it.
+    """
+    limit = max(1, int(seconds))
+    late = overrun or f"the run took longer than {limit} s"
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received = signal.Signals(signum)
+        reason = late if received is signal.SIGALRM else f"stopped by {received.name}"
+        raise Stopped(reason, received)
+
+    previous = {received: signal.signal(received, on_signal) for received in (signal.SIGALRM, signal.SIGTERM)}
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        for received, handler in previous.items():
+            signal.signal(received, handler)
+
+
 def pid_of(process: multiprocessing.process.BaseProcess) -> int:
     assert process.pid is not None, f"{process.name} was never started"
     return process.pid
@@ -200,6 +238,7 @@ def report_errors(conn: multiprocessing.connection.Connection, work: Callable[[]
 __all__ = [
     "HOST",
     "Processes",
+    "Stopped",
     "die_with_parent",
     "free_port",
     "log_tail",
@@ -207,4 +246,5 @@ __all__ = [
     "receive",
     "report_errors",
     "wait_http",
+    "watchdog",
 ]

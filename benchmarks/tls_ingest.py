@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from typing import Any
 
 from benchmarks.agent_rig import AGENT_CONFIG, Agent, Rig
 from benchmarks.load import EXPORT_METHOD, corpus_payloads
-from benchmarks.processes import HOST, pid_of
+from benchmarks.processes import HOST, Stopped, pid_of, watchdog
 from benchmarks.report import RESULTS, fmt, machine, median_ratio, verdict, write_json
 from orasi_common.testing.certs import Authority
 
@@ -225,20 +224,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class _Abort(Exception):
-    pass
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     payloads = corpus_payloads(args.spans)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise _Abort(f"stopped by {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(int(args.rounds * 2 * (args.duration + args.warmup + 90) + 30))
+    budget = int(args.rounds * 2 * (args.duration + args.warmup + 90) + 30)
     workdir = Path(tempfile.mkdtemp(prefix="orasi-bench-tls-"))
     rig = Rig(args, payloads, args.spans, workdir)
     authority = Authority.create("orasi bench CA")
@@ -263,18 +252,18 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [],
     }
     try:
-        for number in range(1, args.rounds + 1):
-            for name in PHASES:
-                print(f"round {number}/{args.rounds}: {name}…", flush=True)
-                row = run_phase(rig, name, f"round{number}-{name}", pki)
-                row["round"] = number
-                result["rows"].append(row)
-                print(f"  {row['spans_per_s']:,} spans/s", flush=True)
-    except _Abort as stop:
+        with watchdog(budget):
+            for number in range(1, args.rounds + 1):
+                for name in PHASES:
+                    print(f"round {number}/{args.rounds}: {name}…", flush=True)
+                    row = run_phase(rig, name, f"round{number}-{name}", pki)
+                    row["round"] = number
+                    result["rows"].append(row)
+                    print(f"  {row['spans_per_s']:,} spans/s", flush=True)
+    except Stopped as stop:
         print(f"tls_ingest: {stop}; stopping every process it started", file=sys.stderr)
         return 1
     finally:
-        signal.alarm(0)
         rig.processes.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
     result["summary"] = summarize(result["rows"])
