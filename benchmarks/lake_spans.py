@@ -171,6 +171,7 @@ class SpanFactory:
         arrays = {
             "tenant": pa.array(np.full(rows, self.tenant)),
             "region": pa.array(np.full(rows, S3_REGION)),
+            "lake_region": pa.array(np.full(rows, S3_REGION)),
             "service_name": self.services.take(service_take),
             "name": self.op_names.take(op_arrow),
             "kind": self.op_kind.take(op_arrow),
@@ -193,6 +194,9 @@ class SpanFactory:
             "dropped_attributes_count": pa.array(np.zeros(rows, dtype=np.int64)),
             "time": pa.array((start // 1000).astype(np.int64)).cast(pa.timestamp("us", tz="UTC")),
         }
-        batch = pa.RecordBatch.from_arrays([arrays[f.name] for f in SPANS], schema=SPANS)
+        # the columns not made above (schema_violations, …) are null, as ingest leaves them
+        batch = pa.RecordBatch.from_arrays(
+            [arrays[f.name] if f.name in arrays else pa.nulls(rows, f.type) for f in SPANS], schema=SPANS
+        )
         samples = trace_ids.take(pa.array(rng.integers(0, traces, size=8))).to_pylist()
         return batch, samples
