@@ -143,11 +143,25 @@ class Chain:
             held.labels(exporter, name, "traces").set(traces)
             held.labels(exporter, name, "spans").set(spans)
 
+        errors = metrics.stream_errors.labels(exporter, name, "pass")
+        logged: list[bool] = []
+
+        def failed(error: Exception) -> None:
+            errors.inc()
+            if not logged:
+                logged.append(True)
+                settings.logger.error(
+                    "A tail_sample's keep_where failed on a record batch: none of its spans match it "
+                    "(logged once, counted in orasi_stream_errors_total; the error's type only).",
+                    extra={"processor": name, "error_type": type(error).__name__},
+                )
+
         return Counters(
             decided=lambda policy, decision, n: decided.labels(exporter, name, policy, decision).inc(n),
             early=lambda reason, n: early.labels(exporter, name, reason).inc(n),
             dropped=dropped.inc,
             held=hold,
+            failed=failed,
         )
 
     # The tail sampler, for the lake writer (tail.py says when each is called).

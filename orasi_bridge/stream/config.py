@@ -264,6 +264,11 @@ class SampleConfig(ProcessorConfig):
 
 class TailSampleConfig(ProcessorConfig):
     type: Literal["tail_sample"]
+    on_error: Literal["pass"] = Field(
+        default="pass",
+        description="When keep_where fails on a record batch at run time: no span of it matches "
+        "(counted in orasi_stream_errors_total); the other policies decide.",
+    )
     signals: list[Signal] = Field(
         default_factory=lambda: [Signal.TRACES],
         min_length=1,

@@ -104,6 +104,7 @@ class Counters:
     early: Callable[[str, int], None]  # reason, traces
     dropped: Callable[[int], None]  # spans
     held: Callable[[int, int], None]  # traces, spans
+    failed: Callable[[Exception], None]  # keep_where failed on a group (its on_error is pass)
 
 
 def _keep_counts(counts: Sequence[int], keep: np.ndarray) -> list[int]:
@@ -209,11 +210,14 @@ class TailSampler:
         self._decisions.load()
 
     def configure(self, config: TailSampleConfig, counters: Counters) -> None:
-        """New policies and bounds (a reload); what is held stays held."""
+        """New policies and bounds (a reload); what is held stays held, due again at once (under a
+        new decision_wait, say)."""
         self.config = config
         self._counters = counters
         self._decisions.size = config.decision_cache
         self.retiring = False
+        with self._lock:
+            self._next = time.monotonic() if self._groups or self._incoming else None
 
     def retire(self) -> None:
         """The stream no longer samples by tail: decide everything held at the next ``release``."""
@@ -262,7 +266,12 @@ class TailSampler:
             incoming, self._incoming = self._incoming, []
             self._urgent = False
         if incoming:
-            self._intake(incoming, config)
+            try:
+                self._intake(incoming, config)
+            except BaseException:
+                with self._lock:  # held still, taken in at the next release
+                    self._incoming[:0] = incoming
+                raise
             self._groups.extend(incoming)
         if self.retiring and everything is None:
             everything = "reload"
@@ -294,7 +303,7 @@ class TailSampler:
             rows = group.rows
             trace_id = rows.column("trace_id")
             group.keys = pc.binary_join_element_wise(pa.scalar(group.tenant), trace_id, "/")
-            flags = self._flags(rows, trace_id, config)
+            flags = self._flags(rows, trace_id, config, self._counters.failed)
             by_trace = (
                 pa.table({"key": group.keys, **flags})
                 .filter(pc.is_valid(group.keys))
@@ -316,7 +325,12 @@ class TailSampler:
         )
 
     @staticmethod
-    def _flags(rows: pa.RecordBatch, trace_id: pa.Array, config: TailSampleConfig) -> dict[str, pa.Array]:
+    def _flags(
+        rows: pa.RecordBatch,
+        trace_id: pa.Array,
+        config: TailSampleConfig,
+        failed: Callable[[Exception], None],
+    ) -> dict[str, pa.Array]:
         """Per row, which policy it satisfies."""
         n = rows.num_rows
         false = pa.array(np.zeros(n, bool))
@@ -327,8 +341,12 @@ class TailSampler:
             limit = int(config.min_duration_ms * 1_000_000)
             flags["duration"] = pc.fill_null(pc.greater_equal(rows.column("duration_ns"), limit), False)
         if config.keep_where is not None and n:
-            (value,) = evaluate(rows, [f"coalesce(({config.keep_where}), false)"])
-            flags["expression"] = value
+            try:
+                (value,) = evaluate(rows, [f"coalesce(({config.keep_where}), false)"])
+            except Exception as error:  # a type error on some value, say: no span matches
+                failed(error)
+            else:
+                flags["expression"] = value
         at = threshold(config.probability) if config.probability else None
         if at is not None:
             low = pc.utf8_slice_codeunits(trace_id, -RANDOM_BITS // 4)
