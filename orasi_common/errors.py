@@ -10,7 +10,8 @@ Every failure that crosses a component boundary is one of these, classified once
     │   ├── UnsupportedMediaType  INVALID_ARGUMENT / 415
     │   ├── NotFound              UNIMPLEMENTED / 404
     │   ├── MethodNotAllowed      UNIMPLEMENTED / 405
-    │   ├── Unauthenticated       UNAUTHENTICATED / 401 (no, or an unknown, credential)
+    │   ├── Unauthenticated       UNAUTHENTICATED / 401 (no credential)
+    │   │   └── InvalidToken      UNAUTHENTICATED / 401 (an unknown, revoked, expired or bad one)
     │   └── PermissionDenied      PERMISSION_DENIED / 403 (a credential without the right)
     └── RetryableError            try again later, optionally after ``retry_after`` seconds
         ├── Unavailable           UNAVAILABLE / 503 (+ RetryInfo / Retry-After)
@@ -76,6 +77,11 @@ class MethodNotAllowed(PermanentError):
 
 class Unauthenticated(PermanentError):
     """The request carries no credential, or one that is unknown, revoked or malformed."""
+
+
+class InvalidToken(Unauthenticated):
+    """A credential was given but is unknown, revoked, expired or malformed (RFC 6750's
+    ``invalid_token``, where a request without one is only asked for one)."""
 
 
 class PermissionDenied(PermanentError):

@@ -23,7 +23,7 @@ from orasi_bridge.query.engine import QueryEngine
 from orasi_bridge.registry import api as registry_api
 from orasi_bridge.registry import errors as registry_errors
 from orasi_bridge.registry.registry import Registry
-from orasi_common.errors import OrasiError, PermanentError
+from orasi_common.errors import InvalidToken, OrasiError, PermanentError, PermissionDenied, Unauthenticated
 from orasi_common.pdata import DEFAULT_TENANT
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.transport import status
@@ -46,11 +46,15 @@ class QueryRequest(BaseModel):
     )
 
 
-class Unauthorized(PermanentError):
-    """No or an unknown API key."""
+class Unauthorized(Unauthenticated):
+    """No API key."""
 
 
-class Forbidden(PermanentError):
+class UnknownKey(Unauthorized, InvalidToken):
+    """An API key that is not configured."""
+
+
+class Forbidden(PermissionDenied):
     """The key may not read the tenant asked for."""
 
 
@@ -68,7 +72,7 @@ def resolve_tenant(config: Config, tenant: str | None, authorization: str | None
             raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
         owner = next((t for k, t in config.api_keys.items() if hmac.compare_digest(k, key)), None)
         if owner is None:
-            raise Unauthorized("the API key is not known")
+            raise UnknownKey("the API key is not known")
         if tenant is not None and tenant != owner:
             raise Forbidden(f"this API key may not read tenant {tenant!r}")
         return owner
@@ -154,11 +158,7 @@ def create_app(
                 result = await engine.execute(
                     body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow"
                 )
-        except Unauthorized as error:
-            return _error(401, error.message)
-        except Forbidden as error:
-            return _error(403, error.message)
-        except OrasiError as error:
+        except OrasiError as error:  # 401 and 403 with their WWW-Authenticate challenge
             return _error(status.http_status(error), error.message, status.http_headers(error))
         if body.format == "arrow":
             return Response(
@@ -188,9 +188,9 @@ def create_app(
             try:
                 return request_tenant(request)
             except Unauthorized as error:
-                raise registry_errors.Unauthorized(error.message) from None
+                raise registry_errors.Unauthorized(error.message, status.challenge(error)) from None
             except Forbidden as error:
-                raise registry_errors.Forbidden(error.message) from None
+                raise registry_errors.Forbidden(error.message, status.challenge(error)) from None
 
         registry_api.mount(app, registry, tenant_of, config.registry.max_request_bytes)
 
@@ -211,15 +211,7 @@ def create_app(
                 )
             return response
 
-    def jaeger_tenant(request: Request) -> str:
-        try:
-            return request_tenant(request)
-        except Unauthorized as error:
-            raise jaeger_api.Refused(401, error.message) from None
-        except Forbidden as error:
-            raise jaeger_api.Refused(403, error.message) from None
-
-    jaeger_api.mount(app, engine, jaeger_tenant)
+    jaeger_api.mount(app, engine, request_tenant)
     console.mount(app)
 
     return app

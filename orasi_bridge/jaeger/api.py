@@ -52,7 +52,8 @@ FIRST_SLICE_NS = 5 * 60 * 10**9
 """A search reads its window back from the end in slices, the first this long (module docstring)."""
 
 TenantOf = Callable[[Request], str]
-"""A request → its tenant; raises Refused when its key or tenant is refused."""
+"""A request → its tenant; raises Unauthenticated or PermissionDenied when its key or tenant is
+refused (answered 401 / 403 with their WWW-Authenticate challenge, ``status.http_headers``)."""
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 _DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h|d)")
@@ -66,14 +67,6 @@ class BadParameter(PermanentError):
 
 class TraceNotFound(PermanentError):
     """No span of the trace in the window (404)."""
-
-
-class Refused(PermanentError):
-    """The request's API key or tenant is refused (``code``: 401 or 403)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def envelope(
@@ -145,11 +138,9 @@ def mount(app: FastAPI, engine: QueryEngine, tenant_of: TenantOf) -> None:
                 return response
             except TraceNotFound as error:
                 return _failure(404, error.message)
-            except Refused as error:
-                return _failure(error.code, error.message)
             except OrasiError as error:
                 failure = _failure(status.http_status(error), error.message)
-                failure.headers.update(dict(status.http_headers(error)))  # a rate limit's Retry-After
+                failure.headers.update(dict(status.http_headers(error)))  # Retry-After, WWW-Authenticate
                 return failure
 
         return run

@@ -68,7 +68,9 @@ def _answer(body: Any, status: int = 200, headers: dict[str, str] | None = None)
 def error_answer(error: OrasiError) -> Response:
     """``{"error_code", "message"}`` with the status of ``error``."""
     if isinstance(error, RegistryError):
-        return _answer({"error_code": error.code, "message": error.message}, error.status)
+        challenge = getattr(error, "challenge", None)
+        headers = {"WWW-Authenticate": challenge} if challenge else None
+        return _answer({"error_code": error.code, "message": error.message}, error.status, headers=headers)
     if isinstance(error, Unavailable):
         retry = str(max(1, round(error.retry_after or 1)))
         return _answer(

@@ -31,11 +31,20 @@ class RegistryError(PermanentError):
     status: int = 500
 
 
-class Unauthorized(RegistryError):
+class Refusal(RegistryError):
+    """A refused credential, answered with its ``WWW-Authenticate`` challenge
+    (``orasi_common.transport.status.challenge``)."""
+
+    def __init__(self, message: str, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
+class Unauthorized(Refusal):
     code, status = 40101, 401
 
 
-class Forbidden(RegistryError):
+class Forbidden(Refusal):
     code, status = 40301, 403
 
 

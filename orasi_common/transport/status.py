@@ -21,6 +21,12 @@ status back into an OrasiError. OTAP's ``BatchStatus`` codes are gRPC's numbers:
 names no delay), ``(+)`` with them when the error names a delay. The delay comes back over gRPC
 and HTTP (HTTP rounds it up to whole seconds), never over OTAP (below).
 
+Over HTTP, 401 and 403 carry the bearer challenge of RFC 6750 §3 (``challenge``)::
+
+    Unauthenticated (no token)   WWW-Authenticate: Bearer realm="orasi"
+    InvalidToken (a bad one)     WWW-Authenticate: Bearer realm="orasi", error="invalid_token"
+    PermissionDenied             WWW-Authenticate: Bearer realm="orasi", error="insufficient_scope"
+
 Coming back, a peer's status is classified as the OTLP specification says: gRPC UNAVAILABLE,
 CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS (Unavailable) and
 RESOURCE_EXHAUSTED with RetryInfo (Throttled) are retryable, HTTP 429 (Throttled) and 502, 503,
@@ -123,9 +129,30 @@ def grpc_trailers(error: errors.OrasiError) -> tuple[tuple[str, bytes], ...]:
     return ((_STATUS_DETAILS_KEY, rpc_status(error).SerializeToString()),)
 
 
+REALM = "orasi"
+
+
+def challenge(error: errors.OrasiError) -> str | None:
+    """The ``WWW-Authenticate`` value of a refused credential (None for other errors)."""
+    if isinstance(error, errors.InvalidToken):
+        return f'Bearer realm="{REALM}", error="invalid_token"'
+    if isinstance(error, errors.Unauthenticated):
+        return f'Bearer realm="{REALM}"'
+    if isinstance(error, errors.PermissionDenied):
+        return f'Bearer realm="{REALM}", error="insufficient_scope"'
+    return None
+
+
 def http_headers(error: errors.OrasiError) -> list[tuple[str, str]]:
+    """The headers an HTTP answer of ``error`` carries: Retry-After, WWW-Authenticate."""
+    found = []
     delay = retry_delay(error)
-    return [("retry-after", str(max(1, math.ceil(delay))))] if delay is not None else []
+    if delay is not None:
+        found.append(("retry-after", str(max(1, math.ceil(delay)))))
+    refused = challenge(error)
+    if refused is not None:
+        found.append(("www-authenticate", refused))
+    return found
 
 
 # --- client side -----------------------------------------------------------------------------
@@ -230,6 +257,8 @@ def from_http(status: int, retry_after: str | None, body_message: str) -> errors
 
 __all__ = [
     "DEFAULT_THROTTLE_DELAY",
+    "REALM",
+    "challenge",
     "from_grpc",
     "from_http",
     "from_otap",

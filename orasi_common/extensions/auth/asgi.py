@@ -1,9 +1,10 @@
 """Bearer tokens in front of an ASGI app (the bridge's REST, Jaeger and registry API).
 
 ``TokenGate`` checks each request that ``scope_of(method, path)`` gives a scope to, before the app
-sees it: a refusal is answered here (401 with ``WWW-Authenticate: Bearer``, or 403; JSON
-``{"error": message}``), an accepted request reaches the app with its tenant header set to the
-token's tenant (and any ``X-API-Key`` removed), so the app's own tenant handling applies unchanged.
+sees it: a refusal is answered here (401 or 403, with the ``WWW-Authenticate`` bearer challenge
+of ``status.challenge``; JSON ``{"error": message}``), an accepted request reaches the app with
+its tenant header set to the token's tenant (and any ``X-API-Key`` removed), so the app's own
+tenant handling applies unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from orasi_common.errors import OrasiError, Unauthenticated
+from orasi_common.errors import OrasiError
 from orasi_common.extensions.auth.authenticator import Authenticator
 from orasi_common.transport import status
 
@@ -54,7 +55,6 @@ class TokenGate:
 async def _refuse(send: Any, error: OrasiError) -> None:
     body = json.dumps({"error": error.message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if isinstance(error, Unauthenticated):
-        headers.append((b"www-authenticate", b'Bearer realm="orasi"'))
+    headers += [(key.encode(), value.encode()) for key, value in status.http_headers(error)]
     await send({"type": "http.response.start", "status": status.http_status(error), "headers": headers})
     await send({"type": "http.response.body", "body": body})

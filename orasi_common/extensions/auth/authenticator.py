@@ -2,7 +2,8 @@
 
     authorization: "Bearer orasi_<id>_<secret>"  → Principal(tenant, scopes)   (the token store)
     authorization: "Bearer <JWT>"                → Principal(tenant claim, scopes)   (``jwks.py``)
-    none, malformed, unknown or revoked          → Unauthenticated   (401 / UNAUTHENTICATED)
+    none                                         → Unauthenticated   (401 / UNAUTHENTICATED)
+    malformed, unknown, revoked or expired       → InvalidToken      (401 / UNAUTHENTICATED)
     valid, without the scope asked for           → PermissionDenied  (403 / PERMISSION_DENIED)
     valid, but a tenant header naming another    → PermissionDenied
 
@@ -26,7 +27,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from orasi_common.errors import PermissionDenied, Unauthenticated
+from orasi_common.errors import InvalidToken, PermissionDenied, Unauthenticated
 from orasi_common.extensions.auth.config import AuthSettings, Config, Principal, extension_config
 from orasi_common.extensions.auth.jwks import JwtVerifier, looks_like_jwt
 from orasi_common.telemetry.audit import ACTOR
@@ -94,7 +95,7 @@ class Authenticator:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         if isinstance(found, str):
-            raise Unauthenticated(found)
+            raise InvalidToken(found)
         return found
 
     async def _verify(self, token: str) -> tuple[Principal | str, float]:

@@ -56,6 +56,7 @@ TABLE = [
     ),
     Row(E.NotFound("m"), C.UNIMPLEMENTED, 404, A.INTERNAL, (E.NotFound, E.NotFound, E.PermanentError)),
     Row(E.Unauthenticated("m"), C.UNAUTHENTICATED, 401, A.UNAUTHENTICATED, 3 * (E.Unauthenticated,)),
+    Row(E.InvalidToken("m"), C.UNAUTHENTICATED, 401, A.UNAUTHENTICATED, 3 * (E.Unauthenticated,)),
     Row(E.PermissionDenied("m"), C.PERMISSION_DENIED, 403, A.PERMISSION_DENIED, 3 * (E.PermissionDenied,)),
     Row(
         E.MethodNotAllowed("m"),
@@ -123,6 +124,17 @@ def test_otap_both_directions(row: Row) -> None:
     assert (answer.batch_id, answer.status_code, answer.status_message) == (41, row.otap, "m")
     assert answer.status_code in otap_pb2.StatusCode.values()
     _assert_back(protocol.error_of(answer), row, row.back[2], None)
+
+
+def test_http_401_and_403_carry_the_bearer_challenge() -> None:
+    """RFC 6750 §3: no token → the scheme and realm; a bad one → invalid_token; 403 → insufficient_scope."""
+    challenges = {
+        type(row.error): dict(status.http_headers(row.error)).get("www-authenticate") for row in TABLE
+    }
+    assert challenges.pop(E.Unauthenticated) == 'Bearer realm="orasi"'
+    assert challenges.pop(E.InvalidToken) == 'Bearer realm="orasi", error="invalid_token"'
+    assert challenges.pop(E.PermissionDenied) == 'Bearer realm="orasi", error="insufficient_scope"'
+    assert set(challenges.values()) == {None}
 
 
 def test_the_table_covers_every_error_class() -> None:
