@@ -148,7 +148,7 @@ class FileLogReceiver:
                 os.close(file.fd)
         self._files.clear()
         await asyncio.to_thread(self._checkpoints.save)
-        self._checkpoints.close()
+        await asyncio.to_thread(self._checkpoints.close)  # (waits for a save still under way)
 
     # --- the loop ---------------------------------------------------------------------------
 
