@@ -73,8 +73,9 @@ class Config(ComponentConfig):
     )
     checkpoint_directory: str | None = Field(
         default=None,
-        description="Where each file's committed offset is kept (a JSON file per receiver), so that a "
-        "restart neither loses nor repeats lines; unset: offsets live in memory only.",
+        description="Where each file's committed offset is kept (a file of two slots per receiver, "
+        "<receiver>.checkpoint), so that a restart neither loses nor repeats lines; unset: offsets "
+        "live in memory only.",
     )
     poll_interval: float = Field(default=0.2, gt=0, description="Seconds between two scans of the files.")
     force_flush_period: float = Field(
