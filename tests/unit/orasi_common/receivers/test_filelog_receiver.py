@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from orasi_common.errors import Unavailable
@@ -201,3 +202,35 @@ async def test_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     }
     assert attributes["log.file.name"] == "caf\ufffd.log"
     assert sorted(bodies(consumer.batches)) == [f"line {seq:05d}" for seq in (0, 1, 2, 10, 11)]
+
+
+async def test_each_pending_end_is_durable_before_its_batch_is_offered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "a.log", 0, 1000)  # several blocks of 4 KiB
+    synced: list[int] = []
+    fdatasync = os.fdatasync
+
+    def recording(fd: int) -> None:
+        fdatasync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+    seen: list[int] = []  # syncs done when each batch was offered
+
+    class Noting(RecordingConsumer):
+        async def consume(self, batch: Batch) -> None:
+            seen.append(len(synced))
+            await super().consume(batch)
+
+    consumer = Noting()
+    tailer = receiver(tmp_path, consumer)
+    await tailer.start()
+    try:
+        await consumer.wait_until(lambda: consumer.items == 1000)
+    finally:
+        await tailer.shutdown()
+    assert len(seen) >= 3
+    assert seen == list(range(1, len(seen) + 1))  # one sync per block, each before its batch
+    assert len(synced) == len(seen)  # saves that only commit are not synced
