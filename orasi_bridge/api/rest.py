@@ -17,6 +17,7 @@ from orasi_bridge import console
 from orasi_bridge.api import encoding
 from orasi_bridge.api.config import Config
 from orasi_bridge.federation import Federation
+from orasi_bridge.federation.coordinator import FEDERATION_ID, federation_id_of
 from orasi_bridge.jaeger import api as jaeger_api
 from orasi_bridge.lake.schema import TABLES
 from orasi_bridge.query.engine import QueryEngine
@@ -155,8 +156,15 @@ def create_app(
                     body.sql, tenant, body.start, body.end, body.format == "arrow", credentials
                 )
             else:
+                # a global query's regional part names it: audited with its federation_id
+                part_of = federation_id_of(request.headers.get(FEDERATION_ID))
                 result = await engine.execute(
-                    body.sql, tenant, body.start, body.end, as_arrow=body.format == "arrow"
+                    body.sql,
+                    tenant,
+                    body.start,
+                    body.end,
+                    as_arrow=body.format == "arrow",
+                    audit_fields={"federation_id": part_of} if part_of else None,
                 )
         except OrasiError as error:  # 401 and 403 with their WWW-Authenticate challenge
             return _error(status.http_status(error), error.message, status.http_headers(error))

@@ -17,6 +17,14 @@ not answer in time or failed, its error; the regions that answered make the resu
 refused by the SQL itself is refused before any region is asked; when no region answers, the
 query fails (503) naming every region's error.
 
+Audit: the coordinating bridge writes one ``query`` event per global query, answered or refused:
+the caller's SQL, ``scope: global``, a ``federation_id``, the regions asked and what each sent
+(``regions``: rows, or its error), the rows of the result, the duration. Its own region's part
+runs unaudited (inside that event). Every other region's bridge audits the part it ran as a
+``query`` event of its own (its lake was read, and a bridge audits every request it serves),
+carrying the same ``federation_id`` (sent as ``x-orasi-federation-id``), so the legs of one
+global query join on it.
+
 A plan and the check of its SQL over empty tables (``_checked``: three small DuckDB queries) are
 kept per (SQL, tenant) in a bounded LRU, so a repeated query (a dashboard's) goes straight to the
 regions.
@@ -25,7 +33,9 @@ regions.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, cast
 
@@ -46,6 +56,14 @@ CHECKED_PLANS = 256
 """Checked plans kept, least recently used first out."""
 FORWARDED = ("authorization", "x-api-key")
 """The caller's headers sent on to the regions (the API key); the tenant goes as x-orasi-tenant."""
+FEDERATION_ID = "x-orasi-federation-id"
+"""The header naming the global query a regional part belongs to (audited with the part)."""
+_FEDERATION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def federation_id_of(value: str | None) -> str | None:
+    """A well-formed ``x-orasi-federation-id`` (32 lowercase hex digits), else None."""
+    return value if value is not None and _FEDERATION_ID.fullmatch(value) else None
 
 
 class Snapshot(Protocol):
@@ -75,7 +93,34 @@ class Federation:
         as_arrow: bool = False,
         credentials: Mapping[str, str] | None = None,
     ) -> QueryResult:
-        """``sql`` over the union of every region's tables (module docstring)."""
+        """``sql`` over the union of every region's tables, audited once (module docstring)."""
+        federation_id = uuid.uuid4().hex
+        asked: dict[str, dict[str, Any]] = {}  # region → its stats entry, once the regions answered
+        async with self._engine.audited(sql, tenant, scope="global", federation_id=federation_id) as record:
+            try:
+                result = await self._execute(
+                    sql, tenant, start, end, as_arrow, credentials, federation_id, asked
+                )
+            finally:
+                record["regions"] = {
+                    region: entry["error"] if entry["error"] else {"rows": entry["rows"]}
+                    for region, entry in asked.items()
+                }
+            record["row_count"] = result.row_count
+            return result
+
+    async def _execute(
+        self,
+        sql: str,
+        tenant: str,
+        start: str | int | None,
+        end: str | int | None,
+        as_arrow: bool,
+        credentials: Mapping[str, str] | None,
+        federation_id: str,
+        stats: dict[str, dict[str, Any]],
+    ) -> QueryResult:
+        """The global query; ``stats`` is filled with each region's entry once they answered."""
         sandbox.check_statement(sql)
         key = f"{tenant}\n{sql}"
         checked = self._plans.get(key)
@@ -90,7 +135,7 @@ class Federation:
         else:
             parts = {name: (text, start, end) for name, text in found.region_sql.items()}
         regions = await self.regions()
-        headers = {"x-orasi-tenant": tenant}
+        headers = {"x-orasi-tenant": tenant, FEDERATION_ID: federation_id}
         headers |= {name: value for name, value in (credentials or {}).items() if name in FORWARDED}
         answers = await asyncio.gather(
             *(
@@ -103,7 +148,6 @@ class Federation:
                 for region, endpoints in regions.items()
             )
         )
-        stats: dict[str, dict[str, Any]] = {}
         tables: dict[str, list[pa.Table]] = {name: [] for name in parts}
         for region, (answer, elapsed) in zip(regions, answers, strict=True):
             entry: dict[str, Any] = {"rows": None, "ms": round(elapsed * 1000, 2), "error": None}
@@ -213,7 +257,7 @@ class Federation:
         """This bridge's own region's parts, through its engine (as its REST API would answer)."""
         results = await asyncio.gather(
             *(
-                self._engine.execute(sql, tenant, start, end, as_arrow=True)
+                self._engine.execute(sql, tenant, start, end, as_arrow=True, audited=False)
                 for sql, start, end in parts.values()
             )
         )
@@ -299,4 +343,4 @@ def _union(pieces: list[pa.Table]) -> pa.Table:
         return pa.concat_tables([piece.select(schema.names).cast(schema) for piece in pieces])
 
 
-__all__ = ["PARTIALS", "Federation", "RegionFailed", "registry_of"]
+__all__ = ["FEDERATION_ID", "PARTIALS", "Federation", "RegionFailed", "federation_id_of", "registry_of"]

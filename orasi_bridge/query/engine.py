@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -75,6 +75,10 @@ class QueryResult:
     arrow: pa.Table | None = None  # for arrow
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def row_count(self) -> int:
+        return self.arrow.num_rows if self.arrow is not None else len(self.rows or ())
+
 
 class QueryEngine:
     def __init__(self, writer: LakeWriter, limits: QueryLimits, limiter: RateLimiter | None = None) -> None:
@@ -105,31 +109,43 @@ class QueryEngine:
         start: str | int | None = None,
         end: str | int | None = None,
         as_arrow: bool = False,
+        audit_fields: Mapping[str, Any] | None = None,
+        audited: bool = True,
     ) -> QueryResult:
         """Run one SELECT for ``tenant``; each table is read over its window (module docstring).
-        Every query, answered or refused, is audited (``query``: its SQL, rows, duration)."""
-        started = time.perf_counter()
-        outcome, row_count = "ok", None
-        try:
-            if self._limiter is not None:
-                async with self._limiter.query(tenant):
-                    result = await self._execute(sql, tenant, start, end, as_arrow)
-            else:
-                result = await self._execute(sql, tenant, start, end, as_arrow)
-            row_count = result.arrow.num_rows if result.arrow is not None else len(result.rows or ())
+        Every query, answered or refused, is audited (``query``: its SQL, rows, duration, and
+        ``audit_fields``), except a federated query's part that its coordinator runs here
+        (``audited=False``: the coordinator audits the whole query once, ``federation``)."""
+        if not audited:
+            return await self._slot(sql, tenant, start, end, as_arrow)
+        async with self.audited(sql, tenant, **(audit_fields or {})) as record:
+            result = await self._slot(sql, tenant, start, end, as_arrow)
+            record["row_count"] = result.row_count
             return result
+
+    @contextlib.asynccontextmanager
+    async def audited(self, sql: str, tenant: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
+        """Audit the query run inside (``query``), answered or refused: its SQL, ``fields``, the
+        ``row_count`` the caller sets in the yielded fields, the outcome, the duration."""
+        started = time.perf_counter()
+        record: dict[str, Any] = {**fields, "outcome": "ok", "row_count": None}
+        try:
+            yield record
         except Exception as error:
-            outcome = type(error).__name__
+            record["outcome"] = type(error).__name__
             raise
         finally:
-            self.audit.record(
-                "query",
-                tenant,
-                **sql_fields(sql),
-                outcome=outcome,
-                row_count=row_count,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            self.audit.record("query", tenant, **sql_fields(sql), **record, duration_ms=duration_ms)
+
+    async def _slot(
+        self, sql: str, tenant: str, start: str | int | None, end: str | int | None, as_arrow: bool
+    ) -> QueryResult:
+        """``_execute`` within one of the tenant's query slots, when a limiter is named."""
+        if self._limiter is None:
+            return await self._execute(sql, tenant, start, end, as_arrow)
+        async with self._limiter.query(tenant):
+            return await self._execute(sql, tenant, start, end, as_arrow)
 
     async def _execute(
         self, sql: str, tenant: str, start: str | int | None, end: str | int | None, as_arrow: bool
