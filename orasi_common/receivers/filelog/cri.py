@@ -121,7 +121,7 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
         block = bytes(_REACH)
     at = np.where(ok, starts, 0)
     head = _words(block, at, 32)  # "YYYY-MM-" "DDTHH:MM" ":SS.ffff" "fffffZ s"
-    ok &= _matches(head[0], "dddd-dd-") & _matches(head[1], "ddTdd:dd") & _matches(head[2], ":dd?????")
+    ok &= _matches(head[2], ":dd?????")  # (the first two words: _minutes)
     # the fraction: "." and 1-9 digits, or none
     dot = _byte(head[2], 3) == ord(".")
     fraction_bytes: U64 = (head[2] >> _U(32)) | (head[3] << _U(32))  # bytes 20-27
@@ -157,19 +157,20 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
     space = zone + np.where(utc, 1, 6)
     bare = length == space + 9  # "time stream F" and nothing after it
     ok &= (bare | (space_after == 32)) & (space + 9 <= length)
-    # the date and the time of day, in range as datetime takes them
-    date, clock, second_pair = _pairs(head[0]), _pairs(head[1]), _pairs(head[2])
-    year = _byte(date, 0).astype(np.int64) * 100 + _byte(date, 2).astype(np.int64)
-    month, day = _byte(date, 5).astype(np.int64), _byte(clock, 0).astype(np.int64)
-    months = (year - _FIRST_YEAR) * 12 + month - 1  # since January 1970
-    hour, minute = _byte(clock, 3).astype(np.int64), _byte(clock, 6).astype(np.int64)
-    second = _byte(second_pair, 1).astype(np.int64)
-    known = (months >= 0) & (months < len(_MONTH_STARTS)) & (month >= 1) & (month <= 12)
-    months[~known] = 0
-    ok &= known & (day >= 1) & (day <= _MONTH_LENGTHS[months])
-    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    days = _MONTH_STARTS[months] + day - 1
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+    # the date and the time of day to the minute, read once per run of lines that share their
+    # first 16 bytes (the lines of one minute) when runs are few, then the second
+    change = np.ones(len(head[0]), dtype=np.bool_)
+    change[1:] = (head[0][1:] != head[0][:-1]) | (head[1][1:] != head[1][:-1])
+    firsts = np.flatnonzero(change)
+    if 4 * len(firsts) <= len(change):
+        run = np.cumsum(change) - 1
+        valid, minutes = _minutes(head[0][firsts], head[1][firsts])
+        valid, minutes = valid[run], minutes[run]
+    else:
+        valid, minutes = _minutes(head[0], head[1])
+    second = _byte(_pairs(head[2]), 1).astype(np.int64)
+    ok &= valid & (second <= 59)
+    seconds = minutes + second - offset
     ok &= (seconds >= 0) & (seconds < _MAX_SECONDS)
     return Fields(
         regular=ok,
@@ -178,6 +179,22 @@ def fields(block: bytes, starts: I64, ends: I64) -> Fields:
         partial=partial,
         time=seconds * 1_000_000_000 + fraction,
     )
+
+
+def _minutes(date_words: U64, clock_words: U64) -> tuple[Bools, I64]:
+    """Of the words "YYYY-MM-" and "DDTHH:MM": whether they are digits and separators in range as
+    datetime takes them (1970 to 2262), and the seconds from the epoch to that minute."""
+    valid = _matches(date_words, "dddd-dd-") & _matches(clock_words, "ddTdd:dd")
+    date, clock = _pairs(date_words), _pairs(clock_words)
+    year = _byte(date, 0).astype(np.int64) * 100 + _byte(date, 2).astype(np.int64)
+    month, day = _byte(date, 5).astype(np.int64), _byte(clock, 0).astype(np.int64)
+    months = (year - _FIRST_YEAR) * 12 + month - 1  # since January 1970
+    hour, minute = _byte(clock, 3).astype(np.int64), _byte(clock, 6).astype(np.int64)
+    known = (months >= 0) & (months < len(_MONTH_STARTS)) & (month >= 1) & (month <= 12)
+    months[~known] = 0
+    valid &= known & (day >= 1) & (day <= _MONTH_LENGTHS[months]) & (hour <= 23) & (minute <= 59)
+    seconds: I64 = (_MONTH_STARTS[months] + day - 1) * 86400 + hour * 3600 + minute * 60
+    return valid, seconds
 
 
 def _words(block: bytes, offsets: I64, width: int) -> list[U64]:

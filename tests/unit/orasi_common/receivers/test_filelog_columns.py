@@ -233,3 +233,21 @@ def test_a_block_of_the_benchmark_layout_is_byte_identical() -> None:
         for seq in range(3000)
     ]
     assert_same(b"\n".join(lines) + b"\n")
+
+
+def test_runs_of_lines_of_one_minute_read_alike() -> None:
+    # the date and time to the minute are read once per run of lines sharing them: runs of
+    # several lengths, a line out of range or not CRI inside a run, the minute changing each line
+    lines = []
+    for seq in range(400):
+        minute = seq // 25 if seq < 360 else seq % 60  # (runs under a quarter of the lines)
+        lines.append(f"2023-06-01T12:{minute:02d}:{seq % 60:02d}.{seq:09d}Z stdout F line {seq}".encode())
+    lines[40] = b"2023-13-01T12:01:00Z stdout F month 13 inside a run"
+    lines[41] = b"2023-02-29T12:01:00Z stdout F not a leap year inside a run"
+    lines[42] = b"plain text inside a run"
+    lines[43] = b"2023-06-01T12:01:00+02:00 stderr F an offset inside a run"
+    block = b"\n".join(lines) + b"\n"
+    found = cri.lines(block, len(block), 1024)
+    columns = cri.fields(block, found.starts, found.ends)
+    assert columns.regular.tolist() == [n not in (40, 41, 42) for n in range(400)]
+    assert_same(block)
