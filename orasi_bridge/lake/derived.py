@@ -1,20 +1,21 @@
-"""The lake writer's derived tables: ``span_metrics_1m`` (RED metrics of the spans of each flush,
-``spanmetrics.py``) and ``audit`` (the bridge's audit events, ``audit.py``), committed through the
-writer's own commit path (``LakeWriter._commit``) and published in its snapshots (``visible``).
+"""The lake writer's derived tables: ``span_metrics_1m`` and its hourly rollup ``span_metrics_1h``
+(RED metrics of the spans of each flush, ``spanmetrics.py``) and ``audit`` (the bridge's audit
+events, ``audit.py``), committed through the writer's own commit path (``LakeWriter._commit``)
+and published in its snapshots (``visible``).
 
 Within a flush (``LakeWriter.flush``)::
 
     buffer → _flushing (before anything is awaited: queries see its rows throughout)
-      ├─ span_metrics_1m: ``commit_span_metrics`` (the spans' rows derived; the batches it holds
-      │                    already, ``ids``, left out)                                    ┐ same
+      ├─ span_metrics_1m ┐ ``commit_span_metrics``: the spans' rows derived (per minute,  ┐
+      ├─ span_metrics_1h ┘ per hour); the batches each holds already, ``ids``, left out   │ same
       ├─ spans and the other tables                                                       ┘ batch ids
       └─ audit: ``commit_audit``, after the data (and alone when nothing else is buffered)
 
-``span_metrics_1m`` keeps its batch ids apart from the other tables' (``ids``): it is committed
-before the spans, so a batch it holds may still have to be committed to the spans (a crash or a
-failed spans commit in between); queries then leave the hot spans of the batches it holds out of
-its hot rows (``unheld``), which are derived from the buffered spans as the next flush will
-commit them (``hot_span_metrics``).
+Each span metrics table keeps its batch ids apart from the other tables' (``ids``): it is
+committed before the spans (and the hourly table after the minutes), so a batch it holds may
+still have to be committed to the next table (a crash or a failed commit in between); queries
+then leave the hot spans of the batches it holds out of its hot rows (``unheld``), which are
+derived from the buffered spans as the next flush will commit them (``hot_rows``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from orasi_bridge.lake.buffer import Owners
 from orasi_bridge.lake.commits import Commit, without
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
-from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SpanMetrics
+from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SPAN_METRICS_1H, SpanMetrics
 from orasi_common.pipeline.component import Settings
 
 CommitRows = Callable[..., Commit]
 """``LakeWriter._commit``: (table, rows per tenant, owners per tenant, batch ids, known, derive)."""
+
+SPAN_METRICS_TABLES = (SPAN_METRICS, SPAN_METRICS_1H)
+"""Derived from the spans, committed in this order just before them."""
 
 
 class DerivedTables:
@@ -46,7 +50,8 @@ class DerivedTables:
         self._commits = settings.metrics.lake_commits.labels(settings.id)
         self._commit = commit
         self._visible = visible  # the writer's published snapshot per table
-        self.ids = CommittedIds(config.dedup_window)  # the batch ids span_metrics_1m holds
+        # the batch ids each span metrics table holds
+        self.ids = {name: CommittedIds(config.dedup_window) for name in SPAN_METRICS_TABLES}
         self.span_metrics = (
             SpanMetrics(config.span_metrics, settings.metrics.span_metrics_late_spans.labels(settings.id))
             if config.span_metrics.enabled
@@ -57,7 +62,7 @@ class DerivedTables:
     @staticmethod
     def source_of(table: str) -> str:
         """The table whose buffered rows make ``table``'s hot rows."""
-        return SOURCE if table == SPAN_METRICS else table
+        return SOURCE if table in SPAN_METRICS_TABLES else table
 
     async def commit_span_metrics(
         self,
@@ -66,36 +71,44 @@ class DerivedTables:
         batch_ids: list[str],
         known: set[str],
     ) -> None:
-        """Commit span_metrics_1m's rows of the spans a flush is about to commit, leaving out the
-        batches it holds already (``ids``: committed before a crash or a failed spans commit),
-        and publish its snapshot: queries leave the hot spans of the batches it holds out of its
-        hot rows (``unheld``)."""
-        if self.span_metrics is None:
+        """Commit the span metrics tables' rows of the spans a flush is about to commit, each
+        leaving out the batches it holds already (``ids``: committed before a crash or a failed
+        commit of the next table), and publish their snapshots: queries leave the hot spans of
+        the batches a table holds out of its hot rows (``unheld``)."""
+        metrics = self.span_metrics
+        if metrics is None:
             return
-        known = known | {i for i in batch_ids if i in self.ids}
-        done = await asyncio.to_thread(
-            self._commit, SPAN_METRICS, spans, owners, batch_ids, known, self.span_metrics.derive
-        )
-        for committed_at, ids in done.by_others:
-            self.ids.add(ids, committed_at=committed_at)
-        self.ids.add(i for i in batch_ids if i not in done.skipped)
-        self._visible[SPAN_METRICS] = done.snapshot_id
-        self.span_metrics.committed()
-        if done.rows:
-            self._commits.inc()
+        try:
+            for name, derive in ((SPAN_METRICS, metrics.derive), (SPAN_METRICS_1H, metrics.derive_hourly)):
+                held = self.ids[name]
+                left_out = known | {i for i in batch_ids if i in held}
+                done = await asyncio.to_thread(self._commit, name, spans, owners, batch_ids, left_out, derive)
+                for committed_at, ids in done.by_others:
+                    held.add(ids, committed_at=committed_at)
+                held.add(i for i in batch_ids if i not in done.skipped)
+                self._visible[name] = done.snapshot_id
+                if name == SPAN_METRICS:
+                    metrics.committed()
+                if done.rows:
+                    self._commits.inc()
+        finally:
+            metrics.forget()
 
-    def unheld(self, tenant: str, spans: list[pa.RecordBatch], owners: list[Owners]) -> list[pa.RecordBatch]:
-        """Hot spans without those of batches span_metrics_1m holds (replayed after a crash between
-        its commit and the spans'): their metrics are in its snapshot. Call it in the same step
+    def unheld(
+        self, table: str, tenant: str, spans: list[pa.RecordBatch], owners: list[Owners]
+    ) -> list[pa.RecordBatch]:
+        """Hot spans without those of batches ``table`` holds (replayed after a crash between its
+        commit and the next table's): their metrics are in its snapshot. Call it in the same step
         of the event loop as reading that snapshot."""
-        held = {i for owned in owners for i, _ in owned if i in self.ids}
+        held = {i for owned in owners for i, _ in owned if i in self.ids[table]}
         return without({tenant: spans}, {tenant: owners}, held) if held else spans
 
-    async def hot_span_metrics(self, spans: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """The hot spans' span_metrics_1m rows, as the next flush will commit them."""
-        if self.span_metrics is None or not spans:
+    async def hot_rows(self, table: str, spans: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """The hot spans' rows of ``table`` (a span metrics table), as the next flush will commit them."""
+        metrics = self.span_metrics
+        if metrics is None or not spans:
             return []
-        return await asyncio.to_thread(self.span_metrics.hot, spans)
+        return await asyncio.to_thread(metrics.hot if table == SPAN_METRICS else metrics.hot_hourly, spans)
 
     async def commit_audit(self) -> None:
         """Commit the audit rows recorded since the last flush (kept for the next on failure)."""

@@ -150,6 +150,9 @@ SPAN_METRICS_1M = pa.schema(
 )
 """Derived from the spans at each flush (``spanmetrics``): partial aggregates per minute."""
 
+SPAN_METRICS_1H = SPAN_METRICS_1M
+"""The hourly rollup (``spanmetrics.rollup``): the same columns, ``time`` the hour's start."""
+
 AUDIT = _schema(
     ("event", pa.string()),
     ("actor", pa.string()),
@@ -167,5 +170,6 @@ TABLES: dict[str, pa.Schema] = {
     "logs": LOGS,
     "metric_points": METRIC_POINTS,
     "span_metrics_1m": SPAN_METRICS_1M,
+    "span_metrics_1h": SPAN_METRICS_1H,
     "audit": AUDIT,
 }

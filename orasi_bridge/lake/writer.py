@@ -40,8 +40,8 @@ commit looks at the tables each ``flush_interval`` instead (``_follow``), rememb
 the others committed, and publishes their snapshot while it stays idle.
 
 The derived tables are committed within each flush through the same commit path
-(``derived.DerivedTables``): ``span_metrics_1m`` just before the spans, the audit rows after
-the data.
+(``derived.DerivedTables``): ``span_metrics_1m`` and ``span_metrics_1h`` just before the spans,
+the audit rows after the data.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
 from orasi_bridge.lake.schema import TABLES
-from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS
+from orasi_bridge.lake.spanmetrics import SOURCE
 from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, PartialSuccess, Throttled, Unavailable
 from orasi_common.pdata import Batch
@@ -140,7 +140,7 @@ class LakeWriter:
         self._buffer = Buffer()
         self._flushing: Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
-        # span_metrics_1m and audit, committed through _commit (derived.py)
+        # span_metrics_1m, span_metrics_1h and audit, committed through _commit (derived.py)
         self.derived = DerivedTables(settings, config, self._commit, self._visible)
         self.audit = self.derived.audit  # the bridge's audit events (lake/audit.py)
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
@@ -271,7 +271,7 @@ class LakeWriter:
 
     def _ids_of(self, table: str) -> CommittedIds:
         """The batch ids committed to ``table`` that this writer remembers."""
-        return self.derived.ids if table == SPAN_METRICS else self._committed
+        return self.derived.ids.get(table, self._committed)
 
     def is_known(self, batch_id: str) -> bool:
         """Committed already, or buffered for the next commit (or held by the tail sampler)."""
@@ -537,10 +537,10 @@ class LakeWriter:
                     hot.extend(buffer.rows.get(source, {}).get(tenant, []))
                     owners.extend(buffer.owners.get(source, {}).get(tenant, []))
             snapshot_id = self._visible.get(table)
-            if source != table:  # spans of batches span_metrics_1m holds are in its snapshot
-                hot = self.derived.unheld(tenant, hot, owners)
+            if source != table:  # spans of batches the table holds are in its snapshot
+                hot = self.derived.unheld(table, tenant, hot, owners)
         if source != table:
-            hot = await self.derived.hot_span_metrics(hot)
+            hot = await self.derived.hot_rows(table, hot)
         return TableView(self.tables[table], snapshot_id, hot)
 
     async def _flusher(self) -> None:

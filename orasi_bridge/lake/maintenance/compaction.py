@@ -37,7 +37,7 @@ from orasi_bridge.lake.files import Partition, delete_data_files, sort_rows, wri
 from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.lake.maintenance.tables import Lake, PartitionKey, live_files, replace_files
 from orasi_bridge.lake.schema import TABLES
-from orasi_bridge.lake.spanmetrics import SPAN_METRICS
+from orasi_bridge.lake.spanmetrics import SPAN_METRICS, SPAN_METRICS_1H
 
 MIB = 1024 * 1024
 SMALL = 0.75
@@ -198,9 +198,13 @@ def _rewrite(
     return written
 
 
-MERGED: dict[str, Callable[[list[pa.RecordBatch]], pa.RecordBatch]] = {SPAN_METRICS: spanmetrics.merge}
+MERGED: dict[str, Callable[[list[pa.RecordBatch]], pa.RecordBatch]] = {
+    SPAN_METRICS: spanmetrics.merge,
+    SPAN_METRICS_1H: spanmetrics.merge,
+}
 """Tables of partial aggregates, whose rows compaction merges (the same answers from fewer rows):
-``span_metrics_1m`` gets one row per group, minute and ``late`` (its totals checked unchanged)."""
+``span_metrics_1m`` gets one row per group, minute and ``late``, ``span_metrics_1h`` one per group,
+hour and ``late`` (their totals checked unchanged)."""
 _TOTALS = ("span_count", "error_count", "duration_sum_ns")
 
 

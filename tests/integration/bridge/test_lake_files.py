@@ -318,5 +318,5 @@ async def test_a_failed_upload_removes_the_files_of_the_flush_already_written(
 
     await writer.flush()
     assert sorted(file.partition[1] for file in data_files(writer)) == ["a", "b"]
-    # two spans files and their indexes, and span_metrics_1m's two files
-    assert len(lake_space.written_files()) == 6
+    # two spans files and their indexes, and span_metrics_1m's and span_metrics_1h's two files
+    assert len(lake_space.written_files()) == 8

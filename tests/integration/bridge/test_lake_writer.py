@@ -82,8 +82,9 @@ async def test_flush_commits_each_table_once_with_its_batch_ids(make_writer: Mak
 
     await writer.flush()
 
-    # One commit per table: spans, logs, metric_points, and span_metrics_1m (from the spans).
-    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 4
+    # One commit per table: spans, logs, metric_points, span_metrics_1m and span_metrics_1h (from
+    # the spans).
+    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 5
     for signal, items in (("traces", 2 * SPANS), ("logs", LOGS), ("metrics", POINTS)):
         labels = {"signal": signal, "exporter": "lake"}
         assert metrics.registry.get_sample_value("orasi_exporter_sent_items_total", labels) == items
@@ -102,7 +103,7 @@ async def test_flush_commits_each_table_once_with_its_batch_ids(make_writer: Mak
     # Nothing left to commit: a second flush makes no snapshot.
     await writer.flush()
     assert len(writer.tables["spans"].snapshots()) == 1
-    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 4
+    assert metrics.registry.get_sample_value("orasi_lake_commits_total", {"exporter": "lake"}) == 5
     for signal, items in (("traces", 2 * SPANS), ("logs", LOGS), ("metrics", POINTS)):
         labels = {"signal": signal, "exporter": "lake"}
         assert metrics.registry.get_sample_value("orasi_exporter_sent_items_total", labels) == items

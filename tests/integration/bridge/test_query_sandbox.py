@@ -422,4 +422,11 @@ async def test_bad_requests_are_400(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/query", content=b"{not json")
     assert response.status_code == 400
     tables = (await client.get("/api/v1/tables")).json()["tables"]
-    assert [t["name"] for t in tables] == ["spans", "logs", "metric_points", "span_metrics_1m", "audit"]
+    assert [t["name"] for t in tables] == [
+        "spans",
+        "logs",
+        "metric_points",
+        "span_metrics_1m",
+        "span_metrics_1h",
+        "audit",
+    ]
