@@ -5,8 +5,9 @@
     orasi tokens revoke ID                     (the id `list` shows, or the whole token)
 
 ``--store`` is the extension's `store` (`postgresql://…` or `sqlite:///path`; default
-$ORASI_TOKEN_STORE). `create` prints the token once, on its own line: only its salted hash is
-kept, so it cannot be shown again. `create` and `revoke` are audited (``token.create|revoke``:
+$ORASI_TOKEN_STORE); `orasi up --auth` keeps its tokens in `sqlite:///<data-dir>/tokens.db`.
+`create` prints the token once, on its own line: only its salted hash is kept, so it cannot be
+shown again. `create` and `revoke` are audited (``token.create|revoke``:
 the token's id, never its secret; ``orasi_common.telemetry.audit``).
 """
 
