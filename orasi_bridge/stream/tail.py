@@ -69,7 +69,15 @@ _STATE = pa.schema(
 _DECIDED = pa.schema([("key", pa.string()), ("keep", pa.bool_())])
 
 Entry = tuple[Any, int | None]
-"""A batch (``orasi_common.pdata.Batch``: its ``batch_id`` is read) and its log position."""
+"""A batch (``orasi_common.pdata.Batch``, or ``HeldBatch``: only its ``batch_id`` is read) and its
+log position."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBatch:
+    """What a held group keeps of a batch: its id (not its payload, which the log holds)."""
+
+    batch_id: str
 
 
 @dataclass
@@ -231,7 +239,8 @@ class TailSampler:
         """Hold converted rows and their batches; True when over ``max_spans`` (release soon)."""
         now = time.monotonic()
         with self._lock:
-            self._incoming.append(Group(tenant, rows, list(entries), list(counts), now))
+            held = [(HeldBatch(batch.batch_id), lsn) for batch, lsn in entries]
+            self._incoming.append(Group(tenant, rows, held, list(counts), now))
             self._ids.update(batch.batch_id for batch, _ in entries)
             self._spans += rows.num_rows
             due = now + self.config.decision_wait
@@ -451,4 +460,4 @@ class TailSampler:
         self._counters.held(self._state.num_rows, self._spans)
 
 
-__all__ = ["Counters", "Group", "Released", "TailSampler"]
+__all__ = ["Counters", "Group", "HeldBatch", "Released", "TailSampler"]
