@@ -97,8 +97,8 @@ class Config(ComponentConfig):
     )
     span_metrics: SpanMetricsConfig = Field(
         default_factory=SpanMetricsConfig,
-        description="The derived table span_metrics_1m, written from the spans at each flush "
-        "(lake/spanmetrics.py).",
+        description="The derived tables span_metrics_1m and span_metrics_1h (its hourly rollup), "
+        "written from the spans at each flush (lake/spanmetrics.py).",
     )
     wal: WalConfig | None = Field(
         default=None,

@@ -1,4 +1,5 @@
-"""The derived table ``span_metrics_1m`` (ARCHITECTURE §5): RED metrics of the spans, per minute.
+"""The derived table ``span_metrics_1m`` (ARCHITECTURE §5): RED metrics of the spans, per minute,
+and its hourly rollup ``span_metrics_1h``.
 
 One row holds the spans of one tenant, region, service (``service_name``), operation (``name``,
 the span name), ``kind`` and ``status_code`` whose start falls in one minute (``time``, the
@@ -15,10 +16,16 @@ be in several rows (flushes, bridges), so queries merge with GROUP BY and SUM, a
 by unnesting and summing per bucket; the query engine's macros (``MACROS``) turn the merged
 buckets into percentiles::
 
-    flush: spans rows of the batches to commit ─ without those already in span_metrics_1m
-        ├─ aggregate → commit span_metrics_1m (summary: the batch ids)     ┐ a crash between the two:
-        └─ commit spans (summary: the same batch ids)                       ┘ the replay skips, per table,
-                                                                              what each one holds
+    flush: spans rows of the batches to commit ─ without those a table already holds
+        ├─ aggregate → commit span_metrics_1m (summary: the batch ids)     ┐ a crash between two:
+        ├─ rollup    → commit span_metrics_1h (summary: the same ids)      │ the replay skips, per
+        └─ commit spans (summary: the same batch ids)                       ┘ table, what each holds
+
+``span_metrics_1h`` (``SPAN_METRICS_1H``, the same columns) is the hourly rollup: the flush's
+minute rows with ``time`` truncated to the hour, merged (``rollup``), so it holds exactly the spans
+``span_metrics_1m`` holds in 60 times fewer rows over long ranges. A row is in a time window when
+its hour's start is: ``source`` reads a long range's whole hours from it and its edge minutes from
+``span_metrics_1m`` (``red_sql``: RED that way).
 
 Event time: each writer keeps, per tenant, the latest minute it committed (bounded by its clock);
 the watermark is that minute minus ``allowed_lateness``. Rows of minutes behind it are written all
@@ -63,7 +70,8 @@ ERROR = "ERROR"
 class SpanMetricsConfig(ComponentConfig):
     enabled: bool = Field(
         default=True,
-        description="Write span_metrics_1m from the spans at each flush (off: the table stays empty).",
+        description="Write span_metrics_1m and its hourly rollup span_metrics_1h from the spans at "
+        "each flush (off: the tables stay empty).",
     )
     allowed_lateness: float = Field(
         default=120.0,
