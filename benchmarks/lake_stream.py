@@ -3,6 +3,7 @@ with and without a chain (filter + redact + transform), side by side.
 
     python -m benchmarks.lake_stream               # 3 copies of the corpus per run, 3 rounds
     python -m benchmarks.lake_stream --quick       # 1 copy, 2 rounds
+    python -m benchmarks.lake_stream --apart       # the chain alone, per processor (~1 min)
 
 The Hipster Shop corpus (86,583 spans) is cut into 100-span requests (``rebatch``). Each round
 runs three writers one after the other, in this process, on a local lake (SQLite catalog,
@@ -19,6 +20,10 @@ every built-in rule over both attribute maps, and a transform setting the name (
 ``{id}``) and an ``env`` attribute. Ratios are per round, medians reported: of the wall-clock
 rates, and of the CPU seconds per span of this process (every thread), which moves much less
 when other work shares the 2 cores (the rate the chain keeps at equal CPU).
+
+``--apart`` profiles the chain without the writer: the corpus converted once into the writer's
+conversion chunks (``CONVERT_ITEMS`` spans), then CPU µs per span of ``Chain.process`` over them
+for the whole chain and each processor alone, best of ``--rounds`` + 2 passes after a warm-up.
 """
 
 from __future__ import annotations
@@ -105,6 +110,43 @@ async def ingest(
     }
 
 
+def apart(requests: list[bytes], rounds: int) -> dict[str, float]:
+    """CPU µs per span of the chain and of each processor alone, on the corpus's chunks."""
+    import logging
+
+    from pydantic import TypeAdapter
+
+    from orasi_bridge.lake.buffer import CONVERT_ITEMS
+    from orasi_bridge.lake.rows import otlp_rows
+    from orasi_bridge.stream import Chain, StreamProcessor
+    from orasi_common.pdata import Batch, Signal
+    from orasi_common.pipeline.component import Kind, Settings
+    from orasi_common.telemetry.metrics import Metrics
+
+    batches = [Batch.from_serialized(Signal.TRACES, payload, tenant="bench") for payload in requests]
+    per_chunk = CONVERT_ITEMS // SPANS_PER_REQUEST
+    chunks: list[tuple[Any, list[int]]] = []
+    for start in range(0, len(batches), per_chunk):
+        run = batches[start : start + per_chunk]
+        chunks.append((otlp_rows(run, "bench"), [batch.items for batch in run]))
+    spans = sum(rows.num_rows for rows, _ in chunks)
+    settings = Settings("lake", Kind.EXPORTER, "bench", Metrics("bridge"), logging.getLogger("bench"))
+    configs = TypeAdapter(list[StreamProcessor]).validate_python(CHAIN)
+    chains: dict[str, list[Any]] = {"chain": configs, **{config.type: [config] for config in configs}}
+    best: dict[str, float] = {}
+    for name, processors in chains.items():
+        chain = Chain.build(processors, settings)
+        for attempt in range(rounds + 1):  # the first warms the caches (DuckDB, redact's values)
+            cpu = time.process_time()
+            for rows, counts in chunks:
+                chain.process("spans", "bench", rows, counts)
+            per_span = (time.process_time() - cpu) / spans * 1e6
+            if attempt:
+                best[name] = min(best.get(name, per_span), per_span)
+        say(f"{name}: {best[name]:.2f} CPU µs/span")
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,10 +154,16 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=3, help="copies of the corpus each writer ingests")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three writers")
     parser.add_argument("--quick", action="store_true", help="1 copy, 2 rounds")
+    parser.add_argument("--apart", action="store_true", help="the chain alone, per processor")
     args = parser.parse_args()
     if args.quick:
         args.copies, args.rounds = 1, 2
     requests = payloads()
+    if args.apart:
+        best = apart(requests, args.rounds + 2)
+        alone = {"machine": machine(), "chain": CHAIN, "cpu_us_per_span": best}
+        write_json(RESULTS.with_name("lake_stream_apart.json"), alone)
+        return
     say(f"lake_stream: {len(requests):,} requests of {SPANS_PER_REQUEST} spans, {args.copies} copies")
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
