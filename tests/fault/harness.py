@@ -401,11 +401,13 @@ def routed(gateway: ServiceProcess, endpoint: str) -> float:
     return float(sum(v for name, labels, v in samples if name == ROUTED and labels["endpoint"] == endpoint))
 
 
-def steady(gateway: ServiceProcess, endpoint: str, seconds: float) -> bool:
-    """Nothing was routed to ``endpoint`` during ``seconds``."""
-    before = routed(gateway, endpoint)
+def steady(gateways: ServiceProcess | Iterable[ServiceProcess], endpoint: str, seconds: float) -> bool:
+    """Nothing was routed to ``endpoint`` by the gateway (or any of ``gateways``) during the same
+    ``seconds``."""
+    group = [gateways] if isinstance(gateways, ServiceProcess) else list(gateways)
+    before = [routed(gateway, endpoint) for gateway in group]
     time.sleep(seconds)
-    return routed(gateway, endpoint) == before
+    return [routed(gateway, endpoint) for gateway in group] == before
 
 
 def etcd_call(url: str, work: Callable[[Any], Any]) -> Any:
