@@ -18,6 +18,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,11 +257,14 @@ def running_stack(workdir: Path, configs: StackConfigs = stack_configs) -> Itera
             name: ServiceProcess.from_config(
                 name, config, workdir, env={**AWS_ENV, **(AGENT_ENV if name == "agent" else {})}
             )
-            for name, config in built.items()  # bridge first: downstream before upstream
+            for name, config in built.items()
         }
         try:
-            for process in processes.values():
-                process.start()
+            # All three at once: each start is mostly the interpreter's imports, and nothing is
+            # sent before every one is ready (a channel connects at its first call).
+            with ThreadPoolExecutor(len(processes)) as pool:
+                for started in [pool.submit(process.start) for process in processes.values()]:
+                    started.result()
             yield Stack(space, processes["agent"], processes["gateway"], processes["bridge"])
         finally:
             for process in reversed(processes.values()):  # safe if never started
