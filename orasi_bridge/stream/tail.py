@@ -63,6 +63,7 @@ POLICIES = ("error", "duration", "expression", "probability")
 """The policies in the order their metric label is given (a trace kept by several counts once)."""
 
 _FILE = "decisions-"
+MAX_FILES = 64
 _STATE = pa.schema(
     [("key", pa.string()), *[(policy, pa.bool_()) for policy in POLICIES], ("last", pa.float64())]
 )
@@ -124,7 +125,7 @@ def _keep_counts(counts: Sequence[int], keep: np.ndarray) -> list[int]:
 class _Decisions:
     """The last ``size`` decisions (key → keep), in memory and, with a directory, on disk: one
     Arrow IPC file per sweep, written and fsynced before its rows are released; rewritten as one
-    file when they hold twice ``size``."""
+    file when they hold twice ``size`` or number more than ``MAX_FILES``."""
 
     size: int
     directory: Path | None
@@ -169,7 +170,7 @@ class _Decisions:
         if self.directory is not None:
             self._write(new)
         self._keep(pa.concat_tables([self.table, new]))
-        if self.directory is not None and self.on_disk > 2 * self.size:
+        if self.directory is not None and (self.on_disk > 2 * self.size or len(self.files) > MAX_FILES):
             self._write(self.table, compacted=True)
 
     def _write(self, table: pa.Table, compacted: bool = False) -> None:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from orasi_bridge.lake.config import Config
 from orasi_bridge.stream import Chain
+from orasi_bridge.stream import tail as tail_module
 from orasi_bridge.stream.tail import Released
 from orasi_common.telemetry.metrics import Metrics
 
@@ -236,3 +237,18 @@ def test_config_errors_name_their_path(stream: list[dict[str, Any]], where: str,
         Config.model_validate({**base, "stream": stream})
     text = str(raised.value)
     assert where in text and message in text, text
+
+
+def test_the_decision_files_are_rewritten_as_one_past_max_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tail_module, "MAX_FILES", 3)
+    chain = tail(directory=tmp_path)
+    for trace in "abcdef":  # one decision per release, each a file until they are rewritten
+        hold(chain, ("b", [span(trace, trace, status_code="ERROR" if trace in "ace" else "UNSET")]))
+        chain.release(later())
+        assert len(list(tmp_path.glob("decisions-*.arrow"))) <= 4
+    again = tail(directory=tmp_path)
+    late = [span(trace, f"{trace}2", status_code="ERROR") for trace in "abcdef"]
+    again.hold("acme", spans(*late), [(FakeBatch("late"), None)], [6])
+    assert names(again.release(later())) == ["a2", "c2", "e2"]  # every decision remembered
