@@ -277,3 +277,22 @@ async def test_tail_held_spans_survive_a_crash_once_and_are_decided_as_before(
     assert await log_is_empty(tmp_path / "wal" / "lake")
     again = await make_writer(wal=wal, stream=[TAIL])
     assert await spans_per_trace(QueryEngine(again, QueryLimits())) == expected
+
+
+async def test_without_a_log_a_shutdown_decides_and_commits_what_the_tail_sampler_holds(
+    make_writer: MakeWriter,
+) -> None:
+    metrics = Metrics("bridge")
+    waiting = {**TAIL, "decision_wait": 3600}
+    writer = await make_writer(metrics, stream=[waiting])
+    spans = trace_spans(("a", "a1", True, 1), ("a", "a2", False, 1), ("b", "b1", False, 1))
+    batch = data.batch(Signal.TRACES, spans)
+    await writer.consume(batch)
+    await writer.flush()  # converted, and held
+    assert batch_ids_in_summaries(writer, "spans") == []
+    await close_writer(writer)
+    labels = {"exporter": "lake", "processor": "tail", "reason": "shutdown"}
+    assert metrics.registry.get_sample_value("orasi_stream_tail_early_decisions_total", labels) == 2
+    again = await make_writer()
+    assert await spans_per_trace(QueryEngine(again, QueryLimits())) == {"a" * 32: (2, 2)}
+    assert batch_ids_in_summaries(again, "spans") == [batch.batch_id]
