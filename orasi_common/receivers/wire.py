@@ -1,8 +1,9 @@
 """Writing OTLP protobuf directly, for receivers that build requests in bulk.
 
 A few helpers for the fields those receivers write (length-delimited fields, varints, string
-attributes); the result is checked once, as any received request is, by
-``Batch.from_serialized`` (``pdata.validate.check_request``).
+attributes). A receiver either has the result checked once, as any received request is, by
+``Batch.from_serialized`` (``pdata.validate.check_request``: remote write), or guarantees what
+that check would accept and takes it with ``Batch.from_own_encoding`` (filelog).
 """
 
 from __future__ import annotations
