@@ -78,6 +78,35 @@ class Step:
     failed: bool = field(default=False)  # logged already
 
 
+def filter_map(column: pa.MapArray, keep: np.ndarray) -> pa.MapArray:
+    """The rows ``keep`` says of a map column, its entries filtered by a mask of entries (Arrow's
+    filter of a list type gathers its entries by index: about 30 % slower on the attribute maps)."""
+    offsets = column.offsets.to_numpy()
+    first, last = int(offsets[0]), int(offsets[-1])
+    lengths = np.diff(offsets)
+    entries = pa.array(np.repeat(keep, lengths))
+    kept_offsets = np.zeros(int(keep.sum()) + 1, np.int32)
+    np.cumsum(lengths[keep], out=kept_offsets[1:])
+    valid = column.is_valid().to_numpy(zero_copy_only=False)[keep]
+    return pa.MapArray.from_arrays(
+        pa.array(kept_offsets),
+        column.values.field(0).slice(first, last - first).filter(entries),
+        column.values.field(1).slice(first, last - first).filter(entries),
+        type=column.type,
+        mask=None if valid.all() else pa.array(~valid),
+    )
+
+
+def filter_rows(rows: pa.RecordBatch, keep: np.ndarray) -> pa.RecordBatch:
+    """The rows ``keep`` says (``filter_map`` for the map columns, Arrow's filter for the others)."""
+    mask = pa.array(keep)
+    columns = [
+        filter_map(column, keep) if isinstance(column, pa.MapArray) else column.filter(mask)
+        for column in rows.columns
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=rows.schema)
+
+
 def keep_counts(counts: Sequence[int], keep: np.ndarray) -> list[int]:
     """How many rows of each run of ``counts`` rows (in order) ``keep`` keeps."""
     owner = np.repeat(np.arange(len(counts)), counts)
@@ -225,7 +254,7 @@ class Chain:
                     self._dropped.labels(self._settings.id, step.label, table).inc(rows.num_rows - kept)
                     counts = keep_counts(counts, mask)
                     kept_rows = pa.array(mask)
-                    rows = rows.filter(kept_rows)
+                    rows = filter_rows(rows, mask)
                     for later, computed in ahead.items():
                         ahead[later] = [value.filter(kept_rows) for value in computed]
         return rows, counts

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from orasi_bridge.stream import redact
-from orasi_bridge.stream.chain import keep_counts
+from orasi_bridge.stream.chain import filter_rows, keep_counts
 from orasi_bridge.stream.redact import luhn
 from orasi_bridge.stream.sample import threshold
 from orasi_common.telemetry.metrics import Metrics
@@ -347,3 +347,17 @@ def test_a_later_expression_failing_on_rows_left_out_before_it_is_no_error() -> 
     for action in ("pass", "drop"):
         labels = {**LAKE, "processor": "cast", "action": action}
         assert sample_value(metrics, "orasi_stream_errors_total", labels) == 0
+
+
+def test_rows_left_out_are_filtered_as_arrow_filters_them() -> None:
+    rows = spans(
+        {"name": "a", "attributes": [("k", "1"), ("j", "2")], "resource_attributes": [("r", "x")]},
+        {"name": "b", "attributes": None, "resource_attributes": []},
+        {"name": "c", "attributes": [("k", "3")], "resource_attributes": [("r", "y"), ("s", "z")]},
+        {"name": "d", "attributes": [], "resource_attributes": None},
+        {"name": "e", "attributes": [("k", "5")], "resource_attributes": [("r", "w")]},
+    )
+    for part in (rows, rows.slice(1, 4)):  # a slice's maps start past their first entry
+        for keep in ([True, False, True, True, False][: part.num_rows], [False] * part.num_rows):
+            mask = np.array(keep)
+            assert filter_rows(part, mask).equals(part.filter(mask))
