@@ -14,7 +14,9 @@ narrowed by the SQL's own predicates on ``time`` (``pushdown.time_bounds``, eval
 query's transaction, so ``now()`` there is the query's ``now()``); without ``start``/``end``, the
 SQL's predicates alone (a side they leave open is open); a reference with neither reads the
 default window, the last hour. A table named several times is read over the union of its
-references' windows.
+references' windows, window by window (``ranges``: the files that meet one of them, not every file
+between the first and the last; each reference's own predicates then keep its rows): the
+rollup's RED query (``spanmetrics.source``) reads the minutes of its two edges only.
 
 Every entry point (REST, Jaeger, Flight SQL, a federated query's regional part) runs a tenant's
 query through ``execute``, which holds one of the tenant's query slots of the `ratelimit`
@@ -180,10 +182,11 @@ class QueryEngine:
         bounds = {name: found for name, found in pushdown.time_bounds(tree).items() if name in names}
 
         def work(connection: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
-            found = _Run(connection, sql).windows(bounds, explicit, default)
+            run = _Run(connection, sql)
+            run.windows(bounds, explicit, default)
             return {
                 name: (_LOW if low is None else low, _HIGH if high is None else high)
-                for name, (low, high) in found.items()
+                for name, (low, high) in run.stats["windows"].items()
             }
 
         return await self._limited(work)
@@ -241,21 +244,12 @@ class QueryEngine:
         run: _Run,
         views: dict[str, TableView],
         tenant: str,
-        windows: dict[str, tuple[int | None, int | None]],
+        windows: dict[str, list[tuple[int, int]]],
         trace_ids: frozenset[str] | None,
     ) -> None:
         connection = run.connection
         for name, view in views.items():
-            start_ns, end_ns = windows[name]
-            parts = self._dataset(
-                name,
-                view,
-                tenant,
-                _LOW if start_ns is None else start_ns,
-                _HIGH if end_ns is None else end_ns,
-                run.stats,
-                trace_ids,
-            )
+            parts = self._dataset(name, view, tenant, windows[name], run.stats, trace_ids)
             if len(parts) == 1:
                 connection.register(name, parts[0])
                 continue
@@ -274,29 +268,32 @@ class QueryEngine:
         name: str,
         view: TableView,
         tenant: str,
-        start_ns: int,
-        end_ns: int,
+        ranges: list[tuple[int, int]],
         stats: dict[str, Any],
         trace_ids: frozenset[str] | None = None,
     ) -> list[ds.Dataset]:
-        """Datasets whose union is the table for this query: tenant's rows in [start, end].
+        """Datasets whose union is the table for this query: tenant's rows in one of ``ranges``
+        ([start, end] in ns, disjoint, in order).
 
         Committed files whose partition is the tenant's and whose ``time`` bounds (from the
-        manifest) lie inside the range need no row filter, so only the columns the SQL uses are
-        read; other files, and the hot rows, are filtered. With ``trace_ids`` (the SQL admits only
-        spans of those traces), files are cut down to the row groups their trace index names.
+        manifest) lie inside one range need no row filter, so only the columns the SQL uses are
+        read; other files that meet a range, and the hot rows, are filtered. With ``trace_ids``
+        (the SQL admits only spans of those traces), files are cut down to the row groups their
+        trace index names.
         """
         table_schema = READ_SCHEMAS[name]
-        start_us, end_us = start_ns // 1000, end_ns // 1000
-        start_ts = pa.scalar(start_us, pa.timestamp("us", tz="UTC"))
-        end_ts = pa.scalar(end_us, pa.timestamp("us", tz="UTC"))
-        row_filter = (
-            (pc.field("tenant") == tenant) & (pc.field("time") >= start_ts) & (pc.field("time") <= end_ts)
-        )
+        micros = [(start_ns // 1000, end_ns // 1000) for start_ns, end_ns in ranges]
+        in_time = None
+        for start_us, end_us in micros:
+            start_ts = pa.scalar(start_us, pa.timestamp("us", tz="UTC"))
+            end_ts = pa.scalar(end_us, pa.timestamp("us", tz="UTC"))
+            one = (pc.field("time") >= start_ts) & (pc.field("time") <= end_ts)
+            in_time = one if in_time is None else in_time | one
+        row_filter = (pc.field("tenant") == tenant) & (pc.scalar(False) if in_time is None else in_time)
         covered: list[tuple[ds.Fragment, pafs.FileSystem]] = []
         partial: list[tuple[ds.Fragment, pafs.FileSystem]] = []
         if view.snapshot_id is not None:
-            bounds = _Bounds(view.table, tenant, start_us, end_us)
+            bounds = _Bounds(view.table, tenant, micros)
             files = [file for file in self._plan(name, view, tenant) if bounds.overlaps(file)]
             stats["files"] += len(files)
             data, prefix = self._data_files()
@@ -387,9 +384,12 @@ class _Run:
         bounds: dict[str, list[pushdown.TimeBounds]],
         explicit: tuple[int, int] | None,
         default: tuple[int, int],
-    ) -> dict[str, tuple[int | None, int | None]]:
-        """Each table's [start, end] in ns (None: open), recorded in the stats."""
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Each table's windows in ns: its references' [start, end] (an open side as ``_LOW`` or
+        ``_HIGH``), overlapping ones merged, in order. Recorded in the stats: ``ranges`` (None:
+        open), and ``windows``, the span from the first start to the last end."""
         windows: dict[str, tuple[int | None, int | None]] = {}
+        ranges: dict[str, list[tuple[int, int]]] = {}
         for name, references in bounds.items():
             found = [self._window(reference, explicit, default) for reference in references]
             starts, ends = [w[0] for w in found], [w[1] for w in found]
@@ -397,6 +397,7 @@ class _Run:
                 None if None in starts else min(s for s in starts if s is not None),
                 None if None in ends else max(e for e in ends if e is not None),
             )
+            ranges[name] = _merged(found)
         every = list(windows.values()) or [explicit or default]
         self.stats |= {
             "start_unix_nano": None
@@ -406,8 +407,12 @@ class _Run:
             if any(w[1] is None for w in every)
             else max(w[1] for w in every if w[1] is not None),
             "windows": {name: list(window) for name, window in sorted(windows.items())},
+            "ranges": {
+                name: [[_open(start), _open(end)] for start, end in found]
+                for name, found in sorted(ranges.items())
+            },
         }
-        return windows
+        return ranges
 
     def _window(
         self, bounds: pushdown.TimeBounds, explicit: tuple[int, int] | None, default: tuple[int, int]
@@ -475,6 +480,24 @@ class _Run:
         }
 
 
+def _merged(windows: list[tuple[int | None, int | None]]) -> list[tuple[int, int]]:
+    """``windows`` (None: open) as disjoint [start, end] in order, overlapping or touching ones merged."""
+    ordered = sorted(
+        (_LOW if start is None else start, _HIGH if end is None else end) for start, end in windows
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in ordered:
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        elif start <= end:
+            merged.append((start, end))
+    return merged  # empty when every window is (start after end): nothing is read
+
+
+def _open(bound: int) -> int | None:
+    return None if bound in (_LOW, _HIGH) else bound
+
+
 def _too_many(limit: int) -> QueryRefused:
     return QueryRefused(f"the result has more than {limit} rows (the row limit); add a LIMIT or aggregate")
 
@@ -527,9 +550,9 @@ def _union(fragments: list[tuple[ds.Fragment, pafs.FileSystem]], schema: pa.Sche
 class _Bounds:
     """Whether a committed file holds only rows of one tenant inside [start, end] (no filter needed)."""
 
-    def __init__(self, table: Table, tenant: str, start_us: int, end_us: int) -> None:
+    def __init__(self, table: Table, tenant: str, ranges: list[tuple[int, int]]) -> None:
         self._tenant = tenant
-        self._start_us, self._end_us = start_us, end_us
+        self._ranges = ranges  # [start, end] in µs
         schema = table.schema()
         self._time_id = schema.find_field("time").field_id
         tenant_id = schema.find_field("tenant").field_id
@@ -547,15 +570,16 @@ class _Bounds:
         }
 
     def overlaps(self, file: DataFile) -> bool:
-        """The file may hold rows in range (its ``time`` bounds, when known, say so)."""
+        """The file may hold rows in a range (its ``time`` bounds, when known, say so)."""
         low = (file.lower_bounds or {}).get(self._time_id)
         high = (file.upper_bounds or {}).get(self._time_id)
-        return (low is None or _micros(low) <= self._end_us) and (
-            high is None or self._start_us <= _micros(high)
+        return any(
+            (low is None or _micros(low) <= end_us) and (high is None or start_us <= _micros(high))
+            for start_us, end_us in self._ranges
         )
 
     def covers(self, file: DataFile) -> bool:
-        """Every row of the file is the tenant's and inside the range: no filter is needed."""
+        """Every row of the file is the tenant's and inside one range: no filter is needed."""
         position = self._tenant_position.get(file.spec_id)
         if position is None or file.partition[position] != self._tenant:
             return False
@@ -565,7 +589,7 @@ class _Bounds:
         high = (file.upper_bounds or {}).get(self._time_id)
         if low is None or high is None:
             return False
-        return self._start_us <= _micros(low) and _micros(high) <= self._end_us
+        return any(start_us <= _micros(low) and _micros(high) <= end_us for start_us, end_us in self._ranges)
 
 
 def _micros(bound: bytes) -> int:

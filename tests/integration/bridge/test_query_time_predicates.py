@@ -129,6 +129,7 @@ async def test_each_table_has_its_own_window(three_files: LakeWriter, engine: Qu
         "spans": [None, 1_717_167_600 * 10**9],
     }
     assert stats["start_unix_nano"] is None and stats["end_unix_nano"] is None
+    assert stats["files"] == 2  # spans' A and logs' C, of six
     # A join: each side bounded by its qualified predicate.
     sql = (
         "SELECT s.name, l.body FROM spans s, logs l "
@@ -152,6 +153,26 @@ async def test_a_table_named_twice_reads_the_union_of_its_windows(
     got, stats = await run(engine, sql)
     assert got == ["A", "C"]
     assert stats["windows"]["spans"] == [None, None]
+    # Window by window: the files of A and C, not B's between them.
+    assert stats["ranges"]["spans"] == [[None, 1_717_167_600 * 10**9], [1_717_174_800 * 10**9, None]]
+    assert stats["files"] == 2
+    # Both references also bounded by start/end: each window within them, B's file still not read.
+    got, stats = await run(engine, sql, start=data.T0 - 3 * HOUR, end=data.T0 + 3 * HOUR)
+    assert got == ["A", "C"]
+    assert stats["ranges"]["spans"] == [
+        [data.T0 - 3 * HOUR, 1_717_167_600 * 10**9],
+        [1_717_174_800 * 10**9, data.T0 + 3 * HOUR],
+    ]
+    assert stats["files"] == 2
+    # Overlapping windows are read as one.
+    sql = (
+        "SELECT name FROM spans WHERE time < '2024-05-31T17:00:00Z' "
+        "UNION ALL SELECT name FROM spans WHERE time > '2024-05-31T15:00:00Z' ORDER BY 1"
+    )
+    got, stats = await run(engine, sql)
+    assert got == ["A", "B", "B", "C"]
+    assert stats["ranges"]["spans"] == [[None, None]]
+    assert stats["files"] == 3
 
 
 async def test_now_relative_predicates(writer: LakeWriter, engine: QueryEngine) -> None:
