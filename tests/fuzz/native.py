@@ -8,8 +8,9 @@ build's coverage counters and checks link against), with ``PYTHONMALLOC=malloc``
 Python buffer the scanner reads or writes is an ASan-guarded allocation.
 
 Each input runs ``targets.wirescan`` (``scan`` of the message and every LEN field below it,
-``gather``, ``validate`` for each signal's schema, ``key_values``) and :func:`join_hostile`
-(``join`` with row counts, emit flags and offsets taken from the input). The contract: nothing
+``gather``, ``validate`` for each signal's schema, ``key_values``) and
+:func:`arguments_hostile` (every entry point, ``join`` too, with offsets, row counts and flags
+taken from the input). The contract: nothing
 but the documented ``ValueError`` and ``MalformedData``; libFuzzer's ``-timeout`` and
 ``-malloc_limit_mb`` hold the time and allocation bounds of ``targets`` (``MAX_SECONDS``, and
 ``MAX_GROWTH_MB`` for any one allocation), ASan the memory safety.
@@ -28,6 +29,7 @@ the schema walk; the other half are libFuzzer's byte mutations.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import random
 import struct
@@ -225,27 +227,38 @@ def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
     return bytes(atheris.Mutate(data, max_size))
 
 
-def join_hostile(data: bytes) -> None:
-    """``_wirescan.join`` over parts cut from the input: a row count, then per part (each kind
-    once) emit flags and int32 offsets or values read from the data; join must refuse what lies
-    outside its buffers (ValueError) or write exactly the rows' bytes."""
+def arguments_hostile(data: bytes) -> None:
+    """The entry points with their other arguments cut from the input too: ``scan`` and
+    ``gather`` with int64 starts and ends, ``key_values`` with int32 offsets, ``join`` with a row
+    count, emit flags, values and offsets (orasi computes these from a scan, never takes them
+    from the wire; their bounds checks are fuzzed all the same). Each call must refuse what lies
+    outside its buffers (ValueError) or return exactly what it says."""
     from orasi_common.pdata import _wirescan
 
     if len(data) < 2:
         return
-    n, width = data[0] % 16, data[1] % 10
-    body = data[2:]
-    parts = [
-        (kind, b"\x0a", body[kind : kind + n], body[n : n + 8 * (n + 1)], body, width) for kind in range(4)
-    ]
+    n, width, body = data[0] % 16, data[1] % 10, data[2:]
+    words = body[: 16 * n].ljust(16 * n, b"\0")  # n starts, then n ends
+    starts, ends = words[: 8 * n], words[8 * n :]
+    with contextlib.suppress(ValueError):
+        _wirescan.scan(data, starts, ends)
+    with contextlib.suppress(ValueError):
+        slices = zip(struct.unpack(f"<{n}q", starts), struct.unpack(f"<{n}q", ends), strict=True)
+        if len(_wirescan.gather(data, starts, ends)) != sum(e - s for s, e in slices):
+            raise AssertionError("gather returned other than the slices' bytes")
+    with contextlib.suppress(ValueError):
+        if len(_wirescan.key_values(data, body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0"))) != 7 * 8 * n:
+            raise AssertionError("key_values returned other than 7 columns of n rows")
+    values = body[n : n + 8 * (n + 1)]
+    parts = [(kind, b"\x0a", body[kind : kind + n], values, body, width) for kind in range(4)]
     for part in [*parts, (data[0] % 5, b"", b"\x01" * n, body, body, width)]:
         try:
             offsets, out = _wirescan.join(n, [part])
         except ValueError:
             continue
-        ends = struct.unpack(f"<{n + 1}q", offsets)
-        if ends[0] != 0 or ends[-1] != len(out) or list(ends) != sorted(ends):
-            raise AssertionError(f"join returned offsets {ends} for {len(out)} bytes")
+        rows = struct.unpack(f"<{n + 1}q", offsets)
+        if rows[0] != 0 or rows[-1] != len(out) or list(rows) != sorted(rows):
+            raise AssertionError(f"join returned offsets {rows} for {len(out)} bytes")
 
 
 def load(build: str):  # type: ignore[no-untyped-def]
@@ -271,20 +284,13 @@ def fuzz(build: str, libfuzzer_args: list[str]) -> None:
 
     def one(data: bytes) -> None:
         wirescan(data)
-        join_hostile(data)
+        arguments_hostile(data)
 
-    # once over the seeds before libFuzzer counts allocations: what the libraries behind the
-    # target allocate once and keep (pydantic's, numpy's) is not a leak of one input
-    for seed in sorted(Path(libfuzzer_args[-1]).iterdir()):
-        one(seed.read_bytes())
-
-    def mutate(data: bytes, max_size: int, seed: int) -> bytes:
-        rng = random.Random(seed)
-        if rng.random() < 0.5:
-            changed = mutate_wire(data, rng)
-            if changed is not None and len(changed) <= max_size:
-                return changed
-        return atheris.Mutate(data, max_size)
+    # once over the corpus directories before libFuzzer counts allocations: what the libraries
+    # behind the target allocate once and keep (pydantic's, numpy's) is not a leak of one input
+    for directory in [Path(arg) for arg in libfuzzer_args if not arg.startswith("-")]:
+        for path in sorted(directory.iterdir()) if directory.is_dir() else [directory]:
+            one(path.read_bytes())
 
     bounds = [f"-timeout={int(MAX_SECONDS)}", f"-malloc_limit_mb={MAX_GROWTH_MB}"]
     atheris.Setup([sys.argv[0], *bounds, *libfuzzer_args], one)

@@ -19,7 +19,8 @@ otap            a serialized ``BatchArrowRecords`` through ``StreamConsumer.deco
                 ``codec.decode`` (the OTAP receiver); when accepted, ``decode_tables``
 wirescan        every entry point of the native scanner (``_wirescan.c``) that reads received
                 bytes: ``scan`` (of the message and every LEN field below it), ``validate``
-                against each signal's schema, ``key_values`` and ``gather``
+                against each signal's schema, ``key_values`` (over every message's LEN
+                payloads, and rows cut at offsets from the data) and ``gather``
 config          ``parse_config`` of the bytes as UTF-8 text (YAML, substitution, the model)
 ==============  ===========================================================================
 """
@@ -108,6 +109,10 @@ def wirescan(data: bytes) -> None:
         lengthy = fields.wire_type == LEN
         pending += zip(fields.start[lengthy].tolist(), fields.end[lengthy].tolist(), strict=True)
         _wirescan.gather(data, fields.start[lengthy], fields.end[lengthy])
+        # key_values over the message's LEN payloads (attributes are KeyValues: typed values)
+        rows = np.column_stack([fields.start[lengthy], fields.end[lengthy]]).ravel().astype(np.int32)
+        if len(rows) >= 2:
+            _wirescan.key_values(data, rows)
     for schema in _SCHEMAS.values():
         with contextlib.suppress(ValueError):
             _wirescan.validate(data, schema.code)

@@ -2,7 +2,7 @@
 
 The campaign itself (clang, libFuzzer, ASan) is ``scripts/fuzz-native.sh``, not part of
 ``make test``; these check what it relies on: the wire tree round-trips, the structure-aware
-mutations keep most requests well-formed, the seeds are small real requests and ``join_hostile``
+mutations keep most requests well-formed, the seeds are small real requests and ``arguments_hostile``
 keeps its contract on the regular build.
 """
 
@@ -21,8 +21,8 @@ from orasi_common.testing.shared import shared_path
 from tests.fuzz.native import (
     MAX_REPEATED,
     REQUESTS_PER_FILE,
+    arguments_hostile,
     corpus_requests,
-    join_hostile,
     mutate_wire,
     parse,
     serialize,
@@ -81,5 +81,17 @@ def test_the_seeds_are_small_real_requests_of_one_resource(requests: Requests) -
 
 @_SETTINGS
 @given(st.binary(max_size=300))
-def test_join_hostile_keeps_its_contract(data: bytes) -> None:
-    join_hostile(data)  # ValueError is caught inside; anything else, or bad offsets, fails
+def test_arguments_hostile_keeps_its_contract(data: bytes) -> None:
+    arguments_hostile(data)  # ValueError is caught inside; anything else, or a wrong result, fails
+
+
+def test_arguments_hostile_fails_on_a_wrong_result() -> None:
+    """Offsets inside the data get past the bounds checks, and a wrong answer is caught."""
+    from unittest import mock
+
+    two = b"".join(value.to_bytes(8, "little") for value in (0, 1, 4, 4))  # data[0:4], data[1:4]
+    data = bytes([2, 3]) + two
+    arguments_hostile(data)
+    wrong = mock.patch.object(_wirescan, "gather", return_value=b"abc")  # 7 bytes are due
+    with wrong, pytest.raises(AssertionError, match="gather"):
+        arguments_hostile(data)
