@@ -345,6 +345,31 @@ def build() -> dict[str, Any]:
             8,
             8,
         ),
+        (
+            timeseries(
+                "Tail sampling: traces decided per second, and held",
+                [
+                    target(
+                        f"sum by (policy, decision) ({rate('orasi_stream_tail_decisions_total')})",
+                        "{{decision}} by {{policy}}",
+                    ),
+                    target(
+                        f"sum by (reason) ({rate('orasi_stream_tail_early_decisions_total')})",
+                        "decided early: {{reason}}",
+                    ),
+                    target(
+                        f"sum by (pod, unit) (orasi_stream_tail_held{sel()})",
+                        "held {{unit}} {{pod}}",
+                    ),
+                ],
+                "short",
+                "The lake's tail_sample processor: traces kept (by the policy that kept them) and "
+                "dropped; traces decided before decision_wait had passed (max_traces, max_spans: its "
+                "memory bound, OrasiStreamTailDecidingEarly); traces and spans held for a decision.",
+            ),
+            8,
+            8,
+        ),
     ]
     signal = {
         "name": "signal",

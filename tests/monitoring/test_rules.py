@@ -24,6 +24,7 @@ ALERTS = {
     "OrasiLakeCommitsFailing",
     "OrasiLakeMaintenanceFailing",
     "OrasiStreamProcessorFailing",
+    "OrasiStreamTailDecidingEarly",
     "OrasiNoDataReceived",
     "OrasiMalformedInput",
     "OrasiOtapSchemaResets",
