@@ -47,8 +47,13 @@ def bridge_with_auth(
 
 
 def tokens(processes: Processes, *args: str) -> str:
+    return tokens_in(processes.lake.catalog_uri, *args)
+
+
+def tokens_in(store: str, *args: str) -> str:
+    """What `orasi tokens ARGS --store STORE` prints (its success asserted)."""
     done = subprocess.run(
-        [*orasi_command(), "tokens", *args, "--store", processes.lake.catalog_uri],
+        [*orasi_command(), "tokens", *args, "--store", store],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import re
 import stat
-import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
@@ -21,8 +19,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from integration.security.test_tokens import EXPORT, spans
-from orasi_common.testing.service_process import orasi_command, start_on_free_ports
+from integration.security.test_tokens import EXPORT, bearer, query, rows_of, spans, tokens_in
+from orasi_common.testing.service_process import start_on_free_ports
 from orasi_common.testing.up_process import READY, UpProcess
 
 TOKEN = re.compile(r"^\s+(orasi_[0-9a-f]{16}_\S+)$", re.MULTILINE)
@@ -38,15 +36,7 @@ def banner(up: UpProcess) -> str:
 
 
 def tokens(up: UpProcess, *args: str) -> str:
-    done = subprocess.run(
-        [*orasi_command(), "tokens", *args, "--store", f"sqlite:///{up.data_dir / 'tokens.db'}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return tokens_in(f"sqlite:///{up.data_dir / 'tokens.db'}", *args)
 
 
 def send_with_sdk(up: UpProcess, service: str, token: str) -> int:
@@ -65,22 +55,6 @@ def send_with_sdk(up: UpProcess, service: str, token: str) -> int:
     assert provider.force_flush(10_000)
     provider.shutdown()
     return 2
-
-
-def query(up: UpProcess, sql: str, token: str | None) -> httpx.Response:
-    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.post(f"{up.query_url}/api/v1/query", json={"sql": sql}, headers=headers, timeout=30)
-
-
-def rows_of(up: UpProcess, sql: str, token: str, expected: int) -> list[list[Any]]:
-    deadline = time.monotonic() + 60
-    while True:
-        answer = query(up, sql, token)
-        assert answer.status_code == 200, answer.text
-        rows: list[list[Any]] = answer.json()["rows"]
-        if len(rows) >= expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
 
 
 def grpc_code(endpoint: str, token: str | None) -> grpc.StatusCode:
@@ -115,7 +89,7 @@ def test_orasi_up_with_auth(tmp_path: Path) -> None:
             endpoint = f"127.0.0.1:{up.ports[name]}"
             assert grpc_code(endpoint, None) == grpc.StatusCode.UNAUTHENTICATED, name
             assert grpc_code(endpoint, token + "x") == grpc.StatusCode.UNAUTHENTICATED, name
-        assert query(up, "SELECT 1", None).status_code == 401
+        assert query(up, "SELECT 1").status_code == 401
 
         # The SDK's exporter with the first token: its spans land, read back with the token.
         service = f"up-auth-{uuid.uuid4().hex[:8]}"
@@ -133,7 +107,7 @@ def test_orasi_up_with_auth(tmp_path: Path) -> None:
         assert rows_of(up, acme_sql, acme, 1) == [["acme", acme_service, 2]]  # acme's rows only
         tokens(up, "revoke", acme)
         deadline = time.monotonic() + 30  # refused within the extension's cache_seconds
-        while query(up, "SELECT 1", acme).status_code != 401:
+        while query(up, "SELECT 1", **bearer(acme)).status_code != 401:
             assert time.monotonic() < deadline, "a revoked token still reads"
             time.sleep(0.2)
 
