@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 import pyarrow as pa
@@ -15,10 +16,10 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from orasi_bridge.lake.config import Config
-from orasi_bridge.lake.schema import NAMESPACE, TABLES
+from orasi_bridge.lake.schema import MONTHLY, NAMESPACE, TABLES
 
 SETUP_ATTEMPTS = 10
 """Attempts at creating the catalog's tables or a lake table while other bridges race to."""
@@ -87,7 +88,8 @@ def ensure_table(
     set_up: Callable[[Table], None] | None = None,
     schema: pa.Schema | Schema | None = None,
 ) -> Table:
-    """Load ``orasi.<name>``, creating it partitioned by day(time) and tenant, sorted by service,
+    """Load ``orasi.<name>``, creating it partitioned by day(time) (month(time) for ``MONTHLY``
+    tables) and tenant, sorted by service,
     time, with ``commit.retry.num-retries`` 0. Creation takes two commits (pyiceberg assigns field
     ids when it creates the table), so a table found without its partitioning (a first start that
     died between them) gets it now. Bridges sharing a lake may start together: a table or a
@@ -115,13 +117,26 @@ def ensure_table(
 def _set_up(table: Table) -> None:
     """Give ``table`` what it lacks of its columns (``TABLES``' optional ones added since it was
     made), partitioning, sort order and commit property, in one commit (none when it lacks
-    nothing)."""
+    nothing).
+
+    A ``MONTHLY`` table found partitioned by day (made before it was monthly) gets its spec evolved:
+    ``time_day`` replaced by ``time_month``. Its files keep their day spec (Iceberg plans each file
+    by its own spec) until compaction or retention rewrites them; new files are monthly."""
+    name = table.name()[-1]
+    time_transform: Transform[Any, Any] = MonthTransform() if name in MONTHLY else DayTransform()
+    time_field = f"time_{'month' if name in MONTHLY else 'day'}"
     partitioned = not table.spec().is_unpartitioned()
+    stale = [
+        spec_field.name
+        for spec_field in table.spec().fields
+        if table.schema().find_field(spec_field.source_id).name == "time"
+        and type(spec_field.transform) is not type(time_transform)
+    ]
     sorted_ = not table.sort_order().is_unsorted
     retries_off = table.properties.get(COMMIT_NUM_RETRIES) == "0"
     names = {field.name for field in table.schema().fields}
     missing = [field.name for field in TABLES[table.name()[-1]] if field.name not in names]
-    if partitioned and sorted_ and retries_off and not missing:
+    if partitioned and not stale and sorted_ and retries_off and not missing:
         return
     with table.transaction() as transaction:
         if missing:
@@ -131,8 +146,13 @@ def _set_up(table: Table) -> None:
                 update.union_by_name(TABLES[table.name()[-1]])
         if not partitioned:
             with transaction.update_spec() as spec:
-                spec.add_field("time", DayTransform(), "time_day")
+                spec.add_field("time", time_transform, time_field)
                 spec.add_identity("tenant")
+        elif stale:
+            with transaction.update_spec() as spec:
+                for stale_name in stale:
+                    spec.remove_field(stale_name)
+                spec.add_field("time", time_transform, time_field)
         if not sorted_:
             with transaction.update_sort_order() as order:
                 order.asc("service_name", IdentityTransform())

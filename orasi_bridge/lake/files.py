@@ -1,7 +1,8 @@
 """The Parquet data files of one flush, written by the bridge and described for an Iceberg commit.
 
 ``write_data_files`` sorts a table's buffered rows by tenant, day(time), service_name, time (so
-each partition, tenant x day, is one contiguous run sorted as the table's sort order says), writes
+each partition, tenant x day, is one contiguous run sorted as the table's sort order says; month
+instead of day for the tables partitioned by month, ``schema.MONTHLY``), writes
 one zstd Parquet file per partition (split by ``_files_for`` when large) with row groups of
 ``ROW_GROUP_ROWS`` rows (small enough that a trace lookup reads little, large enough to scan
 fast), and returns the Iceberg ``DataFile`` of each, its statistics taken from the footer of the
@@ -36,7 +37,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
 from pyiceberg.typedef import Record
 from pyiceberg.types import IcebergType, ListType, MapType, NestedField, StructType
 
@@ -84,16 +85,19 @@ _THREADS = min(4, os.cpu_count() or 1)  # columns gathered / files written at on
 
 @dataclass(frozen=True)
 class Partition:
-    """One file's run of the sorted rows: rows [start, stop) all have this tenant and day."""
+    """One file's run of the sorted rows: rows [start, stop) all have this tenant and day (or month)."""
 
     tenant: str
-    day: int | None  # days since 1970-01-01 of ``time``; None when ``time`` is null
+    day: int | None  # days since 1970-01-01 of ``time`` (months for ``monthly``); None: null ``time``
     start: int
     stop: int
 
 
-def sort_rows(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pa.Table, list[Partition]]:
-    """Rows sorted by tenant, day(time), service_name, time (stable; nulls last), and their runs.
+def sort_rows(
+    batches: list[pa.RecordBatch], schema: pa.Schema, monthly: bool = False
+) -> tuple[pa.Table, list[Partition]]:
+    """Rows sorted by tenant, day(time), service_name, time (stable; nulls last), and their runs;
+    by month(time) instead of day(time) when ``monthly`` (the table's partitioning, ``MONTHLY``).
 
     Strings are ranked through their (small) dictionaries, so the sort compares integers only, and
     the rows are gathered by one ``take``.
@@ -106,7 +110,12 @@ def sort_rows(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pa.Tabl
     micros = rows.column("time").combine_chunks().cast(pa.int64())
     valid = np.asarray(micros.is_valid())
     micros_np = np.asarray(micros.fill_null(0))
-    day = np.where(valid, np.floor_divide(micros_np, MICROS_PER_DAY), np.iinfo(np.int64).max)
+    slot = (
+        micros_np.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)  # Iceberg's month
+        if monthly
+        else np.floor_divide(micros_np, MICROS_PER_DAY)
+    )
+    day = np.where(valid, slot, np.iinfo(np.int64).max)
     time_key = np.where(valid, micros_np, np.iinfo(np.int64).max)  # nulls last, as sort_by does
     order = np.lexsort((time_key, service_rank, day, tenant_rank))
     indices = pa.array(order)
@@ -223,12 +232,14 @@ def write_data_files(
         values: list[object] = []
         for spec_field in spec.fields:
             source = schema.find_field(spec_field.source_id).name
-            if isinstance(spec_field.transform, DayTransform) and source == "time":
-                values.append(part.day)
+            if isinstance(spec_field.transform, DayTransform | MonthTransform) and source == "time":
+                values.append(part.day)  # sort_rows' runs are of the table's own transform
             elif isinstance(spec_field.transform, IdentityTransform) and source == "tenant":
                 values.append(part.tenant)
             else:
-                raise ValueError(f"the lake writes tables partitioned by day(time), tenant; not {spec}")
+                raise ValueError(
+                    f"the lake writes tables partitioned by day or month(time), tenant; not {spec}"
+                )
         record = Record(*values)
         path = f"{location}/data/{spec.partition_to_path(record, schema)}/{uuid.uuid4()}.parquet"
         try:

@@ -1,7 +1,7 @@
 """The lake's tables: their Arrow schemas (the public contract of ARCHITECTURE §5, plus extras).
 
 Timestamps are kept twice: as nanosecond integers (exact) and as the microsecond ``time``
-column (Iceberg v2 timestamps) that tables are partitioned by day on.
+column (Iceberg v2 timestamps) that tables are partitioned by day on (by month: ``MONTHLY``).
 """
 
 from __future__ import annotations
@@ -152,6 +152,12 @@ SPAN_METRICS_1M = pa.schema(
 
 SPAN_METRICS_1H = SPAN_METRICS_1M
 """The hourly rollup (``spanmetrics.rollup``): the same columns, ``time`` the hour's start."""
+
+MONTHLY = frozenset({"span_metrics_1h"})
+"""Tables partitioned by month(time) and tenant rather than day(time) and tenant: the hourly
+rollup holds 24 rows per group and day, so a day partition would be a file of a few hundred rows
+and a 30-day query would open 30 of them (``catalog.ensure_table`` evolves a day-partitioned one;
+compaction merges a month's files; retention deletes the expired days' rows of a month)."""
 
 AUDIT = _schema(
     ("event", pa.string()),

@@ -76,7 +76,7 @@ from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
-from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_bridge.lake.spanmetrics import SOURCE
 from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, PartialSuccess, Throttled, Unavailable
@@ -745,7 +745,7 @@ class LakeWriter:
                     data_files = []
                     if not kept:
                         break
-                    rows, partitions = sort_rows(kept, TABLES[name])
+                    rows, partitions = sort_rows(kept, TABLES[name], name in MONTHLY)
                     data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
                     del rows
                     # Writing takes a while: commit against the snapshot current after it (read

@@ -1,6 +1,8 @@
 """Compaction: a partition's small files merged into files near ``target_file_mib``.
 
-Per table and partition (tenant x day), the files under three quarters of the target are
+Per table and partition (tenant x day; tenant x month for ``schema.MONTHLY`` tables, whose files
+of day partitions written before the table became monthly count as their month's, so compaction
+moves them into the month's partition), the files under three quarters of the target are
 candidates; with at least ``min_input_files`` of them they are packed, in the order of their
 first row's time, into bins of at most the target's size (a bin of one file is left alone). Each
 bin's rows are read, sorted and written as one file by the writer's own code (``files``:
@@ -25,9 +27,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -35,8 +37,8 @@ from pyiceberg.table import Table
 from orasi_bridge.lake import spanmetrics
 from orasi_bridge.lake.files import Partition, delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.maintenance.config import MaintenanceConfig
-from orasi_bridge.lake.maintenance.tables import Lake, PartitionKey, live_files, replace_files
-from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.maintenance.tables import Lake, PartitionKey, live_files, read_file, replace_files
+from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_bridge.lake.spanmetrics import SPAN_METRICS, SPAN_METRICS_1H
 
 MIB = 1024 * 1024
@@ -122,7 +124,7 @@ def compact(
     report = CompactionReport(dry_run)
     for name, table in lake.tables().items():
         time_id = table.schema().find_field("time").field_id
-        for partition, files in sorted(live_files(table).items(), key=lambda item: str(item[0])):
+        for partition, files in sorted(by_partition(table).items(), key=lambda item: str(item[0])):
             if stop is not None and stop.is_set():
                 return report
             bins = plan(files, config, time_id)
@@ -163,14 +165,14 @@ def _rewrite(
     schema = TABLES[name]
     # One contiguous copy of the inputs (the files' own tables freed as it is made), so that the
     # sort gathers from it directly: two copies of the rows at most, the inputs and the sorted.
-    combined = pa.concat_tables([_read(lake, f.file_path, schema) for f in merged]).combine_chunks()
+    combined = pa.concat_tables([read_file(lake, f.file_path, schema) for f in merged]).combine_chunks()
     batches = combined.to_batches(max_chunksize=max(combined.num_rows, 1))
     merge = MERGED.get(name)
     totals = _totals(combined) if merge is not None else {}
     del combined
     if merge is not None:
         batches = [merge(batches)]
-    rows, runs = sort_rows(batches, schema)
+    rows, runs = sort_rows(batches, schema, partition.monthly)
     del batches
     expected = sum(f.record_count for f in merged) if merge is None else rows.num_rows
     if merge is not None and _totals(rows) != totals:
@@ -198,6 +200,23 @@ def _rewrite(
     return written
 
 
+def by_partition(table: Table) -> dict[PartitionKey, list[DataFile]]:
+    """``live_files`` in the table's current partitioning: for a ``MONTHLY`` table, the files of
+    its former day partitions (``catalog._set_up`` evolved it) join their month's."""
+    found = live_files(table)
+    if table.name()[-1] not in MONTHLY:
+        return found
+    months: dict[PartitionKey, list[DataFile]] = {}
+    for partition, files in found.items():
+        if not partition.monthly and partition.day is not None:
+            month = int(np.datetime64(partition.day, "D").astype("datetime64[M]").astype(np.int64))
+            partition = PartitionKey(partition.tenant, month, monthly=True)
+        elif not partition.monthly:
+            partition = PartitionKey(partition.tenant, None, monthly=True)
+        months.setdefault(partition, []).extend(files)
+    return months
+
+
 MERGED: dict[str, Callable[[list[pa.RecordBatch]], pa.RecordBatch]] = {
     SPAN_METRICS: spanmetrics.merge,
     SPAN_METRICS_1H: spanmetrics.merge,
@@ -210,15 +229,3 @@ _TOTALS = ("span_count", "error_count", "duration_sum_ns")
 
 def _totals(rows: pa.Table) -> dict[str, object]:
     return {column: pc.sum(rows.column(column)).as_py() for column in _TOTALS}
-
-
-def _read(lake: Lake, path: str, schema: pa.Schema) -> pa.Table:
-    """A data file's rows in ``schema`` (columns added to the table since it was written: nulls)."""
-    found = pq.read_table(path.removeprefix(lake.prefix), filesystem=lake.fs)
-    columns = [
-        found.column(f.name).cast(f.type)
-        if f.name in found.column_names
-        else pa.nulls(found.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)

@@ -20,11 +20,15 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
+from pyiceberg.transforms import MonthTransform
 
 from orasi_bridge.lake.catalog import filesystem, open_catalog
 from orasi_bridge.lake.config import Config
@@ -39,18 +43,30 @@ SECONDS_PER_DAY = 86_400
 @dataclass(frozen=True)
 class PartitionKey:
     """One partition of a lake table: a tenant's day (``day``: days since 1970-01-01; None for rows
-    without a time)."""
+    without a time), or month for a table partitioned by month (``monthly``: ``day`` counts months
+    since 1970-01)."""
 
     tenant: str
     day: int | None
+    monthly: bool = False
 
     def __str__(self) -> str:
-        day = (
-            "no-time"
-            if self.day is None
-            else time.strftime("%Y-%m-%d", time.gmtime(self.day * SECONDS_PER_DAY))
+        if self.day is None:
+            return f"tenant={self.tenant}/{'month' if self.monthly else 'day'}=no-time"
+        if self.monthly:
+            return f"tenant={self.tenant}/month={1970 + self.day // 12:04d}-{self.day % 12 + 1:02d}"
+        return (
+            f"tenant={self.tenant}/day={time.strftime('%Y-%m-%d', time.gmtime(self.day * SECONDS_PER_DAY))}"
         )
-        return f"tenant={self.tenant}/day={day}"
+
+    def days(self) -> tuple[int, int] | None:
+        """The first day and the day after the last of the partition (days since 1970-01-01)."""
+        if self.day is None:
+            return None
+        if not self.monthly:
+            return self.day, self.day + 1
+        first, after = np.array([self.day, self.day + 1]).astype("datetime64[M]").astype("datetime64[D]")
+        return int(first.astype(np.int64)), int(after.astype(np.int64))
 
 
 class Lake:
@@ -76,14 +92,24 @@ class Lake:
 
 
 def live_files(table: Table) -> dict[PartitionKey, list[DataFile]]:
-    """The data files of ``table``'s current snapshot, by partition."""
-    spec = table.spec()
-    names = [table.schema().find_field(field.source_id).name for field in spec.fields]
-    day_at, tenant_at = names.index("time"), names.index("tenant")
+    """The data files of ``table``'s current snapshot, by partition (each file's by its own spec:
+    a table whose spec evolved from day to month, ``catalog._set_up``, holds both kinds)."""
+    schema = table.schema()
+    layouts = {}  # spec id: positions of time and tenant in the partition record, monthly
+    for spec_id, spec in table.specs().items():
+        names = [schema.find_field(field.source_id).name for field in spec.fields]
+        if "time" in names and "tenant" in names:
+            at = names.index("time")
+            layouts[spec_id] = (
+                at,
+                names.index("tenant"),
+                isinstance(spec.fields[at].transform, MonthTransform),
+            )
     partitions: dict[PartitionKey, list[DataFile]] = defaultdict(list)
     for task in table.scan().plan_files():
         record = task.file.partition
-        partitions[PartitionKey(record[tenant_at], record[day_at])].append(task.file)
+        time_at, tenant_at, monthly = layouts[task.file.spec_id]
+        partitions[PartitionKey(record[tenant_at], record[time_at], monthly)].append(task.file)
     return dict(partitions)
 
 
@@ -119,3 +145,15 @@ def listed_files(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
     """Every file under ``directory`` (a path without the URL scheme), with its modification time."""
     selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
     return [info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File]
+
+
+def read_file(lake: Lake, path: str, schema: pa.Schema) -> pa.Table:
+    """A data file's rows in ``schema`` (columns added to the table since it was written: nulls)."""
+    found = pq.read_table(path.removeprefix(lake.prefix), filesystem=lake.fs)
+    columns = [
+        found.column(f.name).cast(f.type)
+        if f.name in found.column_names
+        else pa.nulls(found.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.table.sorting import SortDirection
-from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter, close_writer
@@ -32,7 +32,7 @@ from orasi_bridge.lake import buffer as buffer_module
 from orasi_bridge.lake import writer as writer_module
 from orasi_bridge.lake.catalog import open_catalog
 from orasi_bridge.lake.config import Config as LakeConfig
-from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.errors import Throttled, Unavailable
 from orasi_common.pdata import Signal
@@ -225,7 +225,8 @@ async def test_table_layout(make_writer: MakeWriter, lake_space: LakeSpace) -> N
             (schema.find_column_name(field.source_id), type(field.transform), field.name)
             for field in table.spec().fields
         ]
-        assert spec == [("time", DayTransform, "time_day"), ("tenant", IdentityTransform, "tenant")], name
+        by_time = (MonthTransform, "time_month") if name in MONTHLY else (DayTransform, "time_day")
+        assert spec == [("time", *by_time), ("tenant", IdentityTransform, "tenant")], name
         order = [
             (schema.find_column_name(field.source_id), type(field.transform), field.direction)
             for field in table.sort_order().fields
