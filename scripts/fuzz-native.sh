@@ -36,7 +36,7 @@ site="$("$PYTHON" -c 'import atheris; print(atheris.path())')"
 [ -f "$site/asan_with_fuzzer.so" ] || { echo "fuzz-native: no asan_with_fuzzer.so in $site" >&2; exit 1; }
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; rmdir "$ARTIFACTS" 2>/dev/null || true' EXIT  # ARTIFACTS is kept if not empty
 include="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 clang -shared -fPIC -O1 -g -fsanitize=address,fuzzer-no-link -fno-omit-frame-pointer -I"$include" \
     "${SOURCE:-orasi_common/pdata/_wirescan.c}" -o "$work/_wirescan.so"
@@ -71,5 +71,4 @@ if [ "$status" -ne 0 ] || [ "$found" -ne 0 ] || grep -q "ERROR: \(AddressSanitiz
     echo "fuzz-native: FAILED (status $status); inputs that broke it and the log: $ARTIFACTS" >&2
     exit 1
 fi
-rmdir "$ARTIFACTS" 2>/dev/null || true
 echo "fuzz-native: no crash, sanitizer report or broken contract in ${SECONDS_TO_RUN} s"
