@@ -79,6 +79,14 @@ class OtlpSink:
         with self._condition:
             self._failures.extend(_Failure(code, retry_after) for _ in range(count))
 
+    def reset(self) -> None:
+        """Forget what arrived and what was refused, and drop pending ``fail_next`` refusals: a
+        sink shared by several tests (one agent per module) starts each test empty."""
+        with self._condition:
+            self.received.clear()
+            self._failures.clear()
+            self.refused = 0
+
     def _handler(self, signal: Signal):  # type: ignore[no-untyped-def]
         def export(request: bytes, context: grpc.ServicerContext) -> bytes:
             with self._condition:
