@@ -313,24 +313,49 @@ def encode_attributes(
     return columns.batch()
 
 
+# Tables of attribute lists that repeat from batch to batch (the resources and scopes of one
+# sender's requests) are kept, in this process, by their payload type, parent id type and exact
+# KeyValue bytes: a batch whose lists are all equal to an earlier one's takes that table rather
+# than parsing and ordering the same rows again. At most REPEATS_KEPT tables of at most
+# REPEATS_MAX_ROWS rows are kept, the oldest dropped first.
+REPEATS_KEPT = 64
+REPEATS_MAX_ROWS = 1024
+_REPEATS: dict[Hashable, pa.RecordBatch | None] = {}
+_NOT_KEPT = object()
+
+
 def add_attribute_table(
     tables: dict[ArrowPayloadType, pa.RecordBatch],
     payload: ArrowPayloadType,
     lists: Sequence[Any],
     parent_type: pa.DataType,
     counts: I64 | None = None,
+    repeats: bool = False,
 ) -> bool:
     """Encode the attribute lists of consecutive entities (parent ids 0, 1, ...) as
     ``tables[payload]`` (``counts``: each list's length, when the caller has them already);
-    True if there was any attribute."""
+    True if there was any attribute. ``repeats``: the lists often come again in later batches
+    (resources, scopes), whose table is then taken from the ones kept (see ``REPEATS_KEPT``)."""
     if counts is None:
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     if not counts.any():
         return False
     raws = list(itertools.chain.from_iterable(lists))
+    key = None
+    if repeats and len(raws) <= REPEATS_MAX_ROWS:
+        key = (payload, str(parent_type), counts.tobytes(), tuple(raws))
+        kept = _REPEATS.get(key, _NOT_KEPT)
+        if kept is not _NOT_KEPT:
+            if kept is not None:
+                tables[payload] = kept
+            return True
     batch = encode_attributes(
         raws, np.repeat(np.arange(len(lists), dtype=np.int64), counts), parent_type, payload
     )
+    if key is not None:
+        while len(_REPEATS) >= REPEATS_KEPT:
+            _REPEATS.pop(next(iter(_REPEATS)), None)
+        _REPEATS[key] = batch
     if batch is not None:
         tables[payload] = batch
     return True

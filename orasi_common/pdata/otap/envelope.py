@@ -138,8 +138,8 @@ class EnvelopeEncoder:
             )
         columns.optional("schema_url", _per_row(self.scope_url, scope_of_row, n_rows, pa.string()))
 
-        add_attribute_table(tables, P.RESOURCE_ATTRS, self.res_attrs, pa.uint16())
-        add_attribute_table(tables, P.SCOPE_ATTRS, self.scope_attrs, pa.uint16())
+        add_attribute_table(tables, P.RESOURCE_ATTRS, self.res_attrs, pa.uint16(), repeats=True)
+        add_attribute_table(tables, P.SCOPE_ATTRS, self.scope_attrs, pa.uint16(), repeats=True)
 
 
 def _ids(group_of_row: I64 | None, n_rows: int) -> pa.Array:

@@ -526,6 +526,36 @@ def test_a_remembered_attribute_order_gives_back_every_list(kind: str) -> None:
     assert decode_traces(_without_metadata(tables)) == request
 
 
+def _two_resources(first: list[KeyValue], second: list[KeyValue]) -> ExportTraceServiceRequest:
+    request = _request(2)
+    request.resource_spans.add().CopyFrom(request.resource_spans[0])
+    for rs, attrs in zip(request.resource_spans, (first, second), strict=True):
+        rs.resource.ClearField("attributes")
+        rs.resource.attributes.extend(attrs)
+    return request
+
+
+def test_a_resource_attribute_table_is_kept_only_for_the_same_lists() -> None:
+    """The RESOURCE_ATTRS table of resources seen in an earlier batch is taken from the ones
+    kept (see ``REPEATS_KEPT``); resources whose KeyValues are the same bytes split otherwise
+    between them, or another parent, get their own table."""
+    a, b, c = (_kv(key, string_value=key.upper()) for key in ("region", "pod", "node"))
+    first = _two_resources([a, b], [c])
+    split_otherwise = _two_resources([a], [b, c])
+    attributes._REPEATS.clear()
+    tables = _check(first, encode_traces, decode_traces)
+    assert encode_traces(first)[P.RESOURCE_ATTRS] is tables[P.RESOURCE_ATTRS]  # kept
+    other = _check(split_otherwise, encode_traces, decode_traces)
+    assert other[P.RESOURCE_ATTRS] is not tables[P.RESOURCE_ATTRS]
+    assert (
+        other[P.RESOURCE_ATTRS].column("parent_id").to_pylist()
+        != tables[P.RESOURCE_ATTRS].column("parent_id").to_pylist()
+    )
+    assert decode_traces(encode_traces(first)) == first  # kept tables still decode exactly
+    assert decode_traces(encode_traces(split_otherwise)) == split_otherwise
+    assert len(attributes._REPEATS) == 2
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(POOL), key_values()), min_size=48, max_size=70))
 # A KeyValue without a value ends where its key ends; the vectorized parser used to read the
