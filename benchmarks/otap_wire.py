@@ -172,14 +172,36 @@ def _flat_columns(batch: pa.RecordBatch) -> Iterable[tuple[str, pa.Array]]:
             yield name, column
 
 
-def otap_breakdown(data: list[Batch]) -> tuple[dict[str, int], dict[str, int]]:
-    """Bytes per payload type on the stream, and per column sent alone on its own stream."""
+def _framing(record: bytes, into: list[int]) -> None:
+    """Add a payload's record-batch metadata, record-batch body and schema/dictionary message
+    bytes to ``into`` (Arrow IPC compresses bodies only, never the metadata)."""
+    reader = pa.BufferReader(record)
+    while reader.tell() < len(record):
+        message = pa.ipc.read_message(reader)
+        body = 0 if message.body is None else message.body.size
+        if message.type == "record batch":
+            into[0] += reader.tell() - body - into[3]
+            into[1] += body
+        else:
+            into[2] += reader.tell() - into[3]
+        into[3] = reader.tell()
+
+
+def otap_breakdown(data: list[Batch]) -> tuple[dict[str, int], dict[str, int], dict[str, list[int]]]:
+    """Bytes per payload type on the stream, per column sent alone on its own stream, and per
+    payload type split into record-batch metadata, record-batch bodies and schema/dictionary
+    messages."""
     per_type: dict[str, int] = defaultdict(int)
+    framing: dict[str, list[int]] = {}
     tables = [codec.encode(b) for b in data]
     producer = StreamProducer()
     for batch_tables in tables:
         for payload in producer.encode(batch_tables):
-            per_type[ArrowPayloadType(payload.type).name] += len(payload.record)
+            name = ArrowPayloadType(payload.type).name
+            per_type[name] += len(payload.record)
+            split = framing.setdefault(name, [0, 0, 0, 0])
+            split[3] = 0  # where the payload's previous message ended
+            _framing(payload.record, split)
     per_column: dict[str, int] = defaultdict(int)
     alone: dict[str, StreamProducer] = {}  # a stream of its own for each column
     for batch_tables in tables:
@@ -189,7 +211,7 @@ def otap_breakdown(data: list[Batch]) -> tuple[dict[str, int], dict[str, int]]:
                 single = pa.RecordBatch.from_arrays([column], [name])
                 for payload in alone.setdefault(label, StreamProducer()).encode({kind: single}):
                     per_column[label] += len(payload.record)
-    return per_type, per_column
+    return per_type, per_column, {name: split[:3] for name, split in framing.items()}
 
 
 def _cleared(signal: Signal, request: Message, path: str) -> Message:
@@ -232,12 +254,14 @@ def breakdown(sources: list[Source], size: int) -> dict[str, Any]:
         items = sum(b.items for b in data)
         compressor = zstandard.ZstdCompressor(level=3)
         otlp_zstd = sum(len(compressor.compress(b.raw)) for b in data)
-        per_type, per_column = otap_breakdown(data)
+        per_type, per_column, framing = otap_breakdown(data)
         per_field = otlp_breakdown(source.signal, data)
         print(f"\n{source.name}, {size}-item batches: OTLP+zstd {otlp_zstd / items:.1f} B/item")
         print(f"  OTAP per payload type (B/item): total {sum(per_type.values()) / items:.1f}")
+        print(f"    {'':28} {'':7} {'batch metadata':>14} {'batch bodies':>12} {'schema+dicts':>12}")
         for name, size_ in sorted(per_type.items(), key=lambda kv: -kv[1]):
-            print(f"    {name:28} {size_ / items:7.2f}")
+            meta, body, other = (part / items for part in framing[name])
+            print(f"    {name:28} {size_ / items:7.2f} {meta:14.2f} {body:12.2f} {other:12.2f}")
         print("  OTAP per column, each alone on a stream (B/item)")
         for name, size_ in sorted(per_column.items(), key=lambda kv: -kv[1]):
             if size_ / items >= 0.05:
@@ -249,6 +273,7 @@ def breakdown(sources: list[Source], size: int) -> dict[str, Any]:
             "items": items,
             "otlp_zstd": otlp_zstd,
             "otap_per_payload_type": per_type,
+            "otap_framing_per_payload_type": framing,
             "otap_per_column": per_column,
             "otlp_per_field": per_field,
         }
@@ -260,11 +285,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 items; generated data: 5 batches")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds per figure (best is kept)")
-    parser.add_argument("--breakdown", action="store_true", help="where the bytes go (corpus, 1,000 items)")
+    parser.add_argument("--breakdown", action="store_true", help="where the bytes go (corpus files)")
+    parser.add_argument("--breakdown-size", type=int, default=1000, help="items per batch for --breakdown")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write figures ({RESULTS})")
     args = parser.parse_args()
     if args.breakdown:
-        breakdown(corpus_sources(), 1000)
+        breakdown(corpus_sources(), args.breakdown_size)
         return
     sizes = SIZES[:2] if args.quick else SIZES
     sources = corpus_sources() + generated_sources(5 if args.quick else 20)
