@@ -56,6 +56,11 @@ class Plan:
     """The lake tables the SQL names."""
     sql: str = ""
     """The query as it was sent."""
+    scalar: tuple[tuple[str, int], ...] = ()
+    """``partial`` plans whose select list is nothing but aggregates, without GROUP BY, HAVING,
+    ORDER BY or LIMIT (``SELECT count(*) FROM spans``): per result column, its aggregate
+    (``count``, ``sum``, ``min``, ``max``, ``avg``) and its first partial (``__a<n>``), so the
+    coordinator can merge the regions' one-row answers without running SQL."""
 
 
 def plan(sql: str) -> Plan:
@@ -190,7 +195,31 @@ def _partial(sql: str, tree: dict[str, Any], node: dict[str, Any]) -> Plan | Non
     regional["having"] = None
     regional["modifiers"] = []
     table = str(node["from_table"]["table_name"]).lower()
-    return Plan("partial", _print(tree, coordinator), {PARTIALS: _print(tree, regional)}, (table,), sql)
+    return Plan(
+        "partial",
+        _print(tree, coordinator),
+        {PARTIALS: _print(tree, regional)},
+        (table,),
+        sql,
+        _scalar(node) if not groups else (),
+    )
+
+
+def _scalar(node: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """``Plan.scalar`` of a partial plan's SELECT without GROUP BY (empty when it has HAVING,
+    modifiers, or a select item that is not one aggregate). The partials are numbered in the
+    order ``_merged`` appends them: the select list's aggregates, one by one."""
+    if node.get("having") or node.get("modifiers"):
+        return ()
+    found: list[tuple[str, int]] = []
+    first = 0
+    for item in node.get("select_list") or []:
+        name = str(item.get("function_name")).lower() if item.get("class") == "FUNCTION" else ""
+        if name not in MERGEABLE:
+            return ()
+        found.append(("count" if name == "count_star" else name, first))
+        first += 2 if name == "avg" else 1
+    return tuple(found)
 
 
 class _NotMergeable(Exception):
