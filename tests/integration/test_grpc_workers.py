@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
+import pytest_asyncio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from orasi_common.errors import MalformedData, OrasiError, Throttled, Unavailable
@@ -48,6 +49,10 @@ class RecordingSink:
     """The pipelines' side: records batches; ``refuse`` makes it raise, ``hold`` makes it wait."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """As new: the workers shared by a module's tests hand each test an empty sink."""
         self.batches: list[Batch] = []
         self.refuse: Callable[[], BaseException] | None = None
         self.hold: asyncio.Event | None = None
@@ -73,14 +78,46 @@ async def start_workers(
     return workers
 
 
-@pytest.fixture
-async def sink() -> RecordingSink:
+# One event loop for the module: the shared workers' owner side (its links to the workers, the
+# calls into the sink) runs in the loop that started them, so every test runs in that loop.
+module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def shared() -> AsyncIterator[tuple[GrpcWorkers, RecordingSink]]:
+    """Workers (two processes) for the tests that only send requests: started once per module."""
+    recording = RecordingSink()
+    started = await start_workers(recording)
+    try:
+        yield started, recording
+    finally:
+        await started.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sink(shared: tuple[GrpcWorkers, RecordingSink]) -> RecordingSink:
+    recording = shared[1]
+    recording.reset()
+    return recording
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def workers(shared: tuple[GrpcWorkers, RecordingSink], sink: RecordingSink) -> GrpcWorkers:
+    started = shared[0]
+    # Every test before this one left both workers serving.
+    assert len(started.pids) == 2 and all(psutil.pid_exists(pid) for pid in started.pids)
+    return started
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh_sink() -> RecordingSink:
     return RecordingSink()
 
 
-@pytest.fixture
-async def workers(sink: RecordingSink) -> AsyncIterator[GrpcWorkers]:
-    started = await start_workers(sink)
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh_workers(fresh_sink: RecordingSink) -> AsyncIterator[GrpcWorkers]:
+    """Workers of the test's own, for the tests that kill them, cut their links or stop them."""
+    started = await start_workers(fresh_sink)
     try:
         yield started
     finally:
@@ -114,6 +151,7 @@ def listening(port: int | None) -> bool:
     return True
 
 
+@module_loop
 async def test_every_request_reaches_the_sink_with_its_bytes_tenant_and_batch_id(
     workers: GrpcWorkers, sink: RecordingSink
 ) -> None:
@@ -139,6 +177,7 @@ async def test_every_request_reaches_the_sink_with_its_bytes_tenant_and_batch_id
     assert {batch.tenant for batch in sink.batches} == {"tenant-0", "tenant-1", "tenant-2"}
 
 
+@module_loop
 async def test_a_request_without_a_tenant_header_belongs_to_the_default_tenant(
     workers: GrpcWorkers, sink: RecordingSink
 ) -> None:
@@ -157,6 +196,7 @@ async def test_a_request_without_a_tenant_header_belongs_to_the_default_tenant(
     ],
     ids=["throttled", "unavailable-with-delay", "unavailable", "malformed"],
 )
+@module_loop
 async def test_the_pipelines_refusal_reaches_the_sender_classified(
     workers: GrpcWorkers, sink: RecordingSink, error: OrasiError, code: grpc.StatusCode, delay: float | None
 ) -> None:
@@ -171,6 +211,7 @@ async def test_the_pipelines_refusal_reaches_the_sender_classified(
     assert len(sink.batches) == 1
 
 
+@module_loop
 async def test_a_bug_downstream_fails_that_request_only(workers: GrpcWorkers, sink: RecordingSink) -> None:
     sink.refuse = lambda: RuntimeError("boom")
     raised = await refusal(workers, request_bytes("bug"))
@@ -180,6 +221,7 @@ async def test_a_bug_downstream_fails_that_request_only(workers: GrpcWorkers, si
     assert len(sink.batches) == 1
 
 
+@module_loop
 async def test_bad_input_is_refused_by_the_worker_and_never_handed_over(
     workers: GrpcWorkers, sink: RecordingSink
 ) -> None:
@@ -191,6 +233,7 @@ async def test_bad_input_is_refused_by_the_worker_and_never_handed_over(
     assert len(sink.batches) == 1
 
 
+@module_loop
 async def test_an_odd_request_is_refused_by_the_worker_naming_its_path_and_never_handed_over(
     workers: GrpcWorkers, sink: RecordingSink
 ) -> None:
@@ -217,7 +260,9 @@ async def test_an_odd_request_is_refused_by_the_worker_naming_its_path_and_never
     assert len(sink.batches) == 1
 
 
-async def test_a_killed_worker_is_replaced(workers: GrpcWorkers, sink: RecordingSink) -> None:
+@module_loop
+async def test_a_killed_worker_is_replaced(fresh_workers: GrpcWorkers, fresh_sink: RecordingSink) -> None:
+    workers, sink = fresh_workers, fresh_sink
     victim, survivor = workers.pids
     os.kill(victim, signal.SIGKILL)
     await eventually(
@@ -230,11 +275,13 @@ async def test_a_killed_worker_is_replaced(workers: GrpcWorkers, sink: Recording
     assert len(sink.batches) == 10
 
 
+@module_loop
 async def test_a_broken_link_refuses_the_request_in_flight_as_retryable_and_serving_resumes(
-    workers: GrpcWorkers, sink: RecordingSink
+    fresh_workers: GrpcWorkers, fresh_sink: RecordingSink
 ) -> None:
     """The owner's end of a worker's socket closes under a request (as when the owner dies): the
     sender gets UNAVAILABLE, never a success; the worker exits and its replacement serves."""
+    workers, sink = fresh_workers, fresh_sink
     pids = workers.pids
     sink.hold = asyncio.Event()
     async with channel_to(workers) as channel:
@@ -254,7 +301,11 @@ async def test_a_broken_link_refuses_the_request_in_flight_as_retryable_and_serv
     assert await export(workers, request_bytes("after")) == b""
 
 
-async def test_shutdown_lets_a_request_in_flight_finish_and_leaves_no_worker(sink: RecordingSink) -> None:
+@module_loop
+async def test_shutdown_lets_a_request_in_flight_finish_and_leaves_no_worker(
+    fresh_sink: RecordingSink,
+) -> None:
+    sink = fresh_sink
     workers = await start_workers(sink)
     pids = workers.pids
     sink.hold = asyncio.Event()
@@ -275,7 +326,9 @@ async def test_shutdown_lets_a_request_in_flight_finish_and_leaves_no_worker(sin
     await workers.shutdown()  # safe twice
 
 
-async def test_a_taken_port_fails_start_with_a_clear_error(sink: RecordingSink) -> None:
+@module_loop
+async def test_a_taken_port_fails_start_with_a_clear_error(fresh_sink: RecordingSink) -> None:
+    sink = fresh_sink
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
