@@ -115,9 +115,23 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="module")
+def shared_agent(module_sink: OtlpSink, module_start_agent: Callable[..., AgentProcess]) -> AgentProcess:
+    """One agent for every test here (each sends under a resource of its own)."""
+    return module_start_agent(module_sink, env=AGENT_ENV)
+
+
 @pytest.fixture
-def agent(sink: OtlpSink, start_agent: Callable[..., AgentProcess]) -> AgentProcess:
-    return start_agent(sink, env=AGENT_ENV)
+def sink(module_sink: OtlpSink, shared_agent: AgentProcess) -> OtlpSink:
+    """The agent's sink, emptied: each test counts exactly the items it sent."""
+    module_sink.reset()
+    return module_sink
+
+
+@pytest.fixture
+def agent(shared_agent: AgentProcess, sink: OtlpSink) -> AgentProcess:
+    assert shared_agent.running(), f"the shared agent exited ({shared_agent.returncode})"
+    return shared_agent
 
 
 @pytest.fixture
