@@ -231,10 +231,16 @@ def write_data_files(
     def write(part: Partition) -> DataFile:
         values: list[object] = []
         for spec_field in spec.fields:
-            source = schema.find_field(spec_field.source_id).name
-            if isinstance(spec_field.transform, DayTransform | MonthTransform) and source == "time":
-                values.append(part.day)  # sort_rows' runs are of the table's own transform
-            elif isinstance(spec_field.transform, IdentityTransform) and source == "tenant":
+            source = schema.find_field(spec_field.source_id)
+            if isinstance(spec_field.transform, DayTransform | MonthTransform) and source.name == "time":
+                first = rows.column("time").slice(part.start, 1).cast(pa.int64())[0].as_py()
+                if first is not None and spec_field.transform.transform(source.field_type)(first) != part.day:
+                    raise ValueError(
+                        f"{name}: rows cut into runs of another partitioning than {spec_field.transform} "
+                        "(sort_rows' monthly must be the table's)"
+                    )
+                values.append(part.day)
+            elif isinstance(spec_field.transform, IdentityTransform) and source.name == "tenant":
                 values.append(part.tenant)
             else:
                 raise ValueError(
