@@ -21,18 +21,25 @@ Every bridge is an ``orasi bridge`` process on free ports, stopped by its PID at
    default range); the first call of each kind is reported apart (cold), then p50/p95. Targets:
    trace ≤ 300 ms, search ≤ 1 s (p50).
 3. Federation: three bridges (own lake and region, static peers); ``SELECT count(*) FROM spans``
-   locally on each and globally on the first, interleaved. Target: federated ≤ 2x the slowest
-   bridge's local time (medians).
+   locally on each (one at a time), then the three local counts sent at once, then globally on
+   the first, interleaved round by round. Target: federated ≤ 2x the slowest bridge's local time
+   (medians; the local time is each bridge alone, warm). The run also reports what the target's
+   comparison leaves out: the three local counts at once (the slowest of them: the three bridges
+   loaded as a global query loads them, on this machine's cores) and the CPU time the bridges
+   spend per global count (from /proc), over the cores: no schedule finishes the global count
+   sooner than that floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks import corpus_lake
 from benchmarks.lake_rig import Lab
@@ -72,6 +79,7 @@ def start_bridge(
     query_port: int | None = None,
     flight: bool = False,
     federation: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[ServiceProcess, int, int | None]:
     """An ``orasi bridge`` on ``lake`` with the query API (and Flight SQL, federation): the process,
     its REST port and its Flight SQL port."""
@@ -96,7 +104,7 @@ def start_bridge(
             "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["lake"]}},
         },
     }
-    service = lab.processes.service("bridge", config, name)
+    service = lab.processes.service("bridge", config, name, env)
     service.wait_ready(90)
     wait_http(f"http://{HOST}:{query_port}/api/v1/tables", service, 90)
     return service, query_port, flight_port
@@ -265,18 +273,34 @@ def bench_jaeger(lab: Lab, args: argparse.Namespace, meta: dict[str, Any]) -> di
 # --- 3. Federation ------------------------------------------------------------------------------
 
 
-def bench_federation(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
+@dataclass
+class Fleet:
+    """Three bridges, each on its own lake and region, every one a coordinator of the three."""
 
-    regions = [f"bench-fed-{name}" for name in ("a", "b", "c")]
+    regions: list[str]
+    ports: dict[str, int]
+    bridges: dict[str, ServiceProcess]
+    expected: int
+    body: dict[str, Any]
+
+    def pids(self) -> dict[str, int]:
+        return {region: bridge.pid for region, bridge in self.bridges.items()}
+
+
+def federation_lakes(
+    lab: Lab, args: argparse.Namespace, tag: str = ""
+) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """Three lakes of ``args.federation_copies`` corpus copies each, in this run's directory: the
+    lake configs per region, the spans of all three, the query body's time window."""
+    import pyarrow as pa
+
+    regions = [f"bench-fed{tag}-{name}" for name in ("a", "b", "c")]
     rows = corpus_lake.corpus_rows("x")
     per_region = args.federation_copies
     first_slot = time.time_ns() - 60 * 10**9 - 3 * per_region * corpus_lake.SLOT_NS
     window = (first_slot, first_slot + 3 * per_region * corpus_lake.SLOT_NS)
     lakes = {}
     for index, region in enumerate(regions):
-        import pyarrow as pa
-
         mine = rows.set_column(
             rows.schema.names.index("region"), "region", pa.array([region] * rows.num_rows, pa.string())
         )
@@ -284,60 +308,158 @@ def bench_federation(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
         directory = lab.tmp / region
         corpus_lake.write(directory, region, mine, copies, index * per_region, per_region, per_chunk=6)
         lakes[region] = corpus_lake.lake_config(directory, region)
+    return lakes, 3 * per_region * rows.num_rows, {"sql": COUNT_SQL, "start": window[0], "end": window[1]}
+
+
+def start_fleet(
+    lab: Lab, lakes: dict[str, Any], expected: int, body: dict[str, Any], env: dict[str, str] | None = None
+) -> Fleet:
+    regions = list(lakes)
     ports = {region: free_port() for region in regions}
     peers = [{"region": region, "endpoint": f"{HOST}:{ports[region]}"} for region in regions]
-    bridges = {}
-    for region in regions:
-        bridges[region] = start_bridge(
-            lab, f"bridge-{region}", lakes[region], ports[region], federation={"timeout": 60, "peers": peers}
-        )[0]
-    expected = 3 * per_region * rows.num_rows
-    body = {"sql": COUNT_SQL, "start": window[0], "end": window[1]}
-    local: dict[str, list[float]] = {region: [] for region in regions}
-    federated: list[float] = []
-    out: dict[str, Any] = {
-        "sql": COUNT_SQL,
-        "spans": expected,
-        "spans_per_region": per_region * rows.num_rows,
-    }
+    fleet = Fleet(regions, ports, {}, expected, body)
     try:
-        with httpx.Client(timeout=120) as client:
-
-            def post(region: str, scope: str) -> tuple[float, dict[str, Any]]:
-                started = time.perf_counter()
-                response = client.post(
-                    f"http://{HOST}:{ports[region]}/api/v1/query", json={**body, "scope": scope}
-                )
-                seconds = time.perf_counter() - started
-                if response.status_code != 200:
-                    raise RuntimeError(f"{region} {scope}: {response.status_code} {response.text[:300]}")
-                return seconds, response.json()
-
-            for region in regions:  # warm-up: each bridge's first query opens its tables
-                post(region, "local")
-            _, answer = post(regions[0], "global")
-            if answer["rows"] != [[expected]]:
-                raise AssertionError(f"federated count {answer['rows']} != {expected}: {answer['stats']}")
-            out["plan"] = answer["stats"].get("plan")
-            for _ in range(args.federation_runs):
-                for region in regions:
-                    local[region].append(post(region, "local")[0])
-                seconds, answer = post(regions[0], "global")
-                federated.append(seconds)
-            out["regions_stats_last"] = answer["stats"].get("regions")
-    finally:
         for region in regions:
-            lab.processes.stop(bridges[region])
-    out["local_ms"] = {region: stats_of([s * 1000 for s in runs]) for region, runs in local.items()}
-    out["federated_ms"] = stats_of([s * 1000 for s in federated])
-    slowest = max(statistics.median(runs) for runs in local.values())
-    out["slowest_local_median_ms"] = round(slowest * 1000, 2)
-    out["ratio"] = round(statistics.median(federated) / slowest, 3)
+            fleet.bridges[region] = start_bridge(
+                lab,
+                f"bridge-{region}",
+                lakes[region],
+                ports[region],
+                federation={"timeout": 60, "peers": peers},
+                env=env,
+            )[0]
+    except BaseException:
+        stop_fleet(lab, fleet)
+        raise
+    return fleet
+
+
+def stop_fleet(lab: Lab, fleet: Fleet) -> None:
+    for bridge in fleet.bridges.values():
+        lab.processes.stop(bridge)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class FleetRounds:
+    """The measurements of one fleet, round by round: each bridge's local count alone, the three
+    local counts sent at once (the slowest of them: the three bridges loaded as in a global
+    query), the global count on the first bridge; wall times, and the CPU time the bridges spent
+    (from /proc, 10 ms ticks: meaningful summed over rounds)."""
+
+    def __init__(self, fleet: Fleet, client: Any) -> None:
+        self.fleet = fleet
+        self.client = client
+        self.local: dict[str, list[float]] = {region: [] for region in fleet.regions}
+        self.local_cpu: dict[str, float] = dict.fromkeys(fleet.regions, 0.0)
+        self.concurrent: list[float] = []
+        self.federated: list[float] = []
+        self.federated_cpu: dict[str, float] = dict.fromkeys(fleet.regions, 0.0)
+        self.regions_last: dict[str, Any] = {}
+        self.stats_last: dict[str, Any] = {}
+
+    def post(self, region: str, scope: str, client: Any = None) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        response = (client or self.client).post(
+            f"http://{HOST}:{self.fleet.ports[region]}/api/v1/query", json={**self.fleet.body, "scope": scope}
+        )
+        seconds = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"{region} {scope}: {response.status_code} {response.text[:300]}")
+        return seconds, response.json()
+
+    def warm_up(self) -> str | None:
+        for region in self.fleet.regions:  # each bridge's first query opens its tables
+            self.post(region, "local")
+        _, answer = self.post(self.fleet.regions[0], "global")
+        if answer["rows"] != [[self.fleet.expected]]:
+            raise AssertionError(
+                f"federated count {answer['rows']} != {self.fleet.expected}: {answer['stats']}"
+            )
+        self.post(self.fleet.regions[0], "global")
+        return cast(str | None, answer["stats"].get("plan"))
+
+    def round(self, pool: Any, clients: list[Any]) -> None:
+        pids = self.fleet.pids()
+        for region in self.fleet.regions:
+            before = cpu_seconds(pids[region])
+            self.local[region].append(self.post(region, "local")[0])
+            self.local_cpu[region] += cpu_seconds(pids[region]) - before
+        at_once = pool.map(self.post, self.fleet.regions, ["local"] * 3, clients)
+        self.concurrent.append(max(seconds for seconds, _ in at_once))
+        before_all = {region: cpu_seconds(pid) for region, pid in pids.items()}
+        seconds, answer = self.post(self.fleet.regions[0], "global")
+        for region, pid in pids.items():
+            self.federated_cpu[region] += cpu_seconds(pid) - before_all[region]
+        if answer["rows"] != [[self.fleet.expected]]:
+            raise AssertionError(f"federated count {answer['rows']} != {self.fleet.expected}")
+        self.federated.append(seconds)
+        self.regions_last = answer["stats"].get("regions", {})
+        self.stats_last = {k: v for k, v in answer["stats"].items() if k != "regions"}
+
+    def summary(self) -> dict[str, Any]:
+        rounds = len(self.federated)
+        out: dict[str, Any] = {
+            "local_ms": {region: stats_of([s * 1000 for s in runs]) for region, runs in self.local.items()},
+            "federated_ms": stats_of([s * 1000 for s in self.federated]),
+            "three_local_at_once_slowest_ms": stats_of([s * 1000 for s in self.concurrent]),
+            "regions_stats_last": self.regions_last,
+            "coordinator_stats_last": self.stats_last,
+        }
+        slowest = max(statistics.median(runs) for runs in self.local.values())
+        federated = statistics.median(self.federated)
+        out["slowest_local_median_ms"] = round(slowest * 1000, 2)
+        out["ratio"] = round(federated / slowest, 3)
+        out["ratio_to_three_at_once"] = round(federated / statistics.median(self.concurrent), 3)
+        # CPU: a local count's CPU on its bridge (mean over rounds, slowest bridge's region), and
+        # a global count's CPU summed over the three bridges: over 2 cores, no schedule can
+        # finish the global count before that sum / 2.
+        local_cpu = {region: cpu / rounds * 1000 for region, cpu in self.local_cpu.items()}
+        federated_cpu = sum(self.federated_cpu.values()) / rounds * 1000
+        cores = os.cpu_count() or 1
+        out["cpu_ms_per_local_count"] = {region: round(ms, 1) for region, ms in local_cpu.items()}
+        out["cpu_ms_per_federated_count"] = {
+            region: round(cpu / rounds * 1000, 1) for region, cpu in self.federated_cpu.items()
+        }
+        out["cpu_ms_per_federated_count_total"] = round(federated_cpu, 1)
+        out["cores"] = cores
+        out["cpu_floor_ms"] = round(federated_cpu / cores, 1)
+        out["cpu_floor_ratio"] = round(federated_cpu / cores / (slowest * 1000), 3)
+        return out
+
+
+def bench_federation(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
+    import concurrent.futures
+
+    import httpx
+
+    lakes, expected, body = federation_lakes(lab, args)
+    fleet = start_fleet(lab, lakes, expected, body)
+    out: dict[str, Any] = {"sql": COUNT_SQL, "spans": expected, "spans_per_region": expected // 3}
+    clients = [httpx.Client(timeout=120) for _ in range(3)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            rounds = FleetRounds(fleet, clients[0])
+            out["plan"] = rounds.warm_up()
+            for _ in range(args.federation_runs):
+                rounds.round(pool, clients)
+            out |= rounds.summary()
+    finally:
+        for client in clients:
+            client.close()
+        stop_fleet(lab, fleet)
     out["target"] = TARGET_FEDERATION_RATIO
     out["pass"] = out["ratio"] <= TARGET_FEDERATION_RATIO
     say(
-        f"federation: slowest local {slowest * 1000:.1f} ms, federated "
-        f"{statistics.median(federated) * 1000:.1f} ms, ratio {out['ratio']}"
+        f"federation: slowest local {out['slowest_local_median_ms']:.1f} ms, federated "
+        f"{out['federated_ms']['median']:.1f} ms, ratio {out['ratio']}; the three local counts at once "
+        f"{out['three_local_at_once_slowest_ms']['median']:.1f} ms; CPU per global count "
+        f"{out['cpu_ms_per_federated_count_total']} ms over {out['cores']} cores "
+        f"(floor ratio {out['cpu_floor_ratio']})"
     )
     return out
 
@@ -377,6 +499,13 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"  Federated count over {d['spans']:,} spans: local medians (ms) {local}; federated "
             f"{d['federated_ms']['median']:.1f} ms, ratio {d['ratio']} (target ≤ 2) {verdict(d['pass'])}"
+        )
+        lines.append(
+            "    the three local counts at once: slowest "
+            f"{d['three_local_at_once_slowest_ms']['median']:.1f} ms "
+            f"(federated / that {d['ratio_to_three_at_once']}); CPU per global count "
+            f"{d['cpu_ms_per_federated_count_total']} ms on {d['cores']} cores: floor "
+            f"{d['cpu_floor_ms']} ms = {d['cpu_floor_ratio']}x the slowest local"
         )
     return "\n".join(lines)
 
