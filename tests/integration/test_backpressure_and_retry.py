@@ -55,6 +55,47 @@ def span_ids(requests: list[ExportTraceServiceRequest]) -> list[bytes]:
     return [it.item.span_id for it in items(Signal.TRACES, requests)]
 
 
+class Counted:
+    """The shared agent's /metrics counted from this test's start: the tests that send to an
+    agent of the default configuration share one per module, so each reads its own increments."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.agent = agent
+        self._start = list(agent.metric_samples())
+
+    def _before(self, name: str, labels: dict[str, str]) -> float:
+        return sum(
+            value
+            for sample_name, sample_labels, value in self._start
+            if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.agent.metric(name, **labels) - self._before(name, labels)
+
+    def wait_for_metric(self, name: str, expected: float, **labels: str) -> float:
+        before = self._before(name, labels)
+        return self.agent.wait_for_metric(name, before + expected, **labels) - before
+
+
+@pytest.fixture(scope="module")
+def shared_agent(module_sink: OtlpSink, module_start_agent: Callable[..., AgentProcess]) -> AgentProcess:
+    return module_start_agent(module_sink)
+
+
+@pytest.fixture
+def shared_sink(module_sink: OtlpSink, shared_agent: AgentProcess) -> OtlpSink:
+    """The shared agent's sink, emptied (nothing arrived, no refusal pending)."""
+    module_sink.reset()
+    return module_sink
+
+
+@pytest.fixture
+def counted(shared_agent: AgentProcess, shared_sink: OtlpSink) -> Counted:
+    assert shared_agent.running(), f"the shared agent exited ({shared_agent.returncode})"
+    return Counted(shared_agent)
+
+
 def retry_delay(status: status_pb2.Status) -> float:
     for detail in status.details:
         info = error_details_pb2.RetryInfo()
@@ -77,12 +118,9 @@ def retry_delay(status: status_pb2.Status) -> float:
     ids=["unavailable", "unavailable-retryinfo", "resource-exhausted-retryinfo", "deadline-exceeded"],
 )
 def test_retryable_refusals_are_retried_until_delivered(
-    sink: OtlpSink,
-    start_agent: Callable[..., AgentProcess],
-    code: grpc.StatusCode,
-    retry_after: float | None,
+    shared_sink: OtlpSink, counted: Counted, code: grpc.StatusCode, retry_after: float | None
 ) -> None:
-    agent = start_agent(sink)
+    sink, agent = shared_sink, counted.agent
     sink.fail_next(3, code, retry_after)
     sent = [spans(2, "http-pb"), spans(3, "http-json"), spans(4, "grpc")]
     assert post(agent, sent[0]).status_code == 200
@@ -92,9 +130,11 @@ def test_retryable_refusals_are_retried_until_delivered(
     received = sink.wait_for_items(Signal.TRACES, 9)
     assert sink.refused == 3
     assert sorted(span_ids([r.request for r in received])) == sorted(span_ids(sent))
-    assert agent.wait_for_metric("orasi_exporter_sent_items_total", 9, signal="traces", exporter="otlp") == 9
-    assert agent.metric("orasi_exporter_retries_total", exporter="otlp") == 3
-    assert agent.metric("orasi_exporter_send_failed_items_total") == 0
+    assert (
+        counted.wait_for_metric("orasi_exporter_sent_items_total", 9, signal="traces", exporter="otlp") == 9
+    )
+    assert counted.metric("orasi_exporter_retries_total", exporter="otlp") == 3
+    assert counted.metric("orasi_exporter_send_failed_items_total") == 0
 
 
 @pytest.mark.parametrize(
@@ -103,9 +143,9 @@ def test_retryable_refusals_are_retried_until_delivered(
     ids=["invalid-argument", "resource-exhausted-without-retryinfo", "permission-denied"],
 )
 def test_permanent_refusal_is_dropped_and_counted(
-    sink: OtlpSink, start_agent: Callable[..., AgentProcess], code: grpc.StatusCode
+    shared_sink: OtlpSink, counted: Counted, code: grpc.StatusCode
 ) -> None:
-    agent = start_agent(sink)
+    sink, agent = shared_sink, counted.agent
     # A batch refused as invalid is sent again in halves to isolate the refused items: refused
     # every time, its 3 spans cost 5 sends (3, then 2 and 1, then the 2 as 1 and 1).
     refusals = 5 if code is grpc.StatusCode.INVALID_ARGUMENT else 1
@@ -113,7 +153,7 @@ def test_permanent_refusal_is_dropped_and_counted(
     dropped = spans(3, "dropped")
     assert post(agent, dropped).status_code == 200  # accepted into the queue, then refused upstream
     assert (
-        agent.wait_for_metric("orasi_exporter_send_failed_items_total", 3, signal="traces", exporter="otlp")
+        counted.wait_for_metric("orasi_exporter_send_failed_items_total", 3, signal="traces", exporter="otlp")
         == 3
     )
     assert sink.refused == refusals
@@ -122,9 +162,11 @@ def test_permanent_refusal_is_dropped_and_counted(
     assert post(agent, delivered).status_code == 200
     received = sink.wait_for_items(Signal.TRACES, 2)
     assert span_ids([r.request for r in received]) == span_ids([delivered])
-    assert agent.wait_for_metric("orasi_exporter_sent_items_total", 2, signal="traces", exporter="otlp") == 2
-    assert agent.metric("orasi_exporter_send_failed_items_total", signal="traces", exporter="otlp") == 3
-    assert agent.metric("orasi_exporter_retries_total") == 0  # never retried
+    assert (
+        counted.wait_for_metric("orasi_exporter_sent_items_total", 2, signal="traces", exporter="otlp") == 2
+    )
+    assert counted.metric("orasi_exporter_send_failed_items_total", signal="traces", exporter="otlp") == 3
+    assert counted.metric("orasi_exporter_retries_total") == 0  # never retried
 
 
 # --- the memory limiter --------------------------------------------------------------------
@@ -270,10 +312,8 @@ def test_full_queue_drop_newest_drops_and_counts(
 # --- what /metrics counts, and the admin endpoints -------------------------------------------
 
 
-def test_accepted_items_are_counted_per_signal_and_transport(
-    sink: OtlpSink, start_agent: Callable[..., AgentProcess]
-) -> None:
-    agent = start_agent(sink)
+def test_accepted_items_are_counted_per_signal_and_transport(shared_sink: OtlpSink, counted: Counted) -> None:
+    sink, agent = shared_sink, counted.agent
     assert post(agent, spans(2)).status_code == 200
     assert post(agent, spans(3), JSON).status_code == 200
     grpc_export(agent, Signal.TRACES, spans(4))
@@ -283,21 +323,21 @@ def test_accepted_items_are_counted_per_signal_and_transport(
     grpc_export(agent, Signal.LOGS, log_records(8))
 
     def accepted(signal: str, transport: str) -> float:
-        return agent.metric(
+        return counted.metric(
             "orasi_receiver_accepted_items_total", signal=signal, receiver="otlp", transport=transport
         )
 
     assert (accepted("traces", "http"), accepted("traces", "grpc")) == (5, 4)
     assert (accepted("metrics", "http"), accepted("metrics", "grpc")) == (5, 6)
     assert (accepted("logs", "http"), accepted("logs", "grpc")) == (7, 8)
-    assert agent.metric("orasi_receiver_refused_items_total") == 0
+    assert counted.metric("orasi_receiver_refused_items_total") == 0
 
     sink.wait_for_items(Signal.TRACES, 9)
     sink.wait_for_items(Signal.METRICS, 11)
     sink.wait_for_items(Signal.LOGS, 15)
     for signal, count in (("traces", 9), ("metrics", 11), ("logs", 15)):
         assert (
-            agent.wait_for_metric("orasi_exporter_sent_items_total", count, signal=signal, exporter="otlp")
+            counted.wait_for_metric("orasi_exporter_sent_items_total", count, signal=signal, exporter="otlp")
             == count
         )
     # Request durations are recorded by handler and status code.
@@ -306,7 +346,7 @@ def test_accepted_items_are_counted_per_signal_and_transport(
     )
     assert bad.status_code == 400
     assert (
-        agent.metric(
+        counted.metric(
             "http_request_duration_seconds_count",
             server="otlp",
             handler="/v1/traces",
@@ -315,11 +355,11 @@ def test_accepted_items_are_counted_per_signal_and_transport(
         )
         == 2
     )
-    assert agent.metric("http_request_duration_seconds_count", handler="/v1/traces", code="400") == 1
+    assert counted.metric("http_request_duration_seconds_count", handler="/v1/traces", code="400") == 1
 
 
-def test_admin_endpoints(sink: OtlpSink, start_agent: Callable[..., AgentProcess]) -> None:
-    agent = start_agent(sink)
+def test_admin_endpoints(counted: Counted) -> None:
+    agent = counted.agent
 
     health = agent.get("/healthz")
     assert health.status_code == 200
