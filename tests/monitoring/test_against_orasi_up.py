@@ -88,6 +88,10 @@ ONLY_IN_OTHER_SETUPS = {
     "orasi_stream_dropped_rows_total": "a lake with a filter or sample processor",
     "orasi_stream_redactions_total": "a lake with a redact processor",
     "orasi_stream_errors_total": "a stream processor failing on a record batch",
+    # The tail sampler: tests/integration/bridge/test_lake_stream.py and its unit tests sample them.
+    "orasi_stream_tail_decisions_total": "a lake with a tail_sample processor",
+    "orasi_stream_tail_early_decisions_total": "a tail_sample processor deciding before decision_wait",
+    "orasi_stream_tail_held": "a lake with a tail_sample processor",
     # Rate limits: off in orasi up by default (tests/integration/security/test_rate_limits.py
     # samples it, and the refusals, against a real Redis).
     "orasi_ratelimit_backend_up": "a component with a `ratelimit` extension",
