@@ -33,7 +33,7 @@ from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
 from orasi_bridge.lake.config import Config, ReplicateConfig
 from orasi_bridge.lake.files import sort_rows, write_data_files
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
-from orasi_bridge.lake.schema import TABLES
+from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_common.cli import main
 from orasi_common.extensions.etcd.config import Config as EtcdConfig
 from orasi_common.pdata import Signal
@@ -80,7 +80,7 @@ def append(lake: Config, name: str, table_rows: pa.Table) -> int:
     try:
         table = ensure_table(catalog, name)
         fs, prefix = filesystem(lake)
-        ordered, partitions = sort_rows(table_rows.to_batches(), TABLES[name])
+        ordered, partitions = sort_rows(table_rows.to_batches(), TABLES[name], name in MONTHLY)
         data_files = write_data_files(table, name, ordered, partitions, fs, prefix)
         properties = {BATCH_IDS_PROPERTY: f"batch-{next(_serial)}"}
         with (
