@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from typing import Any
 
 from orasi_bridge.query.engine import QueryEngine, QueryResult
+from orasi_common.testing.servers import AWS_ENV
 
 # The columns every query may rely on (ARCHITECTURE §5).
 CONTRACT_COLUMNS = {
@@ -100,3 +104,18 @@ async def count(engine: QueryEngine, table: str, tenant: str = "default", **boun
 
 def parsed_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+async def run_crashing(script: str, says: str) -> None:
+    """Run ``script`` (a lake writer that acknowledges, then dies with ``os._exit``) in a new
+    Python process with the test servers' credentials; it must exit 0 having printed ``says``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **AWS_ENV},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert (process.returncode, stdout.decode().strip()) == (0, says), stderr.decode()[-4000:]

@@ -5,11 +5,8 @@ sampling keeping whole traces, with a crash while spans are held."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,7 +15,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter, close_writer
-from integration.bridge.servers import AWS_ENV, LakeSpace
+from integration.bridge.helpers import run_crashing
+from integration.bridge.servers import LakeSpace
 from integration.bridge.test_lake_writer import TESTS_DIR, WINDOW, batch_ids_in_summaries, eventually, stats
 from orasi_bridge.lake.buffer import holds_otap
 from orasi_bridge.lake.writer import LakeWriter
@@ -249,16 +247,7 @@ async def test_tail_held_spans_survive_a_crash_once_and_are_decided_as_before(
     config = lake_space.lake_config(wal=wal, stream=[TAIL])
     first, held = uuid.uuid4().hex, uuid.uuid4().hex
     script = CRASHING_TAIL.format(tests=TESTS_DIR, config=json.dumps(config), first=first, held=held)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **AWS_ENV},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert (process.returncode, stdout.decode().strip()) == (0, "acknowledged"), stderr.decode()[-4000:]
+    await run_crashing(script, "acknowledged")
 
     writer = await make_writer(wal=wal, stream=[TAIL])
     engine = QueryEngine(writer, QueryLimits())

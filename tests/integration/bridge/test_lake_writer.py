@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import threading
 import time
 import uuid
@@ -25,8 +23,8 @@ from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter, close_writer
-from integration.bridge.helpers import count
-from integration.bridge.servers import AWS_ENV, LakeSpace, s3_filesystem
+from integration.bridge.helpers import count, run_crashing
+from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter
 from orasi_bridge.lake import buffer as buffer_module
 from orasi_bridge.lake import writer as writer_module
@@ -347,16 +345,7 @@ async def test_write_ahead_log_replays_acknowledged_rows_after_a_crash(
         config=json.dumps(lake_space.lake_config(wal=wal)),
         **ids,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **AWS_ENV},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert (process.returncode, stdout.decode().strip()) == (0, "acknowledged"), stderr.decode()[-4000:]
+    await run_crashing(script, "acknowledged")
 
     writer = await make_writer(wal=wal)
     engine = QueryEngine(writer, QueryLimits())

@@ -5,10 +5,7 @@ spans are corrections. Real SeaweedFS and PostgreSQL (the lake tests' fixtures).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +15,8 @@ import pytest
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter
-from integration.bridge.servers import AWS_ENV, LakeSpace
+from integration.bridge.helpers import run_crashing
+from integration.bridge.servers import LakeSpace
 from integration.bridge.test_lake_writer import TESTS_DIR, WINDOW, batch_ids_in_summaries
 from orasi_bridge.lake import LakeWriter
 from orasi_bridge.lake.spanmetrics import RED_SQL, red_sql
@@ -166,16 +164,7 @@ async def test_a_crash_between_two_commits_counts_the_replayed_batch_once(
         batch_id=batch_id,
         crash_before=crash_before,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **AWS_ENV},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert (process.returncode, stdout.decode().strip()) == (0, "crashed"), stderr.decode()[-4000:]
+    await run_crashing(script, "crashed")
 
     writer = await make_writer(wal=wal)
     rolled_up = crash_before == "spans"  # else span_metrics_1h holds nothing yet
