@@ -1,16 +1,20 @@
 """Checking a request's bearer token: who it is (tenant), and whether it may (scope).
 
     authorization: "Bearer orasi_<id>_<secret>"  → Principal(tenant, scopes)   (the token store)
-    authorization: "Bearer <JWT>"                → Principal(tenant claim, scopes)   (``jwks.py``)
+    authorization: "Bearer <JWT>"                → Principal(tenant claim, scopes of its subject
+                                                              or claim or default)   (``jwks.py``)
     none                                         → Unauthenticated   (401 / UNAUTHENTICATED)
     malformed, unknown, revoked or expired       → InvalidToken      (401 / UNAUTHENTICATED)
     valid, without the scope asked for           → PermissionDenied  (403 / PERMISSION_DENIED)
-    valid, but a tenant header naming another    → PermissionDenied
+    valid, but a tenant header naming another    → PermissionDenied   (ingest with ``forward``: that tenant)
 
-The tenant of an authenticated request is the token's: a tenant header (``X-Orasi-Tenant``) may
-be sent, but must name the same tenant. One exception, for forwarding hops (an agent or gateway
-carries many tenants' batches): a token holding both ``ingest`` and ``admin`` may ingest as the
-tenant its header names. Reads are always the token's tenant's.
+The tenant of an authenticated request is the token's: a tenant header (``X-Orasi-Tenant``, also
+an OTAP batch's HPACK headers) may be sent, but must name the same tenant. One exception, for
+forwarding hops (an agent or gateway carries many tenants' batches, each naming its tenant in that
+header): a token holding ``forward`` ingests as the tenant its header names (its own without one).
+``forward`` is granted to the hops alone: an `orasi tokens` token made with it, or a JWT of a
+subject listed under ``jwt.subjects`` with it (never ``default_scopes``). Reads are always the
+token's tenant's; ``forward`` reads nothing.
 
 A token of a JWT's shape is checked by the `jwt` section, when set; any other by the store. Answers
 (a principal, or why not) are kept ``cache_seconds`` (by a hash of the token, never the token; a
@@ -115,15 +119,21 @@ class Authenticator:
 
     async def tenant(self, authorization: str | None, scope: str, tenant_header: str | None) -> str:
         """The request's tenant: its token's, once the token is valid and holds ``scope`` and the
-        tenant header (if any) names the same tenant."""
+        tenant header (if any) names the same tenant; the header's, for a forwarding hop's ingest."""
         principal = await self.principal(authorization)
-        if scope not in principal.scopes:
+        forwards = scope == "ingest" and "forward" in principal.scopes
+        if scope not in principal.scopes and not forwards:
             raise PermissionDenied(
                 f"this token may not {scope} (its scopes: {', '.join(sorted(principal.scopes)) or 'none'})"
             )
-        if tenant_header and tenant_header != principal.tenant:
-            if scope == "ingest" and "admin" in principal.scopes:
-                return tenant_header  # a forwarding hop's token
-            raise PermissionDenied(f"this token is tenant {principal.tenant!r}'s, not {tenant_header!r}'s")
+        if tenant_header and tenant_header != principal.tenant and not forwards:
+            hint = (
+                " (only a forwarding hop's token, scope forward, ingests as another)"
+                if scope == "ingest"
+                else ""
+            )
+            raise PermissionDenied(
+                f"this token is tenant {principal.tenant!r}'s, not {tenant_header!r}'s{hint}"
+            )
         ACTOR.set(f"token:{principal.token_id}")  # the audit trail's actor of this request
-        return principal.tenant
+        return (tenant_header or principal.tenant) if forwards else principal.tenant

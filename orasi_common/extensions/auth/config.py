@@ -9,8 +9,11 @@ from pydantic import Field, field_validator, model_validator
 
 from orasi_common.config.model import ComponentConfig
 
-SCOPES = ("ingest", "query", "admin")
-Scope = Literal["ingest", "query", "admin"]
+SCOPES = ("ingest", "query", "admin", "forward")
+"""What a token may do: ``ingest`` as its tenant, ``query`` its tenant's data, ``admin`` change its
+tenant's registry, ``forward`` ingest as the tenant each request names (a forwarding hop: an agent
+or gateway carrying many tenants' batches; ``Authenticator.tenant``)."""
+Scope = Literal["ingest", "query", "admin", "forward"]
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 """The JWT algorithms verified with a JWKS file's public keys (never ``none`` nor HMAC's HS*)."""
 
@@ -22,6 +25,16 @@ class Principal:
     token_id: str
     tenant: str
     scopes: frozenset[str]
+
+
+class SubjectGrant(ComponentConfig):
+    """One entry of ``jwt.subjects``: the scopes of the tokens of one subject (``sub``)."""
+
+    scopes: tuple[Scope, ...] = Field(
+        min_length=1,
+        description="The subject's scopes, in place of `scopes_claim` or `default_scopes` (e.g. "
+        "`[forward]` for a gateway's service account).",
+    )
 
 
 class JwtConfig(ComponentConfig):
@@ -41,12 +54,19 @@ class JwtConfig(ComponentConfig):
     scopes_claim: str | None = Field(
         default=None,
         description="Claim holding the token's scopes (a space-separated string, as OAuth's `scope`, "
-        "or a list; others than ingest/query/admin are ignored); unset: `default_scopes`.",
+        "or a list; others than " + "/".join(SCOPES) + " are ignored); unset: `default_scopes`.",
     )
     default_scopes: tuple[Scope, ...] = Field(
         default=("ingest",),
         min_length=1,
-        description="Scopes of every token when `scopes_claim` is unset.",
+        description="Scopes of every token when `scopes_claim` is unset (never `forward`: grant "
+        "that to the forwarding hops' subjects under `subjects`).",
+    )
+    subjects: dict[str, SubjectGrant] = Field(
+        default_factory=dict,
+        description="Scopes by subject (the `sub` claim, e.g. "
+        "`system:serviceaccount:orasi-gateway:orasi-gateway`), in place of `scopes_claim` or "
+        "`default_scopes` for that subject's tokens; other subjects keep those.",
     )
     algorithms: tuple[str, ...] = Field(
         default=ALGORITHMS,
@@ -78,6 +98,16 @@ class JwtConfig(ComponentConfig):
                 )
                 raise ValueError(f"{name!r} is refused: {why}; use some of {', '.join(ALGORITHMS)}")
         return algorithms
+
+    @field_validator("default_scopes")
+    @classmethod
+    def _no_default_forwarding(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        if "forward" in scopes:
+            raise ValueError(
+                "forward is refused here: every token could then write as any tenant; grant it to "
+                "the forwarding hops' subjects (jwt.subjects: {SUB: {scopes: [forward]}})"
+            )
+        return scopes
 
     @model_validator(mode="after")
     def _scopes_from_one_place(self) -> JwtConfig:

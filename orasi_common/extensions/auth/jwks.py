@@ -6,6 +6,8 @@
       audience: orasi
       tenant_claim: kubernetes.io/namespace    # a top-level claim, or a path of nested ones
       default_scopes: [ingest]                 # or scopes_claim: scope
+      subjects:                                # scopes of their own for some subjects (sub)
+        system:serviceaccount:orasi-gateway:orasi-gateway: {scopes: [forward]}
       leeway: 30                               # seconds of clock skew
       reload_interval: 30                      # seconds between checks of the file (0: never)
 
@@ -19,6 +21,10 @@ an Unauthenticated whose message says which (never the token itself):
     exp, nbf   ``exp`` is required; both within ``leeway``
     iss, aud   the configured issuer; an audience including the configured one
     tenant     ``tenant_claim`` holds a tenant name (1 to 64 characters)
+
+Its scopes are its subject's in ``subjects`` when ``sub`` is listed there (how a forwarding hop's
+service account gets ``forward`` while the apps' tokens, of the same issuer and audience, do not),
+else the ``scopes_claim``'s, else ``default_scopes``.
 
 ``none`` and HMAC (HS*) never pass: the config refuses them, and symmetric (``oct``) keys of the
 file are ignored, since a public JWKS would make an HMAC secret public.
@@ -194,14 +200,17 @@ class JwtVerifier:
                 f"the JWT's {self.config.tenant_claim!r} claim is not a tenant name "
                 f"(a string of 1 to {TENANT_MAX} characters)"
             )
-        if self.config.scopes_claim is None:
-            scopes: frozenset[str] = frozenset(self.config.default_scopes)
+        subject = claims.get("sub")  # a string when present: PyJWT refuses any other
+        grant = self.config.subjects.get(subject) if subject is not None else None
+        if grant is not None:  # a subject of its own scopes (a forwarding hop's service account)
+            scopes: frozenset[str] = frozenset(grant.scopes)
+        elif self.config.scopes_claim is None:
+            scopes = frozenset(self.config.default_scopes)
         else:
             held = _claim(claims, self.config.scopes_claim)
             words = held.split() if isinstance(held, str) else held if isinstance(held, list) else []
             scopes = frozenset(w for w in words if w in SCOPES)
-        subject = claims.get("sub") or claims.get("jti") or "?"
-        return Principal(f"jwt:{subject}", tenant, scopes), float(claims["exp"])
+        return Principal(f"jwt:{subject or claims.get('jti') or '?'}", tenant, scopes), float(claims["exp"])
 
     def _claims(self, token: str) -> dict[str, Any]:
         config = self.config

@@ -9,8 +9,9 @@ registry, Flight SQL), and gives the agent's and the gateway's exporters the for
 file (``exporters/bearer.py``): each hop proves itself to the next as any outside sender must.
 
 ``prepare`` (blocking, before the services start) creates the tables, the forwarding token (tenant
-``orasi-up``, scopes ingest and admin, which lets a hop ingest as the tenant its batches name)
-unless the file's token is still valid, and — on the first start only, when the store holds no
+``orasi-up``, scope forward, which lets a hop ingest as the tenant its batches name) unless the
+file's token is still valid and holds forward (one made before that scope, with ingest and admin,
+is replaced and revoked), and — on the first start only, when the store holds no
 other token — the first token: tenant ``default``, scopes admin, ingest and query, returned to be
 printed once. Its secret is kept nowhere: lost, it is revoked and another is made with
 `orasi tokens`. Both creations are audited (``token.create``), as the command's are.
@@ -28,6 +29,7 @@ from orasi_common.telemetry.audit import audit
 FIRST_TENANT = "default"
 FIRST_SCOPES = ("admin", "ingest", "query")
 FORWARDING_TENANT = "orasi-up"
+FORWARDING_SCOPES = ("forward",)
 FORWARDING_DESCRIPTION = "orasi up: agent -> gateway -> bridge forwarding"
 FIRST_DESCRIPTION = "orasi up: the first token"
 ACTOR = "orasi-up"
@@ -76,8 +78,9 @@ def prepare(data_dir: Path) -> str | None:
         store.migrate()
         path = forwarding_file(data_dir)
         held = path.read_text().strip() if path.exists() else None
-        if held is None or store.verify(held) is None:
-            token, info = store.create(FORWARDING_TENANT, ("admin", "ingest"), FORWARDING_DESCRIPTION)
+        principal = store.verify(held) if held is not None else None
+        if principal is None or not principal.scopes >= set(FORWARDING_SCOPES):
+            token, info = store.create(FORWARDING_TENANT, FORWARDING_SCOPES, FORWARDING_DESCRIPTION)
             _write_secret(path, token)
             audit("token.create", actor=ACTOR, tenant=info.tenant, token_id=info.id, scopes=list(info.scopes))
             if held is not None:

@@ -66,7 +66,7 @@ def test_exporters_follow_a_rotating_token_file(processes: Processes, tmp_path: 
         "cache_seconds": 0.5,
     }
     bridge = bridge_with_auth(processes, "otap", auth=auth)
-    hop = namespace("orasi-gateways", "ingest admin")  # a forwarding hop: ingests as its batches' tenant
+    hop = namespace("orasi-gateways", "forward")  # a forwarding hop: ingests as its batches' tenant
     token_file = tmp_path / "token"  # read at the first send
     gateways = {name: gateway(processes, bridge, name, token_file) for name in ("otlp", "otap")}
 

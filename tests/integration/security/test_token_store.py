@@ -60,7 +60,8 @@ async def test_the_authenticator_answers_401_and_403(uri: str) -> None:
     store.migrate()
     both, _ = store.create("acme", ("ingest", "query"))
     reader, _ = store.create("acme", ("query",))
-    hop, _ = store.create("infra", ("ingest", "admin"))
+    hop, _ = store.create("infra", ("forward",))
+    admin_hop, _ = store.create("infra", ("ingest", "admin"))
     auth = Authenticator(Config(store=uri, cache_seconds=0))
     await auth.start()
     try:
@@ -77,10 +78,14 @@ async def test_the_authenticator_answers_401_and_403(uri: str) -> None:
             await auth.tenant(f"Bearer {both}", "query", "globex")
         with pytest.raises(PermissionDenied, match="not 'globex'"):
             await auth.tenant(f"Bearer {both}", "ingest", "globex")
-        # A forwarding hop's token (ingest + admin) ingests as the tenant its header names, reads as its own.
+        # A forwarding hop's token (forward) ingests as the tenant its header names (its own without
+        # one) and reads nothing; ingest + admin does not forward.
         assert await auth.tenant(f"Bearer {hop}", "ingest", "globex") == "globex"
+        assert await auth.tenant(f"Bearer {hop}", "ingest", None) == "infra"
         with pytest.raises(PermissionDenied, match="may not query"):
             await auth.tenant(f"Bearer {hop}", "query", "globex")
+        with pytest.raises(PermissionDenied, match="only a forwarding hop's token, scope forward"):
+            await auth.tenant(f"Bearer {admin_hop}", "ingest", "globex")
         store.revoke(both.split("_")[1])
         with pytest.raises(Unauthenticated):  # no cache: revoked at once
             await auth.tenant(f"Bearer {both}", "query", None)

@@ -236,7 +236,7 @@ def otap_gateway(processes: Processes, bridge: ServiceProcess, token: str) -> Se
 def test_otap_streams_carry_a_forwarding_token(processes: Processes) -> None:
     bridge = bridge_with_auth(processes, "otap")
     tenant, other = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
-    hop = tokens(processes, "create", "--tenant", "infra", "--scope", "ingest", "--scope", "admin")
+    hop = tokens(processes, "create", "--tenant", "infra", "--scope", "forward")
     ingest_only = tokens(processes, "create", "--tenant", tenant, "--scope", "ingest")
     reader = {t: tokens(processes, "create", "--tenant", t, "--scope", "query") for t in (tenant, other)}
     run = uuid.uuid4().hex

@@ -193,7 +193,7 @@ async def test_scopes_from_a_claim_and_answers_cached_until_exp_at_most(
     )
     await auth.start()
     reader = issuer.token("e1", tenant="acme", scope="query openid")
-    listed = issuer.token("e1", tenant="acme", scope=["ingest", "admin"])
+    listed = issuer.token("e1", tenant="acme", scope=["ingest", "forward"])
     bare = issuer.token("e1", tenant="acme")
     short = issuer.token("e1", tenant="acme", scope="query", exp=int(time.time()) + 2)
     try:
