@@ -154,15 +154,16 @@ def test_jwt_values_mount_the_jwks_and_gate_each_listed_service(
     tools: Tools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`auth.jwt` (off by default): the JWKS from a ConfigMap or Secret mounted read-only, the `auth`
-    extension first in each listed service, gating the agent's and gateway's OTLP and push receivers
-    and the bridge's query API; configurations the services accept."""
+    extension first in each listed service, gating the agent's and gateway's OTLP and push receivers,
+    the bridge's OTAP receiver and query API; configurations the services accept (the hops' tokens:
+    test_chart_jwt.py)."""
     plain, _ = _configs_and_objects(tools)
     assert all("auth" not in (c.get("extensions") or {}) for c in plain.values())
     on = ("--set", "auth.jwt.enabled=true", "--set", "auth.jwt.services={agent,gateway,bridge}")
     configs, objects = _configs_and_objects(
         tools, *on, "--set", "auth.jwt.configMap=jwks", "--set", "gateway.receivers.zipkin.enabled=true"
     )
-    gated = {"agent": ["otlp"], "gateway": ["otlp", "zipkin"], "bridge": []}
+    gated = {"agent": ["otlp"], "gateway": ["otlp", "zipkin"], "bridge": ["otap"]}
     for service, receivers in gated.items():
         config = configs[service]
         assert config["service"]["extensions"][0] == "auth"

@@ -84,18 +84,27 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- end -}}
 {{- if include "orasi.jwt" (list $root $component) -}}
 {{- $jwt := $root.Values.auth.jwt -}}
+{{- /* The hop forwarding into this service may ingest as the tenants its batches name. */ -}}
+{{- $subjects := deepCopy (default dict $jwt.subjects) -}}
+{{- with include "orasi.upstream" $component -}}
+{{- $_ := set $subjects (include "orasi.subject" (list $root .)) (dict "scopes" (list "forward")) -}}
+{{- end -}}
 {{- $auth := dict "jwt" (dict "jwks_file" (printf "/etc/orasi-jwks/%s" $jwt.key) "issuer" $jwt.issuer "audience" $jwt.audience "tenant_claim" $jwt.tenantClaim "default_scopes" $jwt.defaultScopes) -}}
+{{- if $subjects }}{{ $_ := set $auth.jwt "subjects" $subjects }}{{ end -}}
 {{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "auth" $auth)) -}}
 {{- $gate := dict "auth" (dict "authenticator" "auth") -}}
 {{- if eq $component "bridge" -}}
-{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" $gate)) -}}
-{{- else -}}
-{{- range $name := list "otlp" "prometheus_remote_write" "zipkin" -}}
-{{- if or (eq $name "otlp") (hasKey $optional $name) -}}
+{{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "query_api" (deepCopy $gate))) -}}
+{{- end -}}
+{{- $ingest := ternary "otap" "otlp" (eq $component "bridge") -}}
+{{- range $name := list $ingest "prometheus_remote_write" "zipkin" -}}
+{{- if or (eq $name $ingest) (hasKey $optional $name) -}}
 {{- $derived = mustMergeOverwrite $derived (dict "receivers" (dict $name (deepCopy $gate))) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- with include "orasi.jwtDials" (list $root $component) -}}
+{{- $_ := set (index $config.exporters .) "auth" (dict "bearer_token_file" "/var/run/secrets/orasi/token") -}}
 {{- end -}}
 {{- if include "orasi.rateLimits" (list $root $component) -}}
 {{- $limits := $root.Values.rateLimits -}}
@@ -167,6 +176,42 @@ no ConfigMap or Secret holds the JWKS.
 {{- fail "auth.jwt.enabled: set auth.jwt.configMap or auth.jwt.secret (where the JWKS file is)" -}}
 {{- end -}}
 true
+{{- end -}}
+{{- end }}
+
+{{/* The Orasi hop that forwards into a service (gateway: the agents; bridge: the gateways), or "". */}}
+{{- define "orasi.upstream" -}}
+{{- if eq . "gateway" }}agent{{ else if eq . "bridge" }}gateway{{ end -}}
+{{- end }}
+
+{{/* The subject (`sub`) of a service's projected service-account tokens. */}}
+{{- define "orasi.subject" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+system:serviceaccount:{{ include "orasi.namespace" (list $root $component) }}:orasi-{{ $component }}
+{{- end }}
+
+{{/* The exporter of a service that forwards into a service checking JWTs (agent → gateway: otlp;
+gateway → bridges: loadbalancing), or "": it sends the pod's projected service-account token. */}}
+{{- define "orasi.jwtDials" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if and (eq $component "agent") (include "orasi.jwt" (list $root "gateway")) }}otlp
+{{- else if and (eq $component "gateway") (include "orasi.jwt" (list $root "bridge")) }}loadbalancing
+{{- end -}}
+{{- end }}
+
+{{/* The projected service-account token of audience `auth.jwt.audience` and its mount ("volume" or
+"mount"), when the service forwards into a service checking JWTs; the kubelet rotates it. */}}
+{{- define "orasi.tokenVolume" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $part := index . 2 -}}
+{{- if include "orasi.jwtDials" (list $root $component) -}}
+{{- $jwt := $root.Values.auth.jwt -}}
+{{- if eq $part "mount" -}}
+{{- toYaml (list (dict "name" "orasi-token" "mountPath" "/var/run/secrets/orasi" "readOnly" true)) -}}
+{{- else -}}
+{{- $token := dict "audience" $jwt.audience "expirationSeconds" (int $jwt.tokenExpirationSeconds) "path" "token" -}}
+{{- /* 0440: readable by the pod's group (podSecurityContext.fsGroup), no one else */ -}}
+{{- toYaml (list (dict "name" "orasi-token" "projected" (dict "defaultMode" 288 "sources" (list (dict "serviceAccountToken" $token))))) -}}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
