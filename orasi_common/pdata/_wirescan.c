@@ -22,6 +22,9 @@
  *
  * join(n, parts) writes n messages from columns, field after field (the OTAP decoder's writer,
  * see its section below).
+ *
+ * text_lines(data, cut, limit) and cri_heads(data, starts, ends) read the lines of a log file's
+ * block and the heads of its CRI lines (the filelog receiver's columns, see their section below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -852,12 +855,229 @@ static PyObject *key_values(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The lines of a log file's block and their CRI heads (orasi_common/receivers/filelog/cri.py,
+ * whose per-line reading in parse.py is the reference these are held to).
+ *
+ * text_lines(data, cut, limit): the lines of data[:cut] as bytes.split(b"\n") gives them
+ * (without a last empty one), each longer than limit bytes cut there without splitting a UTF-8
+ * character (whole_characters) and then right-stripped of b" \t\n\r\v\f" as bytes.rstrip does.
+ * Returns (too_long, columns): the count of lines cut, and three int64 columns of n values:
+ * start, end (cut and stripped), the offset just past the line's newline (cut + 1 for a last
+ * line without one).
+ *
+ * cri_heads(data, starts, ends): the head of each line data[starts[i]:ends[i]] (int64 buffers)
+ * when it has the layout containerd and CRI-O write,
+ *
+ *     YYYY-MM-DDTHH:MM:SS[.d{1,9}](Z|+HH:MM|-HH:MM) (stdout|stderr) (P|F)[ message]
+ *
+ * with a real date (the Gregorian calendar's month lengths, leap years), hours 0-23, minutes and
+ * seconds 0-59, a zone of at most 23:59 and a time from the epoch to below 2^63 ns. Returns a
+ * bytearray (written to by the caller for the other lines) of three int64 columns, then two
+ * byte columns, of n values: the message's start (ends[i] when the line stops after its tag),
+ * the time in ns since the epoch, the stream (0 stdout, 1 stderr), 1 for a P tag, and 1 for a
+ * line of that layout (regular). Another line gets message = start, time 0, stream -1,
+ * partial 0 and regular 0, and is left to the per-line reading. Nothing is read outside a line.
+ */
+#define IS_DIGIT(c) ((unsigned)((c) - '0') <= 9u)
+#define TWO_DIGITS(p) (((p)[0] - '0') * 10 + ((p)[1] - '0'))
+#define MAX_SECONDS INT64_C(9223372036) /* (2^63 - 1) // 10^9: times in ns that fit int64 */
+
+static int is_whitespace(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* The end of data[start:end] (a line cut short) without the bytes of a UTF-8 character that the
+ * cut split (at most 3; bytes that are not UTF-8 to begin with are left as they are). */
+static Py_ssize_t whole_characters(const uint8_t *d, Py_ssize_t start, Py_ssize_t end) {
+    for (Py_ssize_t back = 1; back <= 4 && back <= end - start; back++) {
+        uint8_t byte = d[end - back];
+        if (byte < 0x80) return end; /* ASCII: nothing split */
+        if (byte >= 0xC0) {          /* the first byte of a character of 2, 3 or 4 bytes */
+            Py_ssize_t need = byte < 0xE0 ? 2 : byte < 0xF0 ? 3 : 4;
+            return back >= need ? end : end - back;
+        }
+    }
+    return end;
+}
+
+static PyObject *text_lines(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t cut, limit;
+    if (!PyArg_ParseTuple(args, "y*nn", &data, &cut, &limit)) return NULL;
+    PyObject *columns = NULL, *result = NULL;
+    if (cut < 0 || cut > data.len || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "cut must lie inside the data and limit must not be negative");
+        goto done;
+    }
+    const uint8_t *d = data.buf;
+    Py_ssize_t n = 0, too_long = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t p = 0; p < cut; n++) {
+        const uint8_t *newline = memchr(d + p, '\n', (size_t)(cut - p));
+        p = newline == NULL ? cut : newline - d + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    if (n > PY_SSIZE_T_MAX / (3 * (Py_ssize_t)sizeof(int64_t))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((columns = PyBytes_FromStringAndSize(NULL, 3 * n * (Py_ssize_t)sizeof(int64_t))) == NULL) goto done;
+    int64_t *starts = (int64_t *)PyBytes_AS_STRING(columns), *ends = starts + n, *offsets = ends + n;
+    Py_BEGIN_ALLOW_THREADS;
+    Py_ssize_t p = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *newline = memchr(d + p, '\n', (size_t)(cut - p));
+        Py_ssize_t stop = newline == NULL ? cut : newline - d, end = stop;
+        if (end - p > limit) {
+            end = whole_characters(d, p, p + limit);
+            too_long++;
+        }
+        while (end > p && is_whitespace(d[end - 1])) end--;
+        starts[i] = p;
+        ends[i] = end;
+        offsets[i] = stop + 1;
+        p = stop + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    result = Py_BuildValue("nO", too_long, columns);
+done:
+    Py_XDECREF(columns);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static int leap_year(int64_t y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* The last date and time to the minute read (a line's first 16 bytes, "YYYY-MM-DDTHH:MM"): the
+ * lines of one minute share it, and it is read once for them. */
+typedef struct {
+    uint8_t text[16];
+    int valid; /* -1: nothing read yet; 0: not a time in range; 1: seconds holds its time */
+    int64_t seconds;
+} Minute;
+
+/* The seconds from the epoch to the minute of line[0:16] (Minute.valid says whether it is one). */
+static void read_minute(const uint8_t *line, Minute *minute) {
+    static const char layout[] = "dddd-dd-ddTdd:dd";
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    memcpy(minute->text, line, 16);
+    minute->valid = 0;
+    for (int k = 0; k < 16; k++)
+        if (layout[k] == 'd' ? !IS_DIGIT(line[k]) : line[k] != (uint8_t)layout[k]) return;
+    int64_t year = TWO_DIGITS(line) * 100 + TWO_DIGITS(line + 2);
+    int month = TWO_DIGITS(line + 5), day = TWO_DIGITS(line + 8), hour = TWO_DIGITS(line + 11);
+    int minutes = TWO_DIGITS(line + 14);
+    if (month < 1 || month > 12 || hour > 23 || minutes > 59) return;
+    if (day < 1 || day > month_days[month - 1] + (month == 2 && leap_year(year))) return;
+    minute->seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minutes * 60;
+    minute->valid = 1;
+}
+
+/* One line's head (see above): 1 and its fields when it has the layout, else 0. */
+static int cri_head(const uint8_t *line, Py_ssize_t len, Minute *minute, Py_ssize_t *message, int64_t *time,
+                    int64_t *stream, uint8_t *partial) {
+    if (len < 29) return 0; /* "<20-byte time> stdout F" at least */
+    if (minute->valid < 0 || memcmp(line, minute->text, 16) != 0) read_minute(line, minute);
+    if (!minute->valid || line[16] != ':' || !IS_DIGIT(line[17]) || !IS_DIGIT(line[18])) return 0;
+    int second = TWO_DIGITS(line + 17);
+    if (second > 59) return 0;
+    Py_ssize_t k = 19;
+    int64_t fraction = 0;
+    if (line[k] == '.') { /* 1-9 digits, read as nanoseconds */
+        int digits = 0;
+        for (k++; k < len && IS_DIGIT(line[k]) && digits <= 9; k++, digits++)
+            if (digits < 9) fraction = fraction * 10 + (line[k] - '0');
+        if (digits < 1 || digits > 9) return 0;
+        for (; digits < 9; digits++) fraction *= 10;
+    }
+    int64_t offset = 0; /* seconds east of UTC */
+    if (k < len && line[k] == 'Z') {
+        k++;
+    } else if (k < len && (line[k] == '+' || line[k] == '-')) {
+        if (len - k < 6 || !IS_DIGIT(line[k + 1]) || !IS_DIGIT(line[k + 2]) || line[k + 3] != ':' ||
+            !IS_DIGIT(line[k + 4]) || !IS_DIGIT(line[k + 5]))
+            return 0;
+        int hours = TWO_DIGITS(line + k + 1), minutes = TWO_DIGITS(line + k + 4);
+        if (hours > 23 || minutes > 59) return 0;
+        offset = (line[k] == '-' ? -60 : 60) * (hours * 60 + minutes);
+        k += 6;
+    } else {
+        return 0;
+    }
+    if (len - k < 9) return 0; /* " stdout F" */
+    int64_t code;
+    if (memcmp(line + k, " stdout ", 8) == 0)
+        code = 0;
+    else if (memcmp(line + k, " stderr ", 8) == 0)
+        code = 1;
+    else
+        return 0;
+    uint8_t tag = line[k + 8];
+    if (tag != 'P' && tag != 'F') return 0;
+    k += 9;
+    if (k < len && line[k] != ' ') return 0;
+    int64_t seconds = minute->seconds + second - offset;
+    if (seconds < 0 || seconds >= MAX_SECONDS) return 0;
+    *message = k < len ? k + 1 : len;
+    *time = seconds * 1000000000 + fraction;
+    *stream = code;
+    *partial = tag == 'P';
+    return 1;
+}
+
+static PyObject *cri_heads(PyObject *self, PyObject *args) {
+    Py_buffer data, starts, ends;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts, &ends)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int ok = starts.len == ends.len && starts.len % (Py_ssize_t)sizeof(int64_t) == 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++) ok = 0 <= s[i] && s[i] <= e[i] && e[i] <= data.len;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "a line lies outside the data");
+    } else if (n > PY_SSIZE_T_MAX / (3 * (Py_ssize_t)sizeof(int64_t) + 2)) {
+        PyErr_NoMemory();
+    } else if ((result = PyByteArray_FromStringAndSize(NULL, n * (3 * (Py_ssize_t)sizeof(int64_t) + 2))) != NULL) {
+        int64_t *message = (int64_t *)PyByteArray_AS_STRING(result), *time = message + n, *stream = time + n;
+        uint8_t *partial = (uint8_t *)(stream + n), *regular = partial + n;
+        const uint8_t *d = data.buf;
+        Minute minute = {{0}, -1, 0};
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t at = 0;
+            int64_t line_time = 0, line_stream = -1;
+            uint8_t line_partial = 0;
+            regular[i] = (uint8_t)cri_head(d + s[i], (Py_ssize_t)(e[i] - s[i]), &minute, &at, &line_time,
+                                           &line_stream, &line_partial);
+            message[i] = s[i] + at;
+            time[i] = line_time;
+            stream[i] = line_stream;
+            partial[i] = line_partial;
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
     {"validate", validate, METH_VARARGS, "validate(data, program) -> (items, violation or None) (see the source)"},
     {"key_values", key_values, METH_VARARGS, "key_values(data, offsets) -> bytes of int64 columns (see the source)"},
     {"join", join, METH_VARARGS, "join(n, parts) -> (int64 offsets, data): messages assembled field by field"},
+    {"text_lines", text_lines, METH_VARARGS, "text_lines(data, cut, limit) -> (too_long, bytes of int64 columns)"},
+    {"cri_heads", cri_heads, METH_VARARGS, "cri_heads(data, starts, ends) -> bytearray of columns (see the source)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,8 +31,8 @@ Two readings give the same records. The per-line one (:func:`parse_lines`) reads
 format and rule, writing each record into OTLP's LogRecord encoding (``wire.py``) with a few
 byte joins, and makes a message valid UTF-8 (invalid bytes replaced) when its block is not.
 The columnar one reads the common case — a `cri` block that is valid UTF-8, without
-``line_start_pattern`` — a block at a time: lines, fields and times as numpy columns
-(``cri.py``; a line outside containerd's and CRI-O's layout is read per line), partial runs
+``line_start_pattern`` — a block at a time: lines, fields and times read by C into numpy
+columns (``cri.py``; a line outside containerd's and CRI-O's layout is read per line), partial runs
 joined per line when the block has any, and the encoder's frame and every record written in
 one native pass straight from the block (:meth:`Encoder.encode_columns`); severity rules are
 applied per message on that path too. ``Parsed.data`` is the same bytes from either.
