@@ -2,7 +2,9 @@
 sent by the OpenTelemetry SDK's OTLP exporter with a service-account-like JWT land in the tenant
 its namespace claim names, read back with a query-scoped JWT over REST and Flight SQL; an
 expired token is refused with a message saying so; a rotated JWKS file is taken without a
-restart."""
+restart. A gateway forwarding with its service account's token (granted `forward` by
+`jwt.subjects`, as the chart does) lands many tenants' batches each under its tenant, where a
+gateway holding an app's token may forward its own tenant's only."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fault.harness import MEMORY_LIMITER
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -29,6 +32,8 @@ from integration.security.test_tokens import (
     spans,
 )
 from orasi_common.testing.jwks import AUDIENCE, ISSUER, Issuer
+from orasi_common.testing.service_process import free_ports
+from orasi_common.topology import service
 
 
 def namespace(tenant: str, scope: str) -> dict[str, Any]:
@@ -122,3 +127,84 @@ def test_jwts_from_a_real_exporter_land_in_the_claims_tenant(processes: Processe
         time.sleep(0.2)
     retired = post_http(bridge, spans(run, 1), **bearer(issuer.token("k1", **namespace(tenant, "ingest"))))
     assert retired.status_code == 401 and "key id (kid)" in retired.text
+
+
+GATEWAY_SUBJECT = "system:serviceaccount:orasi-gateway:orasi-gateway"
+
+
+def service_account(namespace: str, name: str) -> dict[str, Any]:
+    """A projected service-account token's claims: its subject and its namespace (nested)."""
+    return {
+        "sub": f"system:serviceaccount:{namespace}:{name}",
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name}},
+    }
+
+
+def lb_gateway(processes: Processes, bridge: Any, token_file: Path) -> Any:
+    """A gateway as the chart runs it (OTLP in, the loadbalancing exporter speaking OTAP to the
+    bridges) with its bearer token read from ``token_file``; refusals go back to its sender (no
+    queue, no retries)."""
+    exporter = {
+        "protocol": "otap",
+        "resolver": {"static": {"endpoints": [bridge.grpc_endpoint]}},
+        "tls": {"insecure": True},
+        "auth": {"bearer_token_file": str(token_file)},
+        "sending_queue": {"enabled": False},
+        "retry_on_failure": {"enabled": False},
+    }
+    config = service(free_ports(), "otlp", MEMORY_LIMITER, "loadbalancing", exporter, signals=("traces",))
+    return processes._add("gateway", config).start()
+
+
+def test_the_gateways_service_account_forwards_tenants_an_apps_token_cannot(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """The chart's bridge: JWTs of one issuer and audience for apps and gateways alike; the gateway's
+    subject is granted forward (jwt.subjects), every other token has the default scopes."""
+    issuer = Issuer()
+    issuer.add("k1", "ec")
+    auth = {
+        "jwt": {
+            "jwks_file": str(issuer.publish(tmp_path / "jwks.json", "k1")),
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "tenant_claim": "kubernetes.io/namespace",
+            "default_scopes": ["ingest", "query"],
+            "subjects": {GATEWAY_SUBJECT: {"scopes": ["forward"]}},
+        },
+        "cache_seconds": 0.5,
+    }
+    bridge = bridge_with_auth(processes, "otap", auth=auth)
+    a, b = f"team-a-{uuid.uuid4().hex[:6]}", f"team-b-{uuid.uuid4().hex[:6]}"
+    app = {t: issuer.token("k1", **service_account(t, "checkout")) for t in (a, b)}
+    gateway_token = issuer.token("k1", **service_account("orasi-gateway", "orasi-gateway"))
+    run = uuid.uuid4().hex
+
+    # Tenant a's app token is refused as b: straight to the bridge, and as a gateway's token.
+    direct = post_http(bridge, spans(run, 1), **bearer(app[a]), **{"x-orasi-tenant": b})
+    assert direct.status_code == 403 and f"not '{b}''s" in direct.text, direct.text
+    assert post_http(bridge, spans(run, 1), **{"x-orasi-tenant": b}).status_code == 401
+    posing_file = tmp_path / "posing.token"
+    posing_file.write_text(app[a] + "\n")
+    posing = lb_gateway(processes, bridge, posing_file)
+    refused = post_http(posing, spans(run, 1), **{"x-orasi-tenant": b})
+    assert refused.status_code == 403, refused.text
+    assert "PERMISSION_DENIED" in refused.text and f"not '{b}''s" in refused.text
+    assert post_http(posing, spans(run, 1), **{"x-orasi-tenant": a}).status_code == 200  # its own
+
+    # The gateway's service account forwards both tenants' batches, each under its own tenant.
+    token_file = tmp_path / "gateway.token"
+    token_file.write_text(gateway_token + "\n")
+    gateway = lb_gateway(processes, bridge, token_file)
+    for tenant, count in ((a, 2), (b, 3)):
+        answer = post_http(gateway, spans(run, count), **{"x-orasi-tenant": tenant})
+        assert answer.status_code == 200, answer.text
+    for tenant, count in ((a, 3), (b, 3)):  # a: its own span through the posing gateway, and 2
+        sql = (
+            f"SELECT tenant, count(*) FROM spans WHERE attributes['run'] = '{run}' GROUP BY tenant "
+            f"HAVING count(*) >= {count}"
+        )
+        assert rows_of(bridge, sql, app[tenant], 1) == [[tenant, count]], tenant
+    # forward reads nothing: the gateway's token queries no tenant's data.
+    assert query(bridge, "SELECT 1", **bearer(gateway_token)).status_code == 403
+    assert gateway_token not in gateway.log_text() and gateway_token not in bridge.log_text()
