@@ -198,8 +198,29 @@ def otap() -> st.SearchStrategy[bytes]:
 # --- the native scanner and configuration files ----------------------------------------------
 
 
+def _cri_stamp(parts: tuple[int, int, int, int, int, int, str, str]) -> str:
+    year, month, day, hour, minute, second, fraction, zone = parts
+    stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    return stamp + (f".{fraction}" if fraction else "") + zone
+
+
+def cri_blocks() -> st.SearchStrategy[bytes]:
+    """Blocks of CRI log lines (the filelog receiver's ``text_lines`` and ``cri_heads``): dates,
+    fractions and zones in and out of range, other streams and tags."""
+    stamp = st.tuples(
+        st.integers(0, 9999),
+        *(st.integers(0, top) for top in (13, 32, 24, 60, 61)),
+        st.text("0123456789", max_size=11),
+        st.sampled_from(["Z", "+02:00", "-23:59", "+24:00", "z", ""]),
+    ).map(_cri_stamp)
+    streams, tags = st.sampled_from(["stdout", "stderr", "stdin"]), st.sampled_from(["F", "P", "X"])
+    line = st.tuples(stamp, streams, tags, st.text(max_size=40)).map(lambda p: " ".join(p).encode())
+    newline = st.sampled_from([b"\n", b"\r\n"])
+    return st.tuples(st.lists(line, max_size=20), newline).map(lambda p: p[1].join(p[0]))
+
+
 def wirescan() -> st.SearchStrategy[bytes]:
-    return otlp_protobuf()
+    return st.one_of(otlp_protobuf(), cri_blocks(), cri_blocks().flatmap(mutations))
 
 
 @cache
@@ -255,7 +276,7 @@ VALID = {
     "otlp_protobuf": lambda: requests().map(lambda m: m.SerializeToString()),
     "otlp_json": lambda: requests().map(to_json),
     "otap": otap_valid,
-    "wirescan": lambda: requests().map(lambda m: m.SerializeToString()),
+    "wirescan": lambda: st.one_of(requests().map(lambda m: m.SerializeToString()), cri_blocks()),
     "config": lambda: st.sampled_from(_example_configs()),
 }
 """Each target's valid inputs alone (a coverage-guided fuzzer's seed corpus)."""

@@ -8,7 +8,8 @@ build's coverage counters and checks link against), with ``PYTHONMALLOC=malloc``
 Python buffer the scanner reads or writes is an ASan-guarded allocation.
 
 Each input runs ``targets.wirescan`` (``scan`` of the message and every LEN field below it,
-``gather``, ``validate`` for each signal's schema, ``key_values``) and
+``gather``, ``validate`` for each signal's schema, ``key_values``, ``text_lines`` and
+``cri_heads`` of the input as a log block) and
 :func:`arguments_hostile` (every entry point, ``join`` too, with offsets, row counts and flags
 taken from the input). The contract: nothing
 but the documented ``ValueError`` and ``MalformedData``; libFuzzer's ``-timeout`` and
@@ -228,8 +229,9 @@ def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
 
 
 def arguments_hostile(data: bytes) -> None:
-    """The entry points with their other arguments cut from the input too: ``scan`` and
-    ``gather`` with int64 starts and ends, ``key_values`` with int32 offsets, ``join`` with a row
+    """The entry points with their other arguments cut from the input too: ``scan``, ``gather``
+    and ``cri_heads`` with int64 starts and ends, ``text_lines`` with a cut and a limit,
+    ``key_values`` with int32 offsets, ``join`` with a row
     count, emit flags, values and offsets (orasi computes these from a scan, never takes them
     from the wire; their bounds checks are fuzzed all the same). Each call must refuse what lies
     outside its buffers (ValueError) or return exactly what it says."""
@@ -249,6 +251,19 @@ def arguments_hostile(data: bytes) -> None:
     with contextlib.suppress(ValueError):
         if len(_wirescan.key_values(data, body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0"))) != 7 * 8 * n:
             raise AssertionError("key_values returned other than 7 columns of n rows")
+    with contextlib.suppress(ValueError):
+        if len(_wirescan.cri_heads(data, starts, ends)) != 26 * n:
+            raise AssertionError("cri_heads returned other than 3 int64 and 2 byte columns of n rows")
+    cut, limit = struct.unpack("<QQ", words[:16].ljust(16, b"\0"))
+    cut, limit = cut % (len(data) + 2) - 1, limit % 512 - 1  # -1 refused, then every cut and limit
+    with contextlib.suppress(ValueError):
+        too_long, lines = _wirescan.text_lines(data, cut, limit)
+        count, rest = divmod(len(lines), 24)
+        if rest or not 0 <= too_long <= count:
+            raise AssertionError(f"text_lines returned {len(lines)} bytes of columns, {too_long} cut")
+        columns = (struct.unpack_from(f"<{count}q", lines, 8 * count * k) for k in range(3))
+        if not all(0 <= s <= e < o <= cut + 1 for s, e, o in zip(*columns, strict=True)):
+            raise AssertionError("text_lines returned a line outside the cut")
     values = body[n : n + 8 * (n + 1)]
     parts = [(kind, b"\x0a", body[kind : kind + n], values, body, width) for kind in range(4)]
     for part in [*parts, (data[0] % 5, b"", b"\x01" * n, body, body, width)]:

@@ -20,7 +20,8 @@ otap            a serialized ``BatchArrowRecords`` through ``StreamConsumer.deco
 wirescan        every entry point of the native scanner (``_wirescan.c``) that reads received
                 bytes: ``scan`` (of the message and every LEN field below it), ``validate``
                 against each signal's schema, ``key_values`` (over every message's LEN
-                payloads, and rows cut at offsets from the data) and ``gather``
+                payloads, and rows cut at offsets from the data), ``gather``, and the
+                filelog receiver's ``text_lines`` and ``cri_heads`` (the data as a log block)
 config          ``parse_config`` of the bytes as UTF-8 text (YAML, substitution, the model)
 ==============  ===========================================================================
 """
@@ -41,6 +42,7 @@ from orasi_common.pdata import Batch, Signal, _wirescan
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.protoscan import LEN, Buffer, scan
 from orasi_common.pdata.validate import _SCHEMAS
+from orasi_common.receivers.filelog import cri
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 from orasi_common.transport.otap.stream import StreamConsumer
 
@@ -119,6 +121,12 @@ def wirescan(data: bytes) -> None:
     # key_values over rows cut at offsets drawn from the data itself (every cut inside it)
     cuts = np.minimum(np.sort(np.frombuffer(data[:64], dtype=np.uint8)).astype(np.int64), len(data))
     _wirescan.key_values(data, np.concatenate([[0], cuts, [len(data)]]).astype(np.int32))
+    # the data as a block of a log file: its lines (cut at a limit drawn from the data) and their
+    # CRI heads, as the filelog receiver reads them
+    lines = cri.lines(data, len(data), 2 * data[-1] if data else 0)
+    heads = cri.fields(data, lines.starts, lines.ends)
+    if not (heads.message[heads.regular] <= lines.ends[heads.regular]).all():
+        raise ContractBroken("a CRI message starts past its line's end")
 
 
 def config(data: bytes) -> None:
