@@ -2,7 +2,8 @@
 
     authorization: "Bearer orasi_<id>_<secret>"  → Principal(tenant, scopes)   (the token store)
     authorization: "Bearer <JWT>"                → Principal(tenant claim, scopes of its subject
-                                                              or claim or default)   (``jwks.py``)
+                                                              or claim or default, all of the
+                                                              section of its issuer)   (``jwks.py``)
     none                                         → Unauthenticated   (401 / UNAUTHENTICATED)
     malformed, unknown, revoked or expired       → InvalidToken      (401 / UNAUTHENTICATED)
     valid, without the scope asked for           → PermissionDenied  (403 / PERMISSION_DENIED)
@@ -13,10 +14,11 @@ an OTAP batch's HPACK headers) may be sent, but must name the same tenant. One e
 forwarding hops (an agent or gateway carries many tenants' batches, each naming its tenant in that
 header): a token holding ``forward`` ingests as the tenant its header names (its own without one).
 ``forward`` is granted to the hops alone: an `orasi tokens` token made with it, or a JWT of a
-subject listed under ``jwt.subjects`` with it (never ``default_scopes``). Reads are always the
+subject listed with it under its issuer's ``jwt.subjects`` (never ``default_scopes``). Reads are always the
 token's tenant's; ``forward`` reads nothing.
 
-A token of a JWT's shape is checked by the `jwt` section, when set; any other by the store. Answers
+A token of a JWT's shape is checked by the `jwt` section of its issuer, when `jwt` is set (one
+section or a list, one per issuer); any other by the store. Answers
 (a principal, or why not) are kept ``cache_seconds`` (by a hash of the token, never the token; a
 JWT's never past its ``exp``), so that a request costs no database round trip, scrypt or signature
 check; the cache holds at most ``CACHE_ENTRIES`` answers.
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from orasi_common.errors import InvalidToken, PermissionDenied, Unauthenticated
 from orasi_common.extensions.auth.config import AuthSettings, Config, Principal, extension_config
-from orasi_common.extensions.auth.jwks import JwtVerifier, looks_like_jwt
+from orasi_common.extensions.auth.jwks import JwtIssuers, looks_like_jwt
 from orasi_common.telemetry.audit import ACTOR
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class Authenticator:
     def __init__(self, config: Config, logger: logging.Logger | None = None) -> None:
         self._config = config
         self._store: TokenStore | None = None
-        self.jwt = JwtVerifier(config.jwt, logger) if config.jwt is not None else None
+        self.jwt = JwtIssuers(config.jwt, logger) if config.jwt is not None else None
         self._cache: OrderedDict[bytes, tuple[float, Principal | str]] = OrderedDict()
 
     async def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +39,8 @@ class SubjectGrant(ComponentConfig):
 
 
 class JwtConfig(ComponentConfig):
-    """``jwt:`` of the `auth` extension: JWTs verified against a JWKS file (``jwks.py``)."""
+    """One issuer of ``jwt:`` of the `auth` extension: its JWTs verified against its JWKS file
+    (``jwks.py``)."""
 
     jwks_file: str = Field(
         description='JSON Web Key Set of the issuer\'s public keys (`{"keys": [...]}`: RSA, EC or '
@@ -122,8 +124,11 @@ class Config(ComponentConfig):
         description="Database of the tokens: `postgresql://…` (the lake catalog's database) or "
         "`sqlite:///path` (`orasi up`); the table `auth_tokens` is created there. Unset: JWTs only.",
     )
-    jwt: JwtConfig | None = Field(
-        default=None, description="Also accept JWTs verified against a JWKS file (README, Security)."
+    jwt: tuple[JwtConfig, ...] | None = Field(
+        default=None,
+        description="Also accept JWTs verified against a JWKS file (README, Security): one issuer's "
+        "section, or a list of them, one per issuer (e.g. the other clusters' service-account "
+        "issuers, whose gateways forward here); a token's `iss` picks its issuer's section.",
     )
     cache_seconds: float = Field(
         default=10.0,
@@ -132,10 +137,25 @@ class Config(ComponentConfig):
         "a revoked token is refused at most this long after `orasi tokens revoke`.",
     )
 
+    @field_validator("jwt", mode="before")
+    @classmethod
+    def _one_issuer_or_a_list(cls, jwt: object) -> object:
+        """One issuer's mapping is a list of one: the code sees a tuple of issuers either way."""
+        return [jwt] if isinstance(jwt, Mapping | JwtConfig) else jwt
+
     @model_validator(mode="after")
     def _some_credential(self) -> Config:
         if self.store is None and self.jwt is None:
             raise ValueError("set store (bearer tokens), jwt (JWTs), or both")
+        if self.jwt == ():
+            raise ValueError("jwt: an empty list trusts no issuer; list the issuers, or leave jwt out")
+        issuers = [section.issuer for section in self.jwt or ()]
+        repeated = sorted({issuer for issuer in issuers if issuers.count(issuer) > 1})
+        if repeated:
+            raise ValueError(
+                f"jwt: the issuer {repeated[0]!r} has two sections; a token's iss picks one, so give "
+                "each issuer one section (its keys in one JWKS file, its subjects in one map)"
+            )
         return self
 
 

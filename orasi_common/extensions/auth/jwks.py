@@ -1,4 +1,4 @@
-"""JWTs verified against a JWKS file: Kubernetes service-account tokens, or any issuer's.
+"""JWTs verified against a JWKS file per issuer: Kubernetes service-account tokens, or any issuer's.
 
     jwt:
       jwks_file: /etc/orasi/jwks/jwks.json     # {"keys": [...]}: the issuer's public keys
@@ -11,20 +11,28 @@
       leeway: 30                               # seconds of clock skew
       reload_interval: 30                      # seconds between checks of the file (0: never)
 
+``jwt`` may also be a list of such sections, one per issuer (``JwtIssuers``): e.g. a bridge
+that takes the gateways of other clusters, each cluster its own service-account issuer and keys.
+Each section keeps its own keys, file checks, audience, tenant claim and scopes; nothing of one
+applies to another's tokens.
+
 A token ``header.payload.signature`` is checked in this order, and the first check that fails is
 an Unauthenticated whose message says which (never the token itself):
 
-    kid        the header's key id names a key of the file (no kid: the file's only key)
+    issuer     its ``iss``, read before any check, names a section's issuer (one section or many:
+               the message names the ``iss`` it carries); only to pick that section, whose
+               checks below then decide (``iss`` is verified again with the signature)
+    kid        the header's key id names a key of the section's file (no kid: the file's only key)
     alg        one of ``algorithms``, and of the key's kind (RSA: RS*/PS*, EC: ES* of its curve,
                OKP: EdDSA; a key's own ``alg`` alone when it has one)
     signature  verifies with that key
     exp, nbf   ``exp`` is required; both within ``leeway``
-    iss, aud   the configured issuer; an audience including the configured one
+    iss, aud   the section's issuer; an audience including the section's
     tenant     ``tenant_claim`` holds a tenant name (1 to 64 characters)
 
-Its scopes are its subject's in ``subjects`` when ``sub`` is listed there (how a forwarding hop's
-service account gets ``forward`` while the apps' tokens, of the same issuer and audience, do not),
-else the ``scopes_claim``'s, else ``default_scopes``.
+Its scopes are its subject's in its section's ``subjects`` when ``sub`` is listed there (how a
+forwarding hop's service account gets ``forward`` while the apps' tokens, of the same issuer and
+audience, do not), else the ``scopes_claim``'s, else ``default_scopes``.
 
 ``none`` and HMAC (HS*) never pass: the config refuses them, and symmetric (``oct``) keys of the
 file are ignored, since a public JWKS would make an HMAC secret public.
@@ -43,8 +51,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +69,8 @@ _ALGORITHMS_OF_CURVE = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES5
 TENANT_MAX = 64  # the token table's tenant column
 UNKNOWN_KEY_CHECK = 1.0
 """Seconds after which a token naming an unknown key has the file checked at once."""
+ISSUER_SHOWN = 100
+"""Characters of an untrusted token's ``iss`` a refusal quotes (the claim is the sender's to fill)."""
 
 
 class _UnknownKey(Unauthenticated):
@@ -264,3 +274,44 @@ class JwtVerifier:
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"the JWT is not valid: {error}") from None
         return claims
+
+
+class JwtIssuers:
+    """The sections of ``jwt``, one ``JwtVerifier`` each: a token's ``iss`` picks the section that
+    checks it (see the module docstring). The ``iss`` is read unverified, for that choice alone: a
+    token signed with issuer A's key but naming issuer B is checked with B's keys and refused (its
+    kid is not in B's file, or its signature does not verify with B's key of that kid)."""
+
+    def __init__(self, configs: Sequence[JwtConfig], logger: logging.Logger | None = None) -> None:
+        self.verifiers = {config.issuer: JwtVerifier(config, logger) for config in configs}
+        self._trusted = " or ".join(repr(issuer) for issuer in self.verifiers)
+
+    async def start(self) -> None:
+        for verifier in self.verifiers.values():
+            await verifier.start()
+
+    def select(self, token: str) -> JwtVerifier:
+        """The verifier of the token's issuer; Unauthenticated naming the ``iss`` when none is."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:  # PyJWT's messages name the part, never hold the token
+            raise Unauthenticated(f"the bearer token is not a well-formed JWT ({error})") from None
+        issuer = claims.get("iss")
+        if issuer is None:
+            raise Unauthenticated("the JWT has no 'iss' claim")
+        found = self.verifiers.get(issuer) if isinstance(issuer, str) else None
+        if found is None:
+            shown = repr(issuer)
+            if len(shown) > ISSUER_SHOWN:
+                shown = shown[:ISSUER_SHOWN] + "…"
+            raise Unauthenticated(f"the JWT's issuer (iss) is not {self._trusted} (it names {shown})")
+        return found
+
+    async def verify(self, token: str) -> tuple[Principal, float]:
+        """``JwtVerifier.verify`` by the token's issuer's section; with several issuers, the
+        principal's id also names the issuer (one cluster's ``sub`` may be another's)."""
+        verifier = self.select(token)
+        principal, expires = await verifier.verify(token)
+        if len(self.verifiers) > 1:
+            principal = replace(principal, token_id=f"{principal.token_id}@{verifier.config.issuer}")
+        return principal, expires
