@@ -53,10 +53,10 @@ class Inspection:
         """Record what ``rows`` hold and apply the policies; ``refuse``: ``reject`` leaves the
         violating rows out (``Outcome.kept``), else it flags them."""
         prefix = SUBJECT_SIGNAL[table]
-        sections = flatten(rows, types)
+        flat = flatten(rows, types)
         self.seen[tenant] |= {
             (f"{prefix}.{service}", section, key, kind)
-            for service, section, key, kind in observed(rows, types, sections)
+            for service, section, key, kind in observed(rows, types, flat)
         }
         policies = (self._registry.policies(tenant) or {}).get(table)
         if not policies:
@@ -66,7 +66,7 @@ class Inspection:
                 service: policy if policy.mode != "reject" else Policy("flag", policy.schema)
                 for service, policy in policies.items()
             }
-        outcome = validate(rows, types, policies, sections)
+        outcome = validate(rows, types, policies, flat)
         signal = SIGNAL_OF_TABLE[table].value
         for (service, action), count in outcome.counts.items():
             self._violations.labels(signal, service, action).inc(count)

@@ -13,6 +13,15 @@ Every check is an Arrow or numpy operation over all the rows of a subject at onc
 loops run over the schema's keys, never over items. Rows belong to the subject of their
 ``service_name`` (``spans.<service>``); a batch holds one tenant's rows.
 
+The attribute checks start from what ``observed`` computes anyway: the distinct (service, key,
+type) of each section's items (``Flat.present``). A key's types, ``required`` and
+``additionalProperties`` are decided on those few combinations, and the items themselves are
+looked for only where one is wrong, or where a key has an ``enum`` or a ``pattern`` (its
+values), or a required key is in some of a subject's rows only. So a chunk that conforms costs
+next to nothing beyond ``off``, however many rows repeat their resource's attributes.
+``reject`` keeps the other rows with ``kept_rows``: slices of the kept runs for the attribute
+maps, a filter for the rest.
+
 What is checked, per the registry's subset (``schema``): each attribute key's original OTLP type
 (bytes count as string, an int as number too; an empty value is of no type), ``enum``,
 ``pattern`` (a search, as JSON Schema means it; RE2 syntax), ``required`` keys,
@@ -20,7 +29,7 @@ What is checked, per the registry's subset (``schema``): each attribute key's or
 their types, ``enum`` and ``pattern``.
 
 Observed types (``observed``) come from the same flattened maps: the distinct (service, section,
-key, type) of a chunk of rows, deduplicated with one ``np.unique``.
+key, type) of a chunk of rows, deduplicated with one ``np.bincount`` per section.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -103,25 +113,45 @@ class _Found:
             self.item_rows[section].append(rows)
 
 
-def flatten(rows: pa.RecordBatch, types: Mapping[str, pa.Array]) -> dict[str, Flat]:
-    """Both attribute sections of ``rows`` flattened once, for ``validate`` and ``observed``."""
-    return {name: Flat(rows.column(name), types.get(name)) for name in ATTRIBUTE_SECTIONS}
+class Services:
+    """The service of each row (its subject's): the distinct names and a code per row, an index
+    into ``names`` (a row without a service: ``len(names)``, no subject's)."""
+
+    def __init__(self, column: pa.Array) -> None:
+        encoded = pc.dictionary_encode(column)
+        self.names: list[str] = encoded.dictionary.to_pylist()
+        self.codes = np.asarray(encoded.indices.fill_null(len(self.names)), dtype=np.int64)
+
+
+@dataclass
+class Flattened:
+    """What ``validate`` and ``observed`` share of a chunk of rows (``flatten``)."""
+
+    services: Services
+    sections: dict[str, Flat]
+
+
+def flatten(rows: pa.RecordBatch, types: Mapping[str, pa.Array]) -> Flattened:
+    """The rows' services, and both attribute sections flattened once, for ``validate`` and
+    ``observed``."""
+    services = Services(rows.column("service_name"))
+    return Flattened(
+        services, {name: Flat(rows.column(name), types.get(name), services) for name in ATTRIBUTE_SECTIONS}
+    )
 
 
 def validate(
     rows: pa.RecordBatch,
     types: Mapping[str, pa.Array],
     policies: Mapping[str, Policy],
-    sections: Mapping[str, Flat] | None = None,
+    flat: Flattened | None = None,
 ) -> Outcome:
     """Check ``rows`` against the policies of their services (``policies``: service → policy of
-    a mode other than off) and apply each one's mode (``sections``: ``flatten``'s, if made)."""
-    services = rows.column("service_name")
-    encoded = pc.dictionary_encode(services)
-    names = encoded.dictionary.to_pylist()
-    codes = np.asarray(encoded.indices.fill_null(-1), dtype=np.int64)
+    a mode other than off) and apply each one's mode (``flat``: ``flatten``'s, if made)."""
+    services = flat.services if flat is not None else Services(rows.column("service_name"))
+    codes = services.codes
     outcome = Outcome(rows)
-    active = [(index, name, policies[name]) for index, name in enumerate(names) if name in policies]
+    active = [(index, name, policies[name]) for index, name in enumerate(services.names) if name in policies]
     if not active:
         return outcome
     n = rows.num_rows
@@ -129,14 +159,14 @@ def validate(
     messages_all: list[str] = []
     drops: dict[str, list[I64]] = {name: [] for name in ATTRIBUTE_SECTIONS}
     rejected = np.zeros(n, dtype=np.bool_)
-    sections = sections or flatten(rows, types)
+    sections = (flat or flatten(rows, types)).sections
     for index, service, policy in active:
         in_subject = codes == index
         found = _Found()
         _check_columns(rows, policy.schema.columns, in_subject, found)
         for name in ATTRIBUTE_SECTIONS:
             shape: ObjectShape = getattr(policy.schema, name)
-            sections[name].check(name, shape, in_subject, found)
+            sections[name].check(name, shape, index, in_subject, found)
         if not found.rows:
             continue
         violation_rows = np.concatenate(found.rows)
@@ -144,8 +174,10 @@ def validate(
         texts = list(found.messages)
         droppable = np.asarray(found.droppable, dtype=np.bool_)
         if policy.mode == "reject":
-            rejected[violation_rows] = True
-            outcome.counts[(service, "reject")] = len(np.unique(violation_rows))
+            mine = np.zeros(n, dtype=np.bool_)
+            mine[violation_rows] = True
+            rejected |= mine
+            outcome.counts[(service, "reject")] = int(np.count_nonzero(mine))
         elif policy.mode == "drop_attribute":
             for name in ATTRIBUTE_SECTIONS:
                 if found.items[name]:
@@ -159,7 +191,7 @@ def validate(
         else:
             outcome.counts[(service, "flag")] = len(violation_rows)
         if policy.mode == "reject" and len(outcome.first) < 5:
-            order = np.argsort(violation_rows, kind="stable")[: 5 - len(outcome.first)]
+            order = _first(violation_rows, 5 - len(outcome.first))
             outcome.first += [(service, texts[int(c)]) for c in violation_codes[order]]
         if policy.mode != "reject" and len(violation_rows):
             flagged.append((violation_rows, violation_codes + len(messages_all)))
@@ -173,9 +205,50 @@ def validate(
     result = pa.RecordBatch.from_arrays([columns[f.name] for f in rows.schema], schema=rows.schema)
     if rejected.any():
         outcome.kept = ~rejected
-        result = result.filter(pa.array(outcome.kept))
+        result = kept_rows(result, outcome.kept)
     outcome.rows = result
     return outcome
+
+
+SLICES_FROM = 32
+"""``kept_rows`` copies the attribute maps by slices while the kept rows are runs of at least
+this many rows on average: a slice of a map column costs about as much as filtering ten to
+twenty of its rows, the filter of a map about three times a copy of the same ranges (measured
+on the corpus's spans; for every other column, ``filter`` is as cheap or cheaper)."""
+
+
+def kept_rows(rows: pa.RecordBatch, kept: Bools) -> pa.RecordBatch:
+    """The rows at ``kept``, in order, as one batch. The rows a subject rejects come in runs
+    (a resource's items are contiguous), so the kept ones are runs too: one run holding most of
+    the rows is a slice (no copy); else the map columns (``attributes`` and
+    ``resource_attributes``, most of a filter's cost) are the concatenated slices of the kept
+    runs when these are few (``SLICES_FROM``), and every other column is filtered."""
+    edges = np.flatnonzero(np.diff(kept.view(np.int8), prepend=0, append=0))
+    starts, ends = edges[::2].tolist(), edges[1::2].tolist()
+    if len(starts) == 1 and 2 * (ends[0] - starts[0]) >= len(kept):
+        return rows.slice(starts[0], ends[0] - starts[0])
+    mask = pa.array(kept)
+    if not starts or len(starts) * SLICES_FROM > len(kept):
+        return rows.filter(mask)
+    runs = list(zip(starts, ends, strict=True))
+    columns = [
+        pa.concat_arrays([column.slice(start, end - start) for start, end in runs])
+        if pa.types.is_map(column.type)
+        else column.filter(mask)
+        for column in rows.columns
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=rows.schema)
+
+
+def _first(rows: I64, k: int) -> I64:
+    """The indices of the ``k`` smallest of ``rows`` in order, ties in their order (the first
+    ``k`` of a stable argsort, without sorting them all)."""
+    if len(rows) > k:
+        candidates = np.flatnonzero(rows <= np.partition(rows, k - 1)[k - 1])
+    else:
+        candidates = np.arange(len(rows))
+    order: I64 = candidates[np.argsort(rows[candidates], kind="stable")][:k]
+    return order
 
 
 def _violation_lists(flagged: list[tuple[I64, I64]], messages: list[str], n: int) -> pa.Array:
@@ -191,12 +264,17 @@ def _violation_lists(flagged: list[tuple[I64, I64]], messages: list[str], n: int
 
 
 class Flat:
-    """One attribute section of all rows, flattened: each item's row, key code, value, type."""
+    """One attribute section of all rows, flattened: each item's row, key code, value, type,
+    and (``combined``) its row's service, its key and its type in one code, whose distinct
+    values (``present``) say which (service, key, type) a chunk holds: what ``observed``
+    records, and all the type, required and additionalProperties checks need to know before
+    they look for the items of a (service, key, type) found wrong."""
 
-    def __init__(self, maps: pa.Array, types: pa.Array | None) -> None:
+    def __init__(self, maps: pa.Array, types: pa.Array | None, services: Services) -> None:
         if isinstance(maps, pa.ChunkedArray):
             maps = maps.combine_chunks()
         self.maps = maps
+        self.services = services
         offsets = np.asarray(maps.offsets, dtype=np.int64)
         self.base = int(offsets[0])
         length = int(offsets[-1]) - self.base
@@ -213,71 +291,87 @@ class Flat:
         self.key_names: dict[str, int] = {k: i for i, k in enumerate(encoded.dictionary.to_pylist())}
         self.key_codes = np.asarray(encoded.indices, dtype=np.int64)
 
-    def check(self, section: str, shape: ObjectShape, in_subject: Bools, found: _Found) -> None:
-        item_in = in_subject[self.parent] if len(self.parent) else np.zeros(0, dtype=np.bool_)
-        groups = self.items_of(list(dict.fromkeys([*shape.properties, *shape.required])), item_in)
+    @cached_property
+    def combined(self) -> I64:
+        """Each item's (service, key, type) as ``(service * keys + key) * 8 + type`` (type 0
+        when the types are not known)."""
+        combined = self.services.codes[self.parent] * len(self.key_names) + self.key_codes
+        combined *= 8
+        if self.types is not None:
+            combined += self.types
+        return combined
+
+    @cached_property
+    def present(self) -> I64:
+        """The distinct values of ``combined``, in order (one ``np.bincount``: they are few)."""
+        return np.flatnonzero(np.bincount(self.combined)) if len(self.combined) else self.combined
+
+    def check(self, section: str, shape: ObjectShape, service: int, in_subject: Bools, found: _Found) -> None:
+        """Check the items of the rows of ``service`` (``in_subject``) against ``shape``."""
+        low = service * len(self.key_names) * 8
+        present = self.present
+        kinds_of: dict[int, list[int]] = {}  # key code → the type codes the subject's items have
+        mine = present[
+            np.searchsorted(present, low) : np.searchsorted(present, low + len(self.key_names) * 8)
+        ]
+        for value in (mine - low).tolist():
+            kinds_of.setdefault(value >> 3, []).append(value & 7)
         for key, spec in shape.properties.items():
-            at = groups.get(key)
-            if at is not None and len(at):
-                self._check_field(section, key, spec, at, found)
+            code = self.key_names.get(key)
+            if code is not None and code in kinds_of:
+                self._check_field(section, key, spec, low + code * 8, kinds_of[code], found)
         for key in shape.required:
-            has = np.zeros(len(in_subject), dtype=np.bool_)
-            at = groups.get(key)
-            if at is not None:
-                has[self.parent[at]] = True
-            found.add(np.flatnonzero(in_subject & ~has), f"{section}.{key}: required key missing")
+            code = self.key_names.get(key)
+            if code is None or code not in kinds_of:
+                missing = np.flatnonzero(in_subject)
+            else:
+                has = np.zeros(len(in_subject), dtype=np.bool_)
+                has[self.parent[self._items(low + code * 8, None)]] = True
+                missing = np.flatnonzero(in_subject & ~has)
+            found.add(missing, f"{section}.{key}: required key missing")
         if not shape.additional:
-            allowed = [self.key_names[k] for k in shape.properties if k in self.key_names]
-            extra = np.flatnonzero(item_in & ~np.isin(self.key_codes, allowed))
-            if len(extra):
-                names = list(self.key_names)
-                key_codes = self.key_codes[extra]
-                for code in np.unique(key_codes):
-                    at = extra[key_codes == code]
-                    found.add_items(
-                        section, at, self.parent[at], f"{section}.{names[int(code)]}: key not allowed"
-                    )
+            allowed = {self.key_names[k] for k in shape.properties if k in self.key_names}
+            names = list(self.key_names)
+            for code in sorted(kinds_of.keys() - allowed):
+                at = self._items(low + code * 8, None)
+                found.add_items(section, at, self.parent[at], f"{section}.{names[code]}: key not allowed")
 
-    def items_of(self, keys: list[str], item_in: Bools) -> dict[str, I64]:
-        """The items of each of ``keys`` that ``item_in`` selects, in order: the selected items
-        of those keys only (a schema's keys among all services' items are few), found by one
-        lookup of every item's key code and sorted once by key (a radix sort of 16-bit codes)."""
-        present = [(index, self.key_names[key]) for index, key in enumerate(keys) if key in self.key_names]
-        if not present:
-            return {}
-        lookup = np.full(len(self.key_names), -1, dtype=np.int16)
-        for index, code in present:
-            lookup[code] = index
-        wanted = lookup[self.key_codes]
-        selected = np.flatnonzero((wanted >= 0) & item_in)
-        codes = wanted[selected]
-        order = selected[np.argsort(codes, kind="stable")]
-        ends = np.cumsum(np.bincount(codes, minlength=len(keys)))
-        return {keys[index]: order[ends[index - 1] if index else 0 : ends[index]] for index, _ in present}
+    def _items(self, key: int, kinds: list[int] | None) -> I64:
+        """The items, in order, of the (service, key) whose ``combined`` code with type 0 is
+        ``key``: of the types ``kinds`` (None: any)."""
+        combined = self.combined
+        if kinds is None:
+            return np.flatnonzero((combined >= key) & (combined < key + 8))
+        if len(kinds) == 1:
+            return np.flatnonzero(combined == key + kinds[0])
+        return np.flatnonzero(np.isin(combined, [key + kind for kind in kinds]))
 
-    def _check_field(self, section: str, key: str, spec: Field, at: I64, found: _Found) -> None:
+    def _check_field(
+        self, section: str, key: str, spec: Field, code: int, kinds: list[int], found: _Found
+    ) -> None:
+        """Check the items of one (service, key) (``code``: its ``combined`` with type 0), whose
+        types are ``kinds``."""
         where = f"{section}.{key}"
         if spec.types is not None and self.types is not None:
-            admitted = np.zeros(len(TYPE_NAMES), dtype=np.bool_)  # by type code: a lookup, no isin
-            admitted[[code for name in spec.types for code in TYPE_CODES.get(name, ())]] = True
-            kinds = self.types[at]
-            wrong = ~admitted[kinds]
-            if wrong.any():
+            admitted = {kind for name in spec.types for kind in TYPE_CODES.get(name, ())}
+            wrong = [kind for kind in kinds if kind not in admitted]
+            if wrong:
                 expected = " or ".join(sorted(spec.types))
-                for kind in np.unique(kinds[wrong]):
-                    bad = at[wrong & (kinds == kind)]
+                for kind in wrong:
+                    bad = self._items(code, [kind])
                     found.add_items(
-                        section, bad, self.parent[bad], f"{where}: {TYPE_NAMES[int(kind)]}, not {expected}"
+                        section, bad, self.parent[bad], f"{where}: {TYPE_NAMES[kind]}, not {expected}"
                     )
-                at = at[~wrong]
-        if spec.enum is None and spec.pattern is None:
+                kinds = [kind for kind in kinds if kind in admitted]
+        if (spec.enum is None and spec.pattern is None) or not kinds:
             return
+        at = self._items(code, kinds)
         values = self.values.take(pa.array(at))
-        if spec.enum is not None and len(at):
+        if spec.enum is not None:
             ok = _in_enum(values, spec.enum, None if self.types is None else self.types[at])
             bad = at[~ok]
             found.add_items(section, bad, self.parent[bad], f"{where}: not one of the enum's values")
-        if spec.pattern is not None and len(at):
+        if spec.pattern is not None:
             if self.types is not None:
                 strings = np.isin(self.types[at], TYPE_CODES["string"])
                 at, values = at[strings], values.filter(pa.array(strings))
@@ -344,25 +438,22 @@ Observed = set[tuple[str, str, str, str]]
 """(service, section, key, type name) seen."""
 
 
-def observed(
-    rows: pa.RecordBatch, types: Mapping[str, pa.Array], sections: Mapping[str, Flat] | None = None
-) -> Observed:
-    """The distinct (service, section, key, type) of ``rows``: one ``np.bincount`` per section
-    over (service, key, type) codes, which are few (no sort of the items)."""
-    services = pc.dictionary_encode(rows.column("service_name"))
-    service_names = services.dictionary.to_pylist()
-    service_codes = np.asarray(services.indices.fill_null(0), dtype=np.int64)
-    sections = sections or flatten(rows, types)
+def observed(rows: pa.RecordBatch, types: Mapping[str, pa.Array], flat: Flattened | None = None) -> Observed:
+    """The distinct (service, section, key, type) of ``rows``: ``Flat.present``, one
+    ``np.bincount`` per section over (service, key, type) codes, which are few (no sort of the
+    items)."""
+    flat = flat or flatten(rows, types)
+    service_names = flat.services.names
     seen: Observed = set()
-    for section, flat in sections.items():
-        if not len(flat.parent) or flat.types is None:
+    for section, items in flat.sections.items():
+        if not len(items.parent) or items.types is None:
             continue
-        keys = list(flat.key_names)
-        combined = (service_codes[flat.parent] * len(keys) + flat.key_codes) * 8 + flat.types
-        for value in np.flatnonzero(np.bincount(combined)).tolist():
+        keys = list(items.key_names)
+        for value in items.present.tolist():
             rest, kind = divmod(value, 8)
             service, key = divmod(rest, len(keys))
-            seen.add((service_names[service], section, keys[key], TYPE_NAMES[kind]))
+            if service < len(service_names):
+                seen.add((service_names[service], section, keys[key], TYPE_NAMES[kind]))
     return seen
 
 
@@ -371,10 +462,13 @@ __all__ = [
     "TYPE_CODES",
     "TYPE_NAMES",
     "Flat",
+    "Flattened",
     "Observed",
     "Outcome",
     "Policy",
+    "Services",
     "flatten",
+    "kept_rows",
     "observed",
     "validate",
 ]

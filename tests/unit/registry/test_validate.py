@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from orasi_bridge.lake.rows import Types, otlp_rows
 from orasi_bridge.registry.schema import Subject, parse
-from orasi_bridge.registry.validate import Policy, observed, validate
+from orasi_bridge.registry.validate import Policy, kept_rows, observed, validate
 from orasi_common.pdata import Batch, Signal
 
 
@@ -157,3 +159,85 @@ def test_observed_types_are_the_original_ones() -> None:
         ("svc", "resource_attributes", "service.name", "string"),
         ("svc", "resource_attributes", "zone", "integer"),
     }
+
+
+def rows_of_resources(resources: list[tuple[str, list[tuple[str, dict[str, Any]]]]]) -> tuple[Any, Types]:
+    """Rows of one request of several resources (each a service name and its spans), in order."""
+    request = ExportTraceServiceRequest()
+    for service, spans in resources:
+        parsed = ExportTraceServiceRequest.FromString(request_of(spans, {"service.name": service}))
+        request.resource_spans.extend(parsed.resource_spans)
+    types: Types = {}
+    rows = otlp_rows([Batch.from_serialized(Signal.TRACES, request.SerializeToString())], "r", types)
+    return rows, types
+
+
+def test_a_subject_is_checked_on_its_own_rows_only() -> None:
+    # the same keys in three resources of two services: b's wrong types and missing keys are b's
+    rows, types = rows_of_resources(
+        [
+            ("a", [("a1", {"code": 1, "route": "/"}), ("a2", {"code": 2})]),
+            ("b", [("b1", {"code": "x"}), ("b2", {"other": True})]),
+            ("a", [("a3", {"code": "3", "route": "/"}), ("a4", {"route": "/", "extra": 1.5})]),
+        ]
+    )
+    schema = parse(
+        {
+            "properties": {
+                "attributes": {
+                    "properties": {"code": {"type": "integer"}, "route": {"type": "string"}},
+                    "required": ["route"],
+                    "additionalProperties": False,
+                }
+            }
+        },
+        Subject.parse("spans.a"),
+    )
+    flagged = validate(rows, types, {"a": Policy("flag", schema)})
+    assert dict(
+        zip(
+            flagged.rows.column("name").to_pylist(),
+            flagged.rows.column("schema_violations").to_pylist(),
+            strict=True,
+        )
+    ) == {
+        "a1": None,
+        "a2": ["attributes.route: required key missing"],
+        "b1": None,
+        "b2": None,
+        "a3": ["attributes.code: string, not integer"],
+        "a4": ["attributes.extra: key not allowed"],
+    }
+    assert flagged.counts == {("a", "flag"): 3}
+    rejected = validate(rows, types, {"a": Policy("reject", schema)})
+    assert rejected.rows.column("name").to_pylist() == ["a1", "b1", "b2"]
+    assert rejected.first == [
+        ("a", "attributes.route: required key missing"),
+        ("a", "attributes.code: string, not integer"),
+        ("a", "attributes.extra: key not allowed"),
+    ]
+    assert rejected.counts == {("a", "reject"): 3}
+    assert ("b", "attributes", "code", "string") in observed(rows, types)
+    assert ("a", "attributes", "other", "boolean") not in observed(rows, types)
+
+
+def test_kept_rows_are_the_filtered_rows_however_they_run() -> None:
+    # 12 resources of 40 spans: kept by whole resources (few long runs: the maps copied by
+    # slices), span by span (many short runs: filtered), in one run, or none
+    rows, _ = rows_of_resources(
+        [(f"s{r}", [(f"{r}.{i}", {"i": i, "r": str(r)}) for i in range(40)]) for r in range(12)]
+    )
+    n = rows.num_rows
+    by_resource = np.repeat(np.arange(12) % 3 != 1, 40)
+    masks = {
+        "by resource": by_resource,
+        "alternate": np.arange(n) % 2 == 0,
+        "one long run": np.arange(n) >= 5,
+        "one short run": (np.arange(n) >= 5) & (np.arange(n) < 50),
+        "last row": np.arange(n) == n - 1,
+        "none": np.zeros(n, dtype=np.bool_),
+    }
+    for name, kept in masks.items():
+        result = kept_rows(rows, kept)
+        assert result.schema == rows.schema, name
+        assert result.to_pylist() == rows.filter(pa.array(kept)).to_pylist(), name
