@@ -89,8 +89,17 @@ one the otap-speaking resolver dials by default. */ -}}
 {{- with include "orasi.upstream" $component -}}
 {{- $_ := set $subjects (include "orasi.subject" (list $root .)) (dict "scopes" (list "forward")) -}}
 {{- end -}}
-{{- $auth := dict "jwt" (dict "jwks_file" (printf "/etc/orasi-jwks/%s" $jwt.key) "issuer" $jwt.issuer "audience" $jwt.audience "tenant_claim" $jwt.tenantClaim "default_scopes" $jwt.defaultScopes) -}}
-{{- if $subjects }}{{ $_ := set $auth.jwt "subjects" $subjects }}{{ end -}}
+{{- $own := dict "jwks_file" (printf "/etc/orasi-jwks/%s" $jwt.key) "issuer" $jwt.issuer "audience" $jwt.audience "tenant_claim" $jwt.tenantClaim "default_scopes" $jwt.defaultScopes -}}
+{{- if $subjects }}{{ $_ := set $own "subjects" $subjects }}{{ end -}}
+{{- /* One section per issuer: this cluster's, then, on the bridges (the one hop that crosses
+regions: other clusters' gateways), the trusted ones' (a list only with those). */ -}}
+{{- $sections := list $own -}}
+{{- range $index, $trusted := include "orasi.trustedIssuers" (list $root $component) | fromYamlArray -}}
+{{- $section := dict "jwks_file" (printf "/etc/orasi-jwks-trusted/%d/%s" $index (default $jwt.key $trusted.key)) "issuer" $trusted.issuer "audience" (default $jwt.audience $trusted.audience) "tenant_claim" (default $jwt.tenantClaim $trusted.tenantClaim) "default_scopes" (default $jwt.defaultScopes $trusted.defaultScopes) -}}
+{{- with $trusted.subjects }}{{ $_ := set $section "subjects" (deepCopy .) }}{{ end -}}
+{{- $sections = append $sections $section -}}
+{{- end -}}
+{{- $auth := dict "jwt" (ternary $own $sections (eq (len $sections) 1)) -}}
 {{- $derived = mustMergeOverwrite $derived (dict "extensions" (dict "auth" $auth)) -}}
 {{- $gate := dict "auth" (dict "authenticator" "auth") -}}
 {{- if eq $component "bridge" -}}
@@ -175,6 +184,13 @@ no ConfigMap or Secret holds the JWKS.
 {{- if not (or $jwt.configMap $jwt.secret) -}}
 {{- fail "auth.jwt.enabled: set auth.jwt.configMap or auth.jwt.secret (where the JWKS file is)" -}}
 {{- end -}}
+{{- $issuers := list $jwt.issuer -}}
+{{- range $index, $trusted := $jwt.trustedIssuers -}}
+{{- if has $trusted.issuer $issuers -}}
+{{- fail (printf "auth.jwt.trustedIssuers[%d]: the issuer %s is already trusted (auth.jwt.issuer or an earlier entry); give each issuer one entry" $index $trusted.issuer) -}}
+{{- end -}}
+{{- $issuers = append $issuers $trusted.issuer -}}
+{{- end -}}
 true
 {{- end -}}
 {{- end }}
@@ -251,7 +267,15 @@ bridges: loadbalancing), or "". */}}
 {{- end -}}
 {{- end }}
 
-{{/* The JWKS volume and its mount, when the service checks JWTs ("volume" or "mount"). */}}
+{{/* auth.jwt.trustedIssuers as a YAML list for the bridges (other clusters' gateways send to them),
+empty for the agents and gateways (only their own cluster's pods send to them). */}}
+{{- define "orasi.trustedIssuers" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- toYaml (ternary $root.Values.auth.jwt.trustedIssuers list (eq $component "bridge")) -}}
+{{- end }}
+
+{{/* The JWKS volume and its mount, when the service checks JWTs ("volume" or "mount"); on the
+bridges with auth.jwt.trustedIssuers, also theirs (jwks-trusted, /etc/orasi-jwks-trusted/<index>/<key>). */}}
 {{- define "orasi.jwksVolume" -}}
 {{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $part := index . 2 -}}
 {{- if include "orasi.jwt" (list $root $component) -}}
@@ -263,6 +287,24 @@ bridges: loadbalancing), or "". */}}
 {{- toYaml (list (dict "name" "jwks" "secret" (dict "secretName" $jwt.secret "items" $items))) -}}
 {{- else -}}
 {{- toYaml (list (dict "name" "jwks" "configMap" (dict "name" $jwt.configMap "items" $items))) -}}
+{{- end -}}
+{{- with include "orasi.trustedIssuers" (list $root $component) | fromYamlArray -}}
+{{- if eq $part "mount" -}}
+{{- "\n" }}{{ toYaml (list (dict "name" "jwks-trusted" "mountPath" "/etc/orasi-jwks-trusted" "readOnly" true)) -}}
+{{- else -}}
+{{- /* one projected volume: each trusted issuer's JWKS under <index>/<key> */ -}}
+{{- $sources := list -}}
+{{- range $index, $trusted := . -}}
+{{- $key := default $jwt.key $trusted.key -}}
+{{- $source := dict "items" (list (dict "key" $key "path" (printf "%d/%s" $index $key))) -}}
+{{- if $trusted.secret -}}
+{{- $sources = append $sources (dict "secret" (set $source "name" $trusted.secret)) -}}
+{{- else -}}
+{{- $sources = append $sources (dict "configMap" (set $source "name" $trusted.configMap)) -}}
+{{- end -}}
+{{- end -}}
+{{- "\n" }}{{ toYaml (list (dict "name" "jwks-trusted" "projected" (dict "sources" $sources))) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end }}
