@@ -4,7 +4,9 @@ its namespace claim names, read back with a query-scoped JWT over REST and Fligh
 expired token is refused with a message saying so; a rotated JWKS file is taken without a
 restart. A gateway forwarding with its service account's token (granted `forward` by
 `jwt.subjects`, as the chart does) lands many tenants' batches each under its tenant, where a
-gateway holding an app's token may forward its own tenant's only."""
+gateway holding an app's token may forward its own tenant's only. A bridge trusting two clusters'
+issuers (`jwt` as a list) takes each cluster's gateway, and refuses a token claiming one issuer
+signed by the other's key."""
 
 from __future__ import annotations
 
@@ -208,3 +210,65 @@ def test_the_gateways_service_account_forwards_tenants_an_apps_token_cannot(
     # forward reads nothing: the gateway's token queries no tenant's data.
     assert query(bridge, "SELECT 1", **bearer(gateway_token)).status_code == 403
     assert gateway_token not in gateway.log_text() and gateway_token not in bridge.log_text()
+
+
+def test_a_bridge_trusting_two_clusters_issuers_takes_each_clusters_gateway(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """The chart's us-east-1 bridge with auth.jwt.trustedIssuers: its own cluster's issuer and
+    eu-west-1's, each a `jwt` section with its own JWKS file and its gateways' subject granted
+    forward. A gateway of each cluster forwards tenants' batches with its own cluster's token, each
+    batch landing under its tenant; a token signed by eu-west-1's key but claiming us-east-1's
+    issuer, and a token of an issuer not trusted, are refused (401, the latter naming its iss)."""
+    east = Issuer("https://oidc.eks.us-east-1.amazonaws.com/id/EAST", AUDIENCE)
+    west = Issuer("https://oidc.eks.eu-west-1.amazonaws.com/id/WEST", AUDIENCE)
+    east.add("k1", "ec")
+    west.add("k1", "ec")  # one kid and kind in both clusters' files (another key), as may well be
+
+    def section(issuer: Issuer, **more: Any) -> dict[str, Any]:
+        jwks = issuer.publish(tmp_path / f"{issuer.issuer.rsplit('/', 1)[1]}.json", "k1")
+        subjects = {GATEWAY_SUBJECT: {"scopes": ["forward"]}}
+        return {
+            "jwks_file": str(jwks),
+            "issuer": issuer.issuer,
+            "audience": AUDIENCE,
+            "tenant_claim": "kubernetes.io/namespace",
+            "subjects": subjects,
+            **more,
+        }
+
+    auth = {"jwt": [section(east, default_scopes=["ingest", "query"]), section(west)], "cache_seconds": 0.5}
+    bridge = bridge_with_auth(processes, "otap", auth=auth)
+    gateway_claims = service_account("orasi-gateway", "orasi-gateway")
+    tenants = {t: f"{t}-{uuid.uuid4().hex[:6]}" for t in ("a", "b", "c")}
+    run = uuid.uuid4().hex
+
+    def gateway_with(name: str, token: str) -> Any:
+        token_file = tmp_path / f"{name}.token"
+        token_file.write_text(token + "\n")
+        return lb_gateway(processes, bridge, token_file)
+
+    sent = {"east": {"a": 2, "b": 1}, "west": {"a": 3, "c": 4}}
+    for cluster, issuer in (("east", east), ("west", west)):
+        gateway = gateway_with(cluster, issuer.token("k1", **gateway_claims))
+        for tenant, count in sent[cluster].items():
+            answer = post_http(gateway, spans(run, count), **{"x-orasi-tenant": tenants[tenant]})
+            assert answer.status_code == 200, (cluster, answer.text)
+    for tenant, count in (("a", 5), ("b", 1), ("c", 4)):
+        reader = east.token("k1", **service_account(tenants[tenant], "checkout"))
+        sql = (
+            f"SELECT tenant, count(*) FROM spans WHERE attributes['run'] = '{run}' GROUP BY tenant "
+            f"HAVING count(*) >= {count}"
+        )
+        assert rows_of(bridge, sql, reader, 1) == [[tenants[tenant], count]], tenant
+
+    # West's key, east's issuer: checked with east's keys (kid k1 there is another key).
+    posing = west.token("k1", iss=east.issuer, **gateway_claims)
+    refused = post_http(gateway_with("posing", posing), spans(run, 1), **{"x-orasi-tenant": tenants["b"]})
+    assert refused.status_code != 200 and "signature does not verify" in refused.text, refused.text
+    stranger = Issuer("https://oidc.example/stranger", AUDIENCE)
+    stranger.add("k1", "ec")
+    unknown = stranger.token("k1", **gateway_claims)
+    refused = post_http(bridge, spans(run, 1), **bearer(unknown), **{"x-orasi-tenant": tenants["b"]})
+    assert refused.status_code == 401 and "'https://oidc.example/stranger'" in refused.text, refused.text
+    assert unknown.rsplit(".", 1)[1] not in refused.text
