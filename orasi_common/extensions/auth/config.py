@@ -141,7 +141,11 @@ class Config(ComponentConfig):
     @classmethod
     def _one_issuer_or_a_list(cls, jwt: object) -> object:
         """One issuer's mapping is a list of one: the code sees a tuple of issuers either way."""
-        return [jwt] if isinstance(jwt, Mapping | JwtConfig) else jwt
+        if isinstance(jwt, Mapping | JwtConfig):
+            return [jwt]
+        if jwt is not None and not isinstance(jwt, list | tuple):
+            raise ValueError("jwt is one issuer's section (a mapping) or a list of them, one per issuer")
+        return jwt
 
     @model_validator(mode="after")
     def _some_credential(self) -> Config:

@@ -202,5 +202,7 @@ def test_one_section_is_a_list_of_one_and_each_issuer_has_one_section(tmp_path: 
         Config.model_validate({"jwt": [one, {**one, "jwks_file": "other.json"}]})
     with pytest.raises(ValidationError, match="an empty list trusts no issuer"):
         Config.model_validate({"jwt": []})
+    with pytest.raises(ValidationError, match=r"one issuer's section \(a mapping\) or a list of them"):
+        Config.model_validate({"jwt": "/etc/orasi-jwks/jwks.json"})
     with pytest.raises(ValidationError, match="forward is refused here"):  # each section's own rules
         Config.model_validate({"jwt": [one, {**one, "issuer": WEST, "default_scopes": ["forward"]}]})
