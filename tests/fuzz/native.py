@@ -235,6 +235,8 @@ def arguments_hostile(data: bytes) -> None:
     count, emit flags, values and offsets (orasi computes these from a scan, never takes them
     from the wire; their bounds checks are fuzzed all the same). Each call must refuse what lies
     outside its buffers (ValueError) or return exactly what it says."""
+    import numpy as np
+
     from orasi_common.pdata import _wirescan
 
     if len(data) < 2:
@@ -258,11 +260,10 @@ def arguments_hostile(data: bytes) -> None:
     cut, limit = cut % (len(data) + 2) - 1, limit % 512 - 1  # -1 refused, then every cut and limit
     with contextlib.suppress(ValueError):
         too_long, lines = _wirescan.text_lines(data, cut, limit)
-        count, rest = divmod(len(lines), 24)
-        if rest or not 0 <= too_long <= count:
+        if len(lines) % 24 or not 0 <= too_long <= len(lines) // 24:
             raise AssertionError(f"text_lines returned {len(lines)} bytes of columns, {too_long} cut")
-        columns = (struct.unpack_from(f"<{count}q", lines, 8 * count * k) for k in range(3))
-        if not all(0 <= s <= e < o <= cut + 1 for s, e, o in zip(*columns, strict=True)):
+        first, last, past = np.frombuffer(lines, dtype=np.int64).reshape(3, -1)
+        if not ((first >= 0) & (first <= last) & (last < past) & (past <= cut + 1)).all():
             raise AssertionError("text_lines returned a line outside the cut")
     values = body[n : n + 8 * (n + 1)]
     parts = [(kind, b"\x0a", body[kind : kind + n], values, body, width) for kind in range(4)]

@@ -42,7 +42,6 @@ from orasi_common.pdata import Batch, Signal, _wirescan
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.protoscan import LEN, Buffer, scan
 from orasi_common.pdata.validate import _SCHEMAS
-from orasi_common.receivers.filelog import cri
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 from orasi_common.transport.otap.stream import StreamConsumer
 
@@ -122,11 +121,14 @@ def wirescan(data: bytes) -> None:
     cuts = np.minimum(np.sort(np.frombuffer(data[:64], dtype=np.uint8)).astype(np.int64), len(data))
     _wirescan.key_values(data, np.concatenate([[0], cuts, [len(data)]]).astype(np.int32))
     # the data as a block of a log file: its lines (cut at a limit drawn from the data) and their
-    # CRI heads, as the filelog receiver reads them
-    lines = cri.lines(data, len(data), 2 * data[-1] if data else 0)
-    heads = cri.fields(data, lines.starts, lines.ends)
-    if not (heads.message[heads.regular] <= lines.ends[heads.regular]).all():
-        raise ContractBroken("a CRI message starts past its line's end")
+    # CRI heads, as the filelog receiver's cri.py reads them (not imported here: the receiver's
+    # imports would bring libraries whose import-time allocations LeakSanitizer reports)
+    _, lines = _wirescan.text_lines(data, len(data), 2 * data[-1] if data else 0)
+    starts, ends, _ = np.frombuffer(lines, dtype=np.int64).reshape(3, -1)
+    heads = _wirescan.cri_heads(data, starts, ends)
+    message = np.frombuffer(heads, dtype=np.int64, count=len(starts))
+    if not ((starts <= message) & (message <= ends)).all():
+        raise ContractBroken("a CRI message starts outside its line")
 
 
 def config(data: bytes) -> None:
