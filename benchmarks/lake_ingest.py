@@ -62,7 +62,7 @@ def bench_ingest(lab: Lab, args: argparse.Namespace, results: dict[str, Any]) ->
     import pyarrow.parquet as pq
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from orasi_bridge.lake.buffer import CONVERT_ITEMS
+    from orasi_bridge.lake.convert import CONVERT_ITEMS
     from orasi_bridge.lake.rows import otlp as rows
     from orasi_bridge.lake.schema import SPANS
 

@@ -116,7 +116,7 @@ def apart(requests: list[bytes], rounds: int) -> dict[str, float]:
 
     from pydantic import TypeAdapter
 
-    from orasi_bridge.lake.buffer import CONVERT_ITEMS
+    from orasi_bridge.lake.convert import CONVERT_ITEMS
     from orasi_bridge.lake.rows import otlp_rows
     from orasi_bridge.stream import Chain, StreamProcessor
     from orasi_common.pdata import Batch, Signal

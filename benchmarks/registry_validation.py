@@ -44,7 +44,7 @@ from typing import Any
 from benchmarks.corpus import read_requests
 from benchmarks.lake_rig import make_writer
 from benchmarks.report import say
-from orasi_bridge.lake import buffer as buffers
+from orasi_bridge.lake import convert
 from orasi_bridge.registry.config import RegistryConfig
 from orasi_bridge.registry.ingest import Inspection
 from orasi_bridge.registry.registry import Registry
@@ -162,9 +162,9 @@ async def _conversion(payloads: list[bytes], registry: Registry, runs: int) -> d
 def _convert_cpu(batch: Batch, inspect: Inspection | None, reject: bool) -> float:
     started = time.thread_time()
     if reject:
-        buffers.batch_rows(batch, "spans", "bench", None, inspect)
+        convert.batch_rows(batch, "spans", "bench", None, inspect)
     else:
-        buffers.convert([("spans", TENANT, [(batch, None)])], "bench", inspect)
+        convert.convert([("spans", TENANT, [(batch, None)])], "bench", inspect)
     return time.thread_time() - started
 
 

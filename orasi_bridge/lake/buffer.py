@@ -1,38 +1,20 @@
 """What one flush of the lake writer will commit: batches waiting for conversion, then Arrow rows
-per table and tenant with the batches they came from (``Buffer``), and the conversion of waiting
-batches into rows, many at a time (``chunks``, ``convert``), or of one batch at once
-(``batch_rows``; before it is acknowledged, ``convert_now``: OTAP, or what a subject may reject);
-both run the lake's stream processors (``orasi_bridge.stream.Chain``) on the rows they made,
-before the rows are buffered."""
+per table and tenant with the batches they came from (``Buffer``); ``convert.py`` turns the
+waiting batches into those rows."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types, otlp_rows, rows_of
-from orasi_common.errors import PartialSuccess
 from orasi_common.pdata import Batch
 
-if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports the writer
-    from orasi_bridge.registry.ingest import Inspection
-    from orasi_bridge.registry.validate import Outcome
-    from orasi_bridge.stream import Chain
-
 Bools = npt.NDArray[np.bool_]
-
-CONVERT_ITEMS = 8192
-CONVERT_BACKLOG = 4 * CONVERT_ITEMS
-"""Items not yet converted past which ``consume`` waits for the converter before accepting more
-(backpressure): receiving holds the GIL most of the time, and a converter that must take turns
-with it falls ever further behind (measured: 20-50 µs per span instead of 3.5), so every flush
-would wait for it."""
 
 Entry = tuple[Batch, int | None]  # a batch and its write-ahead log position
 
@@ -152,105 +134,3 @@ class Buffer:
         self.size_bytes += other.size_bytes
         if self.started is None:
             self.started = other.started
-
-
-Chunk = tuple[str, str, list[Entry]]  # table, tenant, and batches converted together
-
-
-def chunks(work: dict[tuple[str, str], list[Entry]]) -> list[Chunk]:
-    """Each table and tenant's waiting batches in runs of about ``CONVERT_ITEMS`` items (far
-    larger runs convert more slowly per item: their arrays no longer fit the caches)."""
-    runs: list[Chunk] = []
-    for (table, tenant), entries in work.items():
-        run: list[Entry] = []
-        items = 0
-        for entry in entries:
-            run.append(entry)
-            items += entry[0].items
-            if items >= CONVERT_ITEMS:
-                runs.append((table, tenant, run))
-                run, items = [], 0
-        if run:
-            runs.append((table, tenant, run))
-    return runs
-
-
-Converted = tuple[pa.RecordBatch, list[int]]  # rows, and how many of them each batch gave, in order
-
-
-def convert(
-    chunks: list[Chunk], region: str, inspect: Inspection | None = None, stream: Chain | None = None
-) -> list[Converted]:
-    """The rows of each chunk, its batches converted together (and, with ``inspect``, checked
-    against the schema registry's policies, which may flag rows or drop attributes), through
-    ``stream``'s processors.
-
-    A batch gives one row per item (span, log record, metric data point), in order, so the rows of
-    the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
-    is converted batch by batch instead, which counts each batch's rows exactly."""
-    converted: list[Converted] = []
-    for table, tenant, entries in chunks:
-        batches = [batch for batch, _ in entries]
-        types: Types | None = {} if inspect is not None else None
-        rows = otlp_rows(batches, region, types)
-        counts = [batch.items for batch in batches]
-        if rows.num_rows != sum(counts):
-            parts = [otlp_rows([batch], region) for batch in batches]
-            rows = pa.concat_batches(parts)
-            counts = [part.num_rows for part in parts]
-        elif inspect is not None and types:
-            rows = inspect(table, tenant, rows, types)
-        converted.append(stream.process(table, tenant, rows, counts) if stream else (rows, counts))
-    return converted
-
-
-def batch_rows(
-    batch: Batch,
-    table: str,
-    region: str,
-    stream: Chain | None = None,
-    inspect: Inspection | None = None,
-    kept: Bools | None = None,
-) -> tuple[Converted, Outcome | None]:
-    """The rows of one batch converted at once (``rows_of``: a batch that arrived as OTAP, or one
-    a subject may reject), through ``stream``'s processors. With ``inspect``, checked first with
-    ``reject`` applied (the outcome says which rows were kept, and why not the others); with
-    ``kept`` (the replay of a batch accepted in part, ``kept.py``), only those rows."""
-    types: Types | None = {} if inspect is not None else None
-    rows = rows_of(batch, region, types)
-    outcome = None
-    if inspect is not None and types:
-        outcome = inspect.check(table, batch.tenant, rows, types, refuse=True)
-        rows = outcome.rows
-    elif kept is not None:
-        rows = rows.filter(pa.array(kept))
-    return (
-        stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
-    ), outcome
-
-
-def converts_now(batch: Batch, inspect: Inspection | None) -> bool:
-    """Whether ``batch`` becomes rows before it is acknowledged (``convert_now``) rather than
-    waiting to be converted many at a time (``convert``)."""
-    return holds_otap(batch) or (
-        inspect is not None and inspect.rejects(TABLE_OF_SIGNAL[batch.signal], batch.tenant)
-    )
-
-
-def convert_now(
-    batch: Batch, region: str, stream: Chain | None, inspect: Inspection | None
-) -> tuple[Converted, Bools | None, PartialSuccess | None]:
-    """The rows of a batch converted before it is acknowledged (``converts_now``), which rows of it
-    are kept, and the refusal of the others: a batch that arrived as OTAP (rows straight from its
-    tables, a big batch already; invalid tables raise MalformedData to the sender now), or one of
-    a tenant with a subject in reject mode (checked with reject applied, ``Inspection.check``;
-    what it saw is in ``inspect.seen``)."""
-    table = TABLE_OF_SIGNAL[batch.signal]
-    converted, outcome = batch_rows(batch, table, region, stream, inspect)
-    if inspect is None or outcome is None:
-        return converted, None, None
-    return converted, outcome.kept, inspect.refusal(table, outcome)
-
-
-def holds_otap(batch: Batch) -> bool:
-    return any(part.otap is not None for part in batch.parts)

@@ -62,20 +62,21 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from orasi_bridge.lake import audit as audit_table
-from orasi_bridge.lake import buffer as buffers
+from orasi_bridge.lake import convert
 from orasi_bridge.lake import kept as wal_records
-from orasi_bridge.lake.buffer import Buffer, Chunk, Converted, Entry, Owners, holds_otap
+from orasi_bridge.lake.buffer import Bools, Buffer, Entry, Owners
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
 from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, batch_ids_since, without
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.convert import Converted, holds_otap
 from orasi_bridge.lake.derived import DerivedTables
 from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, otlp_rows
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL
 from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_bridge.lake.spanmetrics import SOURCE
 from orasi_bridge.stream import Chain
@@ -92,9 +93,6 @@ if TYPE_CHECKING:  # the registry imports the lake's schema, whose package impor
 
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
-
-ISOLATION_CONVERSIONS = 256
-"""The most conversions spent on the parts of one batch that does not convert as a whole."""
 
 POLICY_RETRY = 5.0
 """Seconds before loading a tenant's validation policies is tried again after a failure."""
@@ -282,7 +280,7 @@ class LakeWriter:
         ) or (self._stream is not None and self._stream.held(batch_id))
 
     async def consume(self, batch: Batch) -> None:
-        while self._unconverted >= buffers.CONVERT_BACKLOG and not self._stopping:
+        while self._unconverted >= convert.CONVERT_BACKLOG and not self._stopping:
             await self._converted.wait()
         if self._stopping:
             raise Unavailable("the lake writer is shutting down")
@@ -323,14 +321,14 @@ class LakeWriter:
 
     async def _convert_now(
         self, batch: Batch
-    ) -> tuple[Converted | None, buffers.Bools | None, PartialSuccess | None]:
+    ) -> tuple[Converted | None, Bools | None, PartialSuccess | None]:
         """The rows of a batch converted before it is acknowledged, the rows of it kept and the
-        refusal of the others (``buffers.convert_now``), or (None, None, None): converted later."""
+        refusal of the others (``convert.convert_now``), or (None, None, None): converted later."""
         inspect = self._inspection() if self._inspection is not None else None
-        if not buffers.converts_now(batch, inspect):
+        if not convert.converts_now(batch, inspect):
             return None, None, None
         converted = await asyncio.to_thread(
-            buffers.convert_now, batch, self.config.region, self._stream, inspect
+            convert.convert_now, batch, self.config.region, self._stream, inspect
         )
         if inspect is not None:
             for tenant, seen in inspect.seen.items():
@@ -342,14 +340,14 @@ class LakeWriter:
         batch: Batch,
         lsn: int | None,
         converted: Converted | None = None,
-        kept: buffers.Bools | None = None,
+        kept: Bools | None = None,
     ) -> None:
         """Buffer a batch's rows (``converted`` already), or the batch for a later conversion;
         ``kept``: a replayed batch accepted in part (``kept.py``)."""
         table = TABLE_OF_SIGNAL[batch.signal]
         if converted is None and (holds_otap(batch) or kept is not None):
             converted, _ = await asyncio.to_thread(
-                buffers.batch_rows, batch, table, self.config.region, self._stream, None, kept
+                convert.batch_rows, batch, table, self.config.region, self._stream, None, kept
             )
         if converted is not None:
             self._add_rows(self._buffer, table, batch.tenant, converted, [(batch, lsn)], 0)
@@ -362,13 +360,13 @@ class LakeWriter:
 
     def _convert_soon(self) -> None:
         """Convert waiting batches in the background once there are ``CONVERT_ITEMS`` of them."""
-        if self._buffer.pending_items >= buffers.CONVERT_ITEMS and not (self._converting or self._stopping):
+        if self._buffer.pending_items >= convert.CONVERT_ITEMS and not (self._converting or self._stopping):
             self._converting = True
             self._tasks.spawn(self._convert_in_background(), name="lake-converter")
 
     async def _convert_in_background(self) -> None:
         try:
-            while self._buffer.pending_items >= buffers.CONVERT_ITEMS:
+            while self._buffer.pending_items >= convert.CONVERT_ITEMS:
                 async with self._convert_lock:
                     await self._convert_pending()
         finally:
@@ -380,7 +378,7 @@ class LakeWriter:
         work = buffer.take_pending()
         if not work:
             return
-        chunks = buffers.chunks(work)
+        chunks = convert.chunks(work)
         items = sum(batch.items for entries in work.values() for batch, _ in entries)
         converted: list[Converted | None]
         try:
@@ -390,12 +388,15 @@ class LakeWriter:
                 options: dict[str, Any] = {} if inspect is None else {"inspect": inspect}
                 if self._stream is not None:
                     options["stream"] = self._stream
-                converted = list(await asyncio.to_thread(buffers.convert, chunks, region, **options))
+                converted = list(await asyncio.to_thread(convert.convert, chunks, region, **options))
                 if inspect is not None:
                     for tenant, seen in inspect.seen.items():
                         self._observed[tenant] |= seen
             except Exception:
-                converted, dropped = await asyncio.to_thread(self._convert_one_by_one, chunks)
+                converted, dropped, losses = await asyncio.to_thread(
+                    convert.convert_one_by_one, chunks, self.config.region, self._stream
+                )
+                self._count_lost(losses)
                 for table, batch, lsn in dropped:
                     buffer.forget(table, batch)
                     if lsn is not None and self._wal is not None:
@@ -410,6 +411,20 @@ class LakeWriter:
             if result is not None:
                 size = sum(batch.size_bytes for batch, _ in entries)
                 self._add_rows(buffer, table, tenant, result, entries, size)
+
+    def _count_lost(self, losses: list[convert.Lost]) -> None:
+        for lost in losses:
+            self._failed.labels(lost.batch.signal.value, self._settings.id, "malformed").inc(lost.items)
+            self._logger.error(
+                "Items of a batch could not be converted to lake rows and are dropped.",
+                extra={
+                    "batch_id": lost.batch.batch_id,
+                    "table": lost.table,
+                    "tenant": lost.tenant,
+                    "items": lost.items,
+                    "error": repr(lost.error),
+                },
+            )
 
     def _add_rows(
         self, buffer: Buffer, table: str, tenant: str, converted: Converted, entries: list[Entry], size: int
@@ -457,70 +472,6 @@ class LakeWriter:
         stream.released(released)  # in the same step: their ids are known throughout
         if self._buffer.size_bytes >= self.config.flush_size_mib * MIB:
             self._flush_now.set()
-
-    def _convert_one_by_one(
-        self, chunks: list[Chunk]
-    ) -> tuple[list[Converted | None], list[tuple[str, Batch, int | None]]]:
-        """Rows of each batch on its own, isolating items that do not convert (``_rows_of``).
-        Receivers validated every batch, so an item that does not convert is a converter bug:
-        it alone is dropped, counted and logged. Batches none of whose items convert are
-        returned as dropped; the others count as written (their ids are committed)."""
-        converted: list[Converted | None] = []
-        dropped: list[tuple[str, Batch, int | None]] = []
-        for table, tenant, entries in chunks:
-            kept: list[Entry] = []
-            counts: list[int] = []
-            parts: list[pa.RecordBatch] = []
-            for batch, lsn in entries:
-                rows, lost, error = self._rows_of(batch, [ISOLATION_CONVERSIONS])
-                if lost:
-                    self._failed.labels(batch.signal.value, self._settings.id, "malformed").inc(lost)
-                    self._logger.error(
-                        "Items of a batch could not be converted to lake rows and are dropped.",
-                        extra={
-                            "batch_id": batch.batch_id,
-                            "table": table,
-                            "tenant": tenant,
-                            "items": lost,
-                            "error": repr(error),
-                        },
-                    )
-                if rows:
-                    parts += rows
-                    kept.append((batch, lsn))
-                    counts.append(sum(part.num_rows for part in rows))
-                else:
-                    dropped.append((table, batch, lsn))
-            entries[:] = kept
-            if parts:
-                rows = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-                stream = self._stream
-                converted.append(stream.process(table, tenant, rows, counts) if stream else (rows, counts))
-            else:
-                converted.append(None)
-        return converted, dropped
-
-    def _rows_of(self, batch: Batch, budget: list[int]) -> tuple[list[pa.RecordBatch], int, Exception | None]:
-        """The rows of ``batch``, or when it does not convert, of its halves (recursively, at
-        most ``budget[0]`` conversions), and how many items were dropped, with the first error."""
-        budget[0] -= 1
-        try:
-            return [otlp_rows([batch], self.config.region)], 0, None
-        except Exception as error:
-            try:
-                halves = batch.split((batch.items + 1) // 2) if batch.items > 1 and budget[0] >= 2 else []
-            except Exception:
-                halves = []
-            if len(halves) < 2:
-                return [], batch.items, error
-            rows: list[pa.RecordBatch] = []
-            lost = 0
-            for half in halves:
-                half_rows, half_lost, half_error = self._rows_of(half, budget)
-                rows += half_rows
-                lost += half_lost
-                error = half_error or error
-            return rows, lost, error
 
     async def snapshot_view(self, table: str, tenant: str) -> TableView:
         """Committed snapshot and hot rows of one table and tenant, consistent with each other;

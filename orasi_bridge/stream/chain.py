@@ -1,5 +1,5 @@
 """The stream: the lake exporter's processors, run in order on each record batch of lake rows
-after conversion and before buffering (``lake.buffer``: OTLP chunks and OTAP batches alike).
+after conversion and before buffering (``lake.convert``: OTLP chunks and OTAP batches alike).
 
 A processor returns the rows changed (same length, same schema) and/or which rows to keep; the
 rows left out are removed at once, and the row counts of the batches the rows came from

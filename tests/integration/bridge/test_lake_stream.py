@@ -18,7 +18,7 @@ from integration.bridge.conftest import MakeWriter, close_writer
 from integration.bridge.helpers import run_crashing
 from integration.bridge.servers import LakeSpace
 from integration.bridge.test_lake_writer import TESTS_DIR, WINDOW, batch_ids_in_summaries, eventually, stats
-from orasi_bridge.lake.buffer import holds_otap
+from orasi_bridge.lake.convert import holds_otap
 from orasi_bridge.lake.writer import LakeWriter
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pdata import Signal

@@ -26,8 +26,7 @@ from integration.bridge.conftest import MakeWriter, close_writer
 from integration.bridge.helpers import count, run_crashing
 from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import LakeWriter
-from orasi_bridge.lake import buffer as buffer_module
-from orasi_bridge.lake import writer as writer_module
+from orasi_bridge.lake import convert as convert_module
 from orasi_bridge.lake.catalog import open_catalog
 from orasi_bridge.lake.config import Config as LakeConfig
 from orasi_bridge.lake.schema import MONTHLY, TABLES
@@ -370,7 +369,7 @@ async def test_a_replay_of_more_than_one_conversion_starts_the_writer(
     """A log holding more than CONVERT_ITEMS items is replayed with the background converter at
     work (it once failed the start: the converter was spawned before the writer's tasks were
     open, so a bridge whose log held 8,192 spans could not start again after a crash)."""
-    monkeypatch.setattr(buffer_module, "CONVERT_ITEMS", 1)
+    monkeypatch.setattr(convert_module, "CONVERT_ITEMS", 1)
     log = WriteAheadLog(tmp_path / "wal" / "lake", max_bytes=64 * 1024 * 1024)
     await log.open()
     for offset in range(3):
@@ -426,15 +425,15 @@ class HeldConversion:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
-        convert = buffer_module.convert
+        convert = convert_module.convert
 
         def held_convert(chunks: Any, region: str) -> Any:
             self.entered.set()
             self.release.wait(30)
             return convert(chunks, region)
 
-        monkeypatch.setattr(buffer_module, "CONVERT_ITEMS", 1)
-        monkeypatch.setattr(buffer_module, "convert", held_convert)
+        monkeypatch.setattr(convert_module, "CONVERT_ITEMS", 1)
+        monkeypatch.setattr(convert_module, "convert", held_convert)
 
     async def started(self, writer: LakeWriter, name: str) -> None:
         """Consume one span named ``name``, then wait until its conversion is held."""
@@ -472,7 +471,7 @@ async def test_ingest_waits_while_the_conversion_backlog_is_full_and_resumes_aft
 ) -> None:
     """Past CONVERT_BACKLOG unconverted items, consume waits for the converter before accepting."""
     held = HeldConversion(monkeypatch)
-    monkeypatch.setattr(buffer_module, "CONVERT_BACKLOG", 2)
+    monkeypatch.setattr(convert_module, "CONVERT_BACKLOG", 2)
     writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
     try:
         await held.started(writer, "first")
@@ -498,7 +497,7 @@ async def test_batches_that_arrive_during_a_flush_are_due_one_interval_after_the
     """A batch that arrives while a flush converts is left for the next flush, and its age counts
     from its arrival (at the latest), not from the end of the flush that passed it by."""
     held = HeldConversion(monkeypatch)
-    monkeypatch.setattr(buffer_module, "CONVERT_ITEMS", 1_000_000)  # only the flush converts
+    monkeypatch.setattr(convert_module, "CONVERT_ITEMS", 1_000_000)  # only the flush converts
     writer = await make_writer(flush_interval=3600, flush_size_mib=1024)
     await writer.consume(data.batch(Signal.TRACES, data.span_request(data.T0, "first")))
     flushing = asyncio.create_task(writer.flush())
@@ -518,15 +517,14 @@ async def test_an_item_that_does_not_convert_is_dropped_alone_and_counted(
 ) -> None:
     """Receivers validate every batch, so a span the converter refuses is a converter bug; the
     writer then converts the batch's parts, and drops and counts only the span that fails alone."""
-    convert = buffer_module.otlp_rows
+    convert = convert_module.otlp_rows
 
     def refusing(batches: list[Any], region: str, types: Any = None) -> Any:
         if any("poison" in name for batch in batches for name in _span_names(batch)):
             raise ValueError("the converter cannot take this span")
         return convert(batches, region, types)
 
-    monkeypatch.setattr(buffer_module, "otlp_rows", refusing)  # converting batches together
-    monkeypatch.setattr(writer_module, "otlp_rows", refusing)  # then one by one
+    monkeypatch.setattr(convert_module, "otlp_rows", refusing)  # together, then one by one
     metrics = Metrics("bridge")
     writer = await make_writer(metrics)
     request = data.span_request(data.T0, "span-0")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orasi_bridge.lake.buffer import CONVERT_ITEMS, chunks
+from orasi_bridge.lake.convert import CONVERT_ITEMS, chunks
 from orasi_common.pdata import Batch, Signal
 
 
