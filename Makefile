@@ -25,12 +25,18 @@ stop-servers:
 	scripts/test-servers.sh stop
 
 # The servers are stopped whatever fails after they started (fuzz-asan.sh: the native scanner
-# under AddressSanitizer; gcc builds the extension too).
+# under AddressSanitizer; gcc builds the extension too). The suite runs on two workers, a test
+# file to a worker (most of its time is spent waiting for the processes and servers it drives;
+# service_process.free_port gives each worker its own ports); the fault tests, which time
+# processes killed under load, run after it on one.
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
 test: install
 	scripts/test-packages.sh
 	scripts/deploy-tools.sh >/dev/null
 	scripts/test-servers.sh start; status=0; \
-	  { scripts/fuzz-asan.sh 10 && $(PYTHON) -m pytest -q -p no:cacheprovider; } || status=$$?; \
+	  { scripts/fuzz-asan.sh 10 \
+	    && $(PYTEST) -p no:benchmark -n 2 --dist loadfile --ignore=tests/fault \
+	    && $(PYTEST) tests/fault; } || status=$$?; \
 	  scripts/test-servers.sh stop; exit $$status
 
 check:

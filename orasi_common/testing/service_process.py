@@ -53,11 +53,24 @@ _PORTS = range(20000, 32000)
 _ports_handed: set[int] = set()
 
 
+def _worker_ports() -> range:
+    """``_PORTS``, or under pytest-xdist this worker's own share of it (``gw<i>`` of
+    ``PYTEST_XDIST_WORKER_COUNT``): two workers never hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return _PORTS
+    share = len(_PORTS) // count
+    start = _PORTS.start + int(worker[2:]) * share
+    return range(start, start + share)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on now, not handed out before by this process."""
     rng = random.Random()
+    ports = _worker_ports()
     for _ in range(1000):
-        port = rng.choice(_PORTS)
+        port = rng.choice(ports)
         if port in _ports_handed:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -67,7 +80,7 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
         _ports_handed.add(port)
         return port
-    raise RuntimeError(f"no free port in {_PORTS}")
+    raise RuntimeError(f"no free port in {ports}")
 
 
 def free_ports(host: str = "127.0.0.1") -> Ports:

@@ -87,6 +87,8 @@ def test_record_endpoint_picks_the_protocols_endpoint() -> None:
         (key("b1") + b"/deeper", value()),
         (key("g1", kind="gateway"), value()),  # another kind's key under the wrong prefix
     ],
+    # the records hold their start time: named ids keep the test ids equal between xdist workers
+    ids=["not-json", "keys-missing", "endpoint-without-port", "deeper-key", "other-kinds-key"],
 )
 def test_record_endpoint_refuses_what_is_not_a_record(k: bytes, v: bytes) -> None:
     with pytest.raises(MalformedRecord):
