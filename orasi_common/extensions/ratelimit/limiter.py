@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -59,14 +59,20 @@ class RateLimiter:
     """The limits of one component (it owns its Redis connection and its local buckets)."""
 
     def __init__(
-        self, config: Config, component: str, metrics: Metrics, logger: logging.Logger | None = None
+        self,
+        config: Config,
+        component: str,
+        metrics: Metrics,
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        self._clock = clock  # monotonic seconds (a test's clock makes the waits exact)
         self._component = component
         self._logger = logger or logging.getLogger(__name__)
         self._limits = {tenant: config.limits(tenant) for tenant in config.tenants}
         self._default = config.limits(DEFAULT_LABEL)
-        self._local = LocalBackend()
+        self._local = LocalBackend(clock)
         self._redis: RedisBackend | None = None
         self._redis_down_until = 0.0  # monotonic; > now: Redis is not tried before then
         self._refused: dict[str, tuple[float, str]] = {}  # tenant → (refused until, kind)
@@ -77,7 +83,7 @@ class RateLimiter:
     @property
     def shared(self) -> bool:
         """Whether the limits are currently shared through Redis."""
-        return self._redis is not None and self._redis_down_until <= time.monotonic()
+        return self._redis is not None and self._redis_down_until <= self._clock()
 
     async def start(self) -> None:
         if self._config.redis is not None and self._redis is None:
@@ -107,7 +113,7 @@ class RateLimiter:
                 kinds.append(kind)
         if not takes:
             return
-        now = time.monotonic()
+        now = self._clock()
         refused = self._refused.get(tenant)
         if refused is not None:
             if refused[0] > now:
@@ -139,7 +145,7 @@ class RateLimiter:
         key = f"{{{tenant}}}:queries"
         lease = uuid.uuid4().hex
         shared: bool | None = None  # which backend holds the slot
-        if self._redis is not None and self._redis_down_until <= time.monotonic():
+        if self._redis is not None and self._redis_down_until <= self._clock():
             try:
                 shared = await self._redis.acquire(key, limit, lease, self._config.query_lease_seconds)
                 self._backend_answered()
@@ -187,4 +193,4 @@ class RateLimiter:
                 "Redis does not answer: this replica enforces the rate limits alone until it does.",
                 extra={"error": repr(error), "retry_interval": self._config.redis.retry_interval},
             )
-        self._redis_down_until = time.monotonic() + self._config.redis.retry_interval
+        self._redis_down_until = self._clock() + self._config.redis.retry_interval

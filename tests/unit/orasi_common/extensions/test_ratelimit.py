@@ -88,15 +88,21 @@ def test_a_tenant_entry_replaces_only_the_fields_it_sets() -> None:
 async def test_the_local_limiter_refuses_with_the_wait_and_counts_the_refusal() -> None:
     metrics = Metrics("gateway")
     config = Config.model_validate({"default": {"items_per_second": 100, "concurrent_queries": 1}})
-    limiter = RateLimiter(config, "otlp", metrics)
+    clock = Clock()  # (the wall clock would make the waits depend on the machine's load)
+    limiter = RateLimiter(config, "otlp", metrics, clock=clock)
     await limiter.start()
     await limiter.admit("acme", 100, 10_000)  # the burst (bytes unlimited)
+    clock.now += 0.02
     with pytest.raises(Throttled, match="100 items/s") as refused:
         await limiter.admit("acme", 10, 10)
-    assert refused.value.retry_after is not None and 0.05 < refused.value.retry_after <= 0.1
-    with pytest.raises(Throttled):  # from the cache of refusals, until its retry time
+    assert refused.value.retry_after == pytest.approx(0.08)  # 10 items at 100/s, 2 refilled
+    clock.now += 0.07  # the bucket holds 9 items: 1 would pass it
+    with pytest.raises(Throttled) as cached:  # from the cache of refusals, until its retry time
         await limiter.admit("acme", 1, 1)
+    assert cached.value.retry_after == pytest.approx(0.01)
     await limiter.admit("globex", 50, 1)  # another tenant's bucket
+    clock.now += 0.015
+    await limiter.admit("acme", 10, 10)  # past its retry time: admitted
     async with limiter.query("acme"):
         with pytest.raises(Throttled, match="1 queries at once"):
             async with limiter.query("acme"):
@@ -113,7 +119,8 @@ async def test_the_local_limiter_refuses_with_the_wait_and_counts_the_refusal() 
 async def test_ingest_refuses_a_throttled_batch_before_its_pipeline_sees_it() -> None:
     metrics = Metrics("gateway")
     consumer = RecordingConsumer()
-    limiter = RateLimiter(Config.model_validate({"default": {"items_per_second": 10}}), "otlp", metrics)
+    config = Config.model_validate({"default": {"items_per_second": 10}})
+    limiter = RateLimiter(config, "otlp", metrics, clock=Clock())  # (no refill however slow the run)
     ingest = Ingest(make_settings("otlp", Kind.RECEIVER, metrics), {Signal.TRACES: consumer}, None, limiter)
     await ingest.start()
     await ingest.consume(batch_with(Signal.TRACES, 8, tenant="acme"), "grpc")
