@@ -117,7 +117,7 @@ def apart(requests: list[bytes], rounds: int) -> dict[str, float]:
     from pydantic import TypeAdapter
 
     from orasi_bridge.lake.convert import CONVERT_ITEMS
-    from orasi_bridge.lake.rows import otlp_rows
+    from orasi_bridge.lake.rows import otlp_rows, resource_of_row
     from orasi_bridge.stream import Chain, StreamProcessor
     from orasi_common.pdata import Batch, Signal
     from orasi_common.pipeline.component import Kind, Settings
@@ -125,11 +125,13 @@ def apart(requests: list[bytes], rounds: int) -> dict[str, float]:
 
     batches = [Batch.from_serialized(Signal.TRACES, payload, tenant="bench") for payload in requests]
     per_chunk = CONVERT_ITEMS // SPANS_PER_REQUEST
-    chunks: list[tuple[Any, list[int]]] = []
+    chunks: list[tuple[Any, list[int], Any]] = []
     for start in range(0, len(batches), per_chunk):
         run = batches[start : start + per_chunk]
-        chunks.append((otlp_rows(run, "bench"), [batch.items for batch in run]))
-    spans = sum(rows.num_rows for rows, _ in chunks)
+        resources: list[Any] = []
+        rows = otlp_rows(run, "bench", resources=resources)
+        chunks.append((rows, [batch.items for batch in run], resource_of_row(resources, rows)))
+    spans = sum(rows.num_rows for rows, _, _ in chunks)
     settings = Settings("lake", Kind.EXPORTER, "bench", Metrics("bridge"), logging.getLogger("bench"))
     configs = TypeAdapter(list[StreamProcessor]).validate_python(CHAIN)
     chains: dict[str, list[Any]] = {"chain": configs, **{config.type: [config] for config in configs}}
@@ -138,8 +140,8 @@ def apart(requests: list[bytes], rounds: int) -> dict[str, float]:
         chain = Chain.build(processors, settings)
         for attempt in range(rounds + 1):  # the first warms the caches (DuckDB, redact's values)
             cpu = time.process_time()
-            for rows, counts in chunks:
-                chain.process("spans", "bench", rows, counts)
+            for rows, counts, resources in chunks:
+                chain.process("spans", "bench", rows, counts, resources)
             per_span = (time.process_time() - cpu) / spans * 1e6
             if attempt:
                 best[name] = min(best.get(name, per_span), per_span)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from orasi_bridge.lake.buffer import Bools, Entry
-from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Types, otlp_rows, rows_of
+from orasi_bridge.lake.rows import TABLE_OF_SIGNAL, Resources, Types, otlp_rows, resource_of_row, rows_of
 from orasi_common.errors import PartialSuccess
 from orasi_common.pdata import Batch
 
@@ -62,21 +62,44 @@ def convert(
 
     A batch gives one row per item (span, log record, metric data point), in order, so the rows of
     the i-th batch follow those of the batches before it; a chunk whose row count says otherwise
-    is converted batch by batch instead, which counts each batch's rows exactly."""
+    is converted batch by batch instead, which counts each batch's rows exactly.
+
+    The stream is handed each row's resource beside the rows (``otlp.Resources``), while the rows'
+    ``resource_attributes`` are still the converter's."""
     converted: list[Converted] = []
     for table, tenant, entries in chunks:
         batches = [batch for batch, _ in entries]
         types: Types | None = {} if inspect is not None else None
-        rows = otlp_rows(batches, region, types)
+        resources: Resources = []
+        rows = otlp_rows(batches, region, types, resources if stream else None)
         counts = [batch.items for batch in batches]
         if rows.num_rows != sum(counts):
             parts = [otlp_rows([batch], region) for batch in batches]
             rows = pa.concat_batches(parts)
             counts = [part.num_rows for part in parts]
+            resources = []
         elif inspect is not None and types:
-            rows = inspect(table, tenant, rows, types)
-        converted.append(stream.process(table, tenant, rows, counts) if stream else (rows, counts))
+            inspected = inspect(table, tenant, rows, types)
+            if not _same_resources(rows, inspected):
+                resources = []
+            rows = inspected
+        converted.append(
+            stream.process(table, tenant, rows, counts, resource_of_row(resources, rows))
+            if stream
+            else (rows, counts)
+        )
     return converted
+
+
+def _same_resources(before: pa.RecordBatch, after: pa.RecordBatch) -> bool:
+    """Whether ``after`` holds ``before``'s rows and its very ``resource_attributes`` (the
+    schema registry's inspection may change rows)."""
+    if before.num_rows != after.num_rows or "resource_attributes" not in before.schema.names:
+        return False
+    old, new = before.column("resource_attributes"), after.column("resource_attributes")
+    return old.offset == new.offset and [b and b.address for b in old.buffers()] == [
+        b and b.address for b in new.buffers()
+    ]
 
 
 def batch_rows(
@@ -92,15 +115,21 @@ def batch_rows(
     ``reject`` applied (the outcome says which rows were kept, and why not the others); with
     ``kept`` (the replay of a batch accepted in part, ``kept.py``), only those rows."""
     types: Types | None = {} if inspect is not None else None
-    rows = rows_of(batch, region, types)
+    resources: Resources = []
+    rows = rows_of(batch, region, types, resources if stream else None)
     outcome = None
     if inspect is not None and types:
         outcome = inspect.check(table, batch.tenant, rows, types, refuse=True)
+        if not _same_resources(rows, outcome.rows):
+            resources = []
         rows = outcome.rows
     elif kept is not None:
         rows = rows.filter(pa.array(kept))
+        resources = [of_rows[kept] for of_rows in resources if len(of_rows) == len(kept)]
     return (
-        stream.process(table, batch.tenant, rows, [rows.num_rows]) if stream else (rows, [rows.num_rows])
+        stream.process(table, batch.tenant, rows, [rows.num_rows], resource_of_row(resources, rows))
+        if stream
+        else (rows, [rows.num_rows])
     ), outcome
 
 

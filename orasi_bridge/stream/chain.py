@@ -48,7 +48,8 @@ from orasi_bridge.stream.config import (
 )
 from orasi_bridge.stream.expressions import evaluate, reads
 from orasi_bridge.stream.filter import Filter
-from orasi_bridge.stream.redact import Redact, read_salt
+from orasi_bridge.stream.redact import RESOURCE, Redact, read_salt
+from orasi_bridge.stream.runs import Runs
 from orasi_bridge.stream.sample import Sample
 from orasi_bridge.stream.tail import TABLE as TAIL_TABLE
 from orasi_bridge.stream.tail import Counters, Entry, Released, TailSampler
@@ -63,9 +64,10 @@ class Processor(Protocol):
     """The columns ``apply`` may change."""
 
     def apply(
-        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
     ) -> tuple[pa.RecordBatch, pa.Array | None]:
-        """The rows changed (same length and schema), and which to keep (None: all); blocking."""
+        """The rows changed (same length and schema), and which to keep (None: all); blocking.
+        ``runs``: rows of equal ``resource_attributes`` (``runs.py``), when known."""
         ...
 
 
@@ -225,10 +227,19 @@ class Chain:
         return lambda rule, n: counter.labels(settings.id, name, rule).inc(n)
 
     def process(
-        self, table: str, tenant: str, rows: pa.RecordBatch, counts: list[int]
+        self,
+        table: str,
+        tenant: str,
+        rows: pa.RecordBatch,
+        counts: list[int],
+        resources: np.ndarray | None = None,
     ) -> tuple[pa.RecordBatch, list[int]]:
-        """``rows`` through every processor of ``table``, and the rows kept of each batch."""
+        """``rows`` through every processor of ``table``, and the rows kept of each batch
+        (``resources``: each row's resource, when the converter gives it, see ``runs.py``)."""
         ahead: dict[int, list[pa.Array]] = {}  # values computed ahead, by step, for the rows as they are
+        runs = None
+        if resources is not None and len(resources) == rows.num_rows and rows.num_rows:
+            runs = Runs.of(resources)
         for index, step in enumerate(self.steps):
             if step.tables.isdisjoint((table,)) or rows.num_rows == 0:
                 continue
@@ -236,7 +247,7 @@ class Chain:
                 values = ahead.pop(index, None)
                 if values is None:
                     values = self._evaluate(index, table, rows, ahead)
-                changed, keep = step.processor.apply(table, tenant, rows, values)
+                changed, keep = step.processor.apply(table, tenant, rows, values, runs)
                 if changed.num_rows != rows.num_rows or not changed.schema.equals(rows.schema):
                     raise ValueError("a processor changed the rows' number or schema")
                 if keep is not None and len(keep) != rows.num_rows:
@@ -247,6 +258,8 @@ class Chain:
                     continue
                 changed, keep = rows, pa.nulls(rows.num_rows, pa.bool_())
             rows = changed
+            if RESOURCE in step.processor.writes and not isinstance(step.processor, Redact):
+                runs = None  # a transform may set a resource's rows' maps apart (redact: per value)
             if keep is not None:
                 mask = pc.fill_null(keep, False).to_numpy(zero_copy_only=False)
                 kept = int(mask.sum())
@@ -255,6 +268,7 @@ class Chain:
                     counts = keep_counts(counts, mask)
                     kept_rows = pa.array(mask)
                     rows = filter_rows(rows, mask)
+                    runs = runs.filter(mask) if runs is not None and kept else None
                     for later, computed in ahead.items():
                         ahead[later] = [value.filter(kept_rows) for value in computed]
         return rows, counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from orasi_bridge.stream.config import FilterConfig
+from orasi_bridge.stream.runs import Runs
 
 
 class Filter:
@@ -14,7 +15,7 @@ class Filter:
         self.expressions = [f"NOT coalesce(({config.drop_where}), false)"]
 
     def apply(
-        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
     ) -> tuple[pa.RecordBatch, pa.Array | None]:
         (keep,) = values
         return rows, keep

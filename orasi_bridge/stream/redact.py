@@ -28,8 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import BUILTIN_PATTERNS, RedactConfig
+from orasi_bridge.stream.runs import Runs
 
 DENY_RULE = "deny_keys"
+RESOURCE = "resource_attributes"
 HASH_HEX = 32
 """Hex digits of the hash kept (128 bits)."""
 REPEATED = 4
@@ -132,24 +134,55 @@ class Redact:
         return lambda _: mask
 
     def apply(
-        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
     ) -> tuple[pa.RecordBatch, pa.Array | None]:
         for name in self._config.fields:
             index = rows.schema.get_field_index(name)
             if index < 0:
                 continue  # body: logs only
             column = rows.column(index)
-            new = self._map(column, tenant) if pa.types.is_map(column.type) else self._values(column, tenant)
+            if name == RESOURCE and runs is not None and column.null_count == 0:
+                new = self._per_resource(column, tenant, runs)
+            elif pa.types.is_map(column.type):
+                new = self._map(column, tenant)
+            else:
+                new = self._values(column, tenant)
             if new is not column:
                 rows = rows.set_column(index, rows.schema.field(index), new)
         return rows, None
 
-    def _map(self, column: pa.MapArray, tenant: str) -> pa.Array:
+    def _per_resource(self, column: pa.MapArray, tenant: str, runs: Runs) -> pa.Array:
+        """``_map`` of the first row of each run, whose entries stand for the run's rows (counted
+        so), then each row's entries take their run's values (the keys and offsets stay)."""
+        first = column.take(pa.array(runs.starts))
+        assert isinstance(first, pa.MapArray)
+        first_offsets = first.offsets.to_numpy()
+        weights = np.zeros(len(first.values), np.int64)
+        weights[first_offsets[0] : first_offsets[-1]] = np.repeat(runs.lengths, np.diff(first_offsets))
+        new = self._map(first, tenant, weights)
+        if new is first:
+            return column
+        offsets = column.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        start, end = int(offsets[0]), int(offsets[-1])
+        # entry j of row i is entry j of its run's first row
+        shift = first_offsets[:-1][runs.run_of_row] - offsets[:-1]
+        gather = np.repeat(shift, lengths) + np.arange(start, end)
+        assert isinstance(new, pa.MapArray)
+        return pa.MapArray.from_arrays(
+            pa.array((offsets - start).astype(np.int32)),
+            column.values.field(0).slice(start, end - start),
+            new.values.field(1).take(pa.array(gather)),
+            type=column.type,
+        )
+
+    def _map(self, column: pa.MapArray, tenant: str, weights: np.ndarray | None = None) -> pa.Array:
+        """``column`` redacted (``weights``: how many rows each entry of its values stands for)."""
         entries = column.values
         keys, values = entries.field(0), entries.field(1)
         allowed = pc.match_substring_regex(keys, f"^(?:{self._allow})$") if self._allow else None
         denied = pc.match_substring_regex(keys, f"^(?:{self._deny})$") if self._deny else None
-        new = self._values(values, tenant, allowed, denied)
+        new = self._values(values, tenant, allowed, denied, weights)
         if new is values:
             return column
         rebuilt = pa.StructArray.from_arrays(
@@ -165,9 +198,15 @@ class Redact:
         )
 
     def _values(
-        self, values: pa.Array, tenant: str, allowed: pa.Array | None = None, denied: pa.Array | None = None
+        self,
+        values: pa.Array,
+        tenant: str,
+        allowed: pa.Array | None = None,
+        denied: pa.Array | None = None,
+        weights: np.ndarray | None = None,
     ) -> pa.Array:
-        """``values`` redacted (the same object when nothing matched)."""
+        """``values`` redacted (the same object when nothing matched; ``weights``: how many
+        values each stands for, counted so)."""
         result = values
         skip = allowed
         if denied is not None:
@@ -175,13 +214,14 @@ class Redact:
             if allowed is not None:
                 denied = pc.and_(denied, pc.invert(allowed))
             if pc.any(denied).as_py():
-                result = self._whole(values, denied, tenant)
+                result = self._whole(values, denied, tenant, weights)
                 skip = denied if allowed is None else pc.or_(allowed, denied)
         subject = values if skip is None else pc.if_else(skip, pa.scalar(None, pa.string()), values)
-        indices, distinct, occurrences = _distinct(subject)
+        indices, distinct, occurrences = _distinct(subject, weights)
         if self._any is None:
             return result
-        if len(distinct) * REPEATED <= len(values):
+        stands_for = len(values) if weights is None else int(weights.sum())
+        if len(distinct) * REPEATED <= stands_for:
             hit, rewritten, counts = self._cached(distinct, tenant)
         else:
             hit, rewritten, counts = self._fresh(distinct, tenant)
@@ -231,9 +271,13 @@ class Redact:
         rewritten = pa.array([text for text, _ in matched], pa.string())
         return hit, rewritten, np.stack([counts for _, counts in matched], axis=1)
 
-    def _whole(self, values: pa.Array, denied: pa.Array, tenant: str) -> pa.Array:
+    def _whole(
+        self, values: pa.Array, denied: pa.Array, tenant: str, weights: np.ndarray | None = None
+    ) -> pa.Array:
         """``values`` with those ``denied`` replaced wholly."""
-        indices, distinct, occurrences = _distinct(pc.if_else(denied, values, pa.scalar(None, pa.string())))
+        indices, distinct, occurrences = _distinct(
+            pc.if_else(denied, values, pa.scalar(None, pa.string())), weights
+        )
         replace = self._replacement(DENY_RULE, tenant)
         replaced = pa.array([replace(text) for text in distinct.to_pylist()], pa.string())
         self._count(DENY_RULE, int(occurrences.sum()))
@@ -278,9 +322,15 @@ def _substitute(rule: Rule, replace: Replace, count: list[int]) -> Callable[[re.
     return substitute
 
 
-def _distinct(values: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """``values`` as indices into its distinct values (nulls: null), and how often each stands."""
+def _distinct(values: pa.Array, weights: np.ndarray | None = None) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """``values`` as indices into its distinct values (nulls: null), and how often each stands
+    (``weights``: how many each value of ``values`` stands for)."""
     encoded = pc.dictionary_encode(values)
     distinct = encoded.dictionary
-    occurrences = np.bincount(pc.drop_null(encoded.indices).to_numpy(), minlength=len(distinct))
+    if weights is None:
+        occurrences = np.bincount(pc.drop_null(encoded.indices).to_numpy(), minlength=len(distinct))
+    else:
+        at = pc.fill_null(encoded.indices, -1).to_numpy()
+        present = at >= 0
+        occurrences = np.bincount(at[present], weights[present], minlength=len(distinct)).astype(np.int64)
     return encoded.indices, distinct, occurrences

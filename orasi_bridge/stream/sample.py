@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import SampleConfig
+from orasi_bridge.stream.runs import Runs
 
 RANDOM_BITS = 56
 
@@ -32,7 +33,7 @@ class Sample:
         self._without_trace = config.keep_without_trace
 
     def apply(
-        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
     ) -> tuple[pa.RecordBatch, pa.Array | None]:
         trace_id = rows.column("trace_id")
         if self._threshold is None:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import MAPS, TransformConfig, target
+from orasi_bridge.stream.runs import Runs
 
 
 def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
@@ -91,7 +92,7 @@ class Transform:
         self.writes = frozenset([*self._columns, *self._maps])
 
     def apply(
-        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array]
+        self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
     ) -> tuple[pa.RecordBatch, pa.Array | None]:
         new: dict[str, pa.Array] = dict(zip(self._columns, values, strict=False))
         sets: dict[str, dict[str, pa.Array]] = defaultdict(dict)

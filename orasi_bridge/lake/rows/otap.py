@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from orasi_bridge.lake import schema
 from orasi_bridge.lake.rows.columns import children, hex_ids, log_rows, span_rows, text
-from orasi_bridge.lake.rows.otlp import Types
+from orasi_bridge.lake.rows.otlp import Resources, Types
 from orasi_common.pdata.canonical_otap import table_attribute_maps, table_values, typed_table_attribute_maps
 from orasi_common.pdata.envelope import OtapEnvelope
 from orasi_common.pdata.otap import wire
@@ -84,7 +84,9 @@ def item_attributes(
     return maps
 
 
-def spans_batch(tables: Tables, tenant: str, region: str, types: Types | None = None) -> pa.RecordBatch:
+def spans_batch(
+    tables: Tables, tenant: str, region: str, types: Types | None = None, resources: Resources | None = None
+) -> pa.RecordBatch:
     """The ``spans`` rows of one OTAP traces batch."""
     checked, root = root_table(tables, TRACES_PAYLOAD_TYPES, P.SPANS, "traces")
     if root is None:
@@ -97,6 +99,8 @@ def spans_batch(tables: Tables, tenant: str, region: str, types: Types | None = 
     duration = to_numpy(root.need("duration_time_unix_nano", "duration"), np.int64)
     status = root.struct("status")
     envelope = OtapEnvelope(root, checked)
+    if resources is not None:
+        resources.append(envelope.resource_of_item)
     return span_rows(
         tenant,
         region,
@@ -124,7 +128,12 @@ def spans_batch(tables: Tables, tenant: str, region: str, types: Types | None = 
 
 
 def logs_batch(
-    tables: Tables, tenant: str, region: str, received: I64 | int = 0, types: Types | None = None
+    tables: Tables,
+    tenant: str,
+    region: str,
+    received: I64 | int = 0,
+    types: Types | None = None,
+    resources: Resources | None = None,
 ) -> pa.RecordBatch:
     """The ``logs`` rows of one OTAP logs batch (``received``: see ``columns.log_rows``)."""
     checked, root = root_table(tables, LOGS_PAYLOAD_TYPES, P.LOGS, "logs")
@@ -143,6 +152,8 @@ def logs_batch(
         )
         body, body_type = values.render(body=True), values.types
     envelope = OtapEnvelope(root, checked)
+    if resources is not None:
+        resources.append(envelope.resource_of_item)
     return log_rows(
         tenant,
         region,

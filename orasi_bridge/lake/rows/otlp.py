@@ -105,6 +105,11 @@ Types = dict[str, pa.Array]
 """Filled, when given, with the original types beside the ``attributes`` and
 ``resource_attributes`` maps of the rows (``canonical.TYPES``): what the schema registry checks."""
 
+Resources = list[I64]
+"""Filled, when given, with the index of each row's resource in the converted request (rows of
+one resource hold equal ``resource_attributes``, copies of its map): what lets the stream work
+once per resource (``stream.runs``). Spans and logs only."""
+
 
 def item_attributes(
     buf: Buffer, fields: Fields, number: int, n: int, envelope: Envelope, types: Types | None
@@ -126,9 +131,13 @@ def walk(data: bytes) -> tuple[Buffer, OtlpEnvelope, int, Fields]:
     return buf, envelope, envelope.n, envelope.items.fields
 
 
-def spans_batch(data: bytes, tenant: str, region: str, types: Types | None = None) -> pa.RecordBatch:
+def spans_batch(
+    data: bytes, tenant: str, region: str, types: Types | None = None, resources: Resources | None = None
+) -> pa.RecordBatch:
     """The ``spans`` rows of a serialized ExportTraceServiceRequest."""
     buf, envelope, n, spans = walk(data)
+    if resources is not None:
+        resources.append(envelope.resource_of_item)
     status = nested(buf, spans, 15)
     return span_rows(
         tenant,
@@ -148,11 +157,18 @@ def spans_batch(data: bytes, tenant: str, region: str, types: Types | None = Non
 
 
 def logs_batch(
-    data: bytes, tenant: str, region: str, received: I64 | int = 0, types: Types | None = None
+    data: bytes,
+    tenant: str,
+    region: str,
+    received: I64 | int = 0,
+    types: Types | None = None,
+    resources: Resources | None = None,
 ) -> pa.RecordBatch:
     """The ``logs`` rows of a serialized ExportLogsServiceRequest (``received``: when each record
     was received, see ``columns.log_rows``)."""
     buf, envelope, n, logs = walk(data)
+    if resources is not None:
+        resources.append(envelope.resource_of_item)
     body_rows = logs.rows(5, LEN)
     body = scanned_values(buf, logs.start[body_rows], logs.end[body_rows], logs.msg[body_rows], n)
     return log_rows(

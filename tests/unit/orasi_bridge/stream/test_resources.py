@@ -1,0 +1,131 @@
+"""The stream's work once per resource (``stream.runs``): the converter hands each row's
+resource over, and the chain's rows and counts are those of the work done row by row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+from orasi_bridge.lake.convert import batch_rows, chunks, convert
+from orasi_bridge.lake.rows import otlp_rows, resource_of_row
+from orasi_bridge.stream.runs import Runs
+from orasi_common.pdata import Batch, Signal
+from orasi_common.telemetry.metrics import Metrics
+
+from .rows import chain, column, sample_value, spans
+
+REDACT_AND_DROP: list[dict[str, Any]] = [
+    {"type": "filter", "signals": ["traces"], "drop_where": "name = 'drop'"},
+    {"type": "redact", "signals": ["traces"], "deny_keys": ["secret"]},
+]
+
+
+def resource(*pairs: tuple[str, str]) -> list[tuple[str, str]]:
+    return list(pairs)
+
+
+def test_runs_of_resources_and_after_a_filter() -> None:
+    runs = Runs.of(np.array([0, 0, 1, 1, 1, 0, 2]))
+    assert runs.starts.tolist() == [0, 2, 5, 6]
+    assert runs.run_of_row.tolist() == [0, 0, 1, 1, 1, 2, 3]
+    assert runs.lengths.tolist() == [2, 3, 1, 1]
+    kept = runs.filter(np.array([True, False, False, False, True, True, True]))
+    assert kept.starts.tolist() == [0, 1, 2, 3]
+    assert kept.lengths.tolist() == [1, 1, 1, 1]
+
+
+def test_redact_once_per_resource_gives_the_rows_and_counts_of_row_by_row() -> None:
+    shop = resource(("owner", "dave@example.net"), ("host.ip", "10.1.2.3"), ("secret", "s3"))
+    cart = resource(("owner", "erin@example.org"), ("region", "eu"))
+    plain = resource(("service.name", "db"))
+    names = ["a", "drop", "b", "c", "drop", "d", "e"]
+    maps = [shop, shop, shop, cart, cart, plain, shop]
+    rows = spans(
+        *(
+            {"name": name, "resource_attributes": attributes, "attributes": [("ip", f"10.0.0.{i}")]}
+            for i, (name, attributes) in enumerate(zip(names, maps, strict=True))
+        )
+    )
+    by_rows, by_resources = Metrics("bridge"), Metrics("bridge")
+    expected, expected_counts = chain(*REDACT_AND_DROP, metrics=by_rows).process(
+        "spans", "acme", rows, [3, 4]
+    )
+    out, counts = chain(*REDACT_AND_DROP, metrics=by_resources).process(
+        "spans", "acme", rows, [3, 4], np.array([0, 0, 0, 1, 1, 2, 3])
+    )
+    assert out.equals(expected) and counts == expected_counts == [2, 3]
+    assert column(out, "resource_attributes")[0] == [
+        ("owner", "[REDACTED:email]"),
+        ("host.ip", "[REDACTED:ipv4]"),
+        ("secret", "[REDACTED:deny_keys]"),
+    ]
+    for rule in ("email", "ipv4", "deny_keys"):
+        labels = {"exporter": "lake", "processor": "redact_1", "rule": rule}
+        assert sample_value(by_resources, "orasi_stream_redactions_total", labels) == sample_value(
+            by_rows, "orasi_stream_redactions_total", labels
+        )
+    labels = {"exporter": "lake", "processor": "redact_1", "rule": "email"}
+    assert sample_value(by_resources, "orasi_stream_redactions_total", labels) == 4  # rows, not resources
+
+
+def test_a_transform_of_the_resource_map_lets_the_runs_go() -> None:
+    """After a transform sets a resource key from a span's column, rows of one resource differ:
+    the redact after it works row by row (were it to take the first row's map, b would read a)."""
+    rows = spans(
+        *({"name": name, "resource_attributes": [("owner", "x")]} for name in ("a@example.com", "b"))
+    )
+    stream = chain(
+        {"type": "transform", "signals": ["traces"], "set": {"resource_attributes['who']": "name"}},
+        {"type": "redact", "signals": ["traces"]},
+    )
+    out, _ = stream.process("spans", "acme", rows, [2], np.array([0, 0]))
+    assert column(out, "resource_attributes") == [
+        [("owner", "x"), ("who", "[REDACTED:email]")],
+        [("owner", "x"), ("who", "b")],
+    ]
+
+
+def _request(services: list[tuple[str, int]]) -> bytes:
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    for service, n in services:
+        spans_of = request.resource_spans.add()
+        spans_of.resource.attributes.add(key="service.name", value=common_pb2.AnyValue(string_value=service))
+        spans_of.resource.attributes.add(
+            key="owner", value=common_pb2.AnyValue(string_value=f"{service}@x.io")
+        )
+        scope = spans_of.scope_spans.add()
+        for i in range(n):
+            span = scope.spans.add(name=f"op{i}", trace_id=bytes([1] * 16), span_id=bytes([i + 1] * 8))
+            span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+    return request.SerializeToString()
+
+
+def test_the_converter_hands_over_each_rows_resource() -> None:
+    batches = [
+        Batch.from_serialized(Signal.TRACES, _request([("a", 2), ("b", 1)]), tenant="acme"),
+        Batch.from_serialized(Signal.TRACES, _request([("c", 1), ("a", 1)]), tenant="acme"),
+    ]
+    resources: list[np.ndarray] = []
+    rows = otlp_rows(batches, "eu", resources=resources)
+    of_rows = resource_of_row(resources, rows)
+    assert of_rows is not None and of_rows.tolist() == [0, 0, 1, 2, 3]
+    services = column(rows, "service_name")
+    assert services == ["a", "a", "b", "c", "a"]
+    one, _ = batch_rows(batches[0], "spans", "eu")
+    assert one[0].num_rows == 3
+
+    stream = chain({"type": "redact", "signals": ["traces"]})
+    by_rows, _ = stream.process("spans", "acme", rows, [3, 2])
+    (converted,) = convert(
+        chunks({("spans", "acme"): [(batch, None) for batch in batches]}), "eu", stream=stream
+    )
+    assert converted[0].equals(by_rows) and converted[1] == [3, 2]
+    assert column(converted[0], "resource_attributes")[0] == [
+        ("service.name", "a"),
+        ("owner", "[REDACTED:email]"),
+    ]
+    assert isinstance(rows, pa.RecordBatch)
