@@ -8,7 +8,8 @@ count and one to replace; one that needs Python per match (``card``'s Luhn check
 action ``hash``) runs Python's ``re`` on them. The results go back with one ``take``. Where
 values repeat (attribute values; a resource's on every span) what each became, and its matches
 per rule, is cached across batches, so only values not seen yet reach the regex kernels (which
-compile their pattern on every call).
+compile their pattern on every call). With runs of rows of one resource (``runs.py``),
+``resource_attributes`` is redacted once per run, then each row takes its run's values.
 
 ``deny_keys`` replace a whole value, ``allow_keys`` are left alone. The hash is SHA-256 of the
 tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay

@@ -12,6 +12,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 
 from orasi_bridge.lake.convert import batch_rows, chunks, convert
 from orasi_bridge.lake.rows import otlp_rows, resource_of_row
+from orasi_bridge.stream.chain import filter_map, filter_rows, filter_runs
 from orasi_bridge.stream.runs import Runs
 from orasi_common.pdata import Batch, Signal
 from orasi_common.telemetry.metrics import Metrics
@@ -129,3 +130,20 @@ def test_the_converter_hands_over_each_rows_resource() -> None:
         ("owner", "[REDACTED:email]"),
     ]
     assert isinstance(rows, pa.RecordBatch)
+
+
+def test_filter_by_runs_keeps_the_rows_a_filter_keeps() -> None:
+    """Every way of keeping rows of runs (none, all, the first or last run cut, runs emptied)."""
+    random = np.random.default_rng(17)
+    maps = [[("k", f"r{run}"), ("n", str(i))] for run in range(6) for i in range(2)]  # run r: rows 2r, 2r+1
+    resources = np.repeat(np.arange(6), [3, 1, 4, 2, 1, 3])
+    column = pa.array([maps[2 * r] for r in resources], pa.map_(pa.string(), pa.string()))
+    runs = Runs.of(resources)
+    cases = [np.ones(14, bool), np.zeros(14, bool), np.arange(14) != 0, np.arange(14) != 13]
+    cases += [random.random(14) < p for p in (0.2, 0.5, 0.8) for _ in range(20)]
+    for keep in cases:
+        expected = filter_map(column, keep)
+        got = filter_runs(column, runs, keep)
+        assert got.equals(expected), keep
+        rows = spans(*({"resource_attributes": m} for m in column.to_pylist()))
+        assert filter_rows(rows, keep, runs).equals(filter_rows(rows, keep))
