@@ -11,10 +11,12 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
 from orasi_bridge.lake.convert import batch_rows, chunks, convert
-from orasi_bridge.lake.rows import otlp_rows, resource_of_row
+from orasi_bridge.lake.rows import otap, otlp, otlp_rows, resource_of_row, rows_of
 from orasi_bridge.stream.chain import filter_map, filter_rows, filter_runs
 from orasi_bridge.stream.runs import Runs
 from orasi_common.pdata import Batch, Signal
+from orasi_common.pdata.otap import codec
+from orasi_common.pdata.otap.traces import encode_traces_bytes
 from orasi_common.telemetry.metrics import Metrics
 
 from .rows import chain, column, sample_value, spans
@@ -147,3 +149,29 @@ def test_filter_by_runs_keeps_the_rows_a_filter_keeps() -> None:
         assert got.equals(expected), keep
         rows = spans(*({"resource_attributes": m} for m in column.to_pylist()))
         assert filter_rows(rows, keep, runs).equals(filter_rows(rows, keep))
+
+
+def test_an_otap_batch_hands_over_the_runs_of_its_otlp_form() -> None:
+    data = _request([("a", 2), ("b", 1), ("c", 3)])
+    tables = encode_traces_bytes(data)
+    from_otap: list[np.ndarray] = []
+    from_otlp: list[np.ndarray] = []
+    otap.spans_batch(tables, "acme", "eu", resources=from_otap)
+    otlp.spans_batch(data, "acme", "eu", resources=from_otlp)
+    assert Runs.of(from_otap[0]).starts.tolist() == Runs.of(from_otlp[0]).starts.tolist() == [0, 2, 3]
+
+    batch = codec.decode(Signal.TRACES, tables, tenant="acme", batch_id="b")
+    stream = chain({"type": "redact", "signals": ["traces"]})
+    handed: list[Any] = []
+    process = stream.process
+
+    def spy(*args: Any) -> Any:
+        handed.append(args[4] if len(args) > 4 else None)
+        return process(*args)
+
+    stream.process = spy  # type: ignore[method-assign]
+    (rows, counts), _ = batch_rows(batch, "spans", "eu", stream)
+    assert handed[0] is not None and Runs.of(handed[0]).starts.tolist() == [0, 2, 3]
+    expected, _ = process("spans", "acme", rows_of(batch, "eu"), [6])
+    assert rows.equals(expected) and counts == [6]
+    assert column(rows, "resource_attributes")[5] == [("service.name", "c"), ("owner", "[REDACTED:email]")]
