@@ -103,13 +103,21 @@ def filter_map(column: pa.MapArray, keep: np.ndarray) -> pa.MapArray:
     )
 
 
-def filter_runs(column: pa.Array, runs: Runs, keep: np.ndarray) -> pa.Array:
+SLICES = 128
+"""The most slices ``filter_runs`` concatenates (each costs a few µs: past this, runs are short
+and a filter of the entries is cheaper)."""
+
+
+def filter_runs(column: pa.Array, runs: Runs, keep: np.ndarray) -> pa.Array | None:
     """The rows ``keep`` says of a column equal across each of ``runs`` (``resource_attributes``):
     as many rows of a run as it keeps are its first ones, so the rows kept are slices of the
     column, one ending after each run that lost rows, concatenated (copies of whole buffers; a
-    filter copies the column entry by entry, about 5 times slower on the corpus's resources)."""
+    filter copies the column entry by entry, about 5 times slower on the corpus's resources).
+    None when that takes more than ``SLICES`` slices."""
     kept = np.bincount(runs.run_of_row[keep], minlength=len(runs.starts))
     short = np.flatnonzero(kept != runs.lengths)
+    if len(short) >= SLICES:
+        return None
     firsts = np.concatenate([[0], short + 1])  # the first run of each slice
     ends = np.append(runs.starts[short] + kept[short], len(column))  # where each slice stops
     if firsts[-1] == len(runs.starts):  # the last run lost rows: no slice after it
@@ -128,8 +136,11 @@ def filter_rows(rows: pa.RecordBatch, keep: np.ndarray, runs: Runs | None = None
     mask = pa.array(keep)
     columns = []
     for name, column in zip(rows.schema.names, rows.columns, strict=True):
+        sliced = None
         if name == RESOURCE and runs is not None and column.null_count == 0:
-            columns.append(filter_runs(column, runs, keep))
+            sliced = filter_runs(column, runs, keep)
+        if sliced is not None:
+            columns.append(sliced)
         elif isinstance(column, pa.MapArray):
             columns.append(filter_map(column, keep))
         else:

@@ -142,7 +142,7 @@ class Redact:
             if index < 0:
                 continue  # body: logs only
             column = rows.column(index)
-            if name == RESOURCE and runs is not None and column.null_count == 0:
+            if name == RESOURCE and runs is not None and column.null_count == 0 and runs.long():
                 new = self._per_resource(column, tenant, runs)
             elif pa.types.is_map(column.type):
                 new = self._map(column, tenant)

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 Indices = npt.NDArray[np.int64]
+LONG = 4
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Runs:
     def lengths(self) -> Indices:
         """The rows of each run."""
         return np.diff(np.append(self.starts, len(self.run_of_row)))
+
+    def long(self) -> bool:
+        """Whether the runs are long enough to work per run rather than per row (``LONG`` rows
+        each on average: working per run costs one more copy of the rows' maps)."""
+        return len(self.starts) * LONG <= len(self.run_of_row)
 
     def filter(self, keep: npt.NDArray[np.bool_]) -> Runs:
         """The runs of the rows ``keep`` says."""

@@ -45,8 +45,9 @@ def test_redact_once_per_resource_gives_the_rows_and_counts_of_row_by_row() -> N
     shop = resource(("owner", "dave@example.net"), ("host.ip", "10.1.2.3"), ("secret", "s3"))
     cart = resource(("owner", "erin@example.org"), ("region", "eu"))
     plain = resource(("service.name", "db"))
-    names = ["a", "drop", "b", "c", "drop", "d", "e"]
-    maps = [shop, shop, shop, cart, cart, plain, shop]
+    resources = np.repeat(np.arange(4), [6, 5, 4, 5])  # runs long enough (Runs.long)
+    names = ["a", "drop", "b", "b", "b", "b", "c", "drop", "c", "drop", "c", *"dddd", *"eeeee"]
+    maps = [[shop, cart, plain, shop][r] for r in resources]
     rows = spans(
         *(
             {"name": name, "resource_attributes": attributes, "attributes": [("ip", f"10.0.0.{i}")]}
@@ -54,13 +55,11 @@ def test_redact_once_per_resource_gives_the_rows_and_counts_of_row_by_row() -> N
         )
     )
     by_rows, by_resources = Metrics("bridge"), Metrics("bridge")
-    expected, expected_counts = chain(*REDACT_AND_DROP, metrics=by_rows).process(
-        "spans", "acme", rows, [3, 4]
-    )
-    out, counts = chain(*REDACT_AND_DROP, metrics=by_resources).process(
-        "spans", "acme", rows, [3, 4], np.array([0, 0, 0, 1, 1, 2, 3])
-    )
-    assert out.equals(expected) and counts == expected_counts == [2, 3]
+    per_row = chain(*REDACT_AND_DROP, metrics=by_rows)
+    expected, expected_counts = per_row.process("spans", "acme", rows, [3, 17])
+    per_run = chain(*REDACT_AND_DROP, metrics=by_resources)
+    out, counts = per_run.process("spans", "acme", rows, [3, 17], resources)
+    assert out.equals(expected) and counts == expected_counts == [2, 15]
     assert column(out, "resource_attributes")[0] == [
         ("owner", "[REDACTED:email]"),
         ("host.ip", "[REDACTED:ipv4]"),
@@ -72,23 +71,22 @@ def test_redact_once_per_resource_gives_the_rows_and_counts_of_row_by_row() -> N
             by_rows, "orasi_stream_redactions_total", labels
         )
     labels = {"exporter": "lake", "processor": "redact_1", "rule": "email"}
-    assert sample_value(by_resources, "orasi_stream_redactions_total", labels) == 4  # rows, not resources
+    assert sample_value(by_resources, "orasi_stream_redactions_total", labels) == 13  # rows, not runs
 
 
 def test_a_transform_of_the_resource_map_lets_the_runs_go() -> None:
     """After a transform sets a resource key from a span's column, rows of one resource differ:
     the redact after it works row by row (were it to take the first row's map, b would read a)."""
-    rows = spans(
-        *({"name": name, "resource_attributes": [("owner", "x")]} for name in ("a@example.com", "b"))
-    )
+    names = ("a@example.com", "b", "c", "d")
+    rows = spans(*({"name": name, "resource_attributes": [("owner", "x")]} for name in names))
     stream = chain(
         {"type": "transform", "signals": ["traces"], "set": {"resource_attributes['who']": "name"}},
         {"type": "redact", "signals": ["traces"]},
     )
-    out, _ = stream.process("spans", "acme", rows, [2], np.array([0, 0]))
+    out, _ = stream.process("spans", "acme", rows, [4], np.zeros(4, np.int64))
     assert column(out, "resource_attributes") == [
         [("owner", "x"), ("who", "[REDACTED:email]")],
-        [("owner", "x"), ("who", "b")],
+        *([("owner", "x"), ("who", name)] for name in names[1:]),
     ]
 
 
@@ -146,7 +144,7 @@ def test_filter_by_runs_keeps_the_rows_a_filter_keeps() -> None:
     for keep in cases:
         expected = filter_map(column, keep)
         got = filter_runs(column, runs, keep)
-        assert got.equals(expected), keep
+        assert got is not None and got.equals(expected), keep
         rows = spans(*({"resource_attributes": m} for m in column.to_pylist()))
         assert filter_rows(rows, keep, runs).equals(filter_rows(rows, keep))
 
@@ -175,3 +173,17 @@ def test_an_otap_batch_hands_over_the_runs_of_its_otlp_form() -> None:
     expected, _ = process("spans", "acme", rows_of(batch, "eu"), [6])
     assert rows.equals(expected) and counts == [6]
     assert column(rows, "resource_attributes")[5] == [("service.name", "c"), ("owner", "[REDACTED:email]")]
+
+
+def test_short_runs_are_worked_row_by_row() -> None:
+    """A resource per row: no slice per row (``SLICES``), no redact per run of one row."""
+    assert not Runs.of(np.arange(8)).long() and Runs.of(np.zeros(8, np.int64)).long()
+    maps = pa.array([[("k", str(i))] for i in range(300)], pa.map_(pa.string(), pa.string()))
+    keep = np.arange(300) % 2 == 0
+    assert filter_runs(maps, Runs.of(np.arange(300)), keep) is None
+    rows = spans(*({"resource_attributes": [("ip", f"10.0.0.{i % 250}")]} for i in range(300)))
+    assert filter_rows(rows, keep, Runs.of(np.arange(300))).equals(filter_rows(rows, keep))
+    stream = chain({"type": "redact", "signals": ["traces"]})
+    by_rows, _ = stream.process("spans", "acme", rows, [300])
+    assert stream.process("spans", "acme", rows, [300], np.arange(300))[0].equals(by_rows)
+    assert column(by_rows, "resource_attributes")[7] == [("ip", "[REDACTED:ipv4]")]
