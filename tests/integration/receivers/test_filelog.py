@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -194,9 +195,14 @@ def test_kill9_twice_under_load_every_line_exactly_once(processes: Processes, tm
         for kill in range(2):  # while the writer writes and the agent reads, block after block
             wait_until(lambda: agent.metric(accepted, receiver="filelog") >= 3000, 60, "the agent to read on")
             assert not stop.is_set(), "the writer finished before the kill: write more slowly"
-            agent.kill9()
+            agent.send_signal(signal.SIGSTOP)  # frozen wherever it is, as the kill below finds it
             at_kill = committed(tmp_path, log)  # the slot file reads (a valid slot)
-            assert 0 < at_kill < log.stat().st_size, kill
+            # killed in the middle of the file: the writer writes on past what the frozen agent
+            # committed (killed at once, an agent that had caught up with a writer slowed by the
+            # load could be killed at the file's end)
+            wait_until(lambda end=at_kill: log.stat().st_size > end, 30, "lines the frozen agent missed")
+            agent.kill9()
+            assert 0 < committed(tmp_path, log) == at_kill, kill
             agent.start()
     except BaseException:
         stop.set()
