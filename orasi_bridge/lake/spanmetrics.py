@@ -40,6 +40,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +64,8 @@ BUCKETS = len(BOUNDS_NS) + 1
 
 MINUTE_US = 60_000_000
 HOUR_US = 60 * MINUTE_US
+ArrowColumn = TypeVar("ArrowColumn", pa.Array, pa.ChunkedArray)
+
 GROUP_KEYS = ("tenant", "region", "service_name", "name", "kind", "status_code")
 ERROR = "ERROR"
 
@@ -95,7 +98,8 @@ def aggregate(
     spans: list[pa.RecordBatch], watermarks: Mapping[str, int], lateness_us: int, now_us: int
 ) -> Aggregate:
     """The ``span_metrics_1m`` rows of ``spans`` (rows of the spans table): one per group
-    (``GROUP_KEYS`` and minute), computed with numpy over whole columns.
+    (``GROUP_KEYS`` and minute): one Arrow hash aggregation of the spans per group, minute and
+    bucket, then those rows grouped with numpy (no per-row Python, no sort of the spans).
 
     ``watermarks`` is per tenant the latest minute (µs) committed before; with this call's own
     latest minute (no later than ``now_us``'s), minus ``lateness_us``, it is the watermark that
@@ -104,26 +108,55 @@ def aggregate(
     table = pa.Table.from_batches(spans, schema=SPANS).select([*GROUP_KEYS, "duration_ns", "time"])
     if table.num_rows == 0:
         return Aggregate(pa.RecordBatch.from_pylist([], schema=SPAN_METRICS_1M))
-    table = table.combine_chunks()
-    rows = table.num_rows
-    minute = np.asarray(table.column("time").cast(pa.int64()).fill_null(0))
+    # no combine_chunks: Arrow groups the batches' columns as they are, numpy copies only its two
+    minute = _numbers(table.column("time").cast(pa.int64()), 0)
     minute = minute - np.mod(minute, MINUTE_US)
-    codes = [_codes(table.column(name)) for name in GROUP_KEYS]
+    duration = np.maximum(_numbers(table.column("duration_ns"), 0), 0)
+    errors = pc.equal(table.column("status_code"), ERROR)
+    # One hash aggregation in Arrow per (group, minute, bucket): far fewer rows, then grouped
+    # below. In the order of their first span, the values' codes (``_codes``: by first
+    # appearance) and so the rows' order are those of grouping the spans themselves.
+    pairs = (
+        pa.table(
+            {
+                **{name: table.column(name) for name in GROUP_KEYS},
+                "minute": minute,
+                "bucket": np.searchsorted(np.asarray(BOUNDS_NS), duration, side="left"),
+                "duration": duration,
+                "error": _filled(errors, False),
+                "row": np.arange(table.num_rows),
+            }
+        )
+        .group_by([*GROUP_KEYS, "minute", "bucket"], use_threads=False)
+        .aggregate(
+            [
+                ("duration", "sum"),
+                ("duration", "min"),
+                ("duration", "max"),
+                ("duration", "count"),
+                ("error", "sum"),
+                ("row", "min"),
+            ]
+        )
+    )
+    pairs = pairs.take(np.argsort(np.asarray(pairs.column("row_min"))))
+    codes = [_codes(pairs.column(name)) for name in GROUP_KEYS]
+    minutes = np.asarray(pairs.column("minute"))
     group, order, starts = _groups(
-        [(code, cardinality) for code, cardinality, _ in codes] + [_int_codes(minute, MINUTE_US)]
+        [(code, cardinality) for code, cardinality, _ in codes] + [_int_codes(minutes, MINUTE_US)]
     )
     first = order[starts]
     groups = len(starts)
 
-    counts = np.diff(np.r_[starts, rows])
-    errors = np.asarray(pc.equal(table.column("status_code"), ERROR).fill_null(False))[order]
-    duration = np.maximum(np.asarray(table.column("duration_ns").fill_null(0)), 0)
-    by_group = duration[order]
-    bucket = np.searchsorted(np.asarray(BOUNDS_NS), duration, side="left")
-    buckets, bucket_counts = _histograms(group, bucket, np.ones(rows, dtype=np.int64), groups)
+    def reduced(ufunc: np.ufunc, name: str) -> pa.Array:
+        return pa.array(ufunc.reduceat(np.asarray(pairs.column(name))[order], starts), pa.int64())
+
+    pair_counts = np.asarray(pairs.column("duration_count"))
+    counts = np.add.reduceat(pair_counts[order], starts)
+    buckets, bucket_counts = _histograms(group, np.asarray(pairs.column("bucket")), pair_counts, groups)
 
     tenant_code, tenants = codes[0][0][first], codes[0][2]
-    start = minute[first]
+    start = minutes[first]
     latest: dict[str, int] = {}
     watermark = np.empty(groups, dtype=np.int64)
     now_minute = now_us - now_us % MINUTE_US
@@ -136,14 +169,14 @@ def aggregate(
 
     taken = pa.array(first)
     columns: dict[str, pa.Array] = {
-        name: table.column(name).take(taken).combine_chunks() for name in GROUP_KEYS
+        name: pairs.column(name).take(taken).combine_chunks() for name in GROUP_KEYS
     }
     columns |= {
         "span_count": pa.array(counts, pa.int64()),
-        "error_count": pa.array(np.add.reduceat(errors.astype(np.int64), starts), pa.int64()),
-        "duration_sum_ns": pa.array(np.add.reduceat(by_group, starts), pa.int64()),
-        "duration_min_ns": pa.array(np.minimum.reduceat(by_group, starts), pa.int64()),
-        "duration_max_ns": pa.array(np.maximum.reduceat(by_group, starts), pa.int64()),
+        "error_count": reduced(np.add, "error_sum"),
+        "duration_sum_ns": reduced(np.add, "duration_sum"),
+        "duration_min_ns": reduced(np.minimum, "duration_min"),
+        "duration_max_ns": reduced(np.maximum, "duration_max"),
         "duration_buckets": buckets,
         "duration_bucket_counts": bucket_counts,
         "late": pa.array(late),
@@ -164,15 +197,15 @@ def merge(rows: list[pa.RecordBatch]) -> pa.RecordBatch:
     if table.num_rows == 0:
         return pa.RecordBatch.from_pylist([], schema=SPAN_METRICS_1M)
     codes = [(code, cardinality) for code, cardinality, _ in (_codes(table.column(k)) for k in GROUP_KEYS)]
-    codes.append(_int_codes(np.asarray(table.column("time").cast(pa.int64()).fill_null(0))))
-    codes.append((np.asarray(table.column("late").fill_null(False)).astype(np.int64), 2))
+    codes.append(_int_codes(_numbers(table.column("time").cast(pa.int64()), 0)))
+    codes.append((np.asarray(_filled(table.column("late"), False)).astype(np.int64), 2))
     group, order, starts = _groups(codes)
 
     def column(name: str, null: int) -> np.ndarray:
-        return np.take(np.asarray(table.column(name).fill_null(null)), order)
+        return np.take(_numbers(table.column(name), null), order)
 
     lists = table.column("duration_buckets")
-    lengths = np.asarray(pc.list_value_length(lists).fill_null(0))
+    lengths = _numbers(pc.list_value_length(lists), 0)
     buckets, bucket_counts = _histograms(
         np.repeat(group, lengths),
         np.asarray(pc.list_flatten(lists)),
@@ -202,7 +235,7 @@ def rollup(rows: list[pa.RecordBatch]) -> pa.RecordBatch:
     table = pa.Table.from_batches(rows, schema=SPAN_METRICS_1M)
     if table.num_rows == 0:
         return pa.RecordBatch.from_pylist([], schema=SPAN_METRICS_1M)
-    minute = np.asarray(table.column("time").cast(pa.int64()).fill_null(0))
+    minute = _numbers(table.column("time").cast(pa.int64()), 0)
     hour = pa.array(minute - np.mod(minute, HOUR_US), pa.int64()).cast(SPAN_METRICS_1M.field("time").type)
     index = SPAN_METRICS_1M.get_field_index("time")
     return merge(table.set_column(index, SPAN_METRICS_1M.field("time"), hour).to_batches())
@@ -266,12 +299,27 @@ def _int_codes(values: np.ndarray, step: int = 1) -> tuple[np.ndarray, int]:
     return codes, len(distinct)
 
 
+def _filled(column: ArrowColumn, null: int | bool) -> ArrowColumn:
+    """``column`` with its nulls as ``null``: itself when it has none (no copy, no call)."""
+    return column.fill_null(null) if column.null_count else column
+
+
+def _numbers(column: ArrowColumn, null: int) -> np.ndarray:
+    """An integer column as numpy, nulls as ``null``."""
+    return np.asarray(_filled(column, null))
+
+
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int, list[str | None]]:
     """Each row's index among the column's distinct values (null: one more), their number (with
     null), and the values in that order."""
     encoded = column.combine_chunks().dictionary_encode()
     values = [*encoded.dictionary.to_pylist(), None]
-    return np.asarray(encoded.indices.fill_null(len(values) - 1)), len(values), values
+    indices = encoded.indices
+    return (
+        np.asarray(indices.fill_null(len(values) - 1) if indices.null_count else indices),
+        len(values),
+        values,
+    )
 
 
 class SpanMetrics:

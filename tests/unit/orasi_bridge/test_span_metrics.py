@@ -227,3 +227,67 @@ def test_merged_partial_rows_are_the_rows_of_all_the_spans_at_once() -> None:
             aggregate([rows], {"acme": T + 4 * MINUTE}, 2 * MINUTE, NOW).rows.to_pylist() == whole.to_pylist()
         )
         assert spanmetrics.merge(parts).to_pylist() == merged.to_pylist()
+
+
+def test_rows_match_a_row_by_row_reference_with_nulls_and_many_groups() -> None:
+    """Random spans (null service, status, duration and time among them), in three batches:
+    each row's counts, durations and histogram are those of its spans counted one by one, and
+    rows come grouped in order of their keys' first appearance (null last)."""
+    rng = np.random.default_rng(17)
+    n = 3000
+    rows = [
+        {
+            "tenant": ["acme", "other"][int(rng.integers(2))],
+            "service_name": [None, "cart", "checkout", "ads"][int(rng.integers(4))],
+            "name": f"op{int(rng.integers(7))}",
+            "kind": ["SERVER", "CLIENT"][int(rng.integers(2))],
+            "status_code": [None, "OK", "ERROR", "UNSET"][int(rng.integers(4))],
+            "duration_ns": None if rng.random() < 0.05 else int(rng.integers(-5, 10**10)),
+            "time": None if rng.random() < 0.02 else T - 3 * MINUTE + int(rng.integers(6 * MINUTE)),
+        }
+        for _ in range(n)
+    ]
+    batch = spans(*rows)
+    result = aggregate([batch.slice(0, 1000), batch.slice(1000, 1), batch.slice(1001)], {}, 0, NOW)
+    expected: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        duration = max(row["duration_ns"] or 0, 0)
+        at = row["time"] or 0
+        key = (
+            row["tenant"],
+            row["service_name"],
+            row["name"],
+            row["kind"],
+            row["status_code"],
+            at - at % MINUTE,
+        )
+        got = expected.setdefault(key, {"n": 0, "errors": 0, "sum": 0, "min": duration, "max": 0, "h": {}})
+        got["n"] += 1
+        got["errors"] += row["status_code"] == "ERROR"
+        got["sum"] += duration
+        got["min"], got["max"] = min(got["min"], duration), max(got["max"], duration)
+        bucket = int(np.searchsorted(BOUNDS_NS, duration))
+        got["h"][bucket] = got["h"].get(bucket, 0) + 1
+    produced = result.rows.to_pylist()
+    assert len(produced) == len(expected)
+    for row in produced:
+        key = (row["tenant"], row["service_name"], row["name"], row["kind"], row["status_code"])
+        want = expected[(*key, int(row["time"].timestamp() * 1e6))]
+        assert (row["span_count"], row["error_count"], row["duration_sum_ns"]) == (
+            want["n"],
+            want["errors"],
+            want["sum"],
+        )
+        assert (row["duration_min_ns"], row["duration_max_ns"]) == (want["min"], want["max"])
+        assert dict(zip(row["duration_buckets"], row["duration_bucket_counts"], strict=True)) == want["h"]
+        assert row["duration_buckets"] == sorted(want["h"])
+    first_seen = {  # null last
+        name: [v for v in dict.fromkeys(r[name] for r in rows) if v is not None] + [None]
+        for name in ("tenant", "service_name", "name")
+    }
+    order = [
+        tuple(first_seen[name].index(r[name]) for name in ("tenant", "service_name", "name"))
+        for r in produced
+    ]
+    assert order == sorted(order)
+    assert result.late_spans == sum(r["span_count"] for r in produced if r["late"]) > 0
