@@ -37,6 +37,10 @@ def test_helm_lint(tools: Tools, region: str) -> None:
         ("agent.bogus=1", "bogus"),
         ("bridge.bucket=Not_A_Bucket", "bucket"),
         ("gateway.serviceAccount.roleArn=role/x", "roleArn"),
+        ("auth.jwt.defaultScopes={ingest,forward}", "defaultScopes"),
+        ("auth.jwt.tokenExpirationSeconds=300", "tokenExpirationSeconds"),
+        ("auth.jwt.subjects.app.scopes={write}", "subjects.app.scopes"),
+        ("auth.jwt.subjects.app.tenant=a", "tenant"),
     ],
 )
 def test_schema_rejects_bad_values(tools: Tools, value: str, complaint: str) -> None:

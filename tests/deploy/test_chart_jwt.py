@@ -135,22 +135,6 @@ def test_the_rendering_with_hop_tokens_validates_strictly(tools: Tools, tmp_path
         assert f" passed for resource {workload} " in out, out
 
 
-@pytest.mark.parametrize(
-    ("value", "complaint"),
-    [
-        ("auth.jwt.defaultScopes={ingest,forward}", "defaultScopes"),
-        ("auth.jwt.tokenExpirationSeconds=300", "tokenExpirationSeconds"),
-        ("auth.jwt.subjects.app.scopes={write}", "subjects.app.scopes"),
-        ("auth.jwt.subjects.app.tenant=a", "tenant"),
-    ],
-)
-def test_schema_rejects_bad_jwt_values(tools: Tools, value: str, complaint: str) -> None:
-    done = subprocess.run(
-        [tools.helm, "template", "orasi", CHART, "--set", value], capture_output=True, text=True
-    )
-    assert done.returncode != 0 and complaint in done.stderr, done.stderr
-
-
 TRUSTED = [  # eu-west-1's cluster: a ConfigMap, the defaults; another: a Secret, every field its own
     {
         "issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/W",
