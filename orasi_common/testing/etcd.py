@@ -35,6 +35,20 @@ def read_prefix(url: str, prefix: str) -> dict[str, bytes]:
     return asyncio.run(read())
 
 
+def put_raw(url: str, key: str, value: bytes) -> None:
+    """Writes ``key`` in the etcd at ``url`` as it is, bypassing the CLI's checks (from synchronous
+    code)."""
+
+    async def put() -> None:
+        client = etcd_client(url)
+        try:
+            await client.put(key.encode(), value)
+        finally:
+            await client.close()
+
+    asyncio.run(put())
+
+
 class EtcdServer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory

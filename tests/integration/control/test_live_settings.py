@@ -29,7 +29,7 @@ from orasi_common.control.settings import settings_key
 from orasi_common.control.settings_cli import Settings
 from orasi_common.pdata import Signal
 from orasi_common.testing.agent_process import AgentProcess
-from orasi_common.testing.etcd import EtcdServer
+from orasi_common.testing.etcd import EtcdServer, put_raw
 from orasi_common.testing.service_process import (
     ServiceProcess,
     free_port,
@@ -60,19 +60,6 @@ def orasi_config(url: str, region: str, *args: str) -> subprocess.CompletedProce
         text=True,
         timeout=30,
     )
-
-
-def put_raw(url: str, key: str, value: bytes) -> None:
-    """A write that bypasses the CLI's checks."""
-
-    async def put() -> None:
-        client = etcd_client(url)
-        try:
-            await client.put(key.encode(), value)
-        finally:
-            await client.close()
-
-    asyncio.run(put())
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -13,7 +13,7 @@ import aetcd
 
 from orasi_common.control.registration import decode, key_of, prefix
 from orasi_common.control.registry import EtcdRegistry
-from orasi_common.testing.etcd import EtcdServer, read_prefix
+from orasi_common.testing.etcd import EtcdServer, put_raw, read_prefix
 from orasi_common.testing.service_process import ServiceProcess, free_ports, start_on_free_ports
 from orasi_common.topology import Ports, forwarder, service
 from orasi_common.version import __version__
@@ -108,10 +108,13 @@ def test_registers_again_after_etcd_lost_its_lease(region: str, tmp_path: Path) 
         gateway = start_on_free_ports(lambda: _gateway(ports, etcd.url, region, tmp_path))
         try:
             first = decode(read_prefix(etcd.url, key)[key])
+            marker = "/orasi/test/marker"
+            put_raw(etcd.url, marker, b"gone after the wipe")
             etcd.stop()
             time.sleep(1)
             etcd.start(wipe=True)  # every lease and key gone
-            assert read_prefix(etcd.url, key) == {}
+            # The marker proves the wipe; the gateway's key may already be back (it retries fast).
+            assert read_prefix(etcd.url, marker) == {}
             _wait_until(lambda: key in read_prefix(etcd.url, key), 15)
             assert decode(read_prefix(etcd.url, key)[key]) == first
             assert gateway.running()
