@@ -18,7 +18,9 @@ its own processor's.
 
 With each row's resource from the converter (``resources``), the chain keeps runs of rows of one
 resource (``runs.py``): ``redact`` works on ``resource_attributes`` once per run, and the rows a
-filter keeps of that map are slices of it, whole runs at a time (``filter_runs``).
+filter keeps of that map are slices of it, whole runs at a time (``filter_runs``). A processor
+that may set that map apart on rows of one run (``keeps_runs`` false: a ``transform`` of it) ends
+the runs for the processors after it.
 
 A ``tail_sample`` (last in the stream) is not a step: the chain keeps its ``TailSampler``, to which
 the lake writer hands the spans the steps let through (``hold``), and from which it takes them back
@@ -66,6 +68,10 @@ class Processor(Protocol):
     """The SQL expressions whose values per row ``apply`` takes (computed by the chain)."""
     writes: frozenset[str]
     """The columns ``apply`` may change."""
+    keeps_runs: bool
+    """Whether rows of one run (``runs.py``) still hold equal ``resource_attributes`` after
+    ``apply`` (it leaves that map alone, or changes it value by value: ``redact``); when false,
+    the chain lets the runs go."""
 
     def apply(
         self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
@@ -297,8 +303,8 @@ class Chain:
                     continue
                 changed, keep = rows, pa.nulls(rows.num_rows, pa.bool_())
             rows = changed
-            if RESOURCE in step.processor.writes and not isinstance(step.processor, Redact):
-                runs = None  # a transform may set a resource's rows' maps apart (redact: per value)
+            if not step.processor.keeps_runs:
+                runs = None
             if keep is not None:
                 mask = pc.fill_null(keep, False).to_numpy(zero_copy_only=False)
                 kept = int(mask.sum())

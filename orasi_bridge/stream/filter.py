@@ -10,6 +10,7 @@ from orasi_bridge.stream.runs import Runs
 
 class Filter:
     writes: frozenset[str] = frozenset()
+    keeps_runs = True
 
     def __init__(self, config: FilterConfig) -> None:
         self.expressions = [f"NOT coalesce(({config.drop_where}), false)"]

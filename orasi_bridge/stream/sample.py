@@ -27,6 +27,7 @@ def threshold(probability: float) -> str | None:
 class Sample:
     expressions: list[str] = []
     writes: frozenset[str] = frozenset()
+    keeps_runs = True
 
     def __init__(self, config: SampleConfig) -> None:
         self._threshold = threshold(config.probability)

@@ -90,6 +90,8 @@ class Transform:
                 self._deleted["attributes"].append(key)
         self._maps = [m for m in MAPS if m in self._deleted or any(column == m for column, _ in self._keys)]
         self.writes = frozenset([*self._columns, *self._maps])
+        # a resource key set from a row's columns sets the maps of one resource's rows apart
+        self.keeps_runs = "resource_attributes" not in self._maps
 
     def apply(
         self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None
