@@ -79,7 +79,7 @@ def _region(config: Config) -> str | None:
 COMMIT_NUM_RETRIES = "commit.retry.num-retries"
 """pyiceberg's own retries of a conflicting commit, which the writer's tables set to 0: pyiceberg
 would retry an append on the refreshed table without the check of the batch ids other bridges
-committed meanwhile that the writer makes before each attempt (``writer.LakeWriter._commit``)."""
+committed meanwhile that the writer makes before each attempt (``commits.Committer.commit``)."""
 
 
 def ensure_table(

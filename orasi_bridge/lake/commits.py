@@ -1,16 +1,26 @@
-"""How a lake commit keeps a batch in one commit of one writer: the batch ids recorded in each
-snapshot's summary (``BATCH_IDS_PROPERTY``), read back since a known snapshot
-(``batch_ids_since``), and buffered rows without those of batches committed elsewhere
-(``without``)."""
+"""How a lake writer commits, keeping a batch in one commit of one writer: the batch ids recorded
+in each snapshot's summary (``BATCH_IDS_PROPERTY``), read back since a known snapshot
+(``batch_ids_since``), buffered rows without those of batches committed elsewhere (``without``),
+and the commit of one table's rows that does all of it (``Committer``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from orasi_bridge.lake.buffer import Owners
+from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
+from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
+from orasi_bridge.lake.localcache import LocalCache
+from orasi_bridge.lake.schema import MONTHLY, TABLES
 
 BATCH_IDS_PROPERTY = "orasi.batch-ids"
 
@@ -51,7 +61,7 @@ def batch_ids_since(table: Table, seen: int | None) -> tuple[list[tuple[float, l
 
 @dataclass(frozen=True)
 class Commit:
-    """What ``_commit`` did: the table's snapshot after it, the rows it added, the batch ids the
+    """What ``Committer.commit`` did: the table's snapshot after it, the rows it added, the batch ids the
     snapshots of other writers it read hold (with their commit times), and the batches it left
     out because another writer had committed them."""
 
@@ -59,3 +69,125 @@ class Commit:
     rows: int
     by_others: list[tuple[float, list[str]]]
     skipped: set[str]
+
+
+class Committer:
+    """The lake's tables as one writer commits to them: opened (created when missing) by
+    ``open``, rows added by ``commit``, other writers' commits read by ``commits_since``. ``seen``
+    holds per table the newest snapshot whose batch ids the writer read."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._retries = config.commit_retries
+        self.tables: dict[str, Table] = {}
+        self.seen: dict[str, int | None] = {}
+        self._fs: tuple[pafs.FileSystem, str] | None = None
+        self._cache: LocalCache | None = None
+
+    def open(self) -> Catalog:
+        """Open the catalog and every table (blocking); the catalog is the caller's to close."""
+        catalog = open_catalog(self._config)
+        self._fs = filesystem(self._config)
+        self._cache = LocalCache(self._config.local_cache) if self._config.local_cache else None
+        for name in TABLES:
+            table = self.tables[name] = ensure_table(catalog, name)
+            snapshot = table.current_snapshot()
+            self.seen[name] = snapshot.snapshot_id if snapshot else None
+        return catalog
+
+    def commit(
+        self,
+        name: str,
+        tenants: dict[str, list[pa.RecordBatch]],
+        owners: dict[str, list[Owners]],
+        batch_ids: list[str],
+        known: set[str] | None = None,
+        derive: Callable[[list[pa.RecordBatch]], list[pa.RecordBatch]] | None = None,
+    ) -> Commit:
+        """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
+
+        Rows are sorted and written by us (``files``: zstd Parquet, one file per tenant x day or
+        per ``FILE_ROWS`` of it; spans with a trace index), then appended in one fast-append
+        transaction whose summary holds the batch ids. A conflicting commit is retried on the
+        refreshed table; any failure raises, and the caller keeps the rows buffered.
+
+        Exactly-once across the writers that share the table (bridges behind one load balancer):
+        before each attempt, the batch ids of the snapshots committed since the one this writer
+        last saw (``batch_ids_since``) are read, and the rows of batches among them are left
+        out (their files written again without them), as are those of ``known`` (committed
+        before that snapshot). The commit succeeds only if nobody committed after the metadata
+        that was read, so a batch is never in two commits.
+
+        With ``derive``, ``tenants`` are the rows of another table, and the rows written are
+        ``derive``'s of those kept (span_metrics_1m's of the spans).
+        """
+        table = self.tables[name]
+        assert self._fs is not None, "open() first"
+        fs, prefix = self._fs
+        by_others: list[tuple[float, list[str]]] = []
+        seen = self.seen.get(name)
+        skipped = set(known or ())
+        ours = set(batch_ids)
+        data_files: list[DataFile] | None = None
+        kept: list[pa.RecordBatch] = []
+        try:
+            for attempt in range(self._retries + 1):
+                while True:
+                    found, seen = batch_ids_since(table, seen)
+                    by_others += found
+                    newly = ours.intersection(i for _, ids in found for i in ids) - skipped
+                    if not newly and data_files is not None:
+                        break
+                    skipped |= newly
+                    if data_files:
+                        delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
+                    kept = without(tenants, owners, skipped)
+                    if derive is not None:
+                        kept = derive(kept)
+                    data_files = []
+                    if not kept:
+                        break
+                    rows, partitions = sort_rows(kept, TABLES[name], name in MONTHLY)
+                    data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
+                    del rows
+                    # Writing takes a while: commit against the snapshot current after it (read
+                    # again), not the one before, or a writer committing often wins every time.
+                    table.refresh()
+                if not data_files:
+                    break  # every batch was committed by others: nothing to add
+                ids = ",".join(i for i in batch_ids if i not in skipped)
+                try:
+                    with (
+                        table.transaction() as transaction,
+                        transaction.update_snapshot(
+                            snapshot_properties={BATCH_IDS_PROPERTY: ids}
+                        ).fast_append() as append,
+                    ):
+                        for data_file in data_files:
+                            append.append_data_file(data_file)
+                    break
+                except CommitFailedException:
+                    table.refresh()  # before giving up too: the next flush starts from it
+                    if attempt == self._retries:
+                        raise
+        except CommitFailedException:
+            # Certainly not committed (unlike, say, a lost connection), so its files go.
+            delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files or ()])
+            raise
+        snapshot = table.current_snapshot()
+        snapshot_id = None if snapshot is None else int(snapshot.snapshot_id)
+        self.seen[name] = snapshot_id  # only now: a failed flush reads the same snapshots again
+        rows = sum(batch.num_rows for batch in kept) if data_files else 0
+        return Commit(snapshot_id, rows, by_others, skipped)
+
+    def commits_since(
+        self, seen: dict[str, int | None]
+    ) -> dict[str, tuple[int | None, list[tuple[float, list[str]]]]]:
+        """Per table that moved past ``seen``: its current snapshot and the commits since (blocking)."""
+        moved = {}
+        for name, table in self.tables.items():
+            table.refresh()
+            found, current = batch_ids_since(table, seen.get(name))
+            if current != seen.get(name):
+                moved[name] = (current, found)
+        return moved

@@ -1,6 +1,6 @@
 """The lake writer's derived tables: ``span_metrics_1m`` and its hourly rollup ``span_metrics_1h``
 (RED metrics of the spans of each flush, ``spanmetrics.py``) and ``audit`` (the bridge's audit
-events, ``audit.py``), committed through the writer's own commit path (``LakeWriter._commit``)
+events, ``audit.py``), committed through the writer's own commit path (``commits.Committer.commit``)
 and published in its snapshots (``visible``).
 
 Within a flush (``LakeWriter.flush``)::
@@ -34,7 +34,7 @@ from orasi_bridge.lake.spanmetrics import SOURCE, SPAN_METRICS, SPAN_METRICS_1H,
 from orasi_common.pipeline.component import Settings
 
 CommitRows = Callable[..., Commit]
-"""``LakeWriter._commit``: (table, rows per tenant, owners per tenant, batch ids, known, derive)."""
+"""``commits.Committer.commit``: (table, rows per tenant, owners per tenant, batch ids, known, derive)."""
 
 SPAN_METRICS_TABLES = (SPAN_METRICS, SPAN_METRICS_1H)
 """Derived from the spans, committed in this order just before them."""

@@ -55,29 +55,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from orasi_bridge.lake import audit as audit_table
 from orasi_bridge.lake import convert
 from orasi_bridge.lake import kept as wal_records
 from orasi_bridge.lake.buffer import Bools, Buffer, Entry, Owners
-from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
-from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, batch_ids_since, without
+from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Committer
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.convert import Converted, holds_otap
 from orasi_bridge.lake.derived import DerivedTables
-from orasi_bridge.lake.files import delete_data_files, sort_rows, write_data_files
 from orasi_bridge.lake.global_dedup import GlobalDedup
-from orasi_bridge.lake.localcache import LocalCache
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL
-from orasi_bridge.lake.schema import MONTHLY, TABLES
 from orasi_bridge.lake.spanmetrics import SOURCE
 from orasi_bridge.stream import Chain
 from orasi_common.errors import OrasiError, PartialSuccess, Throttled, Unavailable
@@ -132,14 +125,14 @@ class LakeWriter:
         self._failed = settings.metrics.exporter_send_failed
         self._sent = settings.metrics.exporter_sent  # items committed
         self._catalog: Catalog | None = None
-        self.tables: dict[str, Table] = {}
+        self._committer = Committer(config)
+        self.tables = self._committer.tables  # filled by start
         self._visible: dict[str, int | None] = {}
-        self._seen: dict[str, int | None] = {}  # per table: the newest snapshot whose ids were read
         self._buffer = Buffer()
         self._flushing: Buffer | None = None
         self._committed = CommittedIds(config.dedup_window)
-        # span_metrics_1m, span_metrics_1h and audit, committed through _commit (derived.py)
-        self.derived = DerivedTables(settings, config, self._commit, self._visible)
+        # span_metrics_1m, span_metrics_1h and audit, committed through the committer (derived.py)
+        self.derived = DerivedTables(settings, config, self._committer.commit, self._visible)
         self.audit = self.derived.audit  # the bridge's audit events (lake/audit.py)
         # batch ids claimed across the regions' lakes (global_dedup.py); None: this lake's rule only
         self._claims = GlobalDedup(config.global_dedup, config.warehouse) if config.global_dedup else None
@@ -215,14 +208,9 @@ class LakeWriter:
             )
 
     def _open(self) -> None:
-        self._catalog = open_catalog(self.config)
-        self._fs: tuple[pafs.FileSystem, str] = filesystem(self.config)
-        self._cache = LocalCache(self.config.local_cache) if self.config.local_cache else None
-        for name in TABLES:
-            table = ensure_table(self._catalog, name)
-            self.tables[name] = table
-            snapshot = table.current_snapshot()
-            self._visible[name] = self._seen[name] = snapshot.snapshot_id if snapshot else None
+        self._catalog = self._committer.open()
+        self._visible.update(self._committer.seen)
+        for name, table in self.tables.items():
             for past in sorted(table.snapshots(), key=lambda snapshot: snapshot.timestamp_ms):
                 ids = (past.summary.additional_properties if past.summary else {}).get(BATCH_IDS_PROPERTY)
                 if ids:
@@ -526,7 +514,7 @@ class LakeWriter:
         idle when the answer comes (so no row is both committed and buffered in what they see)."""
         async with self._flush_lock:
             try:
-                found = await asyncio.to_thread(self._commits_since, dict(self._seen))
+                found = await asyncio.to_thread(self._committer.commits_since, dict(self._committer.seen))
             except Exception as error:  # the catalog unreachable: the next flush or look retries
                 if not self._follow_failed:
                     self._logger.warning(
@@ -540,21 +528,9 @@ class LakeWriter:
             for name, (snapshot_id, by_others) in found.items():
                 for committed_at, ids in by_others:
                     self._ids_of(name).add(ids, committed_at=committed_at)
-                self._seen[name] = snapshot_id
+                self._committer.seen[name] = snapshot_id
                 if idle:
                     self._visible[name] = snapshot_id
-
-    def _commits_since(
-        self, seen: dict[str, int | None]
-    ) -> dict[str, tuple[int | None, list[tuple[float, list[str]]]]]:
-        """Per table that moved past ``seen``: its current snapshot and the commits since (blocking)."""
-        moved = {}
-        for name, table in self.tables.items():
-            table.refresh()
-            found, current = batch_ids_since(table, seen.get(name))
-            if current != seen.get(name):
-                moved[name] = (current, found)
-        return moved
 
     async def flush(self) -> None:
         """Commit every buffered row; on failure the rows stay buffered for the next flush."""
@@ -587,7 +563,12 @@ class LakeWriter:
                             tenants, buffer.owners[name], buffer.batch_ids[name], known
                         )
                     done = await asyncio.to_thread(
-                        self._commit, name, tenants, buffer.owners[name], buffer.batch_ids[name], known
+                        self._committer.commit,
+                        name,
+                        tenants,
+                        buffer.owners[name],
+                        buffer.batch_ids[name],
+                        known,
                     )
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = done.snapshot_id
@@ -644,90 +625,6 @@ class LakeWriter:
         async with self._convert_lock:  # no conversion may publish into the newer buffer now
             buffer.absorb(self._buffer)
             self._buffer, self._flushing = buffer, None
-
-    def _commit(
-        self,
-        name: str,
-        tenants: dict[str, list[pa.RecordBatch]],
-        owners: dict[str, list[Owners]],
-        batch_ids: list[str],
-        known: set[str] | None = None,
-        derive: Callable[[list[pa.RecordBatch]], list[pa.RecordBatch]] | None = None,
-    ) -> Commit:
-        """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
-
-        Rows are sorted and written by us (``files``: zstd Parquet, one file per tenant x day or
-        per ``FILE_ROWS`` of it; spans with a trace index), then appended in one fast-append
-        transaction whose summary holds the batch ids. A conflicting commit is retried on the
-        refreshed table; any failure raises, and the caller keeps the rows buffered.
-
-        Exactly-once across the writers that share the table (bridges behind one load balancer):
-        before each attempt, the batch ids of the snapshots committed since the one this writer
-        last saw (``batch_ids_since``) are read, and the rows of batches among them are left
-        out (their files written again without them), as are those of ``known`` (committed
-        before that snapshot). The commit succeeds only if nobody committed after the metadata
-        that was read, so a batch is never in two commits.
-
-        With ``derive``, ``tenants`` are the rows of another table, and the rows written are
-        ``derive``'s of those kept (span_metrics_1m's of the spans).
-        """
-        table = self.tables[name]
-        fs, prefix = self._fs
-        by_others: list[tuple[float, list[str]]] = []
-        seen = self._seen.get(name)
-        skipped = set(known or ())
-        ours = set(batch_ids)
-        data_files: list[DataFile] | None = None
-        kept: list[pa.RecordBatch] = []
-        try:
-            for attempt in range(self.config.commit_retries + 1):
-                while True:
-                    found, seen = batch_ids_since(table, seen)
-                    by_others += found
-                    newly = ours.intersection(i for _, ids in found for i in ids) - skipped
-                    if not newly and data_files is not None:
-                        break
-                    skipped |= newly
-                    if data_files:
-                        delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
-                    kept = without(tenants, owners, skipped)
-                    if derive is not None:
-                        kept = derive(kept)
-                    data_files = []
-                    if not kept:
-                        break
-                    rows, partitions = sort_rows(kept, TABLES[name], name in MONTHLY)
-                    data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
-                    del rows
-                    # Writing takes a while: commit against the snapshot current after it (read
-                    # again), not the one before, or a writer committing often wins every time.
-                    table.refresh()
-                if not data_files:
-                    break  # every batch was committed by others: nothing to add
-                ids = ",".join(i for i in batch_ids if i not in skipped)
-                try:
-                    with (
-                        table.transaction() as transaction,
-                        transaction.update_snapshot(
-                            snapshot_properties={BATCH_IDS_PROPERTY: ids}
-                        ).fast_append() as append,
-                    ):
-                        for data_file in data_files:
-                            append.append_data_file(data_file)
-                    break
-                except CommitFailedException:
-                    table.refresh()  # before giving up too: the next flush starts from it
-                    if attempt == self.config.commit_retries:
-                        raise
-        except CommitFailedException:
-            # Certainly not committed (unlike, say, a lost connection), so its files go.
-            delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files or ()])
-            raise
-        snapshot = table.current_snapshot()
-        snapshot_id = None if snapshot is None else int(snapshot.snapshot_id)
-        self._seen[name] = snapshot_id  # only now: a failed flush reads the same snapshots again
-        rows = sum(batch.num_rows for batch in kept) if data_files else 0
-        return Commit(snapshot_id, rows, by_others, skipped)
 
     async def shutdown(self) -> None:
         """Commit what is buffered, then stop.

@@ -73,7 +73,7 @@ async def test_a_healthy_lake_verifies_and_damage_is_reported(
     writer = await make_writer()
     twice = lake_space.committed_batch_ids()[0]
     rows = otlp_rows([data.batch(Signal.TRACES, data.span_request(data.T0, "again"))], "test-region-1")
-    writer._commit("spans", {"default": [rows]}, {"default": [[(twice, rows.num_rows)]]}, [twice])
+    writer._committer.commit("spans", {"default": [rows]}, {"default": [[(twice, rows.num_rows)]]}, [twice])
     fs, prefix = filesystem(config)
     fs.delete_file(victim.removeprefix(prefix))
 

@@ -136,7 +136,7 @@ async def main():
     writer = build_writer(json.loads({config!r}))
     await writer.start()
     await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id={batch_id!r}))
-    commit = writer._commit
+    commit = writer._committer.commit
 
     def crash_before(name, *args):
         if name == {crash_before!r}:
@@ -144,7 +144,7 @@ async def main():
             os._exit(0)  # the tables before it committed, it and the next not: no shutdown, no flush
         return commit(name, *args)
 
-    writer._commit = crash_before
+    writer._committer.commit = crash_before
     writer.derived._commit = crash_before
     await writer.flush()
 
