@@ -21,10 +21,23 @@ class Clocked:
         self.breaker = CircuitBreaker(BreakerConfig(**config), self.changes.append, clock=lambda: self.now)
 
     def open(self) -> None:
-        """Fail until it opens, then wait out ``open_duration``."""
+        """Fail until it opens, then wait out ``open_duration`` (1 s in these tests)."""
         while self.breaker.state is not OPEN:
             self.breaker.record_failure()
         self.now += 1.0
+
+    def succeed(self, probes: int) -> None:
+        """``probes`` probes, one after another, each let through and succeeding."""
+        for _ in range(probes):
+            assert self.breaker.allow()
+            self.breaker.record_success()
+
+
+def opened(**config: Any) -> tuple[Clocked, CircuitBreaker]:
+    """A breaker (open for 1 s) that opened and whose ``open_duration`` is over."""
+    clocked = Clocked(open_duration=1, **config)
+    clocked.open()
+    return clocked, clocked.breaker
 
 
 def test_by_default_one_successful_probe_closes_it() -> None:
@@ -44,9 +57,7 @@ def test_by_default_one_successful_probe_closes_it() -> None:
 
 
 def test_success_threshold_lets_probes_through_one_after_another_until_it_is_reached() -> None:
-    clocked = Clocked(open_duration=1, success_threshold=3)
-    breaker = clocked.breaker
-    clocked.open()
+    clocked, breaker = opened(success_threshold=3)
     for probe in range(3):
         assert breaker.state is (HALF_OPEN if probe else OPEN)
         assert breaker.available() and breaker.allow()
@@ -57,30 +68,21 @@ def test_success_threshold_lets_probes_through_one_after_another_until_it_is_rea
 
 
 def test_a_failed_probe_opens_it_again_and_the_successes_count_from_zero() -> None:
-    clocked = Clocked(open_duration=1, success_threshold=3)
-    breaker = clocked.breaker
-    clocked.open()
-    for _ in range(2):
-        assert breaker.allow()
-        breaker.record_success()
+    clocked, breaker = opened(success_threshold=3)
+    clocked.succeed(2)
     assert breaker.allow()
     breaker.record_failure()
     assert breaker.state is OPEN and not breaker.allow()
     clocked.now += 1.0
-    for _ in range(2):
-        assert breaker.allow()
-        breaker.record_success()
+    clocked.succeed(2)
     assert breaker.state is HALF_OPEN  # two of three: the earlier two no longer count
-    assert breaker.allow()
-    breaker.record_success()
+    clocked.succeed(1)
     assert breaker.state is CLOSED
     assert clocked.changes == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
 
 
 def test_half_open_max_calls_bounds_the_probes_in_flight_not_the_probes() -> None:
-    clocked = Clocked(open_duration=1, half_open_max_calls=2, success_threshold=4)
-    breaker = clocked.breaker
-    clocked.open()
+    _, breaker = opened(half_open_max_calls=2, success_threshold=4)
     assert breaker.allow() and breaker.allow() and not breaker.allow()
     breaker.record_success()
     assert breaker.allow() and not breaker.allow()
@@ -92,23 +94,16 @@ def test_half_open_max_calls_bounds_the_probes_in_flight_not_the_probes() -> Non
 
 
 def test_a_late_success_while_open_counts_as_a_probe() -> None:
-    clocked = Clocked(open_duration=1, success_threshold=2)
-    breaker = clocked.breaker
-    clocked.open()
+    clocked, breaker = opened(success_threshold=2)
     breaker.record_success()  # a call let through while it was closed, answering now
     assert breaker.state is OPEN
-    assert breaker.allow()
-    breaker.record_success()
+    clocked.succeed(1)
     assert breaker.state is CLOSED
 
 
 def test_reconfigure_counts_the_successes_so_far_against_the_new_threshold() -> None:
-    clocked = Clocked(open_duration=1, success_threshold=5)
-    breaker = clocked.breaker
-    clocked.open()
-    for _ in range(2):
-        assert breaker.allow()
-        breaker.record_success()
+    clocked, breaker = opened(success_threshold=5)
+    clocked.succeed(2)
     assert breaker.allow()
     breaker.reconfigure(BreakerConfig(open_duration=1, success_threshold=3, half_open_max_calls=2))
     assert breaker.state is HALF_OPEN and breaker.allow()  # a second probe in flight: the new limit
