@@ -3,10 +3,13 @@
 Traces are routed by trace id over a consistent-hash ring of the healthy endpoints of the
 primary group, so all spans of a trace reach one upstream and few traces move when the group
 changes; logs and metrics by service name (or round-robin). Each endpoint has a circuit
-breaker: a failing endpoint is skipped (its keys fall to the next endpoints on the ring) until a
-probe succeeds. A part whose upstream fails is re-sent to another healthy endpoint; while no
-primary endpoint is healthy, the failover group (e.g. another region) takes everything, and
-traffic returns to the primary as soon as its breakers close again.
+breaker: a failing endpoint is skipped (its keys fall to the next endpoints on the ring) until
+``circuit_breaker.success_threshold`` probes in a row succeed (each probe carries a part). A part
+whose upstream fails is re-sent to another healthy endpoint; while no primary endpoint is
+healthy, the failover group (e.g. another region) takes everything, and traffic returns to the
+primary as its breakers let probes through, wholly once one is closed again. An endpoint that
+leaves the resolver's set while its breaker is not closed (a dead bridge's registration expires)
+keeps its breaker for its return: it comes back through the probes, not at once.
 
 Parts keep ids derived from the batch id and the first endpoint chosen for them; when some parts
 of a batch fail, its retry re-sends only those parts, under the same ids, so the lake can
@@ -21,8 +24,9 @@ a channel can wait (TLS files are read in a thread), and two updates applied at 
 the ring on an older set. The ring always ends on the last set the resolver reported.
 
 Live settings (``control.settings``): ``circuit_breaker.*`` and ``routing.*`` can change while it
-runs (``reconfigure``): the breakers of the known endpoints take the new thresholds and
-durations keeping their state, and the next batch is routed by the new routing keys.
+runs (``reconfigure``): the breakers of the known endpoints (and those kept for a return) take
+the new thresholds and durations keeping their state, and the next batch is routed by the new
+routing keys.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ Client = OtlpGrpcClient | OtapClient
 
 # Batches whose parts are partly delivered, remembered for their retries (oldest forgotten first).
 MAX_UNFINISHED = 10_000
+# Breakers of endpoints that left while not closed, per group, kept for their return (oldest forgotten first).
+MAX_RETIRED = 1_000
 
 
 @dataclass
@@ -86,6 +92,7 @@ class _Group:
     name: str
     resolver_config: ResolverConfig
     endpoints: dict[str, _Endpoint] = field(default_factory=dict)
+    retired: collections.OrderedDict[str, CircuitBreaker] = field(default_factory=collections.OrderedDict)
     ring: HashRing = field(default_factory=lambda: HashRing([]))
     resolver: Resolver | None = None
     wanted: list[str] = field(default_factory=list)  # the newest set the resolver reported
@@ -126,8 +133,8 @@ class LoadBalancingExporter:
     def reconfigure(self, config: Config) -> None:
         self._config = config
         for group in self._groups:
-            for endpoint in group.endpoints.values():
-                endpoint.breaker.reconfigure(config.circuit_breaker)
+            for breaker in [*(e.breaker for e in group.endpoints.values()), *group.retired.values()]:
+                breaker.reconfigure(config.circuit_breaker)
 
     def _client_config(self, endpoint: str) -> ArrowClientConfig:
         c = self._config
@@ -190,29 +197,32 @@ class LoadBalancingExporter:
         finally:
             group.updater = None
 
+    def _breaker_changed(self, endpoint: str, state: BreakerState) -> None:
+        self._breaker_state.labels(self._settings.id, endpoint).set(state.value)
+        self._settings.logger.warning(
+            "Circuit breaker of an upstream changed state.",
+            extra={"endpoint": endpoint, "state": state.name.lower()},
+        )
+
     async def _sync(self, group: _Group, names: list[str]) -> None:
-        """Open clients for new endpoints, swap the ring, then close removed ones."""
+        """Open clients for new endpoints (a returning one with the breaker it left with), swap
+        the ring, then close removed ones."""
         exporter = self._settings.id
         for name in names:
             if name not in group.endpoints:
                 config = self._client_config(name)
                 channel = await open_channel(config)
-
-                def on_change(state: BreakerState, endpoint: str = name) -> None:
-                    self._breaker_state.labels(exporter, endpoint).set(state.value)
-                    self._settings.logger.warning(
-                        "Circuit breaker of an upstream changed state.",
-                        extra={"endpoint": endpoint, "state": state.name.lower()},
-                    )
-
-                group.endpoints[name] = _Endpoint(
-                    name,
-                    channel,
-                    self._client(config, channel),
-                    CircuitBreaker(self._config.circuit_breaker, on_change),
+                breaker = group.retired.pop(name, None) or CircuitBreaker(
+                    self._config.circuit_breaker, functools.partial(self._breaker_changed, name)
                 )
-                self._breaker_state.labels(exporter, name).set(BreakerState.CLOSED.value)
+                group.endpoints[name] = _Endpoint(name, channel, self._client(config, channel), breaker)
+                self._breaker_state.labels(exporter, name).set(breaker.state.value)
         removed = [group.endpoints.pop(n) for n in list(group.endpoints) if n not in names]
+        for endpoint in removed:
+            if endpoint.breaker.state is not BreakerState.CLOSED:
+                group.retired[endpoint.name] = endpoint.breaker
+        while len(group.retired) > MAX_RETIRED:
+            group.retired.popitem(last=False)
         group.ring = HashRing(names)
         self._endpoint_count.labels(exporter, group.name).set(len(names))
         self._settings.logger.info(

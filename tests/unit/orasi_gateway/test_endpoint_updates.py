@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from orasi_common.exporters.otlp.client import open_channel
+from orasi_common.pipeline.breaker import BreakerConfig, BreakerState
 from orasi_common.pipeline.component import Kind
 from orasi_gateway.loadbalancing import exporter as exporter_module
 from orasi_gateway.loadbalancing.config import Config
@@ -156,5 +157,40 @@ async def test_a_set_whose_channel_does_not_open_is_logged_and_the_ring_kept(
         await settled(lb)
         assert primary.ring.endpoints == [A, C]
         assert sorted(primary.endpoints) == [A, C]
+    finally:
+        await lb.shutdown()
+
+
+async def test_an_endpoint_that_left_with_its_breaker_open_comes_back_with_it(channels: Channels) -> None:
+    """A dead upstream's registration expires after its breaker opened: when it registers again
+    it is probed (``success_threshold`` successes), not trusted at once; one that left with its
+    breaker closed comes back with a new one. Live settings reach the breakers kept meanwhile."""
+    lb = exporter()
+    await lb.start()
+    primary = lb._groups[0]
+    try:
+        left_open, left_closed = primary.endpoints[A].breaker, primary.endpoints[B].breaker
+        for _ in range(3):
+            left_open.record_failure()
+        lb._on_change(primary, [C])
+        await settled(lb)
+        lb.reconfigure(
+            lb.config.model_copy(
+                update={"circuit_breaker": BreakerConfig(open_duration=0.001, success_threshold=2)}
+            )
+        )
+        lb._on_change(primary, [A, B, C])
+        await settled(lb)
+
+        assert primary.endpoints[A].breaker is left_open and left_open.state is BreakerState.OPEN
+        assert sample(lb._settings.metrics, "orasi_circuit_breaker_state", endpoint=A) == BreakerState.OPEN
+        assert primary.endpoints[B].breaker is not left_closed
+        assert primary.endpoints[B].breaker.state is BreakerState.CLOSED
+        states = []
+        for _ in range(2):  # the new open_duration is over; two probes close it
+            assert left_open.allow()
+            left_open.record_success()
+            states.append(left_open.state)
+        assert states == [BreakerState.HALF_OPEN, BreakerState.CLOSED]
     finally:
         await lb.shutdown()
