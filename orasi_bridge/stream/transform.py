@@ -18,6 +18,20 @@ import pyarrow.compute as pc
 from orasi_bridge.stream.config import MAPS, TransformConfig, target
 from orasi_bridge.stream.runs import Runs
 
+EQUALS = 4
+"""Up to this many keys, an entry's key is compared with each (a comparison of bytes, ~6 times
+faster than hashing every key for a set lookup); past it, one lookup in the set of them."""
+
+
+def key_in(keys: pa.Array, names: list[str]) -> np.ndarray:
+    """Which of ``keys`` (strings) is one of ``names``."""
+    if len(names) > EQUALS:
+        return np.asarray(pc.is_in(keys, value_set=pa.array(names, pa.string())), dtype=bool)
+    result = np.zeros(len(keys), bool)
+    for name in names:
+        result |= pc.equal(keys, name).to_numpy(zero_copy_only=False)
+    return result
+
 
 def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
     """``column`` without the keys of ``sets`` and ``deleted``, then each key of ``sets`` whose
@@ -27,26 +41,30 @@ def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str])
     offsets = column.offsets.to_numpy()
     first, last = int(offsets[0]), int(offsets[-1])
     offsets = offsets - first
+    lengths = np.diff(offsets)
     keys = column.values.field(0).slice(first, last - first)
     items = column.values.field(1).slice(first, last - first)
-    removed = pc.is_in(keys, value_set=pa.array([*sets, *deleted], pa.string()))
+    keep = ~key_in(keys, [*sets, *deleted])
     valid = column.is_valid().to_numpy(zero_copy_only=False)
-    # entries of a null row (Arrow allows them) are not the row's: left out with it
-    keep = ~removed.to_numpy(zero_copy_only=False) & np.repeat(valid, np.diff(offsets))
-    kept_before = np.concatenate([[0], np.cumsum(keep)])
-    kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
+    if not valid.all():  # entries of a null row (Arrow allows them) are not the row's: left out with it
+        keep &= np.repeat(valid, lengths)
+    if keep.all():  # nothing left out: the entries as they are (no copy before the take)
+        kept_per_row, all_keys, all_items = lengths, [keys], [items]
+    else:
+        kept_before = np.concatenate([[0], np.cumsum(keep)])
+        kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
+        mask = pa.array(keep)
+        all_keys, all_items = [keys.filter(mask)], [items.filter(mask)]
     added = [values.is_valid().to_numpy(zero_copy_only=False) for values in sets.values()]
     per_row = kept_per_row + sum((a.astype(np.int64) for a in added), np.zeros(rows, np.int64))
-    starts = np.concatenate([[0], np.cumsum(per_row)])
-    kept = int(kept_before[-1])
-    row_of_kept = np.repeat(np.arange(rows), kept_per_row)
-    first_kept = np.concatenate([[0], np.cumsum(kept_per_row)])[:-1]
-    places = [starts[row_of_kept] + np.arange(kept) - np.repeat(first_kept, kept_per_row)]
+    starts = np.zeros(rows + 1, np.int64)
+    np.cumsum(per_row, out=starts[1:])
+    kept = int(kept_per_row.sum())
+    # a kept entry moves by the entries added to the rows before its own
+    places = [
+        np.arange(kept) + np.repeat(starts[:-1] - (np.cumsum(kept_per_row) - kept_per_row), kept_per_row)
+    ]
     filled = kept_per_row.copy()
-    if kept == len(keep):  # nothing left out: the entries as they are (no copy before the take)
-        all_keys, all_items = [keys], [items]
-    else:
-        all_keys, all_items = [keys.filter(pa.array(keep))], [items.filter(pa.array(keep))]
     for (key, values), valid_value in zip(sets.items(), added, strict=True):
         at = np.flatnonzero(valid_value)
         places.append(starts[at] + filled[at])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from orasi_bridge.stream import redact
 from orasi_bridge.stream.chain import filter_rows, keep_counts
 from orasi_bridge.stream.redact import luhn
 from orasi_bridge.stream.sample import threshold
+from orasi_bridge.stream.transform import EQUALS, key_in
 from orasi_common.telemetry.metrics import Metrics
 
 from .rows import chain, column, logs, sample_value, spans
@@ -93,6 +95,13 @@ MASK = [
         "deny_keys": ["password", "http.request.header.*"],
     },
 ]
+
+
+@pytest.mark.parametrize("names", [1, EQUALS, EQUALS + 2], ids=["one", "compared", "looked-up"])
+def test_key_in_by_comparison_or_set_lookup(names: int) -> None:
+    keys = pa.array(["a", "b", "c", "d", "e", "f", "ab", ""], pa.string()).slice(1)
+    wanted = ["b", "e", "f", "a", "zz", "c"][:names]
+    assert key_in(keys, wanted).tolist() == [key in wanted for key in keys.to_pylist()]
 
 
 def test_redact_masks_builtin_and_user_patterns_and_counts_per_rule() -> None:
