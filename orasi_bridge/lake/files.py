@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
@@ -85,12 +86,14 @@ _THREADS = min(4, os.cpu_count() or 1)  # columns gathered / files written at on
 
 @dataclass(frozen=True)
 class Partition:
-    """One file's run of the sorted rows: rows [start, stop) all have this tenant and day (or month)."""
+    """One file's run of the sorted rows: rows [start, stop) all have this tenant and day (or month),
+    and for a table partitioned by region too (the global lake's, ``replica_tables``) this region."""
 
     tenant: str
     day: int | None  # days since 1970-01-01 of ``time`` (months for ``monthly``); None: null ``time``
     start: int
     stop: int
+    region: str | None = None
 
 
 def sort_rows(
@@ -242,9 +245,15 @@ def write_data_files(
                 values.append(part.day)
             elif isinstance(spec_field.transform, IdentityTransform) and source.name == "tenant":
                 values.append(part.tenant)
+            elif isinstance(spec_field.transform, IdentityTransform) and source.name == "region":
+                if not _all_equal(
+                    rows.column("region").slice(part.start, part.stop - part.start), part.region
+                ):
+                    raise ValueError(f"{name}: rows of other regions than {part.region!r} in its run")
+                values.append(part.region)
             else:
                 raise ValueError(
-                    f"the lake writes tables partitioned by day or month(time), tenant; not {spec}"
+                    f"the lake writes tables partitioned by [region,] day or month(time), tenant; not {spec}"
                 )
         record = Record(*values)
         path = f"{location}/data/{spec.partition_to_path(record, schema)}/{uuid.uuid4()}.parquet"
@@ -314,6 +323,13 @@ def write_data_files(
         delete_data_files(fs, prefix, [data_file.file_path for data_file in written])
         raise errors[0]
     return written
+
+
+def _all_equal(column: pa.ChunkedArray, value: str | None) -> bool:
+    """Whether every value of ``column`` is ``value`` (None: every one null)."""
+    if value is None:
+        return bool(column.null_count == len(column))
+    return column.null_count == 0 and bool(pc.all(pc.equal(column, value)).as_py())
 
 
 def delete_data_files(fs: pafs.FileSystem, prefix: str, paths: list[str]) -> None:

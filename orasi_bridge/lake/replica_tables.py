@@ -1,4 +1,12 @@
-"""The global lake's tables: a region's tables partitioned by `region` first (``replicate``)."""
+"""The global lake's tables: a region's tables partitioned by `region` first (``replicate``), and
+the replication positions their snapshots record (``positions``).
+
+Each lake's position (the last of its snapshots copied) is in the snapshot summary of the global
+table, ``orasi.replicated.<lake>``; every commit to a global table carries every lake's position
+forward: replication's own (``replicate.commit``) and the maintenance jobs' (``tables.replace_files``),
+so the current snapshot holds them. ``positions`` still looks back past snapshots without any
+(made before the jobs carried them).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,34 @@ from pyiceberg.transforms import IdentityTransform
 
 from orasi_bridge.lake.catalog import COMMIT_NUM_RETRIES, ensure_table
 from orasi_bridge.lake.schema import TABLES
+
+POSITION = "orasi.replicated."
+"""Snapshot summary key prefix of the global tables: ``orasi.replicated.<lake>`` = the id of the
+last snapshot of that lake's table copied (the lake is named by its `region`)."""
+
+
+def positions(table: Table) -> dict[str, int]:
+    """Each lake's position in the global ``table``: the ``orasi.replicated.*`` properties of its
+    newest snapshot that has any ({} for a table that is not a global one)."""
+    snapshots = {snapshot.snapshot_id: snapshot for snapshot in table.snapshots()}
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        properties = snapshot.summary.additional_properties if snapshot.summary else {}
+        found = {
+            key.removeprefix(POSITION): int(value)
+            for key, value in properties.items()
+            if key.startswith(POSITION)
+        }
+        if found:
+            return found
+        parent = snapshot.parent_snapshot_id
+        snapshot = None if parent is None else snapshots.get(parent)
+    return {}
+
+
+def position_properties(found: dict[str, int]) -> dict[str, str]:
+    """The snapshot summary properties recording the lakes' positions ``found``."""
+    return {f"{POSITION}{lake}": str(position) for lake, position in found.items()}
 
 
 def ensure_replica(catalog: Catalog, name: str, source: Table) -> Table:

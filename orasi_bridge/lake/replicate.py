@@ -26,10 +26,9 @@ Guarantees:
   and deletions by a region's retention are not propagated (the global lake has a retention of
   its own). The source must keep its snapshots (expiry) longer than the time between runs: a
   position the source's history no longer holds is an error, not a guess.
-- Global-lake maintenance must keep the positions: they are read from the newest snapshot of the
-  global table that has any (``positions``), so its compaction should carry the
-  ``orasi.replicated.*`` properties forward, and its expiry keep a snapshot that has them (the
-  maintenance jobs' expiry keeps the newest ones; their compaction refuses the region partition).
+- The global lake's maintenance keeps the positions: its jobs' commits (compaction, retention)
+  carry every lake's ``orasi.replicated.*`` forward (``tables.replace_files``), so the current
+  snapshot, which expiry always keeps, holds them (``replica_tables.positions``).
 
 Blocking; run in a thread.
 """
@@ -55,14 +54,11 @@ from pyiceberg.typedef import Record
 
 from orasi_bridge.lake.catalog import filesystem, open_catalog, prepare_output
 from orasi_bridge.lake.config import Config, ReplicateConfig
-from orasi_bridge.lake.replica_tables import ensure_replica
+from orasi_bridge.lake.replica_tables import POSITION, ensure_replica, position_properties, positions
 from orasi_bridge.lake.schema import NAMESPACE, TABLES
 
 log = logging.getLogger("orasi.lake.replicate")
 
-POSITION = "orasi.replicated."
-"""Snapshot summary key prefix of the global tables: ``orasi.replicated.<lake>`` = the id of the
-last snapshot of that lake's table copied (the lake is named by its `region`)."""
 FILES_PER_COMMIT = 256
 """Files copied between two commits at most (a long backlog commits, and resumes, in steps)."""
 COMMIT_ATTEMPTS = 5
@@ -182,24 +178,6 @@ def replicate_table(
             },
         )
     return report
-
-
-def positions(table: Table) -> dict[str, int]:
-    """Each lake's position in the global ``table``: the ``orasi.replicated.*`` properties of its
-    newest snapshot that has any (snapshots of other writers, e.g. a compaction, are passed over)."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        properties = snapshot.summary.additional_properties if snapshot.summary else {}
-        found = {
-            key.removeprefix(POSITION): int(value)
-            for key, value in properties.items()
-            if key.startswith(POSITION)
-        }
-        if found:
-            return found
-        parent = snapshot.parent_snapshot_id
-        snapshot = None if parent is None else table.metadata.snapshot_by_id(parent)
-    return {}
 
 
 def pending(table: Table, position: int | None) -> list[Pending]:
@@ -399,9 +377,8 @@ def commit(replica: Table, lake: str, start: int | None, position: int, files: l
                 f"{known.get(lake)}, expected {start}); nothing was committed by this one"
             )
         known[lake] = position
-        properties = {f"{POSITION}{name}": str(value) for name, value in known.items()}
         try:
-            _append(replica, files, properties)
+            _append(replica, files, position_properties(known))
             return
         except CommitFailedException:
             if attempt == COMMIT_ATTEMPTS:

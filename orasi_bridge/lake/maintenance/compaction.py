@@ -2,13 +2,15 @@
 
 Per table and partition (tenant x day; tenant x month for ``schema.MONTHLY`` tables, whose files
 of day partitions written before the table became monthly count as their month's, so compaction
-moves them into the month's partition), the files under three quarters of the target are
+moves them into the month's partition; in the global lake, each of those per region, its tables'
+first partition field, ``replica_tables``), the files under three quarters of the target are
 candidates; with at least ``min_input_files`` of them they are packed, in the order of their
 first row's time, into bins of at most the target's size (a bin of one file is left alone). Each
 bin's rows are read, sorted and written as one file by the writer's own code (``files``:
 ``sort_rows`` and ``write_data_files``, so the file is sorted by service_name, time, in the same
-row groups, and a spans file gets its trace index), and the partition's bins are committed as one
-snapshot that removes the inputs and adds the outputs (``tables.replace_files``). Each output's
+row groups, and a spans file gets its trace index; in the table's own partition spec), and the
+partition's bins are committed as one snapshot that removes the inputs and adds the outputs
+(``tables.replace_files``, which carries a global table's replication positions forward). Each output's
 row count is checked against its inputs' before anything is committed; the partial aggregates of
 ``span_metrics_1m`` are merged on the way (``MERGED``: one row per group and minute, the totals
 checked). A bin's rows are in memory
@@ -190,7 +192,7 @@ def _rewrite(
         table,
         name,
         rows,
-        [Partition(partition.tenant, partition.day, 0, rows.num_rows)],
+        [Partition(partition.tenant, partition.day, 0, rows.num_rows, partition.region)],
         lake.fs,
         lake.prefix,
     )
@@ -210,9 +212,9 @@ def by_partition(table: Table) -> dict[PartitionKey, list[DataFile]]:
     for partition, files in found.items():
         if not partition.monthly and partition.day is not None:
             month = int(np.datetime64(partition.day, "D").astype("datetime64[M]").astype(np.int64))
-            partition = PartitionKey(partition.tenant, month, monthly=True)
+            partition = PartitionKey(partition.tenant, month, True, partition.region)
         elif not partition.monthly:
-            partition = PartitionKey(partition.tenant, None, monthly=True)
+            partition = PartitionKey(partition.tenant, None, True, partition.region)
         months.setdefault(partition, []).extend(files)
     return months
 

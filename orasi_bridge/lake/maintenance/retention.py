@@ -148,7 +148,7 @@ def _trimmed(
         table,
         name,
         ordered,
-        [Partition(partition.tenant, partition.day, 0, ordered.num_rows)],
+        [Partition(partition.tenant, partition.day, 0, ordered.num_rows, partition.region)],
         lake.fs,
         lake.prefix,
     )

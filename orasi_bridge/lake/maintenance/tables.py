@@ -3,7 +3,9 @@ way a job changes a table (``replace_files``).
 
 A job's commit removes and adds whole data files in one snapshot (pyiceberg's overwrite producer:
 pyiceberg 0.12 cannot write Iceberg's ``replace`` operation), marked with ``JOB_PROPERTY`` and
-without the writer's ``orasi.batch-ids``; its parent is the snapshot it read, so the writer's
+without the writer's ``orasi.batch-ids``, but with the replication positions of a global lake's
+table carried forward (``replica_tables.positions``: the next replication finds them in the
+current snapshot, whatever expiry removed); its parent is the snapshot it read, so the writer's
 ``batch_ids_since`` still walks through it to the writers' snapshots. Like the writer's, the
 commit succeeds only on the snapshot it read (pyiceberg's own retries are off on these tables,
 ``catalog.COMMIT_NUM_RETRIES``): on a conflict the table is read again and the same files are
@@ -32,6 +34,7 @@ from pyiceberg.transforms import MonthTransform
 
 from orasi_bridge.lake.catalog import filesystem, open_catalog
 from orasi_bridge.lake.config import Config
+from orasi_bridge.lake.replica_tables import position_properties, positions
 from orasi_bridge.lake.schema import NAMESPACE, TABLES
 
 JOB_PROPERTY = "orasi.maintenance"
@@ -44,20 +47,23 @@ SECONDS_PER_DAY = 86_400
 class PartitionKey:
     """One partition of a lake table: a tenant's day (``day``: days since 1970-01-01; None for rows
     without a time), or month for a table partitioned by month (``monthly``: ``day`` counts months
-    since 1970-01)."""
+    since 1970-01); in the global lake, whose tables are partitioned by region first
+    (``replica_tables``), of one ``region`` (None in a regional lake, not partitioned by it)."""
 
     tenant: str
     day: int | None
     monthly: bool = False
+    region: str | None = None
 
     def __str__(self) -> str:
-        if self.day is None:
-            return f"tenant={self.tenant}/{'month' if self.monthly else 'day'}=no-time"
-        if self.monthly:
-            return f"tenant={self.tenant}/month={1970 + self.day // 12:04d}-{self.day % 12 + 1:02d}"
-        return (
-            f"tenant={self.tenant}/day={time.strftime('%Y-%m-%d', time.gmtime(self.day * SECONDS_PER_DAY))}"
+        where = (
+            f"tenant={self.tenant}" if self.region is None else f"region={self.region}/tenant={self.tenant}"
         )
+        if self.day is None:
+            return f"{where}/{'month' if self.monthly else 'day'}=no-time"
+        if self.monthly:
+            return f"{where}/month={1970 + self.day // 12:04d}-{self.day % 12 + 1:02d}"
+        return f"{where}/day={time.strftime('%Y-%m-%d', time.gmtime(self.day * SECONDS_PER_DAY))}"
 
     def days(self) -> tuple[int, int] | None:
         """The first day and the day after the last of the partition (days since 1970-01-01)."""
@@ -93,9 +99,12 @@ class Lake:
 
 def live_files(table: Table) -> dict[PartitionKey, list[DataFile]]:
     """The data files of ``table``'s current snapshot, by partition (each file's by its own spec:
-    a table whose spec evolved from day to month, ``catalog._set_up``, holds both kinds)."""
+    a table whose spec evolved from day to month, ``catalog._set_up``, holds both kinds; a global
+    table's partitions are each region's)."""
     schema = table.schema()
-    layouts = {}  # spec id: positions of time and tenant in the partition record, monthly
+    # spec id: positions of time, tenant and region (None: not partitioned by it) in the
+    # partition record, monthly
+    layouts: dict[int, tuple[int, int, int | None, bool]] = {}
     for spec_id, spec in table.specs().items():
         names = [schema.find_field(field.source_id).name for field in spec.fields]
         if "time" in names and "tenant" in names:
@@ -103,13 +112,15 @@ def live_files(table: Table) -> dict[PartitionKey, list[DataFile]]:
             layouts[spec_id] = (
                 at,
                 names.index("tenant"),
+                names.index("region") if "region" in names else None,
                 isinstance(spec.fields[at].transform, MonthTransform),
             )
     partitions: dict[PartitionKey, list[DataFile]] = defaultdict(list)
     for task in table.scan().plan_files():
         record = task.file.partition
-        time_at, tenant_at, monthly = layouts[task.file.spec_id]
-        partitions[PartitionKey(record[tenant_at], record[time_at], monthly)].append(task.file)
+        time_at, tenant_at, region_at, monthly = layouts[task.file.spec_id]
+        region = None if region_at is None else record[region_at]
+        partitions[PartitionKey(record[tenant_at], record[time_at], monthly, region)].append(task.file)
     return dict(partitions)
 
 
@@ -118,12 +129,14 @@ def replace_files(
 ) -> bool:
     """Remove ``removed`` and add ``added`` in one snapshot of ``table`` (blocking). False when a
     file of ``removed`` is no longer in the current snapshot (nothing committed); a conflict with
-    other commits is retried ``retries`` times, with a growing jittered pause, then raised."""
+    other commits is retried ``retries`` times, with a growing jittered pause, then raised. The
+    replication positions of the snapshot committed on are carried forward (a global table's)."""
     for attempt in range(retries + 1):
+        properties = {JOB_PROPERTY: job, **position_properties(positions(table))}
         try:
             with (
                 table.transaction() as transaction,
-                transaction.update_snapshot(snapshot_properties={JOB_PROPERTY: job}).overwrite() as overwrite,
+                transaction.update_snapshot(snapshot_properties=properties).overwrite() as overwrite,
             ):
                 for data_file in removed:
                     overwrite.delete_data_file(data_file)
