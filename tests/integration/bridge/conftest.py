@@ -16,6 +16,7 @@ import pytest
 from integration.bridge.servers import LakeSpace, ServersUnreachable, apply_aws_env, check_servers
 from orasi_bridge import lake
 from orasi_bridge.lake import LakeWriter
+from orasi_bridge.lake.config import ReplicateConfig
 from orasi_bridge.query.engine import QueryEngine, QueryLimits
 from orasi_common.pipeline.component import Kind, Settings
 from orasi_common.telemetry.metrics import Metrics
@@ -44,6 +45,13 @@ def lake_space(lake_servers: None) -> Iterator[LakeSpace]:
         yield space
     finally:
         space.drop()
+
+
+@pytest.fixture
+def global_lake(lake_space: LakeSpace) -> ReplicateConfig:
+    """A global lake to replicate into: the test's lake space (PostgreSQL schema, SeaweedFS prefix)."""
+    config = lake_space.lake_config()
+    return ReplicateConfig(to=config["warehouse"], catalog_uri=config["catalog_uri"], s3=config["s3"])
 
 
 def writer_settings(metrics: Metrics, component_id: str = "lake") -> Settings:

@@ -1,24 +1,22 @@
 """Replication of regional lakes into a global lake (lake/replicate.py).
 
 Two regional lakes as `orasi up --regions` makes them (SQLite catalog, file warehouse), written
-as the lake writer writes (``files``, one fast append per flush with its batch ids); the global
-lake a real one (PostgreSQL catalog schema, SeaweedFS warehouse prefix: ``lake_space``), or a
-local one where a test counts the files on disk. Expected counts are the rows each test wrote.
+as the lake writer writes (``replication.append``: one fast append per flush with its batch ids);
+the global lake a real one (PostgreSQL catalog schema, SeaweedFS warehouse prefix:
+``global_lake``), or a local one where a test counts the files on disk. Expected counts are the
+rows each test wrote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import pytest
 from moto.server import ThreadedMotoServer
 from pyiceberg.exceptions import NoSuchTableError
@@ -26,102 +24,19 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter, writer_settings
+from integration.bridge.regions import append, global_counts, global_files, regional_lake, rows
 from integration.bridge.servers import LakeSpace
 from orasi_bridge.lake import replicate as replication
-from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
-from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY
-from orasi_bridge.lake.config import Config, ReplicateConfig
-from orasi_bridge.lake.files import sort_rows, write_data_files
+from orasi_bridge.lake.catalog import open_catalog
+from orasi_bridge.lake.config import ReplicateConfig
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
-from orasi_bridge.lake.schema import MONTHLY, TABLES
+from orasi_bridge.lake.schema import TABLES
 from orasi_common.cli import main
 from orasi_common.extensions.etcd.config import Config as EtcdConfig
 from orasi_common.pdata import Signal
 from orasi_common.telemetry.metrics import Metrics
 from orasi_common.testing.servers import ETCD
 from orasi_common.testing.service_process import free_port
-
-DAY_US = 86_400_000_000
-START_US = 1_780_000_000_000_000
-_serial = itertools.count()
-
-
-def regional_lake(root: Path, region: str) -> Config:
-    return Config(
-        region=region,
-        catalog_uri=f"sqlite:///{root / region / 'catalog.db'}",
-        warehouse=f"file://{root / region / 'warehouse'}",
-    )
-
-
-def rows(name: str, regions: dict[str, int], days: int = 2, tenant: str = "acme") -> pa.Table:
-    """``regions[r]`` rows with region ``r`` (spread over ``days`` days), unique ``service_name``s
-    by row; every other column null."""
-    count = sum(regions.values())
-    serial = [next(_serial) for _ in range(count)]
-    values: dict[str, Any] = {
-        "tenant": [tenant] * count,
-        "region": [region for region, n in regions.items() for _ in range(n)],
-        "service_name": [f"svc-{i}" for i in serial],
-        "time": pa.array([START_US + (i % days) * DAY_US + i for i in range(count)], pa.int64()).cast(
-            TABLES[name].field("time").type
-        ),
-    }
-    schema = TABLES[name]
-    columns = [
-        pa.array(values[f.name], f.type) if f.name in values else pa.nulls(count, f.type) for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def append(lake: Config, name: str, table_rows: pa.Table) -> int:
-    """Commit ``table_rows`` to the lake's table as one flush of the writer does; the snapshot id."""
-    catalog = open_catalog(lake)
-    try:
-        table = ensure_table(catalog, name)
-        fs, prefix = filesystem(lake)
-        ordered, partitions = sort_rows(table_rows.to_batches(), TABLES[name], name in MONTHLY)
-        data_files = write_data_files(table, name, ordered, partitions, fs, prefix)
-        properties = {BATCH_IDS_PROPERTY: f"batch-{next(_serial)}"}
-        with (
-            table.transaction() as transaction,
-            transaction.update_snapshot(snapshot_properties=properties).fast_append() as fast,
-        ):
-            for data_file in data_files:
-                fast.append_data_file(data_file)
-        snapshot = table.current_snapshot()
-        assert snapshot is not None
-        return snapshot.snapshot_id
-    finally:
-        catalog.close()
-
-
-def global_counts(target: ReplicateConfig, name: str, source: Config) -> dict[str, int]:
-    """Rows per region of the global table, counted by DuckDB over pyiceberg's scan."""
-    catalog = open_catalog(replication.global_config(source, target))
-    try:
-        scanned = catalog.load_table(f"orasi.{name}").scan().to_arrow()
-    finally:
-        catalog.close()
-    with duckdb.connect() as database:
-        database.register("scanned", scanned)
-        result = database.sql("SELECT region, count(*) FROM scanned GROUP BY region")
-        assert result is not None
-        return {region: count for region, count in result.fetchall()}
-
-
-def global_files(target: ReplicateConfig, name: str, source: Config) -> list[Any]:
-    catalog = open_catalog(replication.global_config(source, target))
-    try:
-        return [task.file for task in catalog.load_table(f"orasi.{name}").scan().plan_files()]
-    finally:
-        catalog.close()
-
-
-@pytest.fixture
-def global_lake(lake_space: LakeSpace) -> ReplicateConfig:
-    config = lake_space.lake_config()
-    return ReplicateConfig(to=config["warehouse"], catalog_uri=config["catalog_uri"], s3=config["s3"])
 
 
 def test_two_regions_replicate_incrementally(tmp_path: Path, global_lake: ReplicateConfig) -> None:
