@@ -16,7 +16,7 @@ from integration.bridge import otlp_data as data
 from integration.bridge.conftest import MakeWriter
 from integration.bridge.test_lake_maintenance import run
 from orasi_bridge.lake import LakeWriter, catalog
-from orasi_bridge.lake import writer as writer_module
+from orasi_bridge.lake import commits as commits_module
 from orasi_bridge.lake.maintenance.compaction import compact
 from orasi_bridge.lake.maintenance.config import MaintenanceConfig
 from orasi_bridge.lake.maintenance.retention import apply_retention
@@ -159,7 +159,7 @@ async def test_a_day_partitioned_rollup_is_evolved_to_months_and_compaction_move
     # A lake made before the rollup was monthly: its table partitioned by day, with day files.
     with monkeypatch.context() as patched:
         patched.setattr(catalog, "MONTHLY", frozenset())
-        patched.setattr(writer_module, "MONTHLY", frozenset())
+        patched.setattr(commits_module, "MONTHLY", frozenset())
         old = await make_writer()
         await ingest(old, (MAY_31 - 3 * DAY,), (MAY_31 - 2 * DAY,))
         assert isinstance(old.tables["span_metrics_1h"].spec().fields[0].transform, DayTransform)
