@@ -77,6 +77,7 @@ class _Stream:
             None if arrow.payload_compression == "none" else arrow.payload_compression,
             arrow.max_dictionary_size,
             on_reset=lambda payload_type: resets.labels(signal.value, payload_type.name).inc(),
+            message_compression=None if config.compression == "none" else config.compression,
         )
         self._encoder = hpack.Encoder()
         self._ids = itertools.count()

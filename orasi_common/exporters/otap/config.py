@@ -19,8 +19,10 @@ class ArrowConfig(ComponentConfig):
     max_batches_in_flight: int = Field(
         default=16, ge=1, description="Batches sent on one stream and not yet answered."
     )
-    payload_compression: Literal["zstd", "none"] = Field(
-        default="zstd", description="Compression of the Arrow IPC buffers."
+    payload_compression: Literal["auto", "zstd", "none"] = Field(
+        default="auto",
+        description="Compression of the Arrow IPC buffers; auto: zstd or none per payload type, "
+        "whichever travels smaller inside the gRPC message compression.",
     )
     max_dictionary_size: int = Field(
         default=65535, ge=1, le=65535, description="Distinct strings per column before a schema reset."

@@ -19,7 +19,11 @@ Producer side (``StreamProducer``), per gRPC stream:
   column and gRPC stream); a column with more distinct values in one batch than a dictionary
   holds is sent plain on its IPC stream;
 - IPC buffers are zstd-compressed, at the level (1 or 3) that writes the IPC stream's first
-  batch smallest.
+  batch smallest; or, with ``compression="auto"``, compressed or not, whichever leaves that
+  batch smallest once the gRPC call has compressed its message (``message_compression``: gzip,
+  grpcio's codec). Across a whole message gzip also matches what repeats between buffers and
+  payloads (a parent id and the span id it names, the IPC metadata), so some tables travel
+  smaller uncompressed and others in zstd; the IPC stream's first batch decides.
 
 Consumer side (``StreamConsumer``) keeps one IPC reader per (payload type, schema_id), fed
 payload by payload; a new ``schema_id`` for a type replaces that type's reader.
@@ -28,6 +32,7 @@ payload by payload; a new ``schema_id`` for a type replaces that type's reader.
 from __future__ import annotations
 
 import io
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -168,6 +173,12 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def gzip_size(data: bytes) -> int:
+    """The size of ``data`` gzip-compressed as gRPC compresses a message (zlib's default level)."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
+    return len(compressor.compress(data)) + len(compressor.flush())
+
+
 def _options(compression: pa.Codec | str | None) -> pa.ipc.IpcWriteOptions:
     # use_threads=False: buffers of one batch are small (a few KB); handing each one to Arrow's
     # thread pool to compress costs a third more CPU than compressing them in the caller's
@@ -183,6 +194,7 @@ class _PayloadWriter:
         schema: pa.Schema,
         schema_id: str,
         compression: str | None,
+        sent_size: Callable[[bytes], int],
         max_dictionary: int,
         wide: set[str],
         repeated: set[str],
@@ -197,6 +209,7 @@ class _PayloadWriter:
         self._sink = io.BytesIO()
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._compression = compression
+        self._sent_size = sent_size  # bytes of an IPC message once the gRPC call compressed it
 
     def encode(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
         """The batch with its text columns dictionary-encoded; None when a dictionary overflows."""
@@ -259,18 +272,24 @@ class _PayloadWriter:
         return _Dictionary(INDEX_TYPE, self._max_dictionary)
 
     def _options_for(self, first: pa.RecordBatch) -> pa.ipc.IpcWriteOptions:
-        """The stream's write options; for zstd, the level of ``ZSTD_LEVELS`` that writes the
-        first batch smallest (random ids and numbers do better at 1, repeated lists and
-        offsets at 3)."""
-        if self._compression != "zstd":
-            return _options(self._compression)
+        """The stream's write options: the candidate that writes the first batch smallest as it
+        travels (``_sent_size``), the cheaper one on a tie. For zstd the levels of
+        ``ZSTD_LEVELS`` (random ids and numbers do better at 1, repeated lists and offsets at 3);
+        for auto no compression too."""
+        if self._compression is None:
+            return _options(None)
+        candidates: list[pa.Codec | None] = [
+            pa.Codec("zstd", compression_level=level) for level in ZSTD_LEVELS
+        ]
+        if self._compression == "auto":
+            candidates.insert(0, None)
         sizes = []
-        for level in ZSTD_LEVELS:
-            options = _options(pa.Codec("zstd", compression_level=level))
+        for rank, codec in enumerate(candidates):
+            options = _options(codec)
             trial = io.BytesIO()
             with pa.ipc.new_stream(trial, first.schema, options=options) as writer:
                 writer.write_batch(first)
-            sizes.append((trial.tell(), level, options))
+            sizes.append((self._sent_size(trial.getvalue()), rank, options))
         return min(sizes, key=lambda size: size[:2])[2]
 
     def write(self, batch: pa.RecordBatch) -> bytes:
@@ -287,7 +306,10 @@ class _PayloadWriter:
 class StreamProducer:
     """Encodes OTAP tables into ``ArrowPayload``s for one gRPC stream.
 
-    ``on_reset`` is called with the payload type whenever that type's schema is reset.
+    ``compression``: of the IPC buffers, ``"zstd"``, ``"auto"`` (zstd or none per IPC stream, see
+    above) or None; ``message_compression``: what the gRPC call does to each message (``"gzip"``
+    or None), which ``auto`` judges its candidates by. ``on_reset`` is called with the payload
+    type whenever that type's schema is reset.
     """
 
     def __init__(
@@ -295,8 +317,12 @@ class StreamProducer:
         compression: str | None = "zstd",
         max_dictionary: int = MAX_DICTIONARY,
         on_reset: Callable[[ArrowPayloadType], None] | None = None,
+        message_compression: str | None = None,
     ) -> None:
+        if compression not in ("zstd", "auto", None) or message_compression not in ("gzip", None):
+            raise ValueError(f"unknown compression {compression!r} / {message_compression!r}")
         self._compression = compression
+        self._sent_size = gzip_size if message_compression == "gzip" else len
         self._max_dictionary = max_dictionary
         self._on_reset = on_reset
         self._writers: dict[int, _PayloadWriter] = {}
@@ -333,6 +359,7 @@ class StreamProducer:
                     # per payload type and batch (1-2 % of a 100-item batch)
                     f"{self._generation:x}",
                     self._compression,
+                    self._sent_size,
                     self._max_dictionary,
                     self._wide.setdefault(payload_type, set()),
                     self._repeated.setdefault(payload_type, set()),

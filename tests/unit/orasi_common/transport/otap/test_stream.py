@@ -23,7 +23,7 @@ from orasi_common.pdata import Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType as P
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
-from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
+from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer, gzip_size
 
 from ....builders import logs_request, traces_request
 
@@ -725,3 +725,49 @@ def test_a_plain_column_that_starts_repeating_gets_a_dictionary_once() -> None:
         _, decoded = roundtrip(producer, consumer, {P.SPANS: spans_table(names)})
         assert pa.types.is_dictionary(decoded[P.SPANS].schema.field("name").type)
     assert producer.schema_resets == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# payload_compression: auto
+
+
+def test_auto_compression_sends_each_ipc_stream_as_it_travels_smallest_after_gzip() -> None:
+    """``auto`` compresses a payload type's IPC buffers with zstd or not at all, whichever leaves
+    its first batch smaller once gzip compressed the message: here a table of random ids goes
+    in zstd (its sequential ``id`` column shrinks) and one of text built from a few words goes
+    uncompressed (gzip over the plain text beats zstd per buffer); both decode as sent."""
+    rng = random.Random(7)
+    n = 1000
+    ids = pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array(range(n), pa.uint16()),
+            "span_id": pa.array([rng.randbytes(8) for _ in range(n)], pa.binary(8)),
+        }
+    )
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    bodies = [" ".join(rng.choice(words) for _ in range(40)) + f" {rng.random()}" for _ in range(n)]
+    text = pa.RecordBatch.from_pydict({"id": pa.array(range(n), pa.uint16()), "body": pa.array(bodies)})
+    chosen = {}
+    for name, table in (("ids", ids), ("text", text)):
+        sent = {
+            compression: StreamProducer(compression, message_compression="gzip")
+            .encode({P.LOGS: table})[0]
+            .record
+            for compression in ("auto", "zstd", None)
+        }
+        assert gzip_size(sent["auto"]) == min(gzip_size(sent["zstd"]), gzip_size(sent[None]))
+        chosen[name] = (
+            "none" if sent["auto"] == sent[None] else "zstd" if sent["auto"] == sent["zstd"] else "?"
+        )
+        payloads, _ = roundtrip(
+            StreamProducer("auto", message_compression="gzip"), StreamConsumer(), {P.LOGS: table}
+        )
+        assert payloads[0].record == sent["auto"]
+    assert chosen == {"ids": "zstd", "text": "none"}
+
+
+def test_unknown_compressions_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown compression"):
+        StreamProducer("lz4")
+    with pytest.raises(ValueError, match="unknown compression"):
+        StreamProducer("auto", message_compression="zstd")
