@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,20 +117,27 @@ def forwarder_config(
     return service(ports, "otlp", processors, "otlp", exporter, signals=TRACES, log_level="info")
 
 
-def query(bridge: ServiceProcess, sql: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The answer (rows, stats) of ``sql`` over the whole of the test's time range."""
+def query(
+    bridge: ServiceProcess, sql: str, timeout: float = 60.0, scope: str | None = None
+) -> dict[str, Any]:
+    """The answer (rows, stats) of ``sql`` over the whole of the test's time range; ``scope:
+    global`` asks every region of the bridge's federation (README, Federation)."""
     now = time.time_ns()
-    response = httpx.post(
-        bridge.query_url + "/api/v1/query",
-        json={"sql": sql, "start": now - 6 * 3600 * 10**9, "end": now + 3600 * 10**9},
-        timeout=timeout,
-    )
+    request: dict[str, Any] = {"sql": sql, "start": now - 6 * 3600 * 10**9, "end": now + 3600 * 10**9}
+    if scope is not None:
+        request["scope"] = scope
+    response = httpx.post(bridge.query_url + "/api/v1/query", json=request, timeout=timeout)
     assert response.status_code == 200, f"query failed: HTTP {response.status_code}: {response.text}"
     answer: dict[str, Any] = response.json()
     return answer
 
 
 # --- the sender -------------------------------------------------------------------------------
+
+
+def span_id(seq: int) -> bytes:
+    """The span id of span ``seq`` (unique within a run; its trace id holds the run)."""
+    return (seq + 1).to_bytes(8, "big")
 
 
 def traces_request(run: str, seqs: Iterable[int]) -> bytes:
@@ -147,7 +155,7 @@ def traces_request(run: str, seqs: Iterable[int]) -> bytes:
         span = scope_spans.spans.add(
             name=f"op-{seq % 7}",
             trace_id=run_bytes + seq.to_bytes(8, "big"),
-            span_id=(seq + 1).to_bytes(8, "big"),
+            span_id=span_id(seq),
             start_time_unix_nano=now,
             end_time_unix_nano=now + 1000,
             kind=2,
@@ -395,6 +403,35 @@ def balancer_config(ports: Ports, *, wal_dir: Path, protocol: str = "otlp") -> d
     return service(ports, "otlp", MEMORY_LIMITER, "loadbalancing", exporter, signals=TRACES, log_level="info")
 
 
+ENDPOINTS_CHANGED = "Upstream endpoints changed."
+BREAKER_CHANGED = "Circuit breaker of an upstream changed state."
+
+
+def logged_at(record: Mapping[str, Any]) -> float:
+    """When a log record was written, on this process's monotonic clock (from its ``ts``)."""
+    wall = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    return wall - (time.time() - time.monotonic())
+
+
+def in_ring_at(gateway: ServiceProcess, endpoint: str, since: float) -> float | None:
+    """When (monotonic) the gateway's ring first took ``endpoint`` after ``since``."""
+    for record in gateway.logged(ENDPOINTS_CHANGED):
+        at = logged_at(record)
+        if at >= since and endpoint in record["endpoints"]:
+            return at
+    return None
+
+
+def breaker_changes(gateway: ServiceProcess, endpoint: str) -> list[tuple[float, str]]:
+    """When (monotonic) the gateway's breaker of ``endpoint`` changed and to what (``open``,
+    ``half_open``, ``closed``), in order, as its latest start logged it."""
+    return [
+        (logged_at(record), str(record.get("state")))
+        for record in gateway.logged(BREAKER_CHANGED)
+        if record.get("endpoint") == endpoint
+    ]
+
+
 def routed(gateway: ServiceProcess, endpoint: str) -> float:
     """The items ``gateway``'s load balancer has delivered to ``endpoint``."""
     samples = gateway.metric_samples()
@@ -528,6 +565,15 @@ class FleetWatch:
         return self.await_first(
             lambda s: instance in s.registered, since, timeout, f"{instance} to register in etcd", etcd=True
         )
+
+    def last_routed(self, endpoint: str) -> float | None:
+        """When the gateway last delivered items to ``endpoint`` (its counter last grew), if it did."""
+        last, before = None, 0.0
+        for sample in self._history():
+            value = sample.routed.get(endpoint, 0.0)
+            if value > before:
+                last, before = sample.at, value
+        return last
 
     def routed_after(self, endpoint: str, since: float, timeout: float = 10.0) -> float:
         """When the gateway first delivered items to ``endpoint`` after ``since`` (its counter

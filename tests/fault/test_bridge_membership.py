@@ -29,12 +29,12 @@ import collections
 import concurrent.futures
 import time
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from fault.conftest import Services
 from fault.harness import (
+    BREAKER_CHANGED,
     QUEUED,
     FleetWatch,
     Load,
@@ -42,6 +42,7 @@ from fault.harness import (
     assert_exactly_once,
     balancer_config,
     delete_region,
+    in_ring_at,
     wait_for_commits,
     wait_for_lake,
     wait_until,
@@ -60,8 +61,6 @@ when bridge-1 died are still buffered when bridge-1 comes back and replays its l
 bridge-1 had logged one of them before the kill (its acknowledgement lost), both hold it, bridge-1
 commits it first and the survivor must leave it out (logged as LEFT_OUT). Whether a kill lands in
 that window is chance (about one run in two here)."""
-ENDPOINTS_CHANGED = "Upstream endpoints changed."
-BREAKER_CHANGED = "Circuit breaker of an upstream changed state."
 LEFT_OUT = "Batches another writer committed first were left out of this commit."
 REPLAYED = "Replayed the lake writer's write-ahead log."
 
@@ -71,17 +70,6 @@ def start_all(processes: list[ServiceProcess]) -> None:
     with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
         for started in [pool.submit(process.start) for process in processes]:
             started.result()
-
-
-def in_ring_at(gateway: ServiceProcess, endpoint: str, since: float) -> float | None:
-    """When (monotonic, from the log's wall-clock time) the gateway's ring first took ``endpoint``
-    after ``since``."""
-    offset = time.time() - time.monotonic()
-    for record in gateway.logged(ENDPOINTS_CHANGED):
-        at = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() - offset
-        if at >= since and endpoint in record["endpoints"]:
-            return at
-    return None
 
 
 def assert_joined(

@@ -44,6 +44,7 @@ from fault.harness import (
     SpanSender,
     assert_exactly_once,
     balancer_config,
+    breaker_changes,
     delete_region,
     lake_count,
     routed,
@@ -62,7 +63,6 @@ SLOW_FSYNC = 3.0
 FLUSH = 1.0
 HOLD = 300.0
 """The slow primary's flush interval: it commits nothing before it is killed."""
-BREAKER_CHANGED = "Circuit breaker of an upstream changed state."
 LEFT_OUT = "Batches another writer committed first were left out of this commit."
 REPLAYED = "Replayed the lake writer's write-ahead log."
 
@@ -75,11 +75,7 @@ def lake_section(bridge: ServiceProcess) -> dict[str, Any]:
 
 def opened(gateway: ServiceProcess, endpoint: str) -> int:
     """How many times the gateway's breaker of ``endpoint`` opened."""
-    return sum(
-        1
-        for record in gateway.logged(BREAKER_CHANGED)
-        if record.get("endpoint") == endpoint and record.get("state") == "open"
-    )
+    return [state for _, state in breaker_changes(gateway, endpoint)].count("open")
 
 
 def wal_bytes(directory: str) -> int:
