@@ -52,7 +52,9 @@ def ensure_replica(catalog: Catalog, name: str, source: Table) -> Table:
     (``TABLES``' when it is one of them), partitioned by identity(region) then as ``source`` is,
     sorted as ``source`` is, with pyiceberg's commit retries off (``replicate.commit`` retries,
     carrying every lake's position forward). Columns ``source`` has and the table lacks are added.
-    A table partitioned otherwise is refused: its files could not be registered as they are."""
+    A table partitioned otherwise is partitioned again while it has no snapshot (one that a lake
+    exporter naming the global lake, e.g. for its maintenance, created in the regional layout at
+    its start), and refused once it has one: its files could not be registered as they are."""
     schema = TABLES.get(name, source.schema())
     return ensure_table(catalog, name, lambda table: _set_up(table, source), schema)
 
@@ -81,19 +83,22 @@ def _set_up(table: Table, source: Table) -> None:
     partitioned = not table.spec().is_unpartitioned()
     sorted_ = not table.sort_order().is_unsorted or source.sort_order().is_unsorted
     retries_off = table.properties.get(COMMIT_NUM_RETRIES) == "0"
-    if partitioned and _fields(table) != partitioning(source):
+    laid_out = partitioned and _fields(table) == partitioning(source)
+    if partitioned and not laid_out and table.current_snapshot() is not None:
         raise ValueError(
             f"the global table {'.'.join(table.name())} is partitioned as {_fields(table)}, not as "
             f"{partitioning(source)}: replicate into another warehouse or catalog"
         )
-    if not missing and partitioned and sorted_ and retries_off:
+    if not missing and laid_out and sorted_ and retries_off:
         return
     with table.transaction() as transaction:
         if missing:
             with transaction.update_schema() as update:
                 update.union_by_name(source.schema())
-        if not partitioned:
+        if not laid_out:
             with transaction.update_spec() as spec:
+                for field in table.spec().fields:  # an empty table's regional layout
+                    spec.remove_field(field.name)
                 spec.add_identity("region")
                 for field in source.spec().fields:
                     spec.add_field(_column(source, field.source_id), field.transform, field.name)

@@ -261,10 +261,11 @@ def test_retention_and_expiry_by_command_then_replication_stays_incremental(
 async def test_the_global_lake_s_exporter_compacts_on_its_schedule_while_replication_commits(
     tmp_path: Path, global_lake: ReplicateConfig, make_writer: MakeWriter
 ) -> None:
-    """A lake exporter naming the global lake, with a `maintenance` schedule (started after the
-    first replication made the tables): its compaction and the regions' replications commit to
-    the same tables at the same time, conflicts retried on both sides; every row stays once and
-    the positions are the last replicated snapshots."""
+    """A lake exporter naming the global lake, with a `maintenance` schedule: the tables it makes at
+    its start (in the regional layout, empty) are partitioned by region by the first replication;
+    its compaction and the regions' replications commit to the same tables at the same time,
+    conflicts retried on both sides; every row stays once and the positions are the last
+    replicated snapshots."""
     east, west = regional_lake(tmp_path, EAST), regional_lake(tmp_path, WEST)
     config = replication.global_config(east, global_lake)
     made: Counter[tuple[str, str, int]] = Counter()
@@ -276,10 +277,10 @@ async def test_the_global_lake_s_exporter_compacts_on_its_schedule_while_replica
             latest[lake.region] = append(lake, "spans", table)
             replication.replicate(lake, global_lake)
 
-    await asyncio.to_thread(flush_and_replicate)
     writer = await make_writer(region="global", maintenance={"compact_interval": 0.2})
     assert writer.config.catalog_uri == config.catalog_uri and writer.config.warehouse == config.warehouse
-    for _ in range(5):
+    assert [f.name for f in writer.tables["spans"].spec().fields] == ["time_day", "tenant"]
+    for _ in range(6):
         await asyncio.to_thread(flush_and_replicate)
 
     def compacted() -> bool:
