@@ -22,7 +22,8 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from integration.bridge.conftest import MakeWriter
+from integration.bridge import otlp_data as data
+from integration.bridge.conftest import MakeWriter, build_writer, close_writer
 from integration.bridge.regions import DAY_US, append, global_files, regional_lake, rows
 from integration.bridge.servers import LakeSpace, s3_filesystem
 from orasi_bridge.lake import replicate as replication
@@ -34,6 +35,7 @@ from orasi_bridge.lake.maintenance.tables import JOB_PROPERTY, Lake, PartitionKe
 from orasi_bridge.lake.replica_tables import POSITION, positions
 from orasi_bridge.lake.schema import TABLES
 from orasi_common import cli
+from orasi_common.pdata import Signal
 
 EAST, WEST = "us-east-1", "us-west-2"
 
@@ -301,3 +303,69 @@ async def test_the_global_lake_s_exporter_compacts_on_its_schedule_while_replica
         for r in await asyncio.to_thread(replication.replicate, lake, global_lake)
     ]
     assert copied == [0, 0]
+
+
+def red(config: Config, name: str) -> dict[str, tuple[int, int, int, int]]:
+    """Per region of a span_metrics table: its rows, and its span, error and duration totals."""
+    lake = Lake(config)
+    try:
+        scanned = lake.catalog.load_table(f"orasi.{name}").scan().to_arrow()
+    finally:
+        lake.close()
+    totals = scanned.group_by("region").aggregate(
+        [([], "count_all"), ("span_count", "sum"), ("error_count", "sum"), ("duration_sum_ns", "sum")]
+    )
+    return {
+        row["region"]: (
+            row["count_all"],
+            row["span_count_sum"],
+            row["error_count_sum"],
+            row["duration_sum_ns_sum"],
+        )
+        for row in totals.to_pylist()
+    }
+
+
+async def test_compaction_merges_each_region_s_span_metrics_with_the_same_totals(
+    tmp_path: Path, global_lake: ReplicateConfig
+) -> None:
+    """Regional lakes written by lake writers (spans, and the derived span_metrics_1m and its
+    monthly rollup span_metrics_1h): in the global lake, compaction merges each region's partial
+    rows (region is one of their group keys) into one row per group and minute or hour, in each
+    region's day or month partition, with the same totals."""
+    east, west = regional_lake(tmp_path, EAST), regional_lake(tmp_path, WEST)
+    for lake in (east, west):
+        writer = build_writer({**lake.model_dump(exclude_defaults=True), "flush_interval": 3600})
+        await writer.start()
+        try:
+            for _ in range(3):  # the same minute's spans in three flushes: three partial rows per group
+                await writer.consume(data.batch(Signal.TRACES, data.traces_request(data.T0)))
+                await writer.flush()
+        finally:
+            await close_writer(writer)
+        await asyncio.to_thread(replication.replicate, lake, global_lake)
+    config = replication.global_config(east, global_lake)
+    derived = ("span_metrics_1m", "span_metrics_1h")
+    before = {name: await asyncio.to_thread(red, config, name) for name in derived}
+    spans = len(data.expected_spans())
+    assert {region: totals[1] for region, totals in before["span_metrics_1m"].items()} == {
+        EAST: 3 * spans,
+        WEST: 3 * spans,
+    }
+
+    report = await asyncio.to_thread(run, compact, config, MaintenanceConfig())
+
+    merged = sorted(
+        (p.table, p.partition.region, p.partition.monthly, p.files_before, p.files_after)
+        for p in report.partitions
+    )
+    assert merged == sorted(
+        (name, region, name == "span_metrics_1h", 3, 1)
+        for name in ("spans", *derived)
+        for region in (EAST, WEST)
+    )
+    for name in derived:
+        after = await asyncio.to_thread(red, config, name)
+        # a third of the rows (three flushes' partial rows of each group merged), the same totals
+        assert after == {region: (rows // 3, *totals) for region, (rows, *totals) in before[name].items()}
+    assert set((await asyncio.to_thread(layout, config, "span_metrics_1m")).values()) == {1}
