@@ -36,6 +36,7 @@ from orasi_bridge.lake.replica_tables import POSITION, positions
 from orasi_bridge.lake.schema import TABLES
 from orasi_common import cli
 from orasi_common.pdata import Signal
+from orasi_common.up import global_lake as up_global_lake
 
 EAST, WEST = "us-east-1", "us-west-2"
 
@@ -369,3 +370,28 @@ async def test_compaction_merges_each_region_s_span_metrics_with_the_same_totals
         # a third of the rows (three flushes' partial rows of each group merged), the same totals
         assert after == {region: (rows // 3, *totals) for region, (rows, *totals) in before[name].items()}
     assert set((await asyncio.to_thread(layout, config, "span_metrics_1m")).values()) == {1}
+
+
+def test_the_global_lake_of_orasi_up_is_maintained_by_its_directory_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`orasi up --regions` keeps its global lake under <data-dir>/global as it keeps a region's
+    lake under <data-dir>/<region>: `orasi lake compact --data-dir D --region global` compacts it."""
+    east = regional_lake(tmp_path, EAST)
+    target = ReplicateConfig.model_validate(up_global_lake(tmp_path))
+    made: Counter[tuple[str, str, int]] = Counter()
+    for count in (4, 6):
+        made += written(table := rows("logs", {EAST: count}, days=1))
+        append(east, "logs", table)
+    replication.replicate(east, target)
+    command = ["lake", "compact", "--data-dir", str(tmp_path), "--region", "global"]
+
+    assert cli.main(command) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("logs ")]
+    assert line.startswith(f"logs region={EAST}/tenant=acme/day=") and line.endswith("into 1 (10 rows)")
+    config = replication.global_config(east, target)
+    assert global_rows(config, "logs") == made
+    made += written(table := rows("logs", {EAST: 2}, days=1))
+    append(east, "logs", table)
+    assert [r.rows for r in replication.replicate(east, target)] == [2]
+    assert global_rows(config, "logs") == made
