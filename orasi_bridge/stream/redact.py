@@ -11,7 +11,9 @@ per rule, is cached across batches, so only values not seen yet reach the regex 
 compile their pattern on every call). With runs of rows of one resource (``runs.py``),
 ``resource_attributes`` is redacted once per run, then each row takes its run's values.
 
-``deny_keys`` replace a whole value, ``allow_keys`` are left alone. The hash is SHA-256 of the
+``deny_keys`` replace a whole value, ``allow_keys`` are left alone: both patterns run over a map's
+distinct keys, and an entry takes its value as it is, wholly replaced or redacted by the rules in
+the same ``take``. The hash is SHA-256 of the
 tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay
 equal, hence joinable, within a tenant, and differ between tenants.
 """
@@ -223,33 +225,88 @@ class Redact:
         weights: np.ndarray | None = None,
     ) -> pa.Array:
         """``values`` redacted (the same object when nothing matched; ``weights``: how many
-        values each stands for, counted so)."""
-        result = values
-        skip = allowed
-        if denied is not None:
-            denied = pc.and_(denied, pc.is_valid(values))
+        values each stands for, counted so). Each value is one of its distinct values, which go
+        through the rules once; with ``allowed`` and ``denied`` entries, the entries denied (and
+        not allowed) take their value's replacement, those allowed their value, the others their
+        value redacted, gathered in one ``take``."""
+        encoded = pc.dictionary_encode(values)
+        distinct, indices = encoded.dictionary, encoded.indices
+        at, subject, whole = None, None, None  # per entry: its value's index, whether the rules apply, denied
+        if allowed is not None or denied is not None:
+            at = pc.fill_null(indices, -1).to_numpy()
+            subject = at >= 0
             if allowed is not None:
-                denied = pc.and_(denied, pc.invert(allowed))
-            if pc.any(denied).as_py():
-                result = self._whole(values, denied, tenant, weights)
-                skip = denied if allowed is None else pc.or_(allowed, denied)
-        subject = values if skip is None else pc.if_else(skip, pa.scalar(None, pa.string()), values)
-        indices, distinct, occurrences = _distinct(subject, weights)
+                subject &= ~allowed.to_numpy(zero_copy_only=False)
+            if denied is not None:
+                whole = subject & denied.to_numpy(zero_copy_only=False)
+                subject &= ~whole
+                if not whole.any():
+                    whole = None
+            if whole is None and subject.sum() == len(indices) - indices.null_count:
+                at, subject = None, None  # every value through the rules
+        ruled = self._ruled(distinct, indices, at, subject, tenant, weights)
+        if whole is None and at is None:
+            return values if ruled is None else ruled.take(indices)
+        assert at is not None and subject is not None
+        size = len(distinct)
+        gather = at.astype(np.int64) + size  # an allowed entry: its value as it is
+        gather[subject] = at[subject]
+        parts = [distinct if ruled is None else ruled, distinct]
+        if whole is not None:
+            used = np.unique(at[whole])
+            place = np.empty(size, np.int64)
+            place[used] = 2 * size + np.arange(len(used))
+            gather[whole] = place[at[whole]]
+            replace = self._replacement(DENY_RULE, tenant)
+            texts = distinct.take(pa.array(used)).to_pylist()
+            parts.append(pa.array([replace(text) for text in texts], pa.string()))
+            self._count(DENY_RULE, int(whole.sum() if weights is None else weights[whole].sum()))
+        elif ruled is None:
+            return values
+        nulls = at < 0
+        return pa.concat_arrays(parts).take(pa.array(gather, mask=nulls if nulls.any() else None))
+
+    def _ruled(
+        self,
+        distinct: pa.Array,
+        indices: pa.Array,
+        at: np.ndarray | None,
+        subject: np.ndarray | None,
+        tenant: str,
+        weights: np.ndarray | None,
+    ) -> pa.Array | None:
+        """``distinct`` through the rules, those of the entries ``subject`` says (None: every
+        entry not null) counted per rule (None: no rule matched any)."""
         if self._any is None:
-            return result
-        stands_for = len(values) if weights is None else int(weights.sum())
-        if len(distinct) * REPEATED <= stands_for:
-            hit, rewritten, counts = self._cached(distinct, tenant)
+            return None
+        if subject is None:
+            candidates, subset = None, distinct
+            present = pc.drop_null(indices).to_numpy()
+            weight = None if weights is None else weights[pc.is_valid(indices).to_numpy(zero_copy_only=False)]
         else:
-            hit, rewritten, counts = self._fresh(distinct, tenant)
+            assert at is not None
+            present = at[subject]
+            weight = None if weights is None else weights[subject]
+            seen = np.zeros(len(distinct), bool)
+            seen[present] = True
+            candidates = np.flatnonzero(seen)
+            subset = distinct.take(pa.array(candidates))
+        stands_for = len(indices) if weights is None else int(weights.sum())
+        if len(subset) * REPEATED <= stands_for:
+            hit, rewritten, counts = self._cached(subset, tenant)
+        else:
+            hit, rewritten, counts = self._fresh(subset, tenant)
         if rewritten is None:
-            return result
+            return None
+        matched = np.flatnonzero(hit) if candidates is None else candidates[hit]
+        occurrences = np.bincount(present, weight, minlength=len(distinct)).astype(np.int64)[matched]
         for rule, per_value in zip(self._rules, counts, strict=True):
-            total = int(np.dot(per_value, occurrences[hit]))
+            total = int(np.dot(per_value, occurrences))
             if total:
                 self._count(rule.name, total)
-        redacted = pc.replace_with_mask(distinct, pa.array(hit), rewritten).take(indices)
-        return redacted if skip is None else pc.coalesce(redacted, result)
+        changed = np.zeros(len(distinct), bool)
+        changed[matched] = True
+        return pc.replace_with_mask(distinct, pa.array(changed), rewritten)
 
     def _fresh(self, distinct: pa.Array, tenant: str) -> tuple[np.ndarray, pa.Array | None, np.ndarray]:
         """Which ``distinct`` values any rule matches, those values through the rules (None:
@@ -288,18 +345,6 @@ class Redact:
         rewritten = pa.array([text for text, _ in matched], pa.string())
         return hit, rewritten, np.stack([counts for _, counts in matched], axis=1)
 
-    def _whole(
-        self, values: pa.Array, denied: pa.Array, tenant: str, weights: np.ndarray | None = None
-    ) -> pa.Array:
-        """``values`` with those ``denied`` replaced wholly."""
-        indices, distinct, occurrences = _distinct(
-            pc.if_else(denied, values, pa.scalar(None, pa.string())), weights
-        )
-        replace = self._replacement(DENY_RULE, tenant)
-        replaced = pa.array([replace(text) for text in distinct.to_pylist()], pa.string())
-        self._count(DENY_RULE, int(occurrences.sum()))
-        return pc.coalesce(replaced.take(indices), values)
-
     def _redact(self, candidates: pa.Array, tenant: str) -> tuple[pa.Array, np.ndarray]:
         """Distinct values some rule matches, through every rule in order, and how many matches
         each rule replaced in each value (one row per rule)."""
@@ -337,17 +382,3 @@ def _substitute(rule: Rule, replace: Replace, count: list[int]) -> Callable[[re.
         return replace(match.group(0))
 
     return substitute
-
-
-def _distinct(values: pa.Array, weights: np.ndarray | None = None) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """``values`` as indices into its distinct values (nulls: null), and how often each stands
-    (``weights``: how many each value of ``values`` stands for)."""
-    encoded = pc.dictionary_encode(values)
-    distinct = encoded.dictionary
-    if weights is None:
-        occurrences = np.bincount(pc.drop_null(encoded.indices).to_numpy(), minlength=len(distinct))
-    else:
-        at = pc.fill_null(encoded.indices, -1).to_numpy()
-        present = at >= 0
-        occurrences = np.bincount(at[present], weights[present], minlength=len(distinct)).astype(np.int64)
-    return encoded.indices, distinct, occurrences

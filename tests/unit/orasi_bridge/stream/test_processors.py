@@ -163,6 +163,34 @@ def test_redact_masks_builtin_and_user_patterns_and_counts_per_rule() -> None:
     }
 
 
+def test_redact_of_one_value_under_allowed_denied_and_other_keys() -> None:
+    """A value is redacted per entry: as it is under an allowed key, wholly under a denied one,
+    by the rules under any other; nulls stay null."""
+    metrics = Metrics("bridge")
+    email = "erin@example.com"
+    rows = spans(
+        {"attributes": [("note", email), ("secret", email), ("user", email), ("empty", None)]},
+        {"attributes": [("secret", "s3"), ("user", email), ("note", "10.0.0.1")]},
+        {"attributes": [("other", "plain")]},
+    )
+    stream = chain(
+        {"type": "redact", "signals": ["traces"], "allow_keys": ["note"], "deny_keys": ["secret"]},
+        metrics=metrics,
+    )
+    out, _ = stream.process("spans", "acme", rows, [3])
+    assert column(out, "attributes") == [
+        [("note", email), ("secret", "[REDACTED:deny_keys]"), ("user", "[REDACTED:email]"), ("empty", None)],
+        [("secret", "[REDACTED:deny_keys]"), ("user", "[REDACTED:email]"), ("note", "10.0.0.1")],
+        [("other", "plain")],
+    ]
+    labels = {**LAKE, "processor": "redact_0"}
+    counted = {
+        rule: sample_value(metrics, "orasi_stream_redactions_total", {**labels, "rule": rule})
+        for rule in ("email", "ipv4", "deny_keys")
+    }
+    assert counted == {"email": 2, "ipv4": 0, "deny_keys": 2}
+
+
 def test_redact_hashes_with_a_salt_per_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORASI_TEST_SALT", "s3cret")
     stream = chain(
