@@ -13,9 +13,9 @@ compile their pattern on every call). With runs of rows of one resource (``runs.
 
 ``deny_keys`` replace a whole value, ``allow_keys`` are left alone: both patterns run over a map's
 distinct keys, and an entry takes its value as it is, wholly replaced or redacted by the rules in
-the same ``take``. The hash is SHA-256 of the
-tenant's salt (SHA-256 of the secret salt and the tenant) and the matched text: equal values stay
-equal, hence joinable, within a tenant, and differ between tenants.
+the same ``take``. The hash is SHA-256 of the tenant's salt (SHA-256 of the secret salt and the
+tenant) and the matched text: equal values stay equal, hence joinable, within a tenant, and
+differ between tenants.
 """
 
 from __future__ import annotations
