@@ -13,7 +13,9 @@ import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import TableUpdate
 
 from orasi_bridge.lake.buffer import Owners
 from orasi_bridge.lake.catalog import ensure_table, filesystem, open_catalog
@@ -69,6 +71,26 @@ class Commit:
     rows: int
     by_others: list[tuple[float, list[str]]]
     skipped: set[str]
+
+
+class _Transaction(Transaction):
+    """pyiceberg's ``Transaction``, computing its ``table_metadata`` once per change.
+
+    pyiceberg's works it out afresh, as a deep copy of the table's whole metadata, each of the
+    ~14 times a fast append reads it, so an append's CPU grows with the snapshots the table keeps
+    (measured: 66 ms with 3, 0.5 s with 600 and 1.1 s with 1,200). For a given base and list of
+    updates it is the same metadata, which an append only reads (pyiceberg's models are frozen):
+    it is kept until either changes."""
+
+    _computed: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        computed = self._computed
+        if computed is None or computed[0] is not base or computed[1] is not updates:
+            computed = self._computed = (base, updates, super().table_metadata)
+        return computed[2]
 
 
 class Committer:
@@ -158,7 +180,7 @@ class Committer:
                 ids = ",".join(i for i in batch_ids if i not in skipped)
                 try:
                     with (
-                        table.transaction() as transaction,
+                        _Transaction(table) as transaction,
                         transaction.update_snapshot(
                             snapshot_properties={BATCH_IDS_PROPERTY: ids}
                         ).fast_append() as append,
