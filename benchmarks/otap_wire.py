@@ -58,7 +58,7 @@ from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
-from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer
+from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer, gzip_message
 
 SIZES = (100, 1000, 5000)
 TARGETS = {Signal.TRACES: 0.55, Signal.LOGS: 0.55, Signal.METRICS: 0.45}
@@ -110,12 +110,6 @@ def generated_sources(count: int) -> list[Source]:
     return [make(signal) for signal in (Signal.TRACES, Signal.LOGS, Signal.METRICS)]
 
 
-def _gzip(data: bytes) -> bytes:
-    """A message compressed as grpcio's gzip compresses it (zlib's default level)."""
-    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
-
-
 def encode_stream(data: list[Batch], *, sent: bool = True) -> tuple[list[bytes], StreamProducer]:
     """The batches as ``BatchArrowRecords`` messages of one stream as the exporter's defaults
     send them (``sent``: IPC buffers zstd or not, the message gzip-compressed), or as serialized
@@ -127,7 +121,7 @@ def encode_stream(data: list[Batch], *, sent: bool = True) -> tuple[list[bytes],
         ).SerializeToString()
         for i, b in enumerate(data)
     ]
-    return ([_gzip(record) for record in records] if sent else records), producer
+    return ([gzip_message(record) for record in records] if sent else records), producer
 
 
 def decode_stream(signal: Signal, records: list[bytes]) -> None:

@@ -54,8 +54,8 @@ from orasi_bridge.stream.config import (
 )
 from orasi_bridge.stream.expressions import evaluate, reads
 from orasi_bridge.stream.filter import Filter
-from orasi_bridge.stream.redact import RESOURCE, Redact, read_salt
-from orasi_bridge.stream.runs import Runs
+from orasi_bridge.stream.redact import Redact, read_salt
+from orasi_bridge.stream.runs import RESOURCE, Runs
 from orasi_bridge.stream.sample import Sample
 from orasi_bridge.stream.tail import TABLE as TAIL_TABLE
 from orasi_bridge.stream.tail import Counters, Entry, Released, TailSampler

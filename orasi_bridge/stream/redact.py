@@ -31,10 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import BUILTIN_PATTERNS, RedactConfig
-from orasi_bridge.stream.runs import Runs
+from orasi_bridge.stream.runs import RESOURCE, Runs
 
 DENY_RULE = "deny_keys"
-RESOURCE = "resource_attributes"
 HASH_HEX = 32
 """Hex digits of the hash kept (128 bits)."""
 REPEATED = 4

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+RESOURCE = "resource_attributes"
+"""The column the runs are of."""
 Indices = npt.NDArray[np.int64]
 LONG = 4
 
@@ -51,4 +53,4 @@ class Runs:
         return Runs.of(self.run_of_row[keep])
 
 
-__all__ = ["Runs"]
+__all__ = ["RESOURCE", "Runs"]

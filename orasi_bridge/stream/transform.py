@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_bridge.stream.config import MAPS, TransformConfig, target
-from orasi_bridge.stream.runs import Runs
+from orasi_bridge.stream.runs import RESOURCE, Runs
 
 EQUALS = 4
 """Up to this many keys, an entry's key is compared with each (a comparison of bytes, ~6 times
@@ -109,7 +109,7 @@ class Transform:
         self._maps = [m for m in MAPS if m in self._deleted or any(column == m for column, _ in self._keys)]
         self.writes = frozenset([*self._columns, *self._maps])
         # a resource key set from a row's columns sets the maps of one resource's rows apart
-        self.keeps_runs = "resource_attributes" not in self._maps
+        self.keeps_runs = RESOURCE not in self._maps
 
     def apply(
         self, table: str, tenant: str, rows: pa.RecordBatch, values: list[pa.Array], runs: Runs | None = None

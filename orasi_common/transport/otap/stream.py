@@ -173,10 +173,15 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def gzip_size(data: bytes) -> int:
-    """The size of ``data`` gzip-compressed as gRPC compresses a message (zlib's default level)."""
+def gzip_message(data: bytes) -> bytes:
+    """``data`` gzip-compressed as grpcio compresses a message (zlib's default level)."""
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
-    return len(compressor.compress(data)) + len(compressor.flush())
+    return compressor.compress(data) + compressor.flush()
+
+
+def gzip_size(data: bytes) -> int:
+    """The size of ``data`` once grpcio's gzip compressed it (``gzip_message``)."""
+    return len(gzip_message(data))
 
 
 def _options(compression: pa.Codec | str | None) -> pa.ipc.IpcWriteOptions:
