@@ -78,6 +78,7 @@ class _Stream:
             arrow.max_dictionary_size,
             on_reset=lambda payload_type: resets.labels(signal.value, payload_type.name).inc(),
             message_compression=None if config.compression == "none" else config.compression,
+            zstd_level=arrow.payload_compression_level,
         )
         self._encoder = hpack.Encoder()
         self._ids = itertools.count()

@@ -18,8 +18,8 @@ Producer side (``StreamProducer``), per gRPC stream:
   column whose later batch mostly repeats its values moves to a dictionary (one reset, once per
   column and gRPC stream); a column with more distinct values in one batch than a dictionary
   holds is sent plain on its IPC stream;
-- IPC buffers are zstd-compressed, at the level (1 or 3) that writes the IPC stream's first
-  batch smallest; or, with ``compression="auto"``, compressed or not, whichever leaves that
+- IPC buffers are zstd-compressed, at the level (1 or 3, or the one ``zstd_level`` sets) that
+  writes the IPC stream's first batch smallest; or, with ``compression="auto"``, compressed or not, whichever leaves that
   batch smallest once the gRPC call has compressed its message (``message_compression``: gzip,
   grpcio's codec). Across a whole message gzip also matches what repeats between buffers and
   payloads (a parent id and the span id it names, the IPC metadata), so some tables travel
@@ -57,6 +57,7 @@ NARROW_FIRST = 64
 # larger than 3 does (metrics shrink by a fifth), while 1 does slightly better on random ids,
 # timestamps and text (spans, logs).
 ZSTD_LEVELS = (1, 3)
+ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL = 1, 22
 # a text column whose first batch has at least this many values, more than half of them
 # distinct, is sent plain on its IPC stream rather than dictionary-encoded
 PLAIN_MIN_ROWS = 64
@@ -199,6 +200,7 @@ class _PayloadWriter:
         schema: pa.Schema,
         schema_id: str,
         compression: str | None,
+        zstd_levels: tuple[int, ...],
         sent_size: Callable[[bytes], int],
         max_dictionary: int,
         wide: set[str],
@@ -214,6 +216,7 @@ class _PayloadWriter:
         self._sink = io.BytesIO()
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._compression = compression
+        self._zstd_levels = zstd_levels
         self._sent_size = sent_size  # bytes of an IPC message once the gRPC call compressed it
 
     def encode(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
@@ -278,13 +281,13 @@ class _PayloadWriter:
 
     def _options_for(self, first: pa.RecordBatch) -> pa.ipc.IpcWriteOptions:
         """The stream's write options: the candidate that writes the first batch smallest as it
-        travels (``_sent_size``), the cheaper one on a tie. For zstd the levels of
-        ``ZSTD_LEVELS`` (random ids and numbers do better at 1, repeated lists and offsets at 3);
+        travels (``_sent_size``), the cheaper one on a tie. For zstd its levels (by default
+        ``ZSTD_LEVELS``: random ids and numbers do better at 1, repeated lists and offsets at 3);
         for auto no compression too."""
         if self._compression is None:
             return _options(None)
         candidates: list[pa.Codec | None] = [
-            pa.Codec("zstd", compression_level=level) for level in ZSTD_LEVELS
+            pa.Codec("zstd", compression_level=level) for level in self._zstd_levels
         ]
         if self._compression == "auto":
             candidates.insert(0, None)
@@ -313,8 +316,10 @@ class StreamProducer:
 
     ``compression``: of the IPC buffers, ``"zstd"``, ``"auto"`` (zstd or none per IPC stream, see
     above) or None; ``message_compression``: what the gRPC call does to each message (``"gzip"``
-    or None), which ``auto`` judges its candidates by. ``on_reset`` is called with the payload
-    type whenever that type's schema is reset.
+    or None), which ``auto`` judges its candidates by; ``zstd_level``: the one zstd level to use
+    (1-22: higher levels send fewer bytes for more CPU), by default the better of
+    ``ZSTD_LEVELS`` per IPC stream. ``on_reset`` is called with the payload type whenever that
+    type's schema is reset.
     """
 
     def __init__(
@@ -323,10 +328,14 @@ class StreamProducer:
         max_dictionary: int = MAX_DICTIONARY,
         on_reset: Callable[[ArrowPayloadType], None] | None = None,
         message_compression: str | None = None,
+        zstd_level: int | None = None,
     ) -> None:
         if compression not in ("zstd", "auto", None) or message_compression not in ("gzip", None):
             raise ValueError(f"unknown compression {compression!r} / {message_compression!r}")
+        if zstd_level is not None and not ZSTD_MIN_LEVEL <= zstd_level <= ZSTD_MAX_LEVEL:
+            raise ValueError(f"zstd level {zstd_level} is not in {ZSTD_MIN_LEVEL}-{ZSTD_MAX_LEVEL}")
         self._compression = compression
+        self._zstd_levels = ZSTD_LEVELS if zstd_level is None else (zstd_level,)
         self._sent_size = gzip_size if message_compression == "gzip" else len
         self._max_dictionary = max_dictionary
         self._on_reset = on_reset
@@ -364,6 +373,7 @@ class StreamProducer:
                     # per payload type and batch (1-2 % of a 100-item batch)
                     f"{self._generation:x}",
                     self._compression,
+                    self._zstd_levels,
                     self._sent_size,
                     self._max_dictionary,
                     self._wide.setdefault(payload_type, set()),
