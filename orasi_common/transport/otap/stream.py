@@ -19,11 +19,12 @@ Producer side (``StreamProducer``), per gRPC stream:
   column and gRPC stream); a column with more distinct values in one batch than a dictionary
   holds is sent plain on its IPC stream;
 - IPC buffers are zstd-compressed, at the level (1 or 3, or the one ``zstd_level`` sets) that
-  writes the IPC stream's first batch smallest; or, with ``compression="auto"``, compressed or not, whichever leaves that
-  batch smallest once the gRPC call has compressed its message (``message_compression``: gzip,
-  grpcio's codec). Across a whole message gzip also matches what repeats between buffers and
-  payloads (a parent id and the span id it names, the IPC metadata), so some tables travel
-  smaller uncompressed and others in zstd; the IPC stream's first batch decides.
+  writes the IPC stream's first batch smallest; or, with ``compression="auto"``, compressed or
+  not, whichever leaves that batch smallest once the gRPC call has compressed its message
+  (``message_compression``: gzip, grpcio's codec). Across a whole message gzip also matches
+  what repeats between buffers and payloads (a parent id and the span id it names, the IPC
+  metadata), so some tables travel smaller uncompressed and others in zstd; the IPC stream's
+  first batch decides.
 
 Consumer side (``StreamConsumer``) keeps one IPC reader per (payload type, schema_id), fed
 payload by payload; a new ``schema_id`` for a type replaces that type's reader.
