@@ -38,7 +38,9 @@ Targets (issue 15, corpus, 1,000-item batches): OTAP ≤ 0.55x OTLP+zstd for tra
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import lzma
 import time
 import zlib
 from collections import defaultdict
@@ -58,7 +60,7 @@ from orasi_common.pdata import SPECS, Batch, Signal
 from orasi_common.pdata.otap import codec
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
-from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer, gzip_message
+from orasi_common.transport.otap.stream import StreamConsumer, StreamProducer, gzip_message, gzip_size
 
 SIZES = (100, 1000, 5000)
 TARGETS = {Signal.TRACES: 0.55, Signal.LOGS: 0.55, Signal.METRICS: 0.45}
@@ -110,11 +112,18 @@ def generated_sources(count: int) -> list[Source]:
     return [make(signal) for signal in (Signal.TRACES, Signal.LOGS, Signal.METRICS)]
 
 
-def encode_stream(data: list[Batch], *, sent: bool = True) -> tuple[list[bytes], StreamProducer]:
+def encode_stream(
+    data: list[Batch], *, sent: bool = True, zstd_level: int | None = None
+) -> tuple[list[bytes], StreamProducer]:
     """The batches as ``BatchArrowRecords`` messages of one stream as the exporter's defaults
-    send them (``sent``: IPC buffers zstd or not, the message gzip-compressed), or as serialized
-    messages of zstd IPC payloads; and the stream's producer."""
-    producer = StreamProducer("auto", message_compression="gzip") if sent else StreamProducer()
+    send them (``sent``: IPC buffers zstd or not, the message gzip-compressed; ``zstd_level``:
+    ``arrow.payload_compression_level``), or as serialized messages of zstd IPC payloads; and
+    the stream's producer."""
+    producer = (
+        StreamProducer("auto", message_compression="gzip", zstd_level=zstd_level)
+        if sent
+        else StreamProducer()
+    )
     records = [
         otap_pb2.BatchArrowRecords(
             batch_id=i, arrow_payloads=producer.encode(codec.encode(b))
@@ -293,17 +302,173 @@ def breakdown(sources: list[Source], size: int) -> dict[str, Any]:
     return report
 
 
+# ---------------------------------------------------------------------------------------------
+# --levels: bytes against CPU with arrow.payload_compression_level
+
+LEVELS = (None, 6, 9, 12, 15, 19)
+
+
+def levels(sources: list[Source], size: int, rounds: int) -> dict[str, Any]:
+    """Bytes per item on the wire and the exporter side's rate, per zstd level of the IPC
+    buffers (None: the default choice of 1 or 3 per IPC stream)."""
+    report: dict[str, Any] = {}
+    print(f"\n{size}-item batches: bytes per item on the wire and encoding rate per zstd level")
+    for source in sources:
+        data = source.batches(size)
+        items = sum(b.items for b in data)
+        otlp_zstd = sum(len(zstandard.ZstdCompressor(level=3).compress(b.raw)) for b in data)
+        rows = []
+        for level in LEVELS:
+            sent = sum(len(r) for r in encode_stream(data, zstd_level=level)[0])
+            encode_s = best_cpu(rounds, functools.partial(encode_stream, data, zstd_level=level))
+            rows.append(
+                {
+                    "level": level,
+                    "otap_bytes_per_item": round(sent / items, 2),
+                    "ratio_otap_to_otlp_zstd": round(sent / otlp_zstd, 3),
+                    "encode_items_per_s": round(items / encode_s),
+                }
+            )
+            print(
+                f"  {source.name:24} level {level or 'default':>7} {sent / items:7.2f} B "
+                f"{sent / otlp_zstd:6.3f}x (target {TARGETS[source.signal]}) "
+                f"{items / encode_s:>9,.0f} items/s",
+                flush=True,
+            )
+        report[source.name] = rows
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# --floor: what no choice of compression removes
+
+# The columns every item fills, in the types the OTAP specification gives them: identities,
+# times, values, log bodies
+FIXED_COLUMNS = {
+    Signal.TRACES: (
+        ArrowPayloadType.SPANS,
+        ("trace_id", "span_id", "parent_span_id", "start_time_unix_nano", "duration_time_unix_nano"),
+    ),
+    Signal.LOGS: (ArrowPayloadType.LOGS, ("body.str", "time_unix_nano", "observed_time_unix_nano")),
+    Signal.METRICS: (
+        ArrowPayloadType.NUMBER_DATA_POINTS,
+        ("time_unix_nano", "start_time_unix_nano", "int_value", "double_value"),
+    ),
+}
+CODECS: dict[str, Callable[[bytes], int]] = {
+    "gzip 6 (grpcio)": gzip_size,
+    "gzip 9": lambda data: len(zlib.compress(data, 9)),
+    "zstd 3": lambda data: len(zstandard.ZstdCompressor(level=3).compress(data)),
+    "zstd 19": lambda data: len(zstandard.ZstdCompressor(level=19).compress(data)),
+    "xz 9e": lambda data: len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)),
+}
+
+
+def _values(column: pa.Array) -> bytes:
+    """A column's values as its IPC buffers hold them: fixed-width little-endian (nulls as 0),
+    text and binary as their bytes, NUL-separated."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return b"\0".join((value or "").encode() for value in column.to_pylist())
+    if pa.types.is_fixed_size_binary(column.type):
+        return b"".join(value or b"" for value in column.to_pylist())
+    if pa.types.is_timestamp(column.type) or pa.types.is_duration(column.type):
+        column = column.cast(pa.int64())
+    elif pa.types.is_boolean(column.type):
+        column = column.cast(pa.uint8())
+    return bytes(column.fill_null(0).to_numpy(zero_copy_only=False).tobytes())
+
+
+def _column(batch: pa.RecordBatch, path: str) -> pa.Array:
+    head, _, child = path.partition(".")
+    column = batch.column(head)
+    return column.field(child) if child else column
+
+
+def floor(sources: list[Source], size: int) -> dict[str, Any]:
+    """How small the OTAP of each corpus file could get by compression alone: its messages
+    with plain IPC buffers under each codec (grpcio's gzip is the only one a Python gRPC call
+    has); every column of every table, all batches as one xz stream (unbounded context, so no
+    stream encoding's state could see more); and the columns every item fills alone, per
+    message, under the strongest codec."""
+    report: dict[str, Any] = {}
+    for source in sources:
+        data = source.batches(size)
+        items = sum(b.items for b in data)
+        otlp_zstd = sum(len(zstandard.ZstdCompressor(level=3).compress(b.raw)) for b in data)
+        target = TARGETS[source.signal] * otlp_zstd / items
+        sent = sum(len(r) for r in encode_stream(data)[0])
+        tables = [codec.encode(b) for b in data]
+        producer = StreamProducer(None)
+        plain = [
+            otap_pb2.BatchArrowRecords(batch_id=i, arrow_payloads=producer.encode(t)).SerializeToString()
+            for i, t in enumerate(tables)
+        ]
+        per_codec = {name: sum(map(size_of, plain)) / items for name, size_of in CODECS.items()}
+        everything = b"".join(
+            _values(column) for t in tables for kind in sorted(t) for _, column in _flat_columns(t[kind])
+        )
+        unbounded = CODECS["xz 9e"](everything) / items
+        kind, paths = FIXED_COLUMNS[source.signal]
+        fixed = [b"".join(_values(_column(t[kind], path)) for path in paths) for t in tables if kind in t]
+        fixed_floor = sum(min(CODECS["zstd 19"](b), CODECS["xz 9e"](b)) for b in fixed) / items
+        print(
+            f"\n{source.name}, {size}-item batches: OTLP+zstd {otlp_zstd / items:.2f} B/item, target "
+            f"{target:.2f} ({TARGETS[source.signal]}x), sent with the defaults {sent / items:.2f}"
+        )
+        print(
+            "  plain-buffer messages under each codec: "
+            + ", ".join(f"{n} {b:.2f}" for n, b in per_codec.items())
+        )
+        print(f"  every column, the whole file as one xz stream: {unbounded:.2f}")
+        print(f"  {', '.join(paths)} alone, per message, strongest codec: {fixed_floor:.2f}")
+        report[source.name] = {
+            "otlp_zstd_bytes_per_item": round(otlp_zstd / items, 2),
+            "target_bytes_per_item": round(target, 2),
+            "sent_bytes_per_item": round(sent / items, 2),
+            "plain_messages_bytes_per_item": {n: round(b, 2) for n, b in per_codec.items()},
+            "all_columns_one_xz_stream_bytes_per_item": round(unbounded, 2),
+            "fixed_columns": list(paths),
+            "fixed_columns_bytes_per_item": round(fixed_floor, 2),
+        }
+    return report
+
+
 def main() -> None:
     tune_allocators()  # as `orasi` services do
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 items; generated data: 5 batches")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds per figure (best is kept)")
     parser.add_argument("--breakdown", action="store_true", help="where the bytes go (corpus files)")
-    parser.add_argument("--breakdown-size", type=int, default=1000, help="items per batch for --breakdown")
+    parser.add_argument(
+        "--breakdown-size",
+        type=int,
+        default=1000,
+        help="items per batch for --breakdown, --levels and --floor",
+    )
+    parser.add_argument(
+        "--levels", action="store_true", help="bytes and encoding rate per zstd level (corpus)"
+    )
+    parser.add_argument("--floor", action="store_true", help="what compression alone could reach (corpus)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write figures ({RESULTS})")
     args = parser.parse_args()
     if args.breakdown:
         breakdown(corpus_sources(), args.breakdown_size)
+        return
+    if args.levels or args.floor:
+        report = (
+            levels(corpus_sources(), args.breakdown_size, args.rounds)
+            if args.levels
+            else floor(corpus_sources(), args.breakdown_size)
+        )
+        out = (
+            args.json
+            if args.json != RESULTS
+            else RESULTS.with_name(f"otap_wire_{'levels' if args.levels else 'floor'}.json")
+        )
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"\nfigures written to {out}")
         return
     sizes = SIZES[:2] if args.quick else SIZES
     sources = corpus_sources() + generated_sources(5 if args.quick else 20)
