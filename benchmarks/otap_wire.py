@@ -5,6 +5,8 @@ Run from the repository root::
     python -m benchmarks.otap_wire                 # corpus files and generated data, 100 / 1000 / 5000
     python -m benchmarks.otap_wire --quick         # 100 / 1000 only, generated data 5 batches
     python -m benchmarks.otap_wire --breakdown     # where the bytes go, per payload type and column
+    python -m benchmarks.otap_wire --levels        # bytes and encoding rate per zstd level
+    python -m benchmarks.otap_wire --floor         # what compression alone could reach
 
 Data: every file of the telemetry corpus (``shared/corpus/``, re-batched in file order into
 requests of N items as its README says: spans, log records or data points), and beside it the
@@ -29,6 +31,13 @@ payload type, and per column the bytes of that column sent alone on a stream of 
 same producer, one column per table): what each column costs compressed, with its
 dictionary deltas. The OTLP side is broken down by field the same way: the zstd bytes a
 request loses when one field is cleared in every item.
+
+``--levels`` sends the corpus at 1,000 items with each ``arrow.payload_compression_level``
+(bytes on the wire, exporter-side rate). ``--floor`` asks how far compression alone could go:
+the same messages with plain IPC buffers under gzip 6 (grpcio's), gzip 9, zstd 3 and 19 and
+xz; every column of every table, the whole file as one xz stream (more context than any
+stream's state); and the columns every item fills (ids and times, log bodies and times, point
+values and times) alone, per message, under the strongest of zstd 19 and xz.
 
 Targets (issue 15, corpus, 1,000-item batches): OTAP ≤ 0.55x OTLP+zstd for traces and logs,
 ≤ 0.45x for metrics, ≤ 1.1x at 100 items; OTLP → OTAP ≥ 250k spans/s per core, OTAP → OTLP
