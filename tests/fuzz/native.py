@@ -230,9 +230,9 @@ def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
 
 def arguments_hostile(data: bytes) -> None:
     """The entry points with their other arguments cut from the input too: ``scan``, ``gather``
-    and ``cri_heads`` with int64 starts and ends, ``text_lines`` with a cut and a limit,
-    ``key_values`` with int32 offsets, ``join`` with a row
-    count, emit flags, values and offsets (orasi computes these from a scan, never takes them
+    and ``cri_heads`` with int64 starts and ends, ``group`` with them, int64 parents and a group
+    count, ``text_lines`` with a cut and a limit, ``key_values`` with int32 offsets, ``join`` with
+    a row count, emit flags, values and offsets (orasi computes these from a scan, never takes them
     from the wire; their bounds checks are fuzzed all the same). Each call must refuse what lies
     outside its buffers (ValueError) or return exactly what it says."""
     import numpy as np
@@ -250,6 +250,14 @@ def arguments_hostile(data: bytes) -> None:
         slices = zip(struct.unpack(f"<{n}q", starts), struct.unpack(f"<{n}q", ends), strict=True)
         if len(_wirescan.gather(data, starts, ends)) != sum(e - s for s, e in slices):
             raise AssertionError("gather returned other than the slices' bytes")
+    with contextlib.suppress(ValueError):
+        slices = zip(struct.unpack(f"<{n}q", starts), struct.unpack(f"<{n}q", ends), strict=True)
+        parents = body[16 * n : 24 * n].ljust(8 * n, b"\0")
+        offsets, grouped = _wirescan.group(data, starts, ends, parents, data[1] % 8)
+        rows = struct.unpack(f"<{data[1] % 8 + 1}q", offsets)
+        total = sum(e - s for s, e in slices)
+        if rows[0] != 0 or rows[-1] != len(grouped) or len(grouped) != total or list(rows) != sorted(rows):
+            raise AssertionError(f"group returned offsets {rows} for {len(grouped)} bytes")
     with contextlib.suppress(ValueError):
         if len(_wirescan.key_values(data, body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0"))) != 7 * 8 * n:
             raise AssertionError("key_values returned other than 7 columns of n rows")

@@ -373,16 +373,28 @@ class Keys:
     to every row whose id their ``parent_id`` names; a parent id naming no row is MalformedData."""
 
     def __init__(self, ids: I64, valid: Bools) -> None:
-        self.n = len(ids)
+        self.n = n = len(ids)
+        # the ids 0..n-1 in row order (what encoders write): a parent id is its row
+        self.identity = bool(valid.all()) and bool(np.array_equal(ids, np.arange(n)))
+        if self.identity:
+            self.unique = self.index = np.arange(n, dtype=np.int64)
+            self.one_each = True
+            return
         self.unique, inverse = np.unique(ids[valid], return_inverse=True)
-        self.index = np.full(self.n, len(self.unique), dtype=np.int64)  # the extra slot: nothing
+        self.index = np.full(n, len(self.unique), dtype=np.int64)  # the extra slot: nothing
         self.index[valid] = inverse.reshape(-1)
         self.one_each = (
-            bool(valid.all()) and len(self.unique) == self.n and bool(np.all(self.index == np.arange(self.n)))
+            bool(valid.all()) and len(self.unique) == n and bool(np.all(self.index == np.arange(n)))
         )  # every row its own id, in id order: per-key values are already per-row
 
     def of(self, parents: I64, what: str) -> I64:
         """The position in ``unique`` of each parent id."""
+        if self.identity:
+            outside = (parents < 0) | (parents >= self.n)
+            if bool(outside.any()):
+                first = int(parents[outside][0])
+                raise MalformedData(f"{what}: parent_id {first} points to no row of the parent table")
+            return parents
         pos = np.searchsorted(self.unique, parents)
         clipped = np.minimum(pos, max(len(self.unique) - 1, 0))
         if len(parents) and (len(self.unique) == 0 or not bool(np.all(self.unique[clipped] == parents))):

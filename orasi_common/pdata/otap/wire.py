@@ -312,15 +312,10 @@ def group_concat(children: pa.Array | Segment, parent_rows: I64, n_parents: int)
     starts, ends = offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64)
     if children.null_count:
         ends = np.where(is_valid(children), ends, starts)
-    if len(parent_rows) > 1 and not bool(np.all(parent_rows[1:] >= parent_rows[:-1])):
-        order = np.argsort(parent_rows, kind="stable")
-        starts, ends, parent_rows = starts[order], ends[order], parent_rows[order]
-    ends_at = np.zeros(len(starts) + 1, dtype=np.int64)
-    np.cumsum(ends - starts, out=ends_at[1:])
-    bounds = np.zeros(n_parents + 1, dtype=np.int64)
-    np.cumsum(np.bincount(parent_rows, minlength=n_parents), out=bounds[1:])
-    raw = _wirescan.gather(data, starts, ends)  # the children in parent order, one memcpy each
-    return from_parts(pa.binary(), ends_at[bounds], np.frombuffer(raw, dtype=np.uint8), None)
+    parents = np.ascontiguousarray(parent_rows, dtype=np.int64)
+    bounds, raw = _wirescan.group(data, starts, ends, parents, n_parents)  # a stable counting sort
+    grouped_offsets = np.frombuffer(bounds, dtype=np.int64)
+    return from_parts(pa.binary(), grouped_offsets, np.frombuffer(raw, dtype=np.uint8), None)
 
 
 def empties(n: int) -> pa.Array:

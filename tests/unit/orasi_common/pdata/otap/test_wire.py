@@ -76,3 +76,35 @@ def test_rows_not_emitted_are_not_checked() -> None:
     emit = np.array([True, False], dtype=np.bool_)
     offsets = np.array([0, 1, 99], dtype=np.int32)  # row 1's end lies outside, but row 1 is skipped
     assert _wirescan.join(2, [(wire._RAW, b"", emit, offsets, b"a", 0)])[1] == b"a"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.binary(max_size=20)), st.integers(0, 5)), max_size=40))
+def test_group_concat_gathers_each_parents_children_in_order(rows: list[tuple[bytes | None, int]]) -> None:
+    children = pa.array([child for child, _ in rows], pa.binary())
+    parents = np.array([parent for _, parent in rows], dtype=np.int64)
+    grouped = wire.group_concat(children, parents, 6).to_pylist()
+    expected = [b"".join(child or b"" for child, p in rows if p == parent) for parent in range(6)]
+    assert grouped == expected
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "parents", "n"),
+    [
+        ([0, 1], [1, 3], [0, 0], 1),  # a slice past the data's end
+        ([1], [0], [0], 1),  # a slice that ends before it starts
+        ([-1], [1], [0], 1),  # a slice before the data
+        ([0], [1], [1], 1),  # a parent past the last group
+        ([0], [1], [-1], 1),  # a negative parent
+        ([0], [1], [0], -1),  # a negative group count
+        ([0, 1], [1], [0, 0], 1),  # buffers of different lengths
+    ],
+)
+def test_group_refuses_slices_and_parents_outside_its_buffers(
+    starts: list[int], ends: list[int], parents: list[int], n: int
+) -> None:
+    def int64(values: list[int]) -> bytes:
+        return np.array(values, dtype=np.int64).tobytes()
+
+    with pytest.raises(ValueError, match="outside"):
+        _wirescan.group(b"ab", int64(starts), int64(ends), int64(parents), n)
