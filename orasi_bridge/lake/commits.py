@@ -93,6 +93,15 @@ class _Transaction(Transaction):
         return computed[2]
 
 
+def _wait(ready: Callable[[], None], fs: pafs.FileSystem, prefix: str, data_files: list[DataFile]) -> None:
+    """``ready()``; when it raises, ``data_files`` are removed (never appended) and its error raised."""
+    try:
+        ready()
+    except BaseException:
+        delete_data_files(fs, prefix, [data_file.file_path for data_file in data_files])
+        raise
+
+
 class Committer:
     """The lake's tables as one writer commits to them: opened (created when missing) by
     ``open``, rows added by ``commit``, other writers' commits read by ``commits_since``. ``seen``
@@ -125,6 +134,7 @@ class Committer:
         batch_ids: list[str],
         known: set[str] | None = None,
         derive: Callable[[list[pa.RecordBatch]], list[pa.RecordBatch]] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> Commit:
         """Write all tenants' rows of one table and add them in one Iceberg snapshot (blocking).
 
@@ -142,6 +152,11 @@ class Committer:
 
         With ``derive``, ``tenants`` are the rows of another table, and the rows written are
         ``derive``'s of those kept (span_metrics_1m's of the spans).
+
+        With ``ready``, nothing is appended before it returned: it is called (blocking, once)
+        when the files are written, so that they are written while what must be committed before
+        them is (the spans' files while the span metrics tables commit); when it raises, the
+        files are removed and its error raised.
         """
         table = self.tables[name]
         assert self._fs is not None, "open() first"
@@ -172,6 +187,9 @@ class Committer:
                     rows, partitions = sort_rows(kept, TABLES[name], name in MONTHLY)
                     data_files = write_data_files(table, name, rows, partitions, fs, prefix, self._cache)
                     del rows
+                    if ready is not None:
+                        _wait(ready, fs, prefix, data_files)
+                        ready = None
                     # Writing takes a while: commit against the snapshot current after it (read
                     # again), not the one before, or a writer committing often wins every time.
                     table.refresh()

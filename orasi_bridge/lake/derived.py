@@ -11,6 +11,10 @@ Within a flush (``LakeWriter.flush``)::
       ├─ spans and the other tables                                                       ┘ batch ids
       └─ audit: ``commit_audit``, after the data (and alone when nothing else is buffered)
 
+The span metrics tables commit while the spans' files are sorted and written (``begin_span_metrics``:
+a task beside the spans' commit, whose append waits for it, ``SpanMetricsCommit.wait``), so their
+appends still come first and a failure of theirs leaves the spans uncommitted.
+
 Each span metrics table keeps its batch ids apart from the other tables' (``ids``): it is
 committed before the spans (and the hourly table after the minutes), so a batch it holds may
 still have to be committed to the next table (a crash or a failed commit in between); queries
@@ -21,7 +25,9 @@ derived from the buffered spans as the next flush will commit them (``hot_rows``
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -38,6 +44,40 @@ CommitRows = Callable[..., Commit]
 
 SPAN_METRICS_TABLES = (SPAN_METRICS, SPAN_METRICS_1H)
 """Derived from the spans, committed in this order just before them."""
+
+
+@dataclass
+class SpanMetricsCommit:
+    """The span metrics tables' commit of one flush, running beside the spans' (``begin_span_metrics``)."""
+
+    task: asyncio.Task[None]
+    done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+
+    def __post_init__(self) -> None:
+        self.task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            self.done.set_exception(asyncio.CancelledError())
+        elif task.exception() is not None:
+            self.done.set_exception(task.exception())
+        else:
+            self.done.set_result(None)
+
+    def wait(self) -> None:
+        """Block until the tables are committed (the spans' commit thread, ``Committer.commit``'s
+        ``ready``); raises their commit's error."""
+        self.done.result()
+
+    async def finish(self, failed: bool = False) -> None:
+        """Wait for the commit to end, raising its error; ``failed``: the spans' commit failed on its
+        own, whose error is the flush's (this one's is left)."""
+        if failed:
+            await asyncio.wait([self.task])
+            if not self.task.cancelled():
+                self.task.exception()  # retrieved: the flush raises the spans' error
+            return
+        await self.task
 
 
 class DerivedTables:
@@ -63,6 +103,20 @@ class DerivedTables:
     def source_of(table: str) -> str:
         """The table whose buffered rows make ``table``'s hot rows."""
         return SOURCE if table in SPAN_METRICS_TABLES else table
+
+    def begin_span_metrics(
+        self,
+        spans: dict[str, list[pa.RecordBatch]],
+        owners: dict[str, list[Owners]],
+        batch_ids: list[str],
+        known: set[str],
+    ) -> SpanMetricsCommit | None:
+        """``commit_span_metrics`` started as a task (None: span metrics are off); the spans' commit
+        appends once it is done (``SpanMetricsCommit.wait``), and the flush ``finish``es it."""
+        if self.span_metrics is None:
+            return None
+        task = asyncio.ensure_future(self.commit_span_metrics(spans, owners, batch_ids, known))
+        return SpanMetricsCommit(task)
 
     async def commit_span_metrics(
         self,

@@ -40,8 +40,8 @@ commit looks at the tables each ``flush_interval`` instead (``_follow``), rememb
 the others committed, and publishes their snapshot while it stays idle.
 
 The derived tables are committed within each flush through the same commit path
-(``derived.DerivedTables``): ``span_metrics_1m`` and ``span_metrics_1h`` just before the spans,
-the audit rows after the data.
+(``derived.DerivedTables``): ``span_metrics_1m`` and ``span_metrics_1h`` while the spans' files are
+written, and appended before them; the audit rows after the data.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from orasi_bridge.lake import audit as audit_table
 from orasi_bridge.lake import convert
 from orasi_bridge.lake import kept as wal_records
 from orasi_bridge.lake.buffer import Bools, Buffer, Entry, Owners
-from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Committer
+from orasi_bridge.lake.commits import BATCH_IDS_PROPERTY, Commit, Committer
 from orasi_bridge.lake.committed import CommittedIds
 from orasi_bridge.lake.config import Config
 from orasi_bridge.lake.convert import Converted, holds_otap
@@ -558,18 +558,7 @@ class LakeWriter:
                         known |= await asyncio.to_thread(
                             self._claims.claimed_elsewhere, buffer.batch_ids[name]
                         )
-                    if name == SOURCE:
-                        await self.derived.commit_span_metrics(
-                            tenants, buffer.owners[name], buffer.batch_ids[name], known
-                        )
-                    done = await asyncio.to_thread(
-                        self._committer.commit,
-                        name,
-                        tenants,
-                        buffer.owners[name],
-                        buffer.batch_ids[name],
-                        known,
-                    )
+                    done = await self._commit_table(name, tenants, buffer, known)
                     # Publish the snapshot and retire its hot rows in one step of the event loop.
                     self._visible[name] = done.snapshot_id
                     for committed_at, ids in done.by_others:
@@ -605,6 +594,38 @@ class LakeWriter:
                 self._flushing = None
             await self.derived.commit_audit()  # after the data (see above)
             await self._record_observed()
+
+    async def _commit_table(
+        self, name: str, tenants: dict[str, list[pa.RecordBatch]], buffer: Buffer, known: set[str]
+    ) -> Commit:
+        """One table's commit of a flush, in a thread; the spans' with the span metrics tables'
+        beside it (``derived.begin_span_metrics``), which are appended first."""
+        metrics = None
+        if name == SOURCE:
+            metrics = self.derived.begin_span_metrics(
+                tenants, buffer.owners[name], buffer.batch_ids[name], known
+            )
+        try:
+            done = await asyncio.to_thread(
+                self._committer.commit,
+                name,
+                tenants,
+                buffer.owners[name],
+                buffer.batch_ids[name],
+                known,
+                ready=None if metrics is None else metrics.wait,
+            )
+        except asyncio.CancelledError:
+            if metrics is not None:
+                metrics.task.cancel()
+            raise
+        except Exception:
+            if metrics is not None:
+                await metrics.finish(failed=True)
+            raise
+        if metrics is not None:
+            await metrics.finish()
+        return done
 
     async def _record_observed(self) -> None:
         """Hand the keys and types seen since the last flush to the registry's store."""

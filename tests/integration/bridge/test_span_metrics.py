@@ -6,6 +6,7 @@ spans are corrections. Real SeaweedFS and PostgreSQL (the lake tests' fixtures).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -138,11 +139,17 @@ async def main():
     await writer.consume(data.batch(Signal.TRACES, data.traces_request(), batch_id={batch_id!r}))
     commit = writer._committer.commit
 
-    def crash_before(name, *args):
+    def crash():
+        print("crashed", flush=True)
+        os._exit(0)  # the tables before it committed, it and the next not: no shutdown, no flush
+
+    def crash_before(name, *args, ready=None):
         if name == {crash_before!r}:
-            print("crashed", flush=True)
-            os._exit(0)  # the tables before it committed, it and the next not: no shutdown, no flush
-        return commit(name, *args)
+            if ready is None:
+                crash()
+            # the spans' files are written beside the span metrics commits: crash before appending
+            return commit(name, *args, ready=lambda: (ready(), crash()))
+        return commit(name, *args, ready=ready)
 
     writer._committer.commit = crash_before
     writer.derived._commit = crash_before
@@ -213,3 +220,76 @@ async def test_a_late_span_is_written_as_a_correction_and_counted(make_writer: M
     for table in ("span_metrics_1m", "span_metrics_1h"):
         assert await rows(engine, sql.format(table), **window) == expected, table
     assert metrics.registry.get_sample_value(*late_spans) == 1
+
+
+async def test_the_spans_files_are_written_while_the_span_metrics_commit_and_appended_after(
+    writer: LakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = data.batch(Signal.TRACES, data.traces_request())
+    await writer.consume(batch)
+    events: list[str] = []
+    written = threading.Event()
+    commit, derived_commit = writer._committer.commit, writer.derived._commit
+
+    def spans_commit(name: str, *args: Any, **options: Any) -> Any:
+        ready = options.pop("ready", None)
+
+        def waited() -> None:
+            events.append(f"{name} files written")
+            written.set()
+            if ready is not None:
+                ready()
+            events.append(f"{name} appends")
+
+        options["ready"] = waited
+        return commit(name, *args, **options)
+
+    def metrics_commit(name: str, *args: Any) -> Any:
+        if name == "span_metrics_1h":  # the spans' files are written meanwhile, not after
+            events.append("spans written beside" if written.wait(30) else "spans not written")
+        done = derived_commit(name, *args)
+        events.append(f"{name} committed")
+        return done
+
+    monkeypatch.setattr(writer._committer, "commit", spans_commit)
+    monkeypatch.setattr(writer.derived, "_commit", metrics_commit)
+    await writer.flush()
+
+    # span_metrics_1m commits while the spans' files are written or before (its rows are few)
+    assert sorted(events[:2]) == ["span_metrics_1m committed", "spans files written"]
+    assert events[2:] == ["spans written beside", "span_metrics_1h committed", "spans appends"]
+    for table in ("span_metrics_1m", "span_metrics_1h", "spans"):
+        assert batch_ids_in_summaries(writer, table) == [batch.batch_id], table
+
+
+async def test_a_failed_span_metrics_commit_leaves_the_spans_uncommitted_until_the_next_flush(
+    writer: LakeWriter, lake_space: LakeSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = QueryEngine(writer, QueryLimits())
+    batch = data.batch(Signal.TRACES, data.traces_request())
+    await writer.consume(batch)
+    derived_commit = writer.derived._commit
+    failures = [RuntimeError("the catalog went away")]
+
+    def failing(name: str, *args: Any) -> Any:
+        if name == "span_metrics_1h" and failures:
+            raise failures.pop()
+        return derived_commit(name, *args)
+
+    monkeypatch.setattr(writer.derived, "_commit", failing)
+    await writer.flush()  # logged; the rows stay buffered
+
+    assert batch_ids_in_summaries(writer, "span_metrics_1m") == [batch.batch_id]
+    assert batch_ids_in_summaries(writer, "span_metrics_1h") == []
+    assert writer.tables["spans"].current_snapshot() is None
+    # The spans' files written beside the failed commit were removed (never appended).
+    assert not [path for path in lake_space.data_files() if "/orasi/spans/" in path]
+    metrics, spans = await per_group(engine)
+    assert metrics == spans and sum(row[5] for row in spans) == SPANS
+
+    await writer.flush()
+
+    for table in ("span_metrics_1m", "span_metrics_1h", "spans"):
+        assert batch_ids_in_summaries(writer, table) == [batch.batch_id], table
+    assert await per_group(engine) == (metrics, spans)
+    assert len([path for path in lake_space.data_files() if "/orasi/spans/" in path]) == 1
