@@ -35,50 +35,51 @@ def key_in(keys: pa.Array, names: list[str]) -> np.ndarray:
 
 def edit_map(column: pa.MapArray, sets: dict[str, pa.Array], deleted: list[str]) -> pa.MapArray:
     """``column`` without the keys of ``sets`` and ``deleted``, then each key of ``sets`` whose
-    value is not null appended to its row (vectorised: every entry's place in the new map is
-    computed with numpy, then one ``take`` gathers them)."""
+    value is not null appended to its row (vectorised: the index of every entry of the new map in
+    the old entries followed by the values set is computed with numpy, then one ``take`` of the
+    keys and one of the values gather them, leaving out what is removed on the way)."""
     rows = len(column)
     offsets = column.offsets.to_numpy()
     first, last = int(offsets[0]), int(offsets[-1])
     offsets = offsets - first
-    lengths = np.diff(offsets)
     keys = column.values.field(0).slice(first, last - first)
     items = column.values.field(1).slice(first, last - first)
     keep = ~key_in(keys, [*sets, *deleted])
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     if not valid.all():  # entries of a null row (Arrow allows them) are not the row's: left out with it
-        keep &= np.repeat(valid, lengths)
-    if keep.all():  # nothing left out: the entries as they are (no copy before the take)
-        kept_per_row, all_keys, all_items = lengths, [keys], [items]
+        keep &= np.repeat(valid, np.diff(offsets))
+    if keep.all():  # nothing left out: every entry, in order
+        gather, kept_through = np.arange(len(keys)), offsets[1:]
     else:
-        kept_before = np.concatenate([[0], np.cumsum(keep)])
-        kept_per_row = kept_before[offsets[1:]] - kept_before[offsets[:-1]]
-        mask = pa.array(keep)
-        all_keys, all_items = [keys.filter(mask)], [items.filter(mask)]
-    added = [values.is_valid().to_numpy(zero_copy_only=False) for values in sets.values()]
-    per_row = kept_per_row + sum((a.astype(np.int64) for a in added), np.zeros(rows, np.int64))
-    starts = np.zeros(rows + 1, np.int64)
-    np.cumsum(per_row, out=starts[1:])
-    kept = int(kept_per_row.sum())
-    # a kept entry moves by the entries added to the rows before its own
-    places = [
-        np.arange(kept) + np.repeat(starts[:-1] - (np.cumsum(kept_per_row) - kept_per_row), kept_per_row)
-    ]
-    filled = kept_per_row.copy()
-    for (key, values), valid_value in zip(sets.items(), added, strict=True):
+        gather = np.flatnonzero(keep)
+        kept_through = np.concatenate([[0], np.cumsum(keep)])[offsets[1:]]
+    # the values set go after the old entries, each inserted after its row's kept entries
+    owners, inserted, all_keys, all_items = [], [], [keys], [items]
+    per_row = np.diff(kept_through, prepend=0)
+    source = len(keys)
+    for key, values in sets.items():
+        valid_value = values.is_valid().to_numpy(zero_copy_only=False)
         at = np.flatnonzero(valid_value)
-        places.append(starts[at] + filled[at])
-        filled[at] += 1
+        owners.append(at)
+        inserted.append(np.arange(source, source + len(at)))
+        source += len(at)
+        per_row += valid_value
         all_keys.append(pa.repeat(pa.scalar(key, pa.string()), len(at)))
-        all_items.append(values.filter(pa.array(valid_value)))
-    order = np.empty(int(starts[-1]), np.int64)
-    order[np.concatenate(places)] = np.arange(len(order))
-    gather = pa.array(order)
+        all_items.append(values if len(at) == rows else values.filter(pa.array(valid_value)))
+    if owners:  # by row, then in the order of ``sets`` (rows of no kept entry share a position)
+        owner, value = np.concatenate(owners), np.concatenate(inserted)
+        if len(owners) > 1:
+            order = np.argsort(owner, kind="stable")
+            owner, value = owner[order], value[order]
+        gather = np.insert(gather, kept_through[owner], value)
+    starts = np.zeros(rows + 1, np.int32)
+    np.cumsum(per_row, out=starts[1:])
+    take = pa.array(gather)
     null = ~valid & (per_row == 0)
     return pa.MapArray.from_arrays(
-        pa.array(starts.astype(np.int32)),
-        pa.concat_arrays(all_keys).take(gather),
-        pa.concat_arrays(all_items).take(gather),
+        pa.array(starts),
+        pa.concat_arrays(all_keys).take(take),
+        pa.concat_arrays(all_items).take(take),
         type=column.type,
         mask=pa.array(null) if null.any() else None,
     )
