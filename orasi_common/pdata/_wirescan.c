@@ -14,7 +14,8 @@
  * the message and offset.
  *
  * gather(data, starts, ends) returns the slices data[starts[i]:ends[i]] concatenated; group(data,
- * starts, ends, parents, n) the same slices gathered per parent (see its comment).
+ * starts, ends, parents, n) the same slices gathered per parent, and codes(data, offsets, valid,
+ * seed) a code per distinct string (see their comments).
  *
  * validate(data, program) checks one message as upb would parse it, with the invariants of
  * orasi_common/pdata/validate.py, and counts its items (see its section below).
@@ -301,6 +302,96 @@ done:
     PyBuffer_Release(&starts);
     PyBuffer_Release(&ends);
     PyBuffer_Release(&parents);
+    return result;
+}
+
+/* codes(data, offsets, valid, seed): a code for each byte string data[offsets[i]:offsets[i + 1]]
+ * (n + 1 int32 offsets): equal strings get equal codes, numbered 0, 1, ... in order of first
+ * appearance (as Arrow's dictionary_encode numbers them); a row whose valid byte (n of them) is
+ * 0 gets -1 and takes no code. Returns (codes, firsts): n int64 codes, and for each code the row
+ * where it first appears. The strings come from senders, so the hash is keyed by seed (drawn at
+ * random once per process) against collisions chosen in advance. An offset outside the data
+ * (of a valid row) raises ValueError before anything is hashed. */
+static uint64_t string_hash(const uint8_t *s, Py_ssize_t len, uint64_t seed) {
+    uint64_t h = seed ^ ((uint64_t)len * 0x9E3779B97F4A7C15ULL), word;
+    for (; len >= 8; s += 8, len -= 8) {
+        memcpy(&word, s, 8);
+        h = (h ^ word) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    word = 0;
+    memcpy(&word, s, (size_t)len);
+    h = (h ^ word) * 0x94D049BB133111EBULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
+}
+
+static PyObject *codes(PyObject *self, PyObject *args) {
+    Py_buffer data, offsets, valid;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "y*y*y*K", &data, &offsets, &valid, &seed)) return NULL;
+    PyObject *result = NULL, *out = NULL, *firsts = NULL;
+    int64_t *slots = NULL;
+    uint64_t *hashes = NULL;
+    Py_ssize_t n = offsets.len / (Py_ssize_t)sizeof(int32_t) - 1, count = 0;
+    const int32_t *off = offsets.buf;
+    const uint8_t *ok = valid.buf, *bytes = data.buf;
+    int fine = offsets.len % (Py_ssize_t)sizeof(int32_t) == 0 && n >= 0 && valid.len >= n;
+    for (Py_ssize_t i = 0; fine && i < n; i++)
+        fine = !ok[i] || (0 <= off[i] && off[i] <= off[i + 1] && off[i + 1] <= data.len);
+    if (!fine) {
+        PyErr_SetString(PyExc_ValueError, "codes: the offsets do not cover the rows or lie outside the data");
+        goto done;
+    }
+    size_t capacity = 16;
+    while (capacity < 2 * (size_t)n) capacity <<= 1;
+    slots = PyMem_Malloc(capacity * sizeof(int64_t)); /* a code, -1 while empty */
+    hashes = PyMem_Malloc(capacity * sizeof(uint64_t));
+    if (slots == NULL || hashes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t))) == NULL) goto done;
+    if ((firsts = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t))) == NULL) goto done;
+    int64_t *code = (int64_t *)PyBytes_AS_STRING(out), *first = (int64_t *)PyBytes_AS_STRING(firsts);
+    Py_BEGIN_ALLOW_THREADS;
+    memset(slots, 0xff, capacity * sizeof(int64_t));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!ok[i]) {
+            code[i] = -1;
+            continue;
+        }
+        const uint8_t *s = bytes + off[i];
+        Py_ssize_t len = off[i + 1] - off[i];
+        uint64_t h = string_hash(s, len, (uint64_t)seed);
+        size_t at = (size_t)h & (capacity - 1);
+        for (;; at = (at + 1) & (capacity - 1)) {
+            int64_t c = slots[at];
+            if (c < 0) { /* a new string */
+                slots[at] = count;
+                hashes[at] = h;
+                first[count] = i;
+                code[i] = count++;
+                break;
+            }
+            const int64_t row = first[c];
+            if (hashes[at] == h && off[row + 1] - off[row] == len && memcmp(bytes + off[row], s, (size_t)len) == 0) {
+                code[i] = c;
+                break;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    if (_PyBytes_Resize(&firsts, count * (Py_ssize_t)sizeof(int64_t)) == 0) result = PyTuple_Pack(2, out, firsts);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(firsts);
+    PyMem_Free(slots);
+    PyMem_Free(hashes);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&valid);
     return result;
 }
 
@@ -1129,6 +1220,7 @@ static PyObject *cri_heads(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
+    {"codes", codes, METH_VARARGS, "codes(data, offsets, valid, seed) -> (int64 codes, int64 first rows)"},
     {"group", group, METH_VARARGS, "group(data, starts, ends, parents, n) -> (int64 offsets, the slices per parent)"},
     {"validate", validate, METH_VARARGS, "validate(data, program) -> (items, violation or None) (see the source)"},
     {"key_values", key_values, METH_VARARGS, "key_values(data, offsets) -> bytes of int64 columns (see the source)"},

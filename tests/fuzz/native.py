@@ -231,10 +231,11 @@ def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
 def arguments_hostile(data: bytes) -> None:
     """The entry points with their other arguments cut from the input too: ``scan``, ``gather``
     and ``cri_heads`` with int64 starts and ends, ``group`` with them, int64 parents and a group
-    count, ``text_lines`` with a cut and a limit, ``key_values`` with int32 offsets, ``join`` with
-    a row count, emit flags, values and offsets (orasi computes these from a scan, never takes them
-    from the wire; their bounds checks are fuzzed all the same). Each call must refuse what lies
-    outside its buffers (ValueError) or return exactly what it says."""
+    count, ``codes`` with int32 offsets, validity flags and a seed, ``text_lines`` with a cut and
+    a limit, ``key_values`` with int32 offsets, ``join`` with a row count, emit flags, values and
+    offsets (orasi computes these from a scan, never takes them from the wire; their bounds checks
+    are fuzzed all the same). Each call must refuse what lies outside its buffers (ValueError) or
+    return exactly what it says."""
     import numpy as np
 
     from orasi_common.pdata import _wirescan
@@ -258,6 +259,14 @@ def arguments_hostile(data: bytes) -> None:
         total = sum(e - s for s, e in slices)
         if rows[0] != 0 or rows[-1] != len(grouped) or len(grouped) != total or list(rows) != sorted(rows):
             raise AssertionError(f"group returned offsets {rows} for {len(grouped)} bytes")
+    with contextlib.suppress(ValueError):
+        offsets = body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0")
+        codes, firsts = _wirescan.codes(
+            data, offsets, body[:n].ljust(n, b"\1"), int.from_bytes(data[:8], "little")
+        )
+        numbered = struct.unpack(f"<{n}q", codes)
+        if max(numbered, default=-1) + 1 != len(firsts) // 8 or min(numbered, default=-1) < -1:
+            raise AssertionError(f"codes returned codes {numbered} and {len(firsts) // 8} first rows")
     with contextlib.suppress(ValueError):
         if len(_wirescan.key_values(data, body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0"))) != 7 * 8 * n:
             raise AssertionError("key_values returned other than 7 columns of n rows")

@@ -43,6 +43,7 @@ from orasi_common.pdata.otap.common import (
     QUASIDELTA,
     Columns,
     Table,
+    lexsort,
     quasi_delta_decode,
     quasi_delta_encode,
     to_numpy,
@@ -123,13 +124,6 @@ def any_columns_to(columns: Columns, cols: AnyColumns, unset: Bools | None = Non
     columns.optional("ser", ser)
 
 
-def _codes(arr: pa.Array) -> I64:
-    """Each row's index among the distinct values of the column, in order of first appearance
-    (nulls -1)."""
-    out: I64 = to_numpy(pc.dictionary_encode(arr).indices, np.int64, -1).astype(np.int64, copy=True)
-    return out
-
-
 def _positions(parents: I64) -> I64:
     """Each row's position among its parent's rows (0 for the first), in table order."""
     n = len(parents)
@@ -154,10 +148,10 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]
     """
     types = kv.values.type[:n]
     delta = IS_DELTA_TYPE[types]
-    pair = _codes(kv.canonical.slice(0, n))
+    pair = wire.first_codes(kv.canonical.slice(0, n))[0].copy()
     pair[~delta] = -1
-    keys_seen = pc.dictionary_encode(kv.key.slice(0, n))
-    key: I64 = to_numpy(keys_seen.indices, np.int64, -1).astype(np.int64, copy=True)
+    keys_in_rows = kv.key.slice(0, n)
+    key, key_firsts = wire.first_codes(keys_in_rows)
     # a row brings a new value when its code exceeds every code before it
     seen = np.maximum.accumulate(pair)
     first = np.empty(n, dtype=np.bool_)
@@ -167,7 +161,7 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]
     distinct = np.bincount(key[first], minlength=keys)
     varied = distinct * _VARIED > np.bincount(key[delta], minlength=keys)
     varied_rows = varied[key]
-    names = keys_seen.dictionary.to_pylist()
+    names = keys_in_rows.take(pa.array(key_firsts)).to_pylist()
     key_names = tuple(sorted(zip(names, varied.tolist(), strict=True)))
     if int(varied_rows.sum()) * _VARIED_SHARE > n:
         return pair, key, None, key_names
@@ -245,9 +239,9 @@ def _ordered(
         if kind == _OTLP:
             return None
         if kind == _BY_KEY:
-            return np.lexsort((parents, key, positions))
+            return lexsort((parents, key, positions))
         assert varied_rows is not None
-        return np.lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
+        return lexsort((parents, np.where(varied_rows, -1, pair), key, positions))
 
     kinds = [_BY_KEY, _OTLP] if varied_rows is None else [_BY_VALUE, _BY_KEY, _OTLP]
     memo = None if stream is None or n < _TRIAL_ROWS else (stream, key_names)

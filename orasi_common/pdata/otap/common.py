@@ -177,6 +177,25 @@ def delta_encode(values: I64, typ: pa.DataType) -> pa.Array:
     return uints(out, typ)
 
 
+def lexsort(keys: Sequence[I64]) -> I64:
+    """``np.lexsort(keys)`` (the last key primary, stable), as one stable sort of the keys packed
+    into int64 when their ranges fit in 63 bits: several times faster than lexsort's pass per key."""
+    n = len(keys[0])
+    packed = np.zeros(n, dtype=np.int64)
+    bits = 0
+    if n:
+        for key in reversed(keys):
+            low = int(key.min())
+            width = (int(key.max()) - low).bit_length()
+            bits += width
+            if bits > 63:
+                return np.lexsort(keys)
+            packed <<= width
+            packed |= key - low
+    out: I64 = np.argsort(packed, kind="stable")
+    return out
+
+
 def check_count(n: int, limit: int, what: str) -> None:
     if n > limit + 1:
         raise PayloadTooLarge(
@@ -476,8 +495,10 @@ def first_rows(groups: I64) -> I64:
 
 
 def string_codes(arr: pa.Array | None, n: int) -> I64:
-    """Integer codes, equal for equal strings (null its own code), for run detection."""
+    """Integer codes, equal for equal values (null its own code), for run detection."""
     if arr is None:
         return np.zeros(n, dtype=np.int64)
+    if pa.types.is_binary(arr.type) or pa.types.is_string(arr.type):
+        return wire.first_codes(arr)[0]  # nulls -1
     encoded = pc.dictionary_encode(arr, null_encoding="encode")
     return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)

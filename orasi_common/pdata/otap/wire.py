@@ -11,6 +11,7 @@ export request is assembled without a Python loop over items and parsed once by 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import numpy as np
@@ -321,6 +322,18 @@ def group_concat(children: pa.Array | Segment, parent_rows: I64, n_parents: int)
 def empties(n: int) -> pa.Array:
     """A binary array of ``n`` empty values."""
     return from_parts(pa.binary(), np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.uint8), None)
+
+
+_SEED = secrets.randbits(64)  # keys the native hash of first_codes (its strings come from senders)
+
+
+def first_codes(arr: pa.Array) -> tuple[I64, I64]:
+    """A code for each value of a binary or string array, equal for equal values, numbered in
+    order of first appearance as ``pyarrow.compute.dictionary_encode`` numbers them (nulls -1,
+    taking no code), and the row where each code first appears: one native hashing pass."""
+    offsets, data = offsets_and_data(arr)
+    raw, firsts = _wirescan.codes(data, offsets, is_valid(arr), _SEED)
+    return np.frombuffer(raw, dtype=np.int64), np.frombuffer(firsts, dtype=np.int64)
 
 
 def is_valid(arr: pa.Array) -> Bools:

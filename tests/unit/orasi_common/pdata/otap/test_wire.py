@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -108,3 +109,27 @@ def test_group_refuses_slices_and_parents_outside_its_buffers(
 
     with pytest.raises(ValueError, match="outside"):
         _wirescan.group(b"ab", int64(starts), int64(ends), int64(parents), n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=20), st.sampled_from([b"a", b"ab", b"abcdefgh1"]))))
+def test_first_codes_number_values_as_dictionary_encode_does(values: list[bytes | None]) -> None:
+    arr = pa.array([b"x", *values], pa.binary()).slice(1)  # an array offset too
+    codes, firsts = wire.first_codes(arr)
+    encoded = pc.dictionary_encode(arr)
+    assert codes.tolist() == [-1 if i is None else i for i in encoded.indices.to_pylist()]
+    assert arr.take(pa.array(firsts)).to_pylist() == encoded.dictionary.to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("offsets", "valid"),
+    [([0, 3], [1]), ([-1, 1], [1]), ([1, 0], [1]), ([0, 1, 2], [1]), ([], [])],
+)
+def test_codes_refuses_offsets_outside_the_data(offsets: list[int], valid: list[int]) -> None:
+    with pytest.raises(ValueError, match="offsets"):
+        _wirescan.codes(b"ab", np.array(offsets, dtype=np.int32), np.array(valid, dtype=np.bool_), 1)
+
+
+def test_codes_skips_the_offsets_of_rows_not_valid() -> None:
+    raw, firsts = _wirescan.codes(b"ab", np.array([0, 99, 2], dtype=np.int32), np.array([0, 0], np.bool_), 1)
+    assert np.frombuffer(raw, dtype=np.int64).tolist() == [-1, -1] and firsts == b""
