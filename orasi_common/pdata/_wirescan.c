@@ -901,7 +901,8 @@ done:
  * offsets) cut apart when they have the canonical shape protobuf serializers write (see
  * orasi_common/pdata/otap/value_scan.py): field 1 (the key, 1..127 bytes), then field 2 (the
  * AnyValue, a length of one or two bytes) holding nothing or one string (1), int (3), double (4),
- * bool (2, 0 or 1) or bytes (7) field, minimal varints, lengths of at most two bytes.
+ * bool (2, 0 or 1) or bytes (7) field, minimal varints, lengths of at most two bytes, the key and
+ * a string valid UTF-8 (a row with bad UTF-8 is left to upb, which refuses it).
  *
  * Returns seven int64 columns of n values: key start, key end, OTAP type code (0: empty value
  * or not canonical), payload start, payload end (of a string or bytes value), the value's 64
@@ -925,7 +926,7 @@ static int kv_length(const uint8_t *d, Py_ssize_t *p, Py_ssize_t end, Py_ssize_t
 static int key_value(const uint8_t *d, Py_ssize_t s, Py_ssize_t e, int64_t *out) {
     if (e - s < 2 || d[s] != 0x0A) return -1;
     Py_ssize_t key_len = d[s + 1];
-    if (key_len == 0 || key_len >= 0x80) return -1;
+    if (key_len == 0 || key_len >= 0x80 || s + 2 + key_len > e || !valid_utf8(d + s + 2, key_len)) return -1;
     Py_ssize_t p = s + 2 + key_len, value_len;
     if (p >= e || d[p] != 0x12) return -1;
     p++;
@@ -938,7 +939,7 @@ static int key_value(const uint8_t *d, Py_ssize_t s, Py_ssize_t e, int64_t *out)
     switch (tag) {
     case 0x0A: /* string */
     case 0x3A: /* bytes */
-        if (kv_length(d, &p, e, &len) < 0 || p + len != e) return -1;
+        if (kv_length(d, &p, e, &len) < 0 || p + len != e || (tag == 0x0A && !valid_utf8(d + p, len))) return -1;
         out[2] = tag == 0x0A ? 1 : 7;
         out[3] = p;
         out[4] = e;

@@ -288,12 +288,13 @@ def _cut_values(arr: pa.Array, scan: _Scan, value_end: I64) -> tuple[pa.Array | 
     return strs, byts
 
 
-def _slices(data: Any, start: I64, end: I64, valid: Bools | None) -> pa.Array:
-    """The byte ranges [start, end) of ``data`` as a binary array (null where not ``valid``)."""
+def _slices(data: Any, start: I64, end: I64, valid: Bools | None, typ: pa.DataType) -> pa.Array:
+    """The byte ranges [start, end) of ``data`` as a binary or string array (null where not
+    ``valid``), not checked again: ``key_values`` checked the UTF-8 of the strings it cut."""
     offsets = np.zeros(len(start) + 1, dtype=np.int64)
     np.cumsum(end - start, out=offsets[1:])
     raw = _wirescan.gather(data, np.ascontiguousarray(start), np.ascontiguousarray(end))
-    return wire.from_parts(pa.binary(), offsets, np.frombuffer(raw, dtype=np.uint8), valid)
+    return wire.from_parts(typ, offsets, np.frombuffer(raw, dtype=np.uint8), valid)
 
 
 def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
@@ -303,19 +304,21 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
         return _key_values_python(raws if isinstance(raws, list) else raws.to_pylist())
     arr = raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary())
     offsets, data = wire.offsets_and_data(arr)
-    # one native pass cuts the canonical rows apart (the rules of _scan_any, the key before)
+    # one native pass cuts the canonical rows apart (the rules of _scan_any, the key before, and
+    # UTF-8 checked: a row with bad UTF-8 goes to upb, which refuses it)
     table = np.frombuffer(_wirescan.key_values(data, offsets), dtype=np.int64).reshape(7, n)
     key_start, key_end, codes, payload_start, payload_end, bits, slow_rows = table
     types = codes.astype(np.uint8)
     slow = slow_rows.astype(np.bool_)
-    keys = _utf8(_slices(data, key_start, key_end, None), "an attribute key")
+    keys = _slices(data, key_start, key_end, None, pa.string())
     cols = AnyColumns(types, None, None, None, None, None, None)
     is_str, is_bytes = types == 1, types == 7
     if is_str.any():
-        strs = _slices(data, np.where(is_str, payload_start, payload_end), payload_end, is_str)
-        cols.str = _utf8(strs, "a string attribute value")
+        starts = np.where(is_str, payload_start, payload_end)
+        cols.str = _slices(data, starts, payload_end, is_str, pa.string())
     if is_bytes.any():
-        cols.bytes = _slices(data, np.where(is_bytes, payload_start, payload_end), payload_end, is_bytes)
+        starts = np.where(is_bytes, payload_start, payload_end)
+        cols.bytes = _slices(data, starts, payload_end, is_bytes, pa.binary())
     for code, name, typ in ((2, "int", pa.int64()), (3, "double", pa.float64()), (4, "bool", pa.bool_())):
         other = types != code
         if not other.all():  # zeros under the nulls, as they compress best

@@ -642,6 +642,16 @@ def test_vectorized_attribute_parser_matches_upb_on_mutated_bytes(
     assert _kv_view(value_scan.parse_key_values(pa.array(raws, pa.binary()))) == slow
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [b"\x0a\x02\xc0\x80\x12\x03\x0a\x01x", b"\x0a\x01k\x12\x04\x0a\x02\xed\xa0"],  # key, string value
+)
+def test_vectorized_attribute_parser_refuses_bad_utf8(bad: bytes) -> None:
+    raws = [_kv("a", string_value="x").SerializeToString()] * 60 + [bad]
+    with pytest.raises(MalformedData, match="UTF-8"):
+        value_scan.parse_key_values(pa.array(raws, pa.binary()))
+
+
 @settings(max_examples=60, deadline=None)
 @given(any_values)
 def test_cbor_round_trip(value: AnyValue) -> None:
