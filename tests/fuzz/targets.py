@@ -20,8 +20,9 @@ otap            a serialized ``BatchArrowRecords`` through ``StreamConsumer.deco
 wirescan        every entry point of the native scanner (``_wirescan.c``) that reads received
                 bytes: ``scan`` (of the message and every LEN field below it), ``validate``
                 against each signal's schema, ``key_values`` (over every message's LEN
-                payloads, and rows cut at offsets from the data), ``gather``, and the
-                filelog receiver's ``text_lines`` and ``cri_heads`` (the data as a log block)
+                payloads, and rows cut at offsets from the data), ``codes``, ``gather`` and
+                ``group`` (over the LEN payloads), and the filelog receiver's ``text_lines``
+                and ``cri_heads`` (the data as a log block)
 config          ``parse_config`` of the bytes as UTF-8 text (YAML, substitution, the model)
 ==============  ===========================================================================
 """
@@ -110,10 +111,14 @@ def wirescan(data: bytes) -> None:
         lengthy = fields.wire_type == LEN
         pending += zip(fields.start[lengthy].tolist(), fields.end[lengthy].tolist(), strict=True)
         _wirescan.gather(data, fields.start[lengthy], fields.end[lengthy])
+        # the same payloads grouped per parent (each its own, in reverse order) and hashed
+        parents = np.arange(np.count_nonzero(lengthy), dtype=np.int64)[::-1].copy()
+        _wirescan.group(data, fields.start[lengthy], fields.end[lengthy], parents, len(parents))
         # key_values over the message's LEN payloads (attributes are KeyValues: typed values)
         rows = np.column_stack([fields.start[lengthy], fields.end[lengthy]]).ravel().astype(np.int32)
         if len(rows) >= 2:
             _wirescan.key_values(data, rows)
+            _wirescan.codes(data, rows, np.ones(len(rows) - 1, dtype=np.bool_), len(data))
     for schema in _SCHEMAS.values():
         with contextlib.suppress(ValueError):
             _wirescan.validate(data, schema.code)
