@@ -51,6 +51,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -153,6 +154,8 @@ class LakeWriter:
         self._observed: dict[str, Observed] = defaultdict(set)  # per tenant, since the last flush
         self._warm_after: dict[str, float] = {}  # per tenant: when loading its policies may be retried
         self._stream: Chain | None = None  # built at start (a redact salt may be read from a file)
+        # the stream's thread: a chunk's rows go through the stream while the next one converts
+        self._stream_pool = ThreadPoolExecutor(1, thread_name_prefix="lake-stream")
         self._follow_failed = False
         self._maintenance = Scheduler(settings, config)  # its jobs, when config.maintenance sets intervals
         self._replication = ReplicationSchedule(settings, config)  # when config.replicate is set
@@ -375,7 +378,7 @@ class LakeWriter:
                 region = self.config.region
                 options: dict[str, Any] = {} if inspect is None else {"inspect": inspect}
                 if self._stream is not None:
-                    options["stream"] = self._stream
+                    options["stream"], options["pool"] = self._stream, self._stream_pool
                 converted = list(await asyncio.to_thread(convert.convert, chunks, region, **options))
                 if inspect is not None:
                     for tenant, seen in inspect.seen.items():
@@ -670,6 +673,7 @@ class LakeWriter:
         except TimeoutError:
             pass
         await self._tasks.close(cancel=True)  # anything left once the deadline passed
+        self._stream_pool.shutdown(wait=False)
         self._report_uncommitted()
         if self._wal is not None:
             await self._wal.close()
