@@ -22,7 +22,9 @@ rates, and of the CPU seconds per span of this process (every thread), which mov
 when other work shares the 2 cores (the rate the chain keeps at equal CPU); the system part of
 that CPU (page faults, mostly) is reported beside it. The allocators are tuned as the `orasi`
 services tune them (``orasi_common.allocator``: jemalloc for Arrow, glibc's pad), so that freed
-buffers are reused rather than faulted in again.
+buffers are reused rather than faulted in again. Each writer starts timing after a full garbage
+collection: one of the objects the writers before it left (about 0.1 s, measured) otherwise lands
+on whichever writer crosses Python's threshold, 0.4-0.6 CPU µs per span of its run.
 
 ``--apart`` profiles the chain without the writer: the corpus converted once into the writer's
 conversion chunks (``CONVERT_ITEMS`` spans), then CPU µs per span of ``Chain.process`` over them
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import shutil
 import tempfile
@@ -92,6 +95,7 @@ async def ingest(
     await writer.start()
     spans = 0
     try:
+        gc.collect()  # the previous writer's garbage: its full collection is not this writer's cost
         started, cpu = time.perf_counter(), time.process_time()
         system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         for _ in range(copies):
