@@ -22,9 +22,11 @@ rates, and of the CPU seconds per span of this process (every thread), which mov
 when other work shares the 2 cores (the rate the chain keeps at equal CPU); the system part of
 that CPU (page faults, mostly) is reported beside it. The allocators are tuned as the `orasi`
 services tune them (``orasi_common.allocator``: jemalloc for Arrow, glibc's pad), so that freed
-buffers are reused rather than faulted in again. Each writer starts timing after a full garbage
-collection: one of the objects the writers before it left (about 0.1 s, measured) otherwise lands
-on whichever writer crosses Python's threshold, 0.4-0.6 CPU µs per span of its run.
+buffers are reused rather than faulted in again. An untimed writer (every processor, one copy)
+runs first: the process's first writer otherwise pays for growing the heap (3-6 system µs per span
+more, measured) and loading the code, in round 1's ``baseline``. Each writer starts timing after a
+full garbage collection: one of the objects the writers before it left (about 0.1 s, measured)
+otherwise lands on whichever writer crosses Python's threshold, 0.4-0.6 CPU µs per span of its run.
 
 ``--apart`` profiles the chain without the writer: the corpus converted once into the writer's
 conversion chunks (``CONVERT_ITEMS`` spans), then CPU µs per span of ``Chain.process`` over them
@@ -185,6 +187,10 @@ def main() -> None:
     system: dict[str, list[float]] = {name: [] for name in VARIANTS}
     root = Path(tempfile.mkdtemp(prefix="orasi-lake-stream-"))
     try:
+        warm = root / "warm-up"  # untimed: the heap grown and the code paths loaded for every writer
+        warm.mkdir()
+        asyncio.run(ingest(warm, VARIANTS["stream+span_metrics"], requests, 1))
+        shutil.rmtree(warm, ignore_errors=True)
         for round_ in range(args.rounds):
             for name, overrides in VARIANTS.items():
                 directory = root / f"{round_}-{name.replace('+', '-')}"
