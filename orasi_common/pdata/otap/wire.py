@@ -5,8 +5,10 @@ The codec never walks attributes one by one in Python. Reading: the raw ``KeyVal
 decode a varint, or cut a field out, for every row at once. Writing: every field of every
 row becomes a :class:`Segment` (tag, the rows that write it, its values), :func:`join` writes
 the segments of each row in one native pass (``_wirescan.join``), and :func:`group_concat`
-turns the children of each parent (sorted by parent) into one ``repeated`` field, so a whole
-export request is assembled without a Python loop over items and parsed once by upb at the end.
+gathers the children of each parent, in any order, into one ``repeated`` field (a native
+counting sort, ``_wirescan.group``), so a whole export request is assembled without a Python
+loop over items and parsed once by upb at the end. :func:`first_codes` numbers the distinct
+values of a column in one native hashing pass (the attribute encoder's value and key codes).
 """
 
 from __future__ import annotations
