@@ -185,6 +185,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     system: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    started_on = machine()  # the load average before the rounds (at the end too, below)
     root = Path(tempfile.mkdtemp(prefix="orasi-lake-stream-"))
     try:
         warm = root / "warm-up"  # untimed: the heap grown and the code paths loaded for every writer
@@ -207,7 +208,8 @@ def main() -> None:
                 shutil.rmtree(directory, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    figures: dict[str, Any] = {"machine": machine(), "copies": args.copies, "chain": CHAIN, "variants": {}}
+    started_on["load_avg_1m_at_end"] = machine()["load_avg_1m_at_start"]
+    figures: dict[str, Any] = {"machine": started_on, "copies": args.copies, "chain": CHAIN, "variants": {}}
     for name in VARIANTS:
         figures["variants"][name] = {
             "spans_per_s": stats_of(rates[name]),
