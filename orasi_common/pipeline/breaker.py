@@ -2,7 +2,8 @@
 
 Closed: calls pass; ``failure_threshold`` consecutive failures open it. Open: calls are refused
 at once for ``open_duration`` seconds. Half-open: probes pass, at most ``half_open_max_calls`` of
-them in flight at once (a slot is free again when its probe's outcome is recorded), so probes go
+them in flight at once (a slot is free again when its probe's outcome is recorded, or when the
+call ended without one: ``abandon``, a cancelled call), so probes go
 on one after another until ``success_threshold`` consecutive successes close it; a failure opens
 it again and the count starts over. A success recorded while it is open (a
 call let through before it opened, answering late) counts as a probe's. Only failures that say
@@ -97,6 +98,13 @@ class CircuitBreaker:
         if self._successes >= self._config.success_threshold:
             self._successes = 0
             self._set(BreakerState.CLOSED)
+
+    def abandon(self) -> None:
+        """A call ``allow`` let through ended with no outcome (it was cancelled: the caller's own
+        timeout, shutdown): its probe slot, when half-open, is free again. Neither a success nor a
+        failure is counted."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._probes = max(0, self._probes - 1)
 
     def record_failure(self) -> None:
         self._failures += 1

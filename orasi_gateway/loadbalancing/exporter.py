@@ -329,6 +329,9 @@ class LoadBalancingExporter:
             except (PermanentError, PartialSuccess):
                 endpoint.breaker.record_success()  # the endpoint works; the data is refused
                 raise
+            except asyncio.CancelledError:  # the caller's timeout, shutdown: no outcome, no probe kept
+                endpoint.breaker.abandon()
+                raise
             endpoint.breaker.record_success()
             self._routed.labels(self._settings.id, name).inc(part.batch.items)
             return

@@ -14,12 +14,14 @@ import grpc
 import pytest
 
 from orasi_common.exporters.otlp.client import open_channel
+from orasi_common.pdata import Signal
 from orasi_common.pipeline.breaker import BreakerConfig, BreakerState
 from orasi_common.pipeline.component import Kind
 from orasi_gateway.loadbalancing import exporter as exporter_module
 from orasi_gateway.loadbalancing.config import Config
 from orasi_gateway.loadbalancing.exporter import LoadBalancingExporter
 
+from ..builders import batch_with
 from ..doubles import make_settings, sample
 
 # channels are lazy: nothing listens at these addresses and nothing is sent
@@ -192,5 +194,39 @@ async def test_an_endpoint_that_left_with_its_breaker_open_comes_back_with_it(ch
             left_open.record_success()
             states.append(left_open.state)
         assert states == [BreakerState.HALF_OPEN, BreakerState.CLOSED]
+    finally:
+        await lb.shutdown()
+
+
+async def test_a_probe_cancelled_by_the_callers_timeout_does_not_keep_its_slot(
+    channels: Channels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A half-open endpoint's probe that hangs until the sending queue's own timeout cancels it
+    gives its probe slot back: the next batch probes the endpoint again. Before, the slot stayed
+    taken and the endpoint, half-open for good, never had traffic again."""
+    lb = exporter()
+    await lb.start()
+    try:
+        group = lb._groups[0]
+        endpoint = group.endpoints[A]
+        lb.reconfigure(lb.config.model_copy(update={"circuit_breaker": BreakerConfig(open_duration=0.001)}))
+        for _ in range(3):
+            endpoint.breaker.record_failure()
+        await asyncio.sleep(0.002)  # open_duration is over: the next call is a probe
+        hung = asyncio.Event()
+
+        async def hang(batch: Any) -> None:
+            hung.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(endpoint.client, "send", hang)
+        part = exporter_module._Part(A, batch_with(Signal.TRACES, 1))
+        task = asyncio.create_task(lb._deliver(part, group))
+        await hung.wait()
+        assert endpoint.breaker.state is BreakerState.HALF_OPEN and not endpoint.breaker.available()
+        task.cancel()  # as asyncio.timeout in the sending queue's attempt cancels it
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert endpoint.breaker.state is BreakerState.HALF_OPEN and endpoint.breaker.allow()
     finally:
         await lb.shutdown()

@@ -114,3 +114,18 @@ def test_reconfigure_counts_the_successes_so_far_against_the_new_threshold() -> 
 def test_success_threshold_must_be_at_least_one() -> None:
     with pytest.raises(pydantic.ValidationError, match="success_threshold"):
         BreakerConfig(success_threshold=0)
+
+
+def test_an_abandoned_probe_frees_its_slot_and_counts_as_nothing() -> None:
+    """A probe whose call was cancelled (the caller's timeout) leaves no outcome: its slot is
+    free again for the next probe, and it neither closes nor reopens the breaker."""
+    clocked, breaker = opened(success_threshold=2)
+    assert breaker.allow() and not breaker.allow()  # the one slot is taken
+    breaker.abandon()
+    assert breaker.state is HALF_OPEN and breaker.allow()
+    breaker.record_success()
+    breaker.abandon()  # closed or open: nothing to free, nothing changes
+    clocked.succeed(1)
+    assert clocked.changes == [OPEN, HALF_OPEN, CLOSED]
+    breaker.abandon()
+    assert breaker.state is CLOSED and breaker.allow()
