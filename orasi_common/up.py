@@ -48,8 +48,8 @@ LAKE_MAINTENANCE = {"compact_interval": 600, "expire_interval": 3600, "max_file_
 """The lake's maintenance in `orasi up` (its one bridge runs it, under a lock in the process):
 small files compacted every 10 minutes into files of 65,536 rows at most (a compaction holds a
 file's rows in memory, as Arrow: about 5 times their Arrow size at its peak, some 400 MiB for
-spans at this size), snapshots older than a week expired and orphan files removed every hour; no
-retention (a `retention` section and interval keep less)."""
+spans at this size), snapshots older than ``keep_age`` (2 hours) expired and orphan files removed
+every hour; no retention (a `retention` section and interval keep less)."""
 
 GATEWAY_SEND_TIMEOUT = 5.0
 """Seconds the gateway gives the bridge to take a batch (one attempt, no retries of its own)."""
