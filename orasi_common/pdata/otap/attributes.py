@@ -1,9 +1,10 @@
 """Attribute tables, both ways: serialized ``KeyValue``\\ s → an OTAP attribute table (RESOURCE_ATTRS,
 SPAN_ATTRS, ...) → each row as a serialized ``KeyValue`` framed for its parent message.
 
-Encoding parses the ``KeyValue`` bytes into value columns (:mod:`.value_scan`) and orders and
-delta-encodes the rows; decoding checks a table, undoes the parent id encoding and serializes
-each row again, with numpy and Arrow rather than a Python step per attribute.
+Encoding parses the ``KeyValue`` bytes into value columns (:mod:`.value_scan`), once per distinct
+``KeyValue`` where they repeat, and orders and delta-encodes the rows; decoding checks a table,
+undoes the parent id encoding and serializes each row again, with numpy and Arrow rather than a
+Python step per attribute.
 
 Table layout (``parent_id`` u16 or u32, ``encoding`` = ``quasidelta``)::
 
@@ -54,6 +55,7 @@ from orasi_common.pdata.otap.value_scan import (
     IS_DELTA_TYPE,
     AnyColumns,
     KeyValues,
+    key_values_native,
     parse_key_values,
 )
 
@@ -138,7 +140,61 @@ def _positions(parents: I64) -> I64:
     return index - np.maximum.accumulate(np.where(first, index, 0))
 
 
-def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]:
+@dataclass(slots=True)
+class _Rows:
+    """The parsed KeyValues of a table's rows: ``kv`` holds either every row (``of_row`` None)
+    or each distinct serialized KeyValue once, in order of first appearance, and ``of_row``
+    each row's index into it. ``raw_codes``: with every row in ``kv``, the codes of the rows'
+    bytes (:func:`wire.first_codes`) when those are the canonical ones, else None."""
+
+    kv: KeyValues
+    of_row: I64 | None
+    raw_codes: I64 | None = None
+
+
+_DISTINCT_SHARE = 2  # rows are parsed once per distinct KeyValue when at most 1/2 are distinct
+
+
+def _parse_rows(raws: pa.Array | list[bytes]) -> _Rows:
+    """The KeyValues of ``raws``, parsed once per distinct serialized KeyValue where they repeat
+    (attributes mostly do: a thousand spans' rows hold a few hundred distinct ones)."""
+    n = len(raws)
+    if n < _TRIAL_ROWS:
+        return _Rows(parse_key_values(raws), None)
+    arr = raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary())
+    codes, firsts = wire.first_codes(arr)
+    if len(firsts) * _DISTINCT_SHARE <= n:
+        return _Rows(key_values_native(arr.take(pa.array(firsts))), codes)
+    kv = key_values_native(arr)
+    return _Rows(kv, None, codes if kv.canonical is arr else None)  # canonical rows: codes hold
+
+
+def _row_codes(rows: _Rows, n: int) -> tuple[U8, I64, I64, pa.Array]:
+    """Each row's type, value code (as :func:`wire.first_codes` numbers the canonical
+    KeyValues, key, type and value; -1 where canonical is null) and key code (numbered in order of
+    first appearance), and the keys in code order."""
+    kv, of_row = rows.kv, rows.of_row
+    if of_row is None:
+        types = kv.values.type[:n]
+        if rows.raw_codes is not None:
+            pair = rows.raw_codes[:n].copy()
+        else:
+            pair = wire.first_codes(kv.canonical.slice(0, n))[0].copy()
+        keys_in_rows = kv.key.slice(0, n)
+        key, key_firsts = wire.first_codes(keys_in_rows)
+        return types, pair, key, keys_in_rows.take(pa.array(key_firsts))
+    # codes of the distinct KeyValues, spread to the rows: distinct ones are in order of first
+    # appearance, so first appearances among them are first appearances among the rows
+    key_of, key_firsts = wire.first_codes(kv.key)
+    return (
+        kv.values.type[of_row],
+        wire.first_codes(kv.canonical)[0][of_row],
+        key_of[of_row],
+        kv.key.take(pa.array(key_firsts)),
+    )
+
+
+def _varied_rows(rows: _Rows, n: int) -> tuple[I64, I64, Bools | None, KeySet]:
     """For the first ``n`` rows: (value code, key code, the rows of keys with varied values,
     the keys, sorted, each with whether its values vary), the third None when those rows are
     too many to group the table by value (see ``_ordered``).
@@ -146,12 +202,9 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]
     Value codes are equal exactly when key, type and value are (-1 for types never
     delta-encoded); codes count in order of first appearance.
     """
-    types = kv.values.type[:n]
+    types, pair, key, key_names_in_order = _row_codes(rows, n)
     delta = IS_DELTA_TYPE[types]
-    pair = wire.first_codes(kv.canonical.slice(0, n))[0].copy()
     pair[~delta] = -1
-    keys_in_rows = kv.key.slice(0, n)
-    key, key_firsts = wire.first_codes(keys_in_rows)
     # a row brings a new value when its code exceeds every code before it
     seen = np.maximum.accumulate(pair)
     first = np.empty(n, dtype=np.bool_)
@@ -161,7 +214,7 @@ def _varied_rows(kv: KeyValues, n: int) -> tuple[I64, I64, Bools | None, KeySet]
     distinct = np.bincount(key[first], minlength=keys)
     varied = distinct * _VARIED > np.bincount(key[delta], minlength=keys)
     varied_rows = varied[key]
-    names = keys_in_rows.take(pa.array(key_firsts)).to_pylist()
+    names = key_names_in_order.to_pylist()
     key_names = tuple(sorted(zip(names, varied.tolist(), strict=True)))
     if int(varied_rows.sum()) * _VARIED_SHARE > n:
         return pair, key, None, key_names
@@ -211,7 +264,7 @@ _CHOICES: dict[Hashable, _Choice] = {}
 
 
 def _ordered(
-    kv: KeyValues, parents: I64, parent_type: pa.DataType, stream: Hashable | None = None
+    rows: _Rows, parents: I64, parent_type: pa.DataType, stream: Hashable | None = None
 ) -> tuple[I64 | None, Bools]:
     """The row order of the table, None to keep OTLP's, and its quasi-delta rule in that order.
 
@@ -232,7 +285,7 @@ def _ordered(
     n = len(parents)
     if n < 2:
         return None, np.zeros(n, dtype=np.bool_)
-    pair, key, varied_rows, key_names = _varied_rows(kv, n)
+    pair, key, varied_rows, key_names = _varied_rows(rows, n)
     positions = _positions(parents)
 
     def order(kind: str) -> I64 | None:
@@ -284,13 +337,18 @@ def encode_attributes(
     ``payload`` names the table's type, whose earlier tables' row order it may reuse."""
     if len(raws) == 0:
         return None
-    kv = parse_key_values(raws)
+    rows = _parse_rows(raws)
+    kv = rows.kv
     cols, keys, unset = kv.values, kv.key, kv.unset
-    order, eq = _ordered(kv, parents, parent_type, payload)
+    order, eq = _ordered(rows, parents, parent_type, payload)
     if order is not None:
-        take = pa.array(order, pa.int64())
+        parents = parents[order]
+    # the rows of kv in table order (one take from the distinct KeyValues when parsed so)
+    index = order if rows.of_row is None else rows.of_row if order is None else rows.of_row[order]
+    if index is not None:
+        take = pa.array(index, pa.int64())
         cols = AnyColumns(
-            cols.type[order],
+            cols.type[index],
             _take(cols.str, take),
             _take(cols.int, take),
             _take(cols.double, take),
@@ -298,7 +356,7 @@ def encode_attributes(
             _take(cols.bytes, take),
             _take(cols.ser, take),
         )
-        keys, unset, parents = keys.take(take), unset[order], parents[order]
+        keys, unset = keys.take(take), unset[index]
     columns = Columns()
     columns.required("parent_id", uints(quasi_delta_encode(parents, eq), parent_type), encoding=QUASIDELTA)
     columns.required("key", keys)

@@ -302,7 +302,13 @@ def parse_key_values(raws: pa.Array | list[bytes]) -> KeyValues:
     n = len(raws)
     if n < _SMALL:
         return _key_values_python(raws if isinstance(raws, list) else raws.to_pylist())
-    arr = raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary())
+    return key_values_native(raws if isinstance(raws, pa.Array) else pa.array(raws, pa.binary()))
+
+
+def key_values_native(arr: pa.Array) -> KeyValues:
+    """:func:`parse_key_values` by the native pass whatever the number of rows (``canonical`` is
+    ``arr`` itself when every row is canonical already)."""
+    n = len(arr)
     offsets, data = wire.offsets_and_data(arr)
     # one native pass cuts the canonical rows apart (the rules of _scan_any, the key before, and
     # UTF-8 checked: a row with bad UTF-8 goes to upb, which refuses it)
