@@ -27,6 +27,9 @@
  *
  * text_lines(data, cut, limit) and cri_heads(data, starts, ends) read the lines of a log file's
  * block and the heads of its CRI lines (the filelog receiver's columns, see their section below).
+ *
+ * Dictionary(seed) holds the growing dictionary of one column of an OTAP stream, with its hash
+ * table, and encodes string columns against it (the stream producer's; see its section below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -319,8 +322,19 @@ static uint64_t string_hash(const uint8_t *s, Py_ssize_t len, uint64_t seed) {
         h = (h ^ word) * 0xBF58476D1CE4E5B9ULL;
         h ^= h >> 31;
     }
-    word = 0;
-    memcpy(&word, s, (size_t)len);
+    /* the last 1-7 bytes without a variable-length copy (a call, and a store the load below
+     * must wait for, costing more than the whole hash of a short string): overlapping reads,
+     * which with the length mixed in above still tell apart any two strings of one length */
+    if (len >= 4) {
+        uint32_t low, high;
+        memcpy(&low, s, 4);
+        memcpy(&high, s + len - 4, 4);
+        word = (uint64_t)low | (uint64_t)high << 32;
+    } else if (len > 0) {
+        word = (uint64_t)s[0] | (uint64_t)s[len >> 1] << 8 | (uint64_t)s[len - 1] << 16;
+    } else {
+        word = 0;
+    }
     h = (h ^ word) * 0x94D049BB133111EBULL;
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ULL;
@@ -1218,6 +1232,301 @@ static PyObject *cri_heads(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Dictionary(seed): the distinct strings that one column of an OTAP stream has sent, numbered in
+ * order of first appearance, with their hash table kept from call to call (the stream producer's
+ * growing dictionaries: pyarrow's index_in would hash the whole dictionary again every batch).
+ *
+ * encode(validity, offsets, data, offset, length, limit, width) takes an Arrow string column's
+ * buffers (validity: its bitmap, or None when no row is null; offsets: int32; the rows are
+ * offset .. offset + length - 1) and returns (indices, bitmap, new_offsets, new_data): each
+ * row's number in the dictionary as `width` (1 or 2) little-endian bytes (0 for a null row), the
+ * rows' validity as a fresh bitmap from bit 0 with the bits past the last row clear (None when
+ * validity is None), and the values that the column added to the dictionary, in order of first
+ * appearance, as an Arrow string array's int32 offsets (from 0) and data. It returns None and
+ * leaves the dictionary as it was when the column would take it past `limit` values (at most
+ * 256 for width 1, 65536 for width 2, and no fewer than it holds). Strings come from senders,
+ * so the hash is string_hash keyed by seed; the rows, the bitmap and the offsets of valid rows
+ * are checked against their buffers before anything is hashed (ValueError). The work runs
+ * without the GIL; a second thread calling encode on the same dictionary meanwhile gets
+ * RuntimeError. len() is the number of values. */
+typedef struct {
+    PyObject_HEAD
+    uint64_t seed;
+    uint8_t *bytes;         /* the values' bytes, back to back */
+    size_t used, room;      /* of bytes */
+    size_t *starts;         /* count + 1 offsets into bytes */
+    uint64_t *hashes;       /* of each value */
+    size_t count, capacity; /* values, and the room of hashes (starts: capacity + 1) */
+    int32_t *slots;         /* the hash table: a value's number, -1 while empty */
+    size_t mask;            /* slots - 1 (a power of two); 0 before the first table */
+    int busy;
+} Dictionary;
+
+enum { FILLED, REFUSED, NO_MEMORY, OUTSIDE };
+
+static void dictionary_dealloc(PyObject *op) {
+    Dictionary *d = (Dictionary *)op;
+    PyTypeObject *type = Py_TYPE(op);
+    PyMem_RawFree(d->bytes);
+    PyMem_RawFree(d->starts);
+    PyMem_RawFree(d->hashes);
+    PyMem_RawFree(d->slots);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyObject *dictionary_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    unsigned long long seed;
+    static char *names[] = {"seed", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K:Dictionary", names, &seed)) return NULL;
+    Dictionary *d = (Dictionary *)type->tp_alloc(type, 0);
+    if (d == NULL) return NULL;
+    d->seed = (uint64_t)seed;
+    if ((d->starts = PyMem_RawCalloc(1, sizeof(size_t))) == NULL) {
+        Py_DECREF(d);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)d;
+}
+
+static Py_ssize_t dictionary_len(PyObject *op) { return (Py_ssize_t)((Dictionary *)op)->count; }
+
+/* Room for `values` values with the table at most half full; -1 when out of memory (the
+ * dictionary unchanged). Raw allocators only: runs without the GIL. */
+static int dictionary_reserve(Dictionary *d, size_t values) {
+    if (values > d->capacity) {
+        size_t *starts = PyMem_RawRealloc(d->starts, (values + 1) * sizeof(size_t));
+        if (starts == NULL) return -1;
+        d->starts = starts;
+        uint64_t *hashes = PyMem_RawRealloc(d->hashes, values * sizeof(uint64_t));
+        if (hashes == NULL) return -1;
+        d->hashes = hashes;
+        d->capacity = values;
+    }
+    size_t size = 16;
+    while (size < 2 * values) size <<= 1;
+    if (d->slots != NULL && d->mask + 1 >= size) return 0;
+    int32_t *slots = PyMem_RawMalloc(size * sizeof(int32_t));
+    if (slots == NULL) return -1;
+    memset(slots, 0xff, size * sizeof(int32_t));
+    for (size_t v = 0; v < d->count; v++) {
+        size_t at = (size_t)d->hashes[v] & (size - 1);
+        while (slots[at] >= 0) at = (at + 1) & (size - 1);
+        slots[at] = (int32_t)v;
+    }
+    PyMem_RawFree(d->slots);
+    d->slots = slots;
+    d->mask = size - 1;
+    return 0;
+}
+
+/* Forgets the values numbered `count` and above, newest first: each one's probe path then still
+ * holds the older values it passed when it was put in, so it is found where it was put (linear
+ * probing, and nothing else is ever removed). */
+static void dictionary_truncate(Dictionary *d, size_t count) {
+    while (d->count > count) {
+        size_t v = --d->count, at = (size_t)d->hashes[v] & d->mask;
+        while (d->slots[at] != (int32_t)v) at = (at + 1) & d->mask;
+        d->slots[at] = -1;
+    }
+    d->used = d->starts[count];
+}
+
+/* Whether a[0:len] == b[0:len], inline: most values are short, and a call to memcmp would cost as
+ * much as hashing them. */
+static int same_bytes(const uint8_t *a, const uint8_t *b, size_t len) {
+    uint64_t x, y;
+    for (; len >= 8; a += 8, b += 8, len -= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    for (; len > 0; a++, b++, len--)
+        if (*a != *b) return 0;
+    return 1;
+}
+
+static int32_t offset_at(const uint8_t *offsets, Py_ssize_t row) {
+    int32_t value;
+    memcpy(&value, offsets + 4 * row, 4);
+    return value;
+}
+
+/* The number of the value s[0:len] (hash h), added as a new one when it is not held: FILLED, or
+ * REFUSED when `limit` values are held, NO_MEMORY (the dictionary unchanged either way). */
+static int dictionary_number(Dictionary *d, const uint8_t *s, size_t len, size_t limit, size_t *number) {
+    const uint64_t h = string_hash(s, (Py_ssize_t)len, d->seed);
+    size_t at = (size_t)h & d->mask;
+    for (int32_t v; (v = d->slots[at]) >= 0; at = (at + 1) & d->mask) {
+        if (d->hashes[v] == h && d->starts[v + 1] - d->starts[v] == len && same_bytes(d->bytes + d->starts[v], s, len)) {
+            *number = (size_t)v;
+            return FILLED;
+        }
+    }
+    if (d->count >= limit) return REFUSED;
+    if (d->used + len > d->room) {
+        size_t room = d->room < 64 ? 64 : 2 * d->room;
+        if (room < d->used + len) room = d->used + len;
+        uint8_t *bytes = PyMem_RawRealloc(d->bytes, room);
+        if (bytes == NULL) return NO_MEMORY;
+        d->bytes = bytes;
+        d->room = room;
+    }
+    if (len > 0) memcpy(d->bytes + d->used, s, len);
+    d->used += len;
+    *number = d->count++;
+    d->starts[d->count] = d->used;
+    d->hashes[*number] = h;
+    d->slots[at] = (int32_t)*number;
+    return FILLED;
+}
+
+/* encode's work, without the GIL: FILLED, or REFUSED / NO_MEMORY / OUTSIDE with the dictionary
+ * as it was. A row equal to the last valid one (sorted columns repeat) is not hashed again. */
+static int dictionary_fill(Dictionary *d, const uint8_t *bits, const uint8_t *offsets, const uint8_t *data,
+                           Py_ssize_t size, Py_ssize_t offset, Py_ssize_t length, size_t limit, int width,
+                           uint8_t *out, uint8_t *bitmap) {
+    for (Py_ssize_t r = offset; r < offset + length; r++) {
+        if (bits != NULL && !(bits[r >> 3] >> (r & 7) & 1)) continue;
+        int32_t start = offset_at(offsets, r), end = offset_at(offsets, r + 1);
+        if (start < 0 || start > end || end > size) return OUTSIDE;
+    }
+    size_t most = d->count + (size_t)length < limit ? d->count + (size_t)length : limit;
+    if (dictionary_reserve(d, most) < 0) return NO_MEMORY;
+    const size_t before = d->count;
+    if (bitmap != NULL) memset(bitmap, 0, (size_t)(length + 7) / 8);
+    const uint8_t *last = NULL;
+    size_t last_len = 0, number = 0, last_number = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        const Py_ssize_t r = offset + i;
+        number = 0; /* a null row's */
+        if (bits == NULL || bits[r >> 3] >> (r & 7) & 1) {
+            if (bitmap != NULL) bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
+            const int32_t start = offset_at(offsets, r);
+            const size_t len = (size_t)(offset_at(offsets, r + 1) - start);
+            const uint8_t *s = data + start;
+            if (last != NULL && len == last_len && same_bytes(s, last, len)) {
+                number = last_number;
+            } else {
+                int outcome = dictionary_number(d, s, len, limit, &number);
+                if (outcome != FILLED) {
+                    dictionary_truncate(d, before);
+                    return outcome;
+                }
+                last = s;
+                last_len = len;
+                last_number = number;
+            }
+        }
+        if (width == 1) {
+            out[i] = (uint8_t)number;
+        } else {
+            out[2 * i] = (uint8_t)(number & 0xff);
+            out[2 * i + 1] = (uint8_t)(number >> 8);
+        }
+    }
+    return FILLED;
+}
+
+static PyObject *dictionary_encode(PyObject *op, PyObject *args) {
+    Dictionary *d = (Dictionary *)op;
+    PyObject *validity_object, *result = NULL, *indices = NULL, *bitmap = NULL, *new_offsets = NULL, *new_data = NULL;
+    Py_buffer validity = {0}, offsets, data;
+    Py_ssize_t offset, length, limit;
+    int width;
+    if (!PyArg_ParseTuple(args, "Oy*y*nnni:encode", &validity_object, &offsets, &data, &offset, &length, &limit, &width))
+        return NULL;
+    if (validity_object != Py_None && PyObject_GetBuffer(validity_object, &validity, PyBUF_SIMPLE) < 0) goto done;
+    const Py_ssize_t rows = offsets.len / 4;
+    if (width != 1 && width != 2) {
+        PyErr_SetString(PyExc_ValueError, "Dictionary.encode: the index width is 1 or 2 bytes");
+        goto done;
+    }
+    if (limit < (Py_ssize_t)d->count || limit > ((Py_ssize_t)1 << (8 * width))) {
+        PyErr_SetString(PyExc_ValueError, "Dictionary.encode: the limit is below the values held or past the index width");
+        goto done;
+    }
+    if (offset < 0 || length < 0 || (length > 0 && (offset >= rows || length > rows - 1 - offset))) {
+        PyErr_SetString(PyExc_ValueError, "Dictionary.encode: the rows lie outside the offsets");
+        goto done;
+    }
+    if (validity_object != Py_None && length > 0 && (offset + length - 1) / 8 >= validity.len) {
+        PyErr_SetString(PyExc_ValueError, "Dictionary.encode: the validity bitmap does not cover the rows");
+        goto done;
+    }
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Dictionary.encode: the dictionary is in use by another thread");
+        goto done;
+    }
+    if ((indices = PyBytes_FromStringAndSize(NULL, length * width)) == NULL) goto done;
+    if (validity_object != Py_None && (bitmap = PyBytes_FromStringAndSize(NULL, (length + 7) / 8)) == NULL) goto done;
+    const size_t before = d->count, first_byte = d->used;
+    int outcome;
+    d->busy = 1;
+    Py_BEGIN_ALLOW_THREADS;
+    outcome = dictionary_fill(d, validity_object == Py_None ? NULL : validity.buf, offsets.buf, data.buf, data.len,
+                              offset, length, (size_t)limit, width, (uint8_t *)PyBytes_AS_STRING(indices),
+                              bitmap == NULL ? NULL : (uint8_t *)PyBytes_AS_STRING(bitmap));
+    Py_END_ALLOW_THREADS;
+    d->busy = 0;
+    if (outcome == REFUSED) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (outcome == NO_MEMORY) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (outcome == OUTSIDE) {
+        PyErr_SetString(PyExc_ValueError, "Dictionary.encode: a row's offsets lie outside the data");
+        goto done;
+    }
+    const size_t added = d->count - before;
+    new_offsets = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(4 * (added + 1)));
+    new_data = PyBytes_FromStringAndSize((const char *)d->bytes + first_byte, (Py_ssize_t)(d->used - first_byte));
+    if (new_offsets == NULL || new_data == NULL) {
+        dictionary_truncate(d, before); /* the caller never learns of these values */
+        goto done;
+    }
+    uint8_t *written = (uint8_t *)PyBytes_AS_STRING(new_offsets);
+    for (size_t v = 0; v <= added; v++) { /* within the column's data, so int32 */
+        int32_t at = (int32_t)(d->starts[before + v] - first_byte);
+        memcpy(written + 4 * v, &at, 4);
+    }
+    result = PyTuple_Pack(4, indices, bitmap == NULL ? Py_None : bitmap, new_offsets, new_data);
+    if (result == NULL) dictionary_truncate(d, before);
+done:
+    Py_XDECREF(indices);
+    Py_XDECREF(bitmap);
+    Py_XDECREF(new_offsets);
+    Py_XDECREF(new_data);
+    if (validity.obj != NULL) PyBuffer_Release(&validity);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyMethodDef dictionary_methods[] = {
+    {"encode", dictionary_encode, METH_VARARGS,
+     "encode(validity, offsets, data, offset, length, limit, width) -> (indices, bitmap, new_offsets, new_data) "
+     "or None past the limit (see the module source)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot dictionary_slots[] = {
+    {Py_tp_new, dictionary_new},
+    {Py_tp_dealloc, dictionary_dealloc},
+    {Py_tp_methods, dictionary_methods},
+    {Py_sq_length, dictionary_len},
+    {Py_tp_doc, "Dictionary(seed): the distinct strings of a stream's column, numbered in order of first appearance"},
+    {0, NULL},
+};
+
+static PyType_Spec dictionary_spec = {
+    "orasi_common.pdata._wirescan.Dictionary", sizeof(Dictionary), 0, Py_TPFLAGS_DEFAULT, dictionary_slots,
+};
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(data, starts, ends) -> bytes of int64 records (see the module source)"},
     {"gather", gather, METH_VARARGS, "gather(data, starts, ends) -> the slices concatenated"},
@@ -1233,4 +1542,13 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wirescan", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__wirescan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__wirescan(void) {
+    PyObject *m = PyModule_Create(&module), *type;
+    if (m == NULL) return NULL;
+    if ((type = PyType_FromSpec(&dictionary_spec)) == NULL || PyModule_AddObject(m, "Dictionary", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

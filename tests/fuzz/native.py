@@ -8,8 +8,8 @@ build's coverage counters and checks link against), with ``PYTHONMALLOC=malloc``
 Python buffer the scanner reads or writes is an ASan-guarded allocation.
 
 Each input runs ``targets.wirescan`` (``scan`` of the message and every LEN field below it,
-``gather``, ``validate`` for each signal's schema, ``key_values``, ``text_lines`` and
-``cri_heads`` of the input as a log block) and
+``gather``, ``validate`` for each signal's schema, ``key_values``, ``codes``, ``group``,
+``Dictionary``, ``text_lines`` and ``cri_heads`` of the input as a log block) and
 :func:`arguments_hostile` (every entry point, ``join`` too, with offsets, row counts and flags
 taken from the input). The contract: nothing
 but the documented ``ValueError`` and ``MalformedData``; libFuzzer's ``-timeout`` and
@@ -231,7 +231,8 @@ def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
 def arguments_hostile(data: bytes) -> None:
     """The entry points with their other arguments cut from the input too: ``scan``, ``gather``
     and ``cri_heads`` with int64 starts and ends, ``group`` with them, int64 parents and a group
-    count, ``codes`` with int32 offsets, validity flags and a seed, ``text_lines`` with a cut and
+    count, ``codes`` with int32 offsets, validity flags and a seed, ``Dictionary.encode`` with
+    int32 offsets, a bitmap, rows, a limit and an index width, ``text_lines`` with a cut and
     a limit, ``key_values`` with int32 offsets, ``join`` with a row count, emit flags, values and
     offsets (orasi computes these from a scan, never takes them from the wire; their bounds checks
     are fuzzed all the same). Each call must refuse what lies outside its buffers (ValueError) or
@@ -268,6 +269,8 @@ def arguments_hostile(data: bytes) -> None:
         if max(numbered, default=-1) + 1 != len(firsts) // 8 or min(numbered, default=-1) < -1:
             raise AssertionError(f"codes returned codes {numbered} and {len(firsts) // 8} first rows")
     with contextlib.suppress(ValueError):
+        _dictionary_hostile(data, n, body)
+    with contextlib.suppress(ValueError):
         if len(_wirescan.key_values(data, body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0"))) != 7 * 8 * n:
             raise AssertionError("key_values returned other than 7 columns of n rows")
     with contextlib.suppress(ValueError):
@@ -292,6 +295,36 @@ def arguments_hostile(data: bytes) -> None:
         rows = struct.unpack(f"<{n + 1}q", offsets)
         if rows[0] != 0 or rows[-1] != len(out) or list(rows) != sorted(rows):
             raise AssertionError(f"join returned offsets {rows} for {len(out)} bytes")
+
+
+def _dictionary_hostile(data: bytes, n: int, body: bytes) -> None:
+    """``Dictionary.encode`` with int32 offsets, a validity bitmap (or None), a first row, a row
+    count, a limit and an index width cut from the input, twice on one dictionary: what it
+    returns must hold together (indices below the values held, the new values' offsets inside
+    their data)."""
+    from orasi_common.pdata import _wirescan
+
+    offsets = body[: 4 * (n + 1)].ljust(4 * (n + 1), b"\0")
+    validity = None if data[1] & 1 else body[n : n + 2]
+    first, width = data[1] % 3 - 1, 1 + data[0] % 2  # -1 refused
+    dictionary = _wirescan.Dictionary(int.from_bytes(data[:8], "little"))
+    for limit in (data[1] % 7, 256 if width == 1 else 300):
+        found = dictionary.encode(validity, offsets, data, first, n - first, limit, width)
+        if found is None:
+            continue
+        indices, bitmap, new_offsets, new_data = found
+        numbers = struct.unpack(f"<{n - first}{'B' if width == 1 else 'H'}", indices)
+        rows = struct.unpack(f"<{len(new_offsets) // 4}i", new_offsets)
+        if max(numbers, default=0) >= max(len(dictionary), 1) or len(dictionary) > limit:
+            raise AssertionError(
+                f"Dictionary numbered rows {numbers} with {len(dictionary)} values, limit {limit}"
+            )
+        if rows[0] != 0 or rows[-1] != len(new_data) or list(rows) != sorted(rows):
+            raise AssertionError(f"Dictionary returned new values' offsets {rows} for {len(new_data)} bytes")
+        if (bitmap is None) != (validity is None) or (
+            bitmap is not None and len(bitmap) != (n - first + 7) // 8
+        ):
+            raise AssertionError("Dictionary returned a bitmap other than one bit per row")
 
 
 def load(build: str):  # type: ignore[no-untyped-def]

@@ -21,8 +21,9 @@ wirescan        every entry point of the native scanner (``_wirescan.c``) that r
                 bytes: ``scan`` (of the message and every LEN field below it), ``validate``
                 against each signal's schema, ``key_values`` (over every message's LEN
                 payloads, and rows cut at offsets from the data), ``codes``, ``gather`` and
-                ``group`` (over the LEN payloads), and the filelog receiver's ``text_lines``
-                and ``cri_heads`` (the data as a log block)
+                ``group`` (over the LEN payloads), the OTAP stream's ``Dictionary`` (the LEN
+                payloads as a string column), and the filelog receiver's ``text_lines`` and
+                ``cri_heads`` (the data as a log block)
 config          ``parse_config`` of the bytes as UTF-8 text (YAML, substitution, the model)
 ==============  ===========================================================================
 """
@@ -119,6 +120,7 @@ def wirescan(data: bytes) -> None:
         if len(rows) >= 2:
             _wirescan.key_values(data, rows)
             _wirescan.codes(data, rows, np.ones(len(rows) - 1, dtype=np.bool_), len(data))
+            _dictionary(data, rows)
     for schema in _SCHEMAS.values():
         with contextlib.suppress(ValueError):
             _wirescan.validate(data, schema.code)
@@ -134,6 +136,38 @@ def wirescan(data: bytes) -> None:
     message = np.frombuffer(heads, dtype=np.int64, count=len(starts))
     if not ((starts <= message) & (message <= ends)).all():
         raise ContractBroken("a CRI message starts outside its line")
+
+
+def _dictionary(data: bytes, rows: np.ndarray) -> None:
+    """A stream dictionary (``_wirescan.Dictionary``) over the strings data[rows[i]:rows[i + 1]]
+    from a first row on, with nulls, a limit and an index width drawn from the data: its numbers
+    must be those of a dictionary in Python (None past the limit), and the same rows once more
+    must add nothing."""
+    n = len(rows) - 1
+    # a request starts with the tag 0x0a (bits 1 and 3): inverted, the first row is valid
+    bitmap = bytes(~byte & 0xFF for byte in data[: (n + 7) // 8]).ljust((n + 7) // 8, b"\xff")
+    first, width = data[-1] % n, 1 + data[-1] % 2
+    limit = (1 + data[len(data) // 2]) * (1 if width == 1 else 256)
+    numbers: dict[bytes, int] = {}
+    expected = bytearray()
+    for i in range(first, n):
+        number = 0
+        if bitmap[i >> 3] >> (i & 7) & 1:
+            number = numbers.setdefault(data[rows[i] : rows[i + 1]], len(numbers))
+        expected += number.to_bytes(width, "little")
+    dictionary = _wirescan.Dictionary(len(data))
+    for _ in range(2):
+        found = dictionary.encode(bitmap, rows, data, first, n - first, limit, width)
+        if (found is None) != (len(numbers) > limit) or len(dictionary) != (
+            0 if found is None else len(numbers)
+        ):
+            raise ContractBroken(
+                f"Dictionary held {len(dictionary)} values, limit {limit}, {len(numbers)} distinct"
+            )
+        if found is not None and found[0] != expected:
+            raise ContractBroken(f"Dictionary numbered the rows {found[0]!r}, not {bytes(expected)!r}")
+    if found is not None and found[2:] != (b"\0" * 4, b""):
+        raise ContractBroken("Dictionary added values it already held")
 
 
 def config(data: bytes) -> None:

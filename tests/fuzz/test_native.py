@@ -95,3 +95,36 @@ def test_arguments_hostile_fails_on_a_wrong_result() -> None:
     wrong = mock.patch.object(_wirescan, "gather", return_value=b"abc")  # 7 bytes are due
     with wrong, pytest.raises(AssertionError, match="gather"):
         arguments_hostile(data)
+
+
+class _WrongDictionary:
+    """Numbers its one row 5 while holding no value."""
+
+    def __init__(self, seed: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+    def encode(self, *args: object) -> tuple[bytes, None, bytes, bytes]:
+        return b"\x05\x00", None, b"\0\0\0\0", b""
+
+
+def test_the_dictionary_checks_fail_on_a_wrong_result() -> None:
+    """One row, an empty string: the real dictionary numbers it 0 and holds it; a wrong one is
+    caught by the hostile-arguments check and by the wirescan target's."""
+    from unittest import mock
+
+    import numpy as np
+
+    from tests.fuzz.targets import ContractBroken, _dictionary
+
+    data = bytes([1, 1]) + bytes(16)
+    rows = np.array([0, 0], dtype=np.int32)
+    arguments_hostile(data)
+    _dictionary(b"\x00", rows)
+    with mock.patch.object(_wirescan, "Dictionary", _WrongDictionary):
+        with pytest.raises(AssertionError, match="Dictionary numbered"):
+            arguments_hostile(data)
+        with pytest.raises(ContractBroken, match="Dictionary held 0 values"):
+            _dictionary(b"\x00", rows)

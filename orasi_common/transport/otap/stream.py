@@ -33,15 +33,17 @@ payload by payload; a new ``schema_id`` for a type replaces that type's reader.
 from __future__ import annotations
 
 import io
+import secrets
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from orasi_common.errors import MalformedData
+from orasi_common.pdata import _wirescan
 from orasi_common.pdata.otap.payload_types import ArrowPayloadType
 from orasi_common.transport.otap.proto import arrow_service_pb2 as otap_pb2
 
@@ -66,6 +68,7 @@ PLAIN_MIN_ROWS = 64
 # its IPC stream to a dictionary, once per gRPC stream (log systems differ: one repeats its
 # messages, another never does)
 REPEATED_SHARE = 4
+_SEED = secrets.randbits(64)  # keys the dictionaries' native hash (their strings come from senders)
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -86,26 +89,45 @@ def _mostly_repeated(column: pa.Array) -> bool:
     return present >= PLAIN_MIN_ROWS and int(pc.count_distinct(column).as_py()) * REPEATED_SHARE <= present
 
 
-@dataclass
 class _Dictionary:
-    """The values one column has sent on this IPC stream, in index order."""
+    """The values one column has sent on this IPC stream, in index order, and their hash table
+    (``_wirescan.Dictionary``, kept from batch to batch: a batch hashes its own rows only)."""
 
-    index_type: pa.DataType
-    limit: int
-    values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    def __init__(self, index_type: pa.DataType, limit: int) -> None:
+        self.index_type = index_type
+        self.limit = limit
+        self.values: pa.Array = pa.array([], pa.string())
+        self._table = _wirescan.Dictionary(_SEED)
 
     def encode(self, column: pa.Array) -> pa.DictionaryArray | None:
-        """``column`` as indices into the grown dictionary; None if it would pass ``limit``."""
+        """``column`` as indices into the grown dictionary, which takes its new values in order
+        of first appearance; None, the dictionary unchanged, if it would pass ``limit``."""
         if pa.types.is_large_string(column.type):
             column = column.cast(pa.string())
-        indices = pc.index_in(column, value_set=self.values)
-        if indices.null_count > column.null_count:  # values the dictionary does not hold yet
-            new = pc.unique(column.filter(pc.is_null(indices))).drop_null()
-            if len(self.values) + len(new) > self.limit:
-                return None
+        validity, offsets, data = column.buffers()
+        nulls = column.null_count
+        found = self._table.encode(
+            validity if nulls else None,
+            b"" if offsets is None else offsets,
+            b"" if data is None else data,
+            column.offset,
+            len(column),
+            self.limit,
+            self.index_type.bit_width // 8,
+        )
+        if found is None:
+            return None
+        indices, bitmap, new_offsets, new_data = found
+        if len(new_offsets) > 4:
+            new = pa.Array.from_buffers(
+                pa.string(),
+                len(new_offsets) // 4 - 1,
+                [None, pa.py_buffer(new_offsets), pa.py_buffer(new_data)],
+            )
             self.values = pa.concat_arrays([self.values, new])
-            indices = pc.index_in(column, value_set=self.values)
-        return pa.DictionaryArray.from_arrays(indices.cast(self.index_type), self.values)
+        valid = None if bitmap is None else pa.py_buffer(bitmap)
+        numbers = pa.Array.from_buffers(self.index_type, len(column), [valid, pa.py_buffer(indices)], nulls)
+        return pa.DictionaryArray.from_arrays(numbers, self.values)
 
 
 def _merged_field(old: pa.Field, new: pa.Field) -> tuple[pa.Field, bool]:
