@@ -50,7 +50,6 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,6 +69,7 @@ from orasi_bridge.lake.convert import Converted, holds_otap
 from orasi_bridge.lake.derived import DerivedTables
 from orasi_bridge.lake.global_dedup import GlobalDedup
 from orasi_bridge.lake.maintenance.scheduler import Scheduler
+from orasi_bridge.lake.registry_checks import RegistryChecks
 from orasi_bridge.lake.replicate_schedule import ReplicationSchedule
 from orasi_bridge.lake.rows import TABLE_OF_SIGNAL
 from orasi_bridge.lake.spanmetrics import SOURCE
@@ -81,15 +81,11 @@ from orasi_common.pipeline.exporter_helper import SHUTDOWN, failure_reason
 from orasi_common.pipeline.tasks import TaskScope
 from orasi_common.pipeline.wal import Recovered, WriteAheadLog, read_payload
 
-if TYPE_CHECKING:  # the registry imports the lake's schema, whose package imports this module
-    from orasi_bridge.registry.ingest import Inspection, Observed
+if TYPE_CHECKING:
     from orasi_bridge.registry.registry import Registry
 
 MIB = 1024 * 1024
 SIGNAL_OF_TABLE = {table: signal for signal, table in TABLE_OF_SIGNAL.items()}
-
-POLICY_RETRY = 5.0
-"""Seconds before loading a tenant's validation policies is tried again after a failure."""
 
 SHUTDOWN_RETRY_FIRST = 0.05
 SHUTDOWN_RETRY_MAX = 2.0
@@ -148,11 +144,7 @@ class LakeWriter:
         self._converted = asyncio.Event()  # set (and replaced) whenever a conversion ends
         self._stopping = False
         self._shut = False
-        self._registry: Registry | None = None
-        self._inspection: Callable[[], Inspection] | None = None
-        self._violations = settings.metrics.schema_violations
-        self._observed: dict[str, Observed] = defaultdict(set)  # per tenant, since the last flush
-        self._warm_after: dict[str, float] = {}  # per tenant: when loading its policies may be retried
+        self._registry = RegistryChecks(settings)  # nothing until use_registry
         self._stream: Chain | None = None  # built at start (a redact salt may be read from a file)
         # the stream's thread: a chunk's rows go through the stream while the next one converts
         self._stream_pool = ThreadPoolExecutor(1, thread_name_prefix="lake-stream")
@@ -238,25 +230,7 @@ class LakeWriter:
     def use_registry(self, registry: Registry) -> None:
         """Check ingest against ``registry``'s policies and record the attribute types seen
         (the bridge's query API, which serves the registry, calls it)."""
-        from orasi_bridge.registry.ingest import Inspection  # see TYPE_CHECKING above
-
-        self._registry = registry
-        self._inspection = lambda: Inspection(registry, self._violations)
-
-    async def _load_policies(self, tenant: str) -> None:
-        """Before a tenant's first batch is buffered: its validation policies, so that they apply
-        from the first batch on (a store that does not answer is tried again after a while)."""
-        assert self._registry is not None
-        if self._registry.policies(tenant) is not None or time.monotonic() < self._warm_after.get(tenant, 0):
-            return
-        try:
-            await self._registry.warm(tenant)
-        except OrasiError as error:
-            self._warm_after[tenant] = time.monotonic() + POLICY_RETRY
-            self._logger.warning(
-                "The schema registry's policies could not be loaded; ingest is not validated until they are.",
-                extra={"tenant": tenant, "error": error.message, "retry_in": POLICY_RETRY},
-            )
+        self._registry.use(registry)
 
     def _ids_of(self, table: str) -> CommittedIds:
         """The batch ids committed to ``table`` that this writer remembers."""
@@ -279,8 +253,7 @@ class LakeWriter:
             await earlier  # a retry of a batch still being written: wait for that attempt
         if self.is_known(batch.batch_id):
             return  # a replay of data the lake already holds: acknowledge, write nothing
-        if self._registry is not None:
-            await self._load_policies(batch.tenant)
+        await self._registry.load_policies(batch.tenant)
         held = self._buffer.size_bytes + (self._flushing.size_bytes if self._flushing else 0)
         if held >= self.config.max_buffer_mib * MIB:
             self._flush_now.set()
@@ -315,15 +288,13 @@ class LakeWriter:
     ) -> tuple[Converted | None, Bools | None, PartialSuccess | None]:
         """The rows of a batch converted before it is acknowledged, the rows of it kept and the
         refusal of the others (``convert.convert_now``), or (None, None, None): converted later."""
-        inspect = self._inspection() if self._inspection is not None else None
+        inspect = self._registry.inspection()
         if not convert.converts_now(batch, inspect):
             return None, None, None
         converted = await asyncio.to_thread(
             convert.convert_now, batch, self.config.region, self._stream, inspect
         )
-        if inspect is not None:
-            for tenant, seen in inspect.seen.items():
-                self._observed[tenant] |= seen
+        self._registry.seen(inspect)
         return converted
 
     async def _buffer_rows(
@@ -374,15 +345,13 @@ class LakeWriter:
         converted: list[Converted | None]
         try:
             try:
-                inspect = self._inspection() if self._inspection is not None else None
+                inspect = self._registry.inspection()
                 region = self.config.region
                 options: dict[str, Any] = {} if inspect is None else {"inspect": inspect}
                 if self._stream is not None:
                     options["stream"], options["pool"] = self._stream, self._stream_pool
                 converted = list(await asyncio.to_thread(convert.convert, chunks, region, **options))
-                if inspect is not None:
-                    for tenant, seen in inspect.seen.items():
-                        self._observed[tenant] |= seen
+                self._registry.seen(inspect)
             except Exception:
                 converted, dropped, losses = await asyncio.to_thread(
                     convert.convert_one_by_one, chunks, self.config.region, self._stream
@@ -596,7 +565,7 @@ class LakeWriter:
             finally:
                 self._flushing = None
             await self.derived.commit_audit()  # after the data (see above)
-            await self._record_observed()
+            await self._registry.record_observed()
 
     async def _commit_table(
         self, name: str, tenants: dict[str, list[pa.RecordBatch]], buffer: Buffer, known: set[str]
@@ -629,20 +598,6 @@ class LakeWriter:
         if metrics is not None:
             await metrics.finish()
         return done
-
-    async def _record_observed(self) -> None:
-        """Hand the keys and types seen since the last flush to the registry's store."""
-        if self._registry is None or not self._observed:
-            return
-        observed, self._observed = self._observed, defaultdict(set)
-        for tenant, seen in observed.items():
-            try:
-                await self._registry.observe(tenant, seen)
-            except OrasiError as error:  # seen again later, and recorded then
-                self._logger.warning(
-                    "Recording the attribute types seen failed.",
-                    extra={"tenant": tenant, "error": error.message},
-                )
 
     async def _put_back(self, buffer: Buffer) -> None:
         """Put a failed flush's rows back in front of what arrived since."""
